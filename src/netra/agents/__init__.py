@@ -1,0 +1,1 @@
+"""Agents: definitions, the AgentRegistry and the built-in assistant."""

@@ -1,0 +1,47 @@
+"""Accounts: register, log in, who am I."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+
+from netra.api.deps import AppState, CurrentUser
+
+router = APIRouter(tags=["auth"])
+
+
+class Credentials(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    email: Annotated[
+        str, Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    ]
+    password: Annotated[str, Field(min_length=8, max_length=256)]
+
+
+class LoginBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    email: Annotated[str, Field(min_length=1, max_length=320)]
+    password: Annotated[str, Field(min_length=1, max_length=256)]
+
+
+@router.post("/auth/register", status_code=201)
+async def register(body: Credentials, netra: AppState) -> dict[str, Any]:
+    settings = netra.settings.auth
+    user = await netra.accounts.register(
+        body.email, body.password, allowed=settings.allow_registration
+    )
+    return user.public()
+
+
+@router.post("/auth/login")
+async def login(body: LoginBody, netra: AppState) -> dict[str, Any]:
+    issued = await netra.accounts.login(body.email, body.password)
+    return {"access_token": issued.token, "token_type": "bearer", "expires_in": issued.expires_in}
+
+
+@router.get("/me")
+async def me(ctx: CurrentUser, netra: AppState) -> dict[str, Any]:
+    user = await netra.accounts.user(ctx)
+    return user.public()

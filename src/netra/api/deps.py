@@ -1,0 +1,39 @@
+"""FastAPI dependencies as ``Annotated`` aliases: ``AppState`` and ``CurrentUser``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from netra.context import UserExecutionContext
+from netra.errors import Unauthenticated
+
+if TYPE_CHECKING:
+    from netra.app import Netra
+
+_bearer = HTTPBearer(auto_error=False, description="Access token from POST /auth/login")
+
+
+def _netra(request: Request) -> Netra:
+    netra: Netra = request.app.state.netra
+    return netra
+
+
+AppState = Annotated["Netra", Depends(_netra)]
+
+
+def _current_user(
+    request: Request,
+    netra: AppState,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> UserExecutionContext:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthenticated("missing bearer token")
+    ctx = netra.tokens.verify_access(credentials.credentials)
+    request.state.user_id = ctx.user_id
+    return ctx
+
+
+CurrentUser = Annotated[UserExecutionContext, Depends(_current_user)]

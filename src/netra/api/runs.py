@@ -1,0 +1,53 @@
+"""Runs and the event log over HTTP (the reload path)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from netra.api.deps import AppState, CurrentUser
+from netra.db.repositories import EventRepository, RunRepository
+
+router = APIRouter(tags=["runs"])
+AfterSeq = Annotated[int, Query(ge=0)]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+
+
+@router.get("/runs/{run_id}")
+async def get_run(run_id: str, ctx: CurrentUser, netra: AppState) -> dict[str, Any]:
+    async with netra.db.read() as conn:
+        run = await RunRepository(conn, ctx).get(run_id)
+    return run.public()
+
+
+@router.post("/runs/{run_id}/cancel", status_code=202)
+async def cancel_run(run_id: str, ctx: CurrentUser, netra: AppState) -> dict[str, Any]:
+    run = await netra.runs.cancel(ctx, run_id)
+    return run.public()
+
+
+@router.get("/runs/{run_id}/events")
+async def run_events(
+    run_id: str,
+    ctx: CurrentUser,
+    netra: AppState,
+    after_seq: AfterSeq = 0,
+    limit: Limit = 1000,
+) -> dict[str, Any]:
+    async with netra.db.read() as conn:
+        await RunRepository(conn, ctx).get(run_id)
+        rows = await EventRepository(conn, ctx).for_run(run_id, after_seq, limit=limit)
+    return {"items": [json.loads(body) for _, body in rows]}
+
+
+@router.get("/events")
+async def user_events(
+    ctx: CurrentUser, netra: AppState, after_seq: AfterSeq = 0, limit: Limit = 500
+) -> dict[str, Any]:
+    async with netra.db.read() as conn:
+        events = EventRepository(conn, ctx)
+        rows = await events.after(after_seq, limit=limit)
+        last_seq = await events.last_seq()
+    return {"items": [json.loads(body) for _, body in rows], "last_seq": last_seq}

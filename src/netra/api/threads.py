@@ -1,0 +1,72 @@
+"""The caller's threads and their messages; sending a message over HTTP."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+
+from netra.api.deps import AppState, CurrentUser
+from netra.db.repositories import MessageRepository, ThreadRepository
+from netra.runs.service import DEFAULT_AGENT
+
+router = APIRouter(tags=["threads"])
+_Id = Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class NewThread(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: Annotated[str, Field(min_length=1, max_length=200)] = "New chat"
+    agent: _Id = DEFAULT_AGENT
+
+
+class NewRun(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    content: Annotated[str, Field(min_length=1)]
+    agent: _Id | None = None
+    client_msg_id: _Id | None = None
+
+
+@router.get("/threads")
+async def list_threads(ctx: CurrentUser, netra: AppState) -> dict[str, Any]:
+    async with netra.db.read() as conn:
+        threads = await ThreadRepository(conn, ctx).list()
+    return {"items": [thread.public() for thread in threads]}
+
+
+@router.post("/threads", status_code=201)
+async def create_thread(body: NewThread, ctx: CurrentUser, netra: AppState) -> dict[str, Any]:
+    netra.agents.check_access(ctx, body.agent)
+    async with netra.db.write() as conn:
+        thread = await ThreadRepository(conn, ctx).create(title=body.title, agent=body.agent)
+    return thread.public()
+
+
+@router.get("/threads/{thread_id}")
+async def get_thread(thread_id: str, ctx: CurrentUser, netra: AppState) -> dict[str, Any]:
+    async with netra.db.read() as conn:
+        thread = await ThreadRepository(conn, ctx).get(thread_id)
+    return thread.public()
+
+
+@router.get("/threads/{thread_id}/messages")
+async def list_messages(thread_id: str, ctx: CurrentUser, netra: AppState) -> dict[str, Any]:
+    async with netra.db.read() as conn:
+        await ThreadRepository(conn, ctx).get(thread_id)
+        messages = await MessageRepository(conn, ctx).list(thread_id)
+    return {"items": [message.public() for message in messages]}
+
+
+@router.post("/threads/{thread_id}/runs", status_code=202)
+async def create_run(
+    thread_id: str, body: NewRun, ctx: CurrentUser, netra: AppState
+) -> dict[str, Any]:
+    ack = await netra.runs.submit(
+        ctx,
+        content=body.content,
+        thread_id=thread_id,
+        agent=body.agent,
+        client_msg_id=body.client_msg_id,
+    )
+    return ack.as_dict()

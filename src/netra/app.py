@@ -1,0 +1,164 @@
+"""The application object and ``create_app(settings)``: everything is built here and passed
+explicitly; nothing is created at import time."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from netra import __version__
+from netra.agents.base import AgentDefinition
+from netra.agents.registry import AgentRegistry
+from netra.api import auth, runs, system, threads
+from netra.api.errors import install as install_error_handlers
+from netra.api.middleware import RequestIdMiddleware
+from netra.auth.accounts import AccountService
+from netra.auth.passwords import PasswordHasher
+from netra.auth.tokens import TokenService
+from netra.config import UnifiedConfigurationManager
+from netra.db.manager import DatabaseManager
+from netra.engine.execution import ExecutionEngine, ModelRegistry
+from netra.env import IsolatedEnvironment
+from netra.errors import ConfigurationError
+from netra.events.bridge import AgentWebSocketBridge
+from netra.events.bus import EventBus, InProcessBus
+from netra.events.writer import EventLogWriter
+from netra.models.offline import OfflineModel
+from netra.models.scripted import ScriptedModel
+from netra.realtime.endpoint import websocket_endpoint
+from netra.realtime.manager import UnifiedWebSocketManager
+from netra.runs.service import DEFAULT_AGENT, RunService
+from netra.settings import Settings
+from netra.tools.calculator import calculator
+from netra.tools.clock import clock
+from netra.tools.dispatcher import ToolRegistry
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "web" / "static"
+CLOSE_RESTARTING = 1012
+
+
+def jwt_secret(settings: Settings) -> str:
+    """The configured secret; in development and test, one generated once into data_dir."""
+    if settings.auth.jwt_secret is not None:
+        return settings.auth.jwt_secret.get_secret_value()
+    if settings.environment not in ("development", "test"):
+        raise ConfigurationError("auth.jwt_secret must be set outside development")
+    path = settings.server.data_dir / "jwt-secret"
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    path.touch(mode=0o600)
+    path.write_text(secret, encoding="utf-8")
+    return secret
+
+
+class Netra:
+    """Every process-wide object of one server, wired together."""
+
+    def __init__(self, config: UnifiedConfigurationManager) -> None:
+        self.config = config
+        settings = config.settings
+        self.db = DatabaseManager(settings.database_url, settings.database)
+        self.bus: EventBus = InProcessBus()
+        self.writer = EventLogWriter(self.db, self.bus, settings.events)
+        self.bridge = AgentWebSocketBridge(self.writer, settings.events)
+        self.tokens = TokenService(settings.auth, jwt_secret(settings))
+        self.accounts = AccountService(self.db, PasswordHasher(), self.tokens)
+        self.models: ModelRegistry = ModelRegistry("model")
+        self.models.register(
+            "offline", OfflineModel(chunk_delay_s=settings.models.offline_chunk_delay_ms / 1000)
+        )
+        self.models.register("scripted", ScriptedModel())
+        self.tools: ToolRegistry = ToolRegistry("tool")
+        for builtin in (calculator, clock):
+            self.tools.register(builtin.name, builtin, tags=("builtin",))
+        self.agents = AgentRegistry()
+        self.agents.register(
+            AgentDefinition(
+                name=DEFAULT_AGENT,
+                description="A general assistant that can use the calculator and the clock.",
+                system_prompt=(
+                    "You are Netra's assistant. Use the calculator for arithmetic and the clock "
+                    "for dates and times. Answer briefly."
+                ),
+            ),
+            tags=("builtin",),
+        )
+        self.engine = ExecutionEngine(
+            db=self.db,
+            bridge=self.bridge,
+            agents=self.agents,
+            tools=self.tools,
+            models=self.models,
+            settings=lambda: self.config.settings,
+        )
+        self.runs = RunService(
+            db=self.db,
+            bridge=self.bridge,
+            engine=self.engine,
+            agents=self.agents,
+            settings=lambda: self.config.settings,
+        )
+        self.sockets = UnifiedWebSocketManager(
+            self.bus, max_connections_per_user=settings.websocket.max_connections_per_user
+        )
+
+    @property
+    def settings(self) -> Settings:
+        return self.config.settings
+
+    async def start(self) -> None:
+        await self.db.upgrade()
+        await self.writer.start()
+        recovered = await self.engine.recover(self.accounts.context_for)
+        if any(recovered.values()):
+            log.info("recovered runs: %s", recovered)
+
+    async def stop(self) -> None:
+        await self.sockets.close_all(CLOSE_RESTARTING, "server restarting")
+        await self.engine.shutdown()
+        await self.writer.stop()
+        await self.db.close()
+
+
+def create_app(
+    settings: Settings | None = None, *, config: UnifiedConfigurationManager | None = None
+) -> FastAPI:
+    """Build the ASGI application. Pass ``config`` (or plain ``settings``) explicitly."""
+    if config is None:
+        config = UnifiedConfigurationManager(
+            IsolatedEnvironment.isolated(), overrides=(settings or Settings()).model_dump()
+        )
+    netra = Netra(config)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await netra.start()
+        try:
+            yield
+        finally:
+            await netra.stop()
+
+    app = FastAPI(title="Netra", version=__version__, lifespan=lifespan)
+    app.state.netra = netra
+    app.add_middleware(RequestIdMiddleware)
+    install_error_handlers(app)
+    for router in (system.router, auth.router, threads.router, runs.router):
+        app.include_router(router)
+    app.add_api_websocket_route("/ws", websocket_endpoint)
+    app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    return app

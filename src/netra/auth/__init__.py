@@ -1,0 +1,1 @@
+"""Identity: password hashing, tokens, roles and the contexts built from them."""

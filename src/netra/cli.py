@@ -1,0 +1,122 @@
+"""The ``netra`` command: serve, database migrations, configuration."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from netra.config import UnifiedConfigurationManager
+from netra.db.manager import DatabaseManager
+from netra.env import IsolatedEnvironment
+from netra.errors import NetraError
+
+
+def _config(args: argparse.Namespace, overrides: dict[str, Any]) -> UnifiedConfigurationManager:
+    env = IsolatedEnvironment.process()
+    env_file = args.env_file
+    if env_file is None and Path(".env").is_file():
+        env_file = Path(".env")
+    config_file = args.config
+    if config_file is None and env.get("NETRA_CONFIG"):
+        config_file = Path(env.get("NETRA_CONFIG") or "")
+    return UnifiedConfigurationManager(
+        env, config_file=config_file, env_file=env_file, overrides=overrides
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from netra.app import create_app
+    from netra.server import configure_logging, uvicorn_config
+
+    overrides: dict[str, Any] = {}
+    if args.host:
+        overrides["server.host"] = args.host
+    if args.port is not None:
+        overrides["server.port"] = args.port
+    if args.data_dir:
+        overrides["server.data_dir"] = args.data_dir
+    config = _config(args, overrides)
+    config.check()
+    settings = config.settings
+    configure_logging(settings)
+    app = create_app(config=config)
+    server = uvicorn.Server(uvicorn_config(app, settings))
+    print(f"Netra serving on http://{settings.server.host}:{settings.server.port}/", flush=True)
+    server.run()
+    return 0
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    settings = _config(args, {}).settings
+
+    async def upgrade() -> None:
+        db = DatabaseManager(settings.database_url, settings.database)
+        try:
+            await db.upgrade()
+        finally:
+            await db.close()
+        print(f"database at {db.masked_url} is up to date")
+
+    asyncio.run(upgrade())
+    return 0
+
+
+def _config_show(args: argparse.Namespace) -> int:
+    for path, value, source in _config(args, {}).describe():
+        print(f"{path} = {value}    [{source}]")
+    return 0
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    config = _config(args, {})
+    problems = config.problems()
+    if problems:
+        for problem in problems:
+            print(f"problem: {problem}", file=sys.stderr)
+        return 1
+    print(f"configuration is valid for {config.settings.environment}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="netra", description="Multi-user AI agent chat server.")
+    root.add_argument("--config", type=Path, help="TOML config file (or NETRA_CONFIG)")
+    root.add_argument("--env-file", type=Path, help=".env file to read (default: ./.env if any)")
+    commands = root.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the server")
+    serve.add_argument("--host", help="interface to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8000)")
+    serve.add_argument("--data-dir", help="directory for the SQLite database (./netra-data)")
+    serve.set_defaults(handler=_serve)
+
+    db = commands.add_parser("db", help="database maintenance").add_subparsers(
+        dest="db_command", required=True
+    )
+    db.add_parser("upgrade", help="apply migrations").set_defaults(handler=_db_upgrade)
+
+    config = commands.add_parser("config", help="configuration").add_subparsers(
+        dest="config_command", required=True
+    )
+    config.add_parser("show", help="effective settings, masked, with sources").set_defaults(
+        handler=_config_show
+    )
+    config.add_parser("check", help="refuse unsafe settings").set_defaults(handler=_config_check)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except NetraError as exc:
+        print(f"netra: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code

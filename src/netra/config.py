@@ -1,0 +1,243 @@
+"""UnifiedConfigurationManager: typed, layered, validated configuration.
+
+Layers, lowest first: model defaults < TOML config file < ``.env`` file < ``NETRA_…``
+environment variables (``__`` separates sections) < runtime overrides. Every effective value
+remembers which layer it came from. Setting an invalid value changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr, ValidationError
+
+from netra.env import IsolatedEnvironment, is_secret_key, mask, parse_env_file
+from netra.errors import ConfigurationError
+from netra.settings import Settings
+
+ENV_PREFIX = "NETRA_"
+NESTED_DELIMITER = "__"
+MIN_SECRET_BYTES = 32
+
+Listener = Callable[[Settings, Settings, list[str]], None]
+"""Called with ``(old, new, changed_paths)`` after every accepted change."""
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One accepted change of the effective configuration."""
+
+    at: datetime
+    source: str
+    paths: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class _Layers:
+    values: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """layer name → flat ``{dotted.path: raw value}``, in precedence order (insertion)."""
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{path}."))
+        else:
+            flat[path] = value
+    return flat
+
+
+def _unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for path, value in flat.items():
+        node = tree
+        *parents, leaf = path.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return tree
+
+
+def _from_environment(variables: Mapping[str, str]) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, raw in variables.items():
+        if not key.upper().startswith(ENV_PREFIX):
+            continue
+        path = ".".join(part.lower() for part in key[len(ENV_PREFIX) :].split(NESTED_DELIMITER))
+        value: Any = raw
+        if raw[:1] in ("[", "{"):
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError:
+                value = raw
+        flat[path] = value
+    return flat
+
+
+def _field_paths() -> set[str]:
+    return set(_flatten(Settings().model_dump()))
+
+
+class UnifiedConfigurationManager:
+    """Owns the effective ``Settings`` of one application and every change to it."""
+
+    def __init__(
+        self,
+        env: IsolatedEnvironment,
+        *,
+        config_file: Path | None = None,
+        env_file: Path | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._env = env
+        self._config_file = config_file
+        self._env_file = env_file
+        self._lock = threading.RLock()
+        self._layers = _Layers()
+        self._listeners: list[Listener] = []
+        self.history: list[Change] = []
+        """Accepted changes, oldest first."""
+        self._layers.values["default"] = _flatten(Settings().model_dump())
+        self._layers.values["file"] = self._read_config_file()
+        self._layers.values["dotenv"] = self._read_env_file()
+        self._layers.values["environment"] = _from_environment(env.as_dict())
+        self._layers.values["override"] = _flatten(dict(overrides or {}))
+        self._settings = self._build(self._layers)
+
+    # ---- layers --------------------------------------------------------------------------
+    def _read_config_file(self) -> dict[str, Any]:
+        if self._config_file is None:
+            return {}
+        try:
+            with self._config_file.open("rb") as handle:
+                return _flatten(tomllib.load(handle))
+        except FileNotFoundError as exc:
+            raise ConfigurationError(f"config file not found: {self._config_file}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigurationError(f"config file {self._config_file} is not TOML: {exc}") from exc
+
+    def _read_env_file(self) -> dict[str, Any]:
+        if self._env_file is None:
+            return {}
+        values, problems = parse_env_file(self._env_file)
+        if problems:
+            lines = "; ".join(f"line {p.line}: {p.reason}" for p in problems)
+            raise ConfigurationError(f"{self._env_file}: {lines}")
+        return _from_environment(values)
+
+    def _build(self, layers: _Layers) -> Settings:
+        merged: dict[str, Any] = {}
+        for values in layers.values.values():
+            merged.update(values)
+        unknown = sorted(set(merged) - _field_paths())
+        if unknown:
+            raise ConfigurationError(f"unknown setting(s): {', '.join(unknown)}")
+        try:
+            return Settings.model_validate(_unflatten(merged))
+        except ValidationError as exc:
+            raise ConfigurationError(self._describe(exc, merged)) from None
+
+    @staticmethod
+    def _describe(exc: ValidationError, merged: Mapping[str, Any]) -> str:
+        problems = []
+        for error in exc.errors():
+            path = ".".join(str(part) for part in error["loc"])
+            raw = merged.get(path)
+            shown = mask(str(raw)) if is_secret_key(path) and raw is not None else repr(raw)
+            problems.append(f"{path}={shown}: {error['msg']}")
+        return "invalid settings: " + "; ".join(problems)
+
+    # ---- reading -------------------------------------------------------------------------
+    @property
+    def settings(self) -> Settings:
+        with self._lock:
+            return self._settings
+
+    def source(self, path: str) -> str:
+        """The layer the effective value of ``path`` came from."""
+        with self._lock:
+            found = "default"
+            for name, values in self._layers.values.items():
+                if path in values:
+                    found = name
+            if found == "file" and self._config_file is not None:
+                return f"file:{self._config_file}"
+            if found == "dotenv" and self._env_file is not None:
+                return f"dotenv:{self._env_file}"
+            return found
+
+    def describe(self) -> list[tuple[str, str, str]]:
+        """``(path, masked value, source)`` for every setting: safe to print."""
+        flat = _flatten(self.settings.model_dump())
+        rows = []
+        for path in sorted(flat):
+            value = flat[path]
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            text = "" if value is None else str(value)
+            if is_secret_key(path) and text:
+                text = mask(text)
+            rows.append((path, text, self.source(path)))
+        return rows
+
+    def problems(self) -> list[str]:
+        """Every reason the settings are unsafe for their environment (empty when fine)."""
+        settings = self.settings
+        found: list[str] = []
+        if settings.environment in ("production", "staging"):
+            secret = settings.auth.jwt_secret
+            if secret is None:
+                found.append("auth.jwt_secret must be set")
+            elif len(secret.get_secret_value().encode()) < MIN_SECRET_BYTES:
+                found.append(f"auth.jwt_secret must be at least {MIN_SECRET_BYTES} bytes")
+            if settings.database.echo:
+                found.append("database.echo must be off")
+            if settings.logging.level == "DEBUG":
+                found.append("logging.level must not be DEBUG")
+        return found
+
+    def check(self) -> None:
+        """Raise ``ConfigurationError`` listing every problem at once."""
+        found = self.problems()
+        if found:
+            raise ConfigurationError(
+                f"unsafe settings for {self.settings.environment}: " + "; ".join(found)
+            )
+
+    # ---- changing ------------------------------------------------------------------------
+    def set(self, path: str, value: Any, *, source: str = "override") -> Settings:
+        """Validate and apply one runtime override; an invalid value changes nothing."""
+        return self.update({path: value}, source=source)
+
+    def update(self, values: Mapping[str, Any], *, source: str = "override") -> Settings:
+        with self._lock:
+            candidate = _Layers({name: dict(layer) for name, layer in self._layers.values.items()})
+            candidate.values["override"].update(values)
+            new = self._build(candidate)
+            old = self._settings
+            self._layers, self._settings = candidate, new
+            changed = sorted(
+                path
+                for path, value in _flatten(new.model_dump()).items()
+                if _flatten(old.model_dump()).get(path) != value
+            )
+            if changed:
+                self.history.append(Change(datetime.now(UTC), source, tuple(changed)))
+            listeners = list(self._listeners)
+        if changed:
+            for listener in listeners:
+                listener(old, new, changed)
+        return new
+
+    def on_change(self, listener: Listener) -> None:
+        with self._lock:
+            self._listeners.append(listener)

@@ -1,0 +1,1 @@
+"""Persistence: tables, the DatabaseManager, migrations and user-scoped repositories."""

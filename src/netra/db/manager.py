@@ -1,0 +1,136 @@
+"""DatabaseManager: async engines, transactions, health and migrations.
+
+SQLite (the embedded default) runs in WAL mode with foreign keys on and a busy timeout; one
+writer at a time inside the process (``write()`` takes a lock and ``BEGIN IMMEDIATE``), any
+number of readers. PostgreSQL runs on asyncpg with a real connection pool sized from settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from netra.settings import DatabaseSettings
+
+log = logging.getLogger(__name__)
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseHealth:
+    healthy: bool
+    backend: str
+    reason: str | None = None
+
+
+class DatabaseManager:
+    """Owns the engine of one database; every transaction goes through ``read``/``write``."""
+
+    def __init__(self, url: str, settings: DatabaseSettings) -> None:
+        parsed = make_url(url)
+        self.backend = parsed.get_backend_name()
+        self.url = parsed
+        self._closed_reason: str | None = None
+        kwargs: dict[str, Any] = {"echo": settings.echo}
+        if self.backend == "sqlite":
+            database = parsed.database or ""
+            if database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"timeout": settings.sqlite_busy_timeout_ms / 1000}
+        else:
+            kwargs.update(
+                pool_size=settings.pool_size,
+                max_overflow=settings.max_overflow,
+                pool_timeout=settings.pool_timeout_s,
+                pool_pre_ping=True,
+            )
+        self.engine: AsyncEngine = create_async_engine(parsed, **kwargs)
+        self._write_lock: asyncio.Lock | None = None
+        if self.backend == "sqlite":
+            self._write_lock = asyncio.Lock()
+            self._configure_sqlite(settings.sqlite_busy_timeout_ms)
+        log.info("database %s", self.masked_url)
+
+    @property
+    def masked_url(self) -> str:
+        return self.url.render_as_string(hide_password=True)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.backend == "sqlite"
+
+    def _configure_sqlite(self, busy_timeout_ms: int) -> None:
+        sync_engine = self.engine.sync_engine
+
+        @event.listens_for(sync_engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            # Take transaction control from the driver so BEGIN can be IMMEDIATE for writers.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        @event.listens_for(sync_engine, "begin")
+        def _on_begin(connection: Connection) -> None:
+            immediate = connection.get_execution_options().get("netra_write", False)
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A read transaction; rolled back at the end."""
+        async with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction: commits when the block succeeds, rolls back on any error."""
+        lock = self._write_lock if self._write_lock is not None else nullcontext()
+        async with lock, self.engine.connect() as raw:
+            conn = await raw.execution_options(netra_write=True)
+            async with conn.begin():
+                yield conn
+
+    async def health(self) -> DatabaseHealth:
+        if self._closed_reason is not None:
+            return DatabaseHealth(False, self.backend, self._closed_reason)
+        try:
+            async with asyncio.timeout(5), self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception as exc:  # health reports every failure as a reason, never raises
+            return DatabaseHealth(False, self.backend, f"{type(exc).__name__}: {exc}")
+        return DatabaseHealth(True, self.backend)
+
+    async def upgrade(self, revision: str = "head") -> None:
+        """Apply Alembic migrations up to ``revision`` (identical on SQLite and PostgreSQL)."""
+        async with self.write() as conn:
+            await conn.run_sync(_upgrade, revision)
+
+    async def close(self) -> None:
+        self._closed_reason = "database manager closed"
+        await self.engine.dispose()
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def _upgrade(connection: Connection, revision: str) -> None:
+    command.upgrade(alembic_config(connection), revision)

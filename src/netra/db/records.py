@@ -1,0 +1,154 @@
+"""Rows as frozen dataclasses: what repositories return."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; every stored time is UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+class RunStatus(StrEnum):
+    """Lifecycle of a run; the runs table is the queue."""
+
+    QUEUED = "queued"
+    """Stored, waiting for a worker (or for the user's concurrency slot)."""
+    RUNNING = "running"
+    """A worker is executing it."""
+    REQUIRES_APPROVAL = "requires_approval"
+    """Paused until the owning user approves or denies a tool call."""
+    COMPLETED = "completed"
+    """Finished with an answer."""
+    FAILED = "failed"
+    """Ended by an error in the model, a tool loop or the agent."""
+    CANCELLED = "cancelled"
+    """Stopped by the user."""
+    TIMED_OUT = "timed_out"
+    """Ran past its time budget."""
+    INTERRUPTED = "interrupted"
+    """Its worker died and it could not be resumed."""
+
+    @property
+    def final(self) -> bool:
+        return self in _FINAL
+
+
+_FINAL = frozenset(
+    {
+        RunStatus.COMPLETED,
+        RunStatus.FAILED,
+        RunStatus.CANCELLED,
+        RunStatus.TIMED_OUT,
+        RunStatus.INTERRUPTED,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    id: str
+    email: str
+    password_hash: str
+    roles: tuple[str, ...]
+    tier: str
+    disabled: bool
+    created_at: datetime
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "email": self.email,
+            "roles": list(self.roles),
+            "tier": self.tier,
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadRecord:
+    id: str
+    user_id: str
+    title: str
+    agent: str
+    created_at: datetime
+    updated_at: datetime
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "agent": self.agent,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    id: str
+    user_id: str
+    thread_id: str
+    run_id: str | None
+    role: str
+    content: str
+    data: dict[str, Any] | None
+    client_msg_id: str | None
+    created_at: datetime
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "thread_id": self.thread_id,
+            "run_id": self.run_id,
+            "role": self.role,
+            "content": self.content,
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    id: str
+    user_id: str
+    thread_id: str
+    parent_run_id: str | None
+    agent: str
+    model: str
+    status: RunStatus
+    outcome: str | None
+    error: dict[str, Any] | None
+    usage: dict[str, Any] | None
+    attempt: int
+    message_id: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "thread_id": self.thread_id,
+            "parent_run_id": self.parent_run_id,
+            "agent": self.agent,
+            "model": self.model,
+            "status": self.status.value,
+            "outcome": self.outcome,
+            "error": self.error,
+            "usage": self.usage,
+            "attempt": self.attempt,
+            "message_id": self.message_id,
+            "created_at": self.created_at.isoformat(),
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+        }

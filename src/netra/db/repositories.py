@@ -1,0 +1,475 @@
+"""Repositories: the only code that queries tables.
+
+Every repository over user-owned rows takes a ``UserExecutionContext`` and filters every
+statement by its ``user_id``; another user's row is indistinguishable from a missing one.
+``UserRepository`` is the exception: accounts are looked up before there is a context.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Row, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from netra.context import UserExecutionContext
+from netra.db import tables as t
+from netra.db.records import (
+    MessageRecord,
+    RunRecord,
+    RunStatus,
+    ThreadRecord,
+    UserRecord,
+    aware,
+    utcnow,
+)
+from netra.errors import Conflict, NotFound
+from netra.ids import new_id
+
+
+def _user(row: Row[Any]) -> UserRecord:
+    m = row._mapping
+    return UserRecord(
+        id=m["id"],
+        email=m["email"],
+        password_hash=m["password_hash"],
+        roles=tuple(m["roles"]),
+        tier=m["tier"],
+        disabled=bool(m["disabled"]),
+        created_at=aware(m["created_at"]) or utcnow(),
+    )
+
+
+def _thread(row: Row[Any]) -> ThreadRecord:
+    m = row._mapping
+    return ThreadRecord(
+        id=m["id"],
+        user_id=m["user_id"],
+        title=m["title"],
+        agent=m["agent"],
+        created_at=aware(m["created_at"]) or utcnow(),
+        updated_at=aware(m["updated_at"]) or utcnow(),
+    )
+
+
+def _message(row: Row[Any]) -> MessageRecord:
+    m = row._mapping
+    return MessageRecord(
+        id=m["id"],
+        user_id=m["user_id"],
+        thread_id=m["thread_id"],
+        run_id=m["run_id"],
+        role=m["role"],
+        content=m["content"],
+        data=m["data"],
+        client_msg_id=m["client_msg_id"],
+        created_at=aware(m["created_at"]) or utcnow(),
+    )
+
+
+def _run(row: Row[Any]) -> RunRecord:
+    m = row._mapping
+    return RunRecord(
+        id=m["id"],
+        user_id=m["user_id"],
+        thread_id=m["thread_id"],
+        parent_run_id=m["parent_run_id"],
+        agent=m["agent"],
+        model=m["model"],
+        status=RunStatus(m["status"]),
+        outcome=m["outcome"],
+        error=m["error"],
+        usage=m["usage"],
+        attempt=m["attempt"],
+        message_id=m["message_id"],
+        created_at=aware(m["created_at"]) or utcnow(),
+        started_at=aware(m["started_at"]),
+        finished_at=aware(m["finished_at"]),
+    )
+
+
+class UserRepository:
+    """Accounts. Not user-scoped: used by sign-up and sign-in, before a context exists."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def create(
+        self, email: str, password_hash: str, *, roles: Sequence[str], tier: str
+    ) -> UserRecord:
+        user = UserRecord(
+            id=new_id("usr"),
+            email=email,
+            password_hash=password_hash,
+            roles=tuple(roles),
+            tier=tier,
+            disabled=False,
+            created_at=utcnow(),
+        )
+        try:
+            async with self._conn.begin_nested():
+                await self._conn.execute(
+                    insert(t.users).values(
+                        id=user.id,
+                        email=email,
+                        password_hash=password_hash,
+                        roles=list(roles),
+                        tier=tier,
+                        disabled=False,
+                        event_seq=0,
+                        created_at=user.created_at,
+                    )
+                )
+        except IntegrityError as exc:
+            raise Conflict("an account with this email already exists") from exc
+        return user
+
+    async def by_email(self, email: str) -> UserRecord | None:
+        row = (await self._conn.execute(select(t.users).where(t.users.c.email == email))).first()
+        return _user(row) if row else None
+
+    async def by_id(self, user_id: str) -> UserRecord | None:
+        row = (await self._conn.execute(select(t.users).where(t.users.c.id == user_id))).first()
+        return _user(row) if row else None
+
+
+class _Scoped:
+    def __init__(self, conn: AsyncConnection, ctx: UserExecutionContext) -> None:
+        self._conn = conn
+        self._ctx = ctx
+
+    @property
+    def user_id(self) -> str:
+        return self._ctx.user_id
+
+
+class ThreadRepository(_Scoped):
+    async def create(self, *, title: str, agent: str) -> ThreadRecord:
+        now = utcnow()
+        record = ThreadRecord(new_id("th"), self.user_id, title, agent, now, now)
+        await self._conn.execute(
+            insert(t.threads).values(
+                id=record.id,
+                user_id=record.user_id,
+                title=title,
+                agent=agent,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        return record
+
+    async def get(self, thread_id: str) -> ThreadRecord:
+        row = (
+            await self._conn.execute(
+                select(t.threads).where(
+                    t.threads.c.id == thread_id, t.threads.c.user_id == self.user_id
+                )
+            )
+        ).first()
+        if row is None:
+            raise NotFound("thread not found")
+        return _thread(row)
+
+    async def list(self, *, limit: int = 100) -> list[ThreadRecord]:
+        rows = await self._conn.execute(
+            select(t.threads)
+            .where(t.threads.c.user_id == self.user_id)
+            .order_by(t.threads.c.updated_at.desc(), t.threads.c.id.desc())
+            .limit(limit)
+        )
+        return [_thread(row) for row in rows]
+
+    async def touch(self, thread_id: str) -> None:
+        await self._conn.execute(
+            update(t.threads)
+            .where(t.threads.c.id == thread_id, t.threads.c.user_id == self.user_id)
+            .values(updated_at=utcnow())
+        )
+
+
+class MessageRepository(_Scoped):
+    async def add(
+        self,
+        *,
+        thread_id: str,
+        role: str,
+        content: str,
+        run_id: str | None = None,
+        data: dict[str, Any] | None = None,
+        client_msg_id: str | None = None,
+        message_id: str | None = None,
+    ) -> MessageRecord:
+        record = MessageRecord(
+            id=message_id or new_id("msg"),
+            user_id=self.user_id,
+            thread_id=thread_id,
+            run_id=run_id,
+            role=role,
+            content=content,
+            data=data,
+            client_msg_id=client_msg_id,
+            created_at=utcnow(),
+        )
+        await self._conn.execute(
+            insert(t.messages).values(
+                id=record.id,
+                user_id=record.user_id,
+                thread_id=thread_id,
+                run_id=run_id,
+                role=role,
+                content=content,
+                data=data,
+                client_msg_id=client_msg_id,
+                created_at=record.created_at,
+            )
+        )
+        return record
+
+    async def by_client_msg_id(self, client_msg_id: str) -> MessageRecord | None:
+        row = (
+            await self._conn.execute(
+                select(t.messages).where(
+                    t.messages.c.user_id == self.user_id,
+                    t.messages.c.client_msg_id == client_msg_id,
+                )
+            )
+        ).first()
+        return _message(row) if row else None
+
+    async def list(self, thread_id: str, *, limit: int = 1000) -> list[MessageRecord]:
+        rows = await self._conn.execute(
+            select(t.messages)
+            .where(t.messages.c.user_id == self.user_id, t.messages.c.thread_id == thread_id)
+            .order_by(t.messages.c.created_at, t.messages.c.id)
+            .limit(limit)
+        )
+        return [_message(row) for row in rows]
+
+
+class RunRepository(_Scoped):
+    async def create(
+        self,
+        *,
+        thread_id: str,
+        agent: str,
+        model: str,
+        parent_run_id: str | None = None,
+    ) -> RunRecord:
+        now = utcnow()
+        record = RunRecord(
+            id=new_id("run"),
+            user_id=self.user_id,
+            thread_id=thread_id,
+            parent_run_id=parent_run_id,
+            agent=agent,
+            model=model,
+            status=RunStatus.QUEUED,
+            outcome=None,
+            error=None,
+            usage=None,
+            attempt=0,
+            message_id=new_id("msg"),
+            created_at=now,
+            started_at=None,
+            finished_at=None,
+        )
+        await self._conn.execute(
+            insert(t.runs).values(
+                id=record.id,
+                user_id=record.user_id,
+                thread_id=thread_id,
+                parent_run_id=parent_run_id,
+                agent=agent,
+                model=model,
+                status=record.status.value,
+                attempt=0,
+                message_id=record.message_id,
+                created_at=now,
+            )
+        )
+        return record
+
+    async def get(self, run_id: str) -> RunRecord:
+        row = (
+            await self._conn.execute(
+                select(t.runs).where(t.runs.c.id == run_id, t.runs.c.user_id == self.user_id)
+            )
+        ).first()
+        if row is None:
+            raise NotFound("run not found")
+        return _run(row)
+
+    async def start(self, run_id: str) -> RunRecord | None:
+        """Claim a queued run: running, attempt + 1. None when it is no longer queued."""
+        result = await self._conn.execute(
+            update(t.runs)
+            .where(
+                t.runs.c.id == run_id,
+                t.runs.c.user_id == self.user_id,
+                t.runs.c.status == RunStatus.QUEUED.value,
+            )
+            .values(
+                status=RunStatus.RUNNING.value,
+                attempt=t.runs.c.attempt + 1,
+                started_at=utcnow(),
+            )
+        )
+        if result.rowcount != 1:
+            return None
+        return await self.get(run_id)
+
+    async def finish(
+        self,
+        run_id: str,
+        *,
+        status: RunStatus,
+        attempt: int,
+        error: dict[str, Any] | None = None,
+        usage: dict[str, Any] | None = None,
+    ) -> bool:
+        """Record a final state; refused (False) when ``attempt`` is stale or already final."""
+        result = await self._conn.execute(
+            update(t.runs)
+            .where(
+                t.runs.c.id == run_id,
+                t.runs.c.user_id == self.user_id,
+                t.runs.c.attempt == attempt,
+                t.runs.c.status.in_(
+                    [
+                        RunStatus.QUEUED.value,
+                        RunStatus.RUNNING.value,
+                        RunStatus.REQUIRES_APPROVAL.value,
+                    ]
+                ),
+            )
+            .values(
+                status=status.value,
+                outcome=status.value,
+                error=error,
+                usage=usage,
+                finished_at=utcnow(),
+            )
+        )
+        return result.rowcount == 1
+
+    async def active_in_thread(self, thread_id: str) -> list[RunRecord]:
+        rows = await self._conn.execute(
+            select(t.runs).where(
+                t.runs.c.user_id == self.user_id,
+                t.runs.c.thread_id == thread_id,
+                t.runs.c.status.in_([RunStatus.QUEUED.value, RunStatus.RUNNING.value]),
+            )
+        )
+        return [_run(row) for row in rows]
+
+
+class EventRepository(_Scoped):
+    """Reads of the caller's event log (writes go through ``netra.events.writer``)."""
+
+    async def after(self, after_seq: int, *, limit: int) -> list[tuple[int, str]]:
+        rows = await self._conn.execute(
+            select(t.events.c.seq, t.events.c.body)
+            .where(t.events.c.user_id == self.user_id, t.events.c.seq > after_seq)
+            .order_by(t.events.c.seq)
+            .limit(limit)
+        )
+        return [(row.seq, row.body) for row in rows]
+
+    async def for_run(self, run_id: str, after_seq: int, *, limit: int) -> list[tuple[int, str]]:
+        rows = await self._conn.execute(
+            select(t.events.c.seq, t.events.c.body)
+            .where(
+                t.events.c.user_id == self.user_id,
+                t.events.c.run_id == run_id,
+                t.events.c.seq > after_seq,
+            )
+            .order_by(t.events.c.seq)
+            .limit(limit)
+        )
+        return [(row.seq, row.body) for row in rows]
+
+    async def last_seq(self) -> int:
+        value = await self._conn.scalar(
+            select(t.users.c.event_seq).where(t.users.c.id == self.user_id)
+        )
+        return int(value or 0)
+
+    async def first_seq(self) -> int | None:
+        value = await self._conn.scalar(
+            select(func.min(t.events.c.seq)).where(t.events.c.user_id == self.user_id)
+        )
+        return int(value) if value is not None else None
+
+
+class ToolCallRepository(_Scoped):
+    """The tool-call ledger, keyed ``(run_id, tool_call_id)``."""
+
+    async def begin(
+        self,
+        *,
+        run_id: str,
+        tool_call_id: str,
+        tool: str,
+        arguments: Any,
+        side_effects: str,
+        attempt: int,
+    ) -> None:
+        await self._conn.execute(
+            insert(t.tool_calls).values(
+                run_id=run_id,
+                tool_call_id=tool_call_id,
+                user_id=self.user_id,
+                tool=tool,
+                arguments=arguments,
+                side_effects=side_effects,
+                status="running",
+                attempt=attempt,
+                started_at=utcnow(),
+            )
+        )
+
+    async def end(
+        self,
+        *,
+        run_id: str,
+        tool_call_id: str,
+        status: str,
+        result: Any,
+        error: dict[str, Any] | None,
+        duration_ms: int,
+    ) -> None:
+        await self._conn.execute(
+            update(t.tool_calls)
+            .where(
+                t.tool_calls.c.run_id == run_id,
+                t.tool_calls.c.tool_call_id == tool_call_id,
+                t.tool_calls.c.user_id == self.user_id,
+            )
+            .values(
+                status=status,
+                result=result,
+                error=error,
+                duration_ms=duration_ms,
+                finished_at=utcnow(),
+            )
+        )
+
+
+async def unfinished_runs(conn: AsyncConnection) -> list[tuple[str, str, RunStatus]]:
+    """``(user_id, run_id, status)`` of every run not in a final state, oldest first.
+
+    A system query for start-up recovery; callers build each user's context before acting.
+    """
+    rows = await conn.execute(
+        select(t.runs.c.user_id, t.runs.c.id, t.runs.c.status)
+        .where(
+            t.runs.c.status.in_(
+                [RunStatus.QUEUED.value, RunStatus.RUNNING.value, RunStatus.REQUIRES_APPROVAL.value]
+            )
+        )
+        .order_by(t.runs.c.created_at)
+    )
+    return [(row.user_id, row.id, RunStatus(row.status)) for row in rows]

@@ -1,0 +1,129 @@
+"""Every table, in one place. Every user-owned table has a ``user_id`` column."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+TS = DateTime(timezone=True)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("roles", JSON, nullable=False),
+    Column("tier", String(40), nullable=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("event_seq", BigInteger, nullable=False, default=0),
+    Column("created_at", TS, nullable=False),
+)
+
+threads = Table(
+    "threads",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("user_id", String(40), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("agent", String(100), nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    Index(None, "user_id", "updated_at"),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("user_id", String(40), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("thread_id", String(40), ForeignKey("threads.id", ondelete="CASCADE"), nullable=False),
+    Column("run_id", String(40), nullable=True),
+    Column("role", String(20), nullable=False),
+    Column("content", Text, nullable=False),
+    Column("data", JSON, nullable=True),
+    Column("client_msg_id", String(100), nullable=True),
+    Column("created_at", TS, nullable=False),
+    UniqueConstraint("user_id", "client_msg_id"),
+    Index(None, "thread_id", "created_at"),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("user_id", String(40), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("thread_id", String(40), ForeignKey("threads.id", ondelete="CASCADE"), nullable=False),
+    Column("parent_run_id", String(40), nullable=True),
+    Column("agent", String(100), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("status", String(30), nullable=False),
+    Column("outcome", String(30), nullable=True),
+    Column("error", JSON, nullable=True),
+    Column("usage", JSON, nullable=True),
+    Column("attempt", Integer, nullable=False, default=0),
+    Column("message_id", String(40), nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("started_at", TS, nullable=True),
+    Column("finished_at", TS, nullable=True),
+    Index(None, "user_id", "status"),
+    Index(None, "status", "created_at"),
+    Index(None, "thread_id", "created_at"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("user_id", String(40), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("seq", BigInteger, primary_key=True),
+    Column("event_id", String(40), nullable=False, unique=True),
+    Column("type", String(40), nullable=False),
+    Column("thread_id", String(40), nullable=True),
+    Column("run_id", String(40), nullable=True),
+    Column("body", Text, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Index(None, "run_id", "seq"),
+)
+"""The per-user event log; ``body`` is the serialised envelope exactly as sent."""
+
+tool_calls = Table(
+    "tool_calls",
+    metadata,
+    Column("run_id", String(40), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("tool_call_id", String(100), primary_key=True),
+    Column("user_id", String(40), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("tool", String(100), nullable=False),
+    Column("arguments", JSON, nullable=True),
+    Column("side_effects", String(20), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("result", JSON, nullable=True),
+    Column("error", JSON, nullable=True),
+    Column("attempt", Integer, nullable=False),
+    Column("started_at", TS, nullable=False),
+    Column("finished_at", TS, nullable=True),
+    Column("duration_ms", Integer, nullable=True),
+    Index(None, "user_id", "started_at"),
+)
+"""The tool-call ledger: written before a tool runs and again when it finishes."""

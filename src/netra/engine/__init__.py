@@ -1,0 +1,1 @@
+"""Execution: the process-wide ExecutionEngine and one UserExecutionEngine per user."""

@@ -1,0 +1,286 @@
+"""ExecutionEngine: executes runs. One per process; one UserExecutionEngine per active user.
+
+A run's life here: claim it in the runs table (queued → running, attempt + 1), emit
+``agent_started``, build a fresh agent, model and tool dispatcher for it, drive the agent under
+the run's time budget, store the answer and the final state, emit ``agent_completed``. Every
+exit path — answer, error, timeout, cancel, shutdown — ends in exactly one final state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from netra.agents.base import AgentRun
+from netra.agents.registry import AgentRegistry
+from netra.context import UserExecutionContext
+from netra.db.manager import DatabaseManager
+from netra.db.records import RunRecord, RunStatus
+from netra.db.repositories import (
+    MessageRepository,
+    RunRepository,
+    ThreadRepository,
+    unfinished_runs,
+)
+from netra.engine.user import UserExecutionEngine
+from netra.errors import NetraError
+from netra.events.bridge import AgentWebSocketBridge, RunEmitter
+from netra.events.envelope import EventType
+from netra.models.base import ChatMessage, Model
+from netra.registry import UniversalRegistry
+from netra.settings import Settings
+from netra.tools.dispatcher import ToolRegistry, UnifiedToolDispatcher
+
+log = logging.getLogger(__name__)
+ModelRegistry = UniversalRegistry[Model]
+ContextLoader = Callable[[str], Awaitable[UserExecutionContext | None]]
+"""Builds a user's context server-side (start-up recovery has no token to build it from)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Ending:
+    status: RunStatus
+    error: dict[str, str] | None = None
+
+
+class ExecutionEngine:
+    """Process-wide owner of run execution."""
+
+    def __init__(
+        self,
+        *,
+        db: DatabaseManager,
+        bridge: AgentWebSocketBridge,
+        agents: AgentRegistry,
+        tools: ToolRegistry,
+        models: ModelRegistry,
+        settings: Callable[[], Settings],
+    ) -> None:
+        self._db = db
+        self._bridge = bridge
+        self._agents = agents
+        self._tools = tools
+        self._models = models
+        self._settings = settings
+        self._users: dict[str, UserExecutionEngine] = {}
+        self._accepting = True
+
+    # ---- scheduling ----------------------------------------------------------------------
+    def user_engine(self, user_id: str) -> UserExecutionEngine:
+        engine = self._users.get(user_id)
+        limit = self._settings().limits.max_concurrent_runs_per_user
+        if engine is None or (engine.idle and engine.limit != limit):
+            engine = UserExecutionEngine(user_id, limit)
+            self._users[user_id] = engine
+        return engine
+
+    async def submit(self, ctx: UserExecutionContext, run: RunRecord) -> None:
+        """Start executing a stored, queued run (returns at once)."""
+        if not self._accepting:
+            return
+        engine = self.user_engine(ctx.user_id)
+        if engine.busy:
+            await self._bridge.emit(
+                ctx,
+                EventType.RUN_QUEUED,
+                {"run_id": run.id, "waiting_for": len(engine.running()) - engine.limit + 1},
+                agent=run.agent,
+                run_id=None,
+                thread_id=run.thread_id,
+            )
+        run_ctx = ctx.with_run(thread_id=run.thread_id, run_id=run.id)
+        engine.submit(
+            run.id,
+            claim=lambda: self._claim(run_ctx, run.id),
+            execute=lambda claimed: self._execute(run_ctx, claimed, engine),
+            abandon=lambda: self._abandon(run_ctx, run),
+        )
+        self._prune()
+
+    def cancel(self, user_id: str, run_id: str) -> bool:
+        """Cancel a run executing (or waiting) in this process."""
+        engine = self._users.get(user_id)
+        return engine is not None and engine.cancel(run_id)
+
+    def _prune(self) -> None:
+        for user_id in [u for u, e in self._users.items() if e.idle]:
+            del self._users[user_id]
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "users": len(self._users),
+            "runs": sum(len(engine.running()) for engine in self._users.values()),
+        }
+
+    async def recover(self, context_for: ContextLoader) -> dict[str, int]:
+        """After a restart: re-queue waiting runs, end runs whose worker died as interrupted."""
+        async with self._db.read() as conn:
+            pending = await unfinished_runs(conn)
+        counts = {"resubmitted": 0, "interrupted": 0}
+        for user_id, run_id, status in pending:
+            ctx = await context_for(user_id)
+            if ctx is None:
+                continue
+            async with self._db.read() as conn:
+                run = await RunRepository(conn, ctx).get(run_id)
+            if status is RunStatus.QUEUED:
+                await self.submit(ctx, run)
+                counts["resubmitted"] += 1
+            else:
+                run_ctx = ctx.with_run(thread_id=run.thread_id, run_id=run.id)
+                emitter = self._bridge.for_run(
+                    run_ctx, run_id=run.id, agent=run.agent, model=run.model
+                )
+                emitter.resume_started()
+                await self._finish(
+                    run_ctx, run, emitter, None, _Ending(RunStatus.INTERRUPTED, _interrupted())
+                )
+                counts["interrupted"] += 1
+        return counts
+
+    async def shutdown(self) -> None:
+        """Stop taking runs; interrupt running ones and wait until each has a final state."""
+        self._accepting = False
+        await asyncio.gather(*(engine.shutdown() for engine in self._users.values()))
+        self._users.clear()
+
+    # ---- one run -------------------------------------------------------------------------
+    async def _claim(self, ctx: UserExecutionContext, run_id: str) -> RunRecord | None:
+        async with self._db.write() as conn:
+            return await RunRepository(conn, ctx).start(run_id)
+
+    async def _abandon(self, ctx: UserExecutionContext, run: RunRecord) -> None:
+        """A run cancelled before it executed: final state cancelled, with its two events."""
+        emitter = self._bridge.for_run(ctx, run_id=run.id, agent=run.agent, model=run.model)
+        await self._finish(ctx, run, emitter, None, _cancelled())
+
+    async def _execute(
+        self, ctx: UserExecutionContext, run: RunRecord, engine: UserExecutionEngine
+    ) -> None:
+        run_id = run.id
+        emitter = self._bridge.for_run(ctx, run_id=run.id, agent=run.agent, model=run.model)
+        agent_run: AgentRun | None = None
+        try:
+            await emitter.started(model=run.model, attempt=run.attempt)
+            agent_run = await self._prepare(ctx, run, emitter)
+            agent = self._agents.create_agent_for_user(run.agent, ctx)
+            try:
+                budget = asyncio.timeout(self._settings().limits.run_timeout_s)
+                try:
+                    async with budget:
+                        await agent.run(agent_run)
+                    ending = _Ending(RunStatus.COMPLETED)
+                except TimeoutError:
+                    if not budget.expired():
+                        raise
+                    ending = _Ending(
+                        RunStatus.TIMED_OUT,
+                        {"code": "timed_out", "message": "the run exceeded its time budget"},
+                    )
+            finally:
+                self._agents.release(ctx)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if engine.cancel_reason(run_id) is RunStatus.CANCELLED and current is not None:
+                current.uncancel()
+                ending = _cancelled()
+            else:
+                await asyncio.shield(
+                    self._finish(
+                        ctx, run, emitter, agent_run, _Ending(RunStatus.INTERRUPTED, _interrupted())
+                    )
+                )
+                raise
+        except NetraError as exc:
+            ending = _Ending(RunStatus.FAILED, {"code": exc.code, "message": exc.message})
+        except Exception as exc:  # an agent's bug fails its run, never the engine
+            log.exception("run %s failed", run_id)
+            ending = _Ending(
+                RunStatus.FAILED,
+                {"code": "internal_error", "message": f"the agent failed ({type(exc).__name__})"},
+            )
+        await self._finish(ctx, run, emitter, agent_run, ending)
+
+    async def _prepare(
+        self, ctx: UserExecutionContext, run: RunRecord, emitter: RunEmitter
+    ) -> AgentRun:
+        settings = self._settings()
+        definition = self._agents.check_access(ctx, run.agent)
+        model = self._models.get(run.model)
+        async with self._db.read() as conn:
+            stored = await MessageRepository(conn, ctx).list(run.thread_id)
+        history = [
+            ChatMessage("user" if m.role == "user" else "assistant", m.content)
+            for m in stored
+            if m.role in ("user", "assistant") and m.content
+        ]
+        dispatcher = UnifiedToolDispatcher(
+            ctx,
+            tools=self._tools,
+            allowed=definition.tools,
+            db=self._db,
+            emitter=emitter,
+            settings=settings.tools,
+            attempt=run.attempt,
+        )
+        return AgentRun(
+            ctx=ctx,
+            history=history,
+            model=model,
+            dispatcher=dispatcher,
+            emitter=emitter,
+            message_id=run.message_id,
+            max_steps=settings.limits.max_steps,
+        )
+
+    async def _finish(
+        self,
+        ctx: UserExecutionContext,
+        run: RunRecord,
+        emitter: RunEmitter,
+        agent_run: AgentRun | None,
+        ending: _Ending,
+    ) -> None:
+        text = "".join(agent_run.text) if agent_run else ""
+        usage = (
+            agent_run.usage.as_dict()
+            if agent_run
+            else {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
+        )
+        message_id = run.message_id if text else None
+        async with self._db.write() as conn:
+            finished = await RunRepository(conn, ctx).finish(
+                run.id, status=ending.status, attempt=run.attempt, error=ending.error, usage=usage
+            )
+            if finished and text:
+                await MessageRepository(conn, ctx).add(
+                    thread_id=run.thread_id,
+                    role="assistant",
+                    content=text,
+                    run_id=run.id,
+                    message_id=run.message_id,
+                    data={
+                        "outcome": ending.status.value,
+                        "tool_calls": agent_run.tool_trace if agent_run else [],
+                    },
+                )
+            if finished:
+                await ThreadRepository(conn, ctx).touch(run.thread_id)
+        if not finished:
+            log.warning(
+                "run %s attempt %d lost its claim; final state not written", run.id, run.attempt
+            )
+            return
+        await emitter.completed(
+            outcome=ending.status.value, usage=usage, message_id=message_id, error=ending.error
+        )
+
+
+def _cancelled() -> _Ending:
+    return _Ending(RunStatus.CANCELLED, {"code": "cancelled", "message": "cancelled by the user"})
+
+
+def _interrupted() -> dict[str, str]:
+    return {"code": "interrupted", "message": "the server stopped while the run was executing"}

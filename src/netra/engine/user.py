@@ -1,0 +1,135 @@
+"""UserExecutionEngine: one user's runs, under that user's concurrency limit.
+
+Each run's task moves through phases: *waiting* for a slot (cancelling it is free), *claiming*
+the run in the database (never interrupted mid-write; a cancel is noted and applied right
+after), and *executing* (cancelled at once; the executor records the final state).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from netra.db.records import RunRecord, RunStatus
+
+
+class Phase(StrEnum):
+    WAITING = "waiting"
+    """Queued behind the user's other runs."""
+    CLAIMING = "claiming"
+    """Marking the run as running in the database."""
+    EXECUTING = "executing"
+    """The agent is working."""
+
+
+@dataclass(slots=True)
+class UserEngineStats:
+    submitted: int = 0
+    executed: int = 0
+    cancelled: int = 0
+
+
+Claim = Callable[[], Awaitable[RunRecord | None]]
+Execute = Callable[[RunRecord], Awaitable[None]]
+Abandon = Callable[[], Awaitable[None]]
+
+
+class UserExecutionEngine:
+    """Owns the tasks of one user's runs; at most ``limit`` execute at once, the rest wait."""
+
+    def __init__(self, user_id: str, limit: int) -> None:
+        self.user_id = user_id
+        self.limit = limit
+        self._slots = asyncio.Semaphore(limit)
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._phases: dict[str, Phase] = {}
+        self._cancel_reasons: dict[str, RunStatus] = {}
+        self._entered: set[str] = set()
+        self.stats = UserEngineStats()
+
+    @property
+    def busy(self) -> bool:
+        return len(self._tasks) >= self.limit
+
+    @property
+    def idle(self) -> bool:
+        return not self._tasks
+
+    def running(self) -> list[str]:
+        return list(self._tasks)
+
+    def submit(self, run_id: str, claim: Claim, execute: Execute, abandon: Abandon) -> None:
+        """Own a task for the run: wait for a slot, ``claim`` it, ``execute`` it. A run
+        cancelled before it executes is handed to ``abandon`` instead."""
+        if run_id in self._tasks:
+            return
+        self._phases[run_id] = Phase.WAITING
+        task = asyncio.create_task(self._drive(run_id, claim, execute, abandon), name=run_id)
+        self._tasks[run_id] = task
+        self.stats.submitted += 1
+        task.add_done_callback(lambda _: self._forget(run_id))
+
+    async def _drive(self, run_id: str, claim: Claim, execute: Execute, abandon: Abandon) -> None:
+        self._entered.add(run_id)
+        if run_id in self._cancel_reasons:  # cancelled before this task first ran
+            if self._cancel_reasons[run_id] is RunStatus.CANCELLED:
+                await abandon()
+            return
+        try:
+            await self._slots.acquire()
+        except asyncio.CancelledError:
+            if self._cancel_reasons.get(run_id) is not RunStatus.CANCELLED:
+                raise
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            await abandon()
+            return
+        try:
+            if run_id in self._cancel_reasons:
+                if self._cancel_reasons[run_id] is RunStatus.CANCELLED:
+                    await abandon()
+                return
+            self._phases[run_id] = Phase.CLAIMING
+            run = await claim()
+            if run is None:
+                return
+            self._phases[run_id] = Phase.EXECUTING
+            self.stats.executed += 1
+            if run_id in self._cancel_reasons:  # asked for while claiming
+                current = asyncio.current_task()
+                if current is not None:
+                    current.cancel()
+            await execute(run)
+        finally:
+            self._slots.release()
+
+    def _forget(self, run_id: str) -> None:
+        self._tasks.pop(run_id, None)
+        self._phases.pop(run_id, None)
+        self._entered.discard(run_id)
+        self._cancel_reasons.pop(run_id, None)
+
+    def cancel(self, run_id: str, reason: RunStatus = RunStatus.CANCELLED) -> bool:
+        """Cancel a run this engine holds; False when it holds no such run."""
+        task = self._tasks.get(run_id)
+        if task is None or task.done():
+            return False
+        self._cancel_reasons.setdefault(run_id, reason)
+        self.stats.cancelled += 1
+        # A task that has not run yet, or is mid-claim, sees the reason at its next step.
+        if run_id in self._entered and self._phases.get(run_id) is not Phase.CLAIMING:
+            task.cancel()
+        return True
+
+    def cancel_reason(self, run_id: str) -> RunStatus | None:
+        return self._cancel_reasons.get(run_id)
+
+    async def shutdown(self) -> None:
+        """Interrupt executing runs (each records its final state); waiting ones stay queued."""
+        tasks = list(self._tasks.values())
+        for run_id in list(self._tasks):
+            self.cancel(run_id, RunStatus.INTERRUPTED)
+        await asyncio.gather(*tasks, return_exceptions=True)

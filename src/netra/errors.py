@@ -1,0 +1,109 @@
+"""The errors Netra raises, and who is at fault for each.
+
+    NetraError
+    ├── UserError            the caller asked for something invalid  (HTTP 4xx / WS error frame)
+    │   ├── InvalidRequest   a body, frame or argument failed validation   (422 / invalid_request)
+    │   ├── Unauthenticated  missing, bad, expired or revoked credentials (401)
+    │   ├── PermissionDenied authenticated, but not allowed                (403)
+    │   ├── NotFound         no such object for this caller                (404)
+    │   ├── Conflict         the object exists or is in the wrong state    (409)
+    │   └── QuotaExceeded    a limit of the caller's tier was reached      (429)
+    ├── ModelBehaviorError   a model answered with something unusable
+    ├── ToolError            a tool failed; becomes a tool result, never a 500
+    └── ConfigurationError   settings are missing or unsafe
+
+Errors are mapped to HTTP responses and WebSocket error frames in one place:
+``netra.api.errors``.
+"""
+
+from __future__ import annotations
+
+
+class NetraError(Exception):
+    """Root of every error Netra raises on purpose."""
+
+    code = "internal_error"
+    status = 500
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class UserError(NetraError):
+    """Raised when a client sends something the server will not do."""
+
+    code = "bad_request"
+    status = 400
+
+
+class InvalidRequest(UserError):
+    """Raised when a body, frame or argument fails validation."""
+
+    code = "invalid_request"
+    status = 422
+
+    def __init__(
+        self, message: str, *, code: str | None = None, details: list[dict[str, str]] | None = None
+    ) -> None:
+        super().__init__(message, code=code)
+        self.details = details or []
+
+
+class Unauthenticated(UserError):
+    """Raised when a credential is missing, malformed, expired or revoked."""
+
+    code = "unauthenticated"
+    status = 401
+
+
+class PermissionDenied(UserError):
+    """Raised when an authenticated user lacks the permission for an action."""
+
+    code = "permission_denied"
+    status = 403
+
+
+class NotFound(UserError):
+    """Raised when an object does not exist *for this caller* (another user's is the same)."""
+
+    code = "not_found"
+    status = 404
+
+
+class Conflict(UserError):
+    """Raised when an object already exists or is in a state that forbids the action."""
+
+    code = "conflict"
+    status = 409
+
+
+class QuotaExceeded(UserError):
+    """Raised when a limit of the caller's tier is reached; ``retry_after`` in seconds."""
+
+    code = "quota_exceeded"
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ModelBehaviorError(NetraError):
+    """Raised when a model returns output Netra cannot use (malformed tool call, bad JSON)."""
+
+    code = "model_behavior"
+
+
+class ToolError(NetraError):
+    """Raised inside a tool to report a failure the model should see as the tool's result."""
+
+    code = "tool_error"
+
+
+class ConfigurationError(NetraError):
+    """Raised when the settings are invalid or unsafe for the chosen environment."""
+
+    code = "configuration_error"

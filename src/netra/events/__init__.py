@@ -1,0 +1,1 @@
+"""Events: the envelope, the group-commit event log writer, the bus and the bridge."""

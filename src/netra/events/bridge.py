@@ -1,0 +1,194 @@
+"""AgentWebSocketBridge: the only way anything emits events.
+
+It builds the envelope, sanitises the payload and hands the event to the event log writer
+(persist, then publish). ``RunEmitter`` enforces a run's event grammar: ``agent_started``
+first, tool calls paired, message deltas coalesced, exactly one ``agent_completed`` last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from netra.context import UserExecutionContext
+from netra.events.envelope import Event, EventType, PendingEvent
+from netra.events.sanitize import sanitize
+from netra.events.writer import EventLogWriter
+from netra.ids import new_id
+from netra.settings import EventSettings
+
+DELTA_WINDOW_S = 0.03
+"""Message deltas arriving within this window after a flush are sent together."""
+DELTA_MAX_CHARS = 2048
+
+
+class AgentWebSocketBridge:
+    """Process-wide: turns what runs and services report into stored, published events."""
+
+    def __init__(self, writer: EventLogWriter, settings: EventSettings) -> None:
+        self._writer = writer
+        self._settings = settings
+
+    async def emit(
+        self,
+        ctx: UserExecutionContext,
+        type: EventType,
+        data: dict[str, Any],
+        *,
+        agent: str | None = None,
+        run_id: str | None = None,
+        thread_id: str | None = None,
+    ) -> asyncio.Future[Event]:
+        clean = sanitize(
+            data,
+            max_string=self._settings.max_string_chars,
+            max_items=self._settings.max_list_items,
+        )
+        pending = PendingEvent(
+            user_id=ctx.user_id,
+            type=type,
+            event_id=new_id("ev"),
+            thread_id=thread_id if thread_id is not None else ctx.thread_id,
+            run_id=run_id,
+            agent=agent,
+            data=clean,
+        )
+        return await self._writer.write(pending)
+
+    def for_run(
+        self, ctx: UserExecutionContext, *, run_id: str, agent: str, model: str = ""
+    ) -> RunEmitter:
+        return RunEmitter(self, ctx, run_id=run_id, agent=agent, model=model)
+
+
+class RunEmitter:
+    """The events of one run, in their grammar."""
+
+    def __init__(
+        self,
+        bridge: AgentWebSocketBridge,
+        ctx: UserExecutionContext,
+        *,
+        run_id: str,
+        agent: str,
+        model: str = "",
+    ) -> None:
+        self._model_hint = model
+        self._bridge = bridge
+        self._ctx = ctx
+        self.run_id = run_id
+        self.agent = agent
+        self._started = False
+        self._completed = False
+        self._open_tools: dict[str, str] = {}
+        self._delta_message: str | None = None
+        self._delta_buffer: list[str] = []
+        self._delta_chars = 0
+        self._last_flush = 0.0
+        self._last: asyncio.Future[Event] | None = None
+
+    async def _emit(self, type: EventType, data: dict[str, Any]) -> None:
+        if self._completed:
+            raise RuntimeError(f"run {self.run_id} already completed; {type} refused")
+        if type is not EventType.AGENT_STARTED and not self._started:
+            raise RuntimeError(f"run {self.run_id} must emit agent_started first")
+        if type is not EventType.MESSAGE_DELTA:
+            await self._flush_deltas()
+        self._last = await self._bridge.emit(
+            self._ctx, type, data, agent=self.agent, run_id=self.run_id
+        )
+
+    def resume_started(self) -> None:
+        """For a run whose ``agent_started`` was emitted by an earlier process."""
+        self._started = True
+
+    async def started(self, *, model: str, attempt: int) -> None:
+        if self._started:
+            raise RuntimeError(f"run {self.run_id} already started")
+        self._started = True
+        await self._emit(EventType.AGENT_STARTED, {"model": model, "attempt": attempt})
+
+    async def thinking(self, text: str) -> None:
+        await self._emit(EventType.AGENT_THINKING, {"text": text})
+
+    async def delta(self, message_id: str, text: str) -> None:
+        if not text:
+            return
+        if self._delta_message not in (None, message_id):
+            await self._flush_deltas()
+        self._delta_message = message_id
+        self._delta_buffer.append(text)
+        self._delta_chars += len(text)
+        now = time.monotonic()
+        if now - self._last_flush >= DELTA_WINDOW_S or self._delta_chars >= DELTA_MAX_CHARS:
+            await self._flush_deltas()
+
+    async def _flush_deltas(self) -> None:
+        if not self._delta_buffer or self._delta_message is None:
+            return
+        text = "".join(self._delta_buffer)
+        self._delta_buffer.clear()
+        self._delta_chars = 0
+        self._last_flush = time.monotonic()
+        await self._emit(
+            EventType.MESSAGE_DELTA, {"message_id": self._delta_message, "delta": text}
+        )
+
+    async def tool_executing(self, tool_call_id: str, tool: str, arguments: Any) -> None:
+        await self._emit(
+            EventType.TOOL_EXECUTING,
+            {"tool_call_id": tool_call_id, "tool": tool, "arguments": arguments},
+        )
+        self._open_tools[tool_call_id] = tool
+
+    async def tool_completed(
+        self,
+        tool_call_id: str,
+        tool: str,
+        *,
+        result: Any,
+        error: dict[str, str] | None,
+        duration_ms: int,
+    ) -> None:
+        if self._open_tools.pop(tool_call_id, None) is None:
+            raise RuntimeError(f"tool_completed for {tool_call_id} without tool_executing")
+        await self._emit(
+            EventType.TOOL_COMPLETED,
+            {
+                "tool_call_id": tool_call_id,
+                "tool": tool,
+                "status": "error" if error else "ok",
+                "result": result,
+                "error": error,
+                "duration_ms": duration_ms,
+            },
+        )
+
+    async def completed(
+        self,
+        *,
+        outcome: str,
+        usage: dict[str, Any],
+        message_id: str | None,
+        error: dict[str, str] | None = None,
+    ) -> Event:
+        """Close the run: emit ``agent_started`` if it never was, pair any tool call left
+        open, emit ``agent_completed``, and wait until every event of the run is stored."""
+        if not self._started:
+            await self.started(model=self._model_hint, attempt=0)
+        for tool_call_id, tool in list(self._open_tools.items()):
+            await self.tool_completed(
+                tool_call_id,
+                tool,
+                result=None,
+                error={"code": outcome, "message": f"the run ended ({outcome}) during the call"},
+                duration_ms=0,
+            )
+        await self._emit(
+            EventType.AGENT_COMPLETED,
+            {"outcome": outcome, "usage": usage, "message_id": message_id, "error": error},
+        )
+        self._completed = True
+        assert self._last is not None
+        return await self._last

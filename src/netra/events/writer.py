@@ -1,0 +1,158 @@
+"""EventLogWriter: one task that gives events their per-user seq, stores them in batches,
+then publishes them. Persist, then publish: no socket sees an event before it is stored.
+
+Group commit: the writer takes the first queued event, waits up to ``batch_window_ms`` for
+more (at most ``batch_max``), and stores the whole batch in one transaction, allocating each
+user's seq range with one ``UPDATE users SET event_seq = event_seq + n … RETURNING``. The
+row lock on the user's counter keeps seqs gapless and ordered across instances too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+
+from sqlalchemy import insert, update
+
+from netra.db import tables as t
+from netra.db.manager import DatabaseManager
+from netra.db.records import utcnow
+from netra.events.bus import EventBus
+from netra.events.envelope import Event, PendingEvent
+from netra.settings import EventSettings
+
+log = logging.getLogger(__name__)
+_RETRIES = 3
+
+
+class EventLogWriter:
+    """Owns the event-log write path of one process."""
+
+    def __init__(self, db: DatabaseManager, bus: EventBus, settings: EventSettings) -> None:
+        self._db = db
+        self._bus = bus
+        self._batch_max = settings.batch_max
+        self._window = settings.batch_window_ms / 1000
+        self._queue: asyncio.Queue[tuple[PendingEvent, asyncio.Future[Event]]] = asyncio.Queue(
+            maxsize=settings.batch_max * 64
+        )
+        self._task: asyncio.Task[None] | None = None
+        self.batches = 0
+        self.events_written = 0
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="event-log-writer")
+
+    async def stop(self) -> None:
+        """Store everything already queued, then stop."""
+        if self._task is None:
+            return
+        await self._queue.join()
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def write(self, pending: PendingEvent) -> asyncio.Future[Event]:
+        """Queue an event; the future resolves once it is stored and published."""
+        if self._task is None:
+            raise RuntimeError("the event log writer is not running")
+        future: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
+        await self._queue.put((pending, future))
+        return future
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            deadline = asyncio.get_running_loop().time() + self._window
+            while len(batch) < self._batch_max:
+                if self._queue.empty():
+                    remaining = deadline - asyncio.get_running_loop().time()
+                    if remaining <= 0:
+                        break
+                    try:
+                        batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+                    except TimeoutError:
+                        break
+                else:
+                    batch.append(self._queue.get_nowait())
+            try:
+                await self._store_and_publish(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _store_and_publish(
+        self, batch: list[tuple[PendingEvent, asyncio.Future[Event]]]
+    ) -> None:
+        for attempt in range(1, _RETRIES + 1):
+            try:
+                stored = await self._store([pending for pending, _ in batch])
+                break
+            except Exception as exc:  # retried, then reported to every waiting emitter
+                if attempt == _RETRIES:
+                    log.exception("event batch of %d could not be stored", len(batch))
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    return
+                await asyncio.sleep(0.05 * attempt)
+        self.batches += 1
+        self.events_written += len(stored)
+        by_user: dict[str, list[Event]] = defaultdict(list)
+        for event in stored:
+            by_user[event.user_id].append(event)
+        for user_id, events in by_user.items():
+            try:
+                await self._bus.publish(user_id, events)
+            except Exception:  # the bus may lose messages: sockets catch up from the log
+                log.exception("publishing events of %s failed", user_id)
+        for (_, future), event in zip(batch, stored, strict=True):
+            if not future.done():
+                future.set_result(event)
+
+    async def _store(self, batch: list[PendingEvent]) -> list[Event]:
+        counts: dict[str, int] = defaultdict(int)
+        for pending in batch:
+            counts[pending.user_id] += 1
+        now = utcnow()
+        async with self._db.write() as conn:
+            next_seq: dict[str, int] = {}
+            for user_id, count in counts.items():
+                last = await conn.scalar(
+                    update(t.users)
+                    .where(t.users.c.id == user_id)
+                    .values(event_seq=t.users.c.event_seq + count)
+                    .returning(t.users.c.event_seq)
+                )
+                if last is None:
+                    raise LookupError(f"events for unknown user {user_id}")
+                next_seq[user_id] = int(last) - count + 1
+            events = []
+            for pending in batch:
+                seq = next_seq[pending.user_id]
+                next_seq[pending.user_id] = seq + 1
+                events.append(Event.seal(pending, seq, now))
+            await conn.execute(
+                insert(t.events),
+                [
+                    {
+                        "user_id": event.user_id,
+                        "seq": event.seq,
+                        "event_id": pending.event_id,
+                        "type": event.type.value,
+                        "thread_id": pending.thread_id,
+                        "run_id": event.run_id,
+                        "body": event.body,
+                        "created_at": now,
+                    }
+                    for event, pending in zip(events, batch, strict=True)
+                ],
+            )
+        return events

@@ -1,0 +1,1 @@
+"""Models: the ``Model`` protocol and the built-in offline and scripted models."""

@@ -1,0 +1,1 @@
+"""Realtime: the WebSocket endpoint, client frames, and the UnifiedWebSocketManager."""

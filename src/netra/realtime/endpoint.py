@@ -1,0 +1,157 @@
+"""The ``/ws`` endpoint: authenticate, attach the socket to its user, read client frames."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from pydantic import ValidationError
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from netra.api.errors import error_frame
+from netra.context import UserExecutionContext
+from netra.db.repositories import EventRepository, UserRepository
+from netra.errors import InvalidRequest, QuotaExceeded, Unauthenticated
+from netra.realtime.connection import Connection
+from netra.realtime.frames import CLIENT_FRAME, CancelRun, Ping, Resume, SendMessage
+
+if TYPE_CHECKING:
+    from netra.app import Netra
+
+log = logging.getLogger(__name__)
+CLOSE_POLICY = 1008
+SUBPROTOCOL = "bearer"
+
+
+def _credentials(websocket: WebSocket) -> tuple[str | None, str | None]:
+    """``(token, subprotocol to select)`` from ``Sec-WebSocket-Protocol: bearer, <token>`` or
+    ``Authorization: Bearer <token>``. Tokens in the URL are never read."""
+    offered = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",")]
+    if len(offered) >= 2 and offered[0].lower() == SUBPROTOCOL and offered[1]:
+        return offered[1], SUBPROTOCOL
+    scheme, _, token = websocket.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip(), None
+    return None, None
+
+
+def _origin_allowed(websocket: WebSocket, allowed: list[str]) -> bool:
+    origin = websocket.headers.get("origin")
+    if origin is None or "*" in allowed or origin in allowed:
+        return True  # non-browser clients send no Origin
+    host = websocket.headers.get("host", "")
+    return urlsplit(origin).netloc == host
+
+
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    netra: Netra = websocket.app.state.netra
+    settings = netra.settings.websocket
+    token, subprotocol = _credentials(websocket)
+    await websocket.accept(subprotocol=subprotocol)
+    if not _origin_allowed(websocket, settings.allowed_origins):
+        await websocket.close(CLOSE_POLICY, "origin not allowed")
+        return
+    try:
+        if token is None:
+            raise Unauthenticated("missing bearer token")
+        ctx = netra.tokens.verify_access(token)
+        async with netra.db.read() as conn:
+            user = await UserRepository(conn).by_id(ctx.user_id)
+            if user is None or user.disabled:
+                raise Unauthenticated("account not found or disabled")
+    except Unauthenticated as exc:
+        await websocket.close(CLOSE_POLICY, exc.message)
+        return
+    connection = Connection(
+        websocket,
+        ctx,
+        db=netra.db,
+        max_pending=settings.send_queue_max,
+        replay_page=netra.settings.events.replay_page,
+    )
+    try:
+        netra.sockets.add(connection)
+    except QuotaExceeded as exc:
+        await websocket.close(CLOSE_POLICY, exc.message)
+        return
+    try:
+        # Subscribed first, cursor second: nothing published in between is missed.
+        async with netra.db.read() as conn:
+            last_seq = await EventRepository(conn, ctx).last_seq()
+        connection.start(cursor=last_seq)
+        connection.send_frame({"type": "connected", "user_id": ctx.user_id, "last_seq": last_seq})
+        await _receive_loop(websocket, connection, netra)
+    finally:
+        netra.sockets.remove(connection)
+        await connection.stop()
+
+
+async def _receive_loop(websocket: WebSocket, connection: Connection, netra: Netra) -> None:
+    while True:
+        try:
+            text = await websocket.receive_text()
+        except WebSocketDisconnect:
+            return
+        except (KeyError, RuntimeError):
+            # A binary frame (no "text" key) or a socket already closed by the server.
+            if connection.close_code is not None:
+                return
+            connection.send_frame(
+                error_frame(InvalidRequest("frames must be JSON text", code="invalid_frame"), None)
+            )
+            continue
+        await _handle(text, connection, netra)
+
+
+async def _handle(text: str, connection: Connection, netra: Netra) -> None:
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError:
+        connection.send_frame(
+            error_frame(InvalidRequest("frame is not valid JSON", code="invalid_frame"), None)
+        )
+        return
+    ref = raw.get("ref") if isinstance(raw, dict) else None
+    ref = ref if isinstance(ref, str) else None
+    try:
+        frame = CLIENT_FRAME.validate_python(raw)
+    except ValidationError as exc:
+        kind = raw.get("type") if isinstance(raw, dict) else None
+        known = {"send_message", "cancel_run", "resume", "ping"}
+        if not isinstance(kind, str) or kind not in known:
+            problem = InvalidRequest(f"unknown frame type {kind!r}", code="unknown_frame")
+        else:
+            fields = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'][1:]) or kind}: {e['msg']}"
+                for e in exc.errors()
+            )
+            problem = InvalidRequest(f"invalid {kind} frame: {fields}", code="invalid_frame")
+        connection.send_frame(error_frame(problem, ref))
+        return
+    ctx = UserExecutionContext(
+        user_id=connection.ctx.user_id,
+        roles=connection.ctx.roles,
+        permissions=connection.ctx.permissions,
+        tier=connection.ctx.tier,
+    )
+    try:
+        if isinstance(frame, SendMessage):
+            ack = await netra.runs.submit(
+                ctx,
+                content=frame.content,
+                thread_id=frame.thread_id,
+                agent=frame.agent,
+                client_msg_id=frame.client_msg_id,
+            )
+            connection.send_frame({"type": "ack", **ack.as_dict()})
+        elif isinstance(frame, CancelRun):
+            await netra.runs.cancel(ctx, frame.run_id)
+        elif isinstance(frame, Resume):
+            connection.request_resume(frame.after_seq)
+        elif isinstance(frame, Ping):
+            connection.send_frame({"type": "pong"})
+    except Exception as exc:  # every failure becomes an error frame; the socket stays open
+        reference = frame.ref or (frame.client_msg_id if isinstance(frame, SendMessage) else None)
+        connection.send_frame(error_frame(exc, reference))

@@ -1,0 +1,42 @@
+"""Client → server WebSocket frames, in one place. Server → client frames are built in
+``connection.py``; events use the envelope from ``netra.events.envelope``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+_Id = Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class Frame(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    ref: Annotated[str, Field(max_length=100)] | None = None
+    """Client-chosen reference echoed in an error frame."""
+
+
+class SendMessage(Frame):
+    type: Literal["send_message"]
+    content: Annotated[str, Field(min_length=1)]
+    thread_id: _Id | None = None
+    agent: _Id | None = None
+    client_msg_id: _Id | None = None
+
+
+class CancelRun(Frame):
+    type: Literal["cancel_run"]
+    run_id: _Id
+
+
+class Resume(Frame):
+    type: Literal["resume"]
+    after_seq: Annotated[int, Field(ge=0)]
+
+
+class Ping(Frame):
+    type: Literal["ping"]
+
+
+ClientFrame = Annotated[SendMessage | CancelRun | Resume | Ping, Field(discriminator="type")]
+CLIENT_FRAME: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)

@@ -1,0 +1,1 @@
+"""Runs: admission of user messages into runs, and cancellation."""

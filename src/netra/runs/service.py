@@ -1,0 +1,135 @@
+"""RunService: turns a user message into a stored message plus a queued run, in one
+transaction, then hands the run to the engine. Used by the WebSocket and HTTP paths alike."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from netra.agents.registry import AgentRegistry
+from netra.context import UserExecutionContext
+from netra.db.manager import DatabaseManager
+from netra.db.records import RunRecord, RunStatus, ThreadRecord
+from netra.db.repositories import MessageRepository, RunRepository, ThreadRepository
+from netra.engine.execution import ExecutionEngine
+from netra.errors import InvalidRequest
+from netra.events.bridge import AgentWebSocketBridge
+from netra.events.envelope import EventType
+from netra.settings import Settings
+
+DEFAULT_AGENT = "assistant"
+TITLE_CHARS = 60
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """What the client learns when its message is stored."""
+
+    client_msg_id: str | None
+    message_id: str
+    thread_id: str
+    run_id: str
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {
+            "client_msg_id": self.client_msg_id,
+            "message_id": self.message_id,
+            "thread_id": self.thread_id,
+            "run_id": self.run_id,
+        }
+
+
+def title_from(content: str) -> str:
+    line = " ".join(content.split())
+    return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
+
+
+class RunService:
+    def __init__(
+        self,
+        *,
+        db: DatabaseManager,
+        bridge: AgentWebSocketBridge,
+        engine: ExecutionEngine,
+        agents: AgentRegistry,
+        settings: Callable[[], Settings],
+    ) -> None:
+        self._db = db
+        self._bridge = bridge
+        self._engine = engine
+        self._agents = agents
+        self._settings = settings
+
+    async def submit(
+        self,
+        ctx: UserExecutionContext,
+        *,
+        content: str,
+        thread_id: str | None = None,
+        agent: str | None = None,
+        client_msg_id: str | None = None,
+    ) -> Ack:
+        """Store the message and queue its run; a retried ``client_msg_id`` stores nothing."""
+        settings = self._settings()
+        if not content.strip():
+            raise InvalidRequest("content must not be empty")
+        if len(content) > settings.limits.max_message_chars:
+            raise InvalidRequest(
+                f"message longer than {settings.limits.max_message_chars} characters",
+                code="message_too_large",
+            )
+        created_thread: ThreadRecord | None = None
+        async with self._db.write() as conn:
+            messages = MessageRepository(conn, ctx)
+            if client_msg_id is not None:
+                earlier = await messages.by_client_msg_id(client_msg_id)
+                if earlier is not None and earlier.run_id is not None:
+                    return Ack(client_msg_id, earlier.id, earlier.thread_id, earlier.run_id)
+            threads = ThreadRepository(conn, ctx)
+            if thread_id is None:
+                name = agent or DEFAULT_AGENT
+                self._agents.check_access(ctx, name)
+                created_thread = await threads.create(title=title_from(content), agent=name)
+                thread = created_thread
+            else:
+                thread = await threads.get(thread_id)
+                await threads.touch(thread.id)
+            agent_name = agent or thread.agent
+            definition = self._agents.check_access(ctx, agent_name)
+            run = await RunRepository(conn, ctx).create(
+                thread_id=thread.id,
+                agent=agent_name,
+                model=definition.model or settings.models.default,
+            )
+            message = await messages.add(
+                thread_id=thread.id,
+                role="user",
+                content=content,
+                run_id=run.id,
+                client_msg_id=client_msg_id,
+            )
+        if created_thread is not None:
+            await self._bridge.emit(
+                ctx,
+                EventType.THREAD_UPDATED,
+                {"thread": created_thread.public()},
+                thread_id=created_thread.id,
+            )
+        await self._bridge.emit(
+            ctx, EventType.MESSAGE_CREATED, {"message": message.public()}, thread_id=thread.id
+        )
+        await self._engine.submit(ctx, run)
+        return Ack(client_msg_id, message.id, thread.id, run.id)
+
+    async def cancel(self, ctx: UserExecutionContext, run_id: str) -> RunRecord:
+        """Cancel the caller's run; a run already final is returned unchanged."""
+        async with self._db.read() as conn:
+            run = await RunRepository(conn, ctx).get(run_id)
+        if run.status.final:
+            return run
+        if not self._engine.cancel(ctx.user_id, run_id) and run.status is RunStatus.QUEUED:
+            # Queued but held by no engine here (e.g. stored just before a restart).
+            await self._engine.submit(ctx, run)
+            self._engine.cancel(ctx.user_id, run_id)
+        async with self._db.read() as conn:
+            return await RunRepository(conn, ctx).get(run_id)

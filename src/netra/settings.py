@@ -1,0 +1,145 @@
+"""The typed settings model: one tree of sections, every field documented.
+
+Values come from ``UnifiedConfigurationManager`` (``netra.config``), which layers defaults,
+a TOML file, a ``.env`` file, ``NETRA_…`` environment variables (nested with ``__``, e.g.
+``NETRA_DATABASE__URL``) and runtime overrides. The README's configuration table is checked
+against these fields by the test suite.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class ServerSettings(Section):
+    host: str = "127.0.0.1"
+    """Interface `netra serve` binds to."""
+    port: int = Field(8000, ge=0, le=65535)
+    """TCP port `netra serve` listens on."""
+    data_dir: Path = Path("netra-data")
+    """Directory for the SQLite database and the generated development secret."""
+    shutdown_grace_s: float = Field(10.0, ge=0)
+    """Seconds running work gets to finish when the server stops."""
+
+
+class DatabaseSettings(Section):
+    url: str | None = None
+    """SQLAlchemy async URL; empty means `sqlite+aiosqlite:///<data_dir>/netra.db`."""
+    pool_size: int = Field(10, ge=1)
+    """PostgreSQL connection pool size."""
+    max_overflow: int = Field(20, ge=0)
+    """PostgreSQL connections allowed beyond the pool size under load."""
+    pool_timeout_s: float = Field(30.0, gt=0)
+    """Seconds to wait for a pooled connection before failing."""
+    sqlite_busy_timeout_ms: int = Field(5000, ge=0)
+    """How long SQLite waits for a lock before failing a write."""
+    echo: bool = False
+    """Log every SQL statement (development only)."""
+
+
+class RedisSettings(Section):
+    url: str | None = None
+    """Redis URL for the scale-out event bus; empty means the in-process bus."""
+
+
+class AuthSettings(Section):
+    jwt_secret: SecretStr | None = None
+    """HMAC secret for tokens (32+ bytes); empty in development generates one in data_dir."""
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    """The one algorithm tokens are signed and verified with."""
+    issuer: str = "netra"
+    """`iss` claim written and required."""
+    audience: str = "netra"
+    """`aud` claim written and required."""
+    access_token_ttl_s: int = Field(3600, ge=30)
+    """Lifetime of an access token in seconds."""
+    allow_registration: bool = True
+    """Whether `POST /auth/register` is open."""
+
+
+class ModelSettings(Section):
+    default: str = "offline"
+    """Model id used by agents that name none (`offline`, `scripted`, `provider:model`)."""
+    offline_chunk_delay_ms: int = Field(15, ge=0, le=5000)
+    """Pause between streamed chunks of the offline model, so streaming is visible."""
+
+
+class ToolSettings(Section):
+    timeout_s: float = Field(30.0, gt=0)
+    """Default time limit of one tool call."""
+    max_output_chars: int = Field(20_000, ge=100)
+    """Tool output longer than this is refused as an error result."""
+
+
+class LimitSettings(Section):
+    max_concurrent_runs_per_user: int = Field(4, ge=1)
+    """Runs of one user executing at once; more wait in the queue."""
+    run_timeout_s: float = Field(300.0, gt=0)
+    """Wall-clock budget of one run; past it the run ends `timed_out`."""
+    max_steps: int = Field(16, ge=1)
+    """Model calls one run may make before it fails."""
+    max_message_chars: int = Field(32_000, ge=1)
+    """Longest user message accepted."""
+
+
+class WebSocketSettings(Section):
+    allowed_origins: list[str] = Field(default_factory=list)
+    """Origins allowed to open `/ws` besides the server's own; `*` allows any."""
+    max_frame_bytes: int = Field(65_536, ge=1024)
+    """Largest client frame; bigger closes the socket with 1009."""
+    send_queue_max: int = Field(2_000, ge=10)
+    """Events buffered for one socket before a non-reading client is disconnected (1013)."""
+    ping_interval_s: float = Field(20.0, gt=0)
+    """Protocol-level ping interval; a socket that misses a pong is closed."""
+    ping_timeout_s: float = Field(20.0, gt=0)
+    """Seconds to wait for a pong."""
+    max_connections_per_user: int = Field(16, ge=1)
+    """Sockets one user may hold at once."""
+
+
+class EventSettings(Section):
+    batch_max: int = Field(256, ge=1)
+    """Most events written in one database transaction."""
+    batch_window_ms: float = Field(2.0, ge=0)
+    """How long the writer waits to fill a batch after the first event arrives."""
+    max_string_chars: int = Field(8_000, ge=100)
+    """Longer strings in event payloads are truncated with a marker."""
+    max_list_items: int = Field(200, ge=1)
+    """Longer lists in event payloads are truncated with a marker."""
+    replay_page: int = Field(500, ge=1)
+    """Events read per page when a socket resumes."""
+
+
+class LoggingSettings(Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """Log level of the `netra` loggers."""
+    json_format: bool = False
+    """One JSON object per log line instead of text."""
+
+
+class Settings(Section):
+    environment: Literal["development", "test", "staging", "production"] = "development"
+    """Profile: production refuses unsafe values."""
+    server: ServerSettings = ServerSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    redis: RedisSettings = RedisSettings()
+    auth: AuthSettings = AuthSettings()
+    models: ModelSettings = ModelSettings()
+    tools: ToolSettings = ToolSettings()
+    limits: LimitSettings = LimitSettings()
+    websocket: WebSocketSettings = WebSocketSettings()
+    events: EventSettings = EventSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite+aiosqlite:///{(self.server.data_dir / 'netra.db').as_posix()}"

@@ -1,0 +1,1 @@
+"""Tools: declarations, the built-in tools and the per-user UnifiedToolDispatcher."""
