@@ -17,8 +17,8 @@ import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 
 from netra.app import Netra, create_app
-from netra.settings import Settings
 from netra.server import uvicorn_config
+from netra.settings import Settings
 
 RUN_EVENTS = {
     "agent_started",

@@ -1,0 +1,132 @@
+"""Bad input gets a clear error and loses nothing; the socket stays usable."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from tests.support import LiveServer, make_user, open_socket
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "not-a-jwt",
+        "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJ1c3JfeCJ9.",
+    ],
+)
+async def test_a_bad_token_closes_the_socket_with_1008(server: LiveServer, token: str) -> None:
+    async with connect(server.ws_url, subprotocols=["bearer", token]) as conn:  # type: ignore[list-item]
+        with pytest.raises(ConnectionClosed) as closed:
+            await conn.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+
+
+async def test_no_token_closes_with_1008(server: LiveServer) -> None:
+    async with connect(server.ws_url) as conn:
+        with pytest.raises(ConnectionClosed) as closed:
+            await conn.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+
+
+async def test_authorization_header_is_accepted(
+    server: LiveServer, http: httpx.AsyncClient
+) -> None:
+    user = await make_user(http)
+    async with connect(server.ws_url, additional_headers=user.auth) as conn:
+        assert '"connected"' in str(await conn.recv())
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ("{not json", "invalid_frame"),
+        ('"a string"', "unknown_frame"),
+        ('{"type": "launch_missiles"}', "unknown_frame"),
+        ('{"type": "send_message"}', "invalid_frame"),
+        ('{"type": "send_message", "content": ""}', "invalid_frame"),
+        ('{"type": "resume", "after_seq": -1}', "invalid_frame"),
+        ('{"type": "cancel_run", "run_id": "run_nope"}', "not_found"),
+        ('{"type": "ping", "extra": 1}', "invalid_frame"),
+    ],
+)
+async def test_a_bad_frame_gets_an_error_frame_and_the_socket_still_works(
+    server: LiveServer, http: httpx.AsyncClient, frame: str, code: str
+) -> None:
+    user = await make_user(http)
+    socket = await open_socket(server, user.token)
+    await socket.conn.send(frame)
+    error = await socket.recv()
+    assert error["type"] == "error"
+    assert error["code"] == code
+    assert error["message"]
+    await socket.send({"type": "ping"})
+    assert (await socket.recv())["type"] == "pong"
+    ack = await socket.send_message("what is 1+1?")
+    assert ack["type"] == "ack"
+    await socket.close()
+
+
+async def test_an_oversized_frame_closes_with_1009(
+    server: LiveServer, http: httpx.AsyncClient
+) -> None:
+    user = await make_user(http)
+    socket = await open_socket(server, user.token)
+    await socket.send({"type": "send_message", "content": "x" * 200_000})
+    with pytest.raises(ConnectionClosed) as closed:
+        await socket.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/me", None),
+        ("GET", "/threads", None),
+        ("POST", "/threads", {}),
+        ("GET", "/runs/run_x", None),
+        ("GET", "/events", None),
+    ],
+)
+async def test_missing_or_bad_credentials_are_401_with_the_error_shape(
+    http: httpx.AsyncClient, method: str, path: str, body: object
+) -> None:
+    for headers in ({}, {"Authorization": "Bearer nonsense"}, {"Authorization": "Basic abc"}):
+        response = await http.request(method, path, json=body, headers=headers)
+        assert response.status_code == 401, response.text
+        error = response.json()["error"]
+        assert error["code"] == "unauthenticated"
+        assert error["request_id"] == response.headers["x-request-id"]
+
+
+async def test_invalid_bodies_are_422_and_store_nothing(http: httpx.AsyncClient) -> None:
+    user = await make_user(http)
+    response = await http.post("/threads", json={"title": ""}, headers=user.auth)
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "invalid_request"
+    assert response.json()["error"]["details"]
+    assert (await http.get("/threads", headers=user.auth)).json()["items"] == []
+    bad = await http.post("/auth/register", json={"email": "nope", "password": "short"})
+    assert bad.status_code == 422
+    duplicate = await http.post("/auth/register", json={"email": user.email, "password": "x" * 10})
+    assert duplicate.status_code == 409
+    wrong = await http.post("/auth/login", json={"email": user.email, "password": "wrong-password"})
+    unknown = await http.post("/auth/login", json={"email": "no@one.org", "password": "whatever1"})
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.json()["error"]["message"] == unknown.json()["error"]["message"]
+
+
+async def test_a_retried_send_stores_one_message(
+    server: LiveServer, http: httpx.AsyncClient
+) -> None:
+    user = await make_user(http)
+    socket = await open_socket(server, user.token)
+    first = await socket.send_message("what is 3*3?", client_msg_id="same-id")
+    second = await socket.send_message("what is 3*3?", client_msg_id="same-id")
+    assert first == second
+    await socket.run_to_end(first["run_id"])
+    messages = (await http.get(f"/threads/{first['thread_id']}/messages", headers=user.auth)).json()
+    assert [m["role"] for m in messages["items"]] == ["user", "assistant"]
+    await socket.close()
