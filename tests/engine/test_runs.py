@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from pathlib import Path
 
 import httpx
@@ -145,7 +146,7 @@ async def test_the_per_user_limit_queues_the_excess_without_slowing_others(
     server = server_factory(
         models={"default": "scripted"}, limits={"max_concurrent_runs_per_user": 1}
     )
-    scripted(server)._responder = lambda _request: ScriptedTurn.text("slow answer", delay_s=0.1)
+    scripted(server).responder = lambda _request: ScriptedTurn.text("slow answer", delay_s=0.1)
     async with httpx.AsyncClient(base_url=server.url) as http:
         busy, other = await make_user(http, "busy"), await make_user(http, "other")
         socket = await open_socket(server, busy.token)
@@ -162,7 +163,7 @@ async def test_the_per_user_limit_queues_the_excess_without_slowing_others(
         for ack in acks:
             events = socket.run_events(ack["run_id"])
             spans.append((events[0]["seq"], events[-1]["seq"]))
-        for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+        for (_, end), (start, _) in itertools.pairwise(spans):
             assert end < start, f"runs overlapped: {spans}"
         await socket.close()
         await other_socket.close()
@@ -174,7 +175,7 @@ async def test_a_queued_run_can_be_cancelled_before_it_starts(
     server = server_factory(
         models={"default": "scripted"}, limits={"max_concurrent_runs_per_user": 1}
     )
-    scripted(server)._responder = lambda _request: ScriptedTurn.text("slow answer", delay_s=0.2)
+    scripted(server).responder = lambda _request: ScriptedTurn.text("slow answer", delay_s=0.2)
     async with httpx.AsyncClient(base_url=server.url) as http:
         user = await make_user(http)
         socket = await open_socket(server, user.token)

@@ -38,7 +38,7 @@ _EXPRESSION = re.compile(
 )
 _OPERATOR_BETWEEN = re.compile(r"[\d)]\s*(?:\*\*|[-+*/%])\s*[-+(\d.a-z]|(?:sqrt|abs|log|exp)\s*\(")
 _TIME_QUESTION = re.compile(
-    r"\b(what time|time is it|current time|the time|time now|what(?:'s| is) the date|"
+    r"\b(what time|time is it|current time|the time|time now|time in|what(?:'s| is) the date|"
     r"today'?s date|what day|which day|date today)\b"
 )
 _IANA = re.compile(r"\b([A-Z][A-Za-z_]+(?:/[A-Z][A-Za-z_+\-0-9]+)+)\b")

@@ -60,7 +60,7 @@ class ScriptedModel:
         model_id: str = "scripted",
     ) -> None:
         self._turns: deque[ScriptedTurn] = deque(turns)
-        self._responder = responder
+        self.responder = responder
         self._id = model_id
         self.requests: list[ModelRequest] = []
 
@@ -74,8 +74,8 @@ class ScriptedModel:
     def _next(self, request: ModelRequest) -> ScriptedTurn:
         if self._turns:
             return self._turns.popleft()
-        if self._responder is not None:
-            return self._responder(request)
+        if self.responder is not None:
+            return self.responder(request)
         raise ModelBehaviorError("the scripted model has no response left")
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamPart]:

@@ -1,0 +1,1066 @@
+#!/usr/bin/env python3
+"""Load benchmark: N users, each streaming M agent runs over its own WebSocket.
+
+Starts a real Netra server (`python -m netra serve`) on 127.0.0.1 with a throwaway data dir,
+registers and logs in the users, opens one `/ws` socket per user and has every user send its
+messages concurrently, each run waited on until its `agent_completed`. It measures latencies
+on the client, the server's RSS and CPU, and checks the delivery contract on every frame
+(own runs only, seq strictly increasing, `agent_started` first, one `agent_completed` last,
+nothing lost against `GET /events`). A benchmark that silently measures a broken system is
+worthless, so every violation is counted and any violation makes the exit status 1.
+
+One JSON object goes to stdout; progress and diagnostics go to stderr.
+
+    python bench/load.py --users 20 --runs 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import httpx
+import psutil
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
+
+JsonObject = dict[str, Any]
+
+HOST = "127.0.0.1"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TOOL_PROMPT = "what is 12*7?"
+"""Asks for what the calculator does, so the offline model calls it."""
+PLAIN_PROMPT = "hello there!"
+"""A greeting: the offline model answers without a tool."""
+TOOL_RESULT = "84"
+CHUNK_DELAY_ENV = "NETRA_MODELS__OFFLINE_CHUNK_DELAY_MS"
+READY_TIMEOUT_S = 30.0
+HTTP_TIMEOUT_S = 30.0
+DRAIN_S = 0.5
+"""After the load, keep reading this long to catch events sent after `agent_completed`."""
+SAMPLE_INTERVAL_S = 0.1
+EVENTS_PAGE = 500
+RUN_EVENT_TYPES = frozenset(
+    {
+        "agent_started",
+        "agent_thinking",
+        "message_delta",
+        "tool_executing",
+        "tool_completed",
+        "approval_required",
+        "agent_completed",
+    }
+)
+"""The types bound by a run's order: `agent_started` first, `agent_completed` last."""
+ENVELOPE_KEYS = ("type", "seq", "event_id", "thread_id", "run_id", "agent", "ts", "data")
+
+VIOLATIONS = (
+    "error_frames",
+    "socket_closed",
+    "bad_frame",
+    "bad_envelope",
+    "wrong_subprotocol",
+    "wrong_user_id",
+    "seq_not_increasing",
+    "duplicate_event_id",
+    "unexpected_ack",
+    "duplicate_ack",
+    "ack_wrong_thread",
+    "foreign_run_event",
+    "foreign_thread_event",
+    "event_wrong_thread",
+    "first_event_not_agent_started",
+    "duplicate_agent_started",
+    "duplicate_agent_completed",
+    "event_after_agent_completed",
+    "outcome_not_completed",
+    "tool_unpaired",
+    "tool_error",
+    "tool_wrong_result",
+    "expected_tool_call_missing",
+    "run_stalled",
+    "events_missing_on_socket",
+    "events_not_persisted",
+    "event_mismatch",
+    "delivery_check_failed",
+    "server_exited",
+)
+"""Every correctness check; each key is always present in the report's `errors`."""
+
+
+class SetupError(Exception):
+    """The server or the users could not be brought up; nothing was measured."""
+
+
+class Violations:
+    """Counts correctness violations and keeps the first few descriptions for stderr."""
+
+    def __init__(self, keep_per_kind: int = 3) -> None:
+        self.counts: Counter[str] = Counter(dict.fromkeys(VIOLATIONS, 0))
+        self.examples: list[str] = []
+        self._keep = keep_per_kind
+
+    def add(self, kind: str, detail: str, count: int = 1) -> None:
+        assert kind in VIOLATIONS, kind
+        if self.counts[kind] < self._keep:
+            self.examples.append(f"{kind}: {detail}")
+        self.counts[kind] += count
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+@dataclass
+class Run:
+    """One `send_message` and the run it started, as seen by the client."""
+
+    user: int
+    index: int
+    kind: str
+    """`tool` (calculator prompt) or `plain` (greeting)."""
+    client_msg_id: str
+    sent_thread_id: str | None
+    t_send: float = 0.0
+    t_ack: float | None = None
+    t_started: float | None = None
+    t_completed: float | None = None
+    run_id: str | None = None
+    thread_id: str | None = None
+    events: int = 0
+    started: bool = False
+    completed: bool = False
+    failed: bool = False
+    """An error frame answered the send; no run to wait for."""
+    order_flagged: bool = False
+    outcome: str | None = None
+    open_tool_calls: set[str] = field(default_factory=set)
+    tool_results: int = 0
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
+class Session:
+    """One user: credentials, its socket and everything received on it."""
+
+    index: int
+    email: str
+    password: str
+    user_id: str = ""
+    token: str = ""
+    ws: ClientConnection | None = None
+    connected_last_seq: int = 0
+    last_seq: int = 0
+    runs_by_cmid: dict[str, Run] = field(default_factory=dict)
+    runs_by_id: dict[str, Run] = field(default_factory=dict)
+    pending: dict[str, list[tuple[JsonObject, float]]] = field(default_factory=dict)
+    """Events of run ids not acked yet (an event may overtake its ack)."""
+    threads: set[str] = field(default_factory=set)
+    received: dict[int, str] = field(default_factory=dict)
+    """seq -> event_id of every envelope received on the socket."""
+    runless: list[tuple[int, str | None]] = field(default_factory=list)
+    """(seq, thread_id) of envelopes without a run id, checked once all acks are in."""
+    closing: bool = False
+    dead: bool = False
+
+
+@dataclass
+class Totals:
+    """Counters shared by all sessions."""
+
+    events: int = 0
+    events_in_window: int = 0
+    completed: int = 0
+    sent: int = 0
+    seq_gaps: int = 0
+    ack_after_agent_started: int = 0
+    window_end: float | None = None
+    outcomes: Counter[str] = field(default_factory=Counter)
+    event_types: Counter[str] = field(default_factory=Counter)
+    error_codes: Counter[str] = field(default_factory=Counter)
+
+
+# --------------------------------------------------------------------------- server process
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def tail(path: Path, limit: int = 6000) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return text[-limit:]
+
+
+class ServerProcess:
+    """`python -m netra serve` on a free port with a fresh data dir; always cleaned up."""
+
+    def __init__(self, extra_env: dict[str, str]) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="netra-bench-"))
+        self.data_dir = self.root / "data"
+        self.data_dir.mkdir()
+        self.stdout_path = self.root / "server.stdout.log"
+        self.stderr_path = self.root / "server.stderr.log"
+        self.port = free_port()
+        self.base_url = f"http://{HOST}:{self.port}"
+        self.command = [
+            sys.executable,
+            "-m",
+            "netra",
+            "serve",
+            "--host",
+            HOST,
+            "--port",
+            str(self.port),
+        ]
+        self.extra_env = extra_env
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.startup_s: float | None = None
+        self.exit_code: int | None = None
+        self.shutdown_s: float | None = None
+
+    def start(self) -> None:
+        env = os.environ.copy()
+        env["NETRA_SERVER__DATA_DIR"] = str(self.data_dir)
+        src = REPO_ROOT / "src"
+        if (src / "netra").is_dir():
+            # Run the checkout under test even when the venv has no (editable) install of it.
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(src), env.get("PYTHONPATH")) if p)
+        env.update(self.extra_env)
+        t0 = time.perf_counter()
+        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
+            self.proc = subprocess.Popen(
+                self.command,
+                env=env,
+                cwd=self.root,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,  # our Ctrl-C reaches us only; we stop the server
+            )
+        deadline = t0 + READY_TIMEOUT_S
+        last_error = "no answer yet"
+        with httpx.Client(base_url=self.base_url, trust_env=False, timeout=2.0) as client:
+            while time.perf_counter() < deadline:
+                if self.proc.poll() is not None:
+                    raise SetupError(
+                        f"server exited with status {self.proc.returncode} before ready\n"
+                        + self.logs()
+                    )
+                try:
+                    response = client.get("/ready")
+                except httpx.HTTPError as exc:
+                    last_error = repr(exc)
+                else:
+                    if response.status_code == 200:
+                        self.startup_s = time.perf_counter() - t0
+                        return
+                    last_error = f"{response.status_code} {response.text[:300]}"
+                time.sleep(0.05)
+        raise SetupError(
+            f"GET /ready not 200 within {READY_TIMEOUT_S:.0f} s ({last_error})\n" + self.logs()
+        )
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def returncode(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
+
+    def logs(self) -> str:
+        parts = []
+        for name, path in (("stderr", self.stderr_path), ("stdout", self.stdout_path)):
+            text = tail(path)
+            if text.strip():
+                parts.append(f"--- server {name} (tail) ---\n{text}")
+        return "\n".join(parts) or "(the server wrote nothing)"
+
+    def log_problems(self) -> tuple[dict[str, int], list[str]]:
+        """Counts of WARNING / ERROR / CRITICAL / Traceback lines in the server's output."""
+        counts = dict.fromkeys(("warning", "error", "critical", "traceback"), 0)
+        examples: list[str] = []
+        for path in (self.stderr_path, self.stdout_path):
+            with contextlib.suppress(OSError), path.open(errors="replace") as lines:
+                for line in lines:
+                    found = [
+                        name
+                        for name in counts
+                        if (f" {name.upper()} " in line)
+                        or (name == "traceback" and line.startswith("Traceback"))
+                    ]
+                    for name in found:
+                        counts[name] += 1
+                    if found and len(examples) < 10:
+                        examples.append(line.rstrip()[:300])
+        return counts, examples
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 10 s; idempotent."""
+        proc = self.proc
+        if proc is None or self.exit_code is not None:
+            return
+        t0 = time.perf_counter()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                print("[bench] server ignored SIGTERM for 10 s; killing it", file=sys.stderr)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+            self.shutdown_s = time.perf_counter() - t0
+        # Anything the server left behind in its own session (it was started as a new one).
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        self.exit_code = proc.returncode
+
+    def cleanup(self) -> None:
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+def tree_rss(proc: psutil.Process) -> int:
+    """RSS of the server and any children it spawned."""
+    total = 0
+    with contextlib.suppress(psutil.Error):
+        for p in [proc, *proc.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                total += p.memory_info().rss
+    return total
+
+
+def tree_cpu(proc: psutil.Process) -> float:
+    """User + system CPU seconds of the server and its live children."""
+    total = 0.0
+    with contextlib.suppress(psutil.Error):
+        for p in [proc, *proc.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                times = p.cpu_times()
+                total += times.user + times.system
+    return total
+
+
+# --------------------------------------------------------------------------- the load
+
+
+class LoadBench:
+    def __init__(self, args: argparse.Namespace, server: ServerProcess, deadline: float) -> None:
+        self.args = args
+        self.server = server
+        self.deadline = deadline
+        self.violations = Violations()
+        self.totals = Totals()
+        self.stop_event = asyncio.Event()
+        tag = uuid.uuid4().hex[:8]
+        self.sessions: list[Session] = [
+            Session(
+                index=i,
+                email=f"bench-{tag}-{i}@example.com",
+                password=f"bench-password-{tag}-{i}",
+            )
+            for i in range(args.users)
+        ]
+
+    # ---- setup
+
+    async def sign_in(self, http: httpx.AsyncClient, session: Session) -> None:
+        body = {"email": session.email, "password": session.password}
+        response = await http.post("/auth/register", json=body)
+        if response.status_code != 201:
+            raise SetupError(f"POST /auth/register -> {response.status_code} {response.text}")
+        session.user_id = str(response.json().get("id", ""))
+        response = await http.post("/auth/login", json=body)
+        if response.status_code != 200:
+            raise SetupError(f"POST /auth/login -> {response.status_code} {response.text}")
+        session.token = response.json()["access_token"]
+
+    async def open_socket(self, session: Session) -> None:
+        url = f"ws://{HOST}:{self.server.port}/ws"
+        try:
+            ws = await connect(
+                url,
+                subprotocols=[Subprotocol("bearer"), Subprotocol(session.token)],
+                compression=None,
+                proxy=None,
+                open_timeout=10,
+                ping_interval=None,
+                close_timeout=5,
+                max_size=4 * 1024 * 1024,
+                max_queue=256,
+            )
+        except Exception as exc:
+            raise SetupError(f"user {session.index}: WebSocket connect failed: {exc!r}") from exc
+        session.ws = ws
+        if ws.subprotocol != "bearer":
+            self.violations.add(
+                "wrong_subprotocol", f"user {session.index}: server chose {ws.subprotocol!r}"
+            )
+        try:
+            raw = await asyncio.wait_for(ws.recv(), 10)
+            frame = json.loads(raw)
+        except (TimeoutError, ConnectionClosed, ValueError) as exc:
+            raise SetupError(f"user {session.index}: no `connected` frame: {exc!r}") from exc
+        if not isinstance(frame, dict) or frame.get("type") != "connected":
+            raise SetupError(f"user {session.index}: first frame is not `connected`: {raw!r}")
+        if session.user_id and frame.get("user_id") != session.user_id:
+            self.violations.add(
+                "wrong_user_id",
+                f"user {session.index}: connected.user_id={frame.get('user_id')!r}, "
+                f"registered id {session.user_id!r}",
+            )
+        last_seq = frame.get("last_seq")
+        session.connected_last_seq = session.last_seq = last_seq if isinstance(last_seq, int) else 0
+
+    # ---- receiving
+
+    async def read_socket(self, session: Session) -> None:
+        ws = session.ws
+        assert ws is not None
+        with contextlib.suppress(ConnectionClosed):
+            async for raw in ws:
+                self.on_frame(session, raw, time.perf_counter())
+        if not session.closing:
+            self.violations.add(
+                "socket_closed",
+                f"user {session.index}: closed by the server, code={ws.close_code} "
+                f"reason={ws.close_reason!r}",
+            )
+        session.dead = True
+        for run in session.runs_by_cmid.values():
+            run.done.set()  # wake the lanes; their runs stay incomplete
+
+    def on_frame(self, session: Session, raw: str | bytes, now: float) -> None:
+        try:
+            frame = json.loads(raw)
+        except ValueError:
+            self.violations.add("bad_frame", f"user {session.index}: not JSON: {raw[:200]!r}")
+            return
+        if not isinstance(frame, dict):
+            self.violations.add("bad_frame", f"user {session.index}: not an object: {raw[:200]!r}")
+            return
+        if "seq" in frame:
+            self.on_event(session, frame, now)
+            return
+        kind = frame.get("type")
+        if kind == "ack":
+            self.on_ack(session, frame, now)
+        elif kind == "error":
+            code = str(frame.get("code"))
+            self.totals.error_codes[code] += 1
+            ref = frame.get("ref")
+            self.violations.add(
+                "error_frames",
+                f"user {session.index}: code={code} message={frame.get('message')!r} ref={ref!r}",
+            )
+            run = session.runs_by_cmid.get(ref) if isinstance(ref, str) else None
+            if run is not None and run.t_ack is None:
+                run.failed = True
+                run.done.set()
+        elif kind == "pong":
+            pass
+        else:
+            self.violations.add("bad_frame", f"user {session.index}: unknown frame {raw[:200]!r}")
+
+    def on_ack(self, session: Session, frame: JsonObject, now: float) -> None:
+        cmid = frame.get("client_msg_id")
+        run = session.runs_by_cmid.get(cmid) if isinstance(cmid, str) else None
+        if run is None:
+            self.violations.add("unexpected_ack", f"user {session.index}: {frame!r}")
+            return
+        if run.t_ack is not None:
+            self.violations.add("duplicate_ack", f"user {session.index}: {cmid}")
+            return
+        run.t_ack = now
+        run.run_id = str(frame.get("run_id"))
+        run.thread_id = str(frame.get("thread_id"))
+        if run.sent_thread_id is not None and run.thread_id != run.sent_thread_id:
+            self.violations.add(
+                "ack_wrong_thread",
+                f"user {session.index}: sent on {run.sent_thread_id}, ack says {run.thread_id}",
+            )
+        session.threads.add(run.thread_id)
+        session.runs_by_id[run.run_id] = run
+        early = session.pending.pop(run.run_id, [])
+        if early:
+            self.totals.ack_after_agent_started += 1
+        for event, t in early:
+            self.on_run_event(session, run, event, t)
+
+    def on_event(self, session: Session, event: JsonObject, now: float) -> None:
+        self.totals.events += 1
+        if self.totals.window_end is None:
+            self.totals.events_in_window += 1
+        self.totals.event_types[str(event.get("type"))] += 1
+        seq = event.get("seq")
+        missing = [key for key in ENVELOPE_KEYS if key not in event]
+        if missing or not isinstance(seq, int) or not isinstance(event.get("data"), dict):
+            self.violations.add(
+                "bad_envelope", f"user {session.index}: missing {missing}: {str(event)[:200]}"
+            )
+        if not isinstance(seq, int):
+            return
+        if seq <= session.last_seq:
+            self.violations.add(
+                "seq_not_increasing", f"user {session.index}: seq {seq} after {session.last_seq}"
+            )
+        elif seq != session.last_seq + 1:
+            self.totals.seq_gaps += 1
+        session.last_seq = max(session.last_seq, seq)
+        event_id = str(event.get("event_id"))
+        if seq in session.received:
+            self.violations.add("duplicate_event_id", f"user {session.index}: seq {seq} twice")
+        session.received[seq] = event_id
+        run_id = event.get("run_id")
+        if run_id is None:
+            thread_id = event.get("thread_id")
+            session.runless.append((seq, thread_id if isinstance(thread_id, str) else None))
+            return
+        run = session.runs_by_id.get(str(run_id))
+        if run is None:
+            session.pending.setdefault(str(run_id), []).append((event, now))
+        else:
+            self.on_run_event(session, run, event, now)
+
+    def on_run_event(self, session: Session, run: Run, event: JsonObject, now: float) -> None:
+        kind = event.get("type")
+        data = event.get("data") if isinstance(event.get("data"), dict) else {}
+        where = f"user {session.index} run {run.run_id} ({run.kind})"
+        if event.get("thread_id") != run.thread_id:
+            self.violations.add(
+                "event_wrong_thread", f"{where}: {kind} on thread {event.get('thread_id')}"
+            )
+        if kind not in RUN_EVENT_TYPES:
+            return  # e.g. run_queued: about the run, outside its started..completed order
+        if run.completed:
+            name = (
+                "duplicate_agent_completed"
+                if kind == "agent_completed"
+                else "event_after_agent_completed"
+            )
+            self.violations.add(name, f"{where}: {kind} seq {event.get('seq')}")
+            return
+        run.events += 1
+        if kind == "agent_started":
+            if run.started:
+                self.violations.add("duplicate_agent_started", where)
+            else:
+                run.started = True
+                run.t_started = now
+        elif not run.started and not run.order_flagged:
+            run.order_flagged = True
+            self.violations.add("first_event_not_agent_started", f"{where}: first was {kind}")
+        if kind == "tool_executing":
+            call_id = str(data.get("tool_call_id"))
+            if call_id in run.open_tool_calls:
+                self.violations.add("tool_unpaired", f"{where}: {call_id} executing twice")
+            run.open_tool_calls.add(call_id)
+        elif kind == "tool_completed":
+            self.on_tool_completed(run, data, where)
+        elif kind == "agent_completed":
+            self.on_run_completed(run, data, where, now)
+
+    def on_tool_completed(self, run: Run, data: JsonObject, where: str) -> None:
+        call_id = str(data.get("tool_call_id"))
+        if call_id not in run.open_tool_calls:
+            self.violations.add("tool_unpaired", f"{where}: {call_id} completed, never executing")
+        run.open_tool_calls.discard(call_id)
+        run.tool_results += 1
+        if data.get("status") != "ok":
+            self.violations.add("tool_error", f"{where}: {data.get('tool')} {data.get('error')}")
+        elif run.kind == "tool" and TOOL_RESULT not in json.dumps(data.get("result")):
+            self.violations.add(
+                "tool_wrong_result", f"{where}: {data.get('tool')} -> {data.get('result')!r}"
+            )
+
+    def on_run_completed(self, run: Run, data: JsonObject, where: str, now: float) -> None:
+        run.completed = True
+        run.t_completed = now
+        run.outcome = str(data.get("outcome"))
+        self.totals.outcomes[run.outcome] += 1
+        self.totals.completed += 1
+        if run.outcome != "completed":
+            self.violations.add(
+                "outcome_not_completed", f"{where}: {run.outcome} error={data.get('error')}"
+            )
+        if run.open_tool_calls:
+            self.violations.add("tool_unpaired", f"{where}: never completed {run.open_tool_calls}")
+        if run.kind == "tool" and run.tool_results == 0 and run.outcome == "completed":
+            self.violations.add("expected_tool_call_missing", where)
+        run.done.set()
+
+    # ---- sending
+
+    async def lane(self, session: Session, indices: list[int]) -> None:
+        """Send this lane's messages one after another, each after the previous completed."""
+        ws = session.ws
+        assert ws is not None
+        thread_id: str | None = None
+        for index in indices:
+            if session.dead or self.stop_event.is_set():
+                return
+            kind = "tool" if (index + session.index) % 2 == 0 else "plain"
+            run = Run(
+                user=session.index,
+                index=index,
+                kind=kind,
+                client_msg_id=f"bench-{session.index}-{index}-{uuid.uuid4().hex[:12]}",
+                sent_thread_id=thread_id,
+            )
+            frame: JsonObject = {
+                "type": "send_message",
+                "content": TOOL_PROMPT if kind == "tool" else PLAIN_PROMPT,
+                "client_msg_id": run.client_msg_id,
+            }
+            if thread_id is not None:
+                frame["thread_id"] = thread_id
+            session.runs_by_cmid[run.client_msg_id] = run
+            run.t_send = time.perf_counter()
+            self.totals.sent += 1
+            try:
+                await ws.send(json.dumps(frame))
+            except ConnectionClosed:
+                return
+            try:
+                await asyncio.wait_for(run.done.wait(), self.args.run_timeout)
+            except TimeoutError:
+                self.violations.add(
+                    "run_stalled",
+                    f"user {session.index} run {run.run_id}: no agent_completed within "
+                    f"{self.args.run_timeout} s (ack={run.t_ack is not None}, "
+                    f"started={run.started}, events={run.events})",
+                )
+                return
+            if thread_id is None and run.thread_id is not None:
+                thread_id = run.thread_id
+
+    # ---- measuring
+
+    async def sample_rss(self, proc: psutil.Process, peak: list[int]) -> None:
+        while not self.stop_event.is_set():
+            peak[0] = max(peak[0], tree_rss(proc))
+            if not self.server.alive():
+                self.violations.add(
+                    "server_exited", f"server exited with status {self.server.returncode()}"
+                )
+                self.stop_event.set()
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop_event.wait(), SAMPLE_INTERVAL_S)
+
+    async def report_progress(self, t0: float, planned: int) -> None:
+        while not self.stop_event.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop_event.wait(), 2.0)
+            elapsed = time.perf_counter() - t0
+            print(
+                f"[bench] {elapsed:6.1f} s  runs {self.totals.completed}/{planned}  "
+                f"events {self.totals.events}  violations {self.violations.total}",
+                file=sys.stderr,
+            )
+
+    async def check_delivery(self, http: httpx.AsyncClient, session: Session) -> None:
+        """Every stored event up to the newest one seen must have reached the socket."""
+        headers = {"Authorization": f"Bearer {session.token}"}
+        stored: dict[int, str] = {}
+        after = session.connected_last_seq
+        while True:
+            response = await http.get(
+                "/events", params={"after_seq": after, "limit": EVENTS_PAGE}, headers=headers
+            )
+            if response.status_code != 200:
+                self.violations.add(
+                    "delivery_check_failed",
+                    f"user {session.index}: GET /events -> {response.status_code} "
+                    f"{response.text[:200]}",
+                )
+                return
+            items = response.json().get("items", [])
+            for item in items:
+                stored[int(item["seq"])] = str(item.get("event_id"))
+            if len(items) < EVENTS_PAGE:
+                break
+            after = max(int(item["seq"]) for item in items)
+        newest_seen = max(session.received, default=session.connected_last_seq)
+        missing = [seq for seq in stored if seq <= newest_seen and seq not in session.received]
+        if missing:
+            self.violations.add(
+                "events_missing_on_socket",
+                f"user {session.index}: {len(missing)} stored events never sent, "
+                f"seqs {sorted(missing)[:5]}",
+                count=len(missing),
+            )
+        for seq, event_id in session.received.items():
+            if seq not in stored:
+                self.violations.add(
+                    "events_not_persisted", f"user {session.index}: seq {seq} not in GET /events"
+                )
+            elif stored[seq] != event_id:
+                self.violations.add(
+                    "event_mismatch",
+                    f"user {session.index}: seq {seq} is {event_id} live, {stored[seq]} stored",
+                )
+
+    def check_leftovers(self, session: Session) -> None:
+        for run_id, events in session.pending.items():
+            for event, _ in events:
+                self.violations.add(
+                    "foreign_run_event",
+                    f"user {session.index}: {event.get('type')} of run {run_id}, never acked here",
+                )
+        for seq, thread_id in session.runless:
+            if thread_id is not None and thread_id not in session.threads:
+                self.violations.add(
+                    "foreign_thread_event", f"user {session.index}: seq {seq} on {thread_id}"
+                )
+
+    # ---- the whole thing
+
+    async def run(self) -> JsonObject:
+        setup: dict[str, float] = {}
+        async with httpx.AsyncClient(
+            base_url=self.server.base_url, trust_env=False, timeout=HTTP_TIMEOUT_S
+        ) as http:
+            t = time.perf_counter()
+            gate = asyncio.Semaphore(8)
+
+            async def sign_in(session: Session) -> None:
+                async with gate:
+                    await self.sign_in(http, session)
+
+            await asyncio.gather(*(sign_in(s) for s in self.sessions))
+            setup["sign_in_s"] = time.perf_counter() - t
+            print(f"[bench] {len(self.sessions)} users signed in", file=sys.stderr)
+            try:
+                t = time.perf_counter()
+                await asyncio.gather(*(self.open_socket(s) for s in self.sessions))
+                setup["connect_s"] = time.perf_counter() - t
+                print(f"[bench] {len(self.sessions)} sockets connected", file=sys.stderr)
+                return await self.load(http, setup)
+            finally:
+                for session in self.sessions:
+                    session.closing = True
+                    if session.ws is not None:
+                        await session.ws.close()
+
+    async def load(self, http: httpx.AsyncClient, setup: dict[str, float]) -> JsonObject:
+        args = self.args
+        proc = psutil.Process(self.server.pid)
+        me = psutil.Process()
+        readers = [asyncio.create_task(self.read_socket(s)) for s in self.sessions]
+        k = max(1, args.concurrency_per_user)
+        lanes_plan = [
+            (session, [i for i in range(args.runs) if i % k == lane])
+            for session in self.sessions
+            for lane in range(min(k, args.runs))
+        ]
+        planned = args.users * args.runs
+
+        rss_before = tree_rss(proc)
+        peak = [rss_before]
+        cpu_before = tree_cpu(proc)
+        client_before = me.cpu_times()
+        sampler = asyncio.create_task(self.sample_rss(proc, peak))
+
+        t0 = time.perf_counter()
+        progress = asyncio.create_task(self.report_progress(t0, planned))
+        lanes = [asyncio.create_task(self.lane(s, idx)) for s, idx in lanes_plan]
+        stop_wait = asyncio.create_task(self.stop_event.wait())
+        while not stop_wait.done():
+            busy = [lane for lane in lanes if not lane.done()]
+            budget = self.deadline - time.monotonic()
+            if not busy or budget <= 0:
+                break
+            await asyncio.wait(
+                [*busy, stop_wait], timeout=budget, return_when=asyncio.FIRST_COMPLETED
+            )
+        t_end = time.perf_counter()
+        self.totals.window_end = t_end
+        cpu_after = tree_cpu(proc)
+        client_after = me.cpu_times()
+        stopped_by_deadline = any(not lane.done() for lane in lanes)
+        for task in [*lanes, stop_wait]:
+            task.cancel()
+        await asyncio.gather(*lanes, stop_wait, return_exceptions=True)
+        for lane in lanes:
+            error = None if lane.cancelled() else lane.exception()
+            if error is not None:
+                raise error
+        in_flight = sum(
+            1
+            for s in self.sessions
+            for r in s.runs_by_cmid.values()
+            if not r.completed and not r.failed
+        )
+        if stopped_by_deadline:
+            print(f"[bench] duration limit reached; {in_flight} runs in flight", file=sys.stderr)
+
+        await asyncio.sleep(DRAIN_S)  # late events after agent_completed still get caught
+        rss_after = tree_rss(proc)
+        self.stop_event.set()
+        await asyncio.gather(sampler, progress)
+        peak[0] = max(peak[0], rss_after)
+
+        for session in self.sessions:
+            session.closing = True
+            if session.ws is not None:
+                await session.ws.close()
+        await asyncio.gather(*readers, return_exceptions=True)
+
+        if self.server.alive():
+            for session in self.sessions:
+                await self.check_delivery(http, session)
+        for session in self.sessions:
+            self.check_leftovers(session)
+
+        runs = [r for s in self.sessions for r in s.runs_by_cmid.values()]
+        # Runs that finished while draining are outside the measured window.
+        completed = [r for r in runs if r.t_completed is not None and r.t_completed <= t_end]
+        measured = [r for r in runs if r.t_completed is None or r.t_completed <= t_end]
+        duration = t_end - t0
+        server_cpu_ms = (cpu_after - cpu_before) * 1000
+        client_cpu_ms = (
+            client_after.user + client_after.system - client_before.user - client_before.system
+        ) * 1000
+        per_run = len(completed) or None
+        mib = 1024 * 1024
+
+        def latency(runs: list[Run], attr: str) -> dict[str, float | None]:
+            values = [
+                (getattr(r, attr) - r.t_send) * 1000 for r in runs if getattr(r, attr) is not None
+            ]
+            return summarize(values)
+
+        return {
+            "benchmark": "load",
+            "machine": machine_info(),
+            "params": {
+                "users": args.users,
+                "runs_per_user": args.runs,
+                "concurrency_per_user": k,
+                "duration_limit_s": args.duration_limit,
+                "run_timeout_s": args.run_timeout,
+                "chunk_delay_ms": args.chunk_delay_ms,
+                "prompts": {"tool": TOOL_PROMPT, "plain": PLAIN_PROMPT},
+                "server_command": " ".join(["python", *self.server.command[1:]]),
+                "server_env": sorted(args.server_env),
+            },
+            "runs": len(completed),
+            "runs_planned": planned,
+            "runs_sent": len(runs),
+            "duration_s": round(duration, 3),
+            "runs_per_s": round(len(completed) / duration, 2) if duration > 0 else None,
+            "events": self.totals.events_in_window,
+            "events_per_s": (
+                round(self.totals.events_in_window / duration, 1) if duration > 0 else None
+            ),
+            "latency_ms": {
+                "ack": latency(measured, "t_ack"),
+                "agent_started": latency(measured, "t_started"),
+                "agent_completed": latency(measured, "t_completed"),
+                "agent_completed_tool": latency(
+                    [r for r in measured if r.kind == "tool"], "t_completed"
+                ),
+                "agent_completed_plain": latency(
+                    [r for r in measured if r.kind == "plain"], "t_completed"
+                ),
+            },
+            "server": {
+                "rss_mb_before": round(rss_before / mib, 1),
+                "rss_mb_peak": round(peak[0] / mib, 1),
+                "rss_mb_after": round(rss_after / mib, 1),
+                "cpu_ms_per_run": round(server_cpu_ms / per_run, 3) if per_run else None,
+                "cpu_s": round(server_cpu_ms / 1000, 3),
+                "cpu_cores_busy": round(server_cpu_ms / 1000 / duration, 2) if duration else None,
+                "startup_s": round(self.server.startup_s or 0.0, 3),
+            },
+            "client": {
+                "cpu_ms_per_run": round(client_cpu_ms / per_run, 3) if per_run else None,
+                "cpu_cores_busy": round(client_cpu_ms / 1000 / duration, 2) if duration else None,
+                **{key: round(value, 3) for key, value in setup.items()},
+            },
+            "notes": {
+                "stopped_by_deadline": stopped_by_deadline,
+                "in_flight_at_stop": in_flight,
+                "outcomes": dict(self.totals.outcomes),
+                "event_types": dict(self.totals.event_types.most_common()),
+                "error_codes": dict(self.totals.error_codes),
+                "seq_gaps": self.totals.seq_gaps,
+                "ack_after_agent_started": self.totals.ack_after_agent_started,
+            },
+            "errors": dict(self.violations.counts),
+            "errors_total": self.violations.total,
+        }
+
+
+def summarize(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"n": 0, "p50": None, "p99": None, "max": None, "mean": None}
+    ordered = sorted(values)
+
+    def pct(p: float) -> float:
+        return round(ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)], 3)
+
+    return {
+        "n": len(ordered),
+        "p50": pct(50),
+        "p99": pct(99),
+        "max": round(ordered[-1], 3),
+        "mean": round(sum(ordered) / len(ordered), 3),
+    }
+
+
+def machine_info() -> JsonObject:
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Netra load benchmark: N users x M runs over WebSockets (JSON on stdout)."
+    )
+    parser.add_argument("--users", type=int, default=20, help="concurrent users (default 20)")
+    parser.add_argument("--runs", type=int, default=10, help="runs per user (default 10)")
+    parser.add_argument(
+        "--concurrency-per-user",
+        type=int,
+        default=1,
+        help="runs kept in flight per user, each lane on its own thread (default 1)",
+    )
+    parser.add_argument(
+        "--duration-limit",
+        type=float,
+        default=300.0,
+        help="stop and report after this many seconds in total (default 300)",
+    )
+    parser.add_argument(
+        "--run-timeout",
+        type=float,
+        default=60.0,
+        help="a run without agent_completed after this many seconds is a violation (default 60)",
+    )
+    parser.add_argument(
+        "--chunk-delay-ms",
+        type=int,
+        default=0,
+        help="the offline model's pause between streamed words (server default 15, a UI nicety;"
+        " 0 here so the server, not a sleep, is measured)",
+    )
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment variable for the server (repeatable), e.g. tier limits",
+    )
+    args = parser.parse_args(argv)
+    if args.users < 1 or args.runs < 1 or args.concurrency_per_user < 1:
+        parser.error("--users, --runs and --concurrency-per-user must be at least 1")
+    for item in args.server_env:
+        if "=" not in item:
+            parser.error(f"--server-env wants KEY=VALUE, got {item!r}")
+    return args
+
+
+def on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    started = time.monotonic()
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, on_sigterm)
+    extra_env = {CHUNK_DELAY_ENV: str(args.chunk_delay_ms)}
+    extra_env.update(item.split("=", 1) for item in args.server_env)
+    server = ServerProcess(extra_env)
+    bench: LoadBench | None = None
+    try:
+        print(f"[bench] starting server on {server.base_url}", file=sys.stderr)
+        server.start()
+        print(f"[bench] server ready in {server.startup_s:.2f} s", file=sys.stderr)
+
+        async def go() -> JsonObject:
+            nonlocal bench
+            bench = LoadBench(args, server, started + args.duration_limit)
+            return await bench.run()
+
+        report = asyncio.run(go())
+        server.stop()
+        report["server"]["shutdown_s"] = (
+            round(server.shutdown_s, 3) if server.shutdown_s is not None else None
+        )
+        report["server"]["exit_code"] = server.exit_code
+        log_counts, log_examples = server.log_problems()
+        report["notes"]["server_log"] = log_counts
+        if log_examples:
+            print("[bench] server logged problems:", file=sys.stderr)
+            for line in log_examples:
+                print(f"  {line}", file=sys.stderr)
+    except SetupError as exc:
+        print(f"[bench] setup failed: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("[bench] interrupted; stopping the server", file=sys.stderr)
+        return 130
+    finally:
+        failed_logs = server.logs() if bench is not None and bench.violations.total else None
+        server.cleanup()
+    assert bench is not None
+    if bench.violations.total:
+        print(f"[bench] {bench.violations.total} correctness violations:", file=sys.stderr)
+        for line in bench.violations.examples:
+            print(f"  {line}", file=sys.stderr)
+        if failed_logs:
+            print(failed_logs, file=sys.stderr)
+    print(json.dumps(report, indent=2))
+    return 1 if bench.violations.total else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
