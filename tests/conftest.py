@@ -1,10 +1,19 @@
+"""Fixtures: real servers on 127.0.0.1, on SQLite and on the local PostgreSQL.
+
+Every test that starts a server runs on both backends. PostgreSQL tests skip, saying so,
+when the server is unreachable — except in CI (``CI=true``), where they fail instead.
+"""
+
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
@@ -12,13 +21,17 @@ from netra.settings import Settings
 from tests.support import LiveServer, live_server
 
 ServerFactory = Callable[..., LiveServer]
+POSTGRES_ADMIN = os.environ.get(
+    "NETRA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 
 
-def test_settings(data_dir: Path, **sections: Any) -> Settings:
-    """Settings for a test server: its own SQLite file, the offline model without pauses."""
+def settings_for_test(data_dir: Path, database_url: str | None, **sections: Any) -> Settings:
+    """Settings for a test server: its own database, the offline model without pauses."""
     base: dict[str, Any] = {
         "environment": "test",
         "server": {"data_dir": data_dir, "port": 0},
+        "database": {"url": database_url, "pool_size": 5, "max_overflow": 5},
         "models": {"offline_chunk_delay_ms": 0},
         "logging": {"level": "WARNING"},
     }
@@ -27,9 +40,41 @@ def test_settings(data_dir: Path, **sections: Any) -> Settings:
     return Settings.model_validate(base)
 
 
+async def _postgres_or_skip() -> asyncpg.Connection:
+    try:
+        return await asyncpg.connect(POSTGRES_ADMIN, timeout=3)
+    except (OSError, asyncpg.PostgresError) as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required in CI and unreachable at {POSTGRES_ADMIN}: {exc}")
+        pytest.skip(f"PostgreSQL unreachable at {POSTGRES_ADMIN} ({exc}); PostgreSQL test skipped")
+
+
 @pytest.fixture
-def server_factory(tmp_path: Path) -> Iterator[ServerFactory]:
-    """Start real servers (each with its own data dir unless given one); stopped at the end."""
+async def postgres_url() -> AsyncIterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    admin = await _postgres_or_skip()
+    name = f"netra_test_{uuid.uuid4().hex[:12]}"
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    base = POSTGRES_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    try:
+        yield f"{base}/{name}"
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest) -> str | None:
+    """The database URL of the test's servers: None (SQLite file) or a fresh PostgreSQL db."""
+    if request.param == "sqlite":
+        return None
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path, backend: str | None) -> Iterator[ServerFactory]:
+    """Start real servers; all servers of one test share its database. Stopped at the end."""
     with ExitStack() as stack:
         count = 0
 
@@ -37,7 +82,8 @@ def server_factory(tmp_path: Path) -> Iterator[ServerFactory]:
             nonlocal count
             count += 1
             directory = data_dir or tmp_path / f"server-{count}"
-            return stack.enter_context(live_server(test_settings(directory, **sections)))
+            settings = settings_for_test(directory, backend, **sections)
+            return stack.enter_context(live_server(settings))
 
         yield start
 

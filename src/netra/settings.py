@@ -15,7 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_default=True, use_attribute_docstrings=True
+    )
 
 
 class ServerSettings(Section):
@@ -42,11 +44,6 @@ class DatabaseSettings(Section):
     """How long SQLite waits for a lock before failing a write."""
     echo: bool = False
     """Log every SQL statement (development only)."""
-
-
-class RedisSettings(Section):
-    url: str | None = None
-    """Redis URL for the scale-out event bus; empty means the in-process bus."""
 
 
 class AuthSettings(Section):
@@ -129,7 +126,6 @@ class Settings(Section):
     """Profile: production refuses unsafe values."""
     server: ServerSettings = ServerSettings()
     database: DatabaseSettings = DatabaseSettings()
-    redis: RedisSettings = RedisSettings()
     auth: AuthSettings = AuthSettings()
     models: ModelSettings = ModelSettings()
     tools: ToolSettings = ToolSettings()

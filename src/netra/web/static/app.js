@@ -1,0 +1,827 @@
+// Netra chat page. One module, no framework, no build step.
+//
+// How it fits together (sections below, in this order):
+//   1. DOM handles and helpers
+//   2. HTTP: the api() wrapper, sign in / sign out
+//   3. State: the thread list and the open thread's view (messages + runs)
+//   4. Runs: folding a run's events into steps, answer text and outcome
+//   5. Loading a thread over HTTP (also the catch-up path after a reload or a lost stream)
+//   6. Rendering: sidebar, messages, composer
+//   7. WebSocket: connect, resume, reconnect, frames, events
+//   8. Wiring and boot
+//
+// Two rules keep the live view correct without cleverness:
+//   - the socket stream is deduplicated by the per-user `seq` (lastSeq, kept in localStorage);
+//   - a run's view is a pure fold of its events kept sorted by seq, so events can arrive from
+//     HTTP and from the socket in any order and overlap freely; the result is the same.
+
+// ---------------------------------------------------------------------------------------
+// 1. DOM handles and helpers
+
+const $ = (id) => document.getElementById(id);
+const dom = {
+  authView: $('auth-view'), authForm: $('auth-form'), authError: $('auth-error'),
+  appView: $('app-view'), sidebar: $('sidebar'), scrim: $('scrim'), toggle: $('sidebar-toggle'),
+  threadList: $('thread-list'), newChat: $('new-chat'), signOut: $('sign-out'),
+  userEmail: $('user-email'), title: $('thread-title'), conn: $('conn-status'),
+  messages: $('messages'), composer: $('composer'), input: $('composer-input'),
+  send: $('send-btn'), stop: $('stop-btn'), composerError: $('composer-error'),
+};
+
+/** Create an element; text always goes through textContent, never innerHTML. */
+function h(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text != null) node.textContent = text;
+  return node;
+}
+
+/** Only touch the DOM when the text changed, so streaming does not reset a selection. */
+function setText(node, text) {
+  if (node.textContent !== text) node.textContent = text;
+}
+
+// crypto.randomUUID exists only in secure contexts (https, localhost); a plain-http LAN
+// install still needs unique client_msg_ids, so fall back to getRandomValues.
+function uuid() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const x = [...b].map((v) => v.toString(16).padStart(2, '0')).join('');
+  return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20)}`;
+}
+
+function shortTime(iso) {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return '';
+  const sameDay = d.toDateString() === new Date().toDateString();
+  return sameDay
+    ? d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })
+    : d.toLocaleDateString([], { month: 'short', day: 'numeric' });
+}
+
+const asText = (v) => (typeof v === 'string' ? v : JSON.stringify(v));
+
+// ---------------------------------------------------------------------------------------
+// 2. HTTP
+
+const TOKEN_KEY = 'netra.token';
+
+class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/** JSON request against the same origin. A 401 on an authenticated call signs out. */
+async function api(path, { method = 'GET', body, auth = true } = {}) {
+  const headers = { Accept: 'application/json' };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (auth && state.token) headers.Authorization = `Bearer ${state.token}`;
+  const res = await fetch(path, {
+    method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const data = await res.json().catch(() => null);
+  if (res.ok) return data;
+  const err = data?.error ?? {};
+  if (res.status === 401 && auth) signOut('Your session has ended. Please sign in again.');
+  // A 422 lists the fields at fault; "password: …" says more than "the request is not valid".
+  const fields = (err.details ?? []).map((d) => `${String(d.field ?? '').replace(/^body\./, '')}: ${d.message}`);
+  const message = [err.message || `${res.status} ${res.statusText}`, ...fields].join(' — ');
+  throw new ApiError(res.status, err.code, message);
+}
+
+async function submitAuth(event) {
+  event.preventDefault();
+  const register = event.submitter?.value === 'register';
+  const form = new FormData(dom.authForm);
+  const creds = { email: String(form.get('email')).trim(), password: String(form.get('password')) };
+  const buttons = dom.authForm.querySelectorAll('button');
+  buttons.forEach((b) => { b.disabled = true; });
+  dom.authError.textContent = '';
+  try {
+    if (register) await api('/auth/register', { method: 'POST', body: creds, auth: false });
+    const login = await api('/auth/login', { method: 'POST', body: creds, auth: false });
+    state.token = login.access_token;
+    localStorage.setItem(TOKEN_KEY, state.token);
+    dom.authForm.reset();
+    await startSession();
+  } catch (err) {
+    dom.authError.textContent = err.message;
+  } finally {
+    buttons.forEach((b) => { b.disabled = false; });
+  }
+}
+
+async function startSession() {
+  try {
+    state.user = await api('/me');
+  } catch (err) {
+    // A 401 already returned us to the sign-in form; anything else is worth showing there.
+    if (state.token) showAuth(err.message);
+    return;
+  }
+  dom.userEmail.textContent = state.user.email;
+  dom.authView.hidden = true;
+  dom.appView.hidden = false;
+  refreshThreads();
+  openThread(threadFromHash(), { force: true });
+  connect();
+}
+
+function signOut(message = '') {
+  state.token = null;
+  localStorage.removeItem(TOKEN_KEY);
+  disconnect();
+  Object.assign(state, freshState());
+  history.replaceState(null, '', location.pathname);
+  showAuth(message);
+}
+
+function showAuth(message) {
+  dom.appView.hidden = true;
+  dom.authView.hidden = false;
+  dom.authError.textContent = message || '';
+  dom.authForm.elements.email.focus();
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. State
+
+const FINAL = new Set(['completed', 'failed', 'cancelled', 'timed_out', 'interrupted']);
+
+function freshState() {
+  return {
+    user: null,
+    threads: [],              // GET /threads, newest activity first
+    activity: new Set(),      // ids of other threads that had events since we last opened them
+    view: newView(null),      // the open thread; threadId null = a new, unsent chat
+    pendingSends: new Map(),  // client_msg_id -> send_message frame, until its ack
+    lastSeq: null,            // newest socket event seq applied
+  };
+}
+
+/** The open thread. Replaced wholesale when another thread is opened. */
+function newView(threadId) {
+  return {
+    threadId,
+    messages: new Map(),  // id -> message, in display order (optimistic ones keyed by client id)
+    runs: new Map(),      // run_id -> run (see section 4)
+    nodes: new Map(),     // block key -> DOM node, for cheap re-rendering
+    pendingNew: null,     // client_msg_id of the first message of a new chat, until its ack
+    loadGen: 0,           // to drop HTTP answers that a newer load superseded
+    stickToBottom: true,
+  };
+}
+
+const state = { token: localStorage.getItem(TOKEN_KEY), ...freshState() };
+
+const seqKey = (userId) => `netra.lastSeq.${userId}`;
+
+function storedLastSeq(userId) {
+  const raw = localStorage.getItem(seqKey(userId));
+  return raw === null || Number.isNaN(Number(raw)) ? null : Number(raw);
+}
+
+function setLastSeq(seq) {
+  state.lastSeq = seq;
+  if (state.user) localStorage.setItem(seqKey(state.user.id), String(seq));
+}
+
+/** Replace a key of a Map without moving the entry (messages keep their display order). */
+function renameKey(map, oldKey, newKey, value) {
+  const entries = [...map].map(([k, v]) => (k === oldKey ? [newKey, value] : [k, v]));
+  map.clear();
+  for (const [k, v] of entries) map.set(k, v);
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. Runs
+//
+// A run is { id, events (sorted by seq), baseStatus (from GET /runs/{id} or an ack), and the
+// folded fields: status, steps, text, outcome, error }.
+
+function ensureRun(view, runId) {
+  let run = view.runs.get(runId);
+  if (!run) {
+    run = { id: runId, events: [], baseStatus: null, cancelRequested: false };
+    foldRun(run);
+    view.runs.set(runId, run);
+  }
+  return run;
+}
+
+/** Add one event; apply it incrementally when it is the newest, else re-fold from scratch. */
+function addRunEvent(run, ev) {
+  const last = run.events.at(-1);
+  if (!last || ev.seq > last.seq) {
+    run.events.push(ev);
+    applyRunEvent(run, ev);
+    return;
+  }
+  if (run.events.some((e) => e.seq === ev.seq)) return;  // already have it
+  run.events.push(ev);
+  run.events.sort((a, b) => a.seq - b.seq);
+  foldRun(run);
+}
+
+function foldRun(run) {
+  Object.assign(run, { status: run.baseStatus, steps: [], text: '', outcome: null, error: null });
+  for (const ev of run.events) applyRunEvent(run, ev);
+}
+
+function applyRunEvent(run, ev) {
+  const d = ev.data ?? {};
+  switch (ev.type) {
+    case 'run_queued': run.status = 'queued'; break;
+    case 'agent_started': run.status = 'running'; break;
+    case 'agent_thinking': run.steps.push({ kind: 'thinking', text: d.text ?? '' }); break;
+    case 'tool_executing':
+      run.steps.push({ kind: 'tool', id: d.tool_call_id, tool: d.tool, args: d.arguments, status: 'running' });
+      break;
+    case 'tool_completed': {
+      let step = run.steps.find((s) => s.kind === 'tool' && s.id === d.tool_call_id);
+      if (!step) run.steps.push((step = { kind: 'tool', id: d.tool_call_id, tool: d.tool }));
+      Object.assign(step, { status: d.status === 'ok' ? 'ok' : 'error', result: d.result, error: d.error, ms: d.duration_ms });
+      break;
+    }
+    case 'message_delta': run.text += d.delta ?? ''; break;
+    case 'agent_completed':
+      run.outcome = d.outcome;
+      run.status = d.outcome;
+      run.error = d.error ?? null;
+      break;
+    default: break;
+  }
+}
+
+/** Status shown for a run: its own events win, but HTTP may already know it is final. */
+function runStatus(run) {
+  if (run.outcome) return run.outcome;
+  if (FINAL.has(run.baseStatus)) return run.baseStatus;
+  return run.status;
+}
+
+const isActive = (run) => runStatus(run) != null && !FINAL.has(runStatus(run));
+
+function activeRun(view) {
+  return [...view.runs.values()].reverse().find(isActive) ?? null;
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. Loading over HTTP
+
+async function refreshThreads() {
+  try {
+    const { items } = await api('/threads');
+    state.threads = items;
+    scheduleRender();
+  } catch (err) {
+    reportBackgroundError(err);
+  }
+}
+
+/** Run fn once after a burst of calls (e.g. a resume replay of many events). */
+function debounce(fn, ms) {
+  let timer = null;
+  return () => { clearTimeout(timer); timer = setTimeout(fn, ms); };
+}
+
+const refreshThreadsSoon = debounce(refreshThreads, 300);
+// The stored answer replaces the streamed one once a run ends (same text, but authoritative).
+const reloadThreadSoon = debounce(() => { if (state.view.threadId) loadThread(state.view); }, 200);
+
+/**
+ * Fetch the open thread's messages and merge them in, then catch up on runs that are not
+ * known to be final: their in-progress answer is not among the messages until they finish,
+ * so their step list and partial text come from GET /runs/{id}/events.
+ */
+async function loadThread(view) {
+  const gen = ++view.loadGen;
+  const threadId = view.threadId;
+  let items;
+  try {
+    ({ items } = await api(`/threads/${encodeURIComponent(threadId)}/messages`));
+  } catch (err) {
+    if (err.status === 404 && state.view === view) openThread(null);
+    else reportBackgroundError(err);
+    return;
+  }
+  if (state.view !== view || gen !== view.loadGen) return;  // the user moved on
+
+  // Server order first, then anything we hold that the server list does not have yet
+  // (an optimistic message, or a message_created that raced this request).
+  const merged = new Map(items.map((m) => [m.id, m]));
+  for (const [id, m] of view.messages) if (!merged.has(id)) merged.set(id, m);
+  view.messages = merged;
+
+  const answered = new Set(items.filter((m) => m.role === 'assistant').map((m) => m.run_id));
+  const runIds = new Set([...items.map((m) => m.run_id).filter(Boolean), ...view.runs.keys()]);
+  const pending = [...runIds].filter((id) => {
+    const run = view.runs.get(id);
+    return run ? !FINAL.has(runStatus(run)) : !answered.has(id);
+  });
+  scheduleRender();
+  // Only the few most recent: older unanswered runs (e.g. failed long ago) need no live view.
+  await Promise.all(pending.slice(-3).map((id) => loadRun(view, id)));
+}
+
+async function loadRun(view, runId) {
+  try {
+    // Status first, then events: if the run is final by now, its events include the end.
+    const info = await api(`/runs/${encodeURIComponent(runId)}`);
+    const { items } = await api(`/runs/${encodeURIComponent(runId)}/events?after_seq=0`);
+    if (state.view !== view) return;
+    const run = ensureRun(view, runId);
+    run.baseStatus = info.status;
+    for (const ev of items) addRunEvent(run, ev);
+    foldRun(run);  // baseStatus may have changed
+    scheduleRender();
+  } catch (err) {
+    if (err.status !== 404) reportBackgroundError(err);
+  }
+}
+
+const threadFromHash = () => decodeURIComponent(location.hash.slice(1)) || null;
+
+/** Open a thread (or a blank new chat when threadId is null). */
+function openThread(threadId, { force = false } = {}) {
+  closeSidebar();
+  if (!force && state.view.threadId === threadId && threadId !== null) return;
+  state.view = newView(threadId);
+  if (threadId) state.activity.delete(threadId);
+  history.replaceState(null, '', threadId ? `#${encodeURIComponent(threadId)}` : location.pathname);
+  dom.composerError.textContent = '';
+  scheduleRender();
+  if (threadId) loadThread(state.view);
+  dom.input.focus();
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. Rendering (batched to one pass per animation frame)
+
+let renderQueued = false;
+function scheduleRender() {
+  if (renderQueued) return;
+  renderQueued = true;
+  requestAnimationFrame(() => {
+    renderQueued = false;
+    render();
+  });
+}
+
+function render() {
+  renderSidebar();
+  renderMessages();
+  renderComposer();
+}
+
+function renderSidebar() {
+  const { view } = state;
+  const current = state.threads.find((t) => t.id === view.threadId);
+  setText(dom.title, current?.title || (view.threadId ? 'Untitled chat' : 'New chat'));
+  // Rebuild only on change: replacing buttons every streaming frame would swallow clicks.
+  const sig = JSON.stringify([state.threads, [...state.activity], view.threadId]);
+  if (dom.threadList.sig === sig) return;
+  dom.threadList.sig = sig;
+  dom.threadList.replaceChildren(...state.threads.map((t) => {
+    const li = h('li');
+    const btn = h('button', 'thread');
+    btn.type = 'button';
+    btn.dataset.id = t.id;
+    if (t.id === view.threadId) btn.setAttribute('aria-current', 'page');
+    btn.append(h('span', 'thread-title ellipsis', t.title || 'Untitled chat'));
+    if (state.activity.has(t.id)) btn.append(h('span', 'dot', '\u25CF'));
+    btn.append(h('span', 'thread-time', shortTime(t.updated_at)));
+    if (state.activity.has(t.id)) btn.title = 'New activity';
+    li.append(btn);
+    return li;
+  }));
+}
+
+/**
+ * The message list as blocks: each user message, followed by the run it started; a run's
+ * block shows its steps and its answer (the stored assistant message once there is one,
+ * the streamed text until then). Runs not attached to any message go last.
+ */
+function layout(view) {
+  const blocks = [];
+  const placed = new Set();
+  const answers = new Map();
+  for (const m of view.messages.values()) if (m.role === 'assistant' && m.run_id) answers.set(m.run_id, m);
+  const placeRun = (runId) => {
+    if (placed.has(runId)) return;
+    placed.add(runId);
+    const run = view.runs.get(runId);
+    if (run || answers.has(runId)) blocks.push({ key: `r:${runId}`, run, answer: answers.get(runId) });
+  };
+  for (const m of view.messages.values()) {
+    if (m.run_id) {
+      if (m.role === 'user') blocks.push({ key: `m:${m.id}`, msg: m });
+      placeRun(m.run_id);
+    } else {
+      blocks.push({ key: `m:${m.id}`, msg: m });
+    }
+  }
+  for (const runId of view.runs.keys()) placeRun(runId);
+  return blocks;
+}
+
+function renderMessages() {
+  const { view } = state;
+  const box = dom.messages;
+  if (box.view !== view) {  // another thread: start from an empty list
+    box.replaceChildren();
+    box.view = view;
+  }
+  const stick = view.stickToBottom || box.scrollHeight - box.scrollTop - box.clientHeight < 80;
+  const keep = new Set();
+  let prev = null;
+  for (const block of layout(view)) {
+    let node = view.nodes.get(block.key);
+    if (!node) {
+      node = block.msg ? messageNode() : runNode();
+      view.nodes.set(block.key, node);
+    }
+    if (block.msg) updateMessageNode(node, block.msg);
+    else updateRunNode(node, block.run, block.answer);
+    // Keep DOM order equal to the layout, moving only nodes that are out of place.
+    const want = prev ? prev.nextSibling : box.firstChild;
+    if (node !== want) box.insertBefore(node, want);
+    prev = node;
+    keep.add(block.key);
+  }
+  for (const [key, node] of view.nodes) {
+    if (!keep.has(key)) { node.remove(); view.nodes.delete(key); }
+  }
+  if (stick) box.scrollTop = box.scrollHeight;
+  view.stickToBottom = false;
+}
+
+function messageNode() {
+  const node = h('article', 'msg');
+  node.parts = { text: h('div', 'bubble text'), note: h('p', 'note error') };
+  node.append(node.parts.text, node.parts.note);
+  return node;
+}
+
+function updateMessageNode(node, msg) {
+  node.className = `msg ${msg.role}${msg.pending ? ' pending' : ''}`;
+  node.setAttribute('aria-label', msg.role === 'user' ? 'You' : 'Assistant');
+  setText(node.parts.text, msg.content);
+  setText(node.parts.note, msg.failed ? `Not sent: ${msg.failed}` : '');
+}
+
+function runNode() {
+  const node = h('article', 'msg assistant');
+  node.setAttribute('aria-label', 'Assistant');
+  node.parts = {
+    badge: h('span', 'badge'), steps: h('ol', 'steps'),
+    text: h('div', 'text'), error: h('p', 'run-error error'),
+  };
+  const head = h('div', 'run-head');
+  head.append(h('span', 'who', 'Assistant'), node.parts.badge);
+  node.append(head, node.parts.steps, node.parts.text, node.parts.error);
+  return node;
+}
+
+const BADGES = {
+  queued: 'Queued', running: 'Running', failed: 'Failed', cancelled: 'Cancelled',
+  timed_out: 'Timed out', interrupted: 'Interrupted',
+};
+
+function updateRunNode(node, run, answer) {
+  const status = run ? runStatus(run) : 'completed';
+  const active = run ? isActive(run) : false;
+  const { badge, steps, text, error } = node.parts;
+  setText(badge, BADGES[status] ?? '');
+  badge.dataset.status = status ?? '';
+  const answerText = answer?.content ?? run?.text ?? '';
+  const waiting = active && !answerText && !(run?.steps.length);
+  setText(text, waiting ? 'Working…' : answerText);
+  text.classList.toggle('placeholder', waiting);
+  text.hidden = !waiting && !answerText;
+  setText(error, run?.error?.message ?? '');
+  node.setAttribute('aria-busy', String(active));
+
+  // Rebuild the step list only when it changed (cheap to compare, steps are few).
+  const list = run?.steps ?? [];
+  const sig = JSON.stringify([list, active]);
+  if (steps.sig === sig) return;
+  steps.sig = sig;
+  steps.hidden = list.length === 0;
+  steps.replaceChildren(...list.map((step, i) => stepNode(step, active && i === list.length - 1)));
+}
+
+function stepNode(step, isLast) {
+  if (step.kind === 'thinking') {
+    // The agent's own words ("Thinking…", "Reading the tool results…"); the icon spins
+    // while it is the newest step of a live run.
+    const li = h('li', `step thinking${isLast ? ' running' : ''}`);
+    li.append(h('span', 'step-icon', isLast ? '\u25CC' : '\u2022'), h('span', 'step-detail', step.text || 'Thinking…'));
+    return li;
+  }
+  const li = h('li', `step tool ${step.status ?? 'running'}`);
+  const icon = { running: '\u25CC', ok: '\u2713', error: '\u2717' }[step.status] ?? '\u25CC';
+  li.append(h('span', 'step-icon', icon), h('span', 'visually-hidden', `${step.status ?? 'running'}: `));
+  li.append(h('span', 'step-label', step.tool ?? 'tool'));
+  if (step.args !== undefined) li.append(h('code', 'step-args', asText(step.args)));
+  if (step.status === 'ok') li.append(h('span', 'arrow', '\u2192'), h('code', 'step-result', asText(step.result)));
+  if (step.status === 'error') li.append(h('span', 'step-error', step.error?.message ?? 'failed'));
+  if (step.ms != null) li.append(h('span', 'step-ms', `${Math.round(step.ms)} ms`));
+  return li;
+}
+
+function renderComposer() {
+  const run = activeRun(state.view);
+  dom.stop.hidden = !run;
+  dom.stop.disabled = Boolean(run?.cancelRequested);
+  setText(dom.stop, run?.cancelRequested ? 'Stopping…' : 'Stop');
+  dom.send.disabled = Boolean(state.view.pendingNew);  // wait for the new thread's id
+}
+
+function showComposerError(message) {
+  dom.composerError.textContent = message;
+}
+
+/** Background loads: network failures already show as "Reconnecting…"; server errors do not. */
+function reportBackgroundError(err) {
+  if (err instanceof ApiError && state.token) showComposerError(err.message);
+}
+
+function setConnStatus(kind) {
+  const labels = { connected: 'Connected', connecting: 'Connecting…', reconnecting: 'Reconnecting…' };
+  dom.conn.dataset.state = kind;
+  setText(dom.conn, labels[kind]);
+}
+
+// ---------------------------------------------------------------------------------------
+// 7. WebSocket
+
+const PING_MS = 25_000;
+const conn = { ws: null, attempt: 0, retryTimer: null, pingTimer: null, resuming: false, greeted: false };
+
+function connect() {
+  clearTimeout(conn.retryTimer);
+  if (!state.token || conn.ws) return;
+  const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  // The token rides in the subprotocol list: browsers cannot set headers, and URLs get logged.
+  const ws = new WebSocket(`${scheme}//${location.host}/ws`, ['bearer', state.token]);
+  conn.ws = ws;
+  conn.greeted = false;
+  setConnStatus(conn.attempt === 0 ? 'connecting' : 'reconnecting');
+  ws.onmessage = (e) => {
+    if (conn.ws !== ws) return;
+    let frame;
+    try { frame = JSON.parse(e.data); } catch { return; }
+    onFrame(frame);
+  };
+  ws.onclose = (e) => {
+    if (conn.ws !== ws) return;  // a socket we already gave up on
+    conn.ws = null;
+    clearInterval(conn.pingTimer);
+    if (e.code !== 1008 && conn.greeted) { scheduleReconnect(); return; }
+    // 1008 normally means a bad token, but the server also uses it for other refusals (too
+    // many sockets, origin); and a proxy may turn a refused handshake into 1006. GET /me
+    // decides: its 401 signs out; otherwise say why and keep retrying with backoff.
+    api('/me')
+      .then(() => { if (e.code === 1008) showComposerError(`Live updates refused: ${e.reason || 'policy'}`); })
+      .catch(() => {})
+      .finally(scheduleReconnect);
+  };
+}
+
+function scheduleReconnect() {
+  if (!state.token) return;
+  const base = Math.min(10_000, 500 * 2 ** conn.attempt);
+  conn.attempt += 1;
+  setConnStatus('reconnecting');
+  // Jitter spreads out the herd of tabs that all lost the same server at the same moment.
+  conn.retryTimer = setTimeout(connect, base / 2 + Math.random() * (base / 2));
+}
+
+function disconnect() {
+  clearTimeout(conn.retryTimer);
+  clearInterval(conn.pingTimer);
+  const { ws } = conn;
+  conn.ws = null;
+  conn.attempt = 0;
+  ws?.close(1000);
+}
+
+function wsSend(frame) {
+  if (conn.ws?.readyState !== WebSocket.OPEN) return false;
+  conn.ws.send(JSON.stringify(frame));
+  return true;
+}
+
+function onFrame(frame) {
+  switch (frame.type) {
+    case 'connected': onConnected(frame); break;
+    case 'resumed': onResumed(frame); break;
+    case 'ack': onAck(frame); break;
+    case 'error': onErrorFrame(frame); break;
+    case 'pong': break;
+    default:
+      // While a resume is outstanding, live events are dropped: the replay that follows
+      // `resumed` contains them (they were stored before they were sent), in order.
+      if (typeof frame.seq === 'number' && !conn.resuming) onEvent(frame);
+  }
+}
+
+function onConnected(frame) {
+  conn.greeted = true;
+  conn.attempt = 0;
+  setConnStatus('connected');
+  clearInterval(conn.pingTimer);
+  conn.pingTimer = setInterval(() => wsSend({ type: 'ping' }), PING_MS);
+  const stored = storedLastSeq(frame.user_id);
+  if (stored !== null) {
+    state.lastSeq = stored;
+    conn.resuming = true;
+    wsSend({ type: 'resume', after_seq: stored, ref: 'resume' });
+  } else {
+    // First visit from this browser: nothing to replay, HTTP is the source of truth.
+    setLastSeq(frame.last_seq);
+    if (state.view.threadId) loadThread(state.view);
+  }
+  // Sends that never got an ack are retried; the server dedupes them by client_msg_id.
+  for (const pending of state.pendingSends.values()) wsSend(pending);
+}
+
+function onResumed(frame) {
+  conn.resuming = false;
+  if (frame.recovered) return;  // the replay follows
+  setLastSeq(frame.last_seq);
+  refreshThreads();
+  if (state.view.threadId) loadThread(state.view);
+}
+
+function onEvent(ev) {
+  if (state.lastSeq !== null && ev.seq <= state.lastSeq) return;  // seen already
+  setLastSeq(ev.seq);
+  const { view } = state;
+  if (ev.thread_id && ev.thread_id === view.threadId) {
+    applyToView(view, ev);
+  } else if (ev.thread_id) {
+    // Another thread: never rendered here, only flagged in the sidebar.
+    state.activity.add(ev.thread_id);
+    scheduleRender();
+  }
+  if (['message_created', 'thread_updated', 'agent_completed'].includes(ev.type)) refreshThreadsSoon();
+}
+
+function applyToView(view, ev) {
+  if (ev.type === 'message_created') {
+    const msg = ev.data?.message;
+    if (msg && !view.messages.has(msg.id)) {
+      // The server announces the message before it acks the send; take over our optimistic
+      // copy (same text, still pending) instead of showing the message twice until the ack.
+      const mine = [...view.messages.values()].find((m) => m.pending && m.content === msg.content);
+      if (mine) renameKey(view.messages, mine.id, msg.id, msg);
+      else view.messages.set(msg.id, msg);
+    }
+  } else if (ev.run_id) {
+    addRunEvent(ensureRun(view, ev.run_id), ev);
+    if (ev.type === 'agent_completed') reloadThreadSoon();
+  }
+  scheduleRender();
+}
+
+function onAck(ack) {
+  state.pendingSends.delete(ack.client_msg_id);
+  const { view } = state;
+  const firstOfNewChat = view.threadId === null && view.pendingNew === ack.client_msg_id;
+  if (firstOfNewChat) {
+    view.threadId = ack.thread_id;
+    view.pendingNew = null;
+    state.activity.delete(ack.thread_id);
+    history.replaceState(null, '', `#${encodeURIComponent(ack.thread_id)}`);
+  }
+  if (view.threadId === ack.thread_id) {
+    const optimistic = view.messages.get(ack.client_msg_id);
+    if (optimistic && view.messages.has(ack.message_id)) {
+      view.messages.delete(ack.client_msg_id);  // message_created got here first
+      view.messages.get(ack.message_id).run_id ??= ack.run_id;
+    } else if (optimistic) {
+      const stored = { ...optimistic, id: ack.message_id, run_id: ack.run_id, pending: false };
+      renameKey(view.messages, ack.client_msg_id, ack.message_id, stored);
+    }
+    const run = ensureRun(view, ack.run_id);
+    if (!run.baseStatus) { run.baseStatus = 'queued'; foldRun(run); }
+    // Events of a brand-new thread arrived before we knew its id and went to the sidebar;
+    // fetch them over HTTP (merged by seq, so overlap with live events is harmless).
+    if (firstOfNewChat) loadThread(view);
+  }
+  refreshThreadsSoon();
+  scheduleRender();
+}
+
+function onErrorFrame(frame) {
+  if (frame.ref === 'resume') {
+    // No replay is coming; do not keep dropping live events, catch up over HTTP instead.
+    conn.resuming = false;
+    refreshThreads();
+    if (state.view.threadId) loadThread(state.view);
+    return;
+  }
+  const failed = frame.ref && state.pendingSends.get(frame.ref);
+  if (failed) {
+    state.pendingSends.delete(frame.ref);
+    const msg = state.view.messages.get(frame.ref);
+    if (msg) Object.assign(msg, { pending: false, failed: frame.message });
+    if (state.view.pendingNew === frame.ref) state.view.pendingNew = null;
+    scheduleRender();
+  }
+  showComposerError(frame.message || frame.code || 'Something went wrong.');
+}
+
+function sendMessage() {
+  const content = dom.input.value.trim();
+  const { view } = state;
+  if (!content || view.pendingNew) return;
+  const clientMsgId = uuid();
+  const frame = { type: 'send_message', content, client_msg_id: clientMsgId };
+  if (view.threadId) frame.thread_id = view.threadId;
+  else view.pendingNew = clientMsgId;
+  // Optimistic: shown now, keyed by client_msg_id until the ack tells the stored id.
+  view.messages.set(clientMsgId, { id: clientMsgId, role: 'user', content, run_id: null, pending: true });
+  view.stickToBottom = true;
+  state.pendingSends.set(clientMsgId, frame);
+  wsSend(frame);  // if the socket is down, onConnected sends it
+  dom.input.value = '';
+  autosize();
+  dom.composerError.textContent = '';
+  scheduleRender();
+}
+
+function stopRun() {
+  const run = activeRun(state.view);
+  if (!run) return;
+  run.cancelRequested = true;
+  if (!wsSend({ type: 'cancel_run', run_id: run.id })) {
+    api(`/runs/${encodeURIComponent(run.id)}/cancel`, { method: 'POST' })
+      .catch((err) => { run.cancelRequested = false; showComposerError(err.message); scheduleRender(); });
+  }
+  scheduleRender();
+}
+
+// ---------------------------------------------------------------------------------------
+// 8. Wiring and boot
+
+function autosize() {
+  // Grow with the text up to a limit; the border is outside scrollHeight (border-box sizing).
+  const border = dom.input.offsetHeight - dom.input.clientHeight;
+  dom.input.style.height = 'auto';
+  dom.input.style.height = `${Math.min(dom.input.scrollHeight + border, 200)}px`;
+}
+
+function openSidebar() {
+  dom.appView.classList.add('sidebar-open');
+  dom.scrim.hidden = false;
+  dom.toggle.setAttribute('aria-expanded', 'true');
+}
+
+function closeSidebar() {
+  dom.appView.classList.remove('sidebar-open');
+  dom.scrim.hidden = true;
+  dom.toggle.setAttribute('aria-expanded', 'false');
+}
+
+dom.authForm.addEventListener('submit', submitAuth);
+dom.signOut.addEventListener('click', () => signOut());
+dom.newChat.addEventListener('click', () => openThread(null, { force: true }));
+dom.threadList.addEventListener('click', (e) => {
+  const btn = e.target.closest('button.thread');
+  if (btn) openThread(btn.dataset.id);
+});
+dom.toggle.addEventListener('click', () => {
+  if (dom.appView.classList.contains('sidebar-open')) closeSidebar(); else openSidebar();
+});
+dom.scrim.addEventListener('click', closeSidebar);
+document.addEventListener('keydown', (e) => { if (e.key === 'Escape') closeSidebar(); });
+
+dom.composer.addEventListener('submit', (e) => { e.preventDefault(); sendMessage(); });
+dom.input.addEventListener('keydown', (e) => {
+  // Enter sends, Shift+Enter is a newline; never send in the middle of an IME composition.
+  if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+    e.preventDefault();
+    sendMessage();
+  }
+});
+dom.input.addEventListener('input', autosize);
+dom.stop.addEventListener('click', stopRun);
+
+window.addEventListener('hashchange', () => {
+  if (state.token && threadFromHash() !== state.view.threadId) openThread(threadFromHash());
+});
+// Coming back online: skip the rest of the backoff.
+window.addEventListener('online', () => {
+  if (state.token && !conn.ws) { conn.attempt = 0; connect(); }
+});
+
+if (state.token) startSession();
+else showAuth();
