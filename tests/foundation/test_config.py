@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from netra.config import UnifiedConfigurationManager
+from netra.env import IsolatedEnvironment
+from netra.errors import ConfigurationError
+
+
+def test_layers_apply_in_order_and_report_their_source(tmp_path: Path) -> None:
+    toml = tmp_path / "netra.toml"
+    toml.write_text("[limits]\nmax_steps = 5\nrun_timeout_s = 60\n[server]\nport = 9000\n")
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("NETRA_LIMITS__RUN_TIMEOUT_S=30\nNETRA_SERVER__PORT=9100\n")
+    env = IsolatedEnvironment.isolated({"NETRA_SERVER__PORT": "9200"})
+    config = UnifiedConfigurationManager(
+        env, config_file=toml, env_file=dotenv, overrides={"logging.level": "DEBUG"}
+    )
+    settings = config.settings
+    assert settings.limits.max_steps == 5 and config.source("limits.max_steps").startswith("file")
+    assert settings.limits.run_timeout_s == 30 and config.source("limits.run_timeout_s").startswith(
+        "dotenv"
+    )
+    assert settings.server.port == 9200 and config.source("server.port") == "environment"
+    assert settings.logging.level == "DEBUG" and config.source("logging.level") == "override"
+    assert config.source("tools.timeout_s") == "default"
+
+
+def test_an_invalid_set_changes_nothing_and_names_key_value_and_rule() -> None:
+    config = UnifiedConfigurationManager(IsolatedEnvironment.isolated())
+    seen: list[list[str]] = []
+    config.on_change(lambda _old, _new, paths: seen.append(paths))
+    with pytest.raises(ConfigurationError) as error:
+        config.set("limits.max_steps", 0)
+    assert "limits.max_steps" in error.value.message and "0" in error.value.message
+    assert config.settings.limits.max_steps == 16
+    config.set("limits.max_steps", 3)
+    assert config.settings.limits.max_steps == 3
+    assert seen == [["limits.max_steps"]]
+    assert config.history[-1].paths == ("limits.max_steps",)
+    with pytest.raises(ConfigurationError, match="unknown setting"):
+        config.set("limits.nonsense", 1)
+
+
+def test_production_refuses_unsafe_values_listing_every_problem() -> None:
+    env = IsolatedEnvironment.isolated(
+        {
+            "NETRA_ENVIRONMENT": "production",
+            "NETRA_AUTH__JWT_SECRET": "short",
+            "NETRA_LOGGING__LEVEL": "DEBUG",
+            "NETRA_DATABASE__ECHO": "true",
+        }
+    )
+    config = UnifiedConfigurationManager(env)
+    problems = config.problems()
+    assert len(problems) == 3
+    with pytest.raises(ConfigurationError) as error:
+        config.check()
+    assert "short" not in error.value.message  # the secret itself is never shown
+
+
+def test_the_masked_description_never_shows_a_secret() -> None:
+    secret = "a-very-long-signing-secret-of-more-than-32-bytes"
+    env = IsolatedEnvironment.isolated({"NETRA_AUTH__JWT_SECRET": secret})
+    rows = UnifiedConfigurationManager(env).describe()
+    text = repr(rows)
+    assert secret not in text
+    assert ("auth.issuer", "netra", "default") in rows
