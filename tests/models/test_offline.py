@@ -7,7 +7,7 @@ from netra.models.offline import OfflineModel, asks_for_time, find_expression, f
 from netra.tools.calculator import calculator
 from netra.tools.clock import clock
 
-TOOLS = (calculator.spec(), clock.spec())
+TOOLS = (calculator.spec, clock.spec)
 
 
 @pytest.mark.parametrize(

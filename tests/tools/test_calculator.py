@@ -52,7 +52,7 @@ def test_anything_but_arithmetic_is_refused(expression: str) -> None:
 
 
 def test_the_tool_schema_comes_from_the_signature() -> None:
-    spec = calculator.spec()
+    spec = calculator.spec
     assert spec.name == "calculator"
     assert spec.parameters["required"] == ["expression"]
     assert spec.parameters["properties"]["expression"]["type"] == "string"

@@ -50,7 +50,7 @@ async def tools(ctx: CurrentUser, netra: AppState) -> dict[str, Any]:
     items = []
     for _, tool in netra.tools.items():
         if tool.permission is None or ctx.has_permission(tool.permission):
-            spec = tool.spec()
+            spec = tool.spec
             items.append(
                 {
                     "name": spec.name,

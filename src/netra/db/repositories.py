@@ -304,22 +304,23 @@ class RunRepository(_Scoped):
 
     async def start(self, run_id: str) -> RunRecord | None:
         """Claim a queued run: running, attempt + 1. None when it is no longer queued."""
-        result = await self._conn.execute(
-            update(t.runs)
-            .where(
-                t.runs.c.id == run_id,
-                t.runs.c.user_id == self.user_id,
-                t.runs.c.status == RunStatus.QUEUED.value,
+        row = (
+            await self._conn.execute(
+                update(t.runs)
+                .where(
+                    t.runs.c.id == run_id,
+                    t.runs.c.user_id == self.user_id,
+                    t.runs.c.status == RunStatus.QUEUED.value,
+                )
+                .values(
+                    status=RunStatus.RUNNING.value,
+                    attempt=t.runs.c.attempt + 1,
+                    started_at=utcnow(),
+                )
+                .returning(*t.runs.c)
             )
-            .values(
-                status=RunStatus.RUNNING.value,
-                attempt=t.runs.c.attempt + 1,
-                started_at=utcnow(),
-            )
-        )
-        if result.rowcount != 1:
-            return None
-        return await self.get(run_id)
+        ).first()
+        return _run(row) if row else None
 
     async def finish(
         self,

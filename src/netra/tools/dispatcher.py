@@ -97,7 +97,7 @@ class UnifiedToolDispatcher:
         return [tool for _, tool in self._tools.items() if self._may_use(tool)]
 
     def specs(self) -> list[ToolSpec]:
-        return [tool.spec() for tool in self.available()]
+        return [tool.spec for tool in self.available()]
 
     async def execute(self, calls: Sequence[ToolCallRequest]) -> list[ToolOutcome]:
         """Run the calls of one model turn concurrently; results keep the calls' order."""

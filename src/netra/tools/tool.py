@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, get_type_hints
 
@@ -56,11 +56,13 @@ class Tool:
     max_output_chars: int | None = None
     """Largest serialised result; None uses the configured default."""
     wants_context: bool = False
+    spec: ToolSpec = field(init=False, repr=False, compare=False)
+    """What the model is told; built once, as generating a schema is not cheap."""
 
-    def spec(self) -> ToolSpec:
+    def __post_init__(self) -> None:
         schema = self.arguments.model_json_schema()
         schema.pop("title", None)
-        return ToolSpec(self.name, self.description, schema)
+        object.__setattr__(self, "spec", ToolSpec(self.name, self.description, schema))
 
     async def invoke(self, ctx: UserExecutionContext, arguments: BaseModel) -> Any:
         kwargs = dict(arguments)

@@ -235,9 +235,9 @@ function foldRun(run) {
 
 function applyRunEvent(run, ev) {
   const d = ev.data ?? {};
+  if (!FINAL.has(run.status)) run.status = 'running';  // any run event means it has started
   switch (ev.type) {
     case 'run_queued': run.status = 'queued'; break;
-    case 'agent_started': run.status = 'running'; break;
     case 'agent_thinking': run.steps.push({ kind: 'thinking', text: d.text ?? '' }); break;
     case 'tool_executing':
       run.steps.push({ kind: 'tool', id: d.tool_call_id, tool: d.tool, args: d.arguments, status: 'running' });
@@ -520,11 +520,13 @@ function stepNode(step, isLast) {
   if (step.kind === 'thinking') {
     // The agent's own words ("Thinking…", "Reading the tool results…"); the icon spins
     // while it is the newest step of a live run.
-    const li = h('li', `step thinking${isLast ? ' running' : ''}`);
+    const li = h('li', 'step thinking');
+    li.dataset.status = isLast ? 'running' : 'done';
     li.append(h('span', 'step-icon', isLast ? '\u25CC' : '\u2022'), h('span', 'step-detail', step.text || 'Thinking…'));
     return li;
   }
-  const li = h('li', `step tool ${step.status ?? 'running'}`);
+  const li = h('li', 'step tool');
+  li.dataset.status = step.status ?? 'running';
   const icon = { running: '\u25CC', ok: '\u2713', error: '\u2717' }[step.status] ?? '\u25CC';
   li.append(h('span', 'step-icon', icon), h('span', 'visually-hidden', `${step.status ?? 'running'}: `));
   li.append(h('span', 'step-label', step.tool ?? 'tool'));
@@ -678,14 +680,18 @@ function applyToView(view, ev) {
   if (ev.type === 'message_created') {
     const msg = ev.data?.message;
     if (msg && !view.messages.has(msg.id)) {
-      // The server announces the message before it acks the send; take over our optimistic
-      // copy (same text, still pending) instead of showing the message twice until the ack.
+      // Nothing orders this event against our ack: if it comes first, take over our
+      // optimistic copy (same text, still pending) rather than show the message twice.
       const mine = [...view.messages.values()].find((m) => m.pending && m.content === msg.content);
       if (mine) renameKey(view.messages, mine.id, msg.id, msg);
       else view.messages.set(msg.id, msg);
     }
   } else if (ev.run_id) {
+    const known = view.runs.has(ev.run_id);
     addRunEvent(ensureRun(view, ev.run_id), ev);
+    // Joined a run midway (a resume replay after a reload, another tab's run): its start,
+    // and so its first steps and text, comes over HTTP; the merge by seq sorts out overlap.
+    if (!known && ev.type !== 'agent_started') loadRun(view, ev.run_id);
     if (ev.type === 'agent_completed') reloadThreadSoon();
   }
   scheduleRender();
@@ -728,6 +734,8 @@ function onErrorFrame(frame) {
     if (state.view.threadId) loadThread(state.view);
     return;
   }
+  const run = frame.ref && state.view.runs.get(frame.ref);
+  if (run) run.cancelRequested = false;  // the cancel was refused; offer Stop again
   const failed = frame.ref && state.pendingSends.get(frame.ref);
   if (failed) {
     state.pendingSends.delete(frame.ref);
@@ -762,7 +770,7 @@ function stopRun() {
   const run = activeRun(state.view);
   if (!run) return;
   run.cancelRequested = true;
-  if (!wsSend({ type: 'cancel_run', run_id: run.id })) {
+  if (!wsSend({ type: 'cancel_run', run_id: run.id, ref: run.id })) {
     api(`/runs/${encodeURIComponent(run.id)}/cancel`, { method: 'POST' })
       .catch((err) => { run.cancelRequested = false; showComposerError(err.message); scheduleRender(); });
   }
@@ -779,17 +787,13 @@ function autosize() {
   dom.input.style.height = `${Math.min(dom.input.scrollHeight + border, 200)}px`;
 }
 
-function openSidebar() {
-  dom.appView.classList.add('sidebar-open');
-  dom.scrim.hidden = false;
-  dom.toggle.setAttribute('aria-expanded', 'true');
+/** Narrow screens only: the sidebar slides over the chat (CSS ignores the class when wide). */
+function setSidebar(open) {
+  dom.appView.classList.toggle('sidebar-open', open);
+  dom.scrim.hidden = !open;
+  dom.toggle.setAttribute('aria-expanded', String(open));
 }
-
-function closeSidebar() {
-  dom.appView.classList.remove('sidebar-open');
-  dom.scrim.hidden = true;
-  dom.toggle.setAttribute('aria-expanded', 'false');
-}
+function closeSidebar() { setSidebar(false); }
 
 dom.authForm.addEventListener('submit', submitAuth);
 dom.signOut.addEventListener('click', () => signOut());
@@ -798,9 +802,7 @@ dom.threadList.addEventListener('click', (e) => {
   const btn = e.target.closest('button.thread');
   if (btn) openThread(btn.dataset.id);
 });
-dom.toggle.addEventListener('click', () => {
-  if (dom.appView.classList.contains('sidebar-open')) closeSidebar(); else openSidebar();
-});
+dom.toggle.addEventListener('click', () => setSidebar(!dom.appView.classList.contains('sidebar-open')));
 dom.scrim.addEventListener('click', closeSidebar);
 document.addEventListener('keydown', (e) => { if (e.key === 'Escape') closeSidebar(); });
 
