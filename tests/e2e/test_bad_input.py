@@ -7,6 +7,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from tests.conftest import ServerFactory
 from tests.support import LiveServer, make_user, open_socket
 
 
@@ -130,3 +131,20 @@ async def test_a_retried_send_stores_one_message(
     messages = (await http.get(f"/threads/{first['thread_id']}/messages", headers=user.auth)).json()
     assert [m["role"] for m in messages["items"]] == ["user", "assistant"]
     await socket.close()
+
+
+async def test_a_socket_over_the_per_user_cap_closes_with_1013(
+    server_factory: ServerFactory,
+) -> None:
+    server = server_factory(websocket={"max_connections_per_user": 2})
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        user = await make_user(http)
+        kept = [await open_socket(server, user.token) for _ in range(2)]
+        async with connect(server.ws_url, subprotocols=["bearer", user.token]) as conn:  # type: ignore[list-item]
+            with pytest.raises(ConnectionClosed) as closed:
+                await conn.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
+        await kept[0].close()
+        again = await open_socket(server, user.token)  # a freed place can be taken again
+        for socket in (kept[1], again):
+            await socket.close()

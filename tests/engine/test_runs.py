@@ -225,3 +225,32 @@ async def test_a_restart_interrupts_running_runs_and_resumes_queued_ones(
         ]
         assert statuses == ["interrupted", "completed"]
         await socket.close()
+
+
+async def test_runs_of_one_thread_execute_in_order_and_see_only_what_came_before(
+    server_factory: ServerFactory,
+) -> None:
+    server = server_factory(models={"default": "scripted"})
+    model = scripted(server)
+    model.push(ScriptedTurn.text("first answer", delay_s=0.1), ScriptedTurn.text("second answer"))
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        user = await make_user(http)
+        socket = await open_socket(server, user.token)
+        first = await socket.send_message("first question")
+        second = await socket.send_message("second question", thread_id=first["thread_id"])
+        one = await socket.run_to_end(first["run_id"])
+        two = await socket.run_to_end(second["run_id"])
+        assert one[-1]["seq"] < two[0]["seq"], "runs of one thread overlapped"
+        seen = [
+            [(m.role, m.content) for m in request.messages if m.role != "system"]
+            for request in model.requests
+        ]
+        assert seen == [
+            [("user", "first question")],
+            [
+                ("user", "first question"),
+                ("assistant", "first answer"),
+                ("user", "second question"),
+            ],
+        ]
+        await socket.close()

@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from netra.api.deps import AppState, CurrentUser
 
 router = APIRouter(tags=["auth"])
 
 
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
 class Credentials(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    email: Annotated[
-        str, Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-    ]
+    email: Annotated[str, Field(min_length=3, max_length=320)]
     password: Annotated[str, Field(min_length=8, max_length=256)]
+
+    @field_validator("email")
+    @classmethod
+    def _looks_like_an_email(cls, value: str) -> str:
+        if not _EMAIL.match(value.strip()):
+            raise ValueError("enter an email address such as name@example.com")
+        return value
 
 
 class LoginBody(BaseModel):

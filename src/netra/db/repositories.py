@@ -240,13 +240,28 @@ class MessageRepository(_Scoped):
         return _message(row) if row else None
 
     async def list(self, thread_id: str, *, limit: int = 1000) -> list[MessageRecord]:
+        """The thread in turn order: each user message, then the answer of its run."""
         rows = await self._conn.execute(
             select(t.messages)
             .where(t.messages.c.user_id == self.user_id, t.messages.c.thread_id == thread_id)
             .order_by(t.messages.c.created_at, t.messages.c.id)
             .limit(limit)
         )
-        return [_message(row) for row in rows]
+        return _in_turn_order([_message(row) for row in rows])
+
+
+def _in_turn_order(messages: list[MessageRecord]) -> list[MessageRecord]:
+    # An answer is stored when its run ends, possibly after later questions were sent.
+    answers = {m.run_id: m for m in messages if m.role != "user" and m.run_id is not None}
+    ordered: list[MessageRecord] = []
+    for message in messages:
+        if message.role == "user" or message.run_id is None:
+            ordered.append(message)
+            answer = answers.pop(message.run_id, None) if message.run_id else None
+            if answer is not None:
+                ordered.append(answer)
+    ordered.extend(answers.values())  # answers whose question fell outside the page
+    return ordered
 
 
 class RunRepository(_Scoped):

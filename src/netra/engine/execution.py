@@ -93,6 +93,7 @@ class ExecutionEngine:
         run_ctx = ctx.with_run(thread_id=run.thread_id, run_id=run.id)
         engine.submit(
             run.id,
+            run.thread_id,
             claim=lambda: self._claim(run_ctx, run.id),
             execute=lambda claimed: self._execute(run_ctx, claimed, engine),
             abandon=lambda: self._abandon(run_ctx, run),
@@ -211,9 +212,14 @@ class ExecutionEngine:
         model = self._models.get(run.model)
         async with self._db.read() as conn:
             stored = await MessageRepository(conn, ctx).list(run.thread_id)
+        # The conversation up to this run's own message: never what was sent after it.
+        own = next(
+            (i for i, m in enumerate(stored) if m.run_id == run.id and m.role == "user"),
+            len(stored) - 1,
+        )
         history = [
             ChatMessage("user" if m.role == "user" else "assistant", m.content)
-            for m in stored
+            for m in stored[: own + 1]
             if m.role in ("user", "assistant") and m.content
         ]
         dispatcher = UnifiedToolDispatcher(

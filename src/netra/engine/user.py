@@ -1,6 +1,8 @@
 """UserExecutionEngine: one user's runs, under that user's concurrency limit.
 
-Each run's task moves through phases: *waiting* for a slot (cancelling it is free), *claiming*
+Runs of one thread execute in the order they were sent; runs of different threads run side
+by side up to the limit. Each run's task moves through phases: *waiting* for its thread's turn
+and a slot (cancelling it is free), *claiming*
 the run in the database (never interrupted mid-write; a cancel is noted and applied right
 after), and *executing* (cancelled at once; the executor records the final state).
 """
@@ -8,6 +10,7 @@ after), and *executing* (cancelled at once; the executor records the final state
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -47,6 +50,8 @@ class UserExecutionEngine:
         self._phases: dict[str, Phase] = {}
         self._cancel_reasons: dict[str, RunStatus] = {}
         self._entered: set[str] = set()
+        self._thread_turns: dict[str, asyncio.Lock] = {}
+        self._thread_waiters: Counter[str] = Counter()
         self.stats = UserEngineStats()
 
     @property
@@ -60,25 +65,57 @@ class UserExecutionEngine:
     def running(self) -> list[str]:
         return list(self._tasks)
 
-    def submit(self, run_id: str, claim: Claim, execute: Execute, abandon: Abandon) -> None:
-        """Own a task for the run: wait for a slot, ``claim`` it, ``execute`` it. A run
-        cancelled before it executes is handed to ``abandon`` instead."""
+    def submit(
+        self, run_id: str, thread_id: str, claim: Claim, execute: Execute, abandon: Abandon
+    ) -> None:
+        """Own a task for the run: wait for its thread's turn and a slot, ``claim`` it,
+        ``execute`` it. A run cancelled before it executes is handed to ``abandon``."""
         if run_id in self._tasks:
             return
         self._phases[run_id] = Phase.WAITING
-        task = asyncio.create_task(self._drive(run_id, claim, execute, abandon), name=run_id)
+        task = asyncio.create_task(
+            self._drive(run_id, thread_id, claim, execute, abandon), name=run_id
+        )
         self._tasks[run_id] = task
         self.stats.submitted += 1
         task.add_done_callback(lambda _: self._forget(run_id))
 
-    async def _drive(self, run_id: str, claim: Claim, execute: Execute, abandon: Abandon) -> None:
+    async def _drive(
+        self, run_id: str, thread_id: str, claim: Claim, execute: Execute, abandon: Abandon
+    ) -> None:
         self._entered.add(run_id)
         if run_id in self._cancel_reasons:  # cancelled before this task first ran
             if self._cancel_reasons[run_id] is RunStatus.CANCELLED:
                 await abandon()
             return
+        # Runs of one thread execute one after another, in the order they were sent
+        # (asyncio.Lock wakes its waiters first in, first out).
+        turn = self._thread_turns.setdefault(thread_id, asyncio.Lock())
+        self._thread_waiters[thread_id] += 1
         try:
-            await self._slots.acquire()
+            if not await self._wait_for(run_id, turn, abandon):
+                return
+            try:
+                if not await self._wait_for(run_id, self._slots, abandon):
+                    return
+                try:
+                    await self._claim_and_execute(run_id, claim, execute, abandon)
+                finally:
+                    self._slots.release()
+            finally:
+                turn.release()
+        finally:
+            self._thread_waiters[thread_id] -= 1
+            if not self._thread_waiters[thread_id]:
+                del self._thread_waiters[thread_id]
+                del self._thread_turns[thread_id]
+
+    async def _wait_for(
+        self, run_id: str, primitive: asyncio.Lock | asyncio.Semaphore, abandon: Abandon
+    ) -> bool:
+        """Acquire; False when the user cancelled the run meanwhile (it is then abandoned)."""
+        try:
+            await primitive.acquire()
         except asyncio.CancelledError:
             if self._cancel_reasons.get(run_id) is not RunStatus.CANCELLED:
                 raise
@@ -86,25 +123,27 @@ class UserExecutionEngine:
             if current is not None:
                 current.uncancel()
             await abandon()
+            return False
+        return True
+
+    async def _claim_and_execute(
+        self, run_id: str, claim: Claim, execute: Execute, abandon: Abandon
+    ) -> None:
+        if run_id in self._cancel_reasons:
+            if self._cancel_reasons[run_id] is RunStatus.CANCELLED:
+                await abandon()
             return
-        try:
-            if run_id in self._cancel_reasons:
-                if self._cancel_reasons[run_id] is RunStatus.CANCELLED:
-                    await abandon()
-                return
-            self._phases[run_id] = Phase.CLAIMING
-            run = await claim()
-            if run is None:
-                return
-            self._phases[run_id] = Phase.EXECUTING
-            self.stats.executed += 1
-            if run_id in self._cancel_reasons:  # asked for while claiming
-                current = asyncio.current_task()
-                if current is not None:
-                    current.cancel()
-            await execute(run)
-        finally:
-            self._slots.release()
+        self._phases[run_id] = Phase.CLAIMING
+        run = await claim()
+        if run is None:
+            return
+        self._phases[run_id] = Phase.EXECUTING
+        self.stats.executed += 1
+        if run_id in self._cancel_reasons:  # asked for while claiming
+            current = asyncio.current_task()
+            if current is not None:
+                current.cancel()
+        await execute(run)
 
     def _forget(self, run_id: str) -> None:
         self._tasks.pop(run_id, None)

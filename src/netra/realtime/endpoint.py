@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 CLOSE_POLICY = 1008
+"""Bad, expired or revoked credentials, or an Origin not allowed."""
+CLOSE_TRY_AGAIN = 1013
+"""Too many sockets for this user right now."""
 SUBPROTOCOL = "bearer"
 
 
@@ -74,7 +77,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     try:
         netra.sockets.add(connection)
     except QuotaExceeded as exc:
-        await websocket.close(CLOSE_POLICY, exc.message)
+        await websocket.close(CLOSE_TRY_AGAIN, exc.message)
         return
     try:
         # Subscribed first, cursor second: nothing published in between is missed.

@@ -1,0 +1,170 @@
+"""DatabaseManager on a real SQLite file and on the local PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, insert, select, text
+from sqlalchemy.exc import IntegrityError
+
+from netra.context import UserExecutionContext
+from netra.db import tables as t
+from netra.db.manager import DatabaseManager
+from netra.db.records import utcnow
+from netra.db.repositories import ThreadRepository, UserRepository
+from netra.errors import NotFound
+from netra.settings import DatabaseSettings
+
+
+@pytest.fixture
+def url(backend: str | None, tmp_path: Path) -> str:
+    return backend or f"sqlite+aiosqlite:///{tmp_path / 'netra.db'}"
+
+
+@pytest.fixture
+async def db(url: str) -> AsyncIterator[DatabaseManager]:
+    manager = DatabaseManager(url, DatabaseSettings(pool_size=3, max_overflow=2))
+    await manager.upgrade()
+    yield manager
+    await manager.close()
+
+
+async def _user(db: DatabaseManager, email: str) -> str:
+    async with db.write() as conn:
+        user = await UserRepository(conn).create(email, "hash", roles=["user"], tier="free")
+    return user.id
+
+
+async def test_sqlite_runs_in_wal_with_foreign_keys_and_a_busy_timeout(tmp_path: Path) -> None:
+    db = DatabaseManager(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}", DatabaseSettings())
+    async with db.read() as conn:
+        assert (await conn.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
+        assert (await conn.execute(text("PRAGMA foreign_keys"))).scalar() == 1
+        assert (await conn.execute(text("PRAGMA busy_timeout"))).scalar() == 5000
+    await db.close()
+
+
+@pytest.mark.postgres
+async def test_postgres_uses_a_real_pool_sized_from_settings(postgres_url: str) -> None:
+    db = DatabaseManager(postgres_url, DatabaseSettings(pool_size=3, max_overflow=2))
+    async with db.read() as conn:
+        assert await conn.scalar(text("SELECT 1")) == 1
+    pool = db.engine.pool
+    assert pool.size() == 3  # type: ignore[attr-defined]
+    assert pool._max_overflow == 2  # type: ignore[attr-defined]
+    await db.close()
+
+
+def _thread_row(thread_id: str, user_id: str) -> dict[str, object]:
+    now = utcnow()
+    return {
+        "id": thread_id,
+        "user_id": user_id,
+        "title": "x",
+        "agent": "a",
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+async def _insert_then_violate_a_foreign_key(db: DatabaseManager, user_id: str) -> None:
+    async with db.write() as conn:
+        await conn.execute(insert(t.threads).values(_thread_row("th_1", user_id)))
+        await conn.execute(insert(t.threads).values(_thread_row("th_2", "usr_missing")))
+
+
+async def _insert_then_fail(db: DatabaseManager, user_id: str) -> None:
+    async with db.write() as conn:
+        await conn.execute(insert(t.threads).values(_thread_row("th_3", user_id)))
+        raise RuntimeError("application error")
+
+
+async def test_commit_on_success_and_rollback_on_any_error(db: DatabaseManager) -> None:
+    user_id = await _user(db, "a@example.com")
+    with pytest.raises(IntegrityError):
+        await _insert_then_violate_a_foreign_key(db, user_id)
+    with pytest.raises(RuntimeError):
+        await _insert_then_fail(db, user_id)
+    async with db.read() as conn:
+        assert (await conn.scalar(select(func.count()).select_from(t.threads))) == 0
+    ctx = UserExecutionContext(user_id=user_id)
+    async with db.write() as conn:
+        await ThreadRepository(conn, ctx).create(title="kept", agent="assistant")
+    async with db.read() as conn:
+        assert [th.title for th in await ThreadRepository(conn, ctx).list()] == ["kept"]
+
+
+async def test_twenty_tasks_of_fifty_inserts_store_exactly_a_thousand_rows(
+    db: DatabaseManager,
+) -> None:
+    user_id = await _user(db, "many@example.com")
+    ctx = UserExecutionContext(user_id=user_id)
+
+    async def insert_fifty() -> None:
+        for _ in range(50):
+            async with db.write() as conn:
+                await ThreadRepository(conn, ctx).create(title="t", agent="assistant")
+
+    await asyncio.gather(*(insert_fifty() for _ in range(20)))
+    async with db.read() as conn:
+        assert (await conn.scalar(select(func.count()).select_from(t.threads))) == 1000
+
+
+async def test_repositories_hide_other_users_rows(db: DatabaseManager) -> None:
+    alice = UserExecutionContext(user_id=await _user(db, "alice@example.com"))
+    bob = UserExecutionContext(user_id=await _user(db, "bob@example.com"))
+    async with db.write() as conn:
+        thread = await ThreadRepository(conn, alice).create(title="private", agent="assistant")
+    async with db.read() as conn:
+        assert await ThreadRepository(conn, bob).list() == []
+        with pytest.raises(NotFound):
+            await ThreadRepository(conn, bob).get(thread.id)
+        assert (await ThreadRepository(conn, alice).get(thread.id)).title == "private"
+
+
+async def test_health_is_reported_and_turns_unhealthy_after_close(url: str) -> None:
+    manager = DatabaseManager(url, DatabaseSettings())
+    healthy = await manager.health()
+    assert healthy.healthy and healthy.reason is None
+    await manager.close()
+    closed = await manager.health()
+    assert not closed.healthy and closed.reason == "database manager closed"
+
+
+async def test_migrations_are_idempotent_and_reach_head(db: DatabaseManager) -> None:
+    await db.upgrade()
+    async with db.read() as conn:
+        version = await conn.scalar(text("SELECT version_num FROM alembic_version"))
+        tables = await conn.run_sync(lambda sync: sorted(t.metadata.tables))
+    assert version == "0001"
+    assert tables == ["events", "messages", "runs", "threads", "tool_calls", "users"]
+
+
+def test_netra_db_upgrade_migrates_an_empty_database(url: str, tmp_path: Path) -> None:
+    env = {**os.environ, "NETRA_DATABASE__URL": url, "NETRA_SERVER__DATA_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "netra", "db", "upgrade"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "is up to date" in done.stdout
+
+
+def test_urls_are_masked_in_logs(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="netra.db.manager"):
+        manager = DatabaseManager(
+            "postgresql+asyncpg://netra:hunter2secret@127.0.0.1:1/netra", DatabaseSettings()
+        )
+    assert "hunter2secret" not in caplog.text and "***" in caplog.text
+    assert "hunter2secret" not in manager.masked_url
