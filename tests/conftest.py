@@ -17,6 +17,8 @@ import asyncpg
 import httpx
 import pytest
 
+from netra.config import UnifiedConfigurationManager
+from netra.env import IsolatedEnvironment
 from netra.settings import Settings
 from tests.support import LiveServer, live_server
 
@@ -78,12 +80,19 @@ def server_factory(tmp_path: Path, backend: str | None) -> Iterator[ServerFactor
     with ExitStack() as stack:
         count = 0
 
-        def start(data_dir: Path | None = None, **sections: Any) -> LiveServer:
+        def start(
+            data_dir: Path | None = None, *, config_file: Path | None = None, **sections: Any
+        ) -> LiveServer:
             nonlocal count
             count += 1
             directory = data_dir or tmp_path / f"server-{count}"
             settings = settings_for_test(directory, backend, **sections)
-            return stack.enter_context(live_server(settings))
+            config = UnifiedConfigurationManager(
+                IsolatedEnvironment.isolated(),
+                config_file=config_file,
+                overrides=settings.model_dump(exclude_unset=True),
+            )
+            return stack.enter_context(live_server(config))
 
         yield start
 

@@ -17,8 +17,8 @@ import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 
 from netra.app import Netra, create_app
+from netra.config import UnifiedConfigurationManager
 from netra.server import uvicorn_config
-from netra.settings import Settings
 
 RUN_EVENTS = {
     "agent_started",
@@ -43,9 +43,9 @@ class LiveServer:
 
 
 @contextmanager
-def live_server(settings: Settings) -> Iterator[LiveServer]:
-    app = create_app(settings)
-    server = uvicorn.Server(uvicorn_config(app, settings, port=0))
+def live_server(config: UnifiedConfigurationManager) -> Iterator[LiveServer]:
+    app = create_app(config=config)
+    server = uvicorn.Server(uvicorn_config(app, config.settings, port=0))
     thread = threading.Thread(target=server.run, name="netra-test-server", daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

@@ -3,6 +3,8 @@ explicitly; nothing is created at import time."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -35,6 +37,7 @@ from netra.models.scripted import ScriptedModel
 from netra.realtime.endpoint import websocket_endpoint
 from netra.realtime.manager import UnifiedWebSocketManager
 from netra.runs.service import DEFAULT_AGENT, RunService
+from netra.server import set_log_level
 from netra.settings import Settings
 from netra.tools.calculator import calculator
 from netra.tools.clock import clock
@@ -99,15 +102,16 @@ class Netra:
             agents=self.agents,
             tools=self.tools,
             models=self.models,
-            settings=lambda: self.config.settings,
+            config=self.config,
         )
         self.runs = RunService(
             db=self.db,
             bridge=self.bridge,
             engine=self.engine,
             agents=self.agents,
-            settings=lambda: self.config.settings,
+            config=self.config,
         )
+        self._watcher: asyncio.Task[None] | None = None
         self.sockets = UnifiedWebSocketManager(
             self.bus, max_connections_per_user=settings.websocket.max_connections_per_user
         )
@@ -117,6 +121,9 @@ class Netra:
         return self.config.settings
 
     async def start(self) -> None:
+        self.config.on_change(_apply_log_level)
+        if self.config.config_file is not None:
+            self._watcher = asyncio.create_task(self.config.watch(), name="config-watch")
         await self.db.upgrade()
         await self.writer.start()
         recovered = await self.engine.recover(self.accounts.context_for)
@@ -124,10 +131,19 @@ class Netra:
             log.info("recovered runs: %s", recovered)
 
     async def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
         await self.sockets.close_all(CLOSE_RESTARTING, "server restarting")
         await self.engine.shutdown()
         await self.writer.stop()
         await self.db.close()
+
+
+def _apply_log_level(old: Settings, new: Settings, _paths: list[str]) -> None:
+    if old.logging.level != new.logging.level:
+        set_log_level(new.logging.level)
 
 
 def create_app(
@@ -136,7 +152,8 @@ def create_app(
     """Build the ASGI application. Pass ``config`` (or plain ``settings``) explicitly."""
     if config is None:
         config = UnifiedConfigurationManager(
-            IsolatedEnvironment.isolated(), overrides=(settings or Settings()).model_dump()
+            IsolatedEnvironment.isolated(),
+            overrides=(settings or Settings()).model_dump(exclude_unset=True),
         )
     netra = Netra(config)
 

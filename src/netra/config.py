@@ -7,7 +7,9 @@ remembers which layer it came from. Setting an invalid value changes nothing.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import threading
 import tomllib
 from collections.abc import Callable, Mapping
@@ -20,11 +22,18 @@ from pydantic import SecretStr, ValidationError
 
 from netra.env import IsolatedEnvironment, is_secret_key, mask, parse_env_file
 from netra.errors import ConfigurationError
-from netra.settings import Settings
+from netra.settings import LimitSettings, Settings, TierSettings
 
 ENV_PREFIX = "NETRA_"
 NESTED_DELIMITER = "__"
 MIN_SECRET_BYTES = 32
+RELOADABLE = ("limits.", "tiers.", "models.default", "tools.", "logging.level")
+"""Settings a running server picks up from an edited config file; the rest need a restart."""
+LIMIT_NAMES = frozenset(TierSettings.model_fields)
+"""Limits that can be overridden per tier and per user."""
+
+log = logging.getLogger(__name__)
+_ABOVE_FILE = ("dotenv", "environment", "override")
 
 Listener = Callable[[Settings, Settings, list[str]], None]
 """Called with ``(old, new, changed_paths)`` after every accepted change."""
@@ -37,6 +46,20 @@ class Change:
     at: datetime
     source: str
     paths: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadReport:
+    """What a config file reload did."""
+
+    applied: tuple[str, ...]
+    """Changed settings now in effect."""
+    restart_required: tuple[str, ...]
+    """Changed settings that keep their old value until the server restarts."""
+
+
+def is_reloadable(path: str) -> bool:
+    return path.startswith(RELOADABLE)
 
 
 @dataclass(slots=True)
@@ -83,8 +106,14 @@ def _from_environment(variables: Mapping[str, str]) -> dict[str, Any]:
     return flat
 
 
-def _field_paths() -> set[str]:
-    return set(_flatten(Settings().model_dump()))
+def _known(path: str) -> bool:
+    if path in _DEFAULT_PATHS:
+        return True
+    parts = path.split(".")
+    return len(parts) == 3 and parts[0] == "tiers" and parts[2] in LIMIT_NAMES
+
+
+_DEFAULT_PATHS = frozenset(_flatten(Settings().model_dump()))
 
 
 class UnifiedConfigurationManager:
@@ -104,6 +133,8 @@ class UnifiedConfigurationManager:
         self._lock = threading.RLock()
         self._layers = _Layers()
         self._listeners: list[Listener] = []
+        self._user_limits: dict[str, dict[str, Any]] = {}
+        self._file_mtime = self._mtime()
         self.history: list[Change] = []
         """Accepted changes, oldest first."""
         self._layers.values["default"] = _flatten(Settings().model_dump())
@@ -138,7 +169,7 @@ class UnifiedConfigurationManager:
         merged: dict[str, Any] = {}
         for values in layers.values.values():
             merged.update(values)
-        unknown = sorted(set(merged) - _field_paths())
+        unknown = sorted(path for path in merged if not _known(path))
         if unknown:
             raise ConfigurationError(f"unknown setting(s): {', '.join(unknown)}")
         try:
@@ -157,6 +188,10 @@ class UnifiedConfigurationManager:
         return "invalid settings: " + "; ".join(problems)
 
     # ---- reading -------------------------------------------------------------------------
+    @property
+    def config_file(self) -> Path | None:
+        return self._config_file
+
     @property
     def settings(self) -> Settings:
         with self._lock:
@@ -241,3 +276,92 @@ class UnifiedConfigurationManager:
     def on_change(self, listener: Listener) -> None:
         with self._lock:
             self._listeners.append(listener)
+
+    # ---- scoped limits -------------------------------------------------------------------
+    def limits_for(self, user_id: str, tier: str) -> LimitSettings:
+        """The limits in force for one user: user override > tier > global ``limits``."""
+        settings = self.settings
+        values = settings.limits.model_dump()
+        tier_settings = settings.tiers.get(tier)
+        if tier_settings is not None:
+            values.update(tier_settings.model_dump(exclude_none=True))
+        with self._lock:
+            values.update(self._user_limits.get(user_id, {}))
+        return LimitSettings.model_validate(values)
+
+    def set_user_limit(self, user_id: str, name: str, value: Any) -> None:
+        """Override one limit for one user; an invalid name or value changes nothing."""
+        if name not in LIMIT_NAMES:
+            known = ", ".join(sorted(LIMIT_NAMES))
+            raise ConfigurationError(f"{name!r} is not a per-user limit (known: {known})")
+        try:
+            checked = TierSettings.model_validate({name: value})
+        except ValidationError as exc:
+            raise ConfigurationError(
+                self._describe(exc, {name: value}).replace("invalid settings", "invalid limit")
+            ) from None
+        with self._lock:
+            self._user_limits.setdefault(user_id, {})[name] = getattr(checked, name)
+            self.history.append(Change(datetime.now(UTC), f"user:{user_id}", (name,)))
+
+    def clear_user_limits(self, user_id: str) -> None:
+        with self._lock:
+            self._user_limits.pop(user_id, None)
+
+    # ---- hot reload ----------------------------------------------------------------------
+    def _mtime(self) -> float | None:
+        if self._config_file is None:
+            return None
+        try:
+            return self._config_file.stat().st_mtime_ns / 1e9
+        except OSError:
+            return None
+
+    def reload(self) -> ReloadReport:
+        """Re-read the config file: reloadable changes apply, the rest wait for a restart.
+        An invalid file changes nothing and raises ``ConfigurationError``."""
+        with self._lock:
+            self._file_mtime = self._mtime()
+            fresh = self._read_config_file()
+            old_file = self._layers.values["file"]
+            changed = {p for p in set(fresh) | set(old_file) if fresh.get(p) != old_file.get(p)}
+            later = [v for name, v in self._layers.values.items() if name in _ABOVE_FILE]
+            shadowed = {p for p in changed if any(p in layer for layer in later)}
+            restart = sorted(p for p in changed - shadowed if not is_reloadable(p))
+            new_file = {p: v for p, v in fresh.items() if is_reloadable(p)}
+            new_file |= {p: v for p, v in old_file.items() if not is_reloadable(p)}
+            candidate = _Layers(dict(self._layers.values))
+            candidate.values["file"] = new_file
+            new = self._build(candidate)
+            old = self._settings
+            self._layers, self._settings = candidate, new
+            applied = sorted(p for p in changed - shadowed if is_reloadable(p))
+            if applied:
+                self.history.append(
+                    Change(datetime.now(UTC), f"file:{self._config_file}", tuple(applied))
+                )
+            listeners = list(self._listeners)
+        if applied:
+            for listener in listeners:
+                listener(old, new, applied)
+        return ReloadReport(tuple(applied), tuple(restart))
+
+    def file_changed(self) -> bool:
+        """True when the config file was modified since it was last read."""
+        return self._config_file is not None and self._mtime() != self._file_mtime
+
+    async def watch(self, interval_s: float = 1.0) -> None:
+        """Reload the config file whenever it changes, until cancelled."""
+        while True:
+            await asyncio.sleep(interval_s)
+            if not self.file_changed():
+                continue
+            try:
+                report = self.reload()
+            except ConfigurationError as exc:
+                log.error("config file not reloaded: %s", exc.message)
+                continue
+            if report.applied:
+                log.info("config reloaded: %s", ", ".join(report.applied))
+            if report.restart_required:
+                log.warning("config changes need a restart: %s", ", ".join(report.restart_required))

@@ -58,5 +58,10 @@ def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
+    set_log_level(settings.logging.level)
+
+
+def set_log_level(level: str) -> None:
+    """Applied at start and whenever the reloadable ``logging.level`` changes."""
     for name in ("netra", "uvicorn.error"):
-        logging.getLogger(name).setLevel(settings.logging.level)
+        logging.getLogger(name).setLevel(level)

@@ -86,6 +86,23 @@ class LimitSettings(Section):
     """Longest user message accepted."""
 
 
+class TierSettings(Section):
+    """Limits of one tier; an empty value falls back to the global ``limits`` section."""
+
+    max_concurrent_runs_per_user: int | None = Field(None, ge=1)
+    """Runs executing at once for a user of this tier."""
+    run_timeout_s: float | None = Field(None, gt=0)
+    """Wall-clock budget of one run."""
+    max_steps: int | None = Field(None, ge=1)
+    """Model calls one run may make."""
+    max_message_chars: int | None = Field(None, ge=1)
+    """Longest user message accepted."""
+
+
+def _default_tiers() -> dict[str, TierSettings]:
+    return {"free": TierSettings(), "pro": TierSettings(), "enterprise": TierSettings()}
+
+
 class WebSocketSettings(Section):
     allowed_origins: list[str] = Field(default_factory=list)
     """Origins allowed to open `/ws` besides the server's own; `*` allows any."""
@@ -130,6 +147,8 @@ class Settings(Section):
     models: ModelSettings = ModelSettings()
     tools: ToolSettings = ToolSettings()
     limits: LimitSettings = LimitSettings()
+    tiers: dict[str, TierSettings] = Field(default_factory=_default_tiers)
+    """Per-tier limits (`[tiers.<name>]` in TOML); unset values use `limits`."""
     websocket: WebSocketSettings = WebSocketSettings()
     events: EventSettings = EventSettings()
     logging: LoggingSettings = LoggingSettings()

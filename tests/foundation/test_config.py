@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,66 @@ def test_the_masked_description_never_shows_a_secret() -> None:
     text = repr(rows)
     assert secret not in text
     assert ("auth.issuer", "netra", "default") in rows
+
+
+def test_reload_applies_reloadable_keys_and_reports_the_rest(tmp_path: Path) -> None:
+    toml = tmp_path / "netra.toml"
+    toml.write_text("[limits]\nmax_steps = 5\n[server]\nport = 9000\n")
+    config = UnifiedConfigurationManager(IsolatedEnvironment.isolated(), config_file=toml)
+    changes: list[list[str]] = []
+    config.on_change(lambda _old, _new, paths: changes.append(paths))
+    toml.write_text("[limits]\nmax_steps = 7\n[server]\nport = 9100\n[logging]\nlevel = 'DEBUG'\n")
+    report = config.reload()
+    assert report.applied == ("limits.max_steps", "logging.level")
+    assert report.restart_required == ("server.port",)
+    assert config.settings.limits.max_steps == 7 and config.settings.server.port == 9000
+    assert changes == [["limits.max_steps", "logging.level"]]
+    toml.write_text("[limits]\nmax_steps = -1\n")
+    with pytest.raises(ConfigurationError):
+        config.reload()
+    assert config.settings.limits.max_steps == 7
+
+
+def test_limits_resolve_user_over_tier_over_global(tmp_path: Path) -> None:
+    toml = tmp_path / "netra.toml"
+    toml.write_text(
+        "[limits]\nmax_steps = 10\n[tiers.free]\nmax_steps = 4\n[tiers.team]\nmax_steps = 20\n"
+    )
+    config = UnifiedConfigurationManager(IsolatedEnvironment.isolated(), config_file=toml)
+    assert config.limits_for("usr_a", "free").max_steps == 4
+    assert config.limits_for("usr_a", "team").max_steps == 20
+    assert config.limits_for("usr_a", "pro").max_steps == 10
+    config.set_user_limit("usr_a", "max_steps", 2)
+    assert config.limits_for("usr_a", "free").max_steps == 2
+    assert config.limits_for("usr_b", "free").max_steps == 4
+    with pytest.raises(ConfigurationError):
+        config.set_user_limit("usr_a", "max_steps", 0)
+    with pytest.raises(ConfigurationError):
+        config.set_user_limit("usr_a", "colour", 1)
+    assert config.limits_for("usr_a", "free").max_steps == 2
+    config.clear_user_limits("usr_a")
+    assert config.limits_for("usr_a", "free").max_steps == 4
+
+
+def test_eight_threads_writing_a_hundred_keys_each_keep_exact_values() -> None:
+    config = UnifiedConfigurationManager(IsolatedEnvironment.isolated())
+    errors: list[Exception] = []
+
+    def work(thread: int) -> None:
+        try:
+            for i in range(100):
+                config.set_user_limit(f"usr_{thread}_{i}", "max_steps", thread * 100 + i + 1)
+                config.set(f"tiers.t{thread}.max_steps", i + 1)
+        except Exception as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    for n in range(8):
+        assert config.settings.tiers[f"t{n}"].max_steps == 100
+        for i in range(100):
+            assert config.limits_for(f"usr_{n}_{i}", "free").max_steps == n * 100 + i + 1

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from netra.agents.base import AgentRun
 from netra.agents.registry import AgentRegistry
+from netra.config import UnifiedConfigurationManager
 from netra.context import UserExecutionContext
 from netra.db.manager import DatabaseManager
 from netra.db.records import RunRecord, RunStatus
@@ -30,7 +31,6 @@ from netra.events.bridge import AgentWebSocketBridge, RunEmitter
 from netra.events.envelope import EventType
 from netra.models.base import ChatMessage, Model
 from netra.registry import UniversalRegistry
-from netra.settings import Settings
 from netra.tools.dispatcher import ToolRegistry, UnifiedToolDispatcher
 
 log = logging.getLogger(__name__)
@@ -56,31 +56,32 @@ class ExecutionEngine:
         agents: AgentRegistry,
         tools: ToolRegistry,
         models: ModelRegistry,
-        settings: Callable[[], Settings],
+        config: UnifiedConfigurationManager,
     ) -> None:
         self._db = db
         self._bridge = bridge
         self._agents = agents
         self._tools = tools
         self._models = models
-        self._settings = settings
+        self._config = config
         self._users: dict[str, UserExecutionEngine] = {}
         self._accepting = True
 
     # ---- scheduling ----------------------------------------------------------------------
-    def user_engine(self, user_id: str) -> UserExecutionEngine:
-        engine = self._users.get(user_id)
-        limit = self._settings().limits.max_concurrent_runs_per_user
+    def user_engine(self, ctx: UserExecutionContext) -> UserExecutionEngine:
+        """The user's engine; a changed limit takes effect once the user's runs are done."""
+        engine = self._users.get(ctx.user_id)
+        limit = self._config.limits_for(ctx.user_id, ctx.tier).max_concurrent_runs_per_user
         if engine is None or (engine.idle and engine.limit != limit):
-            engine = UserExecutionEngine(user_id, limit)
-            self._users[user_id] = engine
+            engine = UserExecutionEngine(ctx.user_id, limit)
+            self._users[ctx.user_id] = engine
         return engine
 
     async def submit(self, ctx: UserExecutionContext, run: RunRecord) -> None:
         """Start executing a stored, queued run (returns at once)."""
         if not self._accepting:
             return
-        engine = self.user_engine(ctx.user_id)
+        engine = self.user_engine(ctx)
         if engine.busy:
             await self._bridge.emit(
                 ctx,
@@ -168,7 +169,8 @@ class ExecutionEngine:
             agent_run = await self._prepare(ctx, run, emitter)
             agent = self._agents.create_agent_for_user(run.agent, ctx)
             try:
-                budget = asyncio.timeout(self._settings().limits.run_timeout_s)
+                limits = self._config.limits_for(ctx.user_id, ctx.tier)
+                budget = asyncio.timeout(limits.run_timeout_s)
                 try:
                     async with budget:
                         await agent.run(agent_run)
@@ -207,7 +209,8 @@ class ExecutionEngine:
     async def _prepare(
         self, ctx: UserExecutionContext, run: RunRecord, emitter: RunEmitter
     ) -> AgentRun:
-        settings = self._settings()
+        settings = self._config.settings
+        limits = self._config.limits_for(ctx.user_id, ctx.tier)
         definition = self._agents.check_access(ctx, run.agent)
         model = self._models.get(run.model)
         async with self._db.read() as conn:
@@ -238,7 +241,7 @@ class ExecutionEngine:
             dispatcher=dispatcher,
             emitter=emitter,
             message_id=run.message_id,
-            max_steps=settings.limits.max_steps,
+            max_steps=limits.max_steps,
         )
 
     async def _finish(

@@ -3,10 +3,10 @@ transaction, then hands the run to the engine. Used by the WebSocket and HTTP pa
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from netra.agents.registry import AgentRegistry
+from netra.config import UnifiedConfigurationManager
 from netra.context import UserExecutionContext
 from netra.db.manager import DatabaseManager
 from netra.db.records import RunRecord, RunStatus, ThreadRecord
@@ -15,7 +15,6 @@ from netra.engine.execution import ExecutionEngine
 from netra.errors import InvalidRequest
 from netra.events.bridge import AgentWebSocketBridge
 from netra.events.envelope import EventType
-from netra.settings import Settings
 
 DEFAULT_AGENT = "assistant"
 TITLE_CHARS = 60
@@ -52,13 +51,13 @@ class RunService:
         bridge: AgentWebSocketBridge,
         engine: ExecutionEngine,
         agents: AgentRegistry,
-        settings: Callable[[], Settings],
+        config: UnifiedConfigurationManager,
     ) -> None:
         self._db = db
         self._bridge = bridge
         self._engine = engine
         self._agents = agents
-        self._settings = settings
+        self._config = config
 
     async def submit(
         self,
@@ -70,12 +69,13 @@ class RunService:
         client_msg_id: str | None = None,
     ) -> Ack:
         """Store the message and queue its run; a retried ``client_msg_id`` stores nothing."""
-        settings = self._settings()
+        settings = self._config.settings
+        limits = self._config.limits_for(ctx.user_id, ctx.tier)
         if not content.strip():
             raise InvalidRequest("content must not be empty")
-        if len(content) > settings.limits.max_message_chars:
+        if len(content) > limits.max_message_chars:
             raise InvalidRequest(
-                f"message longer than {settings.limits.max_message_chars} characters",
+                f"message longer than {limits.max_message_chars} characters",
                 code="message_too_large",
             )
         created_thread: ThreadRecord | None = None

@@ -1,0 +1,69 @@
+"""The netra command: config show masks secrets and names sources; config check lists problems."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def _netra(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("NETRA_")}
+    return subprocess.run(
+        [sys.executable, "-m", "netra", *args],
+        env={**clean, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_config_show_masks_secrets_and_names_each_source(tmp_path: Path) -> None:
+    secret = "canary-jwt-secret-0123456789-abcdefghijklmnop"
+    (tmp_path / "netra.toml").write_text("[limits]\nmax_steps = 9\n")
+    done = _netra(
+        "--config",
+        "netra.toml",
+        "config",
+        "show",
+        env={"NETRA_AUTH__JWT_SECRET": secret, "NETRA_SERVER__PORT": "9001"},
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert secret not in done.stdout
+    lines = dict(line.split(" = ", 1) for line in done.stdout.splitlines())
+    assert lines["limits.max_steps"] == "9    [file:netra.toml]"
+    assert lines["server.port"] == "9001    [environment]"
+    assert lines["auth.jwt_secret"].endswith("[environment]")
+    assert lines["tools.timeout_s"] == "30.0    [default]"
+
+
+def test_config_check_lists_every_problem_for_production(tmp_path: Path) -> None:
+    bad = _netra(
+        "config",
+        "check",
+        env={
+            "NETRA_ENVIRONMENT": "production",
+            "NETRA_AUTH__JWT_SECRET": "short",
+            "NETRA_LOGGING__LEVEL": "DEBUG",
+        },
+        cwd=tmp_path,
+    )
+    assert bad.returncode == 1
+    assert bad.stderr.count("problem:") == 2 and "short" not in bad.stderr
+    good = _netra(
+        "config",
+        "check",
+        env={"NETRA_ENVIRONMENT": "production", "NETRA_AUTH__JWT_SECRET": "s" * 40},
+        cwd=tmp_path,
+    )
+    assert good.returncode == 0, good.stderr
+
+
+def test_an_invalid_setting_is_a_clear_error_not_a_traceback(tmp_path: Path) -> None:
+    done = _netra("config", "show", env={"NETRA_LIMITS__MAX_STEPS": "zero"}, cwd=tmp_path)
+    assert done.returncode == 2
+    assert "limits.max_steps" in done.stderr and "Traceback" not in done.stderr
