@@ -1,9 +1,10 @@
 """IsolatedEnvironment: the one gateway to environment variables.
 
-Nothing else in ``netra`` reads ``os.environ``. The process-wide instance (``get_env()`` via
-the application object, or ``IsolatedEnvironment.process()``) reads through to the real
-environment; ``IsolatedEnvironment.isolated()`` returns a copy that never touches it, for tests
-and sub-processes. Values are taken literally: no shell expansion, ever.
+Nothing else in ``netra`` reads ``os.environ``. ``get_env()`` returns the process-wide
+instance, which reads through to the real environment; it is the one process-wide object in
+Netra, because the environment it wraps is process-wide itself. ``IsolatedEnvironment.isolated()``
+returns a copy that never touches the real environment, for tests and sub-processes. Values are
+taken literally: no shell expansion, ever.
 """
 
 from __future__ import annotations
@@ -168,8 +169,12 @@ class IsolatedEnvironment:
 
     @classmethod
     def process(cls) -> IsolatedEnvironment:
-        """A view that reads and writes the real process environment."""
-        return cls(os.environ, isolated=False)
+        """The process-wide view of the real environment (the same object every time, so
+        protected keys and change callbacks hold for the whole process)."""
+        with _PROCESS_LOCK:
+            if not _PROCESS:
+                _PROCESS.append(cls(os.environ, isolated=False))
+            return _PROCESS[0]
 
     @classmethod
     def isolated(cls, initial: Mapping[str, str] | None = None) -> IsolatedEnvironment:
@@ -305,3 +310,12 @@ class IsolatedEnvironment:
     def __repr__(self) -> str:
         kind = "isolated" if self._isolated else "process"
         return f"IsolatedEnvironment({kind}, {self.masked()!r})"
+
+
+_PROCESS: list[IsolatedEnvironment] = []
+_PROCESS_LOCK = threading.Lock()
+
+
+def get_env() -> IsolatedEnvironment:
+    """The process-wide environment."""
+    return IsolatedEnvironment.process()

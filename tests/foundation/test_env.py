@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from netra.env import EnvFileError, IsolatedEnvironment, normalize_environment
+from netra.env import EnvFileError, IsolatedEnvironment, get_env, normalize_environment
 from netra.errors import ConfigurationError, UserError
 
 
@@ -109,3 +109,19 @@ def test_ten_threads_of_mixed_operations_lose_no_update() -> None:
         thread.join()
     assert len(env.keys()) == 500
     assert all(env.get(f"T{n}_{k}") == str(950 + k) for n in range(10) for k in range(50))
+
+
+def test_the_process_instance_is_one_object_with_shared_protection() -> None:
+    assert get_env() is IsolatedEnvironment.process()
+    assert not get_env().is_isolated
+
+
+def test_nothing_else_in_src_reads_the_environment() -> None:
+    src = Path(__file__).resolve().parents[2] / "src" / "netra"
+    offenders = [
+        str(path.relative_to(src))
+        for path in src.rglob("*.py")
+        if path.name != "env.py"
+        and any(word in path.read_text() for word in ("os.environ", "os.getenv", "getenv("))
+    ]
+    assert offenders == []
