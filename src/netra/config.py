@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import threading
 import tomllib
 from collections.abc import Callable, Mapping
@@ -66,6 +67,14 @@ def is_reloadable(path: str) -> bool:
 class _Layers:
     values: dict[str, dict[str, Any]] = field(default_factory=dict)
     """layer name → flat ``{dotted.path: raw value}``, in precedence order (insertion)."""
+
+
+_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@/\s]+(?=@)", re.I)
+
+
+def mask_url(url: str) -> str:
+    """``scheme://user:***@host/db``: a URL with its password hidden."""
+    return _URL_PASSWORD.sub(r"\g<head>***", url)
 
 
 def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -221,6 +230,8 @@ class UnifiedConfigurationManager:
             text = "" if value is None else str(value)
             if is_secret_key(path) and text:
                 text = mask(text)
+            elif path.endswith("url") and text:
+                text = mask_url(text)
             rows.append((path, text, self.source(path)))
         return rows
 

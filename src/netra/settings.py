@@ -11,7 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from netra.env import normalize_environment
 
 
 class Section(BaseModel):
@@ -141,6 +143,12 @@ class LoggingSettings(Section):
 class Settings(Section):
     environment: Literal["development", "test", "staging", "production"] = "development"
     """Profile: production refuses unsafe values."""
+
+    @field_validator("environment", mode="before")
+    @classmethod
+    def _normalise_environment(cls, value: object) -> object:
+        return normalize_environment(value) if isinstance(value, str) else value
+
     server: ServerSettings = ServerSettings()
     database: DatabaseSettings = DatabaseSettings()
     auth: AuthSettings = AuthSettings()

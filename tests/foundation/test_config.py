@@ -132,3 +132,16 @@ def test_eight_threads_writing_a_hundred_keys_each_keep_exact_values() -> None:
         assert config.settings.tiers[f"t{n}"].max_steps == 100
         for i in range(100):
             assert config.limits_for(f"usr_{n}_{i}", "free").max_steps == n * 100 + i + 1
+
+
+def test_environment_aliases_and_url_passwords(tmp_path: Path) -> None:
+    env = IsolatedEnvironment.isolated(
+        {
+            "NETRA_ENVIRONMENT": "prod",
+            "NETRA_DATABASE__URL": "postgresql+asyncpg://netra:s3cr3t-pw@db.internal:5432/netra",
+        }
+    )
+    config = UnifiedConfigurationManager(env)
+    assert config.settings.environment == "production"
+    shown = {path: value for path, value, _ in config.describe()}
+    assert shown["database.url"] == "postgresql+asyncpg://netra:***@db.internal:5432/netra"
