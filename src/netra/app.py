@@ -18,11 +18,13 @@ from fastapi.staticfiles import StaticFiles
 from netra import __version__
 from netra.agents.base import AgentDefinition
 from netra.agents.registry import AgentRegistry
-from netra.api import auth, runs, system, threads
+from netra.api import admin, auth, runs, system, threads
 from netra.api.errors import install as install_error_handlers
 from netra.api.middleware import RequestIdMiddleware
 from netra.auth.accounts import AccountService
 from netra.auth.passwords import PasswordHasher
+from netra.auth.sessions import Revocation, SessionService
+from netra.auth.throttle import LoginThrottle
 from netra.auth.tokens import TokenService
 from netra.config import UnifiedConfigurationManager
 from netra.db.manager import DatabaseManager
@@ -34,7 +36,7 @@ from netra.events.bus import EventBus, InProcessBus
 from netra.events.writer import EventLogWriter
 from netra.models.offline import OfflineModel
 from netra.models.scripted import ScriptedModel
-from netra.realtime.endpoint import websocket_endpoint
+from netra.realtime.endpoint import CLOSE_POLICY, websocket_endpoint
 from netra.realtime.manager import UnifiedWebSocketManager
 from netra.runs.service import DEFAULT_AGENT, RunService
 from netra.server import set_log_level
@@ -75,7 +77,17 @@ class Netra:
         self.writer = EventLogWriter(self.db, self.bus, settings.events)
         self.bridge = AgentWebSocketBridge(self.writer, settings.events)
         self.tokens = TokenService(settings.auth, jwt_secret(settings))
-        self.accounts = AccountService(self.db, PasswordHasher(), self.tokens)
+        self.sessions = SessionService(self.db, self.tokens, settings.auth)
+        self.accounts = AccountService(
+            self.db,
+            PasswordHasher(),
+            self.sessions,
+            LoginThrottle(
+                per_account=settings.auth.login_failures_per_account,
+                per_address=settings.auth.login_failures_per_address,
+                window_s=settings.auth.login_throttle_window_s,
+            ),
+        )
         self.models: ModelRegistry = ModelRegistry("model")
         self.models.register(
             "offline", OfflineModel(chunk_delay_s=settings.models.offline_chunk_delay_ms / 1000)
@@ -115,6 +127,14 @@ class Netra:
         self.sockets = UnifiedWebSocketManager(
             self.bus, max_connections_per_user=settings.websocket.max_connections_per_user
         )
+        self.sessions.on_revoke(self._close_revoked_sockets)
+
+    def _close_revoked_sockets(self, revocation: Revocation) -> None:
+        reason = f"session ended: {revocation.reason}"
+        if revocation.session_id is None:
+            self.sockets.close_user(revocation.user_id, CLOSE_POLICY, reason)
+        else:
+            self.sockets.close_session(revocation.session_id, CLOSE_POLICY, reason)
 
     @property
     def settings(self) -> Settings:
@@ -169,7 +189,7 @@ def create_app(
     app.state.netra = netra
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
-    for router in (system.router, auth.router, threads.router, runs.router):
+    for router in (system.router, auth.router, threads.router, runs.router, admin.router):
         app.include_router(router)
     app.add_api_websocket_route("/ws", websocket_endpoint)
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")

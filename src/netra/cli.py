@@ -66,6 +66,24 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _grant_admin(args: argparse.Namespace) -> int:
+    from netra.app import Netra
+
+    config = _config(args, {})
+
+    async def grant() -> None:
+        netra = Netra(config)
+        await netra.db.upgrade()
+        try:
+            user = await netra.accounts.grant_admin(args.email)
+        finally:
+            await netra.db.close()
+        print(f"{user.email} now has roles: {', '.join(user.roles)}")
+
+    asyncio.run(grant())
+    return 0
+
+
 def _config_show(args: argparse.Namespace) -> int:
     for path, value, source in _config(args, {}).describe():
         print(f"{path} = {value}    [{source}]")
@@ -99,6 +117,13 @@ def parser() -> argparse.ArgumentParser:
         dest="db_command", required=True
     )
     db.add_parser("upgrade", help="apply migrations").set_defaults(handler=_db_upgrade)
+
+    users = commands.add_parser("users", help="accounts").add_subparsers(
+        dest="users_command", required=True
+    )
+    grant = users.add_parser("grant-admin", help="give an existing account the admin role")
+    grant.add_argument("email")
+    grant.set_defaults(handler=_grant_admin)
 
     config = commands.add_parser("config", help="configuration").add_subparsers(
         dest="config_command", required=True

@@ -39,6 +39,8 @@ class UserExecutionContext:
     """Permissions derived from the roles."""
     tier: str = "free"
     """Quota tier of the user."""
+    session_id: str | None = None
+    """Sign-in session the credential belongs to (None for server-side contexts)."""
     request_id: str = field(default_factory=lambda: new_id("req"))
     """Id of the request or frame that created this context."""
     correlation_id: str | None = None
@@ -88,6 +90,7 @@ class UserExecutionContext:
             "roles": list(self.roles),
             "permissions": sorted(self.permissions),
             "tier": self.tier,
+            "session_id": self.session_id,
             "request_id": self.request_id,
             "correlation_id": self.correlation_id,
             "thread_id": self.thread_id,

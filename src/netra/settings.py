@@ -57,8 +57,16 @@ class AuthSettings(Section):
     """`iss` claim written and required."""
     audience: str = "netra"
     """`aud` claim written and required."""
-    access_token_ttl_s: int = Field(3600, ge=30)
-    """Lifetime of an access token in seconds."""
+    access_token_ttl_s: int = Field(900, ge=5)
+    """Lifetime of an access token in seconds (short: refresh tokens renew it)."""
+    refresh_token_ttl_s: int = Field(30 * 86400, ge=60)
+    """Lifetime of a refresh token; each use rotates it."""
+    login_failures_per_account: int = Field(5, ge=1)
+    """Failed logins allowed per account and client address in the throttle window."""
+    login_failures_per_address: int = Field(20, ge=1)
+    """Failed logins allowed per client address, across accounts, in the throttle window."""
+    login_throttle_window_s: int = Field(900, ge=1)
+    """Window over which failed logins are counted."""
     allow_registration: bool = True
     """Whether `POST /auth/register` is open."""
 

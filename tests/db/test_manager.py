@@ -11,14 +11,16 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
 from netra.context import UserExecutionContext
 from netra.db import tables as t
-from netra.db.manager import DatabaseManager
+from netra.db.accounts import UserRepository
+from netra.db.manager import DatabaseManager, alembic_config
 from netra.db.records import utcnow
-from netra.db.repositories import ThreadRepository, UserRepository
+from netra.db.repositories import ThreadRepository
 from netra.errors import NotFound
 from netra.settings import DatabaseSettings
 
@@ -143,8 +145,43 @@ async def test_migrations_are_idempotent_and_reach_head(db: DatabaseManager) -> 
     async with db.read() as conn:
         version = await conn.scalar(text("SELECT version_num FROM alembic_version"))
         tables = await conn.run_sync(lambda sync: sorted(t.metadata.tables))
-    assert version == "0001"
-    assert tables == ["events", "messages", "runs", "threads", "tool_calls", "users"]
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert version == head
+    assert tables == sorted(
+        [
+            "events",
+            "messages",
+            "refresh_tokens",
+            "runs",
+            "sessions",
+            "threads",
+            "tool_calls",
+            "users",
+        ]
+    )
+
+
+async def test_upgrading_a_populated_database_keeps_its_rows(url: str) -> None:
+    db = DatabaseManager(url, DatabaseSettings())
+    await db.upgrade("0001")
+    user_id = await _user(db, "old@example.com")
+    ctx = UserExecutionContext(user_id=user_id)
+    async with db.write() as conn:
+        thread = await ThreadRepository(conn, ctx).create(title="old", agent="assistant")
+        await conn.execute(
+            text(
+                "INSERT INTO runs (id, user_id, thread_id, agent, model, status, attempt, "
+                "message_id, created_at) VALUES ('run_old', :u, :t, 'assistant', 'offline', "
+                "'completed', 1, 'msg_old', CURRENT_TIMESTAMP)"
+            ),
+            {"u": user_id, "t": thread.id},
+        )
+    await db.upgrade()
+    async with db.read() as conn:
+        row = (await conn.execute(select(t.runs).where(t.runs.c.id == "run_old"))).one()
+        assert (row.input_tokens, row.output_tokens, row.cost_usd) == (0, 0, 0)
+        assert [th.title for th in await ThreadRepository(conn, ctx).list()] == ["old"]
+    await db.close()
 
 
 def test_netra_db_upgrade_migrates_an_empty_database(url: str, tmp_path: Path) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from netra.api.deps import AppState, CurrentUser
+from netra.api.deps import AppState, CurrentUser, client_address
 
 router = APIRouter(tags=["auth"])
 
@@ -44,10 +44,29 @@ async def register(body: Credentials, netra: AppState) -> dict[str, Any]:
     return user.public()
 
 
+class RefreshBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    refresh_token: Annotated[str, Field(min_length=1, max_length=200)]
+
+
 @router.post("/auth/login")
-async def login(body: LoginBody, netra: AppState) -> dict[str, Any]:
-    issued = await netra.accounts.login(body.email, body.password)
-    return {"access_token": issued.token, "token_type": "bearer", "expires_in": issued.expires_in}
+async def login(body: LoginBody, request: Request, netra: AppState) -> dict[str, Any]:
+    pair = await netra.accounts.login(body.email, body.password, address=client_address(request))
+    return pair.as_dict()
+
+
+@router.post("/auth/refresh")
+async def refresh(body: RefreshBody, netra: AppState) -> dict[str, Any]:
+    """Spend a refresh token for a new pair; reusing a spent one ends the session."""
+    pair = await netra.sessions.refresh(body.refresh_token)
+    return pair.as_dict()
+
+
+@router.post("/auth/logout", status_code=204)
+async def logout(ctx: CurrentUser, netra: AppState) -> Response:
+    """End the caller's session: its tokens stop working and its sockets close (1008)."""
+    await netra.sessions.close(ctx)
+    return Response(status_code=204)
 
 
 @router.get("/me")

@@ -1,4 +1,4 @@
-"""FastAPI dependencies as ``Annotated`` aliases: ``AppState`` and ``CurrentUser``."""
+"""FastAPI dependencies as ``Annotated`` aliases: ``AppState``, ``CurrentUser``, ``AdminUser``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from netra.context import UserExecutionContext
-from netra.errors import Unauthenticated
+from netra.errors import PermissionDenied, Unauthenticated
 
 if TYPE_CHECKING:
     from netra.app import Netra
@@ -24,16 +24,29 @@ def _netra(request: Request) -> Netra:
 AppState = Annotated["Netra", Depends(_netra)]
 
 
-def _current_user(
+async def _current_user(
     request: Request,
     netra: AppState,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> UserExecutionContext:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthenticated("missing bearer token")
-    ctx = netra.tokens.verify_access(credentials.credentials)
+    ctx, _ = await netra.sessions.authenticate(credentials.credentials)
     request.state.user_id = ctx.user_id
     return ctx
 
 
 CurrentUser = Annotated[UserExecutionContext, Depends(_current_user)]
+
+
+def _admin(ctx: CurrentUser) -> UserExecutionContext:
+    if not ctx.has_permission("admin"):
+        raise PermissionDenied("administrators only")
+    return ctx
+
+
+AdminUser = Annotated[UserExecutionContext, Depends(_admin)]
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"

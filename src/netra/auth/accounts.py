@@ -1,15 +1,18 @@
-"""Accounts: sign-up, sign-in, and server-side contexts for users."""
+"""Accounts: sign-up, sign-in (throttled), and server-side contexts for users."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from netra.auth.passwords import PasswordHasher
-from netra.auth.permissions import permissions_for
-from netra.auth.tokens import IssuedToken, TokenService
+from netra.auth.permissions import ROLE_PERMISSIONS, permissions_for
+from netra.auth.sessions import SessionService, TokenPair
+from netra.auth.throttle import LoginThrottle
 from netra.context import UserExecutionContext
+from netra.db.accounts import UserRepository
 from netra.db.manager import DatabaseManager
 from netra.db.records import UserRecord
-from netra.db.repositories import UserRepository
-from netra.errors import PermissionDenied, Unauthenticated
+from netra.errors import InvalidRequest, NotFound, PermissionDenied, Unauthenticated
 
 DEFAULT_ROLES = ("user",)
 DEFAULT_TIER = "free"
@@ -20,10 +23,17 @@ def normalize_email(email: str) -> str:
 
 
 class AccountService:
-    def __init__(self, db: DatabaseManager, hasher: PasswordHasher, tokens: TokenService) -> None:
+    def __init__(
+        self,
+        db: DatabaseManager,
+        hasher: PasswordHasher,
+        sessions: SessionService,
+        throttle: LoginThrottle,
+    ) -> None:
         self._db = db
         self._hasher = hasher
-        self._tokens = tokens
+        self._sessions = sessions
+        self._throttle = throttle
 
     async def register(self, email: str, password: str, *, allowed: bool) -> UserRecord:
         if not allowed:
@@ -34,15 +44,19 @@ class AccountService:
                 normalize_email(email), password_hash, roles=DEFAULT_ROLES, tier=DEFAULT_TIER
             )
 
-    async def login(self, email: str, password: str) -> IssuedToken:
-        """A token for valid credentials; the same error, in the same time, for an unknown
-        email and a wrong password."""
+    async def login(self, email: str, password: str, *, address: str) -> TokenPair:
+        """A new session for valid credentials; the same error, in the same time, for an
+        unknown email, a wrong password and a disabled account."""
+        email = normalize_email(email)
+        self._throttle.check(email, address)
         async with self._db.read() as conn:
-            user = await UserRepository(conn).by_email(normalize_email(email))
+            user = await UserRepository(conn).by_email(email)
         ok = await self._hasher.verify(user.password_hash if user else None, password)
         if user is None or not ok or user.disabled:
+            self._throttle.failure(email, address)
             raise Unauthenticated("wrong email or password", code="invalid_credentials")
-        return self._tokens.issue_access(user.id, roles=user.roles, tier=user.tier)
+        self._throttle.success(email, address)
+        return await self._sessions.open(user)
 
     async def user(self, ctx: UserExecutionContext) -> UserRecord:
         async with self._db.read() as conn:
@@ -63,3 +77,45 @@ class AccountService:
             permissions=permissions_for(user.roles),
             tier=user.tier,
         )
+
+    # ---- administration ------------------------------------------------------------------
+    async def list_users(self, *, limit: int, offset: int) -> list[UserRecord]:
+        async with self._db.read() as conn:
+            return await UserRepository(conn).list(limit=limit, offset=offset)
+
+    async def update_user(
+        self,
+        user_id: str,
+        *,
+        roles: Sequence[str] | None,
+        tier: str | None,
+        disabled: bool | None,
+        known_tiers: Sequence[str],
+    ) -> UserRecord:
+        """Change a user's roles, tier or disabled flag. Disabling ends every session."""
+        if roles is not None and (not roles or any(r not in ROLE_PERMISSIONS for r in roles)):
+            known = ", ".join(sorted(ROLE_PERMISSIONS))
+            raise InvalidRequest(f"roles must be a non-empty list of: {known}")
+        if tier is not None and tier not in known_tiers:
+            raise InvalidRequest(f"unknown tier {tier!r} (known: {', '.join(known_tiers)})")
+        async with self._db.write() as conn:
+            user = await UserRepository(conn).update(
+                user_id, roles=roles, tier=tier, disabled=disabled
+            )
+        if user is None:
+            raise NotFound("user not found")
+        if disabled:
+            await self._sessions.revoke_user(user_id, "account_disabled")
+        return user
+
+    async def grant_admin(self, email: str) -> UserRecord:
+        """Make an existing account an admin (``netra users grant-admin``)."""
+        async with self._db.write() as conn:
+            users = UserRepository(conn)
+            user = await users.by_email(normalize_email(email))
+            if user is None:
+                raise NotFound(f"no account with email {email!r}")
+            roles = tuple(dict.fromkeys((*user.roles, "admin")))
+            updated = await users.update(user.id, roles=roles)
+        assert updated is not None
+        return updated

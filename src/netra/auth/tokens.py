@@ -1,4 +1,9 @@
-"""Access tokens: signed JWTs with pinned algorithm, issuer, audience and type."""
+"""Access tokens: signed JWTs with pinned algorithm, issuer, audience and type.
+
+Claims: ``sub, iat, nbf, exp, iss, aud, jti, typ, sid, roles, tier``. ``sid`` names the
+session (one sign-in); a revoked session's access tokens are refused at once, see
+``netra.auth.sessions``.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +13,13 @@ from dataclasses import dataclass
 
 import jwt
 
-from netra.auth.permissions import permissions_for
-from netra.context import UserExecutionContext
 from netra.errors import Unauthenticated
 from netra.ids import new_id
 from netra.settings import AuthSettings
 
 ACCESS = "access"
 _LEEWAY_S = 5
+_REQUIRED = ["sub", "exp", "iat", "nbf", "iss", "aud", "jti", "typ", "sid"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,15 +29,28 @@ class IssuedToken:
     jti: str
 
 
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    """What a verified access token says; not yet checked against the session store."""
+
+    user_id: str
+    session_id: str
+    expires_at: float
+    """Epoch seconds until which the token is accepted (its ``exp`` plus the clock leeway)."""
+    roles: tuple[str, ...]
+    tier: str
+
+
 class TokenService:
-    """Issues and verifies access tokens; the only place a ``UserExecutionContext`` is built
-    from a client credential."""
+    """Signs and verifies access tokens."""
 
     def __init__(self, settings: AuthSettings, secret: str) -> None:
         self._settings = settings
         self._secret = secret
 
-    def issue_access(self, user_id: str, *, roles: Sequence[str], tier: str) -> IssuedToken:
+    def issue_access(
+        self, user_id: str, *, session_id: str, roles: Sequence[str], tier: str
+    ) -> IssuedToken:
         now = int(time.time())
         ttl = self._settings.access_token_ttl_s
         jti = new_id("jti")
@@ -46,14 +63,15 @@ class TokenService:
             "aud": self._settings.audience,
             "jti": jti,
             "typ": ACCESS,
+            "sid": session_id,
             "roles": list(roles),
             "tier": tier,
         }
         token = jwt.encode(claims, self._secret, algorithm=self._settings.jwt_algorithm)
         return IssuedToken(token, ttl, jti)
 
-    def verify_access(self, token: str) -> UserExecutionContext:
-        """The caller's context, or ``Unauthenticated`` for any fault in the token."""
+    def verify_access(self, token: str) -> AccessClaims:
+        """The token's claims, or ``Unauthenticated`` for any fault in the token."""
         try:
             claims = jwt.decode(
                 token,
@@ -62,7 +80,7 @@ class TokenService:
                 audience=self._settings.audience,
                 issuer=self._settings.issuer,
                 leeway=_LEEWAY_S,
-                options={"require": ["sub", "exp", "iat", "nbf", "iss", "aud", "jti", "typ"]},
+                options={"require": _REQUIRED},
             )
         except jwt.ExpiredSignatureError:
             raise Unauthenticated("token expired", code="token_expired") from None
@@ -71,14 +89,13 @@ class TokenService:
         if claims.get("typ") != ACCESS:
             raise Unauthenticated("not an access token")
         roles = claims.get("roles") or []
-        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+        sub, sid, tier = claims.get("sub"), claims.get("sid"), claims.get("tier", "free")
+        if (
+            not isinstance(roles, list)
+            or not all(isinstance(role, str) for role in roles)
+            or not isinstance(sub, str)
+            or not isinstance(sid, str)
+            or not isinstance(tier, str)
+        ):
             raise Unauthenticated("invalid token")
-        sub, tier = claims.get("sub"), claims.get("tier", "free")
-        if not isinstance(sub, str) or not isinstance(tier, str):
-            raise Unauthenticated("invalid token")
-        return UserExecutionContext(
-            user_id=sub,
-            roles=tuple(roles),
-            permissions=permissions_for(roles),
-            tier=tier,
-        )
+        return AccessClaims(sub, sid, float(claims["exp"]) + _LEEWAY_S, tuple(roles), tier)

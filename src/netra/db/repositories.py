@@ -1,17 +1,15 @@
 """Repositories: the only code that queries tables.
 
-Every repository over user-owned rows takes a ``UserExecutionContext`` and filters every
-statement by its ``user_id``; another user's row is indistinguishable from a missing one.
-``UserRepository`` is the exception: accounts are looked up before there is a context.
+Every repository here takes a ``UserExecutionContext`` and filters every statement by its
+``user_id``; another user's row is indistinguishable from a missing one. Accounts and sessions,
+looked up before there is a context, are in ``netra.db.accounts``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Row, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from netra.context import UserExecutionContext
@@ -21,25 +19,11 @@ from netra.db.records import (
     RunRecord,
     RunStatus,
     ThreadRecord,
-    UserRecord,
     aware,
     utcnow,
 )
-from netra.errors import Conflict, NotFound
+from netra.errors import NotFound
 from netra.ids import new_id
-
-
-def _user(row: Row[Any]) -> UserRecord:
-    m = row._mapping
-    return UserRecord(
-        id=m["id"],
-        email=m["email"],
-        password_hash=m["password_hash"],
-        roles=tuple(m["roles"]),
-        tier=m["tier"],
-        disabled=bool(m["disabled"]),
-        created_at=aware(m["created_at"]) or utcnow(),
-    )
 
 
 def _thread(row: Row[Any]) -> ThreadRecord:
@@ -88,51 +72,6 @@ def _run(row: Row[Any]) -> RunRecord:
         started_at=aware(m["started_at"]),
         finished_at=aware(m["finished_at"]),
     )
-
-
-class UserRepository:
-    """Accounts. Not user-scoped: used by sign-up and sign-in, before a context exists."""
-
-    def __init__(self, conn: AsyncConnection) -> None:
-        self._conn = conn
-
-    async def create(
-        self, email: str, password_hash: str, *, roles: Sequence[str], tier: str
-    ) -> UserRecord:
-        user = UserRecord(
-            id=new_id("usr"),
-            email=email,
-            password_hash=password_hash,
-            roles=tuple(roles),
-            tier=tier,
-            disabled=False,
-            created_at=utcnow(),
-        )
-        try:
-            async with self._conn.begin_nested():
-                await self._conn.execute(
-                    insert(t.users).values(
-                        id=user.id,
-                        email=email,
-                        password_hash=password_hash,
-                        roles=list(roles),
-                        tier=tier,
-                        disabled=False,
-                        event_seq=0,
-                        created_at=user.created_at,
-                    )
-                )
-        except IntegrityError as exc:
-            raise Conflict("an account with this email already exists") from exc
-        return user
-
-    async def by_email(self, email: str) -> UserRecord | None:
-        row = (await self._conn.execute(select(t.users).where(t.users.c.email == email))).first()
-        return _user(row) if row else None
-
-    async def by_id(self, user_id: str) -> UserRecord | None:
-        row = (await self._conn.execute(select(t.users).where(t.users.c.id == user_id))).first()
-        return _user(row) if row else None
 
 
 class _Scoped:

@@ -8,6 +8,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -85,10 +86,14 @@ runs = Table(
     Column("usage", JSON, nullable=True),
     Column("attempt", Integer, nullable=False, default=0),
     Column("message_id", String(40), nullable=False),
+    Column("input_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("output_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cost_usd", Float, nullable=False, server_default="0"),
     Column("created_at", TS, nullable=False),
     Column("started_at", TS, nullable=True),
     Column("finished_at", TS, nullable=True),
     Index(None, "user_id", "status"),
+    Index(None, "user_id", "created_at"),
     Index(None, "status", "created_at"),
     Index(None, "thread_id", "created_at"),
 )
@@ -127,3 +132,28 @@ tool_calls = Table(
     Index(None, "user_id", "started_at"),
 )
 """The tool-call ledger: written before a tool runs and again when it finishes."""
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("user_id", String(40), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("revoked_at", TS, nullable=True),
+    Column("revoked_reason", String(40), nullable=True),
+    Index(None, "user_id"),
+)
+"""One sign-in: its access tokens carry its id, its refresh tokens form one rotation family."""
+
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("session_id", String(40), ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False),
+    Column("user_id", String(40), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("issued_at", TS, nullable=False),
+    Column("expires_at", TS, nullable=False),
+    Column("used_at", TS, nullable=True),
+    Index(None, "session_id"),
+)
+"""Refresh tokens, stored as SHA-256 hashes; each is used once, reuse revokes the session."""

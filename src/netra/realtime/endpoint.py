@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -12,7 +14,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from netra.api.errors import error_frame
 from netra.context import UserExecutionContext
-from netra.db.repositories import EventRepository, UserRepository
+from netra.db.repositories import EventRepository
 from netra.errors import InvalidRequest, QuotaExceeded, Unauthenticated
 from netra.realtime.connection import Connection
 from netra.realtime.frames import CLIENT_FRAME, CancelRun, Ping, Resume, SendMessage
@@ -59,11 +61,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     try:
         if token is None:
             raise Unauthenticated("missing bearer token")
-        ctx = netra.tokens.verify_access(token)
-        async with netra.db.read() as conn:
-            user = await UserRepository(conn).by_id(ctx.user_id)
-            if user is None or user.disabled:
-                raise Unauthenticated("account not found or disabled")
+        ctx, expires_at = await netra.sessions.authenticate(token)
     except Unauthenticated as exc:
         await websocket.close(CLOSE_POLICY, exc.message)
         return
@@ -79,14 +77,21 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     except QuotaExceeded as exc:
         await websocket.close(CLOSE_TRY_AGAIN, exc.message)
         return
+    expiry: asyncio.TimerHandle | None = None
     try:
         # Subscribed first, cursor second: nothing published in between is missed.
         async with netra.db.read() as conn:
             last_seq = await EventRepository(conn, ctx).last_seq()
         connection.start(cursor=last_seq)
+        # The socket lives no longer than its token: the client reconnects with a fresh one.
+        expiry = asyncio.get_running_loop().call_later(
+            max(0.0, expires_at - time.time()), connection.close, CLOSE_POLICY, "token expired"
+        )
         connection.send_frame({"type": "connected", "user_id": ctx.user_id, "last_seq": last_seq})
         await _receive_loop(websocket, connection, netra)
     finally:
+        if expiry is not None:
+            expiry.cancel()
         netra.sockets.remove(connection)
         await connection.stop()
 

@@ -67,6 +67,16 @@ class UnifiedWebSocketManager:
             connection.close(code, reason)
         return len(held)
 
+    def close_session(self, session_id: str, code: int, reason: str = "") -> int:
+        """Close every socket opened with one session's tokens (logout, token reuse)."""
+        closed = 0
+        for held in tuple(self._connections.values()):
+            for connection in tuple(held):
+                if connection.ctx.session_id == session_id:
+                    connection.close(code, reason)
+                    closed += 1
+        return closed
+
     async def close_all(self, code: int, reason: str = "") -> None:
         for user_id in list(self._connections):
             self.close_user(user_id, code, reason)

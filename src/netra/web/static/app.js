@@ -67,6 +67,7 @@ const asText = (v) => (typeof v === 'string' ? v : JSON.stringify(v));
 // 2. HTTP
 
 const TOKEN_KEY = 'netra.token';
+const REFRESH_KEY = 'netra.refresh';
 
 class ApiError extends Error {
   constructor(status, code, message) {
@@ -76,8 +77,39 @@ class ApiError extends Error {
   }
 }
 
-/** JSON request against the same origin. A 401 on an authenticated call signs out. */
-async function api(path, { method = 'GET', body, auth = true } = {}) {
+let refreshTimer = null;
+function storeTokens(pair) {
+  state.token = pair.access_token;
+  localStorage.setItem(TOKEN_KEY, pair.access_token);
+  localStorage.setItem(REFRESH_KEY, pair.refresh_token);
+  // Renew a minute before expiry so requests rarely meet a stale token.
+  clearTimeout(refreshTimer);
+  refreshTimer = setTimeout(refreshTokens, Math.max(5, pair.expires_in - 60) * 1000);
+}
+
+// Access tokens are short-lived. One refresh at a time: a refresh token works once, so two
+// racing refreshes would look like token theft to the server and end the session.
+let refreshing = null;
+function refreshTokens() {
+  const refreshToken = localStorage.getItem(REFRESH_KEY);
+  if (!refreshToken) return Promise.resolve(false);
+  refreshing ??= fetch('/auth/refresh', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+    body: JSON.stringify({ refresh_token: refreshToken }),
+  })
+    .then(async (res) => {
+      if (!res.ok) return false;
+      storeTokens(await res.json());
+      return true;
+    })
+    .catch(() => false)
+    .finally(() => { refreshing = null; });
+  return refreshing;
+}
+
+/** JSON request against the same origin. A 401 refreshes the tokens once, then signs out. */
+async function api(path, { method = 'GET', body, auth = true, retried = false } = {}) {
   const headers = { Accept: 'application/json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (auth && state.token) headers.Authorization = `Bearer ${state.token}`;
@@ -87,6 +119,9 @@ async function api(path, { method = 'GET', body, auth = true } = {}) {
   const data = await res.json().catch(() => null);
   if (res.ok) return data;
   const err = data?.error ?? {};
+  if (res.status === 401 && auth && !retried && await refreshTokens()) {
+    return api(path, { method, body, auth, retried: true });
+  }
   if (res.status === 401 && auth) signOut('Your session has ended. Please sign in again.');
   // A 422 lists the fields at fault; "password: …" says more than "the request is not valid".
   const fields = (err.details ?? []).map((d) => `${String(d.field ?? '').replace(/^body\./, '')}: ${d.message}`);
@@ -104,9 +139,7 @@ async function submitAuth(event) {
   dom.authError.textContent = '';
   try {
     if (register) await api('/auth/register', { method: 'POST', body: creds, auth: false });
-    const login = await api('/auth/login', { method: 'POST', body: creds, auth: false });
-    state.token = login.access_token;
-    localStorage.setItem(TOKEN_KEY, state.token);
+    storeTokens(await api('/auth/login', { method: 'POST', body: creds, auth: false }));
     dom.authForm.reset();
     await startSession();
   } catch (err) {
@@ -133,8 +166,14 @@ async function startSession() {
 }
 
 function signOut(message = '') {
+  if (state.token && !message) {
+    // Ends the session on the server too: its tokens stop working, its other sockets close.
+    fetch('/auth/logout', { method: 'POST', headers: { Authorization: `Bearer ${state.token}` } })
+      .catch(() => {});
+  }
   state.token = null;
   localStorage.removeItem(TOKEN_KEY);
+  localStorage.removeItem(REFRESH_KEY);
   disconnect();
   Object.assign(state, freshState());
   history.replaceState(null, '', location.pathname);
@@ -586,11 +625,10 @@ function connect() {
     conn.ws = null;
     clearInterval(conn.pingTimer);
     if (e.code !== 1008 && conn.greeted) { scheduleReconnect(); return; }
-    // 1008 normally means a bad token, but the server also uses it for other refusals (too
-    // many sockets, origin); and a proxy may turn a refused handshake into 1006. GET /me
-    // decides: its 401 signs out; otherwise say why and keep retrying with backoff.
+    // 1008: the token expired or was revoked (or the origin is refused). GET /me decides:
+    // it refreshes an expired token and we reconnect with the new one; a 401 signs out.
     api('/me')
-      .then(() => { if (e.code === 1008) showComposerError(`Live updates refused: ${e.reason || 'policy'}`); })
+      .then(() => { if (e.reason === 'origin not allowed') showComposerError('Live updates refused: origin not allowed'); })
       .catch(() => {})
       .finally(scheduleReconnect);
   };
