@@ -53,6 +53,13 @@ PLAIN_PROMPT = "hello there!"
 """A greeting: the offline model answers without a tool."""
 TOOL_RESULT = "84"
 CHUNK_DELAY_ENV = "NETRA_MODELS__OFFLINE_CHUNK_DELAY_MS"
+UNLIMITED_TIER_ENV = {
+    "NETRA_TIERS__FREE__RUNS_PER_MINUTE": "0",
+    "NETRA_TIERS__FREE__TOKENS_PER_DAY": "0",
+    "NETRA_TIERS__FREE__MAX_CONCURRENT_RUNS_PER_USER": "64",
+}
+"""The benchmark measures throughput, not quotas: new accounts' tier limits are lifted
+(override with --server-env)."""
 READY_TIMEOUT_S = 30.0
 HTTP_TIMEOUT_S = 30.0
 DRAIN_S = 0.5
@@ -1016,7 +1023,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, on_sigterm)
-    extra_env = {CHUNK_DELAY_ENV: str(args.chunk_delay_ms)}
+    extra_env = {**UNLIMITED_TIER_ENV, CHUNK_DELAY_ENV: str(args.chunk_delay_ms)}
     extra_env.update(item.split("=", 1) for item in args.server_env)
     server = ServerProcess(extra_env)
     bench: LoadBench | None = None

@@ -94,6 +94,18 @@ class LimitSettings(Section):
     """Model calls one run may make before it fails."""
     max_message_chars: int = Field(32_000, ge=1)
     """Longest user message accepted."""
+    runs_per_minute: int = Field(0, ge=0)
+    """Runs one user may start in any 60 seconds; 0 means no limit."""
+    tokens_per_day: int = Field(0, ge=0)
+    """Model tokens (in + out) one user may use per UTC day; 0 means no limit."""
+    concurrency_policy: Literal["queue", "reject"] = "queue"
+    """Past `max_concurrent_runs_per_user`, new runs wait (`queue`) or are refused (`reject`)."""
+    allowed_agents: list[str] | None = None
+    """Agents the user may start; empty means all."""
+    allowed_tools: list[str] | None = None
+    """Tools the user's runs may call; empty means all the user's role allows."""
+    quota_warning_ratio: float = Field(0.8, gt=0, le=1)
+    """A `quota_warning` event is sent once usage passes this share of a quota."""
 
 
 class TierSettings(Section):
@@ -107,10 +119,31 @@ class TierSettings(Section):
     """Model calls one run may make."""
     max_message_chars: int | None = Field(None, ge=1)
     """Longest user message accepted."""
+    runs_per_minute: int | None = Field(None, ge=0)
+    """Runs started in any 60 seconds; 0 means no limit."""
+    tokens_per_day: int | None = Field(None, ge=0)
+    """Model tokens per UTC day; 0 means no limit."""
+    concurrency_policy: Literal["queue", "reject"] | None = None
+    """What happens past the concurrency limit."""
+    allowed_agents: list[str] | None = None
+    """Agents this tier may start."""
+    allowed_tools: list[str] | None = None
+    """Tools this tier's runs may call."""
 
 
 def _default_tiers() -> dict[str, TierSettings]:
-    return {"free": TierSettings(), "pro": TierSettings(), "enterprise": TierSettings()}
+    return {
+        "free": TierSettings(
+            max_concurrent_runs_per_user=2,
+            runs_per_minute=30,
+            tokens_per_day=500_000,
+            max_message_chars=8_000,
+        ),
+        "pro": TierSettings(
+            max_concurrent_runs_per_user=8, runs_per_minute=120, tokens_per_day=10_000_000
+        ),
+        "enterprise": TierSettings(max_concurrent_runs_per_user=32, runs_per_minute=600),
+    }
 
 
 class WebSocketSettings(Section):

@@ -144,7 +144,7 @@ async def test_the_per_user_limit_queues_the_excess_without_slowing_others(
     server_factory: ServerFactory,
 ) -> None:
     server = server_factory(
-        models={"default": "scripted"}, limits={"max_concurrent_runs_per_user": 1}
+        models={"default": "scripted"}, tiers={"free": {"max_concurrent_runs_per_user": 1}}
     )
     scripted(server).responder = lambda _request: ScriptedTurn.text("slow answer", delay_s=0.1)
     async with httpx.AsyncClient(base_url=server.url) as http:
@@ -173,7 +173,7 @@ async def test_a_queued_run_can_be_cancelled_before_it_starts(
     server_factory: ServerFactory,
 ) -> None:
     server = server_factory(
-        models={"default": "scripted"}, limits={"max_concurrent_runs_per_user": 1}
+        models={"default": "scripted"}, tiers={"free": {"max_concurrent_runs_per_user": 1}}
     )
     scripted(server).responder = lambda _request: ScriptedTurn.text("slow answer", delay_s=0.2)
     async with httpx.AsyncClient(base_url=server.url) as http:
@@ -197,7 +197,7 @@ async def test_a_restart_interrupts_running_runs_and_resumes_queued_ones(
     data_dir = tmp_path / "shared"
     settings = {
         "models": {"offline_chunk_delay_ms": 40},
-        "limits": {"max_concurrent_runs_per_user": 1},
+        "tiers": {"free": {"max_concurrent_runs_per_user": 1}},
     }
     server = server_factory(data_dir, **settings)
     async with httpx.AsyncClient(base_url=server.url) as http:

@@ -9,6 +9,8 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from netra.api.deps import AppState, CurrentUser, client_address
+from netra.db.repositories import RunRepository
+from netra.runs.quotas import measure
 
 router = APIRouter(tags=["auth"])
 
@@ -71,5 +73,9 @@ async def logout(ctx: CurrentUser, netra: AppState) -> Response:
 
 @router.get("/me")
 async def me(ctx: CurrentUser, netra: AppState) -> dict[str, Any]:
+    """The caller, with roles, tier, usage and the limits in force."""
     user = await netra.accounts.user(ctx)
-    return user.public()
+    async with netra.db.read() as conn:
+        usage = await measure(RunRepository(conn, ctx))
+    limits = netra.config.limits_for(ctx.user_id, ctx.tier)
+    return {**user.public(), "usage": usage.as_dict(), "limits": limits.model_dump()}

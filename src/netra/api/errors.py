@@ -51,6 +51,14 @@ def error_response(
 
 
 def error_frame(exc: Exception, ref: str | None) -> dict[str, Any]:
+    if isinstance(exc, QuotaExceeded):
+        return {
+            "type": "error",
+            "code": exc.code,
+            "message": exc.message,
+            "ref": ref,
+            "retry_after": exc.retry_after,
+        }
     if isinstance(exc, UserError):
         return {"type": "error", "code": exc.code, "message": exc.message, "ref": ref}
     log.error("unexpected error handling a frame", exc_info=exc)

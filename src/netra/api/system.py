@@ -37,18 +37,25 @@ async def ready(netra: AppState) -> JSONResponse:
 
 @router.get("/agents")
 async def agents(ctx: CurrentUser, netra: AppState) -> dict[str, Any]:
+    """The agents the caller's role and tier allow."""
+    allowed = netra.config.limits_for(ctx.user_id, ctx.tier).allowed_agents
     return {
         "items": [
             {"name": d.name, "description": d.description, "model": d.model}
             for d in netra.agents.available_to(ctx)
+            if allowed is None or d.name in allowed
         ]
     }
 
 
 @router.get("/tools")
 async def tools(ctx: CurrentUser, netra: AppState) -> dict[str, Any]:
+    """The tools the caller's role and tier allow."""
+    allowed = netra.config.limits_for(ctx.user_id, ctx.tier).allowed_tools
     items = []
     for _, tool in netra.tools.items():
+        if allowed is not None and tool.name not in allowed:
+            continue
         if tool.permission is None or ctx.has_permission(tool.permission):
             spec = tool.spec
             items.append(

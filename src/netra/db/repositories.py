@@ -7,6 +7,7 @@ looked up before there is a context, are in ``netra.db.accounts``.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, func, insert, select, update
@@ -203,6 +204,9 @@ def _in_turn_order(messages: list[MessageRecord]) -> list[MessageRecord]:
     return ordered
 
 
+_ACTIVE = [RunStatus.QUEUED.value, RunStatus.RUNNING.value, RunStatus.REQUIRES_APPROVAL.value]
+
+
 class RunRepository(_Scoped):
     async def create(
         self,
@@ -305,10 +309,45 @@ class RunRepository(_Scoped):
                 outcome=status.value,
                 error=error,
                 usage=usage,
+                input_tokens=int((usage or {}).get("input_tokens", 0)),
+                output_tokens=int((usage or {}).get("output_tokens", 0)),
+                cost_usd=float((usage or {}).get("cost_usd", 0.0)),
                 finished_at=utcnow(),
             )
         )
         return result.rowcount == 1
+
+    async def usage_since(self, since: datetime) -> tuple[int, int, int, float]:
+        """``(runs, input_tokens, output_tokens, cost_usd)`` of runs created since ``since``."""
+        row = (
+            await self._conn.execute(
+                select(
+                    func.count(),
+                    func.coalesce(func.sum(t.runs.c.input_tokens), 0),
+                    func.coalesce(func.sum(t.runs.c.output_tokens), 0),
+                    func.coalesce(func.sum(t.runs.c.cost_usd), 0.0),
+                ).where(t.runs.c.user_id == self.user_id, t.runs.c.created_at >= since)
+            )
+        ).one()
+        return int(row[0]), int(row[1]), int(row[2]), float(row[3])
+
+    async def started_since(self, since: datetime) -> list[datetime]:
+        """Creation times of runs created since ``since``, oldest first."""
+        rows = await self._conn.execute(
+            select(t.runs.c.created_at)
+            .where(t.runs.c.user_id == self.user_id, t.runs.c.created_at >= since)
+            .order_by(t.runs.c.created_at)
+        )
+        return [aware(row.created_at) or utcnow() for row in rows]
+
+    async def active_count(self) -> int:
+        value = await self._conn.scalar(
+            select(func.count()).where(
+                t.runs.c.user_id == self.user_id,
+                t.runs.c.status.in_(_ACTIVE),
+            )
+        )
+        return int(value or 0)
 
     async def active_in_thread(self, thread_id: str) -> list[RunRecord]:
         rows = await self._conn.execute(

@@ -225,10 +225,14 @@ class ExecutionEngine:
             for m in stored[: own + 1]
             if m.role in ("user", "assistant") and m.content
         ]
+        allowed = definition.tools
+        if limits.allowed_tools is not None:
+            wanted = allowed if allowed is not None else limits.allowed_tools
+            allowed = [name for name in wanted if name in limits.allowed_tools]
         dispatcher = UnifiedToolDispatcher(
             ctx,
             tools=self._tools,
-            allowed=definition.tools,
+            allowed=allowed,
             db=self._db,
             emitter=emitter,
             settings=settings.tools,

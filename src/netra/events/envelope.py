@@ -30,6 +30,8 @@ class EventType(StrEnum):
     """A run waits for one of the user's concurrency slots."""
     THREAD_UPDATED = "thread_updated"
     """A thread was created or changed."""
+    QUOTA_WARNING = "quota_warning"
+    """The user's usage passed the warning share of a quota."""
     ERROR = "error"
     """Something went wrong outside any run."""
 

@@ -15,6 +15,7 @@ from netra.engine.execution import ExecutionEngine
 from netra.errors import InvalidRequest
 from netra.events.bridge import AgentWebSocketBridge
 from netra.events.envelope import EventType
+from netra.runs.quotas import admit, measure
 
 DEFAULT_AGENT = "assistant"
 TITLE_CHARS = 60
@@ -96,7 +97,9 @@ class RunService:
                 await threads.touch(thread.id)
             agent_name = agent or thread.agent
             definition = self._agents.check_access(ctx, agent_name)
-            run = await RunRepository(conn, ctx).create(
+            runs = RunRepository(conn, ctx)
+            warnings = admit(limits, await measure(runs), agent=agent_name)
+            run = await runs.create(
                 thread_id=thread.id,
                 agent=agent_name,
                 model=definition.model or settings.models.default,
@@ -118,6 +121,8 @@ class RunService:
         await self._bridge.emit(
             ctx, EventType.MESSAGE_CREATED, {"message": message.public()}, thread_id=thread.id
         )
+        for warning in warnings:
+            await self._bridge.emit(ctx, EventType.QUOTA_WARNING, warning, thread_id=thread.id)
         await self._engine.submit(ctx, run)
         return Ack(client_msg_id, message.id, thread.id, run.id)
 

@@ -1,0 +1,110 @@
+"""Quotas: what a user's tier allows, checked at admission, before a run exists.
+
+Each check reads the user's own runs (indexed by user and creation time) inside the same
+transaction that would store the new run, so two racing sends cannot both slip past a limit
+on one database. Refusals are ``QuotaExceeded`` (HTTP 429 with ``Retry-After``, WS error frame
+``quota_exceeded`` with ``retry_after``); usage near a limit yields ``quota_warning`` events.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from netra.db.records import utcnow
+from netra.db.repositories import RunRepository
+from netra.errors import PermissionDenied, QuotaExceeded
+from netra.settings import LimitSettings
+
+MINUTE = timedelta(minutes=1)
+
+
+def day_start(now: datetime) -> datetime:
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+@dataclass(frozen=True, slots=True)
+class UsageSnapshot:
+    """One user's usage as quotas see it."""
+
+    runs_last_minute: int
+    oldest_in_minute: datetime | None
+    runs_today: int
+    input_tokens_today: int
+    output_tokens_today: int
+    cost_usd_today: float
+    active_runs: int
+    at: datetime
+
+    @property
+    def tokens_today(self) -> int:
+        return self.input_tokens_today + self.output_tokens_today
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "runs_last_minute": self.runs_last_minute,
+            "active_runs": self.active_runs,
+            "today": {
+                "runs": self.runs_today,
+                "input_tokens": self.input_tokens_today,
+                "output_tokens": self.output_tokens_today,
+                "tokens": self.tokens_today,
+                "cost_usd": round(self.cost_usd_today, 6),
+            },
+        }
+
+
+async def measure(runs: RunRepository) -> UsageSnapshot:
+    now = utcnow()
+    recent = await runs.started_since(now - MINUTE)
+    count, tokens_in, tokens_out, cost = await runs.usage_since(day_start(now))
+    return UsageSnapshot(
+        runs_last_minute=len(recent),
+        oldest_in_minute=recent[0] if recent else None,
+        runs_today=count,
+        input_tokens_today=tokens_in,
+        output_tokens_today=tokens_out,
+        cost_usd_today=cost,
+        active_runs=await runs.active_count(),
+        at=now,
+    )
+
+
+def admit(limits: LimitSettings, usage: UsageSnapshot, *, agent: str) -> list[dict[str, Any]]:
+    """Refuse a new run the tier does not allow; return the warnings its admission causes."""
+    if limits.allowed_agents is not None and agent not in limits.allowed_agents:
+        raise PermissionDenied(f"the agent {agent!r} is not available on your plan")
+    if limits.runs_per_minute and usage.runs_last_minute >= limits.runs_per_minute:
+        oldest = usage.oldest_in_minute or usage.at
+        wait = (oldest + MINUTE - usage.at).total_seconds()
+        raise QuotaExceeded(
+            f"at most {limits.runs_per_minute} runs per minute on your plan",
+            retry_after=max(1, math.ceil(wait)),
+        )
+    if limits.tokens_per_day and usage.tokens_today >= limits.tokens_per_day:
+        tomorrow = day_start(usage.at) + timedelta(days=1)
+        raise QuotaExceeded(
+            f"the daily allowance of {limits.tokens_per_day} tokens is used up; "
+            "it renews at 00:00 UTC",
+            retry_after=max(1, math.ceil((tomorrow - usage.at).total_seconds())),
+        )
+    if (
+        limits.concurrency_policy == "reject"
+        and usage.active_runs >= limits.max_concurrent_runs_per_user
+    ):
+        raise QuotaExceeded(
+            f"{usage.active_runs} runs are already active; "
+            f"your plan allows {limits.max_concurrent_runs_per_user} at once",
+            retry_after=5,
+        )
+    warnings = []
+    checks = (
+        ("runs_per_minute", usage.runs_last_minute + 1, limits.runs_per_minute),
+        ("tokens_per_day", usage.tokens_today, limits.tokens_per_day),
+    )
+    for quota, used, limit in checks:
+        if limit and used >= limits.quota_warning_ratio * limit:
+            warnings.append({"quota": quota, "used": used, "limit": limit})
+    return warnings

@@ -1,0 +1,104 @@
+"""Tier quotas at admission: refused with a clear error, nothing stored, others unaffected."""
+
+from __future__ import annotations
+
+import httpx
+
+from netra.models.scripted import ScriptedModel, ScriptedTurn
+from tests.conftest import ServerFactory
+from tests.support import make_user, open_socket
+
+
+async def test_runs_per_minute_refuse_the_excess_with_retry_after(
+    server_factory: ServerFactory,
+) -> None:
+    server = server_factory(tiers={"free": {"runs_per_minute": 3}})
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        user, other = await make_user(http, "busy"), await make_user(http, "calm")
+        socket = await open_socket(server, user.token)
+        acks = [await socket.send_message(f"hello {i}") for i in range(3)]
+        assert all(ack["type"] == "ack" for ack in acks)
+        refused = await socket.send_message("one too many", thread_id=acks[0]["thread_id"])
+        assert refused["type"] == "error" and refused["code"] == "quota_exceeded"
+        assert 0 < refused["retry_after"] <= 60
+        http_refused = await http.post(
+            f"/threads/{acks[0]['thread_id']}/runs", json={"content": "again"}, headers=user.auth
+        )
+        assert http_refused.status_code == 429
+        assert 0 < int(http_refused.headers["Retry-After"]) <= 60
+        assert http_refused.json()["error"]["code"] == "quota_exceeded"
+        messages = await http.get(f"/threads/{acks[0]['thread_id']}/messages", headers=user.auth)
+        assert [m["content"] for m in messages.json()["items"] if m["role"] == "user"] == [
+            "hello 0"
+        ]
+        calm = await open_socket(server, other.token)
+        assert (await calm.send_message("I am fine"))["type"] == "ack"
+        warning = await socket.until(lambda f: f["type"] == "quota_warning")
+        assert warning["data"] == {"quota": "runs_per_minute", "used": 3, "limit": 3}
+        me = (await http.get("/me", headers=user.auth)).json()
+        assert me["usage"]["runs_last_minute"] == 3
+        assert me["limits"]["runs_per_minute"] == 3
+        for live in (socket, calm):
+            await live.close()
+
+
+async def test_the_daily_token_allowance_stops_new_runs(server_factory: ServerFactory) -> None:
+    server = server_factory(tiers={"free": {"tokens_per_day": 40}})
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        user = await make_user(http)
+        socket = await open_socket(server, user.token)
+        first = await socket.send_message("tell me about yourself please")
+        events = await socket.run_to_end(first["run_id"])
+        used = events[-1]["data"]["usage"]
+        assert used["input_tokens"] + used["output_tokens"] >= 40
+        refused = await socket.send_message("and more", thread_id=first["thread_id"])
+        assert refused["code"] == "quota_exceeded"
+        assert "daily allowance" in refused["message"]
+        me = (await http.get("/me", headers=user.auth)).json()
+        assert me["usage"]["today"]["tokens"] == used["input_tokens"] + used["output_tokens"]
+        assert me["usage"]["today"]["runs"] == 1
+        await socket.close()
+
+
+async def test_the_reject_policy_refuses_runs_past_the_concurrency_limit(
+    server_factory: ServerFactory,
+) -> None:
+    server = server_factory(
+        models={"default": "scripted"},
+        tiers={"free": {"max_concurrent_runs_per_user": 1, "concurrency_policy": "reject"}},
+    )
+    model = server.netra.models.get("scripted")
+    assert isinstance(model, ScriptedModel)
+    model.responder = lambda _request: ScriptedTurn.text("slow words here", delay_s=0.2)
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        user = await make_user(http)
+        socket = await open_socket(server, user.token)
+        running = await socket.send_message("first")
+        refused = await socket.send_message("second")
+        assert refused["code"] == "quota_exceeded" and refused["retry_after"] > 0
+        await socket.run_to_end(running["run_id"])
+        assert (await socket.send_message("third"))["type"] == "ack"
+        await socket.close()
+
+
+async def test_a_tier_limits_agents_and_tools(server_factory: ServerFactory) -> None:
+    server = server_factory(tiers={"free": {"allowed_tools": ["clock"]}})
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        user = await make_user(http)
+        tools = (await http.get("/tools", headers=user.auth)).json()["items"]
+        assert [tool["name"] for tool in tools] == ["clock"]
+        socket = await open_socket(server, user.token)
+        ack = await socket.send_message("what is 12*7?")
+        events = await socket.run_to_end(ack["run_id"])
+        assert not [e for e in events if e["type"] == "tool_executing"]
+        await socket.close()
+
+    locked = server_factory(tiers={"free": {"allowed_agents": ["optimizer"]}})
+    async with httpx.AsyncClient(base_url=locked.url) as http:
+        user = await make_user(http)
+        assert (await http.get("/agents", headers=user.auth)).json()["items"] == []
+        socket = await open_socket(locked, user.token)
+        refused = await socket.send_message("hello")
+        assert refused["code"] == "permission_denied"
+        assert (await http.get("/threads", headers=user.auth)).json()["items"] == []
+        await socket.close()
