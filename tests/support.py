@@ -122,6 +122,13 @@ class Socket:
                 if predicate(frame):
                     return frame
 
+    async def first(self, predicate: Any, timeout: float = 15.0) -> dict[str, Any]:
+        """The first frame, already received or still to come, that matches ``predicate``."""
+        for frame in self.frames:
+            if predicate(frame):
+                return frame
+        return await self.until(predicate, timeout)
+
     async def send_message(self, content: str, **fields: Any) -> dict[str, Any]:
         client_msg_id = fields.pop("client_msg_id", uuid.uuid4().hex)
         await self.send(

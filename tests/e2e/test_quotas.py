@@ -33,7 +33,7 @@ async def test_runs_per_minute_refuse_the_excess_with_retry_after(
         ]
         calm = await open_socket(server, other.token)
         assert (await calm.send_message("I am fine"))["type"] == "ack"
-        warning = await socket.until(lambda f: f["type"] == "quota_warning")
+        warning = await socket.first(lambda f: f["type"] == "quota_warning")
         assert warning["data"] == {"quota": "runs_per_minute", "used": 3, "limit": 3}
         me = (await http.get("/me", headers=user.auth)).json()
         assert me["usage"]["runs_last_minute"] == 3
