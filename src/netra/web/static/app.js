@@ -84,42 +84,63 @@ function storeTokens(pair) {
   localStorage.setItem(REFRESH_KEY, pair.refresh_token);
   // Renew a minute before expiry so requests rarely meet a stale token.
   clearTimeout(refreshTimer);
-  refreshTimer = setTimeout(refreshTokens, Math.max(5, pair.expires_in - 60) * 1000);
+  refreshTimer = setTimeout(() => refreshTokens(), Math.max(5, pair.expires_in - 60) * 1000);
 }
 
-// Access tokens are short-lived. One refresh at a time: a refresh token works once, so two
-// racing refreshes would look like token theft to the server and end the session.
+// Access tokens are short-lived. A refresh token works once: two refreshes racing with the
+// same one look like token theft to the server, which ends the session. The tokens are shared
+// by every tab through localStorage, and tabs booted from the same stored token see it expire
+// (their sockets close) at the same moment. So one refresh at a time, within this tab
+// (`refreshing`) and across tabs (a Web Lock, where the browser has them: secure contexts);
+// and under the lock, first check whether another tab has renewed the tokens meanwhile.
 let refreshing = null;
-function refreshTokens() {
+function refreshTokens(stale = state.token) {
+  refreshing ??= new Promise((resolve) => {
+    const renew = async () => {
+      resolve(await renewTokens(stale).catch(() => false));
+      // Other tabs see our localStorage writes a moment later, in no set order with the
+      // lock's release: hold the lock briefly so the next holder reads the new tokens.
+      await new Promise((done) => { setTimeout(done, 250); });
+    };
+    if (navigator.locks) navigator.locks.request('netra.refresh', renew).catch(() => resolve(false));
+    else renew();
+  }).finally(() => { refreshing = null; });
+  return refreshing;
+}
+
+/** `stale` is the access token that was refused (or is about to expire). */
+async function renewTokens(stale) {
+  if (!stale) return false;  // signed out
+  const current = localStorage.getItem(TOKEN_KEY);
+  if (current && current !== stale) {  // another tab (or this one) already renewed them
+    state.token = current;
+    return true;
+  }
   const refreshToken = localStorage.getItem(REFRESH_KEY);
-  if (!refreshToken) return Promise.resolve(false);
-  refreshing ??= fetch('/auth/refresh', {
+  if (!refreshToken) return false;
+  const res = await fetch('/auth/refresh', {
     method: 'POST',
     headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
     body: JSON.stringify({ refresh_token: refreshToken }),
-  })
-    .then(async (res) => {
-      if (!res.ok) return false;
-      storeTokens(await res.json());
-      return true;
-    })
-    .catch(() => false)
-    .finally(() => { refreshing = null; });
-  return refreshing;
+  });
+  if (!res.ok) return false;
+  storeTokens(await res.json());
+  return true;
 }
 
 /** JSON request against the same origin. A 401 refreshes the tokens once, then signs out. */
 async function api(path, { method = 'GET', body, auth = true, retried = false } = {}) {
   const headers = { Accept: 'application/json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
-  if (auth && state.token) headers.Authorization = `Bearer ${state.token}`;
+  const sent = auth ? state.token : null;
+  if (sent) headers.Authorization = `Bearer ${sent}`;
   const res = await fetch(path, {
     method, headers, body: body === undefined ? undefined : JSON.stringify(body),
   });
   const data = await res.json().catch(() => null);
   if (res.ok) return data;
   const err = data?.error ?? {};
-  if (res.status === 401 && auth && !retried && await refreshTokens()) {
+  if (res.status === 401 && auth && !retried && await refreshTokens(sent)) {
     return api(path, { method, body, auth, retried: true });
   }
   if (res.status === 401 && auth) signOut('Your session has ended. Please sign in again.');
@@ -172,6 +193,7 @@ function signOut(message = '') {
       .catch(() => {});
   }
   state.token = null;
+  clearTimeout(refreshTimer);
   localStorage.removeItem(TOKEN_KEY);
   localStorage.removeItem(REFRESH_KEY);
   disconnect();
