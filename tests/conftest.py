@@ -6,6 +6,7 @@ when the server is unreachable — except in CI (``CI=true``), where they fail i
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -16,11 +17,12 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from sqlalchemy.engine import make_url
 
 from netra.config import UnifiedConfigurationManager
 from netra.env import IsolatedEnvironment
 from netra.settings import Settings
-from tests.support import LiveServer, live_server
+from tests.support import CanaryWatch, LiveServer, live_server
 
 ServerFactory = Callable[..., LiveServer]
 POSTGRES_ADMIN = os.environ.get(
@@ -28,12 +30,16 @@ POSTGRES_ADMIN = os.environ.get(
 )
 
 
-def settings_for_test(data_dir: Path, database_url: str | None, **sections: Any) -> Settings:
-    """Settings for a test server: its own database, the offline model without pauses."""
+def settings_for_test(
+    data_dir: Path, database_url: str | None, canaries: CanaryWatch, **sections: Any
+) -> Settings:
+    """Settings for a test server: its own database, the offline model without pauses, and
+    the session's canary secrets."""
     base: dict[str, Any] = {
         "environment": "test",
         "server": {"data_dir": data_dir, "port": 0},
         "database": {"url": database_url, "pool_size": 5, "max_overflow": 5},
+        "auth": {"jwt_secret": canaries.jwt_secret},
         "models": {"offline_chunk_delay_ms": 0},
         "logging": {"level": "WARNING"},
     }
@@ -51,15 +57,33 @@ async def _postgres_or_skip() -> asyncpg.Connection:
         pytest.skip(f"PostgreSQL unreachable at {POSTGRES_ADMIN} ({exc}); PostgreSQL test skipped")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def canaries() -> Iterator[CanaryWatch]:
+    """Secret canaries for the whole session: after the last test, none may have appeared in
+    a log record, a payload sent to a client, or a database row."""
+    watch = CanaryWatch()
+    handler = watch.log_handler()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield watch
+    finally:
+        root.removeHandler(handler)
+    assert not watch.hits, "secret canaries leaked:\n" + "\n".join(watch.hits)
+
+
 @pytest.fixture
-async def postgres_url() -> AsyncIterator[str]:
-    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+async def postgres_url(canaries: CanaryWatch) -> AsyncIterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards. Its URL carries
+    the canary password (the local server trusts 127.0.0.1, so any password connects)."""
     admin = await _postgres_or_skip()
     name = f"netra_test_{uuid.uuid4().hex[:12]}"
     await admin.execute(f'CREATE DATABASE "{name}"')
-    base = POSTGRES_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    url = make_url(POSTGRES_ADMIN).set(
+        drivername="postgresql+asyncpg", password=canaries.db_password, database=name
+    )
     try:
-        yield f"{base}/{name}"
+        yield url.render_as_string(hide_password=False)
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
@@ -75,7 +99,9 @@ def backend(request: pytest.FixtureRequest) -> str | None:
 
 
 @pytest.fixture
-def server_factory(tmp_path: Path, backend: str | None) -> Iterator[ServerFactory]:
+def server_factory(
+    tmp_path: Path, backend: str | None, canaries: CanaryWatch
+) -> Iterator[ServerFactory]:
     """Start real servers; all servers of one test share its database. Stopped at the end."""
     with ExitStack() as stack:
         count = 0
@@ -86,13 +112,13 @@ def server_factory(tmp_path: Path, backend: str | None) -> Iterator[ServerFactor
             nonlocal count
             count += 1
             directory = data_dir or tmp_path / f"server-{count}"
-            settings = settings_for_test(directory, backend, **sections)
+            settings = settings_for_test(directory, backend, canaries, **sections)
             config = UnifiedConfigurationManager(
                 IsolatedEnvironment.isolated(),
                 config_file=config_file,
                 overrides=settings.model_dump(exclude_unset=True),
             )
-            return stack.enter_context(live_server(config))
+            return stack.enter_context(live_server(config, canaries))
 
         yield start
 

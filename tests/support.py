@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
+import sqlalchemy as sa
 import uvicorn
+from sqlalchemy.ext.asyncio import create_async_engine
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from netra.app import Netra, create_app
 from netra.config import UnifiedConfigurationManager
@@ -40,12 +49,99 @@ class LiveServer:
     netra: Netra
     server: uvicorn.Server
     thread: threading.Thread
+    watch: CanaryWatch | None = None
+
+
+class CanaryWatch:
+    """Unique secret values planted in every test server's configuration, and the places
+    they must never appear: log records, HTTP and WebSocket payloads sent to clients, and
+    the text stored in the database. Hits are collected; the session fails on any."""
+
+    def __init__(self) -> None:
+        tag = uuid.uuid4().hex
+        self.jwt_secret = f"canary-jwt-secret-{tag}"
+        self.db_password = f"canary-db-password-{tag}"
+        self.model_api_key = f"canary-model-key-{tag}"
+        self.values = (self.jwt_secret, self.db_password, self.model_api_key)
+        self.hits: list[str] = []
+        self.scanned = {"log records": 0, "payloads": 0, "database rows": 0}
+
+    def check(self, where: str, data: str | bytes) -> None:
+        text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+        for value in self.values:
+            if value in text:
+                self.hits.append(f"{where}: {text[:300]!r}")
+
+    def log_handler(self) -> logging.Handler:
+        watch = self
+
+        class Handler(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                watch.scanned["log records"] += 1
+                text = record.getMessage()
+                if record.exc_info:
+                    text += logging.Formatter().formatException(record.exc_info)
+                watch.check(f"log record of {record.name}", text)
+
+        return Handler(logging.DEBUG)
+
+    def wrap(self, app: ASGIApp) -> ASGIApp:
+        """The application, with everything it sends to clients checked."""
+
+        async def watched(scope: Scope, receive: Receive, send: Send) -> None:
+            async def checked_send(message: Message) -> None:
+                self.scanned["payloads"] += 1
+                where = f"{message['type']} on {scope.get('path')}"
+                for key in ("body", "text", "bytes", "reason"):
+                    if message.get(key):
+                        self.check(where, message[key])
+                for name, value in message.get("headers", ()):
+                    self.check(f"{where} header {name!r}", value)
+                await send(message)
+
+            await app(scope, receive, checked_send)
+
+        return watched
+
+    def scan_database(self, url: str) -> None:
+        """Every text value of every row of every table at ``url``."""
+
+        async def scan() -> None:
+            engine = create_async_engine(url)
+            try:
+                async with engine.connect() as conn:
+                    tables = sa.MetaData()
+                    await conn.run_sync(tables.reflect)
+                    for table in tables.sorted_tables:
+                        for row in await conn.execute(sa.select(table)):
+                            self.scanned["database rows"] += 1
+                            self.check(f"database table {table.name}", repr(tuple(row)))
+            finally:
+                await engine.dispose()
+
+        # The caller may be inside a running event loop: scan from a thread of its own.
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                asyncio.run(scan())
+            except BaseException as exc:
+                failure.append(exc)
+
+        scanner = threading.Thread(target=run, name="canary-db-scan")
+        scanner.start()
+        scanner.join(timeout=60)
+        if failure:
+            raise failure[0]
 
 
 @contextmanager
-def live_server(config: UnifiedConfigurationManager) -> Iterator[LiveServer]:
+def live_server(
+    config: UnifiedConfigurationManager, watch: CanaryWatch | None = None
+) -> Iterator[LiveServer]:
     app = create_app(config=config)
-    server = uvicorn.Server(uvicorn_config(app, config.settings, port=0))
+    served = watch.wrap(app) if watch is not None else app
+    server = uvicorn.Server(uvicorn_config(served, config.settings, port=0))
     thread = threading.Thread(target=server.run, name="netra-test-server", daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -61,10 +157,13 @@ def live_server(config: UnifiedConfigurationManager) -> Iterator[LiveServer]:
             app.state.netra,
             server,
             thread,
+            watch,
         )
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+        if watch is not None:
+            watch.scan_database(config.settings.database_url)
 
 
 @dataclass
@@ -89,6 +188,35 @@ async def make_user(http: httpx.AsyncClient, label: str = "user") -> User:
     assert response.status_code == 200, response.text
     token = response.json()["access_token"]
     return User(email, password, token, response_user_id(token), http)
+
+
+def run_netra(
+    *args: str, env: dict[str, str], cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The ``netra`` command in a child process, with ``env`` over a NETRA_-free environment."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("NETRA_")}
+    return subprocess.run(
+        [sys.executable, "-m", "netra", *args],
+        env={**clean, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def grant_admin(server: LiveServer, email: str) -> None:
+    """Make a user an administrator the way an operator does: with the CLI."""
+    done = run_netra(
+        "users",
+        "grant-admin",
+        email,
+        env={"NETRA_DATABASE__URL": server.netra.settings.database_url},
+    )
+    assert done.returncode == 0, done.stderr
+    if server.watch is not None:
+        server.watch.check("netra users grant-admin output", done.stdout + done.stderr)
 
 
 def response_user_id(token: str) -> str:
@@ -155,6 +283,17 @@ class Socket:
 
     async def close(self) -> None:
         await self.conn.close()
+
+    async def close_code(self, timeout: float = 10.0) -> int:
+        """Read until the server closes the socket; the code it closed with."""
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    await self.conn.recv()
+        except ConnectionClosed as closed:
+            if closed.rcvd is None:
+                raise AssertionError("the socket closed without a close frame") from closed
+            return closed.rcvd.code
 
 
 async def open_socket(server: LiveServer, token: str, **kwargs: Any) -> Socket:

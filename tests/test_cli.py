@@ -2,38 +2,32 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-
-def _netra(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("NETRA_")}
-    return subprocess.run(
-        [sys.executable, "-m", "netra", *args],
-        env={**clean, **env},
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+from tests.support import CanaryWatch, run_netra
 
 
-def test_config_show_masks_secrets_and_names_each_source(tmp_path: Path) -> None:
-    secret = "canary-jwt-secret-0123456789-abcdefghijklmnop"
+def test_config_show_masks_secrets_and_names_each_source(
+    tmp_path: Path, canaries: CanaryWatch
+) -> None:
     (tmp_path / "netra.toml").write_text("[limits]\nmax_steps = 9\n")
-    done = _netra(
+    database = f"postgresql+asyncpg://netra:{canaries.db_password}@127.0.0.1:5432/netra"
+    done = run_netra(
         "--config",
         "netra.toml",
         "config",
         "show",
-        env={"NETRA_AUTH__JWT_SECRET": secret, "NETRA_SERVER__PORT": "9001"},
+        env={
+            "NETRA_AUTH__JWT_SECRET": canaries.jwt_secret,
+            "NETRA_DATABASE__URL": database,
+            "NETRA_SERVER__PORT": "9001",
+        },
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
-    assert secret not in done.stdout
+    canaries.check("netra config show", done.stdout + done.stderr)
+    assert not any(value in done.stdout for value in canaries.values)
+    assert "postgresql+asyncpg://netra:***@127.0.0.1:5432/netra" in done.stdout
     lines = dict(line.split(" = ", 1) for line in done.stdout.splitlines())
     assert lines["limits.max_steps"] == "9    [file:netra.toml]"
     assert lines["server.port"] == "9001    [environment]"
@@ -42,7 +36,7 @@ def test_config_show_masks_secrets_and_names_each_source(tmp_path: Path) -> None
 
 
 def test_config_check_lists_every_problem_for_production(tmp_path: Path) -> None:
-    bad = _netra(
+    bad = run_netra(
         "config",
         "check",
         env={
@@ -54,7 +48,7 @@ def test_config_check_lists_every_problem_for_production(tmp_path: Path) -> None
     )
     assert bad.returncode == 1
     assert bad.stderr.count("problem:") == 2 and "short" not in bad.stderr
-    good = _netra(
+    good = run_netra(
         "config",
         "check",
         env={"NETRA_ENVIRONMENT": "production", "NETRA_AUTH__JWT_SECRET": "s" * 40},
@@ -64,6 +58,6 @@ def test_config_check_lists_every_problem_for_production(tmp_path: Path) -> None
 
 
 def test_an_invalid_setting_is_a_clear_error_not_a_traceback(tmp_path: Path) -> None:
-    done = _netra("config", "show", env={"NETRA_LIMITS__MAX_STEPS": "zero"}, cwd=tmp_path)
+    done = run_netra("config", "show", env={"NETRA_LIMITS__MAX_STEPS": "zero"}, cwd=tmp_path)
     assert done.returncode == 2
     assert "limits.max_steps" in done.stderr and "Traceback" not in done.stderr

@@ -20,7 +20,7 @@ from netra.agents.base import AgentDefinition
 from netra.agents.registry import AgentRegistry
 from netra.api import admin, auth, runs, system, threads
 from netra.api.errors import install as install_error_handlers
-from netra.api.middleware import RequestIdMiddleware
+from netra.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from netra.auth.accounts import AccountService
 from netra.auth.passwords import PasswordHasher
 from netra.auth.sessions import Revocation, SessionService
@@ -141,6 +141,7 @@ class Netra:
         return self.config.settings
 
     async def start(self) -> None:
+        set_log_level(self.settings.logging.level)
         self.config.on_change(_apply_log_level)
         if self.config.config_file is not None:
             self._watcher = asyncio.create_task(self.config.watch(), name="config-watch")
@@ -187,6 +188,7 @@ def create_app(
 
     app = FastAPI(title="Netra", version=__version__, lifespan=lifespan)
     app.state.netra = netra
+    app.add_middleware(BodyLimitMiddleware, max_bytes=netra.settings.server.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
     for router in (system.router, auth.router, threads.router, runs.router, admin.router):

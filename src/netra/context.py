@@ -1,13 +1,17 @@
 """UserExecutionContext: the immutable identity every user-scoped operation carries.
 
-A context is built only from a verified access token (``netra.auth.tokens``) or by an
-explicit server-side call (``UserExecutionContext.system_for``); never from client fields.
+A context is built only from a verified access token (``SessionService.authenticate``) or
+from the stored account by the server itself (``AccountService.context_for``, for recovery);
+never from client fields.
 Repositories refuse to touch user-owned rows without one.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import copy
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -15,6 +19,7 @@ from netra.errors import InvalidRequest
 from netra.ids import new_id
 
 MAX_DEPTH = 10
+MAX_METADATA_BYTES = 4096
 _RESERVED_IDS = frozenset({"", "system", "registry", "none", "null", "undefined", "*"})
 
 
@@ -53,8 +58,12 @@ class UserExecutionContext:
     """Run that started this one, for sub-agent runs."""
     depth: int = 0
     """How many parent contexts this one descends from."""
-    metadata: MappingProxyType[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    """Read-only extra data (client info); never secrets."""
+    metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    """Read-only extra data (client info), JSON-safe; never secrets. Stored as a deep copy,
+    so later changes to the dict passed in do not reach the context."""
+    trail: tuple[str, ...] = ()
+    """Audit trail, oldest first: the credential, request, runs and sub-runs this context
+    passed through (``session:…``, ``http:req_…``, ``ws:req_…``, ``run:…``, ``child:…``)."""
 
     def __post_init__(self) -> None:
         _check_id("user_id", self.user_id, required=True)
@@ -64,10 +73,23 @@ class UserExecutionContext:
             raise InvalidRequest(f"context depth {self.depth} exceeds the limit of {MAX_DEPTH}")
         if self.correlation_id is None:
             object.__setattr__(self, "correlation_id", self.request_id)
+        object.__setattr__(self, "metadata", _frozen_metadata(self.metadata))
+
+    def for_request(self, via: str, request_id: str | None = None) -> UserExecutionContext:
+        """The same identity acting for a new client action (an HTTP request, a frame)."""
+        request_id = request_id or new_id("req")
+        return replace(
+            self,
+            request_id=request_id,
+            correlation_id=request_id,
+            trail=(*self.trail, f"{via}:{request_id}"),
+        )
 
     def with_run(self, *, thread_id: str, run_id: str) -> UserExecutionContext:
         """The same identity, now working on one run."""
-        return replace(self, thread_id=thread_id, run_id=run_id)
+        return replace(
+            self, thread_id=thread_id, run_id=run_id, trail=(*self.trail, f"run:{run_id}")
+        )
 
     def child(self, *, run_id: str, thread_id: str | None = None) -> UserExecutionContext:
         """A context for a sub-agent run: same user and rights, one level deeper."""
@@ -78,6 +100,7 @@ class UserExecutionContext:
             thread_id=thread_id or self.thread_id,
             parent_run_id=self.run_id,
             depth=self.depth + 1,
+            trail=(*self.trail, f"child:{run_id}"),
         )
 
     def has_permission(self, permission: str) -> bool:
@@ -97,4 +120,27 @@ class UserExecutionContext:
             "run_id": self.run_id,
             "parent_run_id": self.parent_run_id,
             "depth": self.depth,
+            "trail": list(self.trail),
+            "metadata": copy.deepcopy(dict(self.metadata)),
         }
+
+
+RESERVED_METADATA_KEYS = frozenset(f.name for f in fields(UserExecutionContext))
+"""Metadata may not shadow identity: ``metadata["user_id"]`` and the like are refused."""
+
+
+def _frozen_metadata(metadata: Mapping[str, Any]) -> MappingProxyType[str, Any]:
+    if not isinstance(metadata, Mapping):
+        raise InvalidRequest("metadata must be a mapping")
+    for key in metadata:
+        if not isinstance(key, str):
+            raise InvalidRequest("metadata keys must be strings")
+        if key in RESERVED_METADATA_KEYS:
+            raise InvalidRequest(f"metadata key {key!r} is reserved")
+    try:
+        size = len(json.dumps(dict(metadata), allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequest(f"metadata must be JSON-safe: {exc}") from None
+    if size > MAX_METADATA_BYTES:
+        raise InvalidRequest(f"metadata is larger than {MAX_METADATA_BYTES} bytes")
+    return MappingProxyType(copy.deepcopy(dict(metadata)))

@@ -9,12 +9,12 @@ import sys
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from netra.settings import Settings
 
 
-def uvicorn_config(app: FastAPI, settings: Settings, *, port: int | None = None) -> uvicorn.Config:
+def uvicorn_config(app: ASGIApp, settings: Settings, *, port: int | None = None) -> uvicorn.Config:
     """uvloop + httptools where installed, the sans-I/O websockets implementation,
     permessage-deflate off, frame size limited, protocol pings for dead-peer detection."""
     fast = importlib.util.find_spec("uvloop") is not None and sys.platform != "win32"

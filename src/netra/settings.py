@@ -31,6 +31,8 @@ class ServerSettings(Section):
     """Directory for the SQLite database and the generated development secret."""
     shutdown_grace_s: float = Field(10.0, ge=0)
     """Seconds running work gets to finish when the server stops."""
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    """Largest HTTP request body; bigger is refused with 413."""
 
 
 class DatabaseSettings(Section):
@@ -159,6 +161,12 @@ class WebSocketSettings(Section):
     """Seconds to wait for a pong."""
     max_connections_per_user: int = Field(16, ge=1)
     """Sockets one user may hold at once."""
+    frames_per_s: float = Field(10.0, gt=0)
+    """Sustained client frames per second one socket may send; more get `rate_limited`."""
+    frame_burst: int = Field(30, ge=1)
+    """Client frames one socket may send at once before the rate applies."""
+    max_json_depth: int = Field(16, ge=2)
+    """Deepest nesting of objects and arrays accepted in a client frame."""
 
 
 class EventSettings(Section):

@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import subprocess
-import sys
-
 import httpx
-import pytest
-from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import ServerFactory
-from tests.support import LiveServer, Socket, User, make_user, open_socket
+from tests.support import LiveServer, User, grant_admin, make_user, open_socket
 
 
 async def _login(http: httpx.AsyncClient, user: User) -> dict[str, str]:
@@ -20,35 +13,6 @@ async def _login(http: httpx.AsyncClient, user: User) -> dict[str, str]:
     assert response.status_code == 200, response.text
     body: dict[str, str] = response.json()
     return body
-
-
-async def _read_until_closed(socket: Socket, timeout: float) -> None:
-    async with asyncio.timeout(timeout):
-        while True:
-            await socket.conn.recv()
-
-
-async def _closed_with(socket: Socket, timeout: float = 5.0) -> int:
-    with pytest.raises(ConnectionClosed) as closed:
-        await _read_until_closed(socket, timeout)
-    assert closed.value.rcvd is not None
-    return closed.value.rcvd.code
-
-
-def _grant_admin(server: LiveServer, email: str) -> None:
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("NETRA_")},
-        "NETRA_DATABASE__URL": server.netra.settings.database_url,
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "netra", "users", "grant-admin", email],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
 
 
 async def test_refresh_rotates_and_reusing_a_spent_token_ends_the_session(
@@ -66,7 +30,7 @@ async def test_refresh_rotates_and_reusing_a_spent_token_ends_the_session(
 
     reused = await http.post("/auth/refresh", json={"refresh_token": first["refresh_token"]})
     assert reused.status_code == 401
-    assert await _closed_with(socket) == 1008
+    assert await socket.close_code() == 1008
     for token in (first["access_token"], fresh["access_token"]):
         response = await http.get("/me", headers={"Authorization": f"Bearer {token}"})
         assert response.status_code == 401
@@ -86,7 +50,7 @@ async def test_logout_ends_only_that_session_and_closes_its_sockets(
     survivor = await open_socket(server, user.token)
     headers = {"Authorization": f"Bearer {second['access_token']}"}
     assert (await http.post("/auth/logout", headers=headers)).status_code == 204
-    assert await _closed_with(doomed) == 1008
+    assert await doomed.close_code() == 1008
     assert (await http.get("/threads", headers=headers)).status_code == 401
     refresh = await http.post("/auth/refresh", json={"refresh_token": second["refresh_token"]})
     assert refresh.status_code == 401
@@ -100,7 +64,7 @@ async def test_admins_change_tiers_and_disable_users_with_immediate_effect(
 ) -> None:
     admin, member = await make_user(http, "admin"), await make_user(http, "member")
     assert (await http.get("/admin/users", headers=member.auth)).status_code == 403
-    _grant_admin(server, admin.email)
+    grant_admin(server, admin.email)
     listed = await http.get("/admin/users", headers=admin.auth)
     assert listed.status_code == 200
     assert {u["email"] for u in listed.json()["items"]} >= {admin.email, member.email}
@@ -120,7 +84,7 @@ async def test_admins_change_tiers_and_disable_users_with_immediate_effect(
         f"/admin/users/{member.id}", json={"disabled": True}, headers=admin.auth
     )
     assert disabled.status_code == 200
-    assert await _closed_with(socket) == 1008
+    assert await socket.close_code() == 1008
     assert (await http.get("/me", headers=member.auth)).status_code == 401
     login = await http.post(
         "/auth/login", json={"email": member.email, "password": member.password}
@@ -133,7 +97,7 @@ async def test_a_socket_closes_when_its_token_expires(server_factory: ServerFact
     async with httpx.AsyncClient(base_url=server.url) as http:
         user = await make_user(http)
         socket = await open_socket(server, user.token)
-        assert await _closed_with(socket, timeout=20) == 1008
+        assert await socket.close_code(timeout=20) == 1008
         response = await http.get("/me", headers=user.auth)
         assert response.status_code == 401
         assert response.json()["error"]["code"] == "token_expired"

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -23,6 +20,7 @@ from netra.db.records import utcnow
 from netra.db.repositories import ThreadRepository
 from netra.errors import NotFound
 from netra.settings import DatabaseSettings
+from tests.support import run_netra
 
 
 @pytest.fixture
@@ -185,14 +183,8 @@ async def test_upgrading_a_populated_database_keeps_its_rows(url: str) -> None:
 
 
 def test_netra_db_upgrade_migrates_an_empty_database(url: str, tmp_path: Path) -> None:
-    env = {**os.environ, "NETRA_DATABASE__URL": url, "NETRA_SERVER__DATA_DIR": str(tmp_path)}
-    done = subprocess.run(
-        [sys.executable, "-m", "netra", "db", "upgrade"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    done = run_netra(
+        "db", "upgrade", env={"NETRA_DATABASE__URL": url, "NETRA_SERVER__DATA_DIR": str(tmp_path)}
     )
     assert done.returncode == 0, done.stderr
     assert "is up to date" in done.stdout

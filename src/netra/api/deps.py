@@ -31,7 +31,9 @@ async def _current_user(
 ) -> UserExecutionContext:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthenticated("missing bearer token")
-    ctx, _ = await netra.sessions.authenticate(credentials.credentials)
+    ctx, _ = await netra.sessions.authenticate(
+        credentials.credentials, request_id=getattr(request.state, "request_id", None)
+    )
     request.state.user_id = ctx.user_id
     return ctx
 

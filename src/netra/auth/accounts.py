@@ -76,6 +76,7 @@ class AccountService:
             roles=user.roles,
             permissions=permissions_for(user.roles),
             tier=user.tier,
+            trail=("server:account",),
         )
 
     # ---- administration ------------------------------------------------------------------

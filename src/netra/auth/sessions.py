@@ -128,7 +128,9 @@ class SessionService:
         self._announce(Revocation(user_id, None, reason))
         return count
 
-    async def authenticate(self, token: str) -> tuple[UserExecutionContext, float]:
+    async def authenticate(
+        self, token: str, *, request_id: str | None = None
+    ) -> tuple[UserExecutionContext, float]:
         """The context of a presented access token and when it expires; ``Unauthenticated``
         when the token, its session or its user is no longer good."""
         claims = self._tokens.verify_access(token)
@@ -146,7 +148,10 @@ class SessionService:
             permissions=permissions_for(state.roles),
             tier=state.tier,
             session_id=claims.session_id,
+            trail=(f"session:{claims.session_id}",),
         )
+        if request_id is not None:
+            ctx = ctx.for_request("http", request_id)
         return ctx, claims.expires_at
 
     async def _add_refresh(self, sessions: SessionRepository, user_id: str, session_id: str) -> str:

@@ -13,11 +13,19 @@ from pydantic import ValidationError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from netra.api.errors import error_frame
-from netra.context import UserExecutionContext
 from netra.db.repositories import EventRepository
 from netra.errors import InvalidRequest, QuotaExceeded, Unauthenticated
 from netra.realtime.connection import Connection
-from netra.realtime.frames import CLIENT_FRAME, CancelRun, Ping, Resume, SendMessage
+from netra.realtime.frames import (
+    CLIENT_FRAME,
+    FRAME_TYPES,
+    CancelRun,
+    Ping,
+    Resume,
+    SendMessage,
+    json_depth,
+)
+from netra.realtime.rate import TokenBucket
 
 if TYPE_CHECKING:
     from netra.app import Netra
@@ -97,6 +105,9 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
 
 
 async def _receive_loop(websocket: WebSocket, connection: Connection, netra: Netra) -> None:
+    settings = netra.settings.websocket
+    bucket = TokenBucket(settings.frames_per_s, settings.frame_burst)
+    refused = 0
     while True:
         try:
             text = await websocket.receive_text()
@@ -110,10 +121,26 @@ async def _receive_loop(websocket: WebSocket, connection: Connection, netra: Net
                 error_frame(InvalidRequest("frames must be JSON text", code="invalid_frame"), None)
             )
             continue
+        if not bucket.take():
+            # A client that keeps sending past its limit is cut off rather than answered.
+            refused += 1
+            if refused > settings.frame_burst:
+                connection.close(CLOSE_POLICY, "too many frames")
+                return
+            problem = QuotaExceeded(
+                f"at most {settings.frames_per_s:g} frames per second; slow down",
+                retry_after=bucket.retry_after(),
+                code="rate_limited",
+            )
+            connection.send_frame(error_frame(problem, None))
+            continue
+        refused = 0
         await _handle(text, connection, netra)
 
 
 async def _handle(text: str, connection: Connection, netra: Netra) -> None:
+    limit = netra.settings.websocket.max_json_depth
+    too_deep = InvalidRequest(f"frame nests deeper than {limit} levels", code="invalid_frame")
     try:
         raw = json.loads(text)
     except json.JSONDecodeError:
@@ -121,14 +148,19 @@ async def _handle(text: str, connection: Connection, netra: Netra) -> None:
             error_frame(InvalidRequest("frame is not valid JSON", code="invalid_frame"), None)
         )
         return
+    except RecursionError:  # nested past what the parser itself takes
+        connection.send_frame(error_frame(too_deep, None))
+        return
+    if json_depth(raw) > limit:
+        connection.send_frame(error_frame(too_deep, None))
+        return
     ref = raw.get("ref") if isinstance(raw, dict) else None
     ref = ref if isinstance(ref, str) else None
     try:
         frame = CLIENT_FRAME.validate_python(raw)
     except ValidationError as exc:
         kind = raw.get("type") if isinstance(raw, dict) else None
-        known = {"send_message", "cancel_run", "resume", "ping"}
-        if not isinstance(kind, str) or kind not in known:
+        if not isinstance(kind, str) or kind not in FRAME_TYPES:
             problem = InvalidRequest(f"unknown frame type {kind!r}", code="unknown_frame")
         else:
             fields = "; ".join(
@@ -138,12 +170,7 @@ async def _handle(text: str, connection: Connection, netra: Netra) -> None:
             problem = InvalidRequest(f"invalid {kind} frame: {fields}", code="invalid_frame")
         connection.send_frame(error_frame(problem, ref))
         return
-    ctx = UserExecutionContext(
-        user_id=connection.ctx.user_id,
-        roles=connection.ctx.roles,
-        permissions=connection.ctx.permissions,
-        tier=connection.ctx.tier,
-    )
+    ctx = connection.ctx.for_request("ws")
     try:
         if isinstance(frame, SendMessage):
             ack = await netra.runs.submit(

@@ -38,5 +38,23 @@ class Ping(Frame):
     type: Literal["ping"]
 
 
+FRAME_TYPES = frozenset({"send_message", "cancel_run", "resume", "ping"})
+"""The ``type`` of every frame a client may send."""
+
 ClientFrame = Annotated[SendMessage | CancelRun | Resume | Ping, Field(discriminator="type")]
 CLIENT_FRAME: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
+
+
+def json_depth(value: object) -> int:
+    """Nesting depth of parsed JSON: a scalar is 0, ``[]`` and ``{}`` are 1."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            stack.extend((child, depth + 1) for child in item.values())
+            deepest = max(deepest, depth + 1)
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+            deepest = max(deepest, depth + 1)
+    return deepest

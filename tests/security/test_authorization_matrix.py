@@ -1,0 +1,197 @@
+"""Every HTTP route × every kind of caller → the expected status, on both backends.
+
+The routes come from the OpenAPI schema, so a new route that is not in ``ROUTES`` fails the
+test until someone decides who may call it. Another user's object must be indistinguishable
+from a missing one, for administrators too: no route reads another user's conversations.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+
+from tests.conftest import ServerFactory
+from tests.security.principals import ALL, BAD, Principals, build_principals, fresh_token
+from tests.support import LiveServer, open_socket
+
+Access = Literal["public", "user", "owned", "admin"]
+
+
+@dataclass(frozen=True)
+class World:
+    """The objects the matrix aims at: all the owner's."""
+
+    server: LiveServer
+    http: httpx.AsyncClient
+    who: Principals
+    thread_id: str
+    run_id: str
+
+    def path(self, template: str) -> str:
+        return template.format(
+            thread_id=self.thread_id, run_id=self.run_id, user_id=self.who.other.id
+        )
+
+
+Body = Callable[[World, str], Awaitable[Any]]
+
+
+async def _nothing(_world: World, _principal: str) -> None:
+    return None
+
+
+async def _register(_world: World, _principal: str) -> dict[str, str]:
+    return {"email": f"new-{uuid.uuid4().hex[:10]}@example.com", "password": "long enough pw"}
+
+
+async def _login(world: World, _principal: str) -> dict[str, str]:
+    return {"email": world.who.owner.email, "password": world.who.owner.password}
+
+
+async def _refresh(world: World, _principal: str) -> dict[str, str]:
+    signed_in = await world.http.post("/auth/login", json=await _login(world, _principal))
+    return {"refresh_token": signed_in.json()["refresh_token"]}
+
+
+async def _message(_world: World, principal: str) -> dict[str, str]:
+    return {"content": f"matrix message from {principal}"}
+
+
+async def _thread(_world: World, _principal: str) -> dict[str, str]:
+    return {"title": "matrix thread"}
+
+
+async def _user_change(_world: World, _principal: str) -> dict[str, str]:
+    return {"tier": "free"}
+
+
+@dataclass(frozen=True)
+class Route:
+    access: Access
+    ok: int
+    """Status for a caller who may use the route."""
+    body: Body = _nothing
+    own_session: bool = False
+    """Callers with a valid credential spend a fresh sign-in of their own (logout)."""
+
+
+ROUTES: dict[tuple[str, str], Route] = {
+    ("GET", "/health"): Route("public", 200),
+    ("GET", "/ready"): Route("public", 200),
+    ("POST", "/auth/register"): Route("public", 201, _register),
+    ("POST", "/auth/login"): Route("public", 200, _login),
+    ("POST", "/auth/refresh"): Route("public", 200, _refresh),
+    ("POST", "/auth/logout"): Route("user", 204, own_session=True),
+    ("GET", "/me"): Route("user", 200),
+    ("GET", "/agents"): Route("user", 200),
+    ("GET", "/tools"): Route("user", 200),
+    ("GET", "/threads"): Route("user", 200),
+    ("POST", "/threads"): Route("user", 201, _thread),
+    ("GET", "/events"): Route("user", 200),
+    ("GET", "/threads/{thread_id}"): Route("owned", 200),
+    ("GET", "/threads/{thread_id}/messages"): Route("owned", 200),
+    ("POST", "/threads/{thread_id}/runs"): Route("owned", 202, _message),
+    ("GET", "/runs/{run_id}"): Route("owned", 200),
+    ("POST", "/runs/{run_id}/cancel"): Route("owned", 202),
+    ("GET", "/runs/{run_id}/events"): Route("owned", 200),
+    ("GET", "/admin/users"): Route("admin", 200),
+    ("PATCH", "/admin/users/{user_id}"): Route("admin", 200, _user_change),
+}
+
+
+def expected(route: Route, principal: str) -> int:
+    if route.access == "public":
+        return route.ok
+    if principal in BAD:
+        return 401
+    if route.access == "owned" and principal != "owner":
+        return 404  # another user's object, whoever asks: the same as a missing one
+    if route.access == "admin" and principal != "admin":
+        return 403
+    return route.ok
+
+
+def _shape(response: httpx.Response, *ids: str) -> dict[str, Any]:
+    """An error body without what must differ: the request id and the object's id."""
+    error = dict(response.json()["error"])
+    error.pop("request_id")
+    for value in ids:
+        error["message"] = error["message"].replace(value, "<id>")
+    return error
+
+
+async def _world(server: LiveServer, http: httpx.AsyncClient) -> World:
+    who = await build_principals(server, http)
+    socket = await open_socket(server, who.owner.token)
+    ack = await socket.send_message("what is 6*7?")
+    await socket.run_to_end(ack["run_id"])
+    await socket.close()
+    return World(server, http, who, ack["thread_id"], ack["run_id"])
+
+
+async def test_authorization_matrix(server_factory: ServerFactory) -> None:
+    server = server_factory()
+    async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
+        schema = (await http.get("/openapi.json")).json()
+        routes = {(method.upper(), path) for path, ops in schema["paths"].items() for method in ops}
+        assert routes == set(ROUTES), (
+            f"routes missing from the matrix: {sorted(routes - set(ROUTES))}; "
+            f"in the matrix but gone: {sorted(set(ROUTES) - routes)}"
+        )
+        world = await _world(server, http)
+        failures = []
+        for (method, template), route in ROUTES.items():
+            for principal in ALL:
+                headers = world.who.headers(principal)
+                if route.own_session and principal not in BAD:
+                    user = getattr(world.who, principal)
+                    headers = {"Authorization": f"Bearer {await fresh_token(http, user)}"}
+                response = await http.request(
+                    method,
+                    world.path(template),
+                    json=await route.body(world, principal),
+                    headers=headers,
+                )
+                want = expected(route, principal)
+                if response.status_code != want:
+                    failures.append(
+                        f"{method} {template} as {principal}: {response.status_code} "
+                        f"(expected {want}) {response.text[:200]}"
+                    )
+                    continue
+                if response.status_code >= 400:
+                    assert set(response.json()) == {"error"}, response.text
+                if want == 401:
+                    assert response.json()["error"]["code"] != "invalid_request"
+                if want == 404 and route.access == "owned":
+                    missing = await http.request(
+                        method,
+                        world.path(template)
+                        .replace(world.thread_id, "th_" + uuid.uuid4().hex)
+                        .replace(world.run_id, "run_" + uuid.uuid4().hex),
+                        json=await route.body(world, principal),
+                        headers=headers,
+                    )
+                    assert missing.status_code == 404
+                    ids = re.findall(r"(?:th|run)_[0-9a-z]+", missing.text)
+                    assert _shape(response, world.thread_id, world.run_id) == _shape(
+                        missing, *ids
+                    ), (method, template, principal)
+        assert not failures, "\n".join(failures)
+
+        # Nothing the refused callers sent reached the owner's thread.
+        messages = await http.get(
+            f"/threads/{world.thread_id}/messages", headers=world.who.owner.auth
+        )
+        contents = [m["content"] for m in messages.json()["items"] if m["role"] == "user"]
+        assert contents == ["what is 6*7?", "matrix message from owner"]
+        for principal in ("other", "admin"):
+            listed = await http.get("/threads", headers=world.who.headers(principal))
+            assert world.thread_id not in listed.text
+            events = await http.get("/events", headers=world.who.headers(principal))
+            assert world.run_id not in events.text
