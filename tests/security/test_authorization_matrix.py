@@ -15,6 +15,9 @@ from typing import Any, Literal
 
 import httpx
 
+from netra.models.base import ModelRequest
+from netra.models.scripted import ScriptedModel, ScriptedTurn
+from netra.tools.tool import tool
 from tests.conftest import ServerFactory
 from tests.security.principals import ALL, BAD, Principals, build_principals, fresh_token
 from tests.support import LiveServer, open_socket
@@ -34,7 +37,10 @@ class World:
 
     def path(self, template: str) -> str:
         return template.format(
-            thread_id=self.thread_id, run_id=self.run_id, user_id=self.who.other.id
+            thread_id=self.thread_id,
+            run_id=self.run_id,
+            tool_call_id=TOOL_CALL_ID,
+            user_id=self.who.other.id,
         )
 
 
@@ -64,6 +70,10 @@ async def _message(_world: World, principal: str) -> dict[str, str]:
 
 async def _thread(_world: World, _principal: str) -> dict[str, str]:
     return {"title": "matrix thread"}
+
+
+async def _decision(_world: World, _principal: str) -> dict[str, str]:
+    return {"decision": "deny"}
 
 
 async def _user_change(_world: World, _principal: str) -> dict[str, str]:
@@ -98,6 +108,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/threads/{thread_id}/runs"): Route("owned", 202, _message),
     ("GET", "/runs/{run_id}"): Route("owned", 200),
     ("POST", "/runs/{run_id}/cancel"): Route("owned", 202),
+    ("POST", "/runs/{run_id}/tool_calls/{tool_call_id}/decision"): Route("owned", 200, _decision),
     ("GET", "/runs/{run_id}/events"): Route("owned", 200),
     ("GET", "/admin/users"): Route("admin", 200),
     ("PATCH", "/admin/users/{user_id}"): Route("admin", 200, _user_change),
@@ -125,17 +136,39 @@ def _shape(response: httpx.Response, *ids: str) -> dict[str, Any]:
     return error
 
 
+TOOL_CALL_ID = "call_matrix"
+FIRST_MESSAGE = "do the thing that needs approval"
+
+
+def _script(request: ModelRequest) -> ScriptedTurn:
+    """Ask for approval for the world's first message, answer plainly otherwise."""
+    last = request.messages[-1]
+    if last.role == "user" and last.content == FIRST_MESSAGE:
+        return ScriptedTurn.call("matrix_action", {}, call_id=TOOL_CALL_ID)
+    return ScriptedTurn.text("done")
+
+
 async def _world(server: LiveServer, http: httpx.AsyncClient) -> World:
+    """The owner's thread, with a run paused on a tool call that waits for approval."""
+
+    @tool(description="Something that needs the user's approval.", requires_approval=True)
+    def matrix_action() -> str:
+        return "acted"
+
+    server.netra.tools.register("matrix_action", matrix_action)
+    model = server.netra.models.get("scripted")
+    assert isinstance(model, ScriptedModel)
+    model.responder = _script
     who = await build_principals(server, http)
     socket = await open_socket(server, who.owner.token)
-    ack = await socket.send_message("what is 6*7?")
-    await socket.run_to_end(ack["run_id"])
+    ack = await socket.send_message(FIRST_MESSAGE)
+    await socket.first(lambda f: f["type"] == "approval_required")
     await socket.close()
     return World(server, http, who, ack["thread_id"], ack["run_id"])
 
 
 async def test_authorization_matrix(server_factory: ServerFactory) -> None:
-    server = server_factory()
+    server = server_factory(models={"default": "scripted"})
     async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
         schema = (await http.get("/openapi.json")).json()
         routes = {(method.upper(), path) for path, ops in schema["paths"].items() for method in ops}
@@ -189,7 +222,7 @@ async def test_authorization_matrix(server_factory: ServerFactory) -> None:
             f"/threads/{world.thread_id}/messages", headers=world.who.owner.auth
         )
         contents = [m["content"] for m in messages.json()["items"] if m["role"] == "user"]
-        assert contents == ["what is 6*7?", "matrix message from owner"]
+        assert contents == [FIRST_MESSAGE, "matrix message from owner"]
         for principal in ("other", "admin"):
             listed = await http.get("/threads", headers=world.who.headers(principal))
             assert world.thread_id not in listed.text

@@ -56,6 +56,17 @@ async def test_handshake_and_id_frames_for_every_kind_of_caller(
             missing = await intruder.first(lambda f: f.get("ref") == "b")
             assert theirs["code"] == missing["code"] == "not_found"
             assert theirs["message"] == missing["message"]
+            await intruder.send(
+                {
+                    "type": "approve_tool",
+                    "run_id": ack["run_id"],
+                    "tool_call_id": "call_1",
+                    "decision": "approve",
+                    "ref": "c",
+                }
+            )
+            approval = await intruder.first(lambda f: f.get("ref") == "c")
+            assert approval["code"] == "not_found" and approval["message"] == missing["message"]
             posted = await intruder.send_message("sneaky", thread_id=ack["thread_id"])
             assert posted["type"] == "error" and posted["code"] == "not_found"
             await intruder.send({"type": "resume", "after_seq": 0})

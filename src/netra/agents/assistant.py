@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from netra.agents.base import AgentDefinition, AgentRun
+from netra.agents.base import AgentDefinition, AgentRun, ApprovalPending
 from netra.errors import NetraError
 from netra.models.base import ChatMessage, ModelRequest, TextDelta, ToolCallRequest, Usage
+from netra.tools.dispatcher import ToolOutcome
 
 
 class StepLimitExceeded(NetraError):
@@ -23,10 +24,16 @@ class ToolLoopAgent:
         messages = list(run.history)
         if self.definition.system_prompt:
             messages.insert(0, ChatMessage("system", self.definition.system_prompt))
+        for records in run.ledger:  # a run that continues: earlier turns from the ledger
+            calls = [
+                ToolCallRequest(r.tool_call_id, r.tool, dict(r.arguments or {})) for r in records
+            ]
+            messages.append(ChatMessage("assistant", "", tool_calls=tuple(calls)))
+            self._take(run, messages, await run.dispatcher.replay(records))
         tools = run.dispatcher.specs()
-        for step in range(run.max_steps):
+        for step in range(len(run.ledger), run.max_steps):
             await run.emitter.thinking("Thinking…" if step == 0 else "Reading the tool results…")
-            calls: list[ToolCallRequest] = []
+            calls = []
             step_text: list[str] = []
             async for part in run.model.stream(ModelRequest(messages, tools)):
                 if isinstance(part, TextDelta):
@@ -40,14 +47,21 @@ class ToolLoopAgent:
             if not calls:
                 return "".join(run.text)
             messages.append(ChatMessage("assistant", "".join(step_text), tool_calls=tuple(calls)))
-            for outcome in await run.dispatcher.execute(calls):
-                run.tool_trace.append(
-                    {
-                        "tool_call_id": outcome.call.id,
-                        "tool": outcome.call.name,
-                        "ok": outcome.ok,
-                        "duration_ms": outcome.duration_ms,
-                    }
-                )
-                messages.append(outcome.as_message())
+            self._take(run, messages, await run.dispatcher.execute(calls, step=step))
         raise StepLimitExceeded(f"the run needed more than {run.max_steps} model calls")
+
+    @staticmethod
+    def _take(run: AgentRun, messages: list[ChatMessage], outcomes: list[ToolOutcome]) -> None:
+        """Feed one turn's tool results to the conversation, or pause for an approval."""
+        if any(outcome.pending for outcome in outcomes):
+            raise ApprovalPending
+        for outcome in outcomes:
+            run.tool_trace.append(
+                {
+                    "tool_call_id": outcome.call.id,
+                    "tool": outcome.call.name,
+                    "ok": outcome.ok,
+                    "duration_ms": outcome.duration_ms,
+                }
+            )
+            messages.append(outcome.as_message())

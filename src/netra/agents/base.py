@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from netra.context import UserExecutionContext
+from netra.db.records import ToolCallRecord
 from netra.events.bridge import RunEmitter
 from netra.models.base import ChatMessage, Model, Usage
 from netra.tools.dispatcher import UnifiedToolDispatcher
@@ -31,6 +32,13 @@ class AgentRun:
     """Usage so far (kept even when the run is cut short)."""
     tool_trace: list[dict[str, object]] = field(default_factory=list)
     """Tool calls made, with their outcome, in order."""
+    ledger: Sequence[Sequence[ToolCallRecord]] = ()
+    """For a run that continues (after an approval): the tool calls of its earlier turns,
+    one sequence per model turn, to replay instead of asking the model again."""
+
+
+class ApprovalPending(Exception):
+    """Raised by an agent when a turn's tool call waits for the user's approval."""
 
 
 class Agent(Protocol):

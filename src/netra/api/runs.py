@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict
 
 from netra.api.deps import AppState, CurrentUser
+from netra.db.records import Decision
 from netra.db.repositories import EventRepository, RunRepository
 
 router = APIRouter(tags=["runs"])
@@ -26,6 +28,19 @@ async def get_run(run_id: str, ctx: CurrentUser, netra: AppState) -> dict[str, A
 async def cancel_run(run_id: str, ctx: CurrentUser, netra: AppState) -> dict[str, Any]:
     run = await netra.runs.cancel(ctx, run_id)
     return run.public()
+
+
+class ToolDecision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    decision: Literal["approve", "deny"]
+
+
+@router.post("/runs/{run_id}/tool_calls/{tool_call_id}/decision")
+async def decide_tool_call(
+    run_id: str, tool_call_id: str, body: ToolDecision, ctx: CurrentUser, netra: AppState
+) -> dict[str, Any]:
+    """Approve or deny a tool call that waits for approval (the first answer stands)."""
+    return await netra.runs.decide(ctx, run_id, tool_call_id, Decision.of(body.decision))
 
 
 @router.get("/runs/{run_id}/events")

@@ -152,3 +152,38 @@ class RunRecord:
             "started_at": self.started_at.isoformat() if self.started_at else None,
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
         }
+
+
+class Decision(StrEnum):
+    """The owning user's answer to a tool call that needs approval."""
+
+    APPROVED = "approved"
+    DENIED = "denied"
+
+    @classmethod
+    def of(cls, answer: str) -> Decision:
+        """From the wire's ``approve`` / ``deny``."""
+        return cls.APPROVED if answer == "approve" else cls.DENIED
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallRecord:
+    """One row of the tool-call ledger."""
+
+    run_id: str
+    tool_call_id: str
+    tool: str
+    arguments: Any
+    side_effects: str
+    status: str
+    """``running``, ``ok``, ``error`` or ``awaiting_approval``."""
+    result: Any
+    error: dict[str, Any] | None
+    step: int
+    decision: Decision | None
+    attempt: int
+    duration_ms: int | None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("ok", "error")

@@ -16,10 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from netra.context import UserExecutionContext
 from netra.db import tables as t
 from netra.db.records import (
+    Decision,
     MessageRecord,
     RunRecord,
     RunStatus,
     ThreadRecord,
+    ToolCallRecord,
     aware,
     utcnow,
 )
@@ -317,6 +319,35 @@ class RunRepository(_Scoped):
         )
         return result.rowcount == 1
 
+    async def suspend(self, run_id: str, *, attempt: int, usage: dict[str, Any]) -> bool:
+        """A running run stops to wait for the user's approval, keeping its usage so far.
+        Refused (False) when ``attempt`` is stale."""
+        result = await self._conn.execute(
+            update(t.runs)
+            .where(
+                t.runs.c.id == run_id,
+                t.runs.c.user_id == self.user_id,
+                t.runs.c.attempt == attempt,
+                t.runs.c.status == RunStatus.RUNNING.value,
+            )
+            .values(status=RunStatus.REQUIRES_APPROVAL.value, usage=usage)
+        )
+        return result.rowcount == 1
+
+    async def requeue(self, run_id: str) -> RunRecord | None:
+        """A run waiting for approval goes back to the queue; None when it is not waiting
+        (already requeued by a racing answer, cancelled, or never suspended)."""
+        result = await self._conn.execute(
+            update(t.runs)
+            .where(
+                t.runs.c.id == run_id,
+                t.runs.c.user_id == self.user_id,
+                t.runs.c.status == RunStatus.REQUIRES_APPROVAL.value,
+            )
+            .values(status=RunStatus.QUEUED.value)
+        )
+        return await self.get(run_id) if result.rowcount == 1 else None
+
     async def usage_since(self, since: datetime) -> tuple[int, int, int, float]:
         """``(runs, input_tokens, output_tokens, cost_usd)`` of runs created since ``since``."""
         row = (
@@ -410,6 +441,8 @@ class ToolCallRepository(_Scoped):
         arguments: Any,
         side_effects: str,
         attempt: int,
+        step: int = 0,
+        status: str = "running",
     ) -> None:
         await self._conn.execute(
             insert(t.tool_calls).values(
@@ -419,10 +452,74 @@ class ToolCallRepository(_Scoped):
                 tool=tool,
                 arguments=arguments,
                 side_effects=side_effects,
-                status="running",
+                status=status,
                 attempt=attempt,
+                step=step,
                 started_at=utcnow(),
             )
+        )
+
+    async def for_run(self, run_id: str) -> list[ToolCallRecord]:
+        """The run's ledger in the order the model asked: by step, then as asked."""
+        rows = await self._conn.execute(
+            select(t.tool_calls)
+            .where(t.tool_calls.c.run_id == run_id, t.tool_calls.c.user_id == self.user_id)
+            .order_by(t.tool_calls.c.step, t.tool_calls.c.started_at, t.tool_calls.c.tool_call_id)
+        )
+        return [_tool_call(row) for row in rows]
+
+    async def get(self, run_id: str, tool_call_id: str) -> ToolCallRecord:
+        row = (
+            await self._conn.execute(
+                select(t.tool_calls).where(
+                    t.tool_calls.c.run_id == run_id,
+                    t.tool_calls.c.tool_call_id == tool_call_id,
+                    t.tool_calls.c.user_id == self.user_id,
+                )
+            )
+        ).first()
+        if row is None:
+            raise NotFound("tool call not found")
+        return _tool_call(row)
+
+    async def decide(self, run_id: str, tool_call_id: str, decision: Decision) -> bool:
+        """Record the user's answer to a call awaiting approval. False when it was answered
+        already (the first answer stands: approving twice executes once)."""
+        result = await self._conn.execute(
+            update(t.tool_calls)
+            .where(
+                t.tool_calls.c.run_id == run_id,
+                t.tool_calls.c.tool_call_id == tool_call_id,
+                t.tool_calls.c.user_id == self.user_id,
+                t.tool_calls.c.status == "awaiting_approval",
+                t.tool_calls.c.decision.is_(None),
+            )
+            .values(decision=decision.value, decided_at=utcnow())
+        )
+        return result.rowcount == 1
+
+    async def undecided(self, run_id: str) -> list[ToolCallRecord]:
+        """Calls of the run still waiting for the user's answer."""
+        rows = await self._conn.execute(
+            select(t.tool_calls).where(
+                t.tool_calls.c.run_id == run_id,
+                t.tool_calls.c.user_id == self.user_id,
+                t.tool_calls.c.status == "awaiting_approval",
+                t.tool_calls.c.decision.is_(None),
+            )
+        )
+        return [_tool_call(row) for row in rows]
+
+    async def reopen(self, run_id: str, tool_call_id: str, *, attempt: int) -> None:
+        """An approved call starts executing (in a later attempt of its run)."""
+        await self._conn.execute(
+            update(t.tool_calls)
+            .where(
+                t.tool_calls.c.run_id == run_id,
+                t.tool_calls.c.tool_call_id == tool_call_id,
+                t.tool_calls.c.user_id == self.user_id,
+            )
+            .values(status="running", attempt=attempt, started_at=utcnow())
         )
 
     async def end(
@@ -450,6 +547,24 @@ class ToolCallRepository(_Scoped):
                 finished_at=utcnow(),
             )
         )
+
+
+def _tool_call(row: Row[Any]) -> ToolCallRecord:
+    m = row._mapping
+    return ToolCallRecord(
+        run_id=m["run_id"],
+        tool_call_id=m["tool_call_id"],
+        tool=m["tool"],
+        arguments=m["arguments"],
+        side_effects=m["side_effects"],
+        status=m["status"],
+        result=m["result"],
+        error=m["error"],
+        step=m["step"],
+        decision=Decision(m["decision"]) if m["decision"] else None,
+        attempt=m["attempt"],
+        duration_ms=m["duration_ms"],
+    )
 
 
 async def unfinished_runs(conn: AsyncConnection) -> list[tuple[str, str, RunStatus]]:

@@ -129,9 +129,15 @@ tool_calls = Table(
     Column("started_at", TS, nullable=False),
     Column("finished_at", TS, nullable=True),
     Column("duration_ms", Integer, nullable=True),
+    Column("step", Integer, nullable=False, server_default="0"),
+    Column("decision", String(10), nullable=True),
+    Column("decided_at", TS, nullable=True),
     Index(None, "user_id", "started_at"),
 )
-"""The tool-call ledger: written before a tool runs and again when it finishes."""
+"""The tool-call ledger: written before a tool runs and again when it finishes. ``step`` is
+the model turn that asked for the call; a run resumes (after an approval or a restart) by
+replaying its ledger to the model instead of asking again. ``decision`` is the owning
+user's answer to a call that needed approval."""
 
 sessions = Table(
     "sessions",

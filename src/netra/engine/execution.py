@@ -4,32 +4,40 @@ A run's life here: claim it in the runs table (queued → running, attempt + 1),
 ``agent_started``, build a fresh agent, model and tool dispatcher for it, drive the agent under
 the run's time budget, store the answer and the final state, emit ``agent_completed``. Every
 exit path — answer, error, timeout, cancel, shutdown — ends in exactly one final state.
+
+The one pause: a tool call that needs the user's approval suspends the run (status
+``requires_approval``, no executor, no time running). The user's answer puts it back in the
+queue; the next attempt continues the same event stream and replays the tool-call ledger to
+the agent instead of asking the model again (``RunService.decide``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from netra.agents.base import AgentRun
+from netra.agents.base import AgentRun, ApprovalPending
 from netra.agents.registry import AgentRegistry
 from netra.config import UnifiedConfigurationManager
 from netra.context import UserExecutionContext
 from netra.db.manager import DatabaseManager
-from netra.db.records import RunRecord, RunStatus
+from netra.db.records import RunRecord, RunStatus, ToolCallRecord
 from netra.db.repositories import (
+    EventRepository,
     MessageRepository,
     RunRepository,
     ThreadRepository,
+    ToolCallRepository,
     unfinished_runs,
 )
 from netra.engine.user import UserExecutionEngine
 from netra.errors import NetraError
 from netra.events.bridge import AgentWebSocketBridge, RunEmitter
 from netra.events.envelope import EventType
-from netra.models.base import ChatMessage, Model
+from netra.models.base import ChatMessage, Model, Usage
 from netra.registry import UniversalRegistry
 from netra.tools.dispatcher import ToolRegistry, UnifiedToolDispatcher
 
@@ -127,6 +135,8 @@ class ExecutionEngine:
                 continue
             async with self._db.read() as conn:
                 run = await RunRepository(conn, ctx).get(run_id)
+            if status is RunStatus.REQUIRES_APPROVAL:
+                continue  # waiting for its user, not for a worker
             if status is RunStatus.QUEUED:
                 await self.submit(ctx, run)
                 counts["resubmitted"] += 1
@@ -156,6 +166,8 @@ class ExecutionEngine:
     async def _abandon(self, ctx: UserExecutionContext, run: RunRecord) -> None:
         """A run cancelled before it executed: final state cancelled, with its two events."""
         emitter = self._bridge.for_run(ctx, run_id=run.id, agent=run.agent, model=run.model)
+        if run.attempt > 0:  # it ran before (and paused): its agent_started is out already
+            emitter.resume_started()
         await self._finish(ctx, run, emitter, None, _cancelled())
 
     async def _execute(
@@ -165,7 +177,11 @@ class ExecutionEngine:
         emitter = self._bridge.for_run(ctx, run_id=run.id, agent=run.agent, model=run.model)
         agent_run: AgentRun | None = None
         try:
-            await emitter.started(model=run.model, attempt=run.attempt)
+            if run.attempt > 1:  # an earlier attempt started it and paused
+                emitter.resume_started()
+                await emitter.thinking("Continuing with your decision…")
+            else:
+                await emitter.started(model=run.model, attempt=run.attempt)
             agent_run = await self._prepare(ctx, run, emitter)
             agent = self._agents.create_agent_for_user(run.agent, ctx)
             try:
@@ -184,6 +200,10 @@ class ExecutionEngine:
                     )
             finally:
                 self._agents.release(ctx)
+        except ApprovalPending:
+            assert agent_run is not None
+            await self._suspend(ctx, run, emitter, agent_run)
+            return
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if engine.cancel_reason(run_id) is RunStatus.CANCELLED and current is not None:
@@ -238,7 +258,7 @@ class ExecutionEngine:
             settings=settings.tools,
             attempt=run.attempt,
         )
-        return AgentRun(
+        agent_run = AgentRun(
             ctx=ctx,
             history=history,
             model=model,
@@ -247,6 +267,53 @@ class ExecutionEngine:
             message_id=run.message_id,
             max_steps=limits.max_steps,
         )
+        if run.attempt > 1:
+            await self._restore(ctx, run, agent_run)
+        return agent_run
+
+    async def _restore(
+        self, ctx: UserExecutionContext, run: RunRecord, agent_run: AgentRun
+    ) -> None:
+        """What earlier attempts of the run did: their tool calls (one list per model turn),
+        the answer text they streamed and the usage they spent."""
+        async with self._db.read() as conn:
+            records = await ToolCallRepository(conn, ctx).for_run(run.id)
+            events = await EventRepository(conn, ctx).for_run(run.id, 0, limit=1_000_000)
+        turns: dict[int, list[ToolCallRecord]] = {}
+        for record in records:
+            turns.setdefault(record.step, []).append(record)
+        agent_run.ledger = [turns[step] for step in sorted(turns)]
+        for _, body in events:
+            event = json.loads(body)
+            if event["type"] == EventType.MESSAGE_DELTA.value:
+                agent_run.text.append(event["data"]["delta"])
+        spent = run.usage or {}
+        agent_run.usage = Usage(
+            int(spent.get("input_tokens", 0)),
+            int(spent.get("output_tokens", 0)),
+            float(spent.get("cost_usd", 0.0)),
+        )
+
+    async def _suspend(
+        self, ctx: UserExecutionContext, run: RunRecord, emitter: RunEmitter, agent_run: AgentRun
+    ) -> None:
+        """Pause the run until its user answers, then ask: ``approval_required`` goes out
+        only once the pause is stored, so a client that sees it finds the run waiting. If
+        every call was answered meanwhile, the run goes straight back to the queue."""
+        async with self._db.write() as conn:
+            runs = RunRepository(conn, ctx)
+            if not await runs.suspend(run.id, attempt=run.attempt, usage=agent_run.usage.as_dict()):
+                log.warning("run %s attempt %d lost its claim while pausing", run.id, run.attempt)
+                return
+            waiting = await ToolCallRepository(conn, ctx).undecided(run.id)
+            requeued = None if waiting else await runs.requeue(run.id)
+        for record in waiting:
+            await emitter.approval_required(
+                record.tool_call_id, record.tool, record.arguments, record.side_effects
+            )
+        await emitter.paused()
+        if requeued is not None:
+            await self.submit(ctx, requeued)
 
     async def _finish(
         self,

@@ -142,6 +142,10 @@ class RunEmitter:
         )
         self._open_tools[tool_call_id] = tool
 
+    def reopen_tool(self, tool_call_id: str, tool: str) -> None:
+        """A call whose ``tool_executing`` an earlier attempt emitted is to be completed."""
+        self._open_tools[tool_call_id] = tool
+
     async def tool_completed(
         self,
         tool_call_id: str,
@@ -164,6 +168,26 @@ class RunEmitter:
                 "duration_ms": duration_ms,
             },
         )
+
+    async def approval_required(
+        self, tool_call_id: str, tool: str, arguments: Any, side_effects: str
+    ) -> None:
+        await self._emit(
+            EventType.APPROVAL_REQUIRED,
+            {
+                "tool_call_id": tool_call_id,
+                "tool": tool,
+                "arguments": arguments,
+                "side_effects": side_effects,
+            },
+        )
+
+    async def paused(self) -> None:
+        """The run stops here for now (waiting for approval): store what was emitted. A
+        later attempt continues the same event stream after ``resume_started``."""
+        await self._flush_deltas()
+        if self._last is not None:
+            await self._last
 
     async def completed(
         self,

@@ -22,6 +22,8 @@ class EventType(StrEnum):
     """A tool call started; always followed by a ``tool_completed`` with the same id."""
     TOOL_COMPLETED = "tool_completed"
     """A tool call finished, successfully or not."""
+    APPROVAL_REQUIRED = "approval_required"
+    """A tool call waits for the owning user's ``approve_tool``; the run pauses."""
     AGENT_COMPLETED = "agent_completed"
     """Last event of every run, with outcome and usage."""
     MESSAGE_CREATED = "message_created"

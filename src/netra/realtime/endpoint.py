@@ -13,12 +13,14 @@ from pydantic import ValidationError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from netra.api.errors import error_frame
+from netra.db.records import Decision
 from netra.db.repositories import EventRepository
 from netra.errors import InvalidRequest, QuotaExceeded, Unauthenticated
 from netra.realtime.connection import Connection
 from netra.realtime.frames import (
     CLIENT_FRAME,
     FRAME_TYPES,
+    ApproveTool,
     CancelRun,
     Ping,
     Resume,
@@ -187,6 +189,11 @@ async def _handle(text: str, connection: Connection, netra: Netra) -> None:
             connection.request_resume(frame.after_seq)
         elif isinstance(frame, Ping):
             connection.send_frame({"type": "pong"})
+        elif isinstance(frame, ApproveTool):
+            answer = await netra.runs.decide(
+                ctx, frame.run_id, frame.tool_call_id, Decision.of(frame.decision)
+            )
+            connection.send_frame({"type": "tool_decision", "ref": frame.ref, **answer})
     except Exception as exc:  # every failure becomes an error frame; the socket stays open
         reference = frame.ref or (frame.client_msg_id if isinstance(frame, SendMessage) else None)
         connection.send_frame(error_frame(exc, reference))

@@ -38,10 +38,19 @@ class Ping(Frame):
     type: Literal["ping"]
 
 
-FRAME_TYPES = frozenset({"send_message", "cancel_run", "resume", "ping"})
+class ApproveTool(Frame):
+    type: Literal["approve_tool"]
+    run_id: _Id
+    tool_call_id: _Id
+    decision: Literal["approve", "deny"]
+
+
+FRAME_TYPES = frozenset({"send_message", "cancel_run", "resume", "ping", "approve_tool"})
 """The ``type`` of every frame a client may send."""
 
-ClientFrame = Annotated[SendMessage | CancelRun | Resume | Ping, Field(discriminator="type")]
+ClientFrame = Annotated[
+    SendMessage | CancelRun | Resume | Ping | ApproveTool, Field(discriminator="type")
+]
 CLIENT_FRAME: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
 
 

@@ -4,15 +4,21 @@ transaction, then hands the run to the engine. Used by the WebSocket and HTTP pa
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from netra.agents.registry import AgentRegistry
 from netra.config import UnifiedConfigurationManager
 from netra.context import UserExecutionContext
 from netra.db.manager import DatabaseManager
-from netra.db.records import RunRecord, RunStatus, ThreadRecord
-from netra.db.repositories import MessageRepository, RunRepository, ThreadRepository
+from netra.db.records import Decision, RunRecord, RunStatus, ThreadRecord
+from netra.db.repositories import (
+    MessageRepository,
+    RunRepository,
+    ThreadRepository,
+    ToolCallRepository,
+)
 from netra.engine.execution import ExecutionEngine
-from netra.errors import InvalidRequest
+from netra.errors import Conflict, InvalidRequest
 from netra.events.bridge import AgentWebSocketBridge
 from netra.events.envelope import EventType
 from netra.runs.quotas import admit, measure
@@ -132,9 +138,40 @@ class RunService:
             run = await RunRepository(conn, ctx).get(run_id)
         if run.status.final:
             return run
-        if not self._engine.cancel(ctx.user_id, run_id) and run.status is RunStatus.QUEUED:
-            # Queued but held by no engine here (e.g. stored just before a restart).
-            await self._engine.submit(ctx, run)
-            self._engine.cancel(ctx.user_id, run_id)
+        if not self._engine.cancel(ctx.user_id, run_id):
+            if run.status is RunStatus.REQUIRES_APPROVAL:
+                async with self._db.write() as conn:
+                    run = await RunRepository(conn, ctx).requeue(run_id) or run
+            if run.status is RunStatus.QUEUED:
+                # Queued but held by no engine here (stored just before a restart, or paused
+                # for an approval): the engine ends it as cancelled without executing it.
+                await self._engine.submit(ctx, run)
+                self._engine.cancel(ctx.user_id, run_id)
         async with self._db.read() as conn:
             return await RunRepository(conn, ctx).get(run_id)
+
+    async def decide(
+        self, ctx: UserExecutionContext, run_id: str, tool_call_id: str, decision: Decision
+    ) -> dict[str, Any]:
+        """The owning user's answer to a tool call awaiting approval. The first answer
+        stands; once no call of the run waits any more, the run continues."""
+        async with self._db.write() as conn:
+            await RunRepository(conn, ctx).get(run_id)  # another user's run: not found
+            calls = ToolCallRepository(conn, ctx)
+            record = await calls.get(run_id, tool_call_id)
+            if record.status != "awaiting_approval" and record.decision is None:
+                raise Conflict("this tool call does not need approval")
+            decided = await calls.decide(run_id, tool_call_id, decision)
+            if decided:
+                record = await calls.get(run_id, tool_call_id)
+            requeued = None
+            if decided and not await calls.undecided(run_id):
+                requeued = await RunRepository(conn, ctx).requeue(run_id)
+        if requeued is not None:
+            await self._engine.submit(ctx, requeued)
+        return {
+            "run_id": run_id,
+            "tool_call_id": tool_call_id,
+            "decision": record.decision.value if record.decision else None,
+            "already_decided": not decided,
+        }

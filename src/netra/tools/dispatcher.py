@@ -5,6 +5,11 @@ One dispatcher per run, bound to that run's ``UserExecutionContext``. For each c
 it and the arguments fit its schema, runs it under a time limit, bounds its output, records
 the outcome and emits the paired ``tool_completed``. Every failure becomes a structured
 result the model sees. Calls of one model turn run concurrently.
+
+A tool that ``requires_approval`` is not run: its call is stored as ``awaiting_approval``
+and the outcome is *pending*; the run pauses (the engine asks the user). When the run
+continues (a later attempt), ``replay`` hands the ledger back: finished calls as they ended,
+approved calls executed now, denied calls as a ``denied`` error.
 """
 
 from __future__ import annotations
@@ -17,10 +22,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from netra.context import UserExecutionContext
 from netra.db.manager import DatabaseManager
+from netra.db.records import Decision, ToolCallRecord
 from netra.db.repositories import ToolCallRepository
 from netra.errors import ToolError
 from netra.events.bridge import RunEmitter
@@ -28,7 +34,7 @@ from netra.events.sanitize import sanitize
 from netra.models.base import ChatMessage, ToolCallRequest, ToolSpec
 from netra.registry import UniversalRegistry
 from netra.settings import ToolSettings
-from netra.tools.tool import Tool
+from netra.tools.tool import SideEffects, Tool
 
 log = logging.getLogger(__name__)
 ToolRegistry = UniversalRegistry[Tool]
@@ -38,8 +44,10 @@ ToolRegistry = UniversalRegistry[Tool]
 class ToolOutcome:
     call: ToolCallRequest
     result: Any
-    error: dict[str, str] | None
+    error: dict[str, Any] | None
     duration_ms: int
+    pending: bool = False
+    """Waiting for the user's approval: no result yet."""
 
     @property
     def ok(self) -> bool:
@@ -60,6 +68,18 @@ class _Failure(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+def _denied() -> _Failure:
+    return _Failure("denied", "the user denied this call")
+
+
+def _unknown_outcome() -> _Failure:
+    return _Failure(
+        "outcome_unknown",
+        "the server stopped during this call; it may or may not have taken effect, "
+        "and it is not repeated",
+    )
 
 
 class UnifiedToolDispatcher:
@@ -99,19 +119,35 @@ class UnifiedToolDispatcher:
     def specs(self) -> list[ToolSpec]:
         return [tool.spec for tool in self.available()]
 
-    async def execute(self, calls: Sequence[ToolCallRequest]) -> list[ToolOutcome]:
+    async def execute(self, calls: Sequence[ToolCallRequest], *, step: int) -> list[ToolOutcome]:
         """Run the calls of one model turn concurrently; results keep the calls' order."""
         if len(calls) == 1:
-            return [await self._execute_one(calls[0])]
+            return [await self._execute_one(calls[0], step)]
         async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(self._execute_one(call)) for call in calls]
+            tasks = [group.create_task(self._execute_one(call, step)) for call in calls]
         return [task.result() for task in tasks]
 
-    async def _execute_one(self, call: ToolCallRequest) -> ToolOutcome:
+    async def replay(self, records: Sequence[ToolCallRecord]) -> list[ToolOutcome]:
+        """One earlier turn's calls, from the ledger, for a run that continues."""
+        return [await self._replay_one(record) for record in records]
+
+    def _tool(self, name: str) -> Tool | None:
+        return self._tools.get(name) if self._tools.has(name) else None
+
+    async def _execute_one(self, call: ToolCallRequest, step: int) -> ToolOutcome:
         arguments = sanitize(call.arguments, max_string=2_000, max_items=100)
+        tool = self._tool(call.name)
+        if tool is not None and tool.requires_approval and self._acceptable(tool, call):
+            await self._record(call, arguments, tool, step, status="awaiting_approval")
+            return ToolOutcome(call, None, None, 0, pending=True)
         await self._emitter.tool_executing(call.id, call.name, arguments)
-        started = time.monotonic()
-        tool = self._tools.get(call.name) if self._tools.has(call.name) else None
+        await self._record(call, arguments, tool, step, status="running")
+        return await self._complete(tool, call)
+
+    async def _record(
+        self, call: ToolCallRequest, arguments: Any, tool: Tool | None, step: int, *, status: str
+    ) -> None:
+        """The call enters the ledger before anything else happens to it."""
         async with self._db.write() as conn:
             await ToolCallRepository(conn, self._ctx).begin(
                 run_id=self._run_id,
@@ -120,10 +156,43 @@ class UnifiedToolDispatcher:
                 arguments=arguments,
                 side_effects=tool.side_effects.value if tool else "none",
                 attempt=self._attempt,
+                step=step,
+                status=status,
             )
+
+    async def _replay_one(self, record: ToolCallRecord) -> ToolOutcome:
+        call = ToolCallRequest(record.tool_call_id, record.tool, dict(record.arguments or {}))
+        if record.finished:
+            return ToolOutcome(call, record.result, record.error, record.duration_ms or 0)
+        tool = self._tool(call.name)
+        if record.status == "running":
+            # Started by an attempt that died: its outcome is unknown. Never run an unsafe
+            # call twice; report it to the model instead.
+            self._emitter.reopen_tool(call.id, call.name)
+            if tool is None or tool.side_effects is SideEffects.UNSAFE:
+                return await self._complete(tool, call, refuse=_unknown_outcome())
+            return await self._complete(tool, call)
+        if record.decision is None:
+            return ToolOutcome(call, None, None, 0, pending=True)
+        await self._emitter.tool_executing(call.id, call.name, record.arguments)
+        if record.decision is Decision.DENIED:
+            return await self._complete(tool, call, refuse=_denied())
+        async with self._db.write() as conn:
+            await ToolCallRepository(conn, self._ctx).reopen(
+                self._run_id, call.id, attempt=self._attempt
+            )
+        return await self._complete(tool, call)
+
+    async def _complete(
+        self, tool: Tool | None, call: ToolCallRequest, *, refuse: _Failure | None = None
+    ) -> ToolOutcome:
+        """Run the call (unless refused), record its outcome, emit ``tool_completed``."""
+        started = time.monotonic()
         result: Any = None
         error: dict[str, str] | None = None
         try:
+            if refuse is not None:
+                raise refuse
             result = await self._run(tool, call)
         except _Failure as failure:
             error = {"code": failure.code, "message": failure.message}
@@ -142,18 +211,29 @@ class UnifiedToolDispatcher:
         )
         return ToolOutcome(call, result, error, duration_ms)
 
-    async def _run(self, tool: Tool | None, call: ToolCallRequest) -> Any:
+    def _acceptable(self, tool: Tool, call: ToolCallRequest) -> bool:
+        """Whether the call could run at all: worth asking the user about."""
+        try:
+            self._check(tool, call)
+        except _Failure:
+            return False
+        return True
+
+    def _check(self, tool: Tool | None, call: ToolCallRequest) -> tuple[Tool, BaseModel]:
         if tool is None or not self._may_use(tool):
             # An unknown tool and a forbidden one look the same to the model.
             raise _Failure("unknown_tool", f"no tool named {call.name!r} is available")
         try:
-            arguments = tool.arguments.model_validate(call.arguments)
+            return tool, tool.arguments.model_validate(call.arguments)
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}"
                 for e in exc.errors()
             )
             raise _Failure("invalid_arguments", problems) from None
+
+    async def _run(self, tool: Tool | None, call: ToolCallRequest) -> Any:
+        tool, arguments = self._check(tool, call)
         timeout = tool.timeout_s or self._settings.timeout_s
         try:
             async with asyncio.timeout(timeout):

@@ -300,9 +300,16 @@ function applyRunEvent(run, ev) {
   switch (ev.type) {
     case 'run_queued': run.status = 'queued'; break;
     case 'agent_thinking': run.steps.push({ kind: 'thinking', text: d.text ?? '' }); break;
-    case 'tool_executing':
+    case 'approval_required':
+      run.status = 'requires_approval';
+      run.steps.push({ kind: 'approval', id: d.tool_call_id, runId: ev.run_id, tool: d.tool, args: d.arguments, sideEffects: d.side_effects });
+      break;
+    case 'tool_executing': {
+      const asked = run.steps.find((s) => s.kind === 'approval' && s.id === d.tool_call_id);
+      if (asked) asked.answered = true;
       run.steps.push({ kind: 'tool', id: d.tool_call_id, tool: d.tool, args: d.arguments, status: 'running' });
       break;
+    }
     case 'tool_completed': {
       let step = run.steps.find((s) => s.kind === 'tool' && s.id === d.tool_call_id);
       if (!step) run.steps.push((step = { kind: 'tool', id: d.tool_call_id, tool: d.tool }));
@@ -550,7 +557,7 @@ function runNode() {
 }
 
 const BADGES = {
-  queued: 'Queued', running: 'Running', failed: 'Failed', cancelled: 'Cancelled',
+  queued: 'Queued', running: 'Running', requires_approval: 'Needs approval', failed: 'Failed', cancelled: 'Cancelled',
   timed_out: 'Timed out', interrupted: 'Interrupted',
 };
 
@@ -577,7 +584,37 @@ function updateRunNode(node, run, answer) {
   steps.replaceChildren(...list.map((step, i) => stepNode(step, active && i === list.length - 1)));
 }
 
+/** Answer a tool call that waits for approval: over the socket, or HTTP when it is down. */
+async function decide(step, decision) {
+  step.sending = decision;
+  render();
+  const frame = { type: 'approve_tool', run_id: step.runId, tool_call_id: step.id, decision };
+  if (!wsSend(frame)) {
+    const path = `/runs/${encodeURIComponent(step.runId)}/tool_calls/${encodeURIComponent(step.id)}/decision`;
+    await api(path, { method: 'POST', body: { decision } }).catch(() => { step.sending = null; render(); });
+  }
+}
+
+function approvalNode(step) {
+  const li = h('li', 'step approval');
+  li.dataset.status = step.answered ? 'done' : 'waiting';
+  li.append(h('span', 'step-icon', '?'), h('span', 'step-label', step.tool ?? 'tool'));
+  if (step.args !== undefined) li.append(h('code', 'step-args', asText(step.args)));
+  if (step.answered) return li;
+  const note = step.sideEffects === 'unsafe' ? 'wants to do something that cannot be undone.' : 'needs your approval.';
+  li.append(h('span', 'step-detail', note));
+  for (const [decision, label] of [['approve', 'Approve'], ['deny', 'Deny']]) {
+    const button = h('button', decision === 'approve' ? 'primary' : 'secondary', label);
+    button.type = 'button';
+    button.disabled = Boolean(step.sending);
+    button.addEventListener('click', () => decide(step, decision));
+    li.append(button);
+  }
+  return li;
+}
+
 function stepNode(step, isLast) {
+  if (step.kind === 'approval') return approvalNode(step);
   if (step.kind === 'thinking') {
     // The agent's own words ("Thinking…", "Reading the tool results…"); the icon spins
     // while it is the newest step of a live run.
@@ -687,6 +724,7 @@ function onFrame(frame) {
     case 'ack': onAck(frame); break;
     case 'error': onErrorFrame(frame); break;
     case 'pong': break;
+    case 'tool_decision': break;  // the run's own events show what follows
     default:
       // While a resume is outstanding, live events are dropped: the replay that follows
       // `resumed` contains them (they were stored before they were sent), in order.
