@@ -94,6 +94,8 @@ class LimitSettings(Section):
     """Wall-clock budget of one run; past it the run ends `timed_out`."""
     max_steps: int = Field(16, ge=1)
     """Model calls one run may make before it fails."""
+    run_token_budget: int = Field(0, ge=0)
+    """Model tokens (in + out) one run may use before it fails; 0 means no limit."""
     max_message_chars: int = Field(32_000, ge=1)
     """Longest user message accepted."""
     runs_per_minute: int = Field(0, ge=0)
@@ -119,6 +121,8 @@ class TierSettings(Section):
     """Wall-clock budget of one run."""
     max_steps: int | None = Field(None, ge=1)
     """Model calls one run may make."""
+    run_token_budget: int | None = Field(None, ge=0)
+    """Model tokens one run may use; 0 means no limit."""
     max_message_chars: int | None = Field(None, ge=1)
     """Longest user message accepted."""
     runs_per_minute: int | None = Field(None, ge=0)

@@ -14,6 +14,12 @@ class StepLimitExceeded(NetraError):
     code = "step_limit"
 
 
+class TokenBudgetExceeded(NetraError):
+    """Raised when a run's model calls use more tokens than ``limits.run_token_budget``."""
+
+    code = "token_budget"
+
+
 class ToolLoopAgent:
     """Calls the model, runs the tools it asks for, feeds the results back, repeats."""
 
@@ -44,10 +50,17 @@ class ToolLoopAgent:
                     calls.append(part)
                 elif isinstance(part, Usage):
                     run.usage = run.usage + part
+            spent = run.usage.input_tokens + run.usage.output_tokens
+            if run.token_budget and spent > run.token_budget:
+                raise TokenBudgetExceeded(
+                    f"the run used {spent} tokens, over its budget of {run.token_budget}"
+                )
             if not calls:
                 return "".join(run.text)
-            messages.append(ChatMessage("assistant", "".join(step_text), tool_calls=tuple(calls)))
-            self._take(run, messages, await run.dispatcher.execute(calls, step=step))
+            outcomes = await run.dispatcher.execute(calls, step=step)
+            asked = tuple(outcome.call for outcome in outcomes)  # with the ids the ledger uses
+            messages.append(ChatMessage("assistant", "".join(step_text), tool_calls=asked))
+            self._take(run, messages, outcomes)
         raise StepLimitExceeded(f"the run needed more than {run.max_steps} model calls")
 
     @staticmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 from netra.context import UserExecutionContext
 from netra.db.records import ToolCallRecord
@@ -26,6 +26,8 @@ class AgentRun:
     message_id: str
     """Id of the assistant message this run writes."""
     max_steps: int
+    token_budget: int = 0
+    """Model tokens (in + out) the run may use; 0 means no limit."""
     text: list[str] = field(default_factory=list)
     """Answer text streamed so far (kept even when the run is cut short)."""
     usage: Usage = field(default_factory=Usage)
@@ -62,3 +64,6 @@ class AgentDefinition:
     system_prompt: str = ""
     permission: str | None = None
     """Permission a user needs to start it."""
+    double_texting: Literal["enqueue", "reject", "interrupt"] = "enqueue"
+    """A new message on a thread whose run is still active: waits its turn (``enqueue``),
+    is refused (``reject``, ``thread_busy``), or cancels the active run (``interrupt``)."""

@@ -381,12 +381,15 @@ class RunRepository(_Scoped):
         return int(value or 0)
 
     async def active_in_thread(self, thread_id: str) -> list[RunRecord]:
+        """Runs of the thread not yet final (queued, running or waiting for approval)."""
         rows = await self._conn.execute(
-            select(t.runs).where(
+            select(t.runs)
+            .where(
                 t.runs.c.user_id == self.user_id,
                 t.runs.c.thread_id == thread_id,
-                t.runs.c.status.in_([RunStatus.QUEUED.value, RunStatus.RUNNING.value]),
+                t.runs.c.status.in_(_ACTIVE),
             )
+            .order_by(t.runs.c.created_at)
         )
         return [_run(row) for row in rows]
 

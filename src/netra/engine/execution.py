@@ -47,6 +47,9 @@ ContextLoader = Callable[[str], Awaitable[UserExecutionContext | None]]
 """Builds a user's context server-side (start-up recovery has no token to build it from)."""
 
 
+CANCELLED_BY_USER = {"code": "cancelled", "message": "cancelled by the user"}
+
+
 @dataclass(frozen=True, slots=True)
 class _Ending:
     status: RunStatus
@@ -73,6 +76,7 @@ class ExecutionEngine:
         self._models = models
         self._config = config
         self._users: dict[str, UserExecutionEngine] = {}
+        self._why_cancelled: dict[str, dict[str, str]] = {}
         self._accepting = True
 
     # ---- scheduling ----------------------------------------------------------------------
@@ -109,10 +113,19 @@ class ExecutionEngine:
         )
         self._prune()
 
-    def cancel(self, user_id: str, run_id: str) -> bool:
-        """Cancel a run executing (or waiting) in this process."""
+    def cancel(self, user_id: str, run_id: str, *, why: dict[str, str] | None = None) -> bool:
+        """Cancel a run executing (or waiting) in this process; ``why`` becomes the run's
+        error (default: cancelled by the user)."""
         engine = self._users.get(user_id)
-        return engine is not None and engine.cancel(run_id)
+        if engine is None or not engine.cancel(run_id):
+            return False
+        if why is not None:
+            self._why_cancelled.setdefault(run_id, why)
+        return True
+
+    def _cancelled(self, run_id: str) -> _Ending:
+        why = self._why_cancelled.pop(run_id, None)
+        return _Ending(RunStatus.CANCELLED, why or CANCELLED_BY_USER)
 
     def _prune(self) -> None:
         for user_id in [u for u, e in self._users.items() if e.idle]:
@@ -168,7 +181,7 @@ class ExecutionEngine:
         emitter = self._bridge.for_run(ctx, run_id=run.id, agent=run.agent, model=run.model)
         if run.attempt > 0:  # it ran before (and paused): its agent_started is out already
             emitter.resume_started()
-        await self._finish(ctx, run, emitter, None, _cancelled())
+        await self._finish(ctx, run, emitter, None, self._cancelled(run.id))
 
     async def _execute(
         self, ctx: UserExecutionContext, run: RunRecord, engine: UserExecutionEngine
@@ -208,7 +221,7 @@ class ExecutionEngine:
             current = asyncio.current_task()
             if engine.cancel_reason(run_id) is RunStatus.CANCELLED and current is not None:
                 current.uncancel()
-                ending = _cancelled()
+                ending = self._cancelled(run_id)
             else:
                 await asyncio.shield(
                     self._finish(
@@ -266,6 +279,7 @@ class ExecutionEngine:
             emitter=emitter,
             message_id=run.message_id,
             max_steps=limits.max_steps,
+            token_budget=limits.run_token_budget,
         )
         if run.attempt > 1:
             await self._restore(ctx, run, agent_run)
@@ -356,10 +370,6 @@ class ExecutionEngine:
         await emitter.completed(
             outcome=ending.status.value, usage=usage, message_id=message_id, error=ending.error
         )
-
-
-def _cancelled() -> _Ending:
-    return _Ending(RunStatus.CANCELLED, {"code": "cancelled", "message": "cancelled by the user"})
 
 
 def _interrupted() -> dict[str, str]:

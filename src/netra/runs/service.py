@@ -24,6 +24,7 @@ from netra.events.envelope import EventType
 from netra.runs.quotas import admit, measure
 
 DEFAULT_AGENT = "assistant"
+SUPERSEDED = {"code": "superseded", "message": "a newer message on the thread interrupted this run"}
 TITLE_CHARS = 60
 
 
@@ -104,6 +105,14 @@ class RunService:
             agent_name = agent or thread.agent
             definition = self._agents.check_access(ctx, agent_name)
             runs = RunRepository(conn, ctx)
+            superseded = []
+            if created_thread is None and definition.double_texting != "enqueue":
+                superseded = await runs.active_in_thread(thread.id)
+                if superseded and definition.double_texting == "reject":
+                    raise Conflict(
+                        "a run is still active on this thread; wait for it or cancel it",
+                        code="thread_busy",
+                    )
             warnings = admit(limits, await measure(runs), agent=agent_name)
             run = await runs.create(
                 thread_id=thread.id,
@@ -129,16 +138,20 @@ class RunService:
         )
         for warning in warnings:
             await self._bridge.emit(ctx, EventType.QUOTA_WARNING, warning, thread_id=thread.id)
+        for active in superseded:  # double-texting policy "interrupt"
+            await self.cancel(ctx, active.id, why=SUPERSEDED)
         await self._engine.submit(ctx, run)
         return Ack(client_msg_id, message.id, thread.id, run.id)
 
-    async def cancel(self, ctx: UserExecutionContext, run_id: str) -> RunRecord:
+    async def cancel(
+        self, ctx: UserExecutionContext, run_id: str, *, why: dict[str, str] | None = None
+    ) -> RunRecord:
         """Cancel the caller's run; a run already final is returned unchanged."""
         async with self._db.read() as conn:
             run = await RunRepository(conn, ctx).get(run_id)
         if run.status.final:
             return run
-        if not self._engine.cancel(ctx.user_id, run_id):
+        if not self._engine.cancel(ctx.user_id, run_id, why=why):
             if run.status is RunStatus.REQUIRES_APPROVAL:
                 async with self._db.write() as conn:
                     run = await RunRepository(conn, ctx).requeue(run_id) or run
@@ -146,7 +159,7 @@ class RunService:
                 # Queued but held by no engine here (stored just before a restart, or paused
                 # for an approval): the engine ends it as cancelled without executing it.
                 await self._engine.submit(ctx, run)
-                self._engine.cancel(ctx.user_id, run_id)
+                self._engine.cancel(ctx.user_id, run_id, why=why)
         async with self._db.read() as conn:
             return await RunRepository(conn, ctx).get(run_id)
 

@@ -31,6 +31,7 @@ from netra.db.repositories import ToolCallRepository
 from netra.errors import ToolError
 from netra.events.bridge import RunEmitter
 from netra.events.sanitize import sanitize
+from netra.ids import new_id
 from netra.models.base import ChatMessage, ToolCallRequest, ToolSpec
 from netra.registry import UniversalRegistry
 from netra.settings import ToolSettings
@@ -106,6 +107,7 @@ class UnifiedToolDispatcher:
         self._emitter = emitter
         self._settings = settings
         self._attempt = attempt
+        self._used_ids: set[str] = set()
 
     def _may_use(self, tool: Tool) -> bool:
         if self._allowed is not None and tool.name not in self._allowed:
@@ -120,7 +122,12 @@ class UnifiedToolDispatcher:
         return [tool.spec for tool in self.available()]
 
     async def execute(self, calls: Sequence[ToolCallRequest], *, step: int) -> list[ToolOutcome]:
-        """Run the calls of one model turn concurrently; results keep the calls' order."""
+        """Run the calls of one model turn concurrently; results keep the calls' order.
+
+        Models do not always give calls ids unique within a run (some reuse ``call_0`` every
+        turn); a repeated or empty id is replaced, and the outcome's ``call`` carries the id
+        the conversation, the ledger and the events use from then on."""
+        calls = [self._unique(call) for call in calls]
         if len(calls) == 1:
             return [await self._execute_one(calls[0], step)]
         async with asyncio.TaskGroup() as group:
@@ -129,7 +136,14 @@ class UnifiedToolDispatcher:
 
     async def replay(self, records: Sequence[ToolCallRecord]) -> list[ToolOutcome]:
         """One earlier turn's calls, from the ledger, for a run that continues."""
+        self._used_ids.update(record.tool_call_id for record in records)
         return [await self._replay_one(record) for record in records]
+
+    def _unique(self, call: ToolCallRequest) -> ToolCallRequest:
+        if not call.id or call.id in self._used_ids:
+            call = ToolCallRequest(new_id("call"), call.name, call.arguments)
+        self._used_ids.add(call.id)
+        return call
 
     def _tool(self, name: str) -> Tool | None:
         return self._tools.get(name) if self._tools.has(name) else None
