@@ -69,9 +69,12 @@ class Connection:
     def cursor(self) -> int:
         return self._cursor
 
-    def start(self, cursor: int) -> None:
+    def start(self, cursor: int, greeting: dict[str, Any]) -> None:
+        """Start sending: ``greeting`` first, then whatever was queued meanwhile (live events
+        may arrive between subscribing and reading the cursor)."""
         self._cursor = cursor
-        self._sender = asyncio.create_task(self._send_loop(), name=f"ws-send:{self.id}")
+        first = json.dumps(greeting, separators=(",", ":"), ensure_ascii=False)
+        self._sender = asyncio.create_task(self._send_loop(first), name=f"ws-send:{self.id}")
 
     async def stop(self) -> None:
         if self._sender is not None:
@@ -115,8 +118,9 @@ class Connection:
                     await self._ws.close(code, reason)
 
     # ---- the sender task -----------------------------------------------------------------
-    async def _send_loop(self) -> None:
+    async def _send_loop(self, first: str) -> None:
         try:
+            await self._ws.send_text(first)
             while True:
                 item = await self._queue.get()
                 if isinstance(item, Event):

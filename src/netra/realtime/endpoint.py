@@ -92,12 +92,14 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         # Subscribed first, cursor second: nothing published in between is missed.
         async with netra.db.read() as conn:
             last_seq = await EventRepository(conn, ctx).last_seq()
-        connection.start(cursor=last_seq)
+        connection.start(
+            cursor=last_seq,
+            greeting={"type": "connected", "user_id": ctx.user_id, "last_seq": last_seq},
+        )
         # The socket lives no longer than its token: the client reconnects with a fresh one.
         expiry = asyncio.get_running_loop().call_later(
             max(0.0, expires_at - time.time()), connection.close, CLOSE_POLICY, "token expired"
         )
-        connection.send_frame({"type": "connected", "user_id": ctx.user_id, "last_seq": last_seq})
         await _receive_loop(websocket, connection, netra)
     finally:
         if expiry is not None:
