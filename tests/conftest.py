@@ -40,7 +40,10 @@ def settings_for_test(
         "server": {"data_dir": data_dir, "port": 0},
         "database": {"url": database_url, "pool_size": 5, "max_overflow": 5},
         "auth": {"jwt_secret": canaries.jwt_secret},
-        "models": {"offline_chunk_delay_ms": 0},
+        "models": {
+            "offline_chunk_delay_ms": 0,
+            "providers": {"openai": {"api_key": canaries.model_api_key}},
+        },
         "logging": {"level": "WARNING"},
     }
     for section, values in sections.items():

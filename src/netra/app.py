@@ -28,18 +28,21 @@ from netra.auth.throttle import LoginThrottle
 from netra.auth.tokens import TokenService
 from netra.config import UnifiedConfigurationManager
 from netra.db.manager import DatabaseManager
-from netra.engine.execution import ExecutionEngine, ModelRegistry
+from netra.engine.execution import ExecutionEngine
 from netra.env import IsolatedEnvironment
 from netra.errors import ConfigurationError
 from netra.events.bridge import AgentWebSocketBridge
 from netra.events.bus import EventBus, InProcessBus
 from netra.events.writer import EventLogWriter
+from netra.models.catalog import ModelCatalog, ModelRegistry
 from netra.models.offline import OfflineModel
+from netra.models.provider import Provider
 from netra.models.scripted import ScriptedModel
 from netra.realtime.endpoint import CLOSE_POLICY, websocket_endpoint
 from netra.realtime.manager import UnifiedWebSocketManager
 from netra.runs.service import DEFAULT_AGENT, RunService
 from netra.server import set_log_level
+from netra.services import ServiceRegistry
 from netra.settings import Settings
 from netra.tools.calculator import calculator
 from netra.tools.clock import clock
@@ -93,6 +96,11 @@ class Netra:
             "offline", OfflineModel(chunk_delay_s=settings.models.offline_chunk_delay_ms / 1000)
         )
         self.models.register("scripted", ScriptedModel())
+        self.providers: ServiceRegistry[Provider] = ServiceRegistry(
+            failure_threshold=settings.models.circuit_failure_threshold,
+            reset_timeout_s=settings.models.circuit_reset_s,
+        )
+        self.catalog = ModelCatalog(config, builtins=self.models, services=self.providers)
         self.tools: ToolRegistry = ToolRegistry("tool")
         for builtin in (calculator, clock):
             self.tools.register(builtin.name, builtin, tags=("builtin",))
@@ -113,7 +121,7 @@ class Netra:
             bridge=self.bridge,
             agents=self.agents,
             tools=self.tools,
-            models=self.models,
+            models=self.catalog,
             config=self.config,
         )
         self.runs = RunService(
@@ -159,6 +167,7 @@ class Netra:
         await self.sockets.close_all(CLOSE_RESTARTING, "server restarting")
         await self.engine.shutdown()
         await self.writer.stop()
+        await self.catalog.aclose()
         await self.db.close()
 
 

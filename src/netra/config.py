@@ -23,15 +23,26 @@ from pydantic import SecretStr, ValidationError
 
 from netra.env import IsolatedEnvironment, is_secret_key, mask, parse_env_file
 from netra.errors import ConfigurationError
-from netra.settings import LimitSettings, Settings, TierSettings
+from netra.models.ids import ModelId
+from netra.settings import LimitSettings, ProviderSettings, Settings, TierSettings
 
 ENV_PREFIX = "NETRA_"
 NESTED_DELIMITER = "__"
 MIN_SECRET_BYTES = 32
-RELOADABLE = ("limits.", "tiers.", "models.default", "tools.", "logging.level")
+RELOADABLE = (
+    "limits.",
+    "tiers.",
+    "models.default",
+    "models.fallbacks",
+    "models.prices",
+    "tools.",
+    "logging.level",
+)
 """Settings a running server picks up from an edited config file; the rest need a restart."""
 LIMIT_NAMES = frozenset(TierSettings.model_fields)
 """Limits that can be overridden per tier and per user."""
+PROVIDER_FIELDS = frozenset(ProviderSettings.model_fields)
+"""Keys of one ``models.providers.<name>`` entry, whatever the provider's name."""
 
 log = logging.getLogger(__name__)
 _ABOVE_FILE = ("dotenv", "environment", "override")
@@ -119,7 +130,9 @@ def _known(path: str) -> bool:
     if path in _DEFAULT_PATHS:
         return True
     parts = path.split(".")
-    return len(parts) == 3 and parts[0] == "tiers" and parts[2] in LIMIT_NAMES
+    if len(parts) == 3 and parts[0] == "tiers":
+        return parts[2] in LIMIT_NAMES
+    return len(parts) == 4 and parts[:2] == ["models", "providers"] and parts[3] in PROVIDER_FIELDS
 
 
 _DEFAULT_PATHS = frozenset(_flatten(Settings().model_dump()))
@@ -249,6 +262,12 @@ class UnifiedConfigurationManager:
                 found.append("database.echo must be off")
             if settings.logging.level == "DEBUG":
                 found.append("logging.level must not be DEBUG")
+        models = settings.models
+        for model_id in dict.fromkeys([models.default, *models.fallbacks]):
+            name = ModelId.parse(model_id).provider
+            provider = models.providers.get(name) if name is not None else None
+            if provider is not None and provider.api_key is None and provider.base_url is None:
+                found.append(f"models.providers.{name}.api_key must be set to use {model_id}")
         return found
 
     def check(self) -> None:

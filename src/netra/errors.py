@@ -9,14 +9,20 @@
     │   ├── Conflict         the object exists or is in the wrong state    (409)
     │   └── QuotaExceeded    a limit of the caller's tier was reached      (429)
     ├── ModelBehaviorError   a model answered with something unusable
+    ├── ModelUnavailable     a model provider timed out, was unreachable, rate limited, or 5xx
+    ├── ModelRequestRejected a model provider refused the request (bad key, bad request)
     ├── ToolError            a tool failed; becomes a tool result, never a 500
     └── ConfigurationError   settings are missing or unsafe
+        └── UnknownModel     a model id names no model or provider Netra knows
 
 Errors are mapped to HTTP responses and WebSocket error frames in one place:
 ``netra.api.errors``.
 """
 
 from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
 
 
 class NetraError(Exception):
@@ -94,9 +100,25 @@ class QuotaExceeded(UserError):
 
 
 class ModelBehaviorError(NetraError):
-    """Raised when a model returns output Netra cannot use (malformed tool call, bad JSON)."""
+    """Raised when a model returns output Netra cannot use (malformed tool call, bad JSON,
+    an unknown finish reason, a stream that is not what its API promises)."""
 
     code = "model_behavior"
+
+
+class ModelUnavailable(NetraError):
+    """Raised when a model provider cannot answer now: a timeout, a connection error, a rate
+    limit (429) or a server error (5xx). Before any output, a run fails over to its next model."""
+
+    code = "model_unavailable"
+    status = 503
+
+
+class ModelRequestRejected(NetraError):
+    """Raised when a model provider refuses a request for a reason a retry will not fix: a bad
+    or missing API key (401/403), a request it cannot serve (400/413/422)."""
+
+    code = "model_rejected"
 
 
 class ToolError(NetraError):
@@ -109,3 +131,16 @@ class ConfigurationError(NetraError):
     """Raised when the settings are invalid or unsafe for the chosen environment."""
 
     code = "configuration_error"
+
+
+class UnknownModel(ConfigurationError):
+    """Raised when a model id names no built-in model, no configured provider, or a model its
+    provider does not serve."""
+
+    code = "unknown_model"
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest candidate, or ``""`` when none is close."""
+    close = difflib.get_close_matches(word, sorted(set(candidates)), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

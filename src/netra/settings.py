@@ -8,12 +8,16 @@ against these fields by the test suite.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 
 from netra.env import normalize_environment
+from netra.errors import UnknownModel
+from netra.models.ids import ModelId
 
 
 class Section(BaseModel):
@@ -73,11 +77,113 @@ class AuthSettings(Section):
     """Whether `POST /auth/register` is open."""
 
 
+PROVIDER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+"""Provider names are lowercase: environment variable paths are lowercased on the way in."""
+
+
+class ProviderSettings(Section):
+    """One model provider endpoint; model ids name it before the colon (`openai:gpt-4o`)."""
+
+    kind: Literal["openai", "anthropic"] = "openai"
+    """API the endpoint speaks: `openai` (chat completions: OpenAI, Ollama, vLLM, llama.cpp
+    server, LM Studio, OpenRouter…) or `anthropic` (messages)."""
+    base_url: str | None = None
+    """Endpoint URL; empty means the kind's public API."""
+    api_key: SecretStr | None = None
+    """API key; never logged or shown. A provider with a `base_url` may go without one."""
+    timeout_s: float = Field(60.0, gt=0, le=3600)
+    """Seconds to connect, and to wait for each part of a response, before the call fails."""
+    max_retries: int = Field(1, ge=0, le=10)
+    """Retries inside the provider's SDK (with its backoff) before the call counts as failed."""
+    max_output_tokens: int | None = Field(None, ge=1)
+    """Cap on the tokens of one answer; empty sends none (Anthropic requires one: 4096)."""
+
+
+def builtin_providers() -> dict[str, ProviderSettings]:
+    """The providers every installation knows: set an API key (or run Ollama) and go."""
+    return {
+        "openai": ProviderSettings(kind="openai"),
+        "anthropic": ProviderSettings(kind="anthropic"),
+        "ollama": ProviderSettings(
+            kind="openai", base_url="http://127.0.0.1:11434/v1", timeout_s=120.0
+        ),
+    }
+
+
+class PriceSettings(Section):
+    """A model price that overrides or extends the shipped price table."""
+
+    model: str = Field(min_length=1)
+    """A model name (`gpt-4o`, for every provider) or an exact id (`openrouter:openai/gpt-4o`)."""
+    input_per_mtok: float = Field(ge=0)
+    """US dollars per million input tokens."""
+    output_per_mtok: float = Field(ge=0)
+    """US dollars per million output tokens."""
+
+
 class ModelSettings(Section):
+    providers: dict[str, ProviderSettings] = Field(default_factory=builtin_providers)
+    """Model providers by name; entries named like a built-in one change only what they set."""
     default: str = "offline"
     """Model id used by agents that name none (`offline`, `scripted`, `provider:model`)."""
+    fallbacks: list[str] = Field(default_factory=list)
+    """Model ids tried in order when a run's model fails before it has streamed anything."""
+    prices: list[PriceSettings] = Field(default_factory=list)
+    """Prices overriding or extending the shipped table (`[[models.prices]]`)."""
     offline_chunk_delay_ms: int = Field(15, ge=0, le=5000)
     """Pause between streamed chunks of the offline model, so streaming is visible."""
+    circuit_failure_threshold: int = Field(3, ge=1)
+    """Consecutive failed calls after which a provider endpoint is skipped (circuit open)."""
+    circuit_reset_s: float = Field(30.0, gt=0)
+    """Seconds a provider with an open circuit is skipped before one trial call."""
+
+    @field_validator("providers", mode="before")
+    @classmethod
+    def _over_builtins(cls, value: object) -> object:
+        if not isinstance(value, Mapping):
+            return value
+        merged: dict[str, Any] = {
+            name: entry.model_dump(exclude_unset=True)
+            for name, entry in builtin_providers().items()
+        }
+        for name, entry in value.items():
+            given = entry.model_dump(exclude_unset=True) if isinstance(entry, Section) else entry
+            builtin = merged.get(name)
+            if builtin is not None and isinstance(given, Mapping):
+                given = {**builtin, **given}
+            merged[name] = given
+        return merged
+
+    @field_validator("providers")
+    @classmethod
+    def _provider_names(cls, value: dict[str, ProviderSettings]) -> dict[str, ProviderSettings]:
+        bad = [name for name in value if not PROVIDER_NAME.match(name)]
+        if bad:
+            raise ValueError(f"provider names must match {PROVIDER_NAME.pattern}: {bad}")
+        return value
+
+    @field_validator("default")
+    @classmethod
+    def _default_provider(cls, value: str, info: ValidationInfo) -> str:
+        _check_model_id(value, info)
+        return value
+
+    @field_validator("fallbacks")
+    @classmethod
+    def _fallback_providers(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        for model_id in value:
+            _check_model_id(model_id, info)
+        return value
+
+
+def _check_model_id(model_id: str, info: ValidationInfo) -> None:
+    providers = info.data.get("providers")
+    if providers is None:  # providers failed validation; that error is reported
+        return
+    try:
+        ModelId.parse(model_id).check_provider(providers)
+    except UnknownModel as exc:
+        raise ValueError(exc.message) from None
 
 
 class ToolSettings(Section):

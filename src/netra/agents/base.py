@@ -59,6 +59,9 @@ class AgentDefinition:
     description: str
     model: str | None = None
     """Model id; None uses the configured default."""
+    fallbacks: Sequence[str] | None = None
+    """Model ids tried in order when the model fails before answering; None uses
+    ``models.fallbacks``, ``()`` means none."""
     tools: Sequence[str] | None = None
     """Tools it may call; None means every tool the user may use."""
     system_prompt: str = ""

@@ -37,12 +37,12 @@ from netra.engine.user import UserExecutionEngine
 from netra.errors import NetraError
 from netra.events.bridge import AgentWebSocketBridge, RunEmitter
 from netra.events.envelope import EventType
-from netra.models.base import ChatMessage, Model, Usage
-from netra.registry import UniversalRegistry
+from netra.models.base import ChatMessage, Usage
+from netra.models.catalog import ModelCatalog
+from netra.models.failover import FailoverNote
 from netra.tools.dispatcher import ToolRegistry, UnifiedToolDispatcher
 
 log = logging.getLogger(__name__)
-ModelRegistry = UniversalRegistry[Model]
 ContextLoader = Callable[[str], Awaitable[UserExecutionContext | None]]
 """Builds a user's context server-side (start-up recovery has no token to build it from)."""
 
@@ -66,7 +66,7 @@ class ExecutionEngine:
         bridge: AgentWebSocketBridge,
         agents: AgentRegistry,
         tools: ToolRegistry,
-        models: ModelRegistry,
+        models: ModelCatalog,
         config: UnifiedConfigurationManager,
     ) -> None:
         self._db = db
@@ -245,7 +245,14 @@ class ExecutionEngine:
         settings = self._config.settings
         limits = self._config.limits_for(ctx.user_id, ctx.tier)
         definition = self._agents.check_access(ctx, run.agent)
-        model = self._models.get(run.model)
+        fallbacks = definition.fallbacks
+        if fallbacks is None:
+            fallbacks = settings.models.fallbacks
+
+        async def note_failover(note: FailoverNote) -> None:
+            await emitter.thinking(note.text, failover=note.as_dict())
+
+        model = self._models.for_run([run.model, *fallbacks], notify=note_failover)
         async with self._db.read() as conn:
             stored = await MessageRepository(conn, ctx).list(run.thread_id)
         # The conversation up to this run's own message: never what was sent after it.

@@ -109,8 +109,9 @@ class RunEmitter:
         self._started = True
         await self._emit(EventType.AGENT_STARTED, {"model": model, "attempt": attempt})
 
-    async def thinking(self, text: str) -> None:
-        await self._emit(EventType.AGENT_THINKING, {"text": text})
+    async def thinking(self, text: str, **details: Any) -> None:
+        """A note on what the run is doing; ``details`` add structured fields (``failover``)."""
+        await self._emit(EventType.AGENT_THINKING, {"text": text, **details})
 
     async def delta(self, message_id: str, text: str) -> None:
         if not text:

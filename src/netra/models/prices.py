@@ -1,0 +1,93 @@
+"""What model calls cost: the price table shipped in ``prices.toml``, plus settings overrides.
+
+A price is found for a model id in this order: an entry for the exact id
+(``openai:gpt-4o-mini``), then an entry for its model name, where a dated snapshot
+(``-2024-07-18``, ``-20250929``), a revision number (``-0``) or a ``-latest`` alias counts as
+the name it extends: ``gpt-4o-mini-2024-07-18`` is priced as ``gpt-4o-mini``, but
+``gpt-4o-audio-preview`` is not priced as ``gpt-4o``. A vendor prefix such as OpenRouter's
+``openai/`` is ignored. A model with no price costs 0.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from netra.errors import ConfigurationError
+from netra.models.ids import ModelId
+
+SHIPPED = "prices.toml"
+_SNAPSHOT = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|\d{1,2}|(?:chat-)?latest)$")
+"""What a name may add to a priced name and keep its price: a date, a revision, -latest."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPrice:
+    """US dollars per million tokens."""
+
+    input_per_mtok: float
+    output_per_mtok: float
+
+    def cost(self, input_tokens: int, output_tokens: int) -> float:
+        dollars = input_tokens * self.input_per_mtok + output_tokens * self.output_per_mtok
+        return round(dollars / 1_000_000, 8)
+
+
+class PriceTable:
+    """Prices by model name or exact model id; immutable, overrides make a new table."""
+
+    def __init__(self, prices: Mapping[str, ModelPrice], *, as_of: str) -> None:
+        self._prices = dict(prices)
+        self.as_of = as_of
+        """Date the shipped prices were taken from the providers' pricing pages."""
+
+    @classmethod
+    def shipped(cls) -> PriceTable:
+        """The table in ``netra/models/prices.toml``."""
+        text = resources.files("netra.models").joinpath(SHIPPED).read_text(encoding="utf-8")
+        data = tomllib.loads(text)
+        prices: dict[str, ModelPrice] = {}
+        for section, entries in data.items():
+            if not isinstance(entries, dict):
+                continue
+            for name, entry in entries.items():
+                prices[name] = _price(f"{section}.{name}", entry)
+        return cls(prices, as_of=str(data.get("as_of", "")))
+
+    def with_overrides(self, overrides: Iterable[tuple[str, ModelPrice]]) -> PriceTable:
+        """A copy where each ``(model name or id, price)`` replaces or adds an entry."""
+        extra = dict(overrides)
+        if not extra:
+            return self
+        return PriceTable({**self._prices, **extra}, as_of=self.as_of)
+
+    def names(self) -> list[str]:
+        """Every priced model name (not the exact-id entries): known names for suggestions."""
+        return sorted(name for name in self._prices if ":" not in name)
+
+    def lookup(self, model_id: ModelId) -> ModelPrice | None:
+        exact = self._prices.get(str(model_id))
+        if exact is not None:
+            return exact
+        name = model_id.name.rsplit("/", 1)[-1]
+        while True:
+            price = self._prices.get(name)
+            if price is not None:
+                return price
+            base = _SNAPSHOT.sub("", name, count=1)
+            if base == name:
+                return None
+            name = base
+
+
+def _price(where: str, entry: Any) -> ModelPrice:
+    try:
+        return ModelPrice(float(entry["input"]), float(entry["output"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigurationError(
+            f"{SHIPPED}: {where} needs numeric 'input' and 'output' prices"
+        ) from exc

@@ -1,0 +1,110 @@
+"""The ``Provider`` protocol, and what the OpenAI-compatible and Anthropic providers share:
+turning a failed call into Netra's error, reading tool arguments, pricing usage."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from netra.errors import (
+    ModelBehaviorError,
+    ModelRequestRejected,
+    ModelUnavailable,
+    NetraError,
+    UnknownModel,
+    did_you_mean,
+)
+from netra.models.base import Model, Usage
+from netra.models.ids import ModelId
+from netra.models.prices import ModelPrice, PriceTable
+
+DETAIL_CHARS = 300
+RETRYABLE_STATUS = frozenset({408, 429})
+"""Statuses that say "not now" (request timeout, rate limit), like any 5xx: fail over."""
+
+
+class Provider(Protocol):
+    """A configured endpoint that serves models (OpenAI-compatible or Anthropic)."""
+
+    @property
+    def name(self) -> str:
+        """The name model ids use before the colon."""
+        ...
+
+    @property
+    def endpoint(self) -> str:
+        """The base URL: the instance id of this provider in the ``ServiceRegistry``."""
+        ...
+
+    def model(self, name: str, prices: PriceTable) -> Model:
+        """A model of this provider, priced from ``prices``; raises ``ConfigurationError``
+        when it cannot be called (no API key for a public API)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close the provider's connections."""
+        ...
+
+
+def call_failure(
+    model_id: ModelId,
+    *,
+    status: int | None,
+    detail: str,
+    timed_out: bool = False,
+    known_models: Iterable[str] = (),
+) -> NetraError:
+    """Netra's error for a failed provider call.
+
+    Timeouts, connection errors, 429 and 5xx are ``ModelUnavailable`` (a run fails over);
+    404 is ``UnknownModel``; any other refusal is ``ModelRequestRejected``.
+    """
+    if timed_out:
+        return ModelUnavailable(f"{model_id} timed out")
+    if status is None:
+        return ModelUnavailable(f"{model_id} could not be reached: {detail}")
+    if status in RETRYABLE_STATUS or status >= 500:
+        return ModelUnavailable(f"{model_id} answered HTTP {status}: {detail}")
+    if status == 404:
+        return UnknownModel(
+            f"provider {model_id.provider!r} does not serve model {model_id.name!r}"
+            f"{did_you_mean(model_id.name, known_models)} (HTTP 404: {detail}); check the model "
+            "name and the provider's base_url"
+        )
+    return ModelRequestRejected(f"{model_id} refused the request (HTTP {status}): {detail}")
+
+
+def error_detail(body: object, fallback: str, *, secret: str | None) -> str:
+    """The provider's own error message from a response body, short and without the key."""
+    message: object = None
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        message = error.get("message") if isinstance(error, dict) else error
+    text = " ".join(str(message or fallback).split())
+    if secret:
+        text = text.replace(secret, "***")
+    return text if len(text) <= DETAIL_CHARS else text[: DETAIL_CHARS - 1] + "…"
+
+
+def tool_arguments(model_id: ModelId, tool: str, raw: str) -> dict[str, Any]:
+    """Streamed argument fragments, joined, as the JSON object a tool call needs."""
+    if not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ModelBehaviorError(
+            f"{model_id} called tool {tool!r} with arguments that are not JSON "
+            f"({exc.msg} at character {exc.pos})"
+        ) from None
+    if not isinstance(value, dict):
+        raise ModelBehaviorError(
+            f"{model_id} called tool {tool!r} with arguments that are not a JSON object"
+        )
+    return value
+
+
+def priced(price: ModelPrice | None, input_tokens: int, output_tokens: int) -> Usage:
+    cost = price.cost(input_tokens, output_tokens) if price is not None else 0.0
+    return Usage(input_tokens, output_tokens, cost)

@@ -1,0 +1,272 @@
+"""A fake model provider: a real HTTP server on 127.0.0.1 that speaks OpenAI's chat
+completions and Anthropic's messages APIs, answering each request with the next scripted
+reply (streamed server-sent events, an HTTP error, a hang, or garbage).
+
+Replies are built with the functions below; every request body and its headers are kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+FAKE_KEY = "sk-test-not-a-real-key-0000"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One scripted answer."""
+
+    events: Sequence[str] = ()
+    """Server-sent event frames, streamed in order."""
+    status: int = 200
+    body: dict[str, Any] | None = None
+    """JSON body of an error reply."""
+    hang_before: bool = False
+    """Never send the response headers (until the server stops)."""
+    hang_after: int | None = None
+    """Stream this many events, then stall (until the server stops)."""
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+@dataclass
+class FakeProvider:
+    url: str
+    replies: deque[Reply] = field(default_factory=deque)
+    received: list[Received] = field(default_factory=list)
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def openai_url(self) -> str:
+        return f"{self.url}/v1"
+
+    def push(self, *replies: Reply) -> None:
+        self.replies.extend(replies)
+
+    async def _stall(self) -> None:
+        await asyncio.to_thread(self.stopping.wait)
+
+    async def _answer(self, request: Request) -> Response:
+        body = await request.json()
+        self.received.append(Received(request.url.path, dict(request.headers), body))
+        reply = self.replies.popleft() if self.replies else error(500, "no reply scripted")
+        if reply.hang_before:
+            await self._stall()
+        if reply.status != 200:
+            return JSONResponse(reply.body or {}, status_code=reply.status)
+
+        async def stream() -> AsyncIterator[str]:
+            for index, frame in enumerate(reply.events):
+                if reply.hang_after is not None and index >= reply.hang_after:
+                    await self._stall()
+                    return
+                yield frame
+
+        return StreamingResponse(stream(), media_type="text/event-stream")
+
+
+@contextmanager
+def fake_provider() -> Iterator[FakeProvider]:
+    provider = FakeProvider("")
+    app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", provider._answer, methods=["POST"]),
+            Route("/v1/messages", provider._answer, methods=["POST"]),
+        ]
+    )
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="fake-provider", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("fake provider failed to start")
+        time.sleep(0.01)
+    provider.url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    try:
+        yield provider
+    finally:
+        provider.stopping.set()
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+# ---- replies ---------------------------------------------------------------------------------
+def error(status: int, message: str) -> Reply:
+    return Reply(status=status, body={"error": {"message": message, "type": "fake_error"}})
+
+
+def hang() -> Reply:
+    return Reply(hang_before=True)
+
+
+def garbage() -> Reply:
+    return Reply(events=("data: this is not json at all\n\n",))
+
+
+def _data(payload: dict[str, Any]) -> str:
+    return f"data: {json.dumps(payload)}\n\n"
+
+
+def _chunk(delta: dict[str, Any], finish: str | None = None) -> str:
+    choice = {"index": 0, "delta": delta, "finish_reason": finish}
+    return _data(
+        {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": "fake",
+            "choices": [choice],
+        }
+    )
+
+
+def _openai_usage(usage: tuple[int, int]) -> str:
+    return _data(
+        {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": "fake",
+            "choices": [],
+            "usage": {
+                "prompt_tokens": usage[0],
+                "completion_tokens": usage[1],
+                "total_tokens": sum(usage),
+            },
+        }
+    )
+
+
+def openai_text(text: str, *, usage: tuple[int, int] = (20, 10), finish: str = "stop") -> Reply:
+    words = text.split(" ")
+    frames = [_chunk({"role": "assistant", "content": ""})]
+    frames += [_chunk({"content": w if i == 0 else f" {w}"}) for i, w in enumerate(words)]
+    frames += [_chunk({}, finish), _openai_usage(usage), "data: [DONE]\n\n"]
+    return Reply(events=tuple(frames))
+
+
+def openai_tool_call(
+    name: str, arguments: str, *, call_id: str = "call_fake_1", usage: tuple[int, int] = (30, 12)
+) -> Reply:
+    """A tool call whose arguments arrive in fragments of 4 characters."""
+    frames = [
+        _chunk({"role": "assistant", "content": None}),
+        _chunk(
+            {
+                "tool_calls": [
+                    {
+                        "index": 0,
+                        "id": call_id,
+                        "type": "function",
+                        "function": {"name": name, "arguments": ""},
+                    }
+                ]
+            }
+        ),
+    ]
+    for start in range(0, len(arguments), 4):
+        piece = arguments[start : start + 4]
+        frames.append(_chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}))
+    frames += [_chunk({}, "tool_calls"), _openai_usage(usage), "data: [DONE]\n\n"]
+    return Reply(events=tuple(frames))
+
+
+def _event(kind: str, payload: dict[str, Any]) -> str:
+    return f"event: {kind}\ndata: {json.dumps({'type': kind, **payload})}\n\n"
+
+
+def _anthropic_start(input_tokens: int) -> str:
+    message = {
+        "id": "msg_fake",
+        "type": "message",
+        "role": "assistant",
+        "model": "fake",
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {"input_tokens": input_tokens, "output_tokens": 1},
+    }
+    return _event("message_start", {"message": message})
+
+
+def _anthropic_end(stop_reason: str, output_tokens: int) -> list[str]:
+    return [
+        _event(
+            "message_delta",
+            {
+                "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+                "usage": {"output_tokens": output_tokens},
+            },
+        ),
+        _event("message_stop", {}),
+    ]
+
+
+def anthropic_text(
+    text: str, *, usage: tuple[int, int] = (20, 10), stop_reason: str = "end_turn"
+) -> Reply:
+    words = text.split(" ")
+    frames = [
+        _anthropic_start(usage[0]),
+        _event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
+        'event: ping\ndata: {"type": "ping"}\n\n',
+    ]
+    for i, word in enumerate(words):
+        delta = {"type": "text_delta", "text": word if i == 0 else f" {word}"}
+        frames.append(_event("content_block_delta", {"index": 0, "delta": delta}))
+    frames.append(_event("content_block_stop", {"index": 0}))
+    frames += _anthropic_end(stop_reason, usage[1])
+    return Reply(events=tuple(frames))
+
+
+def anthropic_tool_use(
+    name: str,
+    arguments: str,
+    *,
+    call_id: str = "toolu_fake_1",
+    preamble: str = "Let me check.",
+    usage: tuple[int, int] = (30, 12),
+) -> Reply:
+    """A text block, then a tool_use block whose input arrives in fragments of 4 characters."""
+    frames = [
+        _anthropic_start(usage[0]),
+        _event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
+        _event(
+            "content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": preamble}}
+        ),
+        _event("content_block_stop", {"index": 0}),
+        _event(
+            "content_block_start",
+            {
+                "index": 1,
+                "content_block": {"type": "tool_use", "id": call_id, "name": name, "input": {}},
+            },
+        ),
+    ]
+    for start in range(0, len(arguments), 4):
+        delta = {"type": "input_json_delta", "partial_json": arguments[start : start + 4]}
+        frames.append(_event("content_block_delta", {"index": 1, "delta": delta}))
+    frames.append(_event("content_block_stop", {"index": 1}))
+    frames += _anthropic_end("tool_use", usage[1])
+    return Reply(events=tuple(frames))
