@@ -22,9 +22,11 @@ from sqlalchemy.engine import make_url
 from netra.config import UnifiedConfigurationManager
 from netra.env import IsolatedEnvironment
 from netra.settings import Settings
+from tests.models.fake_providers import FakeProvider, fake_provider
 from tests.support import CanaryWatch, LiveServer, live_server
 
 ServerFactory = Callable[..., LiveServer]
+ProviderFactory = Callable[[], FakeProvider]
 POSTGRES_ADMIN = os.environ.get(
     "NETRA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
@@ -135,3 +137,16 @@ def server(server_factory: ServerFactory) -> LiveServer:
 async def http(server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
         yield client
+
+
+@pytest.fixture
+def providers() -> Iterator[ProviderFactory]:
+    """Start fake model providers on 127.0.0.1 (OpenAI- and Anthropic-compatible); each
+    answers with the replies a test pushes. Stopped at the end of the test."""
+    with ExitStack() as stack:
+        yield lambda: stack.enter_context(fake_provider())
+
+
+@pytest.fixture
+def provider(providers: ProviderFactory) -> FakeProvider:
+    return providers()

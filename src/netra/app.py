@@ -17,6 +17,7 @@ from fastapi.staticfiles import StaticFiles
 
 from netra import __version__
 from netra.agents.base import AgentDefinition
+from netra.agents.optimizer import OptimizerAgent
 from netra.agents.registry import AgentRegistry
 from netra.api import admin, auth, runs, system, threads
 from netra.api.errors import install as install_error_handlers
@@ -47,6 +48,7 @@ from netra.settings import Settings
 from netra.tools.calculator import calculator
 from netra.tools.clock import clock
 from netra.tools.dispatcher import ToolRegistry
+from netra.tools.spend import SpendTools
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "web" / "static"
@@ -102,7 +104,7 @@ class Netra:
         )
         self.catalog = ModelCatalog(config, builtins=self.models, services=self.providers)
         self.tools: ToolRegistry = ToolRegistry("tool")
-        for builtin in (calculator, clock):
+        for builtin in (calculator, clock, *SpendTools(self.db, self.catalog).tools()):
             self.tools.register(builtin.name, builtin, tags=("builtin",))
         self.agents = AgentRegistry()
         self.agents.register(
@@ -114,6 +116,18 @@ class Netra:
                     "for dates and times. Answer briefly."
                 ),
             ),
+            tags=("builtin",),
+        )
+        self.agents.register(
+            AgentDefinition(
+                name="optimizer",
+                description=(
+                    "Answers how to cut your AI costs: reads your model usage and ranks "
+                    "cheaper models for it, with the savings."
+                ),
+                tools=("usage_report", "recommend_models", "search_threads"),
+            ),
+            OptimizerAgent,
             tags=("builtin",),
         )
         self.engine = ExecutionEngine(

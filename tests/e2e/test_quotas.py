@@ -93,7 +93,7 @@ async def test_a_tier_limits_agents_and_tools(server_factory: ServerFactory) -> 
         assert not [e for e in events if e["type"] == "tool_executing"]
         await socket.close()
 
-    locked = server_factory(tiers={"free": {"allowed_agents": ["optimizer"]}})
+    locked = server_factory(tiers={"free": {"allowed_agents": ["researcher"]}})
     async with httpx.AsyncClient(base_url=locked.url) as http:
         user = await make_user(http)
         assert (await http.get("/agents", headers=user.auth)).json()["items"] == []

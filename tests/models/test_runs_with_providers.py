@@ -13,7 +13,7 @@ import pytest
 from netra.agents.base import AgentDefinition
 from netra.models.catalog import provider_service
 from netra.models.prices import ModelPrice
-from tests.conftest import ServerFactory
+from tests.conftest import ProviderFactory, ServerFactory
 from tests.models.fake_providers import (
     FAKE_KEY,
     FakeProvider,
@@ -33,8 +33,6 @@ from tests.support import (
     make_user,
     open_socket,
 )
-
-from .conftest import ProviderFactory
 
 
 def _openai(fake: FakeProvider, *, timeout_s: float = 10.0) -> dict[str, Any]:

@@ -7,6 +7,7 @@ looked up before there is a context, are in ``netra.db.accounts``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -191,6 +192,24 @@ class MessageRepository(_Scoped):
         )
         return _in_turn_order([_message(row) for row in rows])
 
+    async def search(self, text: str, *, limit: int) -> Sequence[tuple[MessageRecord, str]]:
+        """The caller's messages containing ``text`` (any case), newest first, with their
+        thread's title."""
+        literal = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = f"%{literal}%"
+        rows = await self._conn.execute(
+            select(t.messages, t.threads.c.title)
+            .join(t.threads, t.threads.c.id == t.messages.c.thread_id)
+            .where(
+                t.messages.c.user_id == self.user_id,
+                t.threads.c.user_id == self.user_id,
+                func.lower(t.messages.c.content).like(pattern, escape="\\"),
+            )
+            .order_by(t.messages.c.created_at.desc(), t.messages.c.id.desc())
+            .limit(limit)
+        )
+        return [(_message(row), row.title) for row in rows]
+
 
 def _in_turn_order(messages: list[MessageRecord]) -> list[MessageRecord]:
     # An answer is stored when its run ends, possibly after later questions were sent.
@@ -361,6 +380,26 @@ class RunRepository(_Scoped):
             )
         ).one()
         return int(row[0]), int(row[1]), int(row[2]), float(row[3])
+
+    async def spend_since(self, since: datetime) -> list[tuple[datetime, str, int, int, float]]:
+        """``(created_at, model, input_tokens, output_tokens, cost_usd)`` of every run
+        created since ``since`` that used the model, oldest first."""
+        rows = await self._conn.execute(
+            select(
+                t.runs.c.created_at,
+                t.runs.c.model,
+                t.runs.c.input_tokens,
+                t.runs.c.output_tokens,
+                t.runs.c.cost_usd,
+            )
+            .where(
+                t.runs.c.user_id == self.user_id,
+                t.runs.c.created_at >= since,
+                (t.runs.c.input_tokens + t.runs.c.output_tokens) > 0,
+            )
+            .order_by(t.runs.c.created_at)
+        )
+        return [(aware(r[0]) or since, str(r[1]), int(r[2]), int(r[3]), float(r[4])) for r in rows]
 
     async def started_since(self, since: datetime) -> list[datetime]:
         """Creation times of runs created since ``since``, oldest first."""

@@ -40,8 +40,16 @@ class ModelPrice:
 class PriceTable:
     """Prices by model name or exact model id; immutable, overrides make a new table."""
 
-    def __init__(self, prices: Mapping[str, ModelPrice], *, as_of: str) -> None:
+    def __init__(
+        self,
+        prices: Mapping[str, ModelPrice],
+        *,
+        as_of: str,
+        providers: Mapping[str, str] | None = None,
+    ) -> None:
         self._prices = dict(prices)
+        self._providers = dict(providers or {})
+        """Provider of each shipped model name (its section in the table)."""
         self.as_of = as_of
         """Date the shipped prices were taken from the providers' pricing pages."""
 
@@ -51,23 +59,33 @@ class PriceTable:
         text = resources.files("netra.models").joinpath(SHIPPED).read_text(encoding="utf-8")
         data = tomllib.loads(text)
         prices: dict[str, ModelPrice] = {}
+        providers: dict[str, str] = {}
         for section, entries in data.items():
             if not isinstance(entries, dict):
                 continue
             for name, entry in entries.items():
                 prices[name] = _price(f"{section}.{name}", entry)
-        return cls(prices, as_of=str(data.get("as_of", "")))
+                providers[name] = section
+        return cls(prices, as_of=str(data.get("as_of", "")), providers=providers)
 
     def with_overrides(self, overrides: Iterable[tuple[str, ModelPrice]]) -> PriceTable:
         """A copy where each ``(model name or id, price)`` replaces or adds an entry."""
         extra = dict(overrides)
         if not extra:
             return self
-        return PriceTable({**self._prices, **extra}, as_of=self.as_of)
+        return PriceTable({**self._prices, **extra}, as_of=self.as_of, providers=self._providers)
 
     def names(self) -> list[str]:
         """Every priced model name (not the exact-id entries): known names for suggestions."""
         return sorted(name for name in self._prices if ":" not in name)
+
+    def offers(self) -> list[tuple[ModelId, ModelPrice]]:
+        """Every model that can be recommended: priced, with a known provider."""
+        return [
+            (ModelId(self._providers[name], name), price)
+            for name, price in sorted(self._prices.items())
+            if name in self._providers
+        ]
 
     def lookup(self, model_id: ModelId) -> ModelPrice | None:
         exact = self._prices.get(str(model_id))

@@ -1,0 +1,182 @@
+"""The AI-spend tools: what the user asked before, what their model use cost, and where it
+could cost less. Every figure is read from the user's own runs (through repositories that
+take the caller's context) and priced from the model catalog's price table."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from netra.context import UserExecutionContext
+from netra.db.manager import DatabaseManager
+from netra.db.records import utcnow
+from netra.db.repositories import MessageRepository, RunRepository
+from netra.models.catalog import ModelCatalog
+from netra.models.ids import ModelId
+from netra.tools.tool import Tool, tool
+
+Days = Annotated[int, Field(ge=1, le=365)]
+PER_MODEL = 3
+"""Cheaper alternatives listed per model used."""
+QUALITY_NOTE = (
+    "Cheaper models are often smaller: try the suggestion on a sample of your own prompts "
+    "before switching."
+)
+
+
+@dataclass(slots=True)
+class _Usage:
+    runs: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+    def add(self, input_tokens: int, output_tokens: int, cost_usd: float) -> None:
+        self.runs += 1
+        self.input_tokens += input_tokens
+        self.output_tokens += output_tokens
+        self.cost_usd += cost_usd
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "runs": self.runs,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cost_usd": round(self.cost_usd, 6),
+        }
+
+
+class SpendTools:
+    """Builds the three tools, bound to the database and the model catalog."""
+
+    def __init__(self, db: DatabaseManager, catalog: ModelCatalog) -> None:
+        self._db = db
+        self._catalog = catalog
+
+    def tools(self) -> list[Tool]:
+        return [self._search_threads(), self._usage_report(), self._recommend_models()]
+
+    async def usage(self, ctx: UserExecutionContext, days: int) -> dict[str, Any]:
+        """The user's model usage over the last ``days``: totals, by model, by UTC day."""
+        since = utcnow() - timedelta(days=days)
+        async with self._db.read() as conn:
+            rows = await RunRepository(conn, ctx).spend_since(since)
+        total = _Usage()
+        by_model: defaultdict[str, _Usage] = defaultdict(_Usage)
+        by_day: defaultdict[str, _Usage] = defaultdict(_Usage)
+        for created_at, model, tokens_in, tokens_out, cost in rows:
+            for bucket in (total, by_model[model], by_day[created_at.date().isoformat()]):
+                bucket.add(tokens_in, tokens_out, cost)
+        return {
+            "days": days,
+            "since": since.isoformat(),
+            "totals": total.as_dict(),
+            "by_model": [
+                {"model": model, **usage.as_dict()}
+                for model, usage in sorted(by_model.items(), key=lambda kv: -kv[1].cost_usd)
+            ],
+            "by_day": [{"day": day, **usage.as_dict()} for day, usage in sorted(by_day.items())],
+        }
+
+    async def recommendations(self, ctx: UserExecutionContext, days: int) -> dict[str, Any]:
+        """For each paid model the user used: the priced models that would have done the same
+        token volume for less, with the savings, best first."""
+        report = await self.usage(ctx, days)
+        prices = self._catalog.prices()
+        found: list[dict[str, Any]] = []
+        for used in report["by_model"]:
+            model = ModelId.parse(used["model"])
+            tokens_in, tokens_out = used["input_tokens"], used["output_tokens"]
+            current = used["cost_usd"]
+            price = prices.lookup(model)
+            if not current and price is not None:
+                current = price.cost(tokens_in, tokens_out)
+            if current <= 0:
+                continue  # free or unpriced (the offline model, a local server)
+            options = []
+            for candidate, offer in prices.offers():
+                if candidate.name == model.name:
+                    continue
+                cost = offer.cost(tokens_in, tokens_out)
+                if cost < current:
+                    saved = current - cost
+                    options.append(
+                        {
+                            "model": used["model"],
+                            "switch_to": str(candidate),
+                            "current_cost_usd": round(current, 6),
+                            "estimated_cost_usd": round(cost, 6),
+                            "savings_usd": round(saved, 6),
+                            "savings_percent": round(100 * saved / current, 1),
+                            "savings_per_30_days_usd": round(saved * 30 / days, 6),
+                            "same_provider": candidate.provider == model.provider,
+                        }
+                    )
+            # Same provider first (a smaller step), then by what it saves.
+            options.sort(key=lambda o: (not o["same_provider"], -o["savings_usd"]))
+            found.extend(options[:PER_MODEL])
+        found.sort(key=lambda o: -o["savings_usd"])
+        return {
+            "days": days,
+            "spent_usd": report["totals"]["cost_usd"],
+            "prices_as_of": prices.as_of,
+            "recommendations": [{"rank": i + 1, **o} for i, o in enumerate(found)],
+            "note": QUALITY_NOTE,
+        }
+
+    def _search_threads(self) -> Tool:
+        db = self._db
+
+        @tool(name="search_threads")
+        async def search_threads(
+            ctx: UserExecutionContext,
+            query: Annotated[str, Field(min_length=2, max_length=200)],
+            limit: Annotated[int, Field(ge=1, le=50)] = 10,
+        ) -> list[dict[str, Any]]:
+            """Find the user's own earlier messages containing some text."""
+            async with db.read() as conn:
+                hits = await MessageRepository(conn, ctx).search(query, limit=limit)
+            return [
+                {
+                    "thread_id": message.thread_id,
+                    "thread_title": title,
+                    "message_id": message.id,
+                    "role": message.role,
+                    "snippet": _snippet(message.content, query),
+                    "created_at": message.created_at.isoformat(),
+                }
+                for message, title in hits
+            ]
+
+        return search_threads
+
+    def _usage_report(self) -> Tool:
+        usage = self.usage
+
+        @tool(name="usage_report")
+        async def usage_report(ctx: UserExecutionContext, days: Days = 30) -> dict[str, Any]:
+            """The user's model usage and cost over the last days, by model and by day."""
+            return await usage(ctx, days)
+
+        return usage_report
+
+    def _recommend_models(self) -> Tool:
+        recommendations = self.recommendations
+
+        @tool(name="recommend_models")
+        async def recommend_models(ctx: UserExecutionContext, days: Days = 30) -> dict[str, Any]:
+            """Cheaper models for the user's actual usage, with estimated savings."""
+            return await recommendations(ctx, days)
+
+        return recommend_models
+
+
+def _snippet(content: str, query: str, width: int = 80) -> str:
+    at = max(0, content.lower().find(query.lower()))
+    start = max(0, at - width // 2)
+    text = content[start : start + width]
+    return ("…" if start else "") + text + ("…" if start + width < len(content) else "")
