@@ -145,6 +145,7 @@ class Netra:
         if self.config.config_file is not None:
             self._watcher = asyncio.create_task(self.config.watch(), name="config-watch")
         await self.db.upgrade()
+        await self.bus.start()
         await self.writer.start()
         recovered = await self.engine.recover(self.accounts.context_for)
         if any(recovered.values()):
@@ -158,6 +159,7 @@ class Netra:
         await self.sockets.close_all(CLOSE_RESTARTING, "server restarting")
         await self.engine.shutdown()
         await self.writer.stop()
+        await self.bus.stop()
         await self.db.close()
 
 
