@@ -33,6 +33,7 @@ from netra.env import IsolatedEnvironment
 from netra.errors import ConfigurationError
 from netra.events.bridge import AgentWebSocketBridge
 from netra.events.bus import EventBus, InProcessBus
+from netra.events.redis_bus import RedisBus
 from netra.events.writer import EventLogWriter
 from netra.models.offline import OfflineModel
 from netra.models.scripted import ScriptedModel
@@ -73,7 +74,7 @@ class Netra:
         self.config = config
         settings = config.settings
         self.db = DatabaseManager(settings.database_url, settings.database)
-        self.bus: EventBus = InProcessBus()
+        self.bus: EventBus = RedisBus(settings.redis) if settings.redis.url else InProcessBus()
         self.writer = EventLogWriter(self.db, self.bus, settings.events)
         self.bridge = AgentWebSocketBridge(self.writer, settings.events)
         self.tokens = TokenService(settings.auth, jwt_secret(settings))
