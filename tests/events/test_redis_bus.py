@@ -40,12 +40,12 @@ async def _is(value: Coroutine[Any, Any, int], expected: int) -> bool:
 
 
 @pytest.fixture
-async def buses(redis_url: str) -> AsyncIterator[BusFactory]:
-    """Start buses on one fresh channel prefix (two buses = two instances); stopped after."""
+async def buses() -> AsyncIterator[BusFactory]:
+    """Start buses at a URL on one fresh channel prefix (two buses = two instances)."""
     prefix = f"netra-test-{uuid.uuid4().hex[:8]}"
     async with AsyncExitStack() as stack:
 
-        async def start(url: str = redis_url, **settings: object) -> RedisBus:
+        async def start(url: str, **settings: object) -> RedisBus:
             bus = RedisBus(
                 RedisSettings.model_validate({"url": url, "channel_prefix": prefix, **settings})
             )
@@ -90,9 +90,9 @@ def test_a_redis_url_must_name_a_redis_scheme() -> None:
 
 @pytest.mark.redis
 async def test_events_published_on_one_bus_reach_subscribers_of_another_in_order(
-    buses: BusFactory,
+    buses: BusFactory, redis_url: str
 ) -> None:
-    here, there = await buses(), await buses()
+    here, there = await buses(redis_url), await buses(redis_url)
     received: list[Event] = []
     resyncs: list[str] = []
     here.subscribe("usr_1", received.extend, resync=lambda: resyncs.append("usr_1"))
@@ -109,9 +109,9 @@ async def test_events_published_on_one_bus_reach_subscribers_of_another_in_order
 
 @pytest.mark.redis
 async def test_a_bus_delivers_its_own_events_once_and_only_to_their_user(
-    buses: BusFactory,
+    buses: BusFactory, redis_url: str
 ) -> None:
-    bus, other = await buses(), await buses()
+    bus, other = await buses(redis_url), await buses(redis_url)
     mine: list[Event] = []
     theirs: list[Event] = []
     bus.subscribe("usr_1", mine.extend)
@@ -135,9 +135,9 @@ async def test_a_bus_delivers_its_own_events_once_and_only_to_their_user(
 async def test_an_instance_holds_a_users_channel_only_while_it_has_subscribers(
     buses: BusFactory, redis_url: str
 ) -> None:
-    bus = await buses()
+    bus = await buses(redis_url)
     client = redis.asyncio.Redis.from_url(redis_url)
-    channel = UserChannels(bus._settings.channel_prefix).of("usr_1")
+    channel = bus.channels.of("usr_1")
 
     async def subscribers() -> int:
         [(_, count)] = await client.pubsub_numsub(channel)
@@ -161,14 +161,14 @@ async def test_an_instance_holds_a_users_channel_only_while_it_has_subscribers(
 async def test_a_malformed_message_on_a_user_channel_is_counted_and_ignored(
     buses: BusFactory, redis_url: str
 ) -> None:
-    bus = await buses()
+    bus = await buses(redis_url)
     received: list[Event] = []
     resynced: list[bool] = []
     bus.subscribe("usr_1", received.extend, resync=lambda: resynced.append(True))
     await eventually(lambda: resynced == [True], "subscribed")
     client = redis.asyncio.Redis.from_url(redis_url)
     try:
-        channel = UserChannels(bus._settings.channel_prefix).of("usr_1")
+        channel = bus.channels.of("usr_1")
         await client.publish(channel, b"garbage")
     finally:
         await client.aclose()
@@ -177,7 +177,6 @@ async def test_a_malformed_message_on_a_user_channel_is_counted_and_ignored(
     assert bus.state is LinkState.CONNECTED
 
 
-@pytest.mark.redis
 async def test_publishing_without_redis_never_fails_and_local_subscribers_still_get_events(
     buses: BusFactory,
 ) -> None:

@@ -87,7 +87,8 @@ class RedisBus:
         self._url = settings.url
         self._settings = settings
         self._timeout = settings.timeout_s
-        self._channels = UserChannels(settings.channel_prefix)
+        self.channels = UserChannels(settings.channel_prefix)
+        """The channel names this bus publishes and subscribes on."""
         self._local = InProcessBus()
         self._wanted: set[str] = set()
         """Users with at least one subscriber here: the channels that should be subscribed."""
@@ -274,7 +275,7 @@ class RedisBus:
             return  # pong, unsubscribe
         raw = message["channel"]
         channel = raw.decode() if isinstance(raw, bytes) else str(raw)
-        user_id = self._channels.user(channel)
+        user_id = self.channels.user(channel)
         if user_id is None:
             return
         if kind == "subscribe":
@@ -305,9 +306,9 @@ class RedisBus:
             leave = sorted(self._subscribed - self._wanted)
             async with asyncio.timeout(self._timeout):
                 if join:
-                    await pubsub.subscribe(*(self._channels.of(user) for user in join))
+                    await pubsub.subscribe(*(self.channels.of(user) for user in join))
                 if leave:
-                    await pubsub.unsubscribe(*(self._channels.of(user) for user in leave))
+                    await pubsub.unsubscribe(*(self.channels.of(user) for user in leave))
             self._subscribed.update(join)
             self._subscribed.difference_update(leave)
             now = loop.time()
@@ -375,7 +376,7 @@ class RedisBus:
                 async with client.pipeline(transaction=False) as pipe:
                     for user_id, events in by_user.items():
                         message = BusMessage(self.instance_id, events)
-                        pipe.publish(self._channels.of(user_id), message.encode())
+                        pipe.publish(self.channels.of(user_id), message.encode())
                     await pipe.execute()
         except BaseException:
             for user_id, events in by_user.items():
