@@ -1,7 +1,7 @@
 """Fixtures: real servers on 127.0.0.1, on SQLite and on the local PostgreSQL.
 
-Every test that starts a server runs on both backends. PostgreSQL tests skip, saying so,
-when the server is unreachable — except in CI (``CI=true``), where they fail instead.
+Every test that starts a server runs on both backends. PostgreSQL and Redis tests skip,
+saying so, when the server is unreachable — except in CI (``CI=true``), where they fail.
 """
 
 from __future__ import annotations
@@ -12,17 +12,20 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import asyncpg
 import httpx
 import pytest
+import redis.asyncio
+import redis.exceptions
 from sqlalchemy.engine import make_url
 
 from netra.config import UnifiedConfigurationManager
 from netra.env import IsolatedEnvironment
 from netra.settings import Settings
 from tests.models.fake_providers import FakeProvider, fake_provider
+from tests.redis_process import RedisProcess
 from tests.support import CanaryWatch, LiveServer, live_server
 
 ServerFactory = Callable[..., LiveServer]
@@ -30,6 +33,7 @@ ProviderFactory = Callable[[], FakeProvider]
 POSTGRES_ADMIN = os.environ.get(
     "NETRA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
+REDIS_URL = os.environ.get("NETRA_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def settings_for_test(
@@ -53,13 +57,18 @@ def settings_for_test(
     return Settings.model_validate(base)
 
 
+def _missing(what: str, detail: str) -> NoReturn:
+    """Skip the test, saying why — or fail it in CI, where every service is required."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is required in CI: {detail}")
+    pytest.skip(f"{what} unavailable ({detail}); test skipped")
+
+
 async def _postgres_or_skip() -> asyncpg.Connection:
     try:
         return await asyncpg.connect(POSTGRES_ADMIN, timeout=3)
     except (OSError, asyncpg.PostgresError) as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is required in CI and unreachable at {POSTGRES_ADMIN}: {exc}")
-        pytest.skip(f"PostgreSQL unreachable at {POSTGRES_ADMIN} ({exc}); PostgreSQL test skipped")
+        _missing("PostgreSQL", f"unreachable at {POSTGRES_ADMIN}: {exc}")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -92,6 +101,33 @@ async def postgres_url(canaries: CanaryWatch) -> AsyncIterator[str]:
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+@pytest.fixture
+async def redis_url() -> str:
+    """The URL of the local Redis server, once it answered a PING."""
+    client = redis.asyncio.Redis.from_url(REDIS_URL, socket_connect_timeout=3, socket_timeout=3)
+    try:
+        await client.ping()
+    except (redis.exceptions.RedisError, OSError) as exc:
+        _missing("Redis", f"unreachable at {REDIS_URL}: {exc}")
+    finally:
+        await client.aclose()
+    return REDIS_URL
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisProcess]:
+    """A redis-server of this test's own, on a free port, that the test may kill and restart."""
+    executable = RedisProcess.executable()
+    if executable is None:
+        _missing("redis-server", "not found on PATH")
+    process = RedisProcess(executable, tmp_path)
+    process.start()
+    try:
+        yield process
+    finally:
+        process.kill()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -11,13 +11,15 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from inspect import isawaitable
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import sqlalchemy as sa
 import uvicorn
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -333,3 +335,20 @@ def assert_run_grammar(events: list[dict[str, Any]]) -> None:
             if e["type"] == "tool_completed" and e["data"]["tool_call_id"] == call_id
         )
         assert start < end
+
+
+async def eventually(
+    condition: Callable[[], bool | Awaitable[bool]], what: str, timeout: float = 15.0
+) -> None:
+    """Wait until ``condition`` holds (work that happens in the background); fail naming
+    ``what`` if it never does. A bound on waiting, not a timing assertion."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if isawaitable(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"never happened within {timeout} s: {what}")
+        await asyncio.sleep(0.01)

@@ -34,6 +34,7 @@ from netra.env import IsolatedEnvironment
 from netra.errors import ConfigurationError
 from netra.events.bridge import AgentWebSocketBridge
 from netra.events.bus import EventBus, InProcessBus
+from netra.events.redis_bus import RedisBus
 from netra.events.writer import EventLogWriter
 from netra.models.catalog import ModelCatalog, ModelRegistry
 from netra.models.offline import OfflineModel
@@ -78,7 +79,7 @@ class Netra:
         self.config = config
         settings = config.settings
         self.db = DatabaseManager(settings.database_url, settings.database)
-        self.bus: EventBus = InProcessBus()
+        self.bus: EventBus = RedisBus(settings.redis) if settings.redis.url else InProcessBus()
         self.writer = EventLogWriter(self.db, self.bus, settings.events)
         self.bridge = AgentWebSocketBridge(self.writer, settings.events)
         self.tokens = TokenService(settings.auth, jwt_secret(settings))
@@ -168,6 +169,7 @@ class Netra:
         if self.config.config_file is not None:
             self._watcher = asyncio.create_task(self.config.watch(), name="config-watch")
         await self.db.upgrade()
+        await self.bus.start()
         await self.writer.start()
         recovered = await self.engine.recover(self.accounts.context_for)
         if any(recovered.values()):
@@ -182,6 +184,7 @@ class Netra:
         await self.engine.shutdown()
         await self.writer.stop()
         await self.catalog.aclose()
+        await self.bus.stop()
         await self.db.close()
 
 

@@ -292,6 +292,29 @@ class EventSettings(Section):
     """Events read per page when a socket resumes."""
 
 
+class RedisSettings(Section):
+    url: str | None = None
+    """Redis URL of the scale-out event bus (`redis://host:6379/0`); empty: in-process bus."""
+    channel_prefix: str = Field("netra", min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
+    """Channel names are `<prefix>:user:<user_id>`; deployments sharing a Redis differ here."""
+    timeout_s: float = Field(2.0, gt=0)
+    """Time limit of every Redis call: connect, publish, subscribe, ping."""
+    health_check_interval_s: int = Field(5, ge=1)
+    """Seconds between pings of idle connections; a pub/sub link missing a pong is replaced."""
+    reconnect_max_s: float = Field(5.0, gt=0)
+    """Longest pause between reconnect or republish attempts (doubling from 50 ms up to it)."""
+    outbox_max: int = Field(10_000, ge=1)
+    """Events waiting to be published; past it, new ones are dropped (sockets on other
+    instances then catch up from the event log)."""
+
+    @field_validator("url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value or None
+
+
 class LoggingSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Log level of the `netra` loggers."""
@@ -318,6 +341,7 @@ class Settings(Section):
     """Per-tier limits (`[tiers.<name>]` in TOML); unset values use `limits`."""
     websocket: WebSocketSettings = WebSocketSettings()
     events: EventSettings = EventSettings()
+    redis: RedisSettings = RedisSettings()
     logging: LoggingSettings = LoggingSettings()
 
     @property

@@ -28,11 +28,18 @@ async def ready(netra: AppState) -> JSONResponse:
         },
         "event_writer": {"healthy": netra.writer.running},
     }
-    healthy = all(check["healthy"] for check in checks.values())
-    return JSONResponse(
-        {"status": "ready" if healthy else "not_ready", "checks": checks},
-        status_code=200 if healthy else 503,
-    )
+    bus = netra.bus.health()
+    checks["event_bus"] = {
+        "healthy": bus.healthy,
+        "backend": bus.backend,
+        "reason": bus.reason,
+        **bus.counters,
+    }
+    # Without the bus, events still reach the sockets of this instance and every socket
+    # catches up from the event log once it is back: degraded, but still worth routing to.
+    ready = checks["database"]["healthy"] and checks["event_writer"]["healthy"]
+    status = "not_ready" if not ready else "ready" if bus.healthy else "degraded"
+    return JSONResponse({"status": status, "checks": checks}, status_code=200 if ready else 503)
 
 
 @router.get("/agents")

@@ -3,7 +3,8 @@
 Everything the server writes to the socket goes through one queue drained by one sender task,
 so frames never interleave. The sender keeps a cursor (the last seq sent): a live event at or
 below it is a duplicate and is dropped; one beyond ``cursor + 1`` means the bus skipped
-something, and the gap is read from the event log before the event is sent.
+something, and the gap is read from the event log before the event is sent. When the bus
+says it may have lost events (``catch_up``), the log is read past the cursor.
 """
 
 from __future__ import annotations
@@ -35,7 +36,12 @@ class _ResumeRequest:
     after_seq: int
 
 
-_Item = Event | str | _ResumeRequest
+@dataclass(frozen=True, slots=True)
+class _CatchUp:
+    """Read the event log past the cursor: the bus may have lost deliveries."""
+
+
+_Item = Event | str | _ResumeRequest | _CatchUp
 
 
 class Connection:
@@ -60,6 +66,7 @@ class Connection:
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._pending_events = 0
         self._cursor = 0
+        self._catch_up_queued = False
         self._sender: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None
         self.close_code: int | None = None
@@ -102,6 +109,12 @@ class Connection:
         if self.close_code is None:
             self._queue.put_nowait(_ResumeRequest(after_seq))
 
+    def catch_up(self) -> None:
+        """Send whatever the event log holds past the cursor: the bus may have lost some."""
+        if self.close_code is None and not self._catch_up_queued:
+            self._catch_up_queued = True
+            self._queue.put_nowait(_CatchUp())
+
     def close(self, code: int, reason: str = "") -> None:
         """Stop sending and close the socket with ``code`` (idempotent)."""
         if self.close_code is not None:
@@ -128,6 +141,9 @@ class Connection:
                     await self._send_event(item)
                 elif isinstance(item, _ResumeRequest):
                     await self._resume(item.after_seq)
+                elif isinstance(item, _CatchUp):
+                    self._catch_up_queued = False
+                    await self._replay()
                 else:
                     await self._ws.send_text(item)
         except asyncio.CancelledError:

@@ -2,6 +2,7 @@
 
 It subscribes to a user's events on the bus while it holds at least one socket of that user,
 and hands each batch to every such socket (each event serialised once, the same bytes for all).
+When the bus may have lost some of them, each socket catches up from the event log.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ class UnifiedWebSocketManager:
         held.add(connection)
         if user_id not in self._unsubscribe:
             self._unsubscribe[user_id] = self._bus.subscribe(
-                user_id, lambda events: self._deliver(user_id, events)
+                user_id,
+                lambda events: self._deliver(user_id, events),
+                resync=lambda: self._catch_up(user_id),
             )
 
     def remove(self, connection: Connection) -> None:
@@ -50,6 +53,10 @@ class UnifiedWebSocketManager:
     def _deliver(self, user_id: str, events: Sequence[Event]) -> None:
         for connection in tuple(self._connections.get(user_id, ())):
             connection.offer(events)
+
+    def _catch_up(self, user_id: str) -> None:
+        for connection in tuple(self._connections.get(user_id, ())):
+            connection.catch_up()
 
     def connections_of(self, user_id: str) -> int:
         return len(self._connections.get(user_id, ()))

@@ -1,0 +1,351 @@
+"""Two Netra instances on one PostgreSQL database and one Redis: any instance serves any
+socket, events of a run executed on one instance reach the user's sockets on the other in
+order and without gaps, isolation holds across instances, resume works on any instance, and
+a Redis restart in the middle of a run loses nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis.asyncio
+
+from netra.config import UnifiedConfigurationManager
+from netra.env import IsolatedEnvironment
+from netra.models.scripted import ScriptedModel, ScriptedTurn
+from tests.conftest import settings_for_test
+from tests.redis_process import RedisProcess
+from tests.support import (
+    CanaryWatch,
+    LiveServer,
+    Socket,
+    User,
+    answer_text,
+    assert_run_grammar,
+    eventually,
+    live_server,
+    make_user,
+    open_socket,
+)
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+Cluster = Callable[..., tuple[LiveServer, LiveServer]]
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, postgres_url: str, canaries: CanaryWatch) -> Iterator[Cluster]:
+    """Start instances A and B on this test's PostgreSQL database and the given Redis."""
+    with ExitStack() as stack:
+
+        def start(redis_url: str, **sections: Any) -> tuple[LiveServer, LiveServer]:
+            bus = {
+                "url": redis_url,
+                "channel_prefix": f"netra-test-{uuid.uuid4().hex[:8]}",
+                **sections.pop("redis", {}),
+            }
+            servers = []
+            for name in ("a", "b"):
+                # The session's canary secrets: one JWT secret for both, as in production.
+                settings = settings_for_test(
+                    tmp_path / name, postgres_url, canaries, redis=bus, **sections
+                )
+                config = UnifiedConfigurationManager(
+                    IsolatedEnvironment.isolated(),
+                    overrides=settings.model_dump(exclude_unset=True),
+                )
+                servers.append(stack.enter_context(live_server(config, canaries)))
+            return servers[0], servers[1]
+
+        yield start
+
+
+def gapless(events: list[dict[str, Any]], after: int) -> None:
+    seqs = [event["seq"] for event in events]
+    assert seqs == list(range(after + 1, after + 1 + len(seqs))), seqs
+
+
+async def stored_events(http: httpx.AsyncClient, user: User, after_seq: int) -> list[Any]:
+    response = await http.get(f"/events?after_seq={after_seq}&limit=1000", headers=user.auth)
+    assert response.status_code == 200, response.text
+    items: list[Any] = response.json()["items"]
+    return items
+
+
+async def submit(http: httpx.AsyncClient, user: User, content: str) -> dict[str, Any]:
+    thread = await http.post("/threads", json={}, headers=user.auth)
+    assert thread.status_code == 201, thread.text
+    ack = await http.post(
+        f"/threads/{thread.json()['id']}/runs", json={"content": content}, headers=user.auth
+    )
+    assert ack.status_code == 202, ack.text
+    body: dict[str, Any] = ack.json()
+    return body
+
+
+async def test_a_socket_on_one_instance_streams_a_run_executed_on_another_and_only_its_own(
+    cluster: Cluster, redis_url: str
+) -> None:
+    a, b = cluster(redis_url, models={"offline_chunk_delay_ms": 5})
+    async with (
+        httpx.AsyncClient(base_url=a.url) as http_a,
+        httpx.AsyncClient(base_url=b.url) as http_b,
+    ):
+        alice, bob = await make_user(http_a, "alice"), await make_user(http_a, "bob")
+        canaries = {alice.id: f"canary-{uuid.uuid4().hex}", bob.id: f"canary-{uuid.uuid4().hex}"}
+        alice_socket = await open_socket(a, alice.token)
+        bob_socket = await open_socket(a, bob.token)
+
+        acks = await asyncio.gather(
+            *(
+                submit(http_b, user, f"secret {canaries[user.id]}: what is 6*7?")
+                for user in (alice, bob)
+            )
+        )
+        sockets = {alice.id: alice_socket, bob.id: bob_socket}
+        for user, ack in zip((alice, bob), acks, strict=True):
+            socket = sockets[user.id]
+            run_events = await socket.run_to_end(ack["run_id"])
+            assert_run_grammar(run_events)
+            assert run_events[-1]["data"]["outcome"] == "completed"
+            assert "42" in answer_text(run_events)
+
+            received = socket.events()
+            gapless(received, after=socket.connected["last_seq"])
+            stored = await stored_events(http_b, user, socket.connected["last_seq"])
+            assert received == stored[: len(received)]
+            run_ids = {f["run_id"] for f in received if f["run_id"] is not None}
+            assert run_ids == {ack["run_id"]}
+            text = json.dumps(socket.frames)
+            assert canaries[user.id] in text
+            assert all(c not in text for u, c in canaries.items() if u != user.id)
+
+        # Instance A stored no event at all: everything its sockets got came from B.
+        assert a.netra.writer.events_written == 0
+        assert b.netra.writer.events_written > 0
+        await alice_socket.close()
+        await bob_socket.close()
+
+
+async def test_each_instance_subscribes_to_a_users_channel_only_while_it_holds_a_socket(
+    cluster: Cluster, redis_url: str
+) -> None:
+    a, b = cluster(redis_url)
+    prefix = a.netra.settings.redis.channel_prefix
+    client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
+
+    async def subscribers(user: User) -> int:
+        [(_, count)] = await client.pubsub_numsub(f"{prefix}:user:{user.id}")
+        return int(count)
+
+    async def has(user: User, count: int) -> bool:
+        return await subscribers(user) == count
+
+    try:
+        async with httpx.AsyncClient(base_url=a.url) as http:
+            user = await make_user(http)
+            on_a = [await open_socket(a, user.token) for _ in range(3)]
+            await eventually(lambda: has(user, 1), "A subscribed the user's channel")
+            on_b = await open_socket(b, user.token)
+            # One pub/sub connection per instance, whatever the number of sockets.
+            await eventually(lambda: has(user, 2), "B subscribed too")
+            for socket in on_a:
+                await socket.close()
+            await eventually(lambda: has(user, 1), "A unsubscribed with its last socket")
+            await on_b.close()
+            await eventually(lambda: has(user, 0), "B unsubscribed")
+            assert await client.pubsub_channels(f"{prefix}:*") == []
+            assert a.netra.sockets.stats() == {"users": 0, "sockets": 0}
+    finally:
+        await client.aclose()
+
+
+async def test_resume_on_another_instance_returns_exactly_the_missed_events(
+    cluster: Cluster, redis_url: str
+) -> None:
+    a, b = cluster(redis_url, models={"offline_chunk_delay_ms": 15})
+    async with httpx.AsyncClient(base_url=b.url) as http_b:
+        user = await make_user(http_b)
+        first = await open_socket(a, user.token)
+        ack = await submit(http_b, user, "tell me about yourself")
+        await first.until(lambda f: f["type"] == "message_delta")
+        await first.close()
+        seen = first.events()
+        gapless(seen, after=first.connected["last_seq"])
+
+        second = await open_socket(b, user.token)
+        await second.send({"type": "resume", "after_seq": seen[-1]["seq"]})
+        resumed = await second.until(lambda f: f["type"] == "resumed")
+        assert resumed["recovered"] is True
+        await second.until(
+            lambda f: f["type"] == "agent_completed" and f["run_id"] == ack["run_id"]
+        )
+        after_resume = second.frames[second.frames.index(resumed) + 1 :]
+        missed = [f for f in after_resume if "seq" in f]
+        assert missed[0]["seq"] == seen[-1]["seq"] + 1
+        combined = seen + missed
+        gapless(combined, after=first.connected["last_seq"])
+        stored = await stored_events(http_b, user, first.connected["last_seq"])
+        assert combined == stored[: len(combined)]
+        assert_run_grammar([e for e in combined if e["run_id"] == ack["run_id"]])
+        await second.close()
+
+
+class Recorder:
+    """Reads a socket in the background, keeping each frame with the time it arrived."""
+
+    def __init__(self, socket: Socket) -> None:
+        self.socket = socket
+        self.arrivals: list[tuple[float, dict[str, Any]]] = []
+        self._task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        while True:
+            frame = await self.socket.recv(timeout=120)
+            self.arrivals.append((time.monotonic(), frame))
+
+    def events(self) -> list[dict[str, Any]]:
+        return [frame for _, frame in self.arrivals if "seq" in frame]
+
+    def last_seq(self) -> int:
+        events = self.events()
+        return events[-1]["seq"] if events else int(self.socket.connected["last_seq"])
+
+    def first_arrival(self, seq: int) -> float:
+        return next(at for at, frame in self.arrivals if frame.get("seq", -1) >= seq)
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+
+async def test_a_redis_restart_mid_run_loses_no_event_and_duplicates_none(
+    cluster: Cluster, private_redis: RedisProcess, record_property: Callable[[str, Any], None]
+) -> None:
+    a, b = cluster(
+        private_redis.url,
+        models={"default": "scripted"},
+        redis={"health_check_interval_s": 1, "reconnect_max_s": 0.5, "timeout_s": 1.0},
+    )
+    model = b.netra.models.get("scripted")
+    assert isinstance(model, ScriptedModel)
+    model.push(ScriptedTurn(chunks=tuple(f"w{i}" for i in range(80)), delay_s=0.05))
+    async with (
+        httpx.AsyncClient(base_url=a.url) as http_a,
+        httpx.AsyncClient(base_url=b.url) as http_b,
+    ):
+        user = await make_user(http_b)
+        socket = await open_socket(a, user.token)
+        start = socket.connected["last_seq"]
+        recorder = Recorder(socket)
+        try:
+            ack = await submit(http_b, user, "stream slowly")
+            run_id = ack["run_id"]
+            await eventually(
+                lambda: any(e["type"] == "message_delta" for e in recorder.events()),
+                "the first deltas reached the socket on A",
+            )
+
+            await asyncio.to_thread(private_redis.kill)
+            received_at_kill = len(recorder.events())
+
+            async def a_sees_redis_down() -> bool:
+                ready = (await http_a.get("/ready")).json()
+                return bool(ready["status"] == "degraded")
+
+            async def stored_while_down() -> bool:
+                stored = await stored_events(http_b, user, start)
+                return len(stored) >= received_at_kill + 20
+
+            await eventually(a_sees_redis_down, "A's /ready reported the bus degraded")
+            await eventually(stored_while_down, "B stored events while Redis was down")
+            assert len(recorder.events()) == received_at_kill  # nothing can cross meanwhile
+            run = (await http_b.get(f"/runs/{run_id}", headers=user.auth)).json()
+            assert run["status"] == "running", "the run should outlast the outage"
+
+            await asyncio.to_thread(private_redis.start)
+            restarted = time.monotonic()
+            backlog = (await stored_events(http_b, user, start))[-1]["seq"]
+            await eventually(
+                lambda: recorder.last_seq() >= backlog,
+                "the socket on A caught up with what was stored during the outage",
+            )
+            converged = recorder.first_arrival(backlog) - restarted
+            await eventually(
+                lambda: any(
+                    e["type"] == "agent_completed" and e["run_id"] == run_id
+                    for e in recorder.events()
+                ),
+                "the run's last event reached the socket on A",
+                timeout=60,
+            )
+        finally:
+            await recorder.stop()
+
+        received = recorder.events()
+        gapless(received, after=start)
+        run_events = [e for e in received if e["run_id"] == run_id]
+        stored_run = (await http_b.get(f"/runs/{run_id}/events", headers=user.auth)).json()
+        assert run_events == stored_run["items"]
+        assert_run_grammar(run_events)
+        assert answer_text(run_events) == " ".join(f"w{i}" for i in range(80))
+
+        bus_a = a.netra.bus.health()
+        bus_b = b.netra.bus.health()
+        assert bus_a.counters["connects"] >= 2  # A's pub/sub connection was replaced
+        assert bus_b.counters["publish_failures"] >= 1  # B published into the outage
+        await eventually(lambda: a.netra.bus.health().healthy, "A's bus healthy again")
+        await eventually(lambda: b.netra.bus.health().healthy, "B's bus healthy again")
+        ready = (await http_a.get("/ready")).json()
+        assert ready["status"] == "ready" and ready["checks"]["event_bus"]["backend"] == "redis"
+
+        record_property("redis_restart_convergence_s", round(converged, 4))
+        # Reported (pytest -s, or the junit property), never asserted on.
+        print(
+            f"\nredis restart: socket on A caught up {converged * 1000:.1f} ms after Redis "
+            f"answered again ({backlog - start - received_at_kill} events stored during the "
+            f"outage, {len(run_events)} run events in all)"
+        )
+        await socket.close()
+
+
+async def test_a_run_that_ends_while_redis_is_down_reaches_the_socket_once_it_is_back(
+    cluster: Cluster, private_redis: RedisProcess
+) -> None:
+    a, b = cluster(private_redis.url, redis={"reconnect_max_s": 0.5, "timeout_s": 1.0})
+    async with httpx.AsyncClient(base_url=b.url) as http_b:
+        user = await make_user(http_b)
+        socket = await open_socket(a, user.token)
+        start = socket.connected["last_seq"]
+        await eventually(lambda: a.netra.bus.health().counters["subscriptions"] == 1, "subscribed")
+
+        await asyncio.to_thread(private_redis.kill)
+        ack = await submit(http_b, user, "what is 12*7?")
+
+        async def finished() -> bool:
+            run = await http_b.get(f"/runs/{ack['run_id']}", headers=user.auth)
+            return bool(run.json()["status"] == "completed")
+
+        await eventually(finished, "the run completed on B while Redis was down")
+        # No later event will come to reveal a gap: only the reconnect can bring the run.
+        await asyncio.to_thread(private_redis.start)
+        restarted = time.monotonic()
+        events = await socket.run_to_end(ack["run_id"], timeout=30)
+        converged = time.monotonic() - restarted
+        assert_run_grammar(events)
+        received = socket.events()
+        gapless(received, after=start)
+        assert received == await stored_events(http_b, user, start)
+        assert "84" in answer_text(events)
+        # Reported (pytest -s), never asserted on.
+        print(
+            f"\nrun ended during the outage: on the socket {converged * 1000:.1f} ms after restart"
+        )
+        await socket.close()
