@@ -48,6 +48,7 @@ from netra.services import ServiceRegistry
 from netra.settings import Settings
 from netra.tools.calculator import calculator
 from netra.tools.clock import clock
+from netra.tools.delegate import delegate_tool
 from netra.tools.dispatcher import ToolRegistry
 from netra.tools.spend import SpendTools
 
@@ -139,6 +140,7 @@ class Netra:
             models=self.catalog,
             config=self.config,
         )
+        self.tools.register("delegate", delegate_tool(self.engine), tags=("builtin",))
         self.runs = RunService(
             db=self.db,
             bridge=self.bridge,

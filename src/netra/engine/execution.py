@@ -18,6 +18,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from netra.agents.base import AgentRun, ApprovalPending
 from netra.agents.registry import AgentRegistry
@@ -40,6 +41,7 @@ from netra.events.envelope import EventType
 from netra.models.base import ChatMessage, Usage
 from netra.models.catalog import ModelCatalog
 from netra.models.failover import FailoverNote
+from netra.runs.quotas import admit, measure
 from netra.tools.dispatcher import ToolRegistry, UnifiedToolDispatcher
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,28 @@ ContextLoader = Callable[[str], Awaitable[UserExecutionContext | None]]
 
 
 CANCELLED_BY_USER = {"code": "cancelled", "message": "cancelled by the user"}
+
+
+@dataclass(frozen=True, slots=True)
+class SubRun:
+    """What a sub-agent's run hands back to its parent."""
+
+    run_id: str
+    agent: str
+    outcome: str
+    answer: str
+    usage: dict[str, Any]
+    error: dict[str, str] | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "agent": self.agent,
+            "outcome": self.outcome,
+            "answer": self.answer,
+            "usage": self.usage,
+            "error": self.error,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +194,73 @@ class ExecutionEngine:
         self._accepting = False
         await asyncio.gather(*(engine.shutdown() for engine in self._users.values()))
         self._users.clear()
+
+    # ---- sub-agents ----------------------------------------------------------------------
+    async def run_child(self, ctx: UserExecutionContext, agent: str, task: str) -> SubRun:
+        """Run ``agent`` on ``task`` for the run of ``ctx``, inside that run's own task (so
+        it needs no second concurrency slot): a child run with a child context, its own
+        events (``agent_started`` names the parent), admitted and metered against the same
+        user's quotas. Its answer goes back to the parent, not into the thread."""
+        if ctx.run_id is None or ctx.thread_id is None:
+            raise ValueError("a sub-agent runs for a parent run")
+        limits = self._config.limits_for(ctx.user_id, ctx.tier)
+        definition = self._agents.check_access(ctx, agent)
+        async with self._db.write() as conn:
+            runs = RunRepository(conn, ctx)
+            admit(limits, await measure(runs), agent=agent)
+            queued = await runs.create(
+                thread_id=ctx.thread_id,
+                agent=agent,
+                model=definition.model or self._config.settings.models.default,
+                parent_run_id=ctx.run_id,
+            )
+            run = await runs.start(queued.id)
+        assert run is not None  # just created, queued, in this transaction
+        child_ctx = ctx.child(run_id=run.id)
+        emitter = self._bridge.for_run(child_ctx, run_id=run.id, agent=agent, model=run.model)
+        agent_run: AgentRun | None = None
+        try:
+            await emitter.started(model=run.model, attempt=run.attempt, parent_run_id=ctx.run_id)
+            agent_run = await self._prepare(child_ctx, run, emitter)
+            agent_run.history = [ChatMessage("user", task)]
+            instance = self._agents.create_agent_for_user(agent, child_ctx)
+            try:
+                async with asyncio.timeout(limits.run_timeout_s):
+                    await instance.run(agent_run)
+                ending = _Ending(RunStatus.COMPLETED)
+            finally:
+                self._agents.release(child_ctx)
+        except asyncio.CancelledError:  # the parent was cancelled or stopped
+            await asyncio.shield(
+                self._finish(
+                    child_ctx, run, emitter, agent_run, self._cancelled(run.id), store_answer=False
+                )
+            )
+            raise
+        except TimeoutError:
+            ending = _Ending(RunStatus.TIMED_OUT, {"code": "timed_out", "message": "too slow"})
+        except ApprovalPending:
+            ending = _Ending(
+                RunStatus.FAILED,
+                {"code": "approval_in_subagent", "message": "sub-agents cannot wait for approval"},
+            )
+        except NetraError as exc:
+            ending = _Ending(RunStatus.FAILED, {"code": exc.code, "message": exc.message})
+        except Exception as exc:
+            log.exception("sub-agent run %s failed", run.id)
+            ending = _Ending(
+                RunStatus.FAILED,
+                {"code": "internal_error", "message": f"the agent failed ({type(exc).__name__})"},
+            )
+        await self._finish(child_ctx, run, emitter, agent_run, ending, store_answer=False)
+        return SubRun(
+            run_id=run.id,
+            agent=agent,
+            outcome=ending.status.value,
+            answer="".join(agent_run.text) if agent_run else "",
+            usage=agent_run.usage.as_dict() if agent_run else Usage().as_dict(),
+            error=ending.error,
+        )
 
     # ---- one run -------------------------------------------------------------------------
     async def _claim(self, ctx: UserExecutionContext, run_id: str) -> RunRecord | None:
@@ -343,6 +434,8 @@ class ExecutionEngine:
         emitter: RunEmitter,
         agent_run: AgentRun | None,
         ending: _Ending,
+        *,
+        store_answer: bool = True,
     ) -> None:
         text = "".join(agent_run.text) if agent_run else ""
         usage = (
@@ -355,7 +448,7 @@ class ExecutionEngine:
             finished = await RunRepository(conn, ctx).finish(
                 run.id, status=ending.status, attempt=run.attempt, error=ending.error, usage=usage
             )
-            if finished and text:
+            if finished and text and store_answer:
                 await MessageRepository(conn, ctx).add(
                     thread_id=run.thread_id,
                     role="assistant",
@@ -367,7 +460,7 @@ class ExecutionEngine:
                         "tool_calls": agent_run.tool_trace if agent_run else [],
                     },
                 )
-            if finished:
+            if finished and store_answer:
                 await ThreadRepository(conn, ctx).touch(run.thread_id)
         if not finished:
             log.warning(

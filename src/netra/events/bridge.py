@@ -103,11 +103,14 @@ class RunEmitter:
         """For a run whose ``agent_started`` was emitted by an earlier process."""
         self._started = True
 
-    async def started(self, *, model: str, attempt: int) -> None:
+    async def started(self, *, model: str, attempt: int, parent_run_id: str | None = None) -> None:
         if self._started:
             raise RuntimeError(f"run {self.run_id} already started")
         self._started = True
-        await self._emit(EventType.AGENT_STARTED, {"model": model, "attempt": attempt})
+        data: dict[str, Any] = {"model": model, "attempt": attempt}
+        if parent_run_id is not None:
+            data["parent_run_id"] = parent_run_id
+        await self._emit(EventType.AGENT_STARTED, data)
 
     async def thinking(self, text: str, **details: Any) -> None:
         """A note on what the run is doing; ``details`` add structured fields (``failover``)."""
