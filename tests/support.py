@@ -313,7 +313,7 @@ def answer_text(events: list[dict[str, Any]]) -> str:
 def assert_run_grammar(events: list[dict[str, Any]]) -> None:
     """agent_started first, agent_completed last and once, tool calls paired, seq increasing."""
     types = [e["type"] for e in events]
-    assert types[0] == "agent_started", types
+    assert types[0] == "agent_started", [(e["type"], e["seq"]) for e in events]
     assert types[-1] == "agent_completed", types
     assert types.count("agent_started") == 1 and types.count("agent_completed") == 1, types
     seqs = [e["seq"] for e in events]

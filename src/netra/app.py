@@ -36,6 +36,7 @@ from netra.events.bridge import AgentWebSocketBridge
 from netra.events.bus import EventBus, InProcessBus
 from netra.events.redis_bus import RedisBus
 from netra.events.writer import EventLogWriter
+from netra.metrics import Levels, Metrics
 from netra.models.catalog import ModelCatalog, ModelRegistry
 from netra.models.offline import OfflineModel
 from netra.models.provider import Provider
@@ -132,6 +133,7 @@ class Netra:
             OptimizerAgent,
             tags=("builtin",),
         )
+        self.metrics = Metrics(self._levels)
         self.engine = ExecutionEngine(
             db=self.db,
             bridge=self.bridge,
@@ -139,6 +141,7 @@ class Netra:
             tools=self.tools,
             models=self.catalog,
             config=self.config,
+            metrics=self.metrics,
         )
         self.tools.register("delegate", delegate_tool(self.engine), tags=("builtin",))
         self.runs = RunService(
@@ -153,6 +156,17 @@ class Netra:
             self.bus, max_connections_per_user=settings.websocket.max_connections_per_user
         )
         self.sessions.on_revoke(self._close_revoked_sockets)
+
+    def _levels(self) -> Levels:
+        sockets, users = self.sockets.counts()
+        return Levels(
+            sockets=sockets,
+            socket_users=users,
+            runs_executing=self.engine.stats()["runs"],
+            events_written=self.writer.events_written,
+            event_batches=self.writer.batches,
+            bus=self.bus.health().counters,
+        )
 
     def _close_revoked_sockets(self, revocation: Revocation) -> None:
         reason = f"session ended: {revocation.reason}"

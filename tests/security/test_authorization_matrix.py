@@ -93,6 +93,7 @@ class Route:
 ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/health"): Route("public", 200),
     ("GET", "/ready"): Route("public", 200),
+    ("GET", "/metrics"): Route("public", 200),
     ("POST", "/auth/register"): Route("public", 201, _register),
     ("POST", "/auth/login"): Route("public", 200, _login),
     ("POST", "/auth/refresh"): Route("public", 200, _refresh),

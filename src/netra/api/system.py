@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from netra.api.deps import AppState, CurrentUser
 
@@ -40,6 +41,12 @@ async def ready(netra: AppState) -> JSONResponse:
     ready = checks["database"]["healthy"] and checks["event_writer"]["healthy"]
     status = "not_ready" if not ready else "ready" if bus.healthy else "degraded"
     return JSONResponse({"status": status, "checks": checks}, status_code=200 if ready else 503)
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(netra: AppState) -> Response:
+    """Prometheus metrics of this instance (no user data: counts by outcome and agent)."""
+    return Response(netra.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/agents")

@@ -25,7 +25,7 @@ from netra.agents.registry import AgentRegistry
 from netra.config import UnifiedConfigurationManager
 from netra.context import UserExecutionContext
 from netra.db.manager import DatabaseManager
-from netra.db.records import RunRecord, RunStatus, ToolCallRecord
+from netra.db.records import RunRecord, RunStatus, ToolCallRecord, utcnow
 from netra.db.repositories import (
     EventRepository,
     MessageRepository,
@@ -38,6 +38,7 @@ from netra.engine.user import UserExecutionEngine
 from netra.errors import NetraError
 from netra.events.bridge import AgentWebSocketBridge, RunEmitter
 from netra.events.envelope import EventType
+from netra.metrics import Metrics
 from netra.models.base import ChatMessage, Usage
 from netra.models.catalog import ModelCatalog
 from netra.models.failover import FailoverNote
@@ -92,6 +93,7 @@ class ExecutionEngine:
         tools: ToolRegistry,
         models: ModelCatalog,
         config: UnifiedConfigurationManager,
+        metrics: Metrics,
     ) -> None:
         self._db = db
         self._bridge = bridge
@@ -99,6 +101,7 @@ class ExecutionEngine:
         self._tools = tools
         self._models = models
         self._config = config
+        self._metrics = metrics
         self._users: dict[str, UserExecutionEngine] = {}
         self._why_cancelled: dict[str, dict[str, str]] = {}
         self._accepting = True
@@ -467,6 +470,11 @@ class ExecutionEngine:
                 "run %s attempt %d lost its claim; final state not written", run.id, run.attempt
             )
             return
+        self._metrics.run_finished(
+            agent=run.agent,
+            outcome=ending.status.value,
+            seconds=(utcnow() - run.started_at).total_seconds() if run.started_at else None,
+        )
         await emitter.completed(
             outcome=ending.status.value, usage=usage, message_id=message_id, error=ending.error
         )

@@ -50,6 +50,10 @@ class UnifiedWebSocketManager:
             if unsubscribe is not None:
                 unsubscribe()
 
+    def counts(self) -> tuple[int, int]:
+        """``(sockets, users)`` held right now."""
+        return sum(len(held) for held in self._connections.values()), len(self._connections)
+
     def _deliver(self, user_id: str, events: Sequence[Event]) -> None:
         for connection in tuple(self._connections.get(user_id, ())):
             connection.offer(events)

@@ -1,0 +1,93 @@
+"""Prometheus metrics of one Netra process, served at ``GET /metrics``.
+
+Counters that happen at a moment (runs ending, by outcome and agent; their duration) are
+instruments the engine updates; levels that already live in Netra's objects (sockets open,
+runs executing, events written, event-bus counters) are read when Prometheus scrapes, so
+nothing is counted twice. Labels never carry user ids or other user data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+RUN_SECONDS_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+
+
+@dataclass(frozen=True, slots=True)
+class Levels:
+    """What the process holds right now, read at scrape time."""
+
+    sockets: int
+    socket_users: int
+    runs_executing: int
+    events_written: int
+    event_batches: int
+    bus: Mapping[str, int]
+
+
+class Metrics:
+    """The process's metric registry and the instruments Netra's components update."""
+
+    def __init__(self, levels: Callable[[], Levels]) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.runs_finished = Counter(
+            "netra_runs_finished",
+            "Runs that reached a final state, by outcome and agent.",
+            ["outcome", "agent"],
+            registry=self.registry,
+        )
+        self.run_seconds = Histogram(
+            "netra_run_seconds",
+            "Time from a run's start to its final state.",
+            ["agent"],
+            buckets=RUN_SECONDS_BUCKETS,
+            registry=self.registry,
+        )
+        self.registry.register(_LevelCollector(levels))
+
+    def run_finished(self, *, agent: str, outcome: str, seconds: float | None) -> None:
+        self.runs_finished.labels(outcome=outcome, agent=agent).inc()
+        if seconds is not None:
+            self.run_seconds.labels(agent=agent).observe(max(0.0, seconds))
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _LevelCollector(Collector):
+    def __init__(self, levels: Callable[[], Levels]) -> None:
+        self._levels = levels
+
+    def describe(self) -> Iterator[Metric]:
+        """Nothing up front: the levels are read only when Prometheus scrapes."""
+        return iter(())
+
+    def collect(self) -> Iterator[Metric]:
+        now = self._levels()
+        yield GaugeMetricFamily("netra_sockets", "WebSockets open.", value=now.sockets)
+        yield GaugeMetricFamily(
+            "netra_socket_users", "Users with at least one socket open.", value=now.socket_users
+        )
+        yield GaugeMetricFamily(
+            "netra_runs_executing",
+            "Runs executing or waiting for a slot.",
+            value=now.runs_executing,
+        )
+        yield CounterMetricFamily(
+            "netra_events_written", "Events stored in the event log.", value=now.events_written
+        )
+        yield CounterMetricFamily(
+            "netra_event_batches", "Event-log write transactions.", value=now.event_batches
+        )
+        bus = CounterMetricFamily(
+            "netra_event_bus", "Event-bus activity, by kind.", labels=["kind"]
+        )
+        for kind, value in sorted(now.bus.items()):
+            if isinstance(value, int) and not isinstance(value, bool):
+                bus.add_metric([kind], value)
+        yield bus
