@@ -47,6 +47,7 @@ from netra.settings import Settings
 from netra.tools.calculator import calculator
 from netra.tools.clock import clock
 from netra.tools.dispatcher import ToolRegistry
+from netra.tools.mcp import McpToolSource
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "web" / "static"
@@ -104,6 +105,10 @@ class Netra:
         self.tools: ToolRegistry = ToolRegistry("tool")
         for builtin in (calculator, clock):
             self.tools.register(builtin.name, builtin, tags=("builtin",))
+        self.mcp_servers = [
+            McpToolSource(name, server, tools=self.tools, env=config.env)
+            for name, server in settings.tools.mcp_servers.items()
+        ]
         self.agents = AgentRegistry()
         self.agents.register(
             AgentDefinition(
@@ -155,6 +160,9 @@ class Netra:
             self._watcher = asyncio.create_task(self.config.watch(), name="config-watch")
         await self.db.upgrade()
         await self.writer.start()
+        # Before recovery, so resumed runs find their MCP tools; a server that is down only
+        # delays the start by its connection timeout.
+        await asyncio.gather(*(source.start() for source in self.mcp_servers))
         recovered = await self.engine.recover(self.accounts.context_for)
         if any(recovered.values()):
             log.info("recovered runs: %s", recovered)
@@ -166,6 +174,7 @@ class Netra:
                 await self._watcher
         await self.sockets.close_all(CLOSE_RESTARTING, "server restarting")
         await self.engine.shutdown()
+        await asyncio.gather(*(source.stop() for source in self.mcp_servers))
         await self.writer.stop()
         await self.catalog.aclose()
         await self.db.close()

@@ -19,6 +19,8 @@ async def health() -> dict[str, str]:
 
 @router.get("/ready", response_model=None)
 async def ready(netra: AppState) -> JSONResponse:
+    """``ready``, ``degraded`` (an MCP server is down: its tools are missing, the rest works,
+    still 200) or ``not_ready`` (503)."""
     database = await netra.db.health()
     checks: dict[str, Any] = {
         "database": {
@@ -29,8 +31,11 @@ async def ready(netra: AppState) -> JSONResponse:
         "event_writer": {"healthy": netra.writer.running},
     }
     healthy = all(check["healthy"] for check in checks.values())
+    servers = [source.status() for source in netra.mcp_servers]
+    checks["mcp_servers"] = {status.name: status.as_dict() for status in servers}
+    status = "ready" if all(s.healthy for s in servers) else "degraded"
     return JSONResponse(
-        {"status": "ready" if healthy else "not_ready", "checks": checks},
+        {"status": status if healthy else "not_ready", "checks": checks},
         status_code=200 if healthy else 503,
     )
 
