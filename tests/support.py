@@ -64,7 +64,8 @@ class CanaryWatch:
         self.jwt_secret = f"canary-jwt-secret-{tag}"
         self.db_password = f"canary-db-password-{tag}"
         self.model_api_key = f"canary-model-key-{tag}"
-        self.values = (self.jwt_secret, self.db_password, self.model_api_key)
+        self.mcp_header = f"canary-mcp-header-{tag}"
+        self.values = (self.jwt_secret, self.db_password, self.model_api_key, self.mcp_header)
         self.hits: list[str] = []
         self.scanned = {"log records": 0, "payloads": 0, "database rows": 0}
 

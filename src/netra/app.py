@@ -51,6 +51,7 @@ from netra.tools.calculator import calculator
 from netra.tools.clock import clock
 from netra.tools.delegate import delegate_tool
 from netra.tools.dispatcher import ToolRegistry
+from netra.tools.mcp import McpToolSource
 from netra.tools.spend import SpendTools
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,10 @@ class Netra:
         self.tools: ToolRegistry = ToolRegistry("tool")
         for builtin in (calculator, clock, *SpendTools(self.db, self.catalog).tools()):
             self.tools.register(builtin.name, builtin, tags=("builtin",))
+        self.mcp_servers = [
+            McpToolSource(name, server, tools=self.tools, env=config.env)
+            for name, server in settings.tools.mcp_servers.items()
+        ]
         self.agents = AgentRegistry()
         self.agents.register(
             AgentDefinition(
@@ -187,6 +192,9 @@ class Netra:
         await self.db.upgrade()
         await self.bus.start()
         await self.writer.start()
+        # Before recovery, so resumed runs find their MCP tools; a server that is down only
+        # delays the start by its connection timeout.
+        await asyncio.gather(*(source.start() for source in self.mcp_servers))
         recovered = await self.engine.recover(self.accounts.context_for)
         if any(recovered.values()):
             log.info("recovered runs: %s", recovered)
@@ -198,6 +206,7 @@ class Netra:
                 await self._watcher
         await self.sockets.close_all(CLOSE_RESTARTING, "server restarting")
         await self.engine.shutdown()
+        await asyncio.gather(*(source.stop() for source in self.mcp_servers))
         await self.writer.stop()
         await self.catalog.aclose()
         await self.bus.stop()

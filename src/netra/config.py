@@ -24,7 +24,13 @@ from pydantic import SecretStr, ValidationError
 from netra.env import IsolatedEnvironment, is_secret_key, mask, parse_env_file
 from netra.errors import ConfigurationError
 from netra.models.ids import ModelId
-from netra.settings import LimitSettings, ProviderSettings, Settings, TierSettings
+from netra.settings import (
+    LimitSettings,
+    McpServerSettings,
+    ProviderSettings,
+    Settings,
+    TierSettings,
+)
 
 ENV_PREFIX = "NETRA_"
 NESTED_DELIMITER = "__"
@@ -39,10 +45,16 @@ RELOADABLE = (
     "logging.level",
 )
 """Settings a running server picks up from an edited config file; the rest need a restart."""
+RESTART_ONLY = ("tools.mcp_servers",)
+"""Exceptions inside the reloadable sections: connections are made at start."""
 LIMIT_NAMES = frozenset(TierSettings.model_fields)
 """Limits that can be overridden per tier and per user."""
 PROVIDER_FIELDS = frozenset(ProviderSettings.model_fields)
 """Keys of one ``models.providers.<name>`` entry, whatever the provider's name."""
+MCP_SERVER_FIELDS = frozenset(McpServerSettings.model_fields)
+"""Keys of one ``tools.mcp_servers.<name>`` entry."""
+MCP_SERVER_MAPS = frozenset({"env", "headers"})
+"""Keys of an MCP server entry that are tables of free-form names."""
 
 log = logging.getLogger(__name__)
 _ABOVE_FILE = ("dotenv", "environment", "override")
@@ -71,7 +83,7 @@ class ReloadReport:
 
 
 def is_reloadable(path: str) -> bool:
-    return path.startswith(RELOADABLE)
+    return path.startswith(RELOADABLE) and not path.startswith(RESTART_ONLY)
 
 
 @dataclass(slots=True)
@@ -132,6 +144,10 @@ def _known(path: str) -> bool:
     parts = path.split(".")
     if len(parts) == 3 and parts[0] == "tiers":
         return parts[2] in LIMIT_NAMES
+    if parts[:2] == ["tools", "mcp_servers"] and len(parts) >= 4:
+        if len(parts) == 5:
+            return parts[3] in MCP_SERVER_MAPS
+        return len(parts) == 4 and parts[3] in MCP_SERVER_FIELDS
     return len(parts) == 4 and parts[:2] == ["models", "providers"] and parts[3] in PROVIDER_FIELDS
 
 
@@ -215,6 +231,11 @@ class UnifiedConfigurationManager:
         return self._config_file
 
     @property
+    def env(self) -> IsolatedEnvironment:
+        """The environment the settings were read from; child processes start from it."""
+        return self._env
+
+    @property
     def settings(self) -> Settings:
         with self._lock:
             return self._settings
@@ -238,10 +259,11 @@ class UnifiedConfigurationManager:
         rows = []
         for path in sorted(flat):
             value = flat[path]
+            secret = isinstance(value, SecretStr)
             if isinstance(value, SecretStr):
                 value = value.get_secret_value()
             text = "" if value is None else str(value)
-            if is_secret_key(path) and text:
+            if (secret or is_secret_key(path)) and text:
                 text = mask(text)
             elif path.endswith("url") and text:
                 text = mask_url(text)

@@ -13,7 +13,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from netra.env import normalize_environment
 from netra.errors import UnknownModel
@@ -186,11 +194,85 @@ def _check_model_id(model_id: str, info: ValidationInfo) -> None:
         raise ValueError(exc.message) from None
 
 
+MCP_SERVER_NAME = PROVIDER_NAME
+"""MCP server names are lowercase too, for the same reason."""
+TOOL_PREFIX = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+"""A tool prefix keeps tool names within what OpenAI and Anthropic accept."""
+
+
+class McpServerSettings(Section):
+    """One MCP server whose tools become Netra tools named `<tool_prefix>__<tool>`."""
+
+    transport: Literal["stdio", "http"]
+    """`stdio` (Netra starts `command` and talks over its stdin/stdout) or `http` (streamable
+    HTTP at `url`)."""
+    command: str | None = None
+    """Program to start (stdio)."""
+    args: list[str] = Field(default_factory=list)
+    """Its arguments (stdio)."""
+    env: dict[str, SecretStr] = Field(default_factory=dict)
+    """Environment variables for the program besides PATH, HOME and the locale (stdio);
+    values are secrets: masked and never logged."""
+    url: str | None = None
+    """Endpoint URL, e.g. `http://127.0.0.1:9000/mcp` (http)."""
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    """HTTP headers sent with every request (http); values are secrets: masked and never
+    logged."""
+    tool_prefix: str | None = None
+    """Prefix of its tools' names; empty means the server's name."""
+    permission: str | None = None
+    """Permission a user needs to use its tools; empty means every signed-in user."""
+    requires_approval: bool = False
+    """Pause the run until the owning user approves each call of its tools."""
+    side_effects: Literal["none", "idempotent", "unsafe"] = "unsafe"
+    """What re-running a call does, for tools that do not say (MCP `readOnlyHint` → `none`,
+    `idempotentHint` → `idempotent`)."""
+    timeout_s: float = Field(30.0, gt=0)
+    """Time limit of one call of its tools."""
+    connect_timeout_s: float = Field(30.0, gt=0)
+    """Time limit of connecting (starting the program, the handshake) and listing its tools."""
+    max_output_chars: int | None = Field(None, ge=100)
+    """Largest result of one call; empty uses `tools.max_output_chars`."""
+    allowed_tools: list[str] | None = None
+    """Its tools (by their MCP names) Netra offers; empty means all."""
+    reconnect_max_s: float = Field(60.0, gt=0)
+    """Longest pause between reconnection attempts; pauses double up to it."""
+
+    @field_validator("tool_prefix")
+    @classmethod
+    def _prefix(cls, value: str | None) -> str | None:
+        if value is not None and not TOOL_PREFIX.match(value):
+            raise ValueError(f"tool_prefix must match {TOOL_PREFIX.pattern}")
+        return value
+
+    @model_validator(mode="after")
+    def _transport_fields(self) -> McpServerSettings:
+        if self.transport == "stdio" and not self.command:
+            raise ValueError("a stdio MCP server needs a command")
+        if self.transport == "http" and not self.url:
+            raise ValueError("an http MCP server needs a url")
+        return self
+
+
 class ToolSettings(Section):
     timeout_s: float = Field(30.0, gt=0)
     """Default time limit of one tool call."""
     max_output_chars: int = Field(20_000, ge=100)
     """Tool output longer than this is refused as an error result."""
+    mcp_servers: dict[str, McpServerSettings] = Field(default_factory=dict)
+    """MCP servers whose tools Netra offers (`[tools.mcp_servers.<name>]`); restart to apply."""
+
+    @field_validator("mcp_servers")
+    @classmethod
+    def _server_names(cls, value: dict[str, McpServerSettings]) -> dict[str, McpServerSettings]:
+        bad = [name for name in value if not MCP_SERVER_NAME.match(name)]
+        if bad:
+            raise ValueError(f"MCP server names must match {MCP_SERVER_NAME.pattern}: {bad}")
+        prefixes = [server.tool_prefix or name for name, server in value.items()]
+        clashing = sorted({prefix for prefix in prefixes if prefixes.count(prefix) > 1})
+        if clashing:
+            raise ValueError(f"MCP servers share a tool prefix: {clashing}")
+        return value
 
 
 class LimitSettings(Section):

@@ -20,6 +20,8 @@ async def health() -> dict[str, str]:
 
 @router.get("/ready", response_model=None)
 async def ready(netra: AppState) -> JSONResponse:
+    """``ready``, ``degraded`` (Redis or an MCP server is down; the rest works, still 200) or
+    ``not_ready`` (503: the database or the event writer is down)."""
     database = await netra.db.health()
     checks: dict[str, Any] = {
         "database": {
@@ -36,10 +38,14 @@ async def ready(netra: AppState) -> JSONResponse:
         "reason": bus.reason,
         **bus.counters,
     }
+    servers = [source.status() for source in netra.mcp_servers]
+    checks["mcp_servers"] = {status.name: status.as_dict() for status in servers}
     # Without the bus, events still reach the sockets of this instance and every socket
-    # catches up from the event log once it is back: degraded, but still worth routing to.
+    # catches up from the event log once it is back; an MCP server that is down takes only
+    # its own tools away: degraded, but still worth routing to.
     ready = checks["database"]["healthy"] and checks["event_writer"]["healthy"]
-    status = "not_ready" if not ready else "ready" if bus.healthy else "degraded"
+    degraded = not bus.healthy or not all(s.healthy for s in servers)
+    status = "not_ready" if not ready else "degraded" if degraded else "ready"
     return JSONResponse({"status": status, "checks": checks}, status_code=200 if ready else 503)
 
 

@@ -22,8 +22,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
-
 from netra.context import UserExecutionContext
 from netra.db.manager import DatabaseManager
 from netra.db.records import Decision, ToolCallRecord
@@ -35,6 +33,7 @@ from netra.ids import new_id
 from netra.models.base import ChatMessage, ToolCallRequest, ToolSpec
 from netra.registry import UniversalRegistry
 from netra.settings import ToolSettings
+from netra.tools.arguments import ArgumentsInvalid
 from netra.tools.tool import SideEffects, Tool
 
 log = logging.getLogger(__name__)
@@ -233,18 +232,14 @@ class UnifiedToolDispatcher:
             return False
         return True
 
-    def _check(self, tool: Tool | None, call: ToolCallRequest) -> tuple[Tool, BaseModel]:
+    def _check(self, tool: Tool | None, call: ToolCallRequest) -> tuple[Tool, dict[str, Any]]:
         if tool is None or not self._may_use(tool):
             # An unknown tool and a forbidden one look the same to the model.
             raise _Failure("unknown_tool", f"no tool named {call.name!r} is available")
         try:
-            return tool, tool.arguments.model_validate(call.arguments)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}"
-                for e in exc.errors()
-            )
-            raise _Failure("invalid_arguments", problems) from None
+            return tool, tool.arguments.validate(call.arguments)
+        except ArgumentsInvalid as exc:
+            raise _Failure("invalid_arguments", "; ".join(exc.problems)) from None
 
     async def _run(self, tool: Tool | None, call: ToolCallRequest) -> Any:
         tool, arguments = self._check(tool, call)
@@ -255,7 +250,7 @@ class UnifiedToolDispatcher:
         except TimeoutError:
             raise _Failure("timeout", f"{tool.name} took longer than {timeout:g}s") from None
         except ToolError as exc:
-            raise _Failure("tool_error", exc.message) from None
+            raise _Failure(exc.code, exc.message) from None
         except Exception as exc:  # a tool's bug becomes its result, never the run's end
             log.exception("tool %s failed", tool.name)
             raise _Failure("tool_failed", f"{tool.name} failed: {type(exc).__name__}") from None

@@ -4,7 +4,8 @@
     def calculator(expression: str) -> dict[str, object]: ...
 
 The argument model is built from the signature by pydantic, so the schema the model sees and
-the validation the dispatcher applies can never disagree.
+the validation the dispatcher applies can never disagree. Tools from elsewhere (MCP servers)
+carry their own JSON schema instead (``netra.tools.arguments``).
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, create_model
+from pydantic import ConfigDict, create_model
 
 from netra.context import UserExecutionContext
 from netra.models.base import ToolSpec
+from netra.tools.arguments import Arguments, ModelArguments
 
 
 class SideEffects(StrEnum):
@@ -44,7 +46,7 @@ class Tool:
     description: str
     function: ToolFunction
     """Sync or async; may take a ``ctx: UserExecutionContext`` parameter."""
-    arguments: type[BaseModel]
+    arguments: Arguments
     """Validates the model's arguments; its JSON schema is what the model sees."""
     permission: str | None = None
     """Permission the user needs; None means every signed-in user."""
@@ -60,11 +62,11 @@ class Tool:
     """What the model is told; built once, as generating a schema is not cheap."""
 
     def __post_init__(self) -> None:
-        schema = self.arguments.model_json_schema()
-        schema.pop("title", None)
+        schema = self.arguments.json_schema()
         object.__setattr__(self, "spec", ToolSpec(self.name, self.description, schema))
 
-    async def invoke(self, ctx: UserExecutionContext, arguments: BaseModel) -> Any:
+    async def invoke(self, ctx: UserExecutionContext, arguments: dict[str, Any]) -> Any:
+        """Call the function with validated ``arguments`` (from ``self.arguments.validate``)."""
         kwargs = dict(arguments)
         if self.wants_context:
             kwargs["ctx"] = ctx
@@ -111,7 +113,7 @@ def tool(
             name=tool_name,
             description=description or doc.split("\n\n")[0] or tool_name,
             function=function,
-            arguments=model,
+            arguments=ModelArguments(model),
             permission=permission,
             side_effects=side_effects,
             requires_approval=requires_approval,
