@@ -23,6 +23,7 @@ import json
 import math
 import os
 import platform
+import secrets
 import shutil
 import signal
 import socket
@@ -66,6 +67,9 @@ DRAIN_S = 0.5
 """After the load, keep reading this long to catch events sent after `agent_completed`."""
 SAMPLE_INTERVAL_S = 0.1
 EVENTS_PAGE = 500
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+"""Where `--instances K>1` without `--database-url` creates (and drops) its throwaway database."""
 RUN_EVENT_TYPES = frozenset(
     {
         "agent_started",
@@ -109,6 +113,7 @@ VIOLATIONS = (
     "events_not_persisted",
     "event_mismatch",
     "delivery_check_failed",
+    "http_send_failed",
     "server_exited",
 )
 """Every correctness check; each key is always present in the report's `errors`."""
@@ -147,6 +152,8 @@ class Run:
     """`tool` (calculator prompt) or `plain` (greeting)."""
     client_msg_id: str
     sent_thread_id: str | None
+    via: int | None = None
+    """Instance the run was posted to over HTTP (`POST /threads/{id}/runs`); None: the socket."""
     t_send: float = 0.0
     t_ack: float | None = None
     t_started: float | None = None
@@ -172,6 +179,8 @@ class Session:
     index: int
     email: str
     password: str
+    home: int = 0
+    """Instance holding this user's socket and answering its HTTP calls."""
     user_id: str = ""
     token: str = ""
     ws: ClientConnection | None = None
@@ -200,6 +209,8 @@ class Totals:
     sent: int = 0
     seq_gaps: int = 0
     ack_after_agent_started: int = 0
+    cross_instance: int = 0
+    """Runs posted over HTTP to an instance other than the one holding the user's socket."""
     window_end: float | None = None
     outcomes: Counter[str] = field(default_factory=Counter)
     event_types: Counter[str] = field(default_factory=Counter)
@@ -227,7 +238,8 @@ def tail(path: Path, limit: int = 6000) -> str:
 class ServerProcess:
     """`python -m netra serve` on a free port with a fresh data dir; always cleaned up."""
 
-    def __init__(self, extra_env: dict[str, str]) -> None:
+    def __init__(self, extra_env: dict[str, str], index: int = 0) -> None:
+        self.index = index
         self.root = Path(tempfile.mkdtemp(prefix="netra-bench-"))
         self.data_dir = self.root / "data"
         self.data_dir.mkdir()
@@ -247,11 +259,16 @@ class ServerProcess:
         ]
         self.extra_env = extra_env
         self.proc: subprocess.Popen[bytes] | None = None
+        self._t0 = 0.0
         self.startup_s: float | None = None
         self.exit_code: int | None = None
         self.shutdown_s: float | None = None
 
     def start(self) -> None:
+        self.launch()
+        self.wait_ready()
+
+    def launch(self) -> None:
         env = os.environ.copy()
         env["NETRA_SERVER__DATA_DIR"] = str(self.data_dir)
         src = REPO_ROOT / "src"
@@ -259,7 +276,7 @@ class ServerProcess:
             # Run the checkout under test even when the venv has no (editable) install of it.
             env["PYTHONPATH"] = os.pathsep.join(p for p in (str(src), env.get("PYTHONPATH")) if p)
         env.update(self.extra_env)
-        t0 = time.perf_counter()
+        self._t0 = time.perf_counter()
         with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
             self.proc = subprocess.Popen(
                 self.command,
@@ -270,14 +287,18 @@ class ServerProcess:
                 stderr=err,
                 start_new_session=True,  # our Ctrl-C reaches us only; we stop the server
             )
+
+    def wait_ready(self) -> None:
+        assert self.proc is not None
+        t0 = self._t0
         deadline = t0 + READY_TIMEOUT_S
         last_error = "no answer yet"
         with httpx.Client(base_url=self.base_url, trust_env=False, timeout=2.0) as client:
             while time.perf_counter() < deadline:
                 if self.proc.poll() is not None:
                     raise SetupError(
-                        f"server exited with status {self.proc.returncode} before ready\n"
-                        + self.logs()
+                        f"server {self.index} exited with status {self.proc.returncode} "
+                        "before ready\n" + self.logs()
                     )
                 try:
                     response = client.get("/ready")
@@ -290,7 +311,8 @@ class ServerProcess:
                     last_error = f"{response.status_code} {response.text[:300]}"
                 time.sleep(0.05)
         raise SetupError(
-            f"GET /ready not 200 within {READY_TIMEOUT_S:.0f} s ({last_error})\n" + self.logs()
+            f"server {self.index}: GET /ready not 200 within {READY_TIMEOUT_S:.0f} s "
+            f"({last_error})\n" + self.logs()
         )
 
     @property
@@ -309,7 +331,7 @@ class ServerProcess:
         for name, path in (("stderr", self.stderr_path), ("stdout", self.stdout_path)):
             text = tail(path)
             if text.strip():
-                parts.append(f"--- server {name} (tail) ---\n{text}")
+                parts.append(f"--- server {self.index} {name} (tail) ---\n{text}")
         return "\n".join(parts) or "(the server wrote nothing)"
 
     def log_problems(self) -> tuple[dict[str, int], list[str]]:
@@ -342,7 +364,10 @@ class ServerProcess:
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                print("[bench] server ignored SIGTERM for 10 s; killing it", file=sys.stderr)
+                print(
+                    f"[bench] server {self.index} ignored SIGTERM for 10 s; killing it",
+                    file=sys.stderr,
+                )
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
@@ -384,9 +409,13 @@ def tree_cpu(proc: psutil.Process) -> float:
 
 
 class LoadBench:
-    def __init__(self, args: argparse.Namespace, server: ServerProcess, deadline: float) -> None:
+    def __init__(
+        self, args: argparse.Namespace, servers: list[ServerProcess], deadline: float
+    ) -> None:
         self.args = args
-        self.server = server
+        self.servers = servers
+        self.http: list[httpx.AsyncClient] = []
+        """One client per instance, index = `Session.home` / `Run.via`."""
         self.deadline = deadline
         self.violations = Violations()
         self.totals = Totals()
@@ -397,6 +426,7 @@ class LoadBench:
                 index=i,
                 email=f"bench-{tag}-{i}@example.com",
                 password=f"bench-password-{tag}-{i}",
+                home=i % len(servers),
             )
             for i in range(args.users)
         ]
@@ -415,7 +445,7 @@ class LoadBench:
         session.token = response.json()["access_token"]
 
     async def open_socket(self, session: Session) -> None:
-        url = f"ws://{HOST}:{self.server.port}/ws"
+        url = f"ws://{HOST}:{self.servers[session.home].port}/ws"
         try:
             ws = await connect(
                 url,
@@ -507,12 +537,23 @@ class LoadBench:
         if run is None:
             self.violations.add("unexpected_ack", f"user {session.index}: {frame!r}")
             return
+        if run.via is not None:
+            self.violations.add(
+                "unexpected_ack",
+                f"user {session.index}: socket ack for {cmid}, posted over HTTP to instance "
+                f"{run.via}",
+            )
+            return
+        self.apply_ack(session, run, frame, now)
+
+    def apply_ack(self, session: Session, run: Run, ack: JsonObject, now: float) -> None:
+        """An ack from the socket (`ack` frame) or from `POST /threads/{id}/runs` (202 body)."""
         if run.t_ack is not None:
-            self.violations.add("duplicate_ack", f"user {session.index}: {cmid}")
+            self.violations.add("duplicate_ack", f"user {session.index}: {run.client_msg_id}")
             return
         run.t_ack = now
-        run.run_id = str(frame.get("run_id"))
-        run.thread_id = str(frame.get("thread_id"))
+        run.run_id = str(ack.get("run_id"))
+        run.thread_id = str(ack.get("thread_id"))
         if run.sent_thread_id is not None and run.thread_id != run.sent_thread_id:
             self.violations.add(
                 "ack_wrong_thread",
@@ -635,31 +676,37 @@ class LoadBench:
         ws = session.ws
         assert ws is not None
         thread_id: str | None = None
-        for index in indices:
+        for position, index in enumerate(indices):
             if session.dead or self.stop_event.is_set():
                 return
             kind = "tool" if (index + session.index) % 2 == 0 else "plain"
+            content = TOOL_PROMPT if kind == "tool" else PLAIN_PROMPT
             run = Run(
                 user=session.index,
                 index=index,
                 kind=kind,
                 client_msg_id=f"bench-{session.index}-{index}-{uuid.uuid4().hex[:12]}",
                 sent_thread_id=thread_id,
+                via=self.cross_target(session, position),
             )
-            frame: JsonObject = {
-                "type": "send_message",
-                "content": TOOL_PROMPT if kind == "tool" else PLAIN_PROMPT,
-                "client_msg_id": run.client_msg_id,
-            }
-            if thread_id is not None:
-                frame["thread_id"] = thread_id
             session.runs_by_cmid[run.client_msg_id] = run
-            run.t_send = time.perf_counter()
             self.totals.sent += 1
-            try:
-                await ws.send(json.dumps(frame))
-            except ConnectionClosed:
-                return
+            if run.via is not None:
+                if not await self.post_run(session, run, content):
+                    return
+            else:
+                frame: JsonObject = {
+                    "type": "send_message",
+                    "content": content,
+                    "client_msg_id": run.client_msg_id,
+                }
+                if thread_id is not None:
+                    frame["thread_id"] = thread_id
+                run.t_send = time.perf_counter()
+                try:
+                    await ws.send(json.dumps(frame))
+                except ConnectionClosed:
+                    return
             try:
                 await asyncio.wait_for(run.done.wait(), self.args.run_timeout)
             except TimeoutError:
@@ -673,15 +720,81 @@ class LoadBench:
             if thread_id is None and run.thread_id is not None:
                 thread_id = run.thread_id
 
+    def cross_target(self, session: Session, position: int) -> int | None:
+        """The other instance this lane's `position`-th run is posted to, or None (socket).
+
+        A share `s` of each lane's runs crosses, spread evenly (0.5: every second run); the
+        targets rotate over the instances other than the user's home."""
+        count = len(self.servers)
+        share = self.args.cross_share
+        if count < 2 or math.floor((position + 1) * share) <= math.floor(position * share):
+            return None
+        others = [i for i in range(count) if i != session.home]
+        return others[(session.index + position) % len(others)]
+
+    async def post_run(self, session: Session, run: Run, content: str) -> bool:
+        """`POST /threads/{id}/runs` on instance `run.via`; its events reach the user's socket
+        on another instance only through the bus. False (and a violation) if it failed."""
+        assert run.via is not None
+        http = self.http[run.via]
+        headers = {"Authorization": f"Bearer {session.token}"}
+        where = f"user {session.index} run {run.index} via instance {run.via}"
+        try:
+            if run.sent_thread_id is None:
+                response = await http.post("/threads", json={}, headers=headers)
+                if response.status_code != 201:
+                    self.violations.add(
+                        "http_send_failed",
+                        f"{where}: POST /threads -> {response.status_code} {response.text[:200]}",
+                    )
+                    run.failed = True
+                    return False
+                run.sent_thread_id = str(response.json()["id"])
+                session.threads.add(run.sent_thread_id)
+            run.t_send = time.perf_counter()
+            response = await http.post(
+                f"/threads/{run.sent_thread_id}/runs",
+                json={"content": content, "client_msg_id": run.client_msg_id},
+                headers=headers,
+            )
+        except httpx.HTTPError as exc:
+            self.violations.add("http_send_failed", f"{where}: {exc!r}")
+            run.failed = True
+            return False
+        now = time.perf_counter()
+        if response.status_code != 202:
+            self.violations.add(
+                "http_send_failed",
+                f"{where}: POST /threads/{{id}}/runs -> {response.status_code} "
+                f"{response.text[:200]}",
+            )
+            run.failed = True
+            return False
+        ack = response.json()
+        if ack.get("client_msg_id") != run.client_msg_id:
+            self.violations.add("unexpected_ack", f"{where}: HTTP ack {ack!r}")
+        self.totals.cross_instance += 1
+        self.apply_ack(session, run, ack, now)
+        return True
+
     # ---- measuring
 
-    async def sample_rss(self, proc: psutil.Process, peak: list[int]) -> None:
+    async def sample_rss(
+        self, procs: list[psutil.Process], peaks: list[int], total_peak: list[int]
+    ) -> None:
+        """Per-instance peak RSS in `peaks`, peak of their sum in `total_peak[0]`."""
         while not self.stop_event.is_set():
-            peak[0] = max(peak[0], tree_rss(proc))
-            if not self.server.alive():
-                self.violations.add(
-                    "server_exited", f"server exited with status {self.server.returncode()}"
-                )
+            sizes = [tree_rss(proc) for proc in procs]
+            for i, size in enumerate(sizes):
+                peaks[i] = max(peaks[i], size)
+            total_peak[0] = max(total_peak[0], sum(sizes))
+            dead = [server for server in self.servers if not server.alive()]
+            if dead:
+                for server in dead:
+                    self.violations.add(
+                        "server_exited",
+                        f"server {server.index} exited with status {server.returncode()}",
+                    )
                 self.stop_event.set()
                 return
             with contextlib.suppress(TimeoutError):
@@ -757,15 +870,21 @@ class LoadBench:
 
     async def run(self) -> JsonObject:
         setup: dict[str, float] = {}
-        async with httpx.AsyncClient(
-            base_url=self.server.base_url, trust_env=False, timeout=HTTP_TIMEOUT_S
-        ) as http:
+        async with contextlib.AsyncExitStack() as stack:
+            self.http = [
+                await stack.enter_async_context(
+                    httpx.AsyncClient(
+                        base_url=server.base_url, trust_env=False, timeout=HTTP_TIMEOUT_S
+                    )
+                )
+                for server in self.servers
+            ]
             t = time.perf_counter()
             gate = asyncio.Semaphore(8)
 
             async def sign_in(session: Session) -> None:
                 async with gate:
-                    await self.sign_in(http, session)
+                    await self.sign_in(self.http[session.home], session)
 
             await asyncio.gather(*(sign_in(s) for s in self.sessions))
             setup["sign_in_s"] = time.perf_counter() - t
@@ -775,16 +894,16 @@ class LoadBench:
                 await asyncio.gather(*(self.open_socket(s) for s in self.sessions))
                 setup["connect_s"] = time.perf_counter() - t
                 print(f"[bench] {len(self.sessions)} sockets connected", file=sys.stderr)
-                return await self.load(http, setup)
+                return await self.load(setup)
             finally:
                 for session in self.sessions:
                     session.closing = True
                     if session.ws is not None:
                         await session.ws.close()
 
-    async def load(self, http: httpx.AsyncClient, setup: dict[str, float]) -> JsonObject:
+    async def load(self, setup: dict[str, float]) -> JsonObject:
         args = self.args
-        proc = psutil.Process(self.server.pid)
+        procs = [psutil.Process(server.pid) for server in self.servers]
         me = psutil.Process()
         readers = [asyncio.create_task(self.read_socket(s)) for s in self.sessions]
         k = max(1, args.concurrency_per_user)
@@ -795,11 +914,12 @@ class LoadBench:
         ]
         planned = args.users * args.runs
 
-        rss_before = tree_rss(proc)
-        peak = [rss_before]
-        cpu_before = tree_cpu(proc)
+        rss_before = [tree_rss(proc) for proc in procs]
+        peaks = list(rss_before)
+        total_peak = [sum(rss_before)]
+        cpu_before = [tree_cpu(proc) for proc in procs]
         client_before = me.cpu_times()
-        sampler = asyncio.create_task(self.sample_rss(proc, peak))
+        sampler = asyncio.create_task(self.sample_rss(procs, peaks, total_peak))
 
         t0 = time.perf_counter()
         progress = asyncio.create_task(self.report_progress(t0, planned))
@@ -815,7 +935,7 @@ class LoadBench:
             )
         t_end = time.perf_counter()
         self.totals.window_end = t_end
-        cpu_after = tree_cpu(proc)
+        cpu_after = [tree_cpu(proc) for proc in procs]
         client_after = me.cpu_times()
         stopped_by_deadline = any(not lane.done() for lane in lanes)
         for task in [*lanes, stop_wait]:
@@ -835,10 +955,11 @@ class LoadBench:
             print(f"[bench] duration limit reached; {in_flight} runs in flight", file=sys.stderr)
 
         await asyncio.sleep(DRAIN_S)  # late events after agent_completed still get caught
-        rss_after = tree_rss(proc)
+        rss_after = [tree_rss(proc) for proc in procs]
         self.stop_event.set()
         await asyncio.gather(sampler, progress)
-        peak[0] = max(peak[0], rss_after)
+        peaks = [max(peak, after) for peak, after in zip(peaks, rss_after, strict=True)]
+        total_peak[0] = max(total_peak[0], sum(rss_after))
 
         for session in self.sessions:
             session.closing = True
@@ -846,9 +967,9 @@ class LoadBench:
                 await session.ws.close()
         await asyncio.gather(*readers, return_exceptions=True)
 
-        if self.server.alive():
-            for session in self.sessions:
-                await self.check_delivery(http, session)
+        for session in self.sessions:
+            if self.servers[session.home].alive():
+                await self.check_delivery(self.http[session.home], session)
         for session in self.sessions:
             self.check_leftovers(session)
 
@@ -857,7 +978,10 @@ class LoadBench:
         completed = [r for r in runs if r.t_completed is not None and r.t_completed <= t_end]
         measured = [r for r in runs if r.t_completed is None or r.t_completed <= t_end]
         duration = t_end - t0
-        server_cpu_ms = (cpu_after - cpu_before) * 1000
+        cpu_ms = [
+            (after - before) * 1000 for before, after in zip(cpu_before, cpu_after, strict=True)
+        ]
+        server_cpu_ms = sum(cpu_ms)
         client_cpu_ms = (
             client_after.user + client_after.system - client_before.user - client_before.system
         ) * 1000
@@ -881,14 +1005,20 @@ class LoadBench:
                 "run_timeout_s": args.run_timeout,
                 "chunk_delay_ms": args.chunk_delay_ms,
                 "prompts": {"tool": TOOL_PROMPT, "plain": PLAIN_PROMPT},
-                "server_command": " ".join(["python", *self.server.command[1:]]),
+                "server_command": " ".join(["python", *self.servers[0].command[1:]]),
                 "server_env": sorted(args.server_env),
+                "instances": len(self.servers),
+                "cross_share": args.cross_share if len(self.servers) > 1 else 0.0,
             },
+            "instances": len(self.servers),
+            "database": self.args.database_kind,
+            "bus": "redis" if self.args.redis_url else "in-process",
             "runs": len(completed),
             "runs_planned": planned,
             "runs_sent": len(runs),
             "duration_s": round(duration, 3),
             "runs_per_s": round(len(completed) / duration, 2) if duration > 0 else None,
+            "runs_cross_instance": self.totals.cross_instance,
             "events": self.totals.events_in_window,
             "events_per_s": (
                 round(self.totals.events_in_window / duration, 1) if duration > 0 else None
@@ -905,14 +1035,28 @@ class LoadBench:
                 ),
             },
             "server": {
-                "rss_mb_before": round(rss_before / mib, 1),
-                "rss_mb_peak": round(peak[0] / mib, 1),
-                "rss_mb_after": round(rss_after / mib, 1),
+                "rss_mb_before": round(sum(rss_before) / mib, 1),
+                "rss_mb_peak": round(total_peak[0] / mib, 1),
+                "rss_mb_after": round(sum(rss_after) / mib, 1),
                 "cpu_ms_per_run": round(server_cpu_ms / per_run, 3) if per_run else None,
                 "cpu_s": round(server_cpu_ms / 1000, 3),
                 "cpu_cores_busy": round(server_cpu_ms / 1000 / duration, 2) if duration else None,
-                "startup_s": round(self.server.startup_s or 0.0, 3),
+                "startup_s": round(max(s.startup_s or 0.0 for s in self.servers), 3),
             },
+            "servers": [
+                {
+                    "instance": server.index,
+                    "port": server.port,
+                    "users": sum(1 for s in self.sessions if s.home == server.index),
+                    "rss_mb_before": round(rss_before[i] / mib, 1),
+                    "rss_mb_peak": round(peaks[i] / mib, 1),
+                    "rss_mb_after": round(rss_after[i] / mib, 1),
+                    "cpu_s": round(cpu_ms[i] / 1000, 3),
+                    "cpu_cores_busy": round(cpu_ms[i] / 1000 / duration, 2) if duration else None,
+                    "startup_s": round(server.startup_s or 0.0, 3),
+                }
+                for i, server in enumerate(self.servers)
+            ],
             "client": {
                 "cpu_ms_per_run": round(client_cpu_ms / per_run, 3) if per_run else None,
                 "cpu_cores_busy": round(client_cpu_ms / 1000 / duration, 2) if duration else None,
@@ -1006,7 +1150,58 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="extra environment variable for the server (repeatable), e.g. tier limits",
     )
+    parser.add_argument(
+        "--instances",
+        type=int,
+        default=1,
+        help="Netra server processes sharing one PostgreSQL database and one Redis bus; users"
+        " are spread round-robin (default 1: one server on SQLite with the in-process bus)",
+    )
+    parser.add_argument(
+        "--database-url",
+        help="PostgreSQL URL shared by the instances (postgresql://... is run on asyncpg);"
+        " default with --instances > 1 or --scale-out: a throwaway database netra_bench_<hex>"
+        f" created through {DEFAULT_PG_ADMIN_URL} (see --pg-admin-url) and dropped at the end",
+    )
+    parser.add_argument(
+        "--redis-url",
+        help=f"Redis of the scale-out event bus (default {DEFAULT_REDIS_URL} with"
+        " --instances > 1 or --scale-out); a unique channel prefix is used per benchmark",
+    )
+    parser.add_argument(
+        "--pg-admin-url",
+        default=DEFAULT_PG_ADMIN_URL,
+        help="where the throwaway database is created and dropped (default %(default)s)",
+    )
+    parser.add_argument(
+        "--scale-out",
+        action="store_true",
+        help="PostgreSQL + Redis even with --instances 1 (implied by --instances > 1,"
+        " --database-url or --redis-url)",
+    )
+    parser.add_argument(
+        "--cross-share",
+        type=float,
+        default=0.5,
+        help="with --instances > 1, the share of each user's runs posted over HTTP to another"
+        " instance than the one holding its socket, so their events cross Redis (default 0.5:"
+        " every second run)",
+    )
     args = parser.parse_args(argv)
+    if args.instances < 1:
+        parser.error("--instances must be at least 1")
+    if not 0.0 <= args.cross_share <= 1.0:
+        parser.error("--cross-share must be between 0 and 1")
+    args.scale_out = bool(
+        args.scale_out or args.instances > 1 or args.database_url or args.redis_url
+    )
+    if args.scale_out:
+        args.redis_url = args.redis_url or DEFAULT_REDIS_URL
+        if args.database_url:
+            args.database_url = asyncpg_url(args.database_url)
+            if not args.database_url.startswith("postgresql"):
+                parser.error("--database-url must be a PostgreSQL URL")
+    args.database_kind = "postgresql" if args.scale_out else "sqlite"
     if args.users < 1 or args.runs < 1 or args.concurrency_per_user < 1:
         parser.error("--users, --runs and --concurrency-per-user must be at least 1")
     for item in args.server_env:
@@ -1019,52 +1214,142 @@ def on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def asyncpg_url(url: str) -> str:
+    """`postgresql://` / `postgres://` -> `postgresql+asyncpg://` (the server's driver)."""
+    for scheme in ("postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            return "postgresql+asyncpg://" + url[len(scheme) :]
+    return url
+
+
+class ThrowawayDatabase:
+    """`netra_bench_<hex>` on the local PostgreSQL, created for one benchmark and dropped."""
+
+    def __init__(self, admin_url: str) -> None:
+        self.admin_url = admin_url
+        self.name = f"netra_bench_{secrets.token_hex(6)}"
+        self.created = False
+
+    @property
+    def url(self) -> str:
+        base = asyncpg_url(self.admin_url).rsplit("/", 1)[0]
+        return f"{base}/{self.name}"
+
+    async def _execute(self, sql: str) -> None:
+        import asyncpg  # the server's own driver; only needed in scale-out mode
+
+        conn = await asyncpg.connect(self.admin_url, timeout=10)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    def create(self) -> None:
+        try:
+            asyncio.run(self._execute(f'CREATE DATABASE "{self.name}"'))
+        except Exception as exc:
+            raise SetupError(f"cannot create database {self.name}: {exc!r}") from exc
+        self.created = True
+
+    def drop(self) -> None:
+        if not self.created:
+            return
+        try:
+            asyncio.run(self._execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
+        except Exception as exc:
+            print(f"[bench] could not drop database {self.name}: {exc!r}", file=sys.stderr)
+        else:
+            self.created = False
+
+
 def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, on_sigterm)
     extra_env = {**UNLIMITED_TIER_ENV, CHUNK_DELAY_ENV: str(args.chunk_delay_ms)}
+    throwaway: ThrowawayDatabase | None = None
+    if args.scale_out:
+        if not args.database_url:
+            throwaway = ThrowawayDatabase(args.pg_admin_url)
+            args.database_url = throwaway.url
+        extra_env.update(
+            {
+                "NETRA_DATABASE__URL": args.database_url,
+                "NETRA_REDIS__URL": args.redis_url,
+                "NETRA_REDIS__CHANNEL_PREFIX": f"netra-bench-{secrets.token_hex(6)}",
+                # One secret for all instances, so a token from one is valid on the others.
+                "NETRA_AUTH__JWT_SECRET": secrets.token_urlsafe(48),
+            }
+        )
     extra_env.update(item.split("=", 1) for item in args.server_env)
-    server = ServerProcess(extra_env)
+    servers = [ServerProcess(extra_env, index=i) for i in range(args.instances)]
     bench: LoadBench | None = None
+    failed_logs: list[str] = []
     try:
-        print(f"[bench] starting server on {server.base_url}", file=sys.stderr)
-        server.start()
-        print(f"[bench] server ready in {server.startup_s:.2f} s", file=sys.stderr)
+        if throwaway is not None:
+            throwaway.create()
+            print(f"[bench] created database {throwaway.name}", file=sys.stderr)
+        first, rest = servers[0], servers[1:]
+        print(f"[bench] starting server 0 on {first.base_url}", file=sys.stderr)
+        first.start()  # runs the migrations before the others start
+        print(f"[bench] server 0 ready in {first.startup_s:.2f} s", file=sys.stderr)
+        for server in rest:
+            print(f"[bench] starting server {server.index} on {server.base_url}", file=sys.stderr)
+            server.launch()
+        for server in rest:
+            server.wait_ready()
+            print(
+                f"[bench] server {server.index} ready in {server.startup_s:.2f} s",
+                file=sys.stderr,
+            )
 
         async def go() -> JsonObject:
             nonlocal bench
-            bench = LoadBench(args, server, started + args.duration_limit)
+            bench = LoadBench(args, servers, started + args.duration_limit)
             return await bench.run()
 
         report = asyncio.run(go())
-        server.stop()
-        report["server"]["shutdown_s"] = (
-            round(server.shutdown_s, 3) if server.shutdown_s is not None else None
-        )
-        report["server"]["exit_code"] = server.exit_code
-        log_counts, log_examples = server.log_problems()
-        report["notes"]["server_log"] = log_counts
+        for server in servers:
+            server.stop()
+        shutdowns = [round(s.shutdown_s, 3) if s.shutdown_s is not None else None for s in servers]
+        exit_codes = [s.exit_code for s in servers]
+        report["server"]["shutdown_s"] = max((t for t in shutdowns if t is not None), default=None)
+        report["server"]["exit_code"] = exit_codes[0] if len(set(exit_codes)) == 1 else exit_codes
+        log_totals = dict.fromkeys(("warning", "error", "critical", "traceback"), 0)
+        log_examples: list[str] = []
+        for server, detail, shutdown in zip(servers, report["servers"], shutdowns, strict=True):
+            detail["shutdown_s"] = shutdown
+            detail["exit_code"] = server.exit_code
+            counts, examples = server.log_problems()
+            detail["log"] = counts
+            for name, count in counts.items():
+                log_totals[name] += count
+            log_examples += [f"[{server.index}] {line}" for line in examples]
+        report["notes"]["server_log"] = log_totals
         if log_examples:
             print("[bench] server logged problems:", file=sys.stderr)
-            for line in log_examples:
+            for line in log_examples[:20]:
                 print(f"  {line}", file=sys.stderr)
     except SetupError as exc:
         print(f"[bench] setup failed: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("[bench] interrupted; stopping the server", file=sys.stderr)
+        print("[bench] interrupted; stopping the servers", file=sys.stderr)
         return 130
     finally:
-        failed_logs = server.logs() if bench is not None and bench.violations.total else None
-        server.cleanup()
+        if bench is not None and bench.violations.total:
+            failed_logs = [server.logs() for server in servers]
+        for server in servers:
+            server.cleanup()
+        if throwaway is not None:
+            throwaway.drop()
     assert bench is not None
     if bench.violations.total:
         print(f"[bench] {bench.violations.total} correctness violations:", file=sys.stderr)
         for line in bench.violations.examples:
             print(f"  {line}", file=sys.stderr)
-        if failed_logs:
-            print(failed_logs, file=sys.stderr)
+        for logs in failed_logs:
+            print(logs, file=sys.stderr)
     print(json.dumps(report, indent=2))
     return 1 if bench.violations.total else 0
 
