@@ -26,6 +26,7 @@ const dom = {
   userEmail: $('user-email'), title: $('thread-title'), conn: $('conn-status'),
   messages: $('messages'), composer: $('composer'), input: $('composer-input'),
   send: $('send-btn'), stop: $('stop-btn'), composerError: $('composer-error'),
+  agent: $('agent-select'),
 };
 
 /** Create an element; text always goes through textContent, never innerHTML. */
@@ -182,8 +183,22 @@ async function startSession() {
   dom.authView.hidden = true;
   dom.appView.hidden = false;
   refreshThreads();
+  loadAgents();
   openThread(threadFromHash(), { force: true });
   connect();
+}
+
+/** The agents this user may start: a picker for new chats when there is a choice. */
+async function loadAgents() {
+  const { items = [] } = await api('/agents').catch(() => ({}));
+  dom.agent.replaceChildren(...items.map((agent) => {
+    const option = h('option', null, agent.name);
+    option.value = agent.name;
+    option.title = agent.description ?? '';
+    return option;
+  }));
+  state.agents = items;
+  renderComposer();
 }
 
 function signOut(message = '') {
@@ -222,6 +237,7 @@ function freshState() {
     view: newView(null),      // the open thread; threadId null = a new, unsent chat
     pendingSends: new Map(),  // client_msg_id -> send_message frame, until its ack
     lastSeq: null,            // newest socket event seq applied
+    agents: [],               // GET /agents: what this user may start
   };
 }
 
@@ -641,6 +657,8 @@ function renderComposer() {
   dom.stop.disabled = Boolean(run?.cancelRequested);
   setText(dom.stop, run?.cancelRequested ? 'Stopping…' : 'Stop');
   dom.send.disabled = Boolean(state.view.pendingNew);  // wait for the new thread's id
+  // A thread keeps the agent it was started with; the choice is for new chats only.
+  dom.agent.hidden = Boolean(state.view.threadId) || (state.agents?.length ?? 0) < 2;
 }
 
 function showComposerError(message) {
@@ -852,7 +870,10 @@ function sendMessage() {
   const clientMsgId = uuid();
   const frame = { type: 'send_message', content, client_msg_id: clientMsgId };
   if (view.threadId) frame.thread_id = view.threadId;
-  else view.pendingNew = clientMsgId;
+  else {
+    view.pendingNew = clientMsgId;
+    if (dom.agent.value) frame.agent = dom.agent.value;  // the new thread's agent
+  }
   // Optimistic: shown now, keyed by client_msg_id until the ack tells the stored id.
   view.messages.set(clientMsgId, { id: clientMsgId, role: 'user', content, run_id: null, pending: true });
   view.stickToBottom = true;
