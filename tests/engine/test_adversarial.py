@@ -8,8 +8,8 @@ import json
 import httpx
 
 from netra.context import UserExecutionContext
+from netra.db.ledger import ToolCallRepository
 from netra.db.manager import DatabaseManager
-from netra.db.repositories import ToolCallRepository
 from netra.models.base import ToolCallRequest
 from netra.models.scripted import ScriptedModel, ScriptedTurn
 from netra.settings import DatabaseSettings

@@ -20,9 +20,9 @@ import pytest
 
 from netra.config import UnifiedConfigurationManager
 from netra.context import UserExecutionContext
+from netra.db.ledger import ToolCallRepository
 from netra.db.manager import DatabaseManager
 from netra.db.records import ToolCallRecord
-from netra.db.repositories import ToolCallRepository
 from netra.env import IsolatedEnvironment
 from netra.models.base import ToolCallRequest
 from netra.models.scripted import ScriptedModel, ScriptedTurn

@@ -2,7 +2,8 @@
 
 Every repository here takes a ``UserExecutionContext`` and filters every statement by its
 ``user_id``; another user's row is indistinguishable from a missing one. Accounts and sessions,
-looked up before there is a context, are in ``netra.db.accounts``.
+looked up before there is a context, are in ``netra.db.accounts``; the tool-call ledger is in
+``netra.db.ledger``.
 """
 
 from __future__ import annotations
@@ -17,12 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from netra.context import UserExecutionContext
 from netra.db import tables as t
 from netra.db.records import (
-    Decision,
     MessageRecord,
     RunRecord,
     RunStatus,
     ThreadRecord,
-    ToolCallRecord,
     aware,
     utcnow,
 )
@@ -78,7 +77,9 @@ def _run(row: Row[Any]) -> RunRecord:
     )
 
 
-class _Scoped:
+class Scoped:
+    """Base of the repositories of user-owned tables: bound to one caller's context."""
+
     def __init__(self, conn: AsyncConnection, ctx: UserExecutionContext) -> None:
         self._conn = conn
         self._ctx = ctx
@@ -88,7 +89,7 @@ class _Scoped:
         return self._ctx.user_id
 
 
-class ThreadRepository(_Scoped):
+class ThreadRepository(Scoped):
     async def create(self, *, title: str, agent: str) -> ThreadRecord:
         now = utcnow()
         record = ThreadRecord(new_id("th"), self.user_id, title, agent, now, now)
@@ -133,7 +134,7 @@ class ThreadRepository(_Scoped):
         )
 
 
-class MessageRepository(_Scoped):
+class MessageRepository(Scoped):
     async def add(
         self,
         *,
@@ -228,7 +229,7 @@ def _in_turn_order(messages: list[MessageRecord]) -> list[MessageRecord]:
 _ACTIVE = [RunStatus.QUEUED.value, RunStatus.RUNNING.value, RunStatus.REQUIRES_APPROVAL.value]
 
 
-class RunRepository(_Scoped):
+class RunRepository(Scoped):
     async def create(
         self,
         *,
@@ -433,7 +434,7 @@ class RunRepository(_Scoped):
         return [_run(row) for row in rows]
 
 
-class EventRepository(_Scoped):
+class EventRepository(Scoped):
     """Reads of the caller's event log (writes go through ``netra.events.writer``)."""
 
     async def after(self, after_seq: int, *, limit: int) -> list[tuple[int, str]]:
@@ -469,144 +470,6 @@ class EventRepository(_Scoped):
             select(func.min(t.events.c.seq)).where(t.events.c.user_id == self.user_id)
         )
         return int(value) if value is not None else None
-
-
-class ToolCallRepository(_Scoped):
-    """The tool-call ledger, keyed ``(run_id, tool_call_id)``."""
-
-    async def begin(
-        self,
-        *,
-        run_id: str,
-        tool_call_id: str,
-        tool: str,
-        arguments: Any,
-        side_effects: str,
-        attempt: int,
-        step: int = 0,
-        status: str = "running",
-    ) -> None:
-        await self._conn.execute(
-            insert(t.tool_calls).values(
-                run_id=run_id,
-                tool_call_id=tool_call_id,
-                user_id=self.user_id,
-                tool=tool,
-                arguments=arguments,
-                side_effects=side_effects,
-                status=status,
-                attempt=attempt,
-                step=step,
-                started_at=utcnow(),
-            )
-        )
-
-    async def for_run(self, run_id: str) -> list[ToolCallRecord]:
-        """The run's ledger in the order the model asked: by step, then as asked."""
-        rows = await self._conn.execute(
-            select(t.tool_calls)
-            .where(t.tool_calls.c.run_id == run_id, t.tool_calls.c.user_id == self.user_id)
-            .order_by(t.tool_calls.c.step, t.tool_calls.c.started_at, t.tool_calls.c.tool_call_id)
-        )
-        return [_tool_call(row) for row in rows]
-
-    async def get(self, run_id: str, tool_call_id: str) -> ToolCallRecord:
-        row = (
-            await self._conn.execute(
-                select(t.tool_calls).where(
-                    t.tool_calls.c.run_id == run_id,
-                    t.tool_calls.c.tool_call_id == tool_call_id,
-                    t.tool_calls.c.user_id == self.user_id,
-                )
-            )
-        ).first()
-        if row is None:
-            raise NotFound("tool call not found")
-        return _tool_call(row)
-
-    async def decide(self, run_id: str, tool_call_id: str, decision: Decision) -> bool:
-        """Record the user's answer to a call awaiting approval. False when it was answered
-        already (the first answer stands: approving twice executes once)."""
-        result = await self._conn.execute(
-            update(t.tool_calls)
-            .where(
-                t.tool_calls.c.run_id == run_id,
-                t.tool_calls.c.tool_call_id == tool_call_id,
-                t.tool_calls.c.user_id == self.user_id,
-                t.tool_calls.c.status == "awaiting_approval",
-                t.tool_calls.c.decision.is_(None),
-            )
-            .values(decision=decision.value, decided_at=utcnow())
-        )
-        return result.rowcount == 1
-
-    async def undecided(self, run_id: str) -> list[ToolCallRecord]:
-        """Calls of the run still waiting for the user's answer."""
-        rows = await self._conn.execute(
-            select(t.tool_calls).where(
-                t.tool_calls.c.run_id == run_id,
-                t.tool_calls.c.user_id == self.user_id,
-                t.tool_calls.c.status == "awaiting_approval",
-                t.tool_calls.c.decision.is_(None),
-            )
-        )
-        return [_tool_call(row) for row in rows]
-
-    async def reopen(self, run_id: str, tool_call_id: str, *, attempt: int) -> None:
-        """An approved call starts executing (in a later attempt of its run)."""
-        await self._conn.execute(
-            update(t.tool_calls)
-            .where(
-                t.tool_calls.c.run_id == run_id,
-                t.tool_calls.c.tool_call_id == tool_call_id,
-                t.tool_calls.c.user_id == self.user_id,
-            )
-            .values(status="running", attempt=attempt, started_at=utcnow())
-        )
-
-    async def end(
-        self,
-        *,
-        run_id: str,
-        tool_call_id: str,
-        status: str,
-        result: Any,
-        error: dict[str, Any] | None,
-        duration_ms: int,
-    ) -> None:
-        await self._conn.execute(
-            update(t.tool_calls)
-            .where(
-                t.tool_calls.c.run_id == run_id,
-                t.tool_calls.c.tool_call_id == tool_call_id,
-                t.tool_calls.c.user_id == self.user_id,
-            )
-            .values(
-                status=status,
-                result=result,
-                error=error,
-                duration_ms=duration_ms,
-                finished_at=utcnow(),
-            )
-        )
-
-
-def _tool_call(row: Row[Any]) -> ToolCallRecord:
-    m = row._mapping
-    return ToolCallRecord(
-        run_id=m["run_id"],
-        tool_call_id=m["tool_call_id"],
-        tool=m["tool"],
-        arguments=m["arguments"],
-        side_effects=m["side_effects"],
-        status=m["status"],
-        result=m["result"],
-        error=m["error"],
-        step=m["step"],
-        decision=Decision(m["decision"]) if m["decision"] else None,
-        attempt=m["attempt"],
-        duration_ms=m["duration_ms"],
-    )
 
 
 async def unfinished_runs(conn: AsyncConnection) -> list[tuple[str, str, RunStatus]]:

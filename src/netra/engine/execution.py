@@ -24,6 +24,7 @@ from netra.agents.base import AgentRun, ApprovalPending
 from netra.agents.registry import AgentRegistry
 from netra.config import UnifiedConfigurationManager
 from netra.context import UserExecutionContext
+from netra.db.ledger import ToolCallRepository
 from netra.db.manager import DatabaseManager
 from netra.db.records import RunRecord, RunStatus, ToolCallRecord, utcnow
 from netra.db.repositories import (
@@ -31,7 +32,6 @@ from netra.db.repositories import (
     MessageRepository,
     RunRepository,
     ThreadRepository,
-    ToolCallRepository,
     unfinished_runs,
 )
 from netra.engine.user import UserExecutionEngine

@@ -24,7 +24,7 @@ from anthropic.types import (
     ToolUseBlockParam,
 )
 
-from netra.errors import ConfigurationError, ModelBehaviorError, NetraError
+from netra.errors import ModelBehaviorError, NetraError
 from netra.models.base import (
     ChatMessage,
     Model,
@@ -35,12 +35,16 @@ from netra.models.base import (
 )
 from netra.models.ids import ModelId
 from netra.models.prices import PriceTable
-from netra.models.provider import call_failure, error_detail, priced, tool_arguments
+from netra.models.provider import (
+    api_key,
+    call_failure,
+    priced,
+    sdk_failure,
+    tool_arguments,
+)
 from netra.settings import ProviderSettings
 
 ANTHROPIC_URL = "https://api.anthropic.com"
-NO_KEY = "none"
-"""Sent as the key to servers that need none (the SDK insists on one)."""
 DEFAULT_MAX_TOKENS = 4096
 """The messages API requires a cap on the answer; used when the provider sets none."""
 STOP_REASONS = frozenset(
@@ -79,16 +83,9 @@ class AnthropicProvider:
 
     def _connect(self) -> anthropic.AsyncAnthropic:
         if self._client is None:
-            key = self._settings.api_key
-            if key is None and self._settings.base_url is None:
-                raise ConfigurationError(
-                    f"model provider {self._name!r} needs an API key: set "
-                    f"NETRA_MODELS__PROVIDERS__{self._name.upper()}__API_KEY "
-                    f"(or models.providers.{self._name}.api_key in the config file)"
-                )
             # Everything explicit, so the SDK never falls back to its environment or profiles.
             self._client = anthropic.AsyncAnthropic(
-                api_key=key.get_secret_value() if key is not None else NO_KEY,
+                api_key=api_key(self._name, self._settings),
                 base_url=self.endpoint,
                 timeout=self._settings.timeout_s,
                 max_retries=self._settings.max_retries,
@@ -166,17 +163,14 @@ class AnthropicModel:
     def _failure(self, exc: anthropic.AnthropicError) -> NetraError:
         if isinstance(exc, anthropic.APIResponseValidationError):
             return ModelBehaviorError(f"{self.id} answered with a response Netra cannot read")
-        key = self._settings.api_key
-        secret = key.get_secret_value() if key is not None else None
-        body = exc.body if isinstance(exc, anthropic.APIError) else None
-        detail = error_detail(body, str(exc), secret=secret)
-        status = exc.status_code if isinstance(exc, anthropic.APIStatusError) else None
-        return call_failure(
+        return sdk_failure(
             self._model_id,
-            status=status,
-            detail=detail,
+            self._settings,
+            self._known_models,
+            body=exc.body if isinstance(exc, anthropic.APIError) else None,
+            message=str(exc),
+            status=exc.status_code if isinstance(exc, anthropic.APIStatusError) else None,
             timed_out=isinstance(exc, anthropic.APITimeoutError),
-            known_models=self._known_models,
         )
 
 

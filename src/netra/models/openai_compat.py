@@ -22,7 +22,7 @@ from openai.types.chat import (
     ChatCompletionMessageParam,
 )
 
-from netra.errors import ConfigurationError, ModelBehaviorError, NetraError
+from netra.errors import ModelBehaviorError, NetraError
 from netra.ids import new_id
 from netra.models.base import (
     ChatMessage,
@@ -36,12 +36,15 @@ from netra.models.base import (
 )
 from netra.models.ids import ModelId
 from netra.models.prices import PriceTable
-from netra.models.provider import call_failure, error_detail, priced, tool_arguments
+from netra.models.provider import (
+    api_key,
+    priced,
+    sdk_failure,
+    tool_arguments,
+)
 from netra.settings import ProviderSettings
 
 OPENAI_URL = "https://api.openai.com/v1"
-NO_KEY = "none"
-"""Sent as the key to servers that need none (the SDK insists on one)."""
 FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
 
 
@@ -67,16 +70,9 @@ class OpenAICompatibleProvider:
 
     def _connect(self) -> openai.AsyncOpenAI:
         if self._client is None:
-            key = self._settings.api_key
-            if key is None and self._settings.base_url is None:
-                raise ConfigurationError(
-                    f"model provider {self._name!r} needs an API key: set "
-                    f"NETRA_MODELS__PROVIDERS__{self._name.upper()}__API_KEY "
-                    f"(or models.providers.{self._name}.api_key in the config file)"
-                )
             # Everything explicit, so the SDK never falls back to its own environment lookups.
             self._client = openai.AsyncOpenAI(
-                api_key=key.get_secret_value() if key is not None else NO_KEY,
+                api_key=api_key(self._name, self._settings),
                 base_url=self.endpoint,
                 timeout=self._settings.timeout_s,
                 max_retries=self._settings.max_retries,
@@ -141,17 +137,14 @@ class OpenAIChatModel:
     def _failure(self, exc: openai.OpenAIError) -> NetraError:
         if isinstance(exc, openai.APIResponseValidationError):
             return ModelBehaviorError(f"{self.id} answered with a response Netra cannot read")
-        key = self._settings.api_key
-        secret = key.get_secret_value() if key is not None else None
-        body = exc.body if isinstance(exc, openai.APIError) else None
-        detail = error_detail(body, str(exc), secret=secret)
-        status = exc.status_code if isinstance(exc, openai.APIStatusError) else None
-        return call_failure(
+        return sdk_failure(
             self._model_id,
-            status=status,
-            detail=detail,
+            self._settings,
+            self._known_models,
+            body=exc.body if isinstance(exc, openai.APIError) else None,
+            message=str(exc),
+            status=exc.status_code if isinstance(exc, openai.APIStatusError) else None,
             timed_out=isinstance(exc, openai.APITimeoutError),
-            known_models=self._known_models,
         )
 
 

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 from netra.errors import (
+    ConfigurationError,
     ModelBehaviorError,
     ModelRequestRejected,
     ModelUnavailable,
@@ -18,7 +19,10 @@ from netra.errors import (
 from netra.models.base import Model, Usage
 from netra.models.ids import ModelId
 from netra.models.prices import ModelPrice, PriceTable
+from netra.settings import ProviderSettings
 
+NO_KEY = "none"
+"""Sent as the key to servers that need none (the SDKs insist on one)."""
 DETAIL_CHARS = 300
 RETRYABLE_STATUS = frozenset({408, 429})
 """Statuses that say "not now" (request timeout, rate limit), like any 5xx: fail over."""
@@ -45,6 +49,41 @@ class Provider(Protocol):
     async def aclose(self) -> None:
         """Close the provider's connections."""
         ...
+
+
+def api_key(name: str, settings: ProviderSettings) -> str:
+    """The key to hand the SDK; a public API (no ``base_url``) without one is a configuration
+    error that says which setting to set."""
+    key = settings.api_key
+    if key is None and settings.base_url is None:
+        raise ConfigurationError(
+            f"model provider {name!r} needs an API key: set "
+            f"NETRA_MODELS__PROVIDERS__{name.upper()}__API_KEY "
+            f"(or models.providers.{name}.api_key in the config file)"
+        )
+    return key.get_secret_value() if key is not None else NO_KEY
+
+
+def sdk_failure(
+    model_id: ModelId,
+    settings: ProviderSettings,
+    known_models: Iterable[str],
+    *,
+    body: object,
+    message: str,
+    status: int | None,
+    timed_out: bool,
+) -> NetraError:
+    """A failed SDK call as Netra's error, with the provider's API key kept out of it."""
+    key = settings.api_key
+    secret = key.get_secret_value() if key is not None else None
+    return call_failure(
+        model_id,
+        status=status,
+        detail=error_detail(body, message, secret=secret),
+        timed_out=timed_out,
+        known_models=known_models,
+    )
 
 
 def call_failure(

@@ -9,13 +9,13 @@ from typing import Any
 from netra.agents.registry import AgentRegistry
 from netra.config import UnifiedConfigurationManager
 from netra.context import UserExecutionContext
+from netra.db.ledger import ToolCallRepository
 from netra.db.manager import DatabaseManager
 from netra.db.records import Decision, RunRecord, RunStatus, ThreadRecord
 from netra.db.repositories import (
     MessageRepository,
     RunRepository,
     ThreadRepository,
-    ToolCallRepository,
 )
 from netra.engine.execution import ExecutionEngine
 from netra.errors import Conflict, InvalidRequest

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from netra.context import UserExecutionContext
+from netra.db.ledger import ToolCallRepository
 from netra.db.manager import DatabaseManager
 from netra.db.records import Decision, ToolCallRecord
-from netra.db.repositories import ToolCallRepository
 from netra.errors import ToolError
 from netra.events.bridge import RunEmitter
 from netra.events.sanitize import sanitize
