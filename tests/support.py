@@ -308,7 +308,15 @@ async def open_socket(server: LiveServer, token: str, **kwargs: Any) -> Socket:
 
 
 def answer_text(events: list[dict[str, Any]]) -> str:
-    return "".join(e["data"]["delta"] for e in events if e["type"] == "message_delta")
+    """The answer a client shows: the run's deltas, cut back to ``text_chars`` wherever the
+    run resumed (a turn cut off mid-stream is streamed again)."""
+    text = ""
+    for event in events:
+        if event["type"] == "message_delta":
+            text += event["data"]["delta"]
+        elif event["type"] == "agent_thinking" and "resumed" in event["data"]:
+            text = text[: event["data"]["resumed"]["text_chars"]]
+    return text
 
 
 def assert_run_grammar(events: list[dict[str, Any]]) -> None:

@@ -30,12 +30,14 @@ from netra.auth.tokens import TokenService
 from netra.config import UnifiedConfigurationManager
 from netra.db.manager import DatabaseManager
 from netra.engine.execution import ExecutionEngine
+from netra.engine.supervisor import RunSupervisor
 from netra.env import IsolatedEnvironment
 from netra.errors import ConfigurationError
 from netra.events.bridge import AgentWebSocketBridge
 from netra.events.bus import EventBus, InProcessBus
 from netra.events.redis_bus import RedisBus
 from netra.events.writer import EventLogWriter
+from netra.ids import new_id
 from netra.metrics import Levels, Metrics
 from netra.models.catalog import ModelCatalog, ModelRegistry
 from netra.models.offline import OfflineModel
@@ -76,14 +78,17 @@ def jwt_secret(settings: Settings) -> str:
 
 
 class Netra:
-    """Every process-wide object of one server, wired together."""
+    """Every process-wide object of one server (``role`` serve) or worker, wired together."""
 
-    def __init__(self, config: UnifiedConfigurationManager) -> None:
+    def __init__(self, config: UnifiedConfigurationManager, *, role: str = "serve") -> None:
         self.config = config
+        self.role = role
         settings = config.settings
+        self.instance_id = settings.cluster.instance_id or new_id("inst")
         self.db = DatabaseManager(settings.database_url, settings.database)
         self.bus: EventBus = RedisBus(settings.redis) if settings.redis.url else InProcessBus()
-        self.writer = EventLogWriter(self.db, self.bus, settings.events)
+        self.metrics = Metrics(self._levels)
+        self.writer = EventLogWriter(self.db, self.bus, settings.events, self.metrics)
         self.bridge = AgentWebSocketBridge(self.writer, settings.events)
         self.tokens = TokenService(settings.auth, jwt_secret(settings))
         self.sessions = SessionService(self.db, self.tokens, settings.auth)
@@ -138,7 +143,6 @@ class Netra:
             OptimizerAgent,
             tags=("builtin",),
         )
-        self.metrics = Metrics(self._levels)
         self.engine = ExecutionEngine(
             db=self.db,
             bridge=self.bridge,
@@ -147,6 +151,9 @@ class Netra:
             models=self.catalog,
             config=self.config,
             metrics=self.metrics,
+            bus=self.bus,
+            instance_id=self.instance_id,
+            executes=role == "worker" or settings.cluster.execute_runs,
         )
         self.tools.register("delegate", delegate_tool(self.engine), tags=("builtin",))
         self.runs = RunService(
@@ -155,12 +162,23 @@ class Netra:
             engine=self.engine,
             agents=self.agents,
             config=self.config,
+            bus=self.bus,
         )
         self._watcher: asyncio.Task[None] | None = None
         self.sockets = UnifiedWebSocketManager(
             self.bus, max_connections_per_user=settings.websocket.max_connections_per_user
         )
         self.sessions.on_revoke(self._close_revoked_sockets)
+        self.supervisor = RunSupervisor(
+            role=role,
+            db=self.db,
+            engine=self.engine,
+            bus=self.bus,
+            config=self.config,
+            metrics=self.metrics,
+            context_for=self.accounts.context_for,
+            sockets=lambda: self.sockets.counts()[0],
+        )
 
     def _levels(self) -> Levels:
         sockets, users = self.sockets.counts()
@@ -192,19 +210,21 @@ class Netra:
         await self.db.upgrade()
         await self.bus.start()
         await self.writer.start()
-        # Before recovery, so resumed runs find their MCP tools; a server that is down only
-        # delays the start by its connection timeout.
+        # Before taking runs, so resumed runs find their MCP tools; a server that is down
+        # only delays the start by its connection timeout.
         await asyncio.gather(*(source.start() for source in self.mcp_servers))
-        recovered = await self.engine.recover(self.accounts.context_for)
-        if any(recovered.values()):
-            log.info("recovered runs: %s", recovered)
+        await self.supervisor.start()
+        log.info("instance %s (%s) started", self.instance_id, self.role)
 
     async def stop(self) -> None:
+        """Graceful: sockets closed with 1012 (clients reconnect elsewhere and resume), no
+        more runs taken, the runs held here handed back to the cluster."""
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
         await self.sockets.close_all(CLOSE_RESTARTING, "server restarting")
+        await self.supervisor.stop()
         await self.engine.shutdown()
         await asyncio.gather(*(source.stop() for source in self.mcp_servers))
         await self.writer.stop()

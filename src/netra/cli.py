@@ -1,9 +1,10 @@
-"""The ``netra`` command: serve, database migrations, configuration."""
+"""The ``netra`` command: serve, worker, database migrations, configuration."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,33 @@ def _serve(args: argparse.Namespace) -> int:
     server = uvicorn.Server(uvicorn_config(app, settings))
     print(f"Netra serving on http://{settings.server.host}:{settings.server.port}/", flush=True)
     server.run()
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    """Execute runs from the shared runs table, serving no HTTP or WebSocket, until
+    SIGTERM or SIGINT; then hand the runs held here back, like a serving instance."""
+    from netra.app import Netra
+    from netra.server import configure_logging
+
+    config = _config(args, {})
+    config.check()
+    configure_logging(config.settings)
+
+    async def work() -> None:
+        netra = Netra(config, role="worker")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await netra.start()
+        print(f"Netra worker {netra.instance_id} executing runs", flush=True)
+        try:
+            await stop.wait()
+        finally:
+            await netra.stop()
+
+    asyncio.run(work())
     return 0
 
 
@@ -112,6 +140,9 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (default 8000)")
     serve.add_argument("--data-dir", help="directory for the SQLite database (./netra-data)")
     serve.set_defaults(handler=_serve)
+
+    worker = commands.add_parser("worker", help="execute runs without serving clients")
+    worker.set_defaults(handler=_worker)
 
     db = commands.add_parser("db", help="database maintenance").add_subparsers(
         dest="db_command", required=True

@@ -12,6 +12,7 @@
     ├── ModelUnavailable     a model provider timed out, was unreachable, rate limited, or 5xx
     ├── ModelRequestRejected a model provider refused the request (bad key, bad request)
     ├── ToolError            a tool failed; becomes a tool result, never a 500
+    ├── LostClaim            a run's executor was replaced (its lease ran out): write refused
     └── ConfigurationError   settings are missing or unsafe
         └── UnknownModel     a model id names no model or provider Netra knows
 
@@ -144,3 +145,10 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest candidate, or ``""`` when none is close."""
     close = difflib.get_close_matches(word, sorted(set(candidates)), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class LostClaim(NetraError):
+    """A write by an attempt of a run that is no longer the run's current attempt: another
+    instance took the run over (fencing). The stale executor stops; nothing it writes lands."""
+
+    code = "lost_claim"

@@ -48,7 +48,32 @@ class Metrics:
             buckets=RUN_SECONDS_BUCKETS,
             registry=self.registry,
         )
+        self.runs_lost = Counter(
+            "netra_runs_lost",
+            "Runs stopped here because another instance took them over (lease ran out).",
+            registry=self.registry,
+        )
+        self.runs_recovered = Counter(
+            "netra_runs_recovered",
+            "Runs this instance took over from the cluster, by why they needed an executor.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.fenced_writes = Counter(
+            "netra_fenced_writes",
+            "Writes refused because the run's attempt had moved on (events, final states).",
+            registry=self.registry,
+        )
         self.registry.register(_LevelCollector(levels))
+
+    def run_lost(self) -> None:
+        self.runs_lost.inc()
+
+    def run_recovered(self, reason: str) -> None:
+        self.runs_recovered.labels(reason=reason).inc()
+
+    def write_fenced(self, count: int = 1) -> None:
+        self.fenced_writes.inc(count)
 
     def run_finished(self, *, agent: str, outcome: str, seconds: float | None) -> None:
         self.runs_finished.labels(outcome=outcome, agent=agent).inc()

@@ -397,6 +397,30 @@ class RedisSettings(Section):
         return value or None
 
 
+class ClusterSettings(Section):
+    """How instances share the runs table: leases, heartbeats and takeover."""
+
+    instance_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_.:-]{1,60}$")
+    """This instance's name in the runs table and `GET /admin/instances`; empty: a new one
+    at every start. A fixed id lets a restarted instance take its own runs back at once."""
+    lease_s: float = Field(15.0, gt=0)
+    """How long a run stays with its executor without a heartbeat; after that another
+    instance takes it over and resumes it from its tool-call ledger."""
+    heartbeat_s: float = Field(3.0, gt=0)
+    """Seconds between heartbeats: leases renewed, cancels from other instances applied,
+    expired runs taken over, queued runs without an executor adopted."""
+    execute_runs: bool = True
+    """Whether `netra serve` executes runs; false leaves them to `netra worker` processes."""
+    max_recoveries: int = Field(3, ge=0)
+    """Takeovers of one run after its executor died; one more and it ends `interrupted`."""
+
+    @model_validator(mode="after")
+    def _heartbeat_within_lease(self) -> ClusterSettings:
+        if self.heartbeat_s >= self.lease_s:
+            raise ValueError("heartbeat_s must be shorter than lease_s")
+        return self
+
+
 class LoggingSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Log level of the `netra` loggers."""
@@ -424,6 +448,7 @@ class Settings(Section):
     websocket: WebSocketSettings = WebSocketSettings()
     events: EventSettings = EventSettings()
     redis: RedisSettings = RedisSettings()
+    cluster: ClusterSettings = ClusterSettings()
     logging: LoggingSettings = LoggingSettings()
 
     @property

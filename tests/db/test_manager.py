@@ -8,8 +8,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import func, insert, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from netra.context import UserExecutionContext
@@ -142,21 +144,32 @@ async def test_migrations_are_idempotent_and_reach_head(db: DatabaseManager) -> 
     await db.upgrade()
     async with db.read() as conn:
         version = await conn.scalar(text("SELECT version_num FROM alembic_version"))
-        tables = await conn.run_sync(lambda sync: sorted(t.metadata.tables))
+        stored = await conn.run_sync(lambda sync: sorted(inspect(sync).get_table_names()))
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert version == head
-    assert tables == sorted(
-        [
-            "events",
-            "messages",
-            "refresh_tokens",
-            "runs",
-            "sessions",
-            "threads",
-            "tool_calls",
-            "users",
-        ]
-    )
+    expected = [
+        "events",
+        "instances",
+        "messages",
+        "refresh_tokens",
+        "runs",
+        "sessions",
+        "threads",
+        "tool_calls",
+        "users",
+    ]
+    assert sorted(t.metadata.tables) == expected
+    assert stored == sorted([*expected, "alembic_version"])
+
+
+async def test_the_migrations_build_exactly_the_declared_schema(db: DatabaseManager) -> None:
+    """Columns, types, nullability and indexes the migrations create match ``tables.py``."""
+    await db.upgrade()
+    async with db.read() as conn:
+        diff = await conn.run_sync(
+            lambda sync: compare_metadata(MigrationContext.configure(sync), t.metadata)
+        )
+    assert diff == []
 
 
 async def test_upgrading_a_populated_database_keeps_its_rows(url: str) -> None:

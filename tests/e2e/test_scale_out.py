@@ -31,6 +31,7 @@ from tests.support import (
     answer_text,
     assert_run_grammar,
     eventually,
+    grant_admin,
     live_server,
     make_user,
     open_socket,
@@ -161,7 +162,9 @@ async def test_each_instance_subscribes_to_a_users_channel_only_while_it_holds_a
             await eventually(lambda: has(user, 1), "A unsubscribed with its last socket")
             await on_b.close()
             await eventually(lambda: has(user, 0), "B unsubscribed")
-            assert await client.pubsub_channels(f"{prefix}:*") == []
+            # Left: only the notice channel every instance listens on.
+            assert await client.pubsub_channels(f"{prefix}:user:*") == []
+            assert await client.pubsub_channels(f"{prefix}:*") == [f"{prefix}:notices"]
             assert a.netra.sockets.stats() == {"users": 0, "sockets": 0}
     finally:
         await client.aclose()
@@ -349,3 +352,50 @@ async def test_a_run_that_ends_while_redis_is_down_reaches_the_socket_once_it_is
             f"\nrun ended during the outage: on the socket {converged * 1000:.1f} ms after restart"
         )
         await socket.close()
+
+
+async def test_a_cancel_sent_to_one_instance_stops_a_run_executing_on_another(
+    cluster: Cluster, redis_url: str
+) -> None:
+    a, b = cluster(redis_url, models={"offline_chunk_delay_ms": 200})
+    async with (
+        httpx.AsyncClient(base_url=a.url) as http_a,
+        httpx.AsyncClient(base_url=b.url) as http_b,
+    ):
+        user = await make_user(http_a)
+        on_b = await open_socket(b, user.token)
+        ack = await submit(http_a, user, "tell me a long story")  # A executes it
+        await on_b.until(lambda f: f["type"] == "message_delta" and f["run_id"] == ack["run_id"])
+        await on_b.send({"type": "cancel_run", "run_id": ack["run_id"], "ref": "stop"})
+        events = await on_b.run_to_end(ack["run_id"])
+        assert_run_grammar(events)
+        assert events[-1]["data"]["outcome"] == "cancelled"
+        run = (await http_b.get(f"/runs/{ack['run_id']}", headers=user.auth)).json()
+        assert run["status"] == "cancelled" and run["error"]["code"] == "cancelled"
+        # B stored none of the run's events: A executed it and ended it as cancelled.
+        assert a.netra.engine.lost == 0
+        await on_b.close()
+
+
+async def test_every_instance_registers_and_the_admin_sees_them_alive(
+    cluster: Cluster, redis_url: str
+) -> None:
+    a, b = cluster(redis_url)
+    async with httpx.AsyncClient(base_url=b.url) as http:
+        admin = await make_user(http, "admin")
+        grant_admin(a, admin.email)
+        login = await http.post(
+            "/auth/login", json={"email": admin.email, "password": admin.password}
+        )
+        token = login.json()["access_token"]
+        listed = await http.get("/admin/instances", headers={"Authorization": f"Bearer {token}"})
+        assert listed.status_code == 200, listed.text
+        body = listed.json()
+        assert body["instance"] == b.netra.instance_id
+        seen = {item["id"]: item for item in body["items"]}
+        for server in (a, b):
+            item = seen[server.netra.instance_id]
+            assert item["role"] == "serve" and item["alive"] is True
+        ready = (await http.get("/ready")).json()
+        assert ready["instance"] == b.netra.instance_id
+        assert ready["checks"]["cluster"]["healthy"] is True

@@ -191,9 +191,11 @@ async def test_a_queued_run_can_be_cancelled_before_it_starts(
         await socket.close()
 
 
-async def test_a_restart_interrupts_running_runs_and_resumes_queued_ones(
+async def test_a_restart_resumes_running_and_queued_runs(
     server_factory: ServerFactory, tmp_path: Path
 ) -> None:
+    """A stopped server hands its runs back; started again, it continues the running one
+    on the same event stream (its cut-off text streamed again) and runs the queued one."""
     data_dir = tmp_path / "shared"
     settings = {
         "models": {"offline_chunk_delay_ms": 40},
@@ -213,17 +215,27 @@ async def test_a_restart_interrupts_running_runs_and_resumes_queued_ones(
     async with httpx.AsyncClient(base_url=restarted.url) as http:
         socket = await open_socket(restarted, user.token)
         await socket.send({"type": "resume", "after_seq": 0})
-        interrupted = await socket.run_to_end(running["run_id"])
-        assert_run_grammar(interrupted)
-        assert interrupted[-1]["data"]["outcome"] == "interrupted"
-        resumed = await socket.run_to_end(waiting["run_id"])
-        assert_run_grammar(resumed)
-        assert resumed[-1]["data"]["outcome"] == "completed"
+        continued = await socket.run_to_end(running["run_id"])
+        assert_run_grammar(continued)
+        assert continued[-1]["data"]["outcome"] == "completed"
+        notes = [e["data"]["resumed"] for e in continued if "resumed" in e["data"]]
+        assert [note["reason"] for note in notes] == ["handback"], notes
+        queued = await socket.run_to_end(waiting["run_id"])
+        assert_run_grammar(queued)
+        assert queued[-1]["data"]["outcome"] == "completed"
         statuses = [
             (await http.get(f"/runs/{ack['run_id']}", headers=user.auth)).json()["status"]
             for ack in (running, waiting)
         ]
-        assert statuses == ["interrupted", "completed"]
+        assert statuses == ["completed", "completed"]
+        # What the client shows is what was stored, and what an uninterrupted run says.
+        again = await socket.send_message("a long answer please")
+        fresh = answer_text(await socket.run_to_end(again["run_id"]))
+        messages = (
+            await http.get(f"/threads/{running['thread_id']}/messages", headers=user.auth)
+        ).json()["items"]
+        stored = [m["content"] for m in messages if m["role"] == "assistant"]
+        assert stored == [fresh] and answer_text(continued) == fresh
         await socket.close()
 
 

@@ -112,6 +112,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/runs/{run_id}/tool_calls/{tool_call_id}/decision"): Route("owned", 200, _decision),
     ("GET", "/runs/{run_id}/events"): Route("owned", 200),
     ("GET", "/admin/users"): Route("admin", 200),
+    ("GET", "/admin/instances"): Route("admin", 200),
     ("PATCH", "/admin/users/{user_id}"): Route("admin", 200, _user_change),
 }
 

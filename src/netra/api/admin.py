@@ -1,4 +1,5 @@
-"""Administration: list users, change a user's roles, tier or disabled flag. Admins only."""
+"""Administration: list users, change a user's roles, tier or disabled flag; the cluster's
+instances. Admins only."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from netra.api.deps import AdminUser, AppState
+from netra.db.records import utcnow
 
 router = APIRouter(tags=["admin"], prefix="/admin")
 
@@ -46,3 +48,16 @@ async def update_user(
         known_tiers=sorted(netra.settings.tiers),
     )
     return _view(user)
+
+
+@router.get("/instances")
+async def list_instances(_: AdminUser, netra: AppState) -> dict[str, Any]:
+    """Every instance that beat within the last hour: role, host, pid, version, last
+    heartbeat, alive (beat within one lease), runs executing and sockets open."""
+    lease_s = netra.settings.cluster.lease_s
+    now = utcnow()
+    instances = await netra.supervisor.instances()
+    return {
+        "instance": netra.instance_id,
+        "items": [instance.public(now=now, lease_s=lease_s) for instance in instances],
+    }

@@ -38,6 +38,13 @@ async def ready(netra: AppState) -> JSONResponse:
         "reason": bus.reason,
         **bus.counters,
     }
+    checks["cluster"] = {
+        "healthy": netra.supervisor.last_error is None,
+        "role": netra.role,
+        "executes_runs": netra.engine.executes,
+        "heartbeats": netra.supervisor.beats,
+        "reason": netra.supervisor.last_error,
+    }
     servers = [source.status() for source in netra.mcp_servers]
     checks["mcp_servers"] = {status.name: status.as_dict() for status in servers}
     # Without the bus, events still reach the sockets of this instance and every socket
@@ -46,7 +53,10 @@ async def ready(netra: AppState) -> JSONResponse:
     ready = checks["database"]["healthy"] and checks["event_writer"]["healthy"]
     degraded = not bus.healthy or not all(s.healthy for s in servers)
     status = "not_ready" if not ready else "degraded" if degraded else "ready"
-    return JSONResponse({"status": status, "checks": checks}, status_code=200 if ready else 503)
+    return JSONResponse(
+        {"status": status, "instance": netra.instance_id, "checks": checks},
+        status_code=200 if ready else 503,
+    )
 
 
 @router.get("/metrics", response_class=Response)

@@ -10,7 +10,7 @@ from sqlalchemy import Row, insert, select, update
 from netra.db import tables as t
 from netra.db.records import Decision, ToolCallRecord, utcnow
 from netra.db.repositories import Scoped
-from netra.errors import NotFound
+from netra.errors import LostClaim, NotFound
 
 
 class ToolCallRepository(Scoped):
@@ -28,6 +28,7 @@ class ToolCallRepository(Scoped):
         step: int = 0,
         status: str = "running",
     ) -> None:
+        await self._fence(run_id, attempt)
         await self._conn.execute(
             insert(t.tool_calls).values(
                 run_id=run_id,
@@ -96,6 +97,7 @@ class ToolCallRepository(Scoped):
 
     async def reopen(self, run_id: str, tool_call_id: str, *, attempt: int) -> None:
         """An approved call starts executing (in a later attempt of its run)."""
+        await self._fence(run_id, attempt)
         await self._conn.execute(
             update(t.tool_calls)
             .where(
@@ -111,11 +113,13 @@ class ToolCallRepository(Scoped):
         *,
         run_id: str,
         tool_call_id: str,
+        attempt: int,
         status: str,
         result: Any,
         error: dict[str, Any] | None,
         duration_ms: int,
     ) -> None:
+        await self._fence(run_id, attempt)
         await self._conn.execute(
             update(t.tool_calls)
             .where(
@@ -131,6 +135,17 @@ class ToolCallRepository(Scoped):
                 finished_at=utcnow(),
             )
         )
+
+    async def _fence(self, run_id: str, attempt: int) -> None:
+        """Refuse a write by an attempt that is no longer the run's (its row locked until
+        the write commits, so a takeover cannot slip in between)."""
+        current = await self._conn.scalar(
+            select(t.runs.c.attempt)
+            .where(t.runs.c.id == run_id, t.runs.c.user_id == self.user_id)
+            .with_for_update()
+        )
+        if current != attempt:
+            raise LostClaim(f"attempt {attempt} of run {run_id} was replaced")
 
 
 def _tool_call(row: Row[Any]) -> ToolCallRecord:

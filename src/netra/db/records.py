@@ -134,6 +134,14 @@ class RunRecord:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    owner: str | None = None
+    """The instance holding the run (see ``tables.runs``)."""
+    cancel_requested: dict[str, Any] | None = None
+    """A cancel asked for on another instance, to be applied by the holder."""
+    recoveries: int = 0
+    """Times the run was taken over after its executor died."""
+    resume_reason: str | None = None
+    """Why its next attempt continues an earlier one: approval, takeover or handback."""
 
     def public(self) -> dict[str, Any]:
         return {

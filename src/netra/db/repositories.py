@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, func, insert, select, update
+from sqlalchemy import Row, and_, case, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from netra.context import UserExecutionContext
@@ -74,6 +74,10 @@ def _run(row: Row[Any]) -> RunRecord:
         created_at=aware(m["created_at"]) or utcnow(),
         started_at=aware(m["started_at"]),
         finished_at=aware(m["finished_at"]),
+        owner=m["owner"],
+        cancel_requested=m["cancel_requested"],
+        recoveries=m["recoveries"],
+        resume_reason=m["resume_reason"],
     )
 
 
@@ -237,7 +241,11 @@ class RunRepository(Scoped):
         agent: str,
         model: str,
         parent_run_id: str | None = None,
+        owner: str | None = None,
+        lease_until: datetime | None = None,
     ) -> RunRecord:
+        """A queued run; ``owner`` is the instance that will execute it (none: the first
+        executing instance that adopts it)."""
         now = utcnow()
         record = RunRecord(
             id=new_id("run"),
@@ -255,6 +263,7 @@ class RunRepository(Scoped):
             created_at=now,
             started_at=None,
             finished_at=None,
+            owner=owner,
         )
         await self._conn.execute(
             insert(t.runs).values(
@@ -268,6 +277,8 @@ class RunRepository(Scoped):
                 attempt=0,
                 message_id=record.message_id,
                 created_at=now,
+                owner=owner,
+                lease_expires_at=lease_until,
             )
         )
         return record
@@ -282,8 +293,9 @@ class RunRepository(Scoped):
             raise NotFound("run not found")
         return _run(row)
 
-    async def start(self, run_id: str) -> RunRecord | None:
-        """Claim a queued run: running, attempt + 1. None when it is no longer queued."""
+    async def start(self, run_id: str, *, owner: str, lease_until: datetime) -> RunRecord | None:
+        """Claim a queued run held by ``owner``: running, attempt + 1, leased until
+        ``lease_until``. None when it is no longer queued or another instance holds it."""
         row = (
             await self._conn.execute(
                 update(t.runs)
@@ -291,11 +303,13 @@ class RunRepository(Scoped):
                     t.runs.c.id == run_id,
                     t.runs.c.user_id == self.user_id,
                     t.runs.c.status == RunStatus.QUEUED.value,
+                    t.runs.c.owner == owner,
                 )
                 .values(
                     status=RunStatus.RUNNING.value,
                     attempt=t.runs.c.attempt + 1,
                     started_at=utcnow(),
+                    lease_expires_at=lease_until,
                 )
                 .returning(*t.runs.c)
             )
@@ -308,16 +322,19 @@ class RunRepository(Scoped):
         *,
         status: RunStatus,
         attempt: int,
+        owner: str,
         error: dict[str, Any] | None = None,
         usage: dict[str, Any] | None = None,
     ) -> bool:
-        """Record a final state; refused (False) when ``attempt`` is stale or already final."""
+        """Record a final state; refused (False) when the run is final already, or ``owner``
+        no longer holds ``attempt`` of it (fencing)."""
         result = await self._conn.execute(
             update(t.runs)
             .where(
                 t.runs.c.id == run_id,
                 t.runs.c.user_id == self.user_id,
                 t.runs.c.attempt == attempt,
+                t.runs.c.owner == owner,
                 t.runs.c.status.in_(
                     [
                         RunStatus.QUEUED.value,
@@ -335,28 +352,35 @@ class RunRepository(Scoped):
                 output_tokens=int((usage or {}).get("output_tokens", 0)),
                 cost_usd=float((usage or {}).get("cost_usd", 0.0)),
                 finished_at=utcnow(),
+                lease_expires_at=None,
             )
         )
         return result.rowcount == 1
 
-    async def suspend(self, run_id: str, *, attempt: int, usage: dict[str, Any]) -> bool:
+    async def suspend(
+        self, run_id: str, *, attempt: int, owner: str, usage: dict[str, Any]
+    ) -> bool:
         """A running run stops to wait for the user's approval, keeping its usage so far.
-        Refused (False) when ``attempt`` is stale."""
+        Refused (False) when ``owner`` no longer holds ``attempt`` of it."""
         result = await self._conn.execute(
             update(t.runs)
             .where(
                 t.runs.c.id == run_id,
                 t.runs.c.user_id == self.user_id,
                 t.runs.c.attempt == attempt,
+                t.runs.c.owner == owner,
                 t.runs.c.status == RunStatus.RUNNING.value,
             )
-            .values(status=RunStatus.REQUIRES_APPROVAL.value, usage=usage)
+            .values(status=RunStatus.REQUIRES_APPROVAL.value, usage=usage, lease_expires_at=None)
         )
         return result.rowcount == 1
 
-    async def requeue(self, run_id: str) -> RunRecord | None:
-        """A run waiting for approval goes back to the queue; None when it is not waiting
-        (already requeued by a racing answer, cancelled, or never suspended)."""
+    async def requeue(
+        self, run_id: str, *, owner: str | None, lease_until: datetime | None
+    ) -> RunRecord | None:
+        """A run waiting for approval goes back to the queue, held by ``owner``; None when
+        it is not waiting (already requeued by a racing answer, cancelled, or never
+        suspended)."""
         result = await self._conn.execute(
             update(t.runs)
             .where(
@@ -364,7 +388,57 @@ class RunRepository(Scoped):
                 t.runs.c.user_id == self.user_id,
                 t.runs.c.status == RunStatus.REQUIRES_APPROVAL.value,
             )
-            .values(status=RunStatus.QUEUED.value)
+            .values(
+                status=RunStatus.QUEUED.value,
+                owner=owner,
+                lease_expires_at=lease_until,
+                resume_reason="approval",
+            )
+        )
+        return await self.get(run_id) if result.rowcount == 1 else None
+
+    async def request_cancel(self, run_id: str, why: dict[str, str]) -> bool:
+        """Note a cancel for whichever instance holds the run; False when it is final."""
+        result = await self._conn.execute(
+            update(t.runs)
+            .where(
+                t.runs.c.id == run_id,
+                t.runs.c.user_id == self.user_id,
+                t.runs.c.status.in_(_ACTIVE),
+                t.runs.c.cancel_requested.is_(None),
+            )
+            .values(cancel_requested=why)
+        )
+        return result.rowcount == 1
+
+    async def adopt_unheld(
+        self, run_id: str, *, owner: str, lease_until: datetime
+    ) -> RunRecord | None:
+        """Hold a run nobody executes — waiting for approval, queued without a holder, or
+        whose holder's lease expired — as queued by ``owner``; None when another instance
+        holds it or it is final."""
+        now = utcnow()
+        result = await self._conn.execute(
+            update(t.runs)
+            .where(
+                t.runs.c.id == run_id,
+                t.runs.c.user_id == self.user_id,
+                or_(
+                    t.runs.c.status == RunStatus.REQUIRES_APPROVAL.value,
+                    and_(
+                        t.runs.c.status.in_([RunStatus.QUEUED.value, RunStatus.RUNNING.value]),
+                        or_(t.runs.c.owner.is_(None), t.runs.c.lease_expires_at < now),
+                    ),
+                ),
+            )
+            .values(
+                status=RunStatus.QUEUED.value,
+                owner=owner,
+                lease_expires_at=lease_until,
+                # fences out an executor that may still be alive past its lease
+                attempt=t.runs.c.attempt
+                + case((t.runs.c.status == RunStatus.RUNNING.value, 1), else_=0),
+            )
         )
         return await self.get(run_id) if result.rowcount == 1 else None
 

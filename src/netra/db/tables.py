@@ -92,11 +92,40 @@ runs = Table(
     Column("created_at", TS, nullable=False),
     Column("started_at", TS, nullable=True),
     Column("finished_at", TS, nullable=True),
+    Column("owner", String(60), nullable=True),
+    Column("lease_expires_at", TS, nullable=True),
+    Column("cancel_requested", JSON, nullable=True),
+    Column("recoveries", Integer, nullable=False, server_default="0"),
+    Column("resume_reason", String(20), nullable=True),
     Index(None, "user_id", "status"),
     Index(None, "user_id", "created_at"),
     Index(None, "status", "created_at"),
     Index(None, "thread_id", "created_at"),
+    Index(None, "owner", "status"),
+    Index(None, "status", "lease_expires_at"),
 )
+"""The runs table is the queue. ``owner`` is the instance holding the run (queued in its
+memory or executing it) until ``lease_expires_at``; heartbeats renew the lease, and another
+instance takes over a run whose lease expired. ``attempt`` grows with every execution and
+fences every write of a run. ``cancel_requested`` carries a cancel to whichever instance
+holds the run; ``resume_reason`` says why the next attempt continues an earlier one
+(``approval``, ``takeover``, ``handback``)."""
+
+instances = Table(
+    "instances",
+    metadata,
+    Column("id", String(60), primary_key=True),
+    Column("role", String(20), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("version", String(40), nullable=False),
+    Column("started_at", TS, nullable=False),
+    Column("heartbeat_at", TS, nullable=False),
+    Column("stopped_at", TS, nullable=True),
+    Column("runs_executing", Integer, nullable=False, server_default="0"),
+    Column("sockets", Integer, nullable=False, server_default="0"),
+)
+"""Every Netra process that served or executed runs, with its last heartbeat."""
 
 events = Table(
     "events",

@@ -9,41 +9,48 @@ The one pause: a tool call that needs the user's approval suspends the run (stat
 ``requires_approval``, no executor, no time running). The user's answer puts it back in the
 queue; the next attempt continues the same event stream and replays the tool-call ledger to
 the agent instead of asking the model again (``RunService.decide``).
+
+Across instances the runs table is the queue: this process *holds* the runs it was given or
+adopted (``owner`` = its instance id) under a lease its ``RunSupervisor`` renews. A run it
+executes is fenced by its attempt number: when another instance takes the run over (this
+one's lease ran out), every later write of this attempt is refused and the run is stopped
+here (``Stop.LOST``). At shutdown every held run is handed back and resumes elsewhere.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from netra.agents.base import AgentRun, ApprovalPending
 from netra.agents.registry import AgentRegistry
 from netra.config import UnifiedConfigurationManager
 from netra.context import UserExecutionContext
+from netra.db.cluster import LeaseRepository
 from netra.db.ledger import ToolCallRepository
 from netra.db.manager import DatabaseManager
-from netra.db.records import RunRecord, RunStatus, ToolCallRecord, utcnow
+from netra.db.records import RunRecord, RunStatus, utcnow
 from netra.db.repositories import (
-    EventRepository,
     MessageRepository,
     RunRepository,
     ThreadRepository,
-    unfinished_runs,
 )
-from netra.engine.user import UserExecutionEngine
+from netra.engine.attempt import AttemptBuilder
+from netra.engine.resume import RunLog, interrupted
+from netra.engine.user import Stop, UserExecutionEngine
 from netra.errors import NetraError
 from netra.events.bridge import AgentWebSocketBridge, RunEmitter
+from netra.events.bus import EventBus, Notice
 from netra.events.envelope import EventType
 from netra.metrics import Metrics
 from netra.models.base import ChatMessage, Usage
 from netra.models.catalog import ModelCatalog
-from netra.models.failover import FailoverNote
 from netra.runs.quotas import admit, measure
-from netra.tools.dispatcher import ToolRegistry, UnifiedToolDispatcher
+from netra.tools.dispatcher import ToolRegistry
 
 log = logging.getLogger(__name__)
 ContextLoader = Callable[[str], Awaitable[UserExecutionContext | None]]
@@ -51,6 +58,11 @@ ContextLoader = Callable[[str], Awaitable[UserExecutionContext | None]]
 
 
 CANCELLED_BY_USER = {"code": "cancelled", "message": "cancelled by the user"}
+RESUMING = {
+    "approval": "Continuing with your decision…",
+    "handback": "Continuing on another server…",
+    "takeover": "Continuing after a server failure…",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +106,16 @@ class ExecutionEngine:
         models: ModelCatalog,
         config: UnifiedConfigurationManager,
         metrics: Metrics,
+        bus: EventBus,
+        instance_id: str,
+        executes: bool = True,
     ) -> None:
+        self.instance_id = instance_id
+        """This process's name in the runs table's ``owner`` column."""
+        self.executes = executes
+        """Whether this process executes runs (``netra serve`` with ``cluster.execute_runs``
+        off only stores them, for the instances that do)."""
+        self._bus = bus
         self._db = db
         self._bridge = bridge
         self._agents = agents
@@ -102,9 +123,16 @@ class ExecutionEngine:
         self._models = models
         self._config = config
         self._metrics = metrics
+        self._attempts = AttemptBuilder(
+            db=db, agents=agents, tools=tools, models=models, config=config
+        )
         self._users: dict[str, UserExecutionEngine] = {}
         self._why_cancelled: dict[str, dict[str, str]] = {}
+        self._executing: dict[str, int] = {}
+        """Runs executing here: run id → attempt."""
         self._accepting = True
+        self.lost = 0
+        """Runs stopped here because another instance took them over."""
 
     # ---- scheduling ----------------------------------------------------------------------
     def user_engine(self, ctx: UserExecutionContext) -> UserExecutionEngine:
@@ -116,8 +144,22 @@ class ExecutionEngine:
             self._users[ctx.user_id] = engine
         return engine
 
+    def lease_until(self) -> datetime:
+        return utcnow() + timedelta(seconds=self._config.settings.cluster.lease_s)
+
+    def holding(self) -> tuple[str | None, datetime | None]:
+        """``(owner, lease_until)`` for a run queued here: held by this instance when it
+        executes runs, else by nobody (the executors adopt it)."""
+        if not self.executes:
+            return None, None
+        return self.instance_id, self.lease_until()
+
     async def submit(self, ctx: UserExecutionContext, run: RunRecord) -> None:
-        """Start executing a stored, queued run (returns at once)."""
+        """Start executing a stored, queued run this process holds (returns at once). Not
+        executing runs here, tell the instances that do."""
+        if not self.executes:
+            await self._bus.notify(Notice("queued", run.user_id, run.id))
+            return
         if not self._accepting:
             return
         engine = self.user_engine(ctx)
@@ -150,6 +192,18 @@ class ExecutionEngine:
             self._why_cancelled.setdefault(run_id, why)
         return True
 
+    def lose(self, user_id: str, run_id: str) -> None:
+        """Another instance took the run over: stop it here without writing anything."""
+        engine = self._users.get(user_id)
+        if engine is not None and engine.cancel(run_id, Stop.LOST):
+            self.lost += 1
+            self._metrics.run_lost()
+            log.warning("run %s was taken over by another instance; stopped here", run_id)
+
+    def executing(self) -> dict[str, int]:
+        """Runs executing here (run id → attempt), for the heartbeat."""
+        return dict(self._executing)
+
     def _cancelled(self, run_id: str) -> _Ending:
         why = self._why_cancelled.pop(run_id, None)
         return _Ending(RunStatus.CANCELLED, why or CANCELLED_BY_USER)
@@ -164,39 +218,54 @@ class ExecutionEngine:
             "runs": sum(len(engine.running()) for engine in self._users.values()),
         }
 
-    async def recover(self, context_for: ContextLoader) -> dict[str, int]:
-        """After a restart: re-queue waiting runs, end runs whose worker died as interrupted."""
-        async with self._db.read() as conn:
-            pending = await unfinished_runs(conn)
-        counts = {"resubmitted": 0, "interrupted": 0}
-        for user_id, run_id, status in pending:
-            ctx = await context_for(user_id)
-            if ctx is None:
-                continue
-            async with self._db.read() as conn:
-                run = await RunRepository(conn, ctx).get(run_id)
-            if status is RunStatus.REQUIRES_APPROVAL:
-                continue  # waiting for its user, not for a worker
-            if status is RunStatus.QUEUED:
-                await self.submit(ctx, run)
-                counts["resubmitted"] += 1
-            else:
-                run_ctx = ctx.with_run(thread_id=run.thread_id, run_id=run.id)
-                emitter = self._bridge.for_run(
-                    run_ctx, run_id=run.id, agent=run.agent, model=run.model
-                )
-                emitter.resume_started()
-                await self._finish(
-                    run_ctx, run, emitter, None, _Ending(RunStatus.INTERRUPTED, _interrupted())
-                )
-                counts["interrupted"] += 1
-        return counts
+    async def adopt(self, ctx: UserExecutionContext, run: RunRecord) -> None:
+        """A run this process just took from the cluster (its holder died, handed it back,
+        or left it for an executor): execute it, or end it when it must not go on."""
+        limit = self._config.settings.cluster.max_recoveries
+        ending: _Ending | None = None
+        if run.parent_run_id is not None:  # a sub-agent continues only inside its parent
+            ending = _Ending(RunStatus.INTERRUPTED, interrupted())
+        elif run.recoveries > limit:
+            ending = _Ending(
+                RunStatus.INTERRUPTED,
+                {
+                    "code": "interrupted",
+                    "message": f"the run's server stopped {run.recoveries} times while it ran",
+                },
+            )
+        elif run.cancel_requested is not None:
+            self._why_cancelled.setdefault(run.id, dict(run.cancel_requested))
+            ending = self._cancelled(run.id)
+        if ending is None:
+            await self.submit(ctx, run)
+            return
+        run_ctx = ctx.with_run(thread_id=run.thread_id, run_id=run.id)
+        emitter = self._bridge.for_run(
+            run_ctx, run_id=run.id, agent=run.agent, attempt=run.attempt, model=run.model
+        )
+        await self._attempts.resume_stream(run_ctx, run, emitter)
+        await self._finish(run_ctx, run, emitter, None, ending)
+
+    async def end_cancelled(
+        self, ctx: UserExecutionContext, run: RunRecord, why: dict[str, str] | None
+    ) -> None:
+        """End a run this process just adopted for cancelling (nobody executes it)."""
+        if why is not None:
+            self._why_cancelled.setdefault(run.id, why)
+        await self._abandon(ctx.with_run(thread_id=run.thread_id, run_id=run.id), run)
 
     async def shutdown(self) -> None:
-        """Stop taking runs; interrupt running ones and wait until each has a final state."""
+        """Stop taking runs; stop the runs here and hand every run this process holds back
+        to the cluster, after the events they emitted are stored."""
         self._accepting = False
         await asyncio.gather(*(engine.shutdown() for engine in self._users.values()))
         self._users.clear()
+        await self._bridge.drain()
+        async with self._db.write() as conn:
+            released = await LeaseRepository(conn).release(self.instance_id)
+        if released:
+            log.info("handed %d runs back to the cluster", released)
+            await self._bus.notify(Notice("queued", None, None))
 
     # ---- sub-agents ----------------------------------------------------------------------
     async def run_child(self, ctx: UserExecutionContext, agent: str, task: str) -> SubRun:
@@ -216,15 +285,21 @@ class ExecutionEngine:
                 agent=agent,
                 model=definition.model or self._config.settings.models.default,
                 parent_run_id=ctx.run_id,
+                owner=self.instance_id,
+                lease_until=self.lease_until(),
             )
-            run = await runs.start(queued.id)
+            run = await runs.start(
+                queued.id, owner=self.instance_id, lease_until=self.lease_until()
+            )
         assert run is not None  # just created, queued, in this transaction
         child_ctx = ctx.child(run_id=run.id)
-        emitter = self._bridge.for_run(child_ctx, run_id=run.id, agent=agent, model=run.model)
+        emitter = self._bridge.for_run(
+            child_ctx, run_id=run.id, agent=agent, attempt=run.attempt, model=run.model
+        )
         agent_run: AgentRun | None = None
         try:
             await emitter.started(model=run.model, attempt=run.attempt, parent_run_id=ctx.run_id)
-            agent_run = await self._prepare(child_ctx, run, emitter)
+            agent_run = await self._attempts.prepare(child_ctx, run, emitter)
             agent_run.history = [ChatMessage("user", task)]
             instance = self._agents.create_agent_for_user(agent, child_ctx)
             try:
@@ -234,11 +309,16 @@ class ExecutionEngine:
             finally:
                 self._agents.release(child_ctx)
         except asyncio.CancelledError:  # the parent was cancelled or stopped
-            await asyncio.shield(
-                self._finish(
-                    child_ctx, run, emitter, agent_run, self._cancelled(run.id), store_answer=False
+            stop = self._stop_reason(ctx.user_id, ctx.run_id)
+            if stop is not Stop.LOST:  # a lost parent's child is ended by whoever took it
+                ending = (
+                    self._cancelled(run.id)
+                    if stop is Stop.CANCEL
+                    else _Ending(RunStatus.INTERRUPTED, interrupted())
                 )
-            )
+                await asyncio.shield(
+                    self._finish(child_ctx, run, emitter, agent_run, ending, store_answer=False)
+                )
             raise
         except TimeoutError:
             ending = _Ending(RunStatus.TIMED_OUT, {"code": "timed_out", "message": "too slow"})
@@ -266,30 +346,65 @@ class ExecutionEngine:
         )
 
     # ---- one run -------------------------------------------------------------------------
+    def _stop_reason(self, user_id: str, run_id: str) -> Stop | None:
+        engine = self._users.get(user_id)
+        return engine.cancel_reason(run_id) if engine is not None else None
+
     async def _claim(self, ctx: UserExecutionContext, run_id: str) -> RunRecord | None:
         async with self._db.write() as conn:
-            return await RunRepository(conn, ctx).start(run_id)
+            run = await RunRepository(conn, ctx).start(
+                run_id, owner=self.instance_id, lease_until=self.lease_until()
+            )
+        if run is not None:
+            self._executing[run.id] = run.attempt
+            if run.cancel_requested is not None:  # asked for on another instance
+                self.cancel(ctx.user_id, run.id, why=dict(run.cancel_requested))
+        return run
 
     async def _abandon(self, ctx: UserExecutionContext, run: RunRecord) -> None:
         """A run cancelled before it executed: final state cancelled, with its two events."""
-        emitter = self._bridge.for_run(ctx, run_id=run.id, agent=run.agent, model=run.model)
-        if run.attempt > 0:  # it ran before (and paused): its agent_started is out already
-            emitter.resume_started()
+        emitter = self._bridge.for_run(
+            ctx, run_id=run.id, agent=run.agent, attempt=run.attempt, model=run.model
+        )
+        if run.attempt > 0:  # it ran before: its stream continues
+            await self._attempts.resume_stream(ctx, run, emitter)
         await self._finish(ctx, run, emitter, None, self._cancelled(run.id))
 
     async def _execute(
         self, ctx: UserExecutionContext, run: RunRecord, engine: UserExecutionEngine
     ) -> None:
+        try:
+            await self._execute_attempt(ctx, run, engine)
+        finally:
+            if self._executing.get(run.id) == run.attempt:
+                del self._executing[run.id]
+
+    async def _execute_attempt(
+        self, ctx: UserExecutionContext, run: RunRecord, engine: UserExecutionEngine
+    ) -> None:
         run_id = run.id
-        emitter = self._bridge.for_run(ctx, run_id=run.id, agent=run.agent, model=run.model)
+        emitter = self._bridge.for_run(
+            ctx, run_id=run.id, agent=run.agent, attempt=run.attempt, model=run.model
+        )
         agent_run: AgentRun | None = None
         try:
-            if run.attempt > 1:  # an earlier attempt started it and paused
-                emitter.resume_started()
-                await emitter.thinking("Continuing with your decision…")
+            stream: RunLog | None = None
+            if run.attempt > 1:  # an earlier attempt started it
+                stream = await self._attempts.resume_stream(ctx, run, emitter)
+                reason = run.resume_reason or "takeover"
+                await emitter.thinking(
+                    RESUMING.get(reason, RESUMING["takeover"]),
+                    resumed={
+                        "reason": reason,
+                        "attempt": run.attempt,
+                        "text_chars": len(stream.text),
+                    },
+                )
             else:
                 await emitter.started(model=run.model, attempt=run.attempt)
-            agent_run = await self._prepare(ctx, run, emitter)
+            agent_run = await self._attempts.prepare(ctx, run, emitter)
+            if stream is not None:
+                await self._attempts.restore(ctx, run, agent_run, stream)
             agent = self._agents.create_agent_for_user(run.agent, ctx)
             try:
                 limits = self._config.limits_for(ctx.user_id, ctx.tier)
@@ -313,13 +428,16 @@ class ExecutionEngine:
             return
         except asyncio.CancelledError:
             current = asyncio.current_task()
-            if engine.cancel_reason(run_id) is RunStatus.CANCELLED and current is not None:
+            stop = engine.cancel_reason(run_id)
+            if stop is Stop.CANCEL and current is not None:
                 current.uncancel()
                 ending = self._cancelled(run_id)
+            elif stop in (Stop.HANDBACK, Stop.LOST):
+                raise  # handed back at shutdown, or someone else's now: nothing to write
             else:
                 await asyncio.shield(
                     self._finish(
-                        ctx, run, emitter, agent_run, _Ending(RunStatus.INTERRUPTED, _interrupted())
+                        ctx, run, emitter, agent_run, _Ending(RunStatus.INTERRUPTED, interrupted())
                     )
                 )
                 raise
@@ -333,82 +451,6 @@ class ExecutionEngine:
             )
         await self._finish(ctx, run, emitter, agent_run, ending)
 
-    async def _prepare(
-        self, ctx: UserExecutionContext, run: RunRecord, emitter: RunEmitter
-    ) -> AgentRun:
-        settings = self._config.settings
-        limits = self._config.limits_for(ctx.user_id, ctx.tier)
-        definition = self._agents.check_access(ctx, run.agent)
-        fallbacks = definition.fallbacks
-        if fallbacks is None:
-            fallbacks = settings.models.fallbacks
-
-        async def note_failover(note: FailoverNote) -> None:
-            await emitter.thinking(note.text, failover=note.as_dict())
-
-        model = self._models.for_run([run.model, *fallbacks], notify=note_failover)
-        async with self._db.read() as conn:
-            stored = await MessageRepository(conn, ctx).list(run.thread_id)
-        # The conversation up to this run's own message: never what was sent after it.
-        own = next(
-            (i for i, m in enumerate(stored) if m.run_id == run.id and m.role == "user"),
-            len(stored) - 1,
-        )
-        history = [
-            ChatMessage("user" if m.role == "user" else "assistant", m.content)
-            for m in stored[: own + 1]
-            if m.role in ("user", "assistant") and m.content
-        ]
-        allowed = definition.tools
-        if limits.allowed_tools is not None:
-            wanted = allowed if allowed is not None else limits.allowed_tools
-            allowed = [name for name in wanted if name in limits.allowed_tools]
-        dispatcher = UnifiedToolDispatcher(
-            ctx,
-            tools=self._tools,
-            allowed=allowed,
-            db=self._db,
-            emitter=emitter,
-            settings=settings.tools,
-            attempt=run.attempt,
-        )
-        agent_run = AgentRun(
-            ctx=ctx,
-            history=history,
-            model=model,
-            dispatcher=dispatcher,
-            emitter=emitter,
-            message_id=run.message_id,
-            max_steps=limits.max_steps,
-            token_budget=limits.run_token_budget,
-        )
-        if run.attempt > 1:
-            await self._restore(ctx, run, agent_run)
-        return agent_run
-
-    async def _restore(
-        self, ctx: UserExecutionContext, run: RunRecord, agent_run: AgentRun
-    ) -> None:
-        """What earlier attempts of the run did: their tool calls (one list per model turn),
-        the answer text they streamed and the usage they spent."""
-        async with self._db.read() as conn:
-            records = await ToolCallRepository(conn, ctx).for_run(run.id)
-            events = await EventRepository(conn, ctx).for_run(run.id, 0, limit=1_000_000)
-        turns: dict[int, list[ToolCallRecord]] = {}
-        for record in records:
-            turns.setdefault(record.step, []).append(record)
-        agent_run.ledger = [turns[step] for step in sorted(turns)]
-        for _, body in events:
-            event = json.loads(body)
-            if event["type"] == EventType.MESSAGE_DELTA.value:
-                agent_run.text.append(event["data"]["delta"])
-        spent = run.usage or {}
-        agent_run.usage = Usage(
-            int(spent.get("input_tokens", 0)),
-            int(spent.get("output_tokens", 0)),
-            float(spent.get("cost_usd", 0.0)),
-        )
-
     async def _suspend(
         self, ctx: UserExecutionContext, run: RunRecord, emitter: RunEmitter, agent_run: AgentRun
     ) -> None:
@@ -417,11 +459,23 @@ class ExecutionEngine:
         every call was answered meanwhile, the run goes straight back to the queue."""
         async with self._db.write() as conn:
             runs = RunRepository(conn, ctx)
-            if not await runs.suspend(run.id, attempt=run.attempt, usage=agent_run.usage.as_dict()):
+            suspended = await runs.suspend(
+                run.id,
+                attempt=run.attempt,
+                owner=self.instance_id,
+                usage=agent_run.usage.as_dict(),
+            )
+            if not suspended:
                 log.warning("run %s attempt %d lost its claim while pausing", run.id, run.attempt)
                 return
             waiting = await ToolCallRepository(conn, ctx).undecided(run.id)
-            requeued = None if waiting else await runs.requeue(run.id)
+            requeued = (
+                None
+                if waiting
+                else await runs.requeue(
+                    run.id, owner=self.instance_id, lease_until=self.lease_until()
+                )
+            )
         for record in waiting:
             await emitter.approval_required(
                 record.tool_call_id, record.tool, record.arguments, record.side_effects
@@ -449,7 +503,12 @@ class ExecutionEngine:
         message_id = run.message_id if text else None
         async with self._db.write() as conn:
             finished = await RunRepository(conn, ctx).finish(
-                run.id, status=ending.status, attempt=run.attempt, error=ending.error, usage=usage
+                run.id,
+                status=ending.status,
+                attempt=run.attempt,
+                owner=self.instance_id,
+                error=ending.error,
+                usage=usage,
             )
             if finished and text and store_answer:
                 await MessageRepository(conn, ctx).add(
@@ -466,6 +525,7 @@ class ExecutionEngine:
             if finished and store_answer:
                 await ThreadRepository(conn, ctx).touch(run.thread_id)
         if not finished:
+            self._metrics.write_fenced()
             log.warning(
                 "run %s attempt %d lost its claim; final state not written", run.id, run.attempt
             )
@@ -478,7 +538,3 @@ class ExecutionEngine:
         await emitter.completed(
             outcome=ending.status.value, usage=usage, message_id=message_id, error=ending.error
         )
-
-
-def _interrupted() -> dict[str, str]:
-    return {"code": "interrupted", "message": "the server stopped while the run was executing"}

@@ -15,7 +15,18 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from netra.db.records import RunRecord, RunStatus
+from netra.db.records import RunRecord
+
+
+class Stop(StrEnum):
+    """Why a run's task is stopped before it ends by itself."""
+
+    CANCEL = "cancel"
+    """The user cancelled it: it ends ``cancelled``."""
+    HANDBACK = "handback"
+    """This process is shutting down: the run goes back to the cluster to resume elsewhere."""
+    LOST = "lost"
+    """Another instance took the run over (this one's lease ran out): stop, write nothing."""
 
 
 class Phase(StrEnum):
@@ -48,7 +59,7 @@ class UserExecutionEngine:
         self._slots = asyncio.Semaphore(limit)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._phases: dict[str, Phase] = {}
-        self._cancel_reasons: dict[str, RunStatus] = {}
+        self._cancel_reasons: dict[str, Stop] = {}
         self._entered: set[str] = set()
         self._thread_turns: dict[str, asyncio.Lock] = {}
         self._thread_waiters: Counter[str] = Counter()
@@ -85,7 +96,7 @@ class UserExecutionEngine:
     ) -> None:
         self._entered.add(run_id)
         if run_id in self._cancel_reasons:  # cancelled before this task first ran
-            if self._cancel_reasons[run_id] is RunStatus.CANCELLED:
+            if self._cancel_reasons[run_id] is Stop.CANCEL:
                 await abandon()
             return
         # Runs of one thread execute one after another, in the order they were sent
@@ -117,7 +128,7 @@ class UserExecutionEngine:
         try:
             await primitive.acquire()
         except asyncio.CancelledError:
-            if self._cancel_reasons.get(run_id) is not RunStatus.CANCELLED:
+            if self._cancel_reasons.get(run_id) is not Stop.CANCEL:
                 raise
             current = asyncio.current_task()
             if current is not None:
@@ -130,7 +141,7 @@ class UserExecutionEngine:
         self, run_id: str, claim: Claim, execute: Execute, abandon: Abandon
     ) -> None:
         if run_id in self._cancel_reasons:
-            if self._cancel_reasons[run_id] is RunStatus.CANCELLED:
+            if self._cancel_reasons[run_id] is Stop.CANCEL:
                 await abandon()
             return
         self._phases[run_id] = Phase.CLAIMING
@@ -151,7 +162,7 @@ class UserExecutionEngine:
         self._entered.discard(run_id)
         self._cancel_reasons.pop(run_id, None)
 
-    def cancel(self, run_id: str, reason: RunStatus = RunStatus.CANCELLED) -> bool:
+    def cancel(self, run_id: str, reason: Stop = Stop.CANCEL) -> bool:
         """Cancel a run this engine holds; False when it holds no such run."""
         task = self._tasks.get(run_id)
         if task is None or task.done():
@@ -163,12 +174,12 @@ class UserExecutionEngine:
             task.cancel()
         return True
 
-    def cancel_reason(self, run_id: str) -> RunStatus | None:
+    def cancel_reason(self, run_id: str) -> Stop | None:
         return self._cancel_reasons.get(run_id)
 
     async def shutdown(self) -> None:
-        """Interrupt executing runs (each records its final state); waiting ones stay queued."""
+        """Stop every task: executing runs and waiting ones go back to the cluster."""
         tasks = list(self._tasks.values())
         for run_id in list(self._tasks):
-            self.cancel(run_id, RunStatus.INTERRUPTED)
+            self.cancel(run_id, Stop.HANDBACK)
         await asyncio.gather(*tasks, return_exceptions=True)

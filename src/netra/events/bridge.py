@@ -39,6 +39,7 @@ class AgentWebSocketBridge:
         agent: str | None = None,
         run_id: str | None = None,
         thread_id: str | None = None,
+        attempt: int | None = None,
     ) -> asyncio.Future[Event]:
         clean = sanitize(
             data,
@@ -53,13 +54,20 @@ class AgentWebSocketBridge:
             run_id=run_id,
             agent=agent,
             data=clean,
+            attempt=attempt,
         )
         return await self._writer.write(pending)
 
+    async def drain(self) -> None:
+        """Wait until every event emitted so far is stored."""
+        await self._writer.drain()
+
     def for_run(
-        self, ctx: UserExecutionContext, *, run_id: str, agent: str, model: str = ""
+        self, ctx: UserExecutionContext, *, run_id: str, agent: str, attempt: int, model: str = ""
     ) -> RunEmitter:
-        return RunEmitter(self, ctx, run_id=run_id, agent=agent, model=model)
+        """The emitter of one attempt of a run: its events are stored only while that
+        attempt is the run's current one."""
+        return RunEmitter(self, ctx, run_id=run_id, agent=agent, attempt=attempt, model=model)
 
 
 class RunEmitter:
@@ -72,9 +80,11 @@ class RunEmitter:
         *,
         run_id: str,
         agent: str,
+        attempt: int,
         model: str = "",
     ) -> None:
         self._model_hint = model
+        self.attempt = attempt
         self._bridge = bridge
         self._ctx = ctx
         self.run_id = run_id
@@ -96,7 +106,7 @@ class RunEmitter:
         if type is not EventType.MESSAGE_DELTA:
             await self._flush_deltas()
         self._last = await self._bridge.emit(
-            self._ctx, type, data, agent=self.agent, run_id=self.run_id
+            self._ctx, type, data, agent=self.agent, run_id=self.run_id, attempt=self.attempt
         )
 
     def resume_started(self) -> None:
@@ -149,6 +159,10 @@ class RunEmitter:
     def reopen_tool(self, tool_call_id: str, tool: str) -> None:
         """A call whose ``tool_executing`` an earlier attempt emitted is to be completed."""
         self._open_tools[tool_call_id] = tool
+
+    def is_open(self, tool_call_id: str) -> bool:
+        """Whether the call was announced (``tool_executing``) and not yet completed."""
+        return tool_call_id in self._open_tools
 
     async def tool_completed(
         self,

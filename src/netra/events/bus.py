@@ -5,15 +5,20 @@ event log), so it needs no persistence of its own. A bus that knows it may have 
 the Redis bus after a reconnect — tells the subscribers through their ``resync`` callback,
 and they read the event log past what they have.
 
+Besides events, the bus carries *notices* between instances: hints that something changed
+in the runs table (a run was queued for the executors, a cancel was asked for). Notices may
+be lost too; every instance also finds the same facts at its next heartbeat.
+
 Two implementations: ``InProcessBus`` (one process, the embedded default) and
 ``netra.events.redis_bus.RedisBus`` (several instances sharing one Redis).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import asdict, dataclass, field
+from typing import Literal, Protocol
 
 from netra.events.envelope import Event
 
@@ -21,6 +26,34 @@ Handler = Callable[[Sequence[Event]], None]
 """Receives one user's events in seq order; must not block."""
 Resync = Callable[[], None]
 """Told that deliveries to this subscriber may have been lost; must not block."""
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A hint to the other instances about the runs table."""
+
+    kind: Literal["queued", "cancel"]
+    """``queued``: a run waits for an executor; ``cancel``: its user cancelled it."""
+    user_id: str | None
+    run_id: str | None
+
+    def encode(self) -> bytes:
+        return json.dumps(asdict(self)).encode()
+
+    @classmethod
+    def decode(cls, data: bytes | str) -> Notice:
+        """Raises ValueError (or a subclass) on anything that is not a notice."""
+        raw = json.loads(data)
+        if not isinstance(raw, dict) or raw.get("kind") not in ("queued", "cancel"):
+            raise ValueError("not a notice")
+        user_id, run_id = raw.get("user_id"), raw.get("run_id")
+        if not all(v is None or isinstance(v, str) for v in (user_id, run_id)):
+            raise ValueError("not a notice")
+        return cls(raw["kind"], user_id, run_id)
+
+
+NoticeHandler = Callable[[Notice], None]
+"""Receives notices from every instance, this one included; must not block."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +91,14 @@ class EventBus(Protocol):
         """Receive a user's events; returns the function that unsubscribes."""
         ...
 
+    async def notify(self, notice: Notice) -> None:
+        """Send a notice to every instance; never raises because of the transport."""
+        ...
+
+    def on_notice(self, handler: NoticeHandler) -> None:
+        """Receive every notice from now on."""
+        ...
+
     def health(self) -> BusHealth:
         """The bus's current state, without any I/O."""
         ...
@@ -77,6 +118,7 @@ class InProcessBus:
 
     def __init__(self) -> None:
         self._subscriptions: dict[str, list[_Subscription]] = {}
+        self._notice_handlers: list[NoticeHandler] = []
 
     async def start(self) -> None:
         return None
@@ -112,6 +154,17 @@ class InProcessBus:
                     del self._subscriptions[user_id]
 
         return unsubscribe
+
+    async def notify(self, notice: Notice) -> None:
+        self.announce(notice)
+
+    def announce(self, notice: Notice) -> None:
+        """Hand a notice to every handler in this process, now."""
+        for handler in tuple(self._notice_handlers):
+            handler(notice)
+
+    def on_notice(self, handler: NoticeHandler) -> None:
+        self._notice_handlers.append(handler)
 
     def subscribers(self, user_id: str) -> int:
         return len(self._subscriptions.get(user_id, ()))

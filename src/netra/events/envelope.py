@@ -49,6 +49,9 @@ class PendingEvent:
     run_id: str | None
     agent: str | None
     data: dict[str, Any]
+    attempt: int | None = None
+    """For a run's events: the attempt emitting them. The writer stores them only while it
+    is the run's current attempt (fencing); never part of the envelope."""
 
 
 @dataclass(frozen=True, slots=True)

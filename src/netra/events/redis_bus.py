@@ -45,7 +45,7 @@ from redis.exceptions import RedisError
 
 from netra.config import mask_url
 from netra.errors import ConfigurationError
-from netra.events.bus import BusHealth, Handler, InProcessBus, Resync
+from netra.events.bus import BusHealth, Handler, InProcessBus, Notice, NoticeHandler, Resync
 from netra.events.envelope import Event
 from netra.events.redis_wire import BusMessage, MalformedMessage, UserChannels
 from netra.ids import new_id
@@ -94,6 +94,8 @@ class RedisBus:
         """Users with at least one subscriber here: the channels that should be subscribed."""
         self._subscribed: set[str] = set()
         """Users whose SUBSCRIBE was sent on the current pub/sub connection."""
+        self._notices_subscribed = False
+        """Whether the notice channel is subscribed on the current pub/sub connection."""
         self._changed = asyncio.Event()
         self._outbox: deque[tuple[str, Sequence[Event]]] = deque()
         self._outbox_events = 0
@@ -116,6 +118,7 @@ class RedisBus:
                 "malformed",
                 "connects",
                 "resyncs",
+                "notices",
             ),
             0,
         )
@@ -199,6 +202,21 @@ class RedisBus:
 
         return unsubscribe
 
+    async def notify(self, notice: Notice) -> None:
+        """Publish at once (notices are rare and small); lost when Redis is down."""
+        self._local.announce(notice)
+        if self._publisher is None:
+            return
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._publisher.publish(self.channels.notices, notice.encode())
+        except _TRANSPORT_ERRORS as exc:
+            self.counters["publish_failures"] += 1
+            log.warning("a %s notice was not published: %s", notice.kind, describe(exc))
+
+    def on_notice(self, handler: NoticeHandler) -> None:
+        self._local.on_notice(handler)
+
     def health(self) -> BusHealth:
         problems = []
         if self._state is not LinkState.CONNECTED:
@@ -234,6 +252,7 @@ class RedisBus:
                     await pubsub.connect()  # type: ignore[no-untyped-call]  # untyped upstream
                 connected = True
                 self._subscribed.clear()
+                self._notices_subscribed = False
                 self._heard = asyncio.get_running_loop().time()
                 self._state, self._link_error = LinkState.CONNECTED, None
                 self.counters["connects"] += 1
@@ -275,6 +294,10 @@ class RedisBus:
             return  # pong, unsubscribe
         raw = message["channel"]
         channel = raw.decode() if isinstance(raw, bytes) else str(raw)
+        if channel == self.channels.notices:
+            if kind == "message":
+                self._on_notice(message["data"])
+            return
         user_id = self.channels.user(channel)
         if user_id is None:
             return
@@ -294,6 +317,15 @@ class RedisBus:
             self.counters["received"] += 1
             self._local.deliver(user_id, decoded.events)
 
+    def _on_notice(self, data: bytes | str) -> None:
+        try:
+            notice = Notice.decode(data)
+        except ValueError:
+            self.counters["malformed"] += 1
+            return
+        self.counters["notices"] += 1
+        self._local.announce(notice)
+
     async def _control(self, pubsub: PubSub) -> None:
         """Subscribe and unsubscribe as wanted users change; ping when the line is idle."""
         loop = asyncio.get_running_loop()
@@ -305,6 +337,9 @@ class RedisBus:
             join = sorted(self._wanted - self._subscribed)
             leave = sorted(self._subscribed - self._wanted)
             async with asyncio.timeout(self._timeout):
+                if not self._notices_subscribed:
+                    await pubsub.subscribe(self.channels.notices)
+                    self._notices_subscribed = True
                 if join:
                     await pubsub.subscribe(*(self.channels.of(user) for user in join))
                 if leave:

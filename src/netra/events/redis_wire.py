@@ -31,6 +31,8 @@ class UserChannels:
 
     def __init__(self, prefix: str) -> None:
         self._head = f"{prefix}:user:"
+        self.notices = f"{prefix}:notices"
+        """The channel every instance listens on for notices about the runs table."""
 
     def of(self, user_id: str) -> str:
         return f"{self._head}{user_id}"

@@ -5,6 +5,11 @@ Group commit: the writer takes the first queued event, waits up to ``batch_windo
 more (at most ``batch_max``), and stores the whole batch in one transaction, allocating each
 user's seq range with one ``UPDATE users SET event_seq = event_seq + n … RETURNING``. The
 row lock on the user's counter keeps seqs gapless and ordered across instances too.
+
+Fencing: a run's events carry the attempt that emitted them, and a batch stores them only
+while that attempt is still the run's (under the run's row lock, so a takeover waits for the
+batch or the batch sees the takeover). An executor that lost its run — paused past its lease
+while another instance took over — cannot add to the run's stream.
 """
 
 from __future__ import annotations
@@ -14,13 +19,16 @@ import contextlib
 import logging
 from collections import defaultdict
 
-from sqlalchemy import insert, update
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from netra.db import tables as t
 from netra.db.manager import DatabaseManager
 from netra.db.records import utcnow
+from netra.errors import LostClaim
 from netra.events.bus import EventBus
 from netra.events.envelope import Event, PendingEvent
+from netra.metrics import Metrics
 from netra.settings import EventSettings
 
 log = logging.getLogger(__name__)
@@ -30,8 +38,15 @@ _RETRIES = 3
 class EventLogWriter:
     """Owns the event-log write path of one process."""
 
-    def __init__(self, db: DatabaseManager, bus: EventBus, settings: EventSettings) -> None:
+    def __init__(
+        self,
+        db: DatabaseManager,
+        bus: EventBus,
+        settings: EventSettings,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._db = db
+        self._metrics = metrics
         self._bus = bus
         self._batch_max = settings.batch_max
         self._window = settings.batch_window_ms / 1000
@@ -41,6 +56,7 @@ class EventLogWriter:
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
         self.events_written = 0
+        self.events_fenced = 0
 
     @property
     def running(self) -> bool:
@@ -58,6 +74,11 @@ class EventLogWriter:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
+
+    async def drain(self) -> None:
+        """Wait until every event queued so far is stored (or refused)."""
+        if self._task is not None:
+            await self._queue.join()
 
     async def write(self, pending: PendingEvent) -> asyncio.Future[Event]:
         """Queue an event; the future resolves once it is stored and published."""
@@ -104,25 +125,43 @@ class EventLogWriter:
                     return
                 await asyncio.sleep(0.05 * attempt)
         self.batches += 1
-        self.events_written += len(stored)
+        self.events_written += sum(1 for event in stored if event is not None)
         by_user: dict[str, list[Event]] = defaultdict(list)
         for event in stored:
-            by_user[event.user_id].append(event)
+            if event is not None:
+                by_user[event.user_id].append(event)
         for user_id, events in by_user.items():
             try:
                 await self._bus.publish(user_id, events)
             except Exception:  # the bus may lose messages: sockets catch up from the log
                 log.exception("publishing events of %s failed", user_id)
-        for (_, future), event in zip(batch, stored, strict=True):
-            if not future.done():
+        for (pending, future), event in zip(batch, stored, strict=True):
+            if future.done():
+                continue
+            if event is None:
+                self.events_fenced += 1
+                if self._metrics is not None:
+                    self._metrics.write_fenced()
+                future.set_exception(
+                    LostClaim(f"run {pending.run_id} attempt {pending.attempt} lost its claim")
+                )
+                future.exception()  # the stale executor need not look: nothing to report
+            else:
                 future.set_result(event)
 
-    async def _store(self, batch: list[PendingEvent]) -> list[Event]:
-        counts: dict[str, int] = defaultdict(int)
-        for pending in batch:
-            counts[pending.user_id] += 1
+    async def _store(self, pending_events: list[PendingEvent]) -> list[Event | None]:
+        """Store the batch; a fenced event's place in the result is None."""
         now = utcnow()
         async with self._db.write() as conn:
+            current = await _current_attempts(conn, pending_events)
+            batch = [
+                pending
+                for pending in pending_events
+                if pending.attempt is None or current.get(pending.run_id or "") == pending.attempt
+            ]
+            counts: dict[str, int] = defaultdict(int)
+            for pending in batch:
+                counts[pending.user_id] += 1
             next_seq: dict[str, int] = {}
             for user_id, count in counts.items():
                 last = await conn.scalar(
@@ -139,20 +178,37 @@ class EventLogWriter:
                 seq = next_seq[pending.user_id]
                 next_seq[pending.user_id] = seq + 1
                 events.append(Event.seal(pending, seq, now))
-            await conn.execute(
-                insert(t.events),
-                [
-                    {
-                        "user_id": event.user_id,
-                        "seq": event.seq,
-                        "event_id": pending.event_id,
-                        "type": event.type.value,
-                        "thread_id": pending.thread_id,
-                        "run_id": event.run_id,
-                        "body": event.body,
-                        "created_at": now,
-                    }
-                    for event, pending in zip(events, batch, strict=True)
-                ],
-            )
-        return events
+            if events:
+                await conn.execute(
+                    insert(t.events),
+                    [
+                        {
+                            "user_id": event.user_id,
+                            "seq": event.seq,
+                            "event_id": pending.event_id,
+                            "type": event.type.value,
+                            "thread_id": pending.thread_id,
+                            "run_id": event.run_id,
+                            "body": event.body,
+                            "created_at": now,
+                        }
+                        for event, pending in zip(events, batch, strict=True)
+                    ],
+                )
+        sealed = {id(pending): event for pending, event in zip(batch, events, strict=True)}
+        return [sealed.get(id(pending)) for pending in pending_events]
+
+
+async def _current_attempts(conn: AsyncConnection, batch: list[PendingEvent]) -> dict[str, int]:
+    """The current attempt of every run with events in the batch, its row locked until the
+    batch commits (PostgreSQL; SQLite has one writer anyway)."""
+    run_ids = sorted({p.run_id for p in batch if p.attempt is not None and p.run_id is not None})
+    if not run_ids:
+        return {}
+    rows = await conn.execute(
+        select(t.runs.c.id, t.runs.c.attempt)
+        .where(t.runs.c.id.in_(run_ids))
+        .order_by(t.runs.c.id)
+        .with_for_update()
+    )
+    return {row.id: row.attempt for row in rows}

@@ -11,15 +11,16 @@ from netra.config import UnifiedConfigurationManager
 from netra.context import UserExecutionContext
 from netra.db.ledger import ToolCallRepository
 from netra.db.manager import DatabaseManager
-from netra.db.records import Decision, RunRecord, RunStatus, ThreadRecord
+from netra.db.records import Decision, RunRecord, ThreadRecord
 from netra.db.repositories import (
     MessageRepository,
     RunRepository,
     ThreadRepository,
 )
-from netra.engine.execution import ExecutionEngine
+from netra.engine.execution import CANCELLED_BY_USER, ExecutionEngine
 from netra.errors import Conflict, InvalidRequest
 from netra.events.bridge import AgentWebSocketBridge
+from netra.events.bus import EventBus, Notice
 from netra.events.envelope import EventType
 from netra.runs.quotas import admit, measure
 
@@ -60,7 +61,9 @@ class RunService:
         engine: ExecutionEngine,
         agents: AgentRegistry,
         config: UnifiedConfigurationManager,
+        bus: EventBus,
     ) -> None:
+        self._bus = bus
         self._db = db
         self._bridge = bridge
         self._engine = engine
@@ -114,10 +117,13 @@ class RunService:
                         code="thread_busy",
                     )
             warnings = admit(limits, await measure(runs), agent=agent_name)
+            owner, lease_until = self._engine.holding()
             run = await runs.create(
                 thread_id=thread.id,
                 agent=agent_name,
                 model=definition.model or settings.models.default,
+                owner=owner,
+                lease_until=lease_until,
             )
             message = await messages.add(
                 thread_id=thread.id,
@@ -146,20 +152,25 @@ class RunService:
     async def cancel(
         self, ctx: UserExecutionContext, run_id: str, *, why: dict[str, str] | None = None
     ) -> RunRecord:
-        """Cancel the caller's run; a run already final is returned unchanged."""
+        """Cancel the caller's run, whichever instance holds it; a run already final is
+        returned unchanged. A run held elsewhere ends once its holder hears of it (a notice
+        on the bus, or its next heartbeat)."""
         async with self._db.read() as conn:
             run = await RunRepository(conn, ctx).get(run_id)
-        if run.status.final:
+        if run.status.final or self._engine.cancel(ctx.user_id, run_id, why=why):
             return run
-        if not self._engine.cancel(ctx.user_id, run_id, why=why):
-            if run.status is RunStatus.REQUIRES_APPROVAL:
-                async with self._db.write() as conn:
-                    run = await RunRepository(conn, ctx).requeue(run_id) or run
-            if run.status is RunStatus.QUEUED:
-                # Queued but held by no engine here (stored just before a restart, or paused
-                # for an approval): the engine ends it as cancelled without executing it.
-                await self._engine.submit(ctx, run)
-                self._engine.cancel(ctx.user_id, run_id, why=why)
+        async with self._db.write() as conn:
+            runs = RunRepository(conn, ctx)
+            await runs.request_cancel(run_id, why or CANCELLED_BY_USER)
+            # Nobody executes it (waiting for approval, queued without a holder, or its
+            # holder died): end it here.
+            adopted = await runs.adopt_unheld(
+                run_id, owner=self._engine.instance_id, lease_until=self._engine.lease_until()
+            )
+        if adopted is not None:
+            await self._engine.end_cancelled(ctx, adopted, why)
+        else:
+            await self._bus.notify(Notice("cancel", ctx.user_id, run_id))
         async with self._db.read() as conn:
             return await RunRepository(conn, ctx).get(run_id)
 
@@ -179,7 +190,10 @@ class RunService:
                 record = await calls.get(run_id, tool_call_id)
             requeued = None
             if decided and not await calls.undecided(run_id):
-                requeued = await RunRepository(conn, ctx).requeue(run_id)
+                owner, lease_until = self._engine.holding()
+                requeued = await RunRepository(conn, ctx).requeue(
+                    run_id, owner=owner, lease_until=lease_until
+                )
         if requeued is not None:
             await self._engine.submit(ctx, requeued)
         return {

@@ -174,20 +174,32 @@ class UnifiedToolDispatcher:
             )
 
     async def _replay_one(self, record: ToolCallRecord) -> ToolOutcome:
+        """One call from the ledger. The event stream gets what it misses: an earlier
+        attempt may have died between writing the ledger and emitting the call's events."""
         call = ToolCallRequest(record.tool_call_id, record.tool, dict(record.arguments or {}))
         if record.finished:
+            if self._emitter.is_open(call.id):
+                await self._emitter.tool_completed(
+                    call.id,
+                    call.name,
+                    result=record.result,
+                    error=record.error,
+                    duration_ms=record.duration_ms or 0,
+                )
             return ToolOutcome(call, record.result, record.error, record.duration_ms or 0)
         tool = self._tool(call.name)
         if record.status == "running":
             # Started by an attempt that died: its outcome is unknown. Never run an unsafe
             # call twice; report it to the model instead.
-            self._emitter.reopen_tool(call.id, call.name)
+            if not self._emitter.is_open(call.id):
+                await self._emitter.tool_executing(call.id, call.name, record.arguments)
             if tool is None or tool.side_effects is SideEffects.UNSAFE:
                 return await self._complete(tool, call, refuse=_unknown_outcome())
             return await self._complete(tool, call)
         if record.decision is None:
             return ToolOutcome(call, None, None, 0, pending=True)
-        await self._emitter.tool_executing(call.id, call.name, record.arguments)
+        if not self._emitter.is_open(call.id):
+            await self._emitter.tool_executing(call.id, call.name, record.arguments)
         if record.decision is Decision.DENIED:
             return await self._complete(tool, call, refuse=_denied())
         async with self._db.write() as conn:
@@ -214,6 +226,7 @@ class UnifiedToolDispatcher:
             await ToolCallRepository(conn, self._ctx).end(
                 run_id=self._run_id,
                 tool_call_id=call.id,
+                attempt=self._attempt,
                 status="error" if error else "ok",
                 result=result,
                 error=error,

@@ -315,7 +315,11 @@ function applyRunEvent(run, ev) {
   if (!FINAL.has(run.status)) run.status = 'running';  // any run event means it has started
   switch (ev.type) {
     case 'run_queued': run.status = 'queued'; break;
-    case 'agent_thinking': run.steps.push({ kind: 'thinking', text: d.text ?? '' }); break;
+    case 'agent_thinking':
+      // A run continuing after a pause or on another server: text past text_chars is streamed again.
+      if (d.resumed) run.text = run.text.slice(0, d.resumed.text_chars ?? run.text.length);
+      run.steps.push({ kind: 'thinking', text: d.text ?? '' });
+      break;
     case 'approval_required':
       run.status = 'requires_approval';
       run.steps.push({ kind: 'approval', id: d.tool_call_id, runId: ev.run_id, tool: d.tool, args: d.arguments, sideEffects: d.side_effects });

@@ -1,0 +1,185 @@
+"""RunSupervisor: this instance's part in sharing the runs table with the others.
+
+Every ``cluster.heartbeat_s`` it
+
+1. renews the lease of every run this instance holds and records its own heartbeat in the
+   instances table;
+2. applies cancels asked for on other instances to the runs held here;
+3. stops the runs executing here that another instance took over meanwhile (this one was
+   paused or cut off past its lease) — their writes are refused anyway (fencing);
+4. when this instance executes runs, takes *orphans*: runs whose holder's lease expired
+   (it died, or was paused), and queued runs nobody holds (handed back at shutdown, or left
+   for the executors by a serving instance that does not execute).
+
+Notices on the bus (a run queued for the executors, a cancel) wake it early; the heartbeat
+finds the same facts when a notice is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from netra import __version__
+from netra.config import UnifiedConfigurationManager
+from netra.context import UserExecutionContext
+from netra.db.cluster import InstanceRecord, InstanceRepository, LeaseRepository, Orphan
+from netra.db.manager import DatabaseManager
+from netra.db.records import utcnow
+from netra.db.repositories import RunRepository
+from netra.engine.execution import ExecutionEngine
+from netra.events.bus import EventBus, Notice
+from netra.metrics import Metrics
+
+log = logging.getLogger(__name__)
+ContextLoader = Callable[[str], Awaitable[UserExecutionContext | None]]
+"""Builds a user's context server-side (a run taken over has no token to build it from)."""
+ORPHANS_PER_BEAT = 50
+
+
+class RunSupervisor:
+    """Heartbeats, leases and takeovers of one instance."""
+
+    def __init__(
+        self,
+        *,
+        role: str,
+        db: DatabaseManager,
+        engine: ExecutionEngine,
+        bus: EventBus,
+        config: UnifiedConfigurationManager,
+        metrics: Metrics,
+        context_for: ContextLoader,
+        sockets: Callable[[], int],
+    ) -> None:
+        self.role = role
+        self._db = db
+        self._engine = engine
+        self._bus = bus
+        self._config = config
+        self._metrics = metrics
+        self._context_for = context_for
+        self._sockets = sockets
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.beats = 0
+        self.last_error: str | None = None
+
+    @property
+    def instance_id(self) -> str:
+        return self._engine.instance_id
+
+    async def start(self) -> None:
+        """Register this instance, take back what a previous life of it held, begin beating."""
+        async with self._db.write() as conn:
+            await InstanceRepository(conn).register(
+                id=self.instance_id,
+                role=self.role,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                version=__version__,
+            )
+            # SQLite: no other instance can be executing anything, so whatever is held
+            # was held by this process's previous life.
+            expired = await LeaseRepository(conn).expire(
+                None if self._db.is_sqlite else self.instance_id
+            )
+        if expired:
+            log.info("%d runs of an earlier start are taken back", expired)
+        self._bus.on_notice(self._on_notice)
+        await self.beat()
+        self._task = asyncio.create_task(self._loop(), name="run-supervisor")
+
+    async def stop(self) -> None:
+        """Stop beating (the engine hands the runs back) and sign off."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        with contextlib.suppress(Exception):  # the database may be the reason we stop
+            async with self._db.write() as conn:
+                await InstanceRepository(conn).stopped(self.instance_id)
+
+    async def instances(self) -> list[InstanceRecord]:
+        """Instances that beat within the last hour (the cluster view)."""
+        async with self._db.read() as conn:
+            return await InstanceRepository(conn).list(since=utcnow() - timedelta(hours=1))
+
+    def _on_notice(self, notice: Notice) -> None:
+        """Beat now: a cancel is read with its reason from the runs table; a queued run is
+        taken as an orphan."""
+        if notice.kind == "cancel" or self._engine.executes:
+            self._wake.set()
+
+    async def _loop(self) -> None:
+        interval = self._config.settings.cluster.heartbeat_s
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self.beat()
+                self.last_error = None
+            except Exception as exc:  # the database may be away: beat again later
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("heartbeat failed: %s", self.last_error)
+
+    async def beat(self) -> None:
+        executing = self._engine.executing()  # before renewing: each was claimed by then
+        async with self._db.write() as conn:
+            leases = await LeaseRepository(conn).renew(self.instance_id, self._engine.lease_until())
+            await InstanceRepository(conn).beat(
+                self.instance_id,
+                runs_executing=len(executing),
+                sockets=self._sockets(),
+            )
+        self.beats += 1
+        renewed = {lease.run_id: lease for lease in leases}
+        for lease in leases:
+            if lease.cancel_requested is not None:
+                self._engine.cancel(lease.user_id, lease.run_id, why=dict(lease.cancel_requested))
+        doubtful = [
+            run_id
+            for run_id, attempt in executing.items()
+            if run_id not in renewed or renewed[run_id].attempt != attempt
+        ]
+        if doubtful:
+            async with self._db.read() as conn:
+                current = await LeaseRepository(conn).of(doubtful)
+            for lease in current:
+                if lease.owner != self.instance_id or lease.attempt != executing[lease.run_id]:
+                    self._engine.lose(lease.user_id, lease.run_id)
+        if self._engine.executes:
+            await self._take_orphans()
+
+    async def _take_orphans(self) -> None:
+        async with self._db.read() as conn:
+            orphans = await LeaseRepository(conn).orphans(
+                limit=ORPHANS_PER_BEAT, include_unheld=True
+            )
+        for orphan in orphans:
+            async with self._db.write() as conn:
+                taken = await LeaseRepository(conn).take(
+                    orphan.run_id, self.instance_id, self._engine.lease_until()
+                )
+            if taken:
+                await self._adopt(orphan)
+
+    async def _adopt(self, orphan: Orphan) -> None:
+        # A disabled or deleted account still gets its run ended, under a bare context.
+        ctx = await self._context_for(orphan.user_id) or UserExecutionContext(
+            user_id=orphan.user_id, trail=("server:account",)
+        )
+        async with self._db.read() as conn:
+            run = await RunRepository(conn, ctx).get(orphan.run_id)
+        reason = "takeover" if orphan.status.value == "running" else "unheld"
+        self._metrics.run_recovered(reason)
+        log.info("took run %s (%s, attempt %d)", run.id, reason, run.attempt)
+        await self._engine.adopt(ctx, run)
