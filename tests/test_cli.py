@@ -61,3 +61,20 @@ def test_an_invalid_setting_is_a_clear_error_not_a_traceback(tmp_path: Path) -> 
     done = run_netra("config", "show", env={"NETRA_LIMITS__MAX_STEPS": "zero"}, cwd=tmp_path)
     assert done.returncode == 2
     assert "limits.max_steps" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_worker_on_the_embedded_shape_is_refused_with_the_reason(tmp_path: Path) -> None:
+    done = run_netra("worker", env={"NETRA_SERVER__DATA_DIR": str(tmp_path)}, cwd=tmp_path)
+    assert done.returncode == 2
+    assert "redis.url" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_heartbeat_not_shorter_than_the_lease_is_refused(tmp_path: Path) -> None:
+    done = run_netra(
+        "config",
+        "check",
+        env={"NETRA_CLUSTER__LEASE_S": "2", "NETRA_CLUSTER__HEARTBEAT_S": "2"},
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2
+    assert "heartbeat_s must be shorter than lease_s" in done.stderr

@@ -14,7 +14,7 @@ import uvicorn
 from netra.config import UnifiedConfigurationManager
 from netra.db.manager import DatabaseManager
 from netra.env import IsolatedEnvironment
-from netra.errors import NetraError
+from netra.errors import ConfigurationError, NetraError
 
 
 def _config(args: argparse.Namespace, overrides: dict[str, Any]) -> UnifiedConfigurationManager:
@@ -60,6 +60,11 @@ def _worker(args: argparse.Namespace) -> int:
 
     config = _config(args, {})
     config.check()
+    if not config.settings.redis.url or config.settings.database.url is None:
+        raise ConfigurationError(
+            "netra worker needs the scale-out shape (database.url and redis.url shared with "
+            "the serving instances); on the embedded shape `netra serve` executes runs itself"
+        )
     configure_logging(config.settings)
 
     async def work() -> None:
