@@ -282,8 +282,9 @@ class Cluster:
         """Settings of every process (the config file); each may add its own."""
 
     async def prepare(self) -> None:
-        """Migrate the empty database once (instances that start together would race to
-        create the same tables) while the MCP server starts."""
+        """Migrate the empty database once, while the MCP server starts, so that instances
+        starting together find the schema in place (the migration takes no lock of its own;
+        the durability tests are not about concurrent first starts)."""
         db = DatabaseManager(self.database_url, DatabaseSettings())
 
         async def migrate() -> None:
