@@ -24,9 +24,11 @@ from sqlalchemy.engine import make_url
 from netra.config import UnifiedConfigurationManager
 from netra.env import IsolatedEnvironment
 from netra.settings import Settings
+from tests.cluster import Cluster, RecordScript
 from tests.models.fake_providers import FakeProvider, fake_provider
 from tests.redis_process import RedisProcess
 from tests.support import CanaryWatch, LiveServer, live_server
+from tests.tools.mcp_process import HttpMcpServer
 
 ServerFactory = Callable[..., LiveServer]
 ProviderFactory = Callable[[], FakeProvider]
@@ -34,6 +36,15 @@ POSTGRES_ADMIN = os.environ.get(
     "NETRA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 REDIS_URL = os.environ.get("NETRA_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
+"""Each test's reports by phase, so a fixture's teardown knows whether the test failed."""
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item) -> Iterator[pytest.TestReport]:
+    report: pytest.TestReport = yield
+    item.stash.setdefault(REPORTS, {})[report.when] = report
+    return report
 
 
 def settings_for_test(
@@ -186,3 +197,38 @@ def providers() -> Iterator[ProviderFactory]:
 @pytest.fixture
 def provider(providers: ProviderFactory) -> FakeProvider:
     return providers()
+
+
+@pytest.fixture
+async def netra_cluster(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    postgres_url: str,
+    redis_url: str,
+    canaries: CanaryWatch,
+) -> AsyncIterator[Cluster]:
+    """Real ``netra serve`` / ``netra worker`` processes on this test's PostgreSQL database
+    and the local Redis, answering with the fake model (``RecordScript``) and calling the test
+    MCP server's ``record`` tool. Every process is killed at the end, whatever happened; their
+    logs and the database are scanned for canaries, and the logs shown if the test failed."""
+    records = tmp_path / "records.txt"
+    mcp = HttpMcpServer(canaries.mcp_header, env={"MCP_RECORD_FILE": str(records)})
+    with fake_provider() as model:
+        model.responder = RecordScript()
+        cluster = Cluster(
+            tmp_path / "cluster",
+            database_url=postgres_url,
+            redis_url=redis_url,
+            watch=canaries,
+            model=model,
+            mcp=mcp,
+            records=records,
+        )
+        try:
+            await cluster.prepare()
+            yield cluster
+        finally:
+            reports = request.node.stash.get(REPORTS, {})
+            cluster.close(failed=any(report.failed for report in reports.values()))
+            mcp.stop()
+    canaries.scan_database(postgres_url)

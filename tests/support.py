@@ -361,3 +361,44 @@ async def eventually(
         if time.monotonic() > deadline:
             pytest.fail(f"never happened within {timeout} s: {what}")
         await asyncio.sleep(0.01)
+
+
+async def submit_run(http: httpx.AsyncClient, user: User, content: str) -> dict[str, Any]:
+    """A new thread and a message on it over HTTP (to whichever server ``http`` reaches);
+    the ``202`` ack: ``{client_msg_id, message_id, thread_id, run_id}``."""
+    thread = await http.post("/threads", json={}, headers=user.auth)
+    assert thread.status_code == 201, thread.text
+    ack = await http.post(
+        f"/threads/{thread.json()['id']}/runs", json={"content": content}, headers=user.auth
+    )
+    assert ack.status_code == 202, ack.text
+    body: dict[str, Any] = ack.json()
+    return body
+
+
+async def stored_events(
+    http: httpx.AsyncClient, user: User, after_seq: int = 0
+) -> list[dict[str, Any]]:
+    """Every event of the user's stream after ``after_seq``, from the event log."""
+    items: list[dict[str, Any]] = []
+    while True:
+        response = await http.get(f"/events?after_seq={after_seq}&limit=500", headers=user.auth)
+        assert response.status_code == 200, response.text
+        page: list[dict[str, Any]] = response.json()["items"]
+        if not page:
+            return items
+        items += page
+        after_seq = page[-1]["seq"]
+
+
+async def assistant_messages(
+    http: httpx.AsyncClient, user: User, thread_id: str, run_id: str
+) -> list[str]:
+    """The assistant messages a run stored in its thread (one once it answered)."""
+    response = await http.get(f"/threads/{thread_id}/messages", headers=user.auth)
+    assert response.status_code == 200, response.text
+    return [
+        m["content"]
+        for m in response.json()["items"]
+        if m["role"] == "assistant" and m["run_id"] == run_id
+    ]

@@ -1,6 +1,12 @@
 """A fake model provider: a real HTTP server on 127.0.0.1 that speaks OpenAI's chat
 completions and Anthropic's messages APIs, answering each request with the next scripted
-reply (streamed server-sent events, an HTTP error, a hang, or garbage).
+reply (streamed server-sent events, an HTTP error, a hang, or garbage) — or, once the
+scripted replies are used up, with what its responder makes of the request body.
+
+A queue of replies fits one server that makes its calls in a known order. Several server
+processes that are killed in the middle of a call, and whose runs are taken over and call
+again, need a responder instead: a function of the request alone, so any attempt of a run
+gets the answer that fits the conversation so far.
 
 Replies are built with the functions below; every request body and its headers are kept.
 """
@@ -12,7 +18,7 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +45,8 @@ class Reply:
     """Never send the response headers (until the server stops)."""
     hang_after: int | None = None
     """Stream this many events, then stall (until the server stops)."""
+    delay_s: float = 0.0
+    """Pause before each streamed event, so a reply takes a while to arrive."""
 
 
 @dataclass
@@ -48,12 +56,18 @@ class Received:
     body: dict[str, Any]
 
 
+Responder = Callable[[dict[str, Any]], Reply]
+"""Makes the reply to one request from its JSON body."""
+
+
 @dataclass
 class FakeProvider:
     url: str
     replies: deque[Reply] = field(default_factory=deque)
     received: list[Received] = field(default_factory=list)
     stopping: threading.Event = field(default_factory=threading.Event)
+    responder: Responder | None = None
+    """Answers requests once ``replies`` is empty (None: an HTTP 500 says none is left)."""
 
     @property
     def openai_url(self) -> str:
@@ -68,7 +82,12 @@ class FakeProvider:
     async def _answer(self, request: Request) -> Response:
         body = await request.json()
         self.received.append(Received(request.url.path, dict(request.headers), body))
-        reply = self.replies.popleft() if self.replies else error(500, "no reply scripted")
+        if self.replies:
+            reply = self.replies.popleft()
+        elif self.responder is not None:
+            reply = self.responder(body)
+        else:
+            reply = error(500, "no reply scripted")
         if reply.hang_before:
             await self._stall()
         if reply.status != 200:
@@ -79,6 +98,8 @@ class FakeProvider:
                 if reply.hang_after is not None and index >= reply.hang_after:
                     await self._stall()
                     return
+                if reply.delay_s:
+                    await asyncio.sleep(reply.delay_s)
                 yield frame
 
         return StreamingResponse(stream(), media_type="text/event-stream")
@@ -158,16 +179,24 @@ def _openai_usage(usage: tuple[int, int]) -> str:
     )
 
 
-def openai_text(text: str, *, usage: tuple[int, int] = (20, 10), finish: str = "stop") -> Reply:
+def openai_text(
+    text: str, *, usage: tuple[int, int] = (20, 10), finish: str = "stop", delay_s: float = 0.0
+) -> Reply:
+    """The text streamed word by word (one event per word, ``delay_s`` before each event)."""
     words = text.split(" ")
     frames = [_chunk({"role": "assistant", "content": ""})]
     frames += [_chunk({"content": w if i == 0 else f" {w}"}) for i, w in enumerate(words)]
     frames += [_chunk({}, finish), _openai_usage(usage), "data: [DONE]\n\n"]
-    return Reply(events=tuple(frames))
+    return Reply(events=tuple(frames), delay_s=delay_s)
 
 
 def openai_tool_call(
-    name: str, arguments: str, *, call_id: str = "call_fake_1", usage: tuple[int, int] = (30, 12)
+    name: str,
+    arguments: str,
+    *,
+    call_id: str = "call_fake_1",
+    usage: tuple[int, int] = (30, 12),
+    delay_s: float = 0.0,
 ) -> Reply:
     """A tool call whose arguments arrive in fragments of 4 characters."""
     frames = [
@@ -189,7 +218,7 @@ def openai_tool_call(
         piece = arguments[start : start + 4]
         frames.append(_chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}))
     frames += [_chunk({}, "tool_calls"), _openai_usage(usage), "data: [DONE]\n\n"]
-    return Reply(events=tuple(frames))
+    return Reply(events=tuple(frames), delay_s=delay_s)
 
 
 def _event(kind: str, payload: dict[str, Any]) -> str:

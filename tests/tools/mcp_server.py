@@ -5,6 +5,9 @@
 
 Over HTTP every request must carry ``Authorization: Bearer $MCP_TEST_TOKEN`` (when that
 variable is set), so the tests see Netra send the configured headers.
+
+``record`` is the tests' side effect that must never happen twice: it appends its token to
+the file named by ``$MCP_RECORD_FILE``, one line per call, so a test counts the executions.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from pathlib import Path
 
 import uvicorn
 from mcp.server.mcpserver import MCPServer
@@ -51,6 +55,18 @@ def lookup(name: str) -> float:
 @server.tool(description="Answer with a lot of text.")
 def flood(chars: int) -> str:
     return "x" * chars
+
+
+@server.tool(description="Record a token (after delay_s seconds); not safe to repeat.")
+async def record(token: str, delay_s: float = 0.0) -> str:
+    await asyncio.sleep(delay_s)
+    await asyncio.to_thread(_append, Path(os.environ["MCP_RECORD_FILE"]), token)
+    return "recorded"
+
+
+def _append(path: Path, line: str) -> None:
+    with path.open("a", encoding="utf-8") as handle:  # O_APPEND: one whole line per call
+        handle.write(f"{line}\n")
 
 
 @server.tool(description="Read one of this process's environment variables.")

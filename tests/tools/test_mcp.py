@@ -6,11 +6,7 @@ server that is down leaves Netra serving, reporting it, until it comes back."""
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,8 +24,8 @@ from netra.models.base import ToolCallRequest
 from netra.models.scripted import ScriptedModel, ScriptedTurn
 from tests.conftest import ServerFactory
 from tests.support import CanaryWatch, LiveServer, User, assert_run_grammar, make_user, open_socket
+from tests.tools.mcp_process import SERVER_SCRIPT, HttpMcpServer
 
-SERVER_SCRIPT = Path(__file__).with_name("mcp_server.py")
 McpConfig = Callable[..., dict[str, Any]]
 STDIO: dict[str, Any] = {
     "transport": "stdio",
@@ -37,46 +33,6 @@ STDIO: dict[str, Any] = {
     "args": [str(SERVER_SCRIPT), "stdio"],
 }
 """The test MCP server as a child process of Netra."""
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-class HttpMcpServer:
-    """The test MCP server over streamable HTTP, in a child process, requiring a bearer
-    header (the session's canary, so it must never show up anywhere else)."""
-
-    def __init__(self, token: str) -> None:
-        self.port = _free_port()
-        self.token = token
-        self.url = f"http://127.0.0.1:{self.port}/mcp"
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self._process = subprocess.Popen(
-            [sys.executable, str(SERVER_SCRIPT), "http", str(self.port)],
-            env={**os.environ, "MCP_TEST_TOKEN": self.token},
-        )
-        for _ in range(400):
-            if self._process.poll() is not None:
-                raise RuntimeError("the MCP test server exited")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-            except OSError:
-                time.sleep(0.05)
-                continue
-            return
-        raise RuntimeError("the MCP test server did not start")
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.kill()  # a crash, as far as Netra can tell
-            self._process.wait(timeout=30)
-            self._process = None
 
 
 @pytest.fixture

@@ -1,0 +1,95 @@
+"""Netra as real OS processes (tests/cluster.py): two ``netra serve`` processes on one
+PostgreSQL database and one Redis, the fake model and the test MCP server; a run accepted by
+one process reaches a socket on the other, and the processes answer to the signals the
+durability tests send (SIGSTOP, SIGCONT, SIGTERM, SIGKILL) and start again on their port."""
+
+from __future__ import annotations
+
+import signal
+import uuid
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+from tests.cluster import RECORD_TOOL, Cluster, expected_answer, record_request
+from tests.follower import Follower, visible_answer
+from tests.support import (
+    assert_run_grammar,
+    assistant_messages,
+    make_user,
+    stored_events,
+    submit_run,
+)
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+
+async def test_a_run_accepted_by_one_process_streams_to_a_socket_on_another_and_records_once(
+    netra_cluster: Cluster,
+) -> None:
+    a, b = netra_cluster.serve("a"), netra_cluster.serve("b")
+    await netra_cluster.start(a, b)
+    async with (
+        httpx.AsyncClient(base_url=a.url, timeout=10) as http_a,
+        httpx.AsyncClient(base_url=b.url, timeout=10) as http_b,
+    ):
+        user = await make_user(http_b)
+        follower = Follower(user.token)
+        await follower.attach(b)
+        token = f"tok-{uuid.uuid4().hex[:10]}"
+        ack = await submit_run(http_a, user, record_request(token))
+
+        events = await follower.run_to_end(ack["run_id"])
+        assert_run_grammar(events)
+        assert events[-1]["data"]["outcome"] == "completed"
+        [done] = [e["data"] for e in events if e["type"] == "tool_completed"]
+        assert done["tool"] == RECORD_TOOL and done["status"] == "ok", done
+        assert visible_answer(events) == expected_answer(token)
+        assert await assistant_messages(http_b, user, ack["thread_id"], ack["run_id"]) == [
+            expected_answer(token)
+        ]
+        assert netra_cluster.record_counts()[token] == 1
+
+        await follower.detach()
+        assert follower.breaches == []
+        assert follower.events == await stored_events(http_a, user, follower.start_seq or 0)
+        # Both model calls of the run went to the fake model: the tool call, then the answer.
+        assert [m["messages"][-1]["role"] for m in _bodies(netra_cluster)] == ["user", "tool"]
+
+
+async def test_processes_freeze_continue_stop_and_die_on_signals_and_restart_on_their_port(
+    netra_cluster: Cluster,
+) -> None:
+    a = netra_cluster.serve("a")
+    await netra_cluster.start(a)
+    pid = a.pid
+    assert pid is not None
+
+    await a.stop()
+    assert psutil.Process(pid).status() == psutil.STATUS_STOPPED
+    await a.cont()
+    async with httpx.AsyncClient(base_url=a.url, timeout=10) as http:
+        assert (await http.get("/health")).json() == {"status": "ok"}
+        user = await make_user(http)
+    follower = Follower(user.token)
+    await follower.attach(a)
+
+    code = await a.terminate()
+    assert await follower.closed() == 1012  # "server restarting: reconnect and resume"
+    assert not a.running
+    print(f"\nnetra serve exited with {code} after SIGTERM")
+
+    await netra_cluster.restart(a)
+    assert a.pid != pid
+    a.kill()
+    assert a.returncode == -signal.SIGKILL
+    await netra_cluster.restart(a)
+    async with httpx.AsyncClient(base_url=a.url, timeout=10) as http:
+        assert (await http.get("/health")).json() == {"status": "ok"}
+    assert a.starts == 3
+
+
+def _bodies(cluster: Cluster) -> list[dict[str, Any]]:
+    return [request.body for request in cluster.model.received]
