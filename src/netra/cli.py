@@ -48,8 +48,15 @@ def _serve(args: argparse.Namespace) -> int:
     app = create_app(config=config)
     server = uvicorn.Server(uvicorn_config(app, settings))
     print(f"Netra serving on http://{settings.server.host}:{settings.server.port}/", flush=True)
+    # uvicorn handles SIGTERM itself (sockets closed with 1012, runs handed back) and then
+    # raises it again; by then the shutdown was clean, so the process exits 0.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     server.run()
     return 0
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _worker(args: argparse.Namespace) -> int:

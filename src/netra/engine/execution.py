@@ -524,8 +524,10 @@ class ExecutionEngine:
                 )
             if finished and store_answer:
                 await ThreadRepository(conn, ctx).touch(run.thread_id)
-        if not finished:
+        if not finished:  # another attempt took the run over: its result is not ours to give
             self._metrics.write_fenced()
+            self._metrics.run_lost()
+            self.lost += 1
             log.warning(
                 "run %s attempt %d lost its claim; final state not written", run.id, run.attempt
             )

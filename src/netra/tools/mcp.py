@@ -51,7 +51,8 @@ _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 FIRST_RETRY_S = 0.5
 """Pause before the first reconnection attempt; it doubles up to ``reconnect_max_s``."""
 PING_INTERVAL_S = 15.0
-"""How often a quiet connection is checked."""
+"""How often a quiet connection is checked (by listing the tools again: MCP's ``ping`` is
+gone from current protocol versions)."""
 STOP_GRACE_S = 10.0
 """How long ``stop`` lets a connection wind down (the SDK bounds its own shutdown to less)
 before cancelling it."""
@@ -126,6 +127,8 @@ class McpToolSource:
         self._state = McpState.CONNECTING
         self._error: str | None = None
         self._registered: tuple[str, ...] = ()
+        self._listed: list[str] = []
+        """The tools last listed, serialised: a change re-registers them."""
         self._client: Client | None = None
         self._lost = asyncio.Event()
         self._lost_reason = ""
@@ -247,14 +250,18 @@ class McpToolSource:
         log.info("MCP server %r connected: %d tools", self.name, len(self._registered))
 
     async def _hold(self, client: Client) -> None:
-        """Return never; raise when the connection is lost."""
+        """Return never; raise when the connection is lost. Every quiet interval the tools
+        are listed again: that proves the server alive and picks up tools it changed."""
         while True:
             try:
                 async with asyncio.timeout(PING_INTERVAL_S):
                     await self._lost.wait()
             except TimeoutError:
                 async with asyncio.timeout(self._settings.connect_timeout_s):
-                    await client.send_ping()
+                    listed = await self._list(client)
+                if sorted(t.model_dump_json() for t in listed) != self._listed:
+                    self._register(listed)
+                    log.info("MCP server %r changed its tools: %d now", self.name, len(listed))
             else:
                 raise _Lost(self._lost_reason)
 
@@ -264,6 +271,7 @@ class McpToolSource:
 
     # ---- tools ---------------------------------------------------------------------------
     def _register(self, listed: Sequence[McpTool]) -> None:
+        self._listed = sorted(t.model_dump_json() for t in listed)
         self._unregister()
         allowed = self._settings.allowed_tools
         names: list[str] = []
