@@ -91,7 +91,13 @@ class LeaseRepository:
         self._conn = conn
 
     async def renew(self, owner: str, until: datetime) -> list[Lease]:
-        """Extend the lease of every run ``owner`` holds (queued or running)."""
+        """Extend the lease of every run ``owner`` holds (queued or running). The rows are
+        locked in id order first — the order the event writer locks them in — so the two
+        never deadlock."""
+        held = and_(t.runs.c.owner == owner, t.runs.c.status.in_(_HELD))
+        await self._conn.execute(
+            select(t.runs.c.id).where(held).order_by(t.runs.c.id).with_for_update()
+        )
         rows = await self._conn.execute(
             update(t.runs)
             .where(t.runs.c.owner == owner, t.runs.c.status.in_(_HELD))
