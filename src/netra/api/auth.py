@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from netra.api.deps import AppState, CurrentUser, client_address
-from netra.db.repositories import RunRepository
+from netra.db.runs import RunRepository
 from netra.runs.quotas import measure
 
 router = APIRouter(tags=["auth"])

@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict
 
 from netra.api.deps import AppState, CurrentUser
 from netra.db.records import Decision
-from netra.db.repositories import EventRepository, RunRepository
+from netra.db.repositories import EventRepository
+from netra.db.runs import RunRepository
 
 router = APIRouter(tags=["runs"])
 AfterSeq = Annotated[int, Query(ge=0)]

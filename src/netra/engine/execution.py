@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,15 +30,11 @@ from netra.agents.registry import AgentRegistry
 from netra.config import UnifiedConfigurationManager
 from netra.context import UserExecutionContext
 from netra.db.cluster import LeaseRepository
-from netra.db.ledger import ToolCallRepository
 from netra.db.manager import DatabaseManager
 from netra.db.records import RunRecord, RunStatus, utcnow
-from netra.db.repositories import (
-    MessageRepository,
-    RunRepository,
-    ThreadRepository,
-)
+from netra.db.runs import RunRepository
 from netra.engine.attempt import AttemptBuilder
+from netra.engine.ending import AttemptEnds, Ending
 from netra.engine.resume import RunLog, interrupted
 from netra.engine.user import Stop, UserExecutionEngine
 from netra.errors import NetraError
@@ -53,8 +48,6 @@ from netra.runs.quotas import admit, measure
 from netra.tools.dispatcher import ToolRegistry
 
 log = logging.getLogger(__name__)
-ContextLoader = Callable[[str], Awaitable[UserExecutionContext | None]]
-"""Builds a user's context server-side (start-up recovery has no token to build it from)."""
 
 
 CANCELLED_BY_USER = {"code": "cancelled", "message": "cancelled by the user"}
@@ -87,12 +80,6 @@ class SubRun:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class _Ending:
-    status: RunStatus
-    error: dict[str, str] | None = None
-
-
 class ExecutionEngine:
     """Process-wide owner of run execution."""
 
@@ -123,6 +110,9 @@ class ExecutionEngine:
         self._models = models
         self._config = config
         self._metrics = metrics
+        self._ends = AttemptEnds(
+            db=db, metrics=metrics, instance_id=instance_id, lease_until=self.lease_until
+        )
         self._attempts = AttemptBuilder(
             db=db, agents=agents, tools=tools, models=models, config=config
         )
@@ -196,17 +186,20 @@ class ExecutionEngine:
         """Another instance took the run over: stop it here without writing anything."""
         engine = self._users.get(user_id)
         if engine is not None and engine.cancel(run_id, Stop.LOST):
-            self.lost += 1
-            self._metrics.run_lost()
+            self._count_lost()
             log.warning("run %s was taken over by another instance; stopped here", run_id)
+
+    def _count_lost(self) -> None:
+        self.lost += 1
+        self._metrics.run_lost()
 
     def executing(self) -> dict[str, int]:
         """Runs executing here (run id → attempt), for the heartbeat."""
         return dict(self._executing)
 
-    def _cancelled(self, run_id: str) -> _Ending:
+    def _cancelled(self, run_id: str) -> Ending:
         why = self._why_cancelled.pop(run_id, None)
-        return _Ending(RunStatus.CANCELLED, why or CANCELLED_BY_USER)
+        return Ending(RunStatus.CANCELLED, why or CANCELLED_BY_USER)
 
     def _prune(self) -> None:
         for user_id in [u for u, e in self._users.items() if e.idle]:
@@ -222,11 +215,11 @@ class ExecutionEngine:
         """A run this process just took from the cluster (its holder died, handed it back,
         or left it for an executor): execute it, or end it when it must not go on."""
         limit = self._config.settings.cluster.max_recoveries
-        ending: _Ending | None = None
+        ending: Ending | None = None
         if run.parent_run_id is not None:  # a sub-agent continues only inside its parent
-            ending = _Ending(RunStatus.INTERRUPTED, interrupted())
+            ending = Ending(RunStatus.INTERRUPTED, interrupted())
         elif run.recoveries > limit:
-            ending = _Ending(
+            ending = Ending(
                 RunStatus.INTERRUPTED,
                 {
                     "code": "interrupted",
@@ -305,7 +298,7 @@ class ExecutionEngine:
             try:
                 async with asyncio.timeout(limits.run_timeout_s):
                     await instance.run(agent_run)
-                ending = _Ending(RunStatus.COMPLETED)
+                ending = Ending(RunStatus.COMPLETED)
             finally:
                 self._agents.release(child_ctx)
         except asyncio.CancelledError:  # the parent was cancelled or stopped
@@ -314,24 +307,24 @@ class ExecutionEngine:
                 ending = (
                     self._cancelled(run.id)
                     if stop is Stop.CANCEL
-                    else _Ending(RunStatus.INTERRUPTED, interrupted())
+                    else Ending(RunStatus.INTERRUPTED, interrupted())
                 )
                 await asyncio.shield(
                     self._finish(child_ctx, run, emitter, agent_run, ending, store_answer=False)
                 )
             raise
         except TimeoutError:
-            ending = _Ending(RunStatus.TIMED_OUT, {"code": "timed_out", "message": "too slow"})
+            ending = Ending(RunStatus.TIMED_OUT, {"code": "timed_out", "message": "too slow"})
         except ApprovalPending:
-            ending = _Ending(
+            ending = Ending(
                 RunStatus.FAILED,
                 {"code": "approval_in_subagent", "message": "sub-agents cannot wait for approval"},
             )
         except NetraError as exc:
-            ending = _Ending(RunStatus.FAILED, {"code": exc.code, "message": exc.message})
+            ending = Ending(RunStatus.FAILED, {"code": exc.code, "message": exc.message})
         except Exception as exc:
             log.exception("sub-agent run %s failed", run.id)
-            ending = _Ending(
+            ending = Ending(
                 RunStatus.FAILED,
                 {"code": "internal_error", "message": f"the agent failed ({type(exc).__name__})"},
             )
@@ -412,11 +405,11 @@ class ExecutionEngine:
                 try:
                     async with budget:
                         await agent.run(agent_run)
-                    ending = _Ending(RunStatus.COMPLETED)
+                    ending = Ending(RunStatus.COMPLETED)
                 except TimeoutError:
                     if not budget.expired():
                         raise
-                    ending = _Ending(
+                    ending = Ending(
                         RunStatus.TIMED_OUT,
                         {"code": "timed_out", "message": "the run exceeded its time budget"},
                     )
@@ -437,15 +430,15 @@ class ExecutionEngine:
             else:
                 await asyncio.shield(
                     self._finish(
-                        ctx, run, emitter, agent_run, _Ending(RunStatus.INTERRUPTED, interrupted())
+                        ctx, run, emitter, agent_run, Ending(RunStatus.INTERRUPTED, interrupted())
                     )
                 )
                 raise
         except NetraError as exc:
-            ending = _Ending(RunStatus.FAILED, {"code": exc.code, "message": exc.message})
+            ending = Ending(RunStatus.FAILED, {"code": exc.code, "message": exc.message})
         except Exception as exc:  # an agent's bug fails its run, never the engine
             log.exception("run %s failed", run_id)
-            ending = _Ending(
+            ending = Ending(
                 RunStatus.FAILED,
                 {"code": "internal_error", "message": f"the agent failed ({type(exc).__name__})"},
             )
@@ -454,34 +447,8 @@ class ExecutionEngine:
     async def _suspend(
         self, ctx: UserExecutionContext, run: RunRecord, emitter: RunEmitter, agent_run: AgentRun
     ) -> None:
-        """Pause the run until its user answers, then ask: ``approval_required`` goes out
-        only once the pause is stored, so a client that sees it finds the run waiting. If
-        every call was answered meanwhile, the run goes straight back to the queue."""
-        async with self._db.write() as conn:
-            runs = RunRepository(conn, ctx)
-            suspended = await runs.suspend(
-                run.id,
-                attempt=run.attempt,
-                owner=self.instance_id,
-                usage=agent_run.usage.as_dict(),
-            )
-            if not suspended:
-                log.warning("run %s attempt %d lost its claim while pausing", run.id, run.attempt)
-                return
-            waiting = await ToolCallRepository(conn, ctx).undecided(run.id)
-            requeued = (
-                None
-                if waiting
-                else await runs.requeue(
-                    run.id, owner=self.instance_id, lease_until=self.lease_until()
-                )
-            )
-        for record in waiting:
-            await emitter.approval_required(
-                record.tool_call_id, record.tool, record.arguments, record.side_effects
-            )
-        await emitter.paused()
-        if requeued is not None:
+        requeued = await self._ends.pause(ctx, run, emitter, agent_run)
+        if requeued is not None:  # every call was answered meanwhile
             await self.submit(ctx, requeued)
 
     async def _finish(
@@ -490,53 +457,11 @@ class ExecutionEngine:
         run: RunRecord,
         emitter: RunEmitter,
         agent_run: AgentRun | None,
-        ending: _Ending,
+        ending: Ending,
         *,
         store_answer: bool = True,
     ) -> None:
-        text = "".join(agent_run.text) if agent_run else ""
-        usage = (
-            agent_run.usage.as_dict()
-            if agent_run
-            else {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
-        )
-        message_id = run.message_id if text else None
-        async with self._db.write() as conn:
-            finished = await RunRepository(conn, ctx).finish(
-                run.id,
-                status=ending.status,
-                attempt=run.attempt,
-                owner=self.instance_id,
-                error=ending.error,
-                usage=usage,
-            )
-            if finished and text and store_answer:
-                await MessageRepository(conn, ctx).add(
-                    thread_id=run.thread_id,
-                    role="assistant",
-                    content=text,
-                    run_id=run.id,
-                    message_id=run.message_id,
-                    data={
-                        "outcome": ending.status.value,
-                        "tool_calls": agent_run.tool_trace if agent_run else [],
-                    },
-                )
-            if finished and store_answer:
-                await ThreadRepository(conn, ctx).touch(run.thread_id)
-        if not finished:  # another attempt took the run over: its result is not ours to give
-            self._metrics.write_fenced()
-            self._metrics.run_lost()
-            self.lost += 1
-            log.warning(
-                "run %s attempt %d lost its claim; final state not written", run.id, run.attempt
-            )
-            return
-        self._metrics.run_finished(
-            agent=run.agent,
-            outcome=ending.status.value,
-            seconds=(utcnow() - run.started_at).total_seconds() if run.started_at else None,
-        )
-        await emitter.completed(
-            outcome=ending.status.value, usage=usage, message_id=message_id, error=ending.error
-        )
+        if not await self._ends.finish(
+            ctx, run, emitter, agent_run, ending, store_answer=store_answer
+        ):
+            self._count_lost()

@@ -30,8 +30,8 @@ from netra.config import UnifiedConfigurationManager
 from netra.context import UserExecutionContext
 from netra.db.cluster import InstanceRecord, InstanceRepository, LeaseRepository, Orphan
 from netra.db.manager import DatabaseManager
-from netra.db.records import utcnow
-from netra.db.repositories import RunRepository
+from netra.db.records import RunStatus, utcnow
+from netra.db.runs import RunRepository
 from netra.engine.execution import ExecutionEngine
 from netra.events.bus import EventBus, Notice
 from netra.metrics import Metrics
@@ -179,7 +179,7 @@ class RunSupervisor:
         )
         async with self._db.read() as conn:
             run = await RunRepository(conn, ctx).get(orphan.run_id)
-        reason = "takeover" if orphan.status.value == "running" else "unheld"
+        reason = "takeover" if orphan.status is RunStatus.RUNNING else "unheld"
         self._metrics.run_recovered(reason)
         log.info("took run %s (%s, attempt %d)", run.id, reason, run.attempt)
         await self._engine.adopt(ctx, run)

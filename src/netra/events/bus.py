@@ -15,9 +15,8 @@ Two implementations: ``InProcessBus`` (one process, the embedded default) and
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from netra.events.envelope import Event
@@ -36,20 +35,6 @@ class Notice:
     """``queued``: a run waits for an executor; ``cancel``: its user cancelled it."""
     user_id: str | None
     run_id: str | None
-
-    def encode(self) -> bytes:
-        return json.dumps(asdict(self)).encode()
-
-    @classmethod
-    def decode(cls, data: bytes | str) -> Notice:
-        """Raises ValueError (or a subclass) on anything that is not a notice."""
-        raw = json.loads(data)
-        if not isinstance(raw, dict) or raw.get("kind") not in ("queued", "cancel"):
-            raise ValueError("not a notice")
-        user_id, run_id = raw.get("user_id"), raw.get("run_id")
-        if not all(v is None or isinstance(v, str) for v in (user_id, run_id)):
-            raise ValueError("not a notice")
-        return cls(raw["kind"], user_id, run_id)
 
 
 NoticeHandler = Callable[[Notice], None]

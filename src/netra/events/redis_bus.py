@@ -47,7 +47,13 @@ from netra.config import mask_url
 from netra.errors import ConfigurationError
 from netra.events.bus import BusHealth, Handler, InProcessBus, Notice, NoticeHandler, Resync
 from netra.events.envelope import Event
-from netra.events.redis_wire import BusMessage, MalformedMessage, UserChannels
+from netra.events.redis_wire import (
+    BusMessage,
+    MalformedMessage,
+    UserChannels,
+    decode_notice,
+    encode_notice,
+)
 from netra.ids import new_id
 from netra.settings import RedisSettings
 
@@ -209,7 +215,9 @@ class RedisBus:
             return
         try:
             async with asyncio.timeout(self._timeout):
-                await self._publisher.publish(self.channels.notices, notice.encode())
+                await self._publisher.publish(
+                    self.channels.notices, encode_notice(self.instance_id, notice)
+                )
         except _TRANSPORT_ERRORS as exc:
             self.counters["publish_failures"] += 1
             log.warning("a %s notice was not published: %s", notice.kind, describe(exc))
@@ -319,12 +327,13 @@ class RedisBus:
 
     def _on_notice(self, data: bytes | str) -> None:
         try:
-            notice = Notice.decode(data)
-        except ValueError:
+            origin, notice = decode_notice(data)
+        except MalformedMessage:
             self.counters["malformed"] += 1
             return
-        self.counters["notices"] += 1
-        self._local.announce(notice)
+        if origin != self.instance_id:  # ours were handled here when sent
+            self.counters["notices"] += 1
+            self._local.announce(notice)
 
     async def _control(self, pubsub: PubSub) -> None:
         """Subscribe and unsubscribe as wanted users change; ping when the line is idle."""

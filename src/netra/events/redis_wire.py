@@ -13,6 +13,10 @@ in the event log (so every instance sends sockets exactly what ``resume`` would)
 Envelopes are compact JSON, which escapes control characters inside strings, so an
 envelope never contains a raw newline. ``origin`` names the publishing instance, which
 delivers to its own sockets directly and ignores its own messages.
+
+Notices travel on ``<prefix>:notices`` as one JSON object,
+``{"origin":"bus_…","kind":"queued"|"cancel","user_id":…,"run_id":…}``; the publishing
+instance handled its own when it sent it and ignores the echo.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from netra.events.bus import Notice
 from netra.events.envelope import Event, EventType
 
 _NEWLINE = b"\n"
@@ -85,3 +90,30 @@ class BusMessage:
             raise MalformedMessage(f"not a bus message: {type(exc).__name__}: {exc}") from exc
         events.sort(key=lambda event: event.seq)
         return cls(origin, events)
+
+
+def encode_notice(origin: str, notice: Notice) -> bytes:
+    return json.dumps(
+        {
+            "origin": origin,
+            "kind": notice.kind,
+            "user_id": notice.user_id,
+            "run_id": notice.run_id,
+        }
+    ).encode()
+
+
+def decode_notice(data: bytes | str) -> tuple[str, Notice]:
+    """``(origin, notice)``; raises ``MalformedMessage`` on anything that is not a notice."""
+    try:
+        raw = json.loads(data)
+    except ValueError as exc:
+        raise MalformedMessage("not JSON") from exc
+    if not isinstance(raw, dict) or raw.get("kind") not in ("queued", "cancel"):
+        raise MalformedMessage("not a notice")
+    origin, user_id, run_id = raw.get("origin"), raw.get("user_id"), raw.get("run_id")
+    if not isinstance(origin, str) or not all(
+        value is None or isinstance(value, str) for value in (user_id, run_id)
+    ):
+        raise MalformedMessage("not a notice")
+    return origin, Notice(raw["kind"], user_id, run_id)

@@ -56,7 +56,6 @@ class EventLogWriter:
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
         self.events_written = 0
-        self.events_fenced = 0
 
     @property
     def running(self) -> bool:
@@ -139,7 +138,6 @@ class EventLogWriter:
             if future.done():
                 continue
             if event is None:
-                self.events_fenced += 1
                 if self._metrics is not None:
                     self._metrics.write_fenced()
                 future.set_exception(

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from netra.db.records import utcnow
-from netra.db.repositories import RunRepository
+from netra.db.runs import RunRepository
 from netra.errors import PermissionDenied, QuotaExceeded
 from netra.settings import LimitSettings
 

@@ -14,9 +14,9 @@ from netra.db.manager import DatabaseManager
 from netra.db.records import Decision, RunRecord, ThreadRecord
 from netra.db.repositories import (
     MessageRepository,
-    RunRepository,
     ThreadRepository,
 )
+from netra.db.runs import RunRepository
 from netra.engine.execution import CANCELLED_BY_USER, ExecutionEngine
 from netra.errors import Conflict, InvalidRequest
 from netra.events.bridge import AgentWebSocketBridge

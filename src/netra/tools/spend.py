@@ -14,7 +14,8 @@ from pydantic import Field
 from netra.context import UserExecutionContext
 from netra.db.manager import DatabaseManager
 from netra.db.records import utcnow
-from netra.db.repositories import MessageRepository, RunRepository
+from netra.db.repositories import MessageRepository
+from netra.db.runs import RunRepository
 from netra.models.catalog import ModelCatalog
 from netra.models.ids import ModelId
 from netra.tools.tool import Tool, tool

@@ -1,0 +1,136 @@
+"""How an attempt of a run ends: it finishes the run (final state, answer, metrics,
+``agent_completed``) or pauses it for the user's approval. Both writes are fenced by the
+attempt and the holding instance."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from netra.agents.base import AgentRun
+from netra.context import UserExecutionContext
+from netra.db.ledger import ToolCallRepository
+from netra.db.manager import DatabaseManager
+from netra.db.records import RunRecord, RunStatus, utcnow
+from netra.db.repositories import MessageRepository, ThreadRepository
+from netra.db.runs import RunRepository
+from netra.events.bridge import RunEmitter
+from netra.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Ending:
+    status: RunStatus
+    error: dict[str, str] | None = None
+
+
+class AttemptEnds:
+    """Process-wide; writes how each attempt ends, as ``instance_id``."""
+
+    def __init__(
+        self,
+        *,
+        db: DatabaseManager,
+        metrics: Metrics,
+        instance_id: str,
+        lease_until: Callable[[], datetime],
+    ) -> None:
+        self._db = db
+        self._metrics = metrics
+        self._instance_id = instance_id
+        self._lease_until = lease_until
+
+    async def pause(
+        self, ctx: UserExecutionContext, run: RunRecord, emitter: RunEmitter, agent_run: AgentRun
+    ) -> RunRecord | None:
+        """Pause the run until its user answers, then ask: ``approval_required`` goes out
+        only once the pause is stored, so a client that sees it finds the run waiting. If
+        every call was answered meanwhile, the run goes straight back to the queue: the
+        requeued run is returned, for the engine to submit."""
+        async with self._db.write() as conn:
+            runs = RunRepository(conn, ctx)
+            suspended = await runs.suspend(
+                run.id,
+                attempt=run.attempt,
+                owner=self._instance_id,
+                usage=agent_run.usage.as_dict(),
+            )
+            if not suspended:
+                log.warning("run %s attempt %d lost its claim while pausing", run.id, run.attempt)
+                return None
+            waiting = await ToolCallRepository(conn, ctx).undecided(run.id)
+            requeued = (
+                None
+                if waiting
+                else await runs.requeue(
+                    run.id, owner=self._instance_id, lease_until=self._lease_until()
+                )
+            )
+        for record in waiting:
+            await emitter.approval_required(
+                record.tool_call_id, record.tool, record.arguments, record.side_effects
+            )
+        await emitter.paused()
+        return requeued
+
+    async def finish(
+        self,
+        ctx: UserExecutionContext,
+        run: RunRecord,
+        emitter: RunEmitter,
+        agent_run: AgentRun | None,
+        ending: Ending,
+        *,
+        store_answer: bool = True,
+    ) -> bool:
+        """Write the final state (and the answer), then emit ``agent_completed``. False
+        when the write was refused: another attempt took the run over (fencing)."""
+        text = "".join(agent_run.text) if agent_run else ""
+        usage = (
+            agent_run.usage.as_dict()
+            if agent_run
+            else {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
+        )
+        message_id = run.message_id if text else None
+        async with self._db.write() as conn:
+            finished = await RunRepository(conn, ctx).finish(
+                run.id,
+                status=ending.status,
+                attempt=run.attempt,
+                owner=self._instance_id,
+                error=ending.error,
+                usage=usage,
+            )
+            if finished and text and store_answer:
+                await MessageRepository(conn, ctx).add(
+                    thread_id=run.thread_id,
+                    role="assistant",
+                    content=text,
+                    run_id=run.id,
+                    message_id=run.message_id,
+                    data={
+                        "outcome": ending.status.value,
+                        "tool_calls": agent_run.tool_trace if agent_run else [],
+                    },
+                )
+            if finished and store_answer:
+                await ThreadRepository(conn, ctx).touch(run.thread_id)
+        if not finished:  # another attempt took the run over: its result is not ours to give
+            self._metrics.write_fenced()
+            log.warning(
+                "run %s attempt %d lost its claim; final state not written", run.id, run.attempt
+            )
+            return False
+        self._metrics.run_finished(
+            agent=run.agent,
+            outcome=ending.status.value,
+            seconds=(utcnow() - run.started_at).total_seconds() if run.started_at else None,
+        )
+        await emitter.completed(
+            outcome=ending.status.value, usage=usage, message_id=message_id, error=ending.error
+        )
+        return True
