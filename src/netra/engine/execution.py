@@ -372,6 +372,23 @@ class ExecutionEngine:
             if self._executing.get(run.id) == run.attempt:
                 del self._executing[run.id]
 
+    async def _open_stream(
+        self, ctx: UserExecutionContext, run: RunRecord, emitter: RunEmitter
+    ) -> RunLog | None:
+        """Start the run's event stream, or continue the one earlier attempts left (what
+        they left is returned). A client that saw the run begin is told where it continues."""
+        if run.attempt <= 1:
+            await emitter.started(model=run.model, attempt=run.attempt)
+            return None
+        stream = await self._attempts.resume_stream(ctx, run, emitter)
+        if stream.started:
+            reason = run.resume_reason or "takeover"
+            await emitter.thinking(
+                RESUMING.get(reason, RESUMING["takeover"]),
+                resumed={"reason": reason, "attempt": run.attempt, "text_chars": len(stream.text)},
+            )
+        return stream
+
     async def _execute_attempt(
         self, ctx: UserExecutionContext, run: RunRecord, engine: UserExecutionEngine
     ) -> None:
@@ -381,20 +398,7 @@ class ExecutionEngine:
         )
         agent_run: AgentRun | None = None
         try:
-            stream: RunLog | None = None
-            if run.attempt > 1:  # an earlier attempt started it
-                stream = await self._attempts.resume_stream(ctx, run, emitter)
-                reason = run.resume_reason or "takeover"
-                await emitter.thinking(
-                    RESUMING.get(reason, RESUMING["takeover"]),
-                    resumed={
-                        "reason": reason,
-                        "attempt": run.attempt,
-                        "text_chars": len(stream.text),
-                    },
-                )
-            else:
-                await emitter.started(model=run.model, attempt=run.attempt)
+            stream = await self._open_stream(ctx, run, emitter)
             agent_run = await self._attempts.prepare(ctx, run, emitter)
             if stream is not None:
                 await self._attempts.restore(ctx, run, agent_run, stream)
