@@ -38,8 +38,6 @@ class Follower:
         """Every frame of every socket, as received."""
         self.breaches: list[str] = []
         """Where the stream broke the delivery contract."""
-        self.set_aside = 0
-        """Live events that came on a new socket before its ``resumed`` answer."""
         self.close_codes: list[int | None] = []
         """How each socket ended: the server's close code, or None when it just dropped."""
         self.start_seq: int | None = None
@@ -63,15 +61,15 @@ class Follower:
         """Open a socket on ``endpoint``; after the first one, resume where the stream was."""
         if self.attached:
             raise RuntimeError("still attached: detach first")
-        conn = await connect(endpoint.ws_url, subprotocols=["bearer", self.token])  # type: ignore[list-item]
+        resuming = self.start_seq is not None
+        # A later socket names where the stream stands, so its replay precedes live events.
+        url = f"{endpoint.ws_url}?after_seq={self.last_seq}" if resuming else endpoint.ws_url
+        conn = await connect(url, subprotocols=["bearer", self.token])  # type: ignore[list-item]
         connected: dict[str, Any] = json.loads(await asyncio.wait_for(conn.recv(), 10))
         self.frames.append(connected)
         assert connected["type"] == "connected", connected
-        resuming = self.start_seq is not None
         if self.start_seq is None:
             self.start_seq = int(connected["last_seq"])
-        else:
-            await conn.send(json.dumps({"type": "resume", "after_seq": self.last_seq}))
         self._conn = conn
         self.endpoint = endpoint
         self._reader = asyncio.create_task(self._read(conn, resuming))
@@ -100,9 +98,8 @@ class Follower:
                     resuming = False
                 elif "seq" in frame:
                     if resuming:
-                        self.set_aside += 1
-                    else:
-                        self._accept(frame)
+                        self.breaches.append(f"seq {frame['seq']} came before `resumed`")
+                    self._accept(frame)
         except ConnectionClosed as closed:
             code = closed.rcvd.code if closed.rcvd is not None else None
         self.close_codes.append(code)

@@ -288,19 +288,25 @@ class Socket:
         await self.conn.close()
 
     async def close_code(self, timeout: float = 10.0) -> int:
-        """Read until the server closes the socket; the code it closed with."""
+        """Read (and keep) frames until the server closes the socket; its close code."""
         try:
             async with asyncio.timeout(timeout):
                 while True:
-                    await self.conn.recv()
+                    await self.recv(timeout)
         except ConnectionClosed as closed:
             if closed.rcvd is None:
                 raise AssertionError("the socket closed without a close frame") from closed
             return closed.rcvd.code
 
 
-async def open_socket(server: LiveServer, token: str, **kwargs: Any) -> Socket:
-    conn = await connect(server.ws_url, subprotocols=["bearer", token], **kwargs)  # type: ignore[list-item]
+async def open_socket(
+    server: LiveServer, token: str, *, after_seq: int | None = None, **kwargs: Any
+) -> Socket:
+    """A socket of ``token``'s user, past its ``connected`` frame. With ``after_seq`` the
+    client names where it stands: the server's ``resumed`` and replay come before any live
+    event."""
+    url = server.ws_url if after_seq is None else f"{server.ws_url}?after_seq={after_seq}"
+    conn = await connect(url, subprotocols=["bearer", token], **kwargs)  # type: ignore[list-item]
     socket = Socket(conn)
     socket.connected = await socket.recv()
     assert socket.connected["type"] == "connected", socket.connected

@@ -346,7 +346,7 @@ class WebSocketSettings(Section):
     max_frame_bytes: int = Field(65_536, ge=1024)
     """Largest client frame; bigger closes the socket with 1009."""
     send_queue_max: int = Field(2_000, ge=10)
-    """Events buffered for one socket before a non-reading client is disconnected (1013)."""
+    """Frames buffered for one socket before a non-reading client is disconnected (1013)."""
     ping_interval_s: float = Field(20.0, gt=0)
     """Protocol-level ping interval; a socket that misses a pong is closed."""
     ping_timeout_s: float = Field(20.0, gt=0)

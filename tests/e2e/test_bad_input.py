@@ -8,7 +8,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import ServerFactory
-from tests.support import LiveServer, make_user, open_socket
+from tests.support import LiveServer, eventually, make_user, open_socket
 
 
 @pytest.mark.parametrize(
@@ -51,6 +51,9 @@ async def test_authorization_header_is_accepted(
         ('{"type": "resume", "after_seq": -1}', "invalid_frame"),
         ('{"type": "cancel_run", "run_id": "run_nope"}', "not_found"),
         ('{"type": "ping", "extra": 1}', "invalid_frame"),
+        ('{"type": "resume", "after_seq": 1' + "0" * 5_000 + "}", "invalid_frame"),
+        ('{"type": "ping", "ref": "\\ud800"}', "invalid_frame"),
+        ('{"type": "send_message", "content": "a\\udfff", "client_msg_id": "c"}', "invalid_frame"),
     ],
 )
 async def test_a_bad_frame_gets_an_error_frame_and_the_socket_still_works(
@@ -148,3 +151,39 @@ async def test_a_socket_over_the_per_user_cap_closes_with_1013(
         again = await open_socket(server, user.token)  # a freed place can be taken again
         for socket in (kept[1], again):
             await socket.close()
+
+
+async def test_aborted_connections_never_stall_the_server(
+    server: LiveServer, http: httpx.AsyncClient
+) -> None:
+    """A client that vanishes mid-run without a close frame (a closed laptop lid) only
+    detaches: the server notices, frees the socket and keeps answering everyone."""
+    user = await make_user(http)
+    for _ in range(12):
+        socket = await open_socket(server, user.token)
+        await socket.send_message("tell me about yourself")
+        socket.conn.transport.abort()  # the TCP connection ends with no close frame
+        await eventually(lambda: server.netra.sockets.counts() == (0, 0), "socket released")
+        health = await http.get("/health", timeout=5)
+        assert health.status_code == 200
+    again = await open_socket(server, user.token)
+    await again.send({"type": "ping"})
+    assert (await again.until(lambda f: f["type"] == "pong"))["type"] == "pong"
+    await again.close()
+
+
+async def test_a_client_past_its_frame_budget_reads_why_before_the_close(
+    server_factory: ServerFactory,
+) -> None:
+    server = server_factory(websocket={"frames_per_s": 1, "frame_burst": 3})
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        user = await make_user(http)
+        socket = await open_socket(server, user.token)
+        for _ in range(50):
+            await socket.send({"type": "ping"})
+        assert await socket.close_code() == 1008
+        # The frames queued before the close were delivered, the last saying why.
+        limited = [f for f in socket.frames if f.get("code") == "rate_limited"]
+        assert len(limited) >= 3, socket.frames
+        assert socket.frames[-1]["code"] == "rate_limited", socket.frames
+        assert all(f["retry_after"] >= 1 for f in limited)

@@ -205,7 +205,6 @@ async def test_runs_are_finished_by_another_instance_when_theirs_is_killed(
             if takeovers
             else "none"
         )
-        + f"; {follower.set_aside} live events set aside before resume answers"
     )
     record_property("takeover_s", [round(t, 3) for t in takeovers])
     await follower.detach()

@@ -183,8 +183,7 @@ async def test_resume_on_another_instance_returns_exactly_the_missed_events(
         seen = first.events()
         gapless(seen, after=first.connected["last_seq"])
 
-        second = await open_socket(b, user.token)
-        await second.send({"type": "resume", "after_seq": seen[-1]["seq"]})
+        second = await open_socket(b, user.token, after_seq=seen[-1]["seq"])
         resumed = await second.until(lambda f: f["type"] == "resumed")
         assert resumed["recovered"] is True
         await second.until(

@@ -158,8 +158,7 @@ async def test_a_pending_approval_survives_a_restart(
     async with httpx.AsyncClient(base_url=restarted.url) as http:
         run = (await http.get(f"/runs/{ack['run_id']}", headers=user.auth)).json()
         assert run["status"] == "requires_approval"
-        socket = await open_socket(restarted, user.token)
-        await socket.send({"type": "resume", "after_seq": int(required["seq"]) - 1})
+        socket = await open_socket(restarted, user.token, after_seq=int(required["seq"]) - 1)
         await socket.first(lambda f: f["type"] == "approval_required")
         approved = await _decide(http, user, ack["run_id"], "approve")
         assert approved.status_code == 200

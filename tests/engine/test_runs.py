@@ -213,8 +213,7 @@ async def test_a_restart_resumes_running_and_queued_runs(
 
     restarted = server_factory(data_dir, **settings)
     async with httpx.AsyncClient(base_url=restarted.url) as http:
-        socket = await open_socket(restarted, user.token)
-        await socket.send({"type": "resume", "after_seq": 0})
+        socket = await open_socket(restarted, user.token, after_seq=0)
         continued = await socket.run_to_end(running["run_id"])
         assert_run_grammar(continued)
         assert continued[-1]["data"]["outcome"] == "completed"

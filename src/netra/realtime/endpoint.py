@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from netra.api.errors import error_frame
 from netra.db.records import Decision
@@ -38,6 +38,17 @@ CLOSE_POLICY = 1008
 CLOSE_TRY_AGAIN = 1013
 """Too many sockets for this user right now."""
 SUBPROTOCOL = "bearer"
+MAX_SEQ_DIGITS = 18
+"""A seq fits a signed 64-bit column; a longer ``after_seq`` is refused, not parsed."""
+
+
+def _sendable(text: str) -> bool:
+    """Whether ``text`` can be echoed in a frame: encodable as UTF-8 (no lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _credentials(websocket: WebSocket) -> tuple[str | None, str | None]:
@@ -60,6 +71,17 @@ def _origin_allowed(websocket: WebSocket, allowed: list[str]) -> bool:
     return urlsplit(origin).netloc == host
 
 
+def _resume_point(websocket: WebSocket) -> int | None:
+    """The client's ``?after_seq=N``: where it stands, so its replay comes before any live
+    event. Absent: the client starts from the ``last_seq`` of its ``connected`` frame."""
+    raw = websocket.query_params.get("after_seq")
+    if raw is None:
+        return None
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= MAX_SEQ_DIGITS):
+        raise InvalidRequest("after_seq must be a non-negative integer", code="invalid_request")
+    return int(raw)
+
+
 async def websocket_endpoint(websocket: WebSocket) -> None:
     netra: Netra = websocket.app.state.netra
     settings = netra.settings.websocket
@@ -73,6 +95,12 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             raise Unauthenticated("missing bearer token")
         ctx, expires_at = await netra.sessions.authenticate(token)
     except Unauthenticated as exc:
+        await websocket.close(CLOSE_POLICY, exc.message)
+        return
+    try:
+        resume_from = _resume_point(websocket)
+    except InvalidRequest as exc:
+        await websocket.send_json(error_frame(exc, None))
         await websocket.close(CLOSE_POLICY, exc.message)
         return
     connection = Connection(
@@ -95,6 +123,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         connection.start(
             cursor=last_seq,
             greeting={"type": "connected", "user_id": ctx.user_id, "last_seq": last_seq},
+            resume_from=resume_from,
         )
         # The socket lives no longer than its token: the client reconnects with a fresh one.
         expiry = asyncio.get_running_loop().call_later(
@@ -109,27 +138,24 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
 
 
 async def _receive_loop(websocket: WebSocket, connection: Connection, netra: Netra) -> None:
+    """Read frames until the peer goes away or the server closes the socket. Every read
+    awaits the transport, so a vanished peer ends the loop instead of spinning it."""
     settings = netra.settings.websocket
     bucket = TokenBucket(settings.frames_per_s, settings.frame_burst)
     refused = 0
-    while True:
+    while connection.close_code is None:
         try:
-            text = await websocket.receive_text()
-        except WebSocketDisconnect:
+            message = await websocket.receive()
+        except RuntimeError:  # the socket is no longer connected (closed by either side)
             return
-        except (KeyError, RuntimeError):
-            # A binary frame (no "text" key) or a socket already closed by the server.
-            if connection.close_code is not None:
-                return
-            connection.send_frame(
-                error_frame(InvalidRequest("frames must be JSON text", code="invalid_frame"), None)
-            )
-            continue
+        if message["type"] == "websocket.disconnect":
+            return
+        text = message.get("text")
         if not bucket.take():
             # A client that keeps sending past its limit is cut off rather than answered.
             refused += 1
             if refused > settings.frame_burst:
-                connection.close(CLOSE_POLICY, "too many frames")
+                connection.close(CLOSE_POLICY, "too many frames", flush=True)
                 return
             problem = QuotaExceeded(
                 f"at most {settings.frames_per_s:g} frames per second; slow down",
@@ -139,6 +165,11 @@ async def _receive_loop(websocket: WebSocket, connection: Connection, netra: Net
             connection.send_frame(error_frame(problem, None))
             continue
         refused = 0
+        if text is None:  # a binary frame
+            connection.send_frame(
+                error_frame(InvalidRequest("frames must be JSON text", code="invalid_frame"), None)
+            )
+            continue
         await _handle(text, connection, netra)
 
 
@@ -147,7 +178,7 @@ async def _handle(text: str, connection: Connection, netra: Netra) -> None:
     too_deep = InvalidRequest(f"frame nests deeper than {limit} levels", code="invalid_frame")
     try:
         raw = json.loads(text)
-    except json.JSONDecodeError:
+    except ValueError:  # not JSON, or an integer past what the parser converts
         connection.send_frame(
             error_frame(InvalidRequest("frame is not valid JSON", code="invalid_frame"), None)
         )
@@ -159,7 +190,7 @@ async def _handle(text: str, connection: Connection, netra: Netra) -> None:
         connection.send_frame(error_frame(too_deep, None))
         return
     ref = raw.get("ref") if isinstance(raw, dict) else None
-    ref = ref if isinstance(ref, str) else None
+    ref = ref if isinstance(ref, str) and _sendable(ref) else None
     try:
         frame = CLIENT_FRAME.validate_python(raw)
     except ValidationError as exc:

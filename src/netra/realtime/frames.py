@@ -5,20 +5,31 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 
-_Id = Annotated[str, Field(min_length=1, max_length=100)]
+
+def _unicode(text: str) -> str:
+    """Refuse text that cannot be stored or echoed: lone surrogates (``"\\ud800"``)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text must be valid Unicode (it holds a lone surrogate)") from None
+    return text
+
+
+_Text = Annotated[str, AfterValidator(_unicode)]
+_Id = Annotated[_Text, Field(min_length=1, max_length=100)]
 
 
 class Frame(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    ref: Annotated[str, Field(max_length=100)] | None = None
+    ref: Annotated[_Text, Field(max_length=100)] | None = None
     """Client-chosen reference echoed in an error frame."""
 
 
 class SendMessage(Frame):
     type: Literal["send_message"]
-    content: Annotated[str, Field(min_length=1)]
+    content: Annotated[_Text, Field(min_length=1)]
     thread_id: _Id | None = None
     agent: _Id | None = None
     client_msg_id: _Id | None = None

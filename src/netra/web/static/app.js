@@ -259,8 +259,8 @@ const state = { token: localStorage.getItem(TOKEN_KEY), ...freshState() };
 const seqKey = (userId) => `netra.lastSeq.${userId}`;
 
 function storedLastSeq(userId) {
-  const raw = localStorage.getItem(seqKey(userId));
-  return raw === null || Number.isNaN(Number(raw)) ? null : Number(raw);
+  const seq = Number(localStorage.getItem(seqKey(userId)) ?? NaN);
+  return Number.isSafeInteger(seq) && seq >= 0 ? seq : null;
 }
 
 function setLastSeq(seq) {
@@ -684,14 +684,19 @@ function setConnStatus(kind) {
 // 7. WebSocket
 
 const PING_MS = 25_000;
-const conn = { ws: null, attempt: 0, retryTimer: null, pingTimer: null, resuming: false, greeted: false };
+const conn = { ws: null, attempt: 0, retryTimer: null, pingTimer: null, greeted: false, resumeFrom: null };
 
 function connect() {
   clearTimeout(conn.retryTimer);
   if (!state.token || conn.ws) return;
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  // Where this page stands in the user's stream (in memory, or from an earlier visit): the
+  // server replays what came after it before any live event, so nothing is seen twice.
+  const after = state.lastSeq ?? (state.user ? storedLastSeq(state.user.id) : null);
+  const query = after === null ? '' : `?after_seq=${after}`;
   // The token rides in the subprotocol list: browsers cannot set headers, and URLs get logged.
-  const ws = new WebSocket(`${scheme}//${location.host}/ws`, ['bearer', state.token]);
+  const ws = new WebSocket(`${scheme}//${location.host}/ws${query}`, ['bearer', state.token]);
+  conn.resumeFrom = after;
   conn.ws = ws;
   conn.greeted = false;
   setConnStatus(conn.attempt === 0 ? 'connecting' : 'reconnecting');
@@ -748,9 +753,7 @@ function onFrame(frame) {
     case 'pong': break;
     case 'tool_decision': break;  // the run's own events show what follows
     default:
-      // While a resume is outstanding, live events are dropped: the replay that follows
-      // `resumed` contains them (they were stored before they were sent), in order.
-      if (typeof frame.seq === 'number' && !conn.resuming) onEvent(frame);
+      if (typeof frame.seq === 'number') onEvent(frame);
   }
 }
 
@@ -760,11 +763,8 @@ function onConnected(frame) {
   setConnStatus('connected');
   clearInterval(conn.pingTimer);
   conn.pingTimer = setInterval(() => wsSend({ type: 'ping' }), PING_MS);
-  const stored = storedLastSeq(frame.user_id);
-  if (stored !== null) {
-    state.lastSeq = stored;
-    conn.resuming = true;
-    wsSend({ type: 'resume', after_seq: stored, ref: 'resume' });
+  if (conn.resumeFrom !== null) {
+    state.lastSeq = conn.resumeFrom;  // `resumed` and the replay come next
   } else {
     // First visit from this browser: nothing to replay, HTTP is the source of truth.
     setLastSeq(frame.last_seq);
@@ -775,7 +775,6 @@ function onConnected(frame) {
 }
 
 function onResumed(frame) {
-  conn.resuming = false;
   if (frame.recovered) return;  // the replay follows
   setLastSeq(frame.last_seq);
   refreshThreads();
@@ -847,13 +846,6 @@ function onAck(ack) {
 }
 
 function onErrorFrame(frame) {
-  if (frame.ref === 'resume') {
-    // No replay is coming; do not keep dropping live events, catch up over HTTP instead.
-    conn.resuming = false;
-    refreshThreads();
-    if (state.view.threadId) loadThread(state.view);
-    return;
-  }
   const run = frame.ref && state.view.runs.get(frame.ref);
   if (run) run.cancelRequested = false;  // the cancel was refused; offer Stop again
   const failed = frame.ref && state.pendingSends.get(frame.ref);
