@@ -56,7 +56,12 @@ def settings_for_test(
         "environment": "test",
         "server": {"data_dir": data_dir, "port": 0},
         "database": {"url": database_url, "pool_size": 5, "max_overflow": 5},
-        "auth": {"jwt_secret": canaries.jwt_secret},
+        # The cheapest argon2id: a test signs up many users, and hashing is not under test.
+        "auth": {
+            "jwt_secret": canaries.jwt_secret,
+            "password_time_cost": 1,
+            "password_memory_kib": 64,
+        },
         "models": {
             "offline_chunk_delay_ms": 0,
             "providers": {"openai": {"api_key": canaries.model_api_key}},

@@ -273,7 +273,9 @@ class Socket:
         )
 
     async def run_to_end(self, run_id: str, timeout: float = 20.0) -> list[dict[str, Any]]:
-        await self.until(
+        """The run's events once its ``agent_completed`` is here (it may be already: waiting
+        for another run can read past this one's end)."""
+        await self.first(
             lambda f: f["type"] == "agent_completed" and f["run_id"] == run_id, timeout
         )
         return self.run_events(run_id)

@@ -94,7 +94,10 @@ class Netra:
         self.sessions = SessionService(self.db, self.tokens, settings.auth)
         self.accounts = AccountService(
             self.db,
-            PasswordHasher(),
+            PasswordHasher(
+                time_cost=settings.auth.password_time_cost,
+                memory_kib=settings.auth.password_memory_kib,
+            ),
             self.sessions,
             LoginThrottle(
                 per_account=settings.auth.login_failures_per_account,

@@ -284,6 +284,11 @@ class UnifiedConfigurationManager:
                 found.append("database.echo must be off")
             if settings.logging.level == "DEBUG":
                 found.append("logging.level must not be DEBUG")
+            # OWASP's floor for argon2id: 19 MiB and two passes.
+            if settings.auth.password_memory_kib < 19_456:
+                found.append("auth.password_memory_kib must be at least 19456")
+            if settings.auth.password_time_cost < 2:
+                found.append("auth.password_time_cost must be at least 2")
         models = settings.models
         for model_id in dict.fromkeys([models.default, *models.fallbacks]):
             name = ModelId.parse(model_id).provider
@@ -312,10 +317,11 @@ class UnifiedConfigurationManager:
             new = self._build(candidate)
             old = self._settings
             self._layers, self._settings = candidate, new
+            before = _flatten(old.model_dump())
             changed = sorted(
                 path
                 for path, value in _flatten(new.model_dump()).items()
-                if _flatten(old.model_dump()).get(path) != value
+                if before.get(path) != value
             )
             if changed:
                 self.history.append(Change(datetime.now(UTC), source, tuple(changed)))

@@ -83,6 +83,10 @@ class AuthSettings(Section):
     """Window over which failed logins are counted."""
     allow_registration: bool = True
     """Whether `POST /auth/register` is open."""
+    password_time_cost: int = Field(3, ge=1, le=20)
+    """argon2id passes over memory per password hash (staging and production need 2+)."""
+    password_memory_kib: int = Field(65_536, ge=64, le=4_194_304)
+    """argon2id memory per password hash in KiB (staging and production need 19,456+)."""
 
 
 PROVIDER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")

@@ -22,7 +22,7 @@ async def test_a_socket_dropped_mid_run_resumes_without_gap_or_duplicate(
         user = await make_user(http)
         first = await open_socket(server, user.token)
         ack = await first.send_message("tell me about yourself")
-        await first.until(lambda f: f["type"] == "message_delta")
+        await first.first(lambda f: f["type"] == "message_delta")
         seen = first.events()
         await first.close()
         last_seq = seen[-1]["seq"]
@@ -70,7 +70,7 @@ async def test_a_socket_opened_mid_run_with_a_resume_point_sends_every_seq_once_
         user = await make_user(http)
         watcher = await open_socket(server, user.token)
         acks = [await watcher.send_message(f"tell me about yourself {i}") for i in range(3)]
-        await watcher.until(lambda f: f["type"] == "message_delta")
+        await watcher.first(lambda f: f["type"] == "message_delta")
         late = await open_socket(server, user.token, after_seq=0)
         resumed = await late.recv()
         assert resumed["type"] == "resumed" and resumed["recovered"] is True

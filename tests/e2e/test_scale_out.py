@@ -178,7 +178,7 @@ async def test_resume_on_another_instance_returns_exactly_the_missed_events(
         user = await make_user(http_b)
         first = await open_socket(a, user.token)
         ack = await submit(http_b, user, "tell me about yourself")
-        await first.until(lambda f: f["type"] == "message_delta")
+        await first.first(lambda f: f["type"] == "message_delta")
         await first.close()
         seen = first.events()
         gapless(seen, after=first.connected["last_seq"])
@@ -364,7 +364,7 @@ async def test_a_cancel_sent_to_one_instance_stops_a_run_executing_on_another(
         user = await make_user(http_a)
         on_b = await open_socket(b, user.token)
         ack = await submit(http_a, user, "tell me a long story")  # A executes it
-        await on_b.until(lambda f: f["type"] == "message_delta" and f["run_id"] == ack["run_id"])
+        await on_b.first(lambda f: f["type"] == "message_delta" and f["run_id"] == ack["run_id"])
         await on_b.send({"type": "cancel_run", "run_id": ack["run_id"], "ref": "stop"})
         events = await on_b.run_to_end(ack["run_id"])
         assert_run_grammar(events)

@@ -4,6 +4,7 @@ the tool calls of one model turn running concurrently."""
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import httpx
 
@@ -29,9 +30,27 @@ async def test_five_users_with_two_agents_each_are_monitored_and_cleaned_up(
 
     for name in ("writer", "reviewer"):
         server.netra.agents.register(AgentDefinition(name=name, description=name), counted)
+    # Every run waits in its tool until the test has looked at the registry: the runs are
+    # certainly in flight while it looks, however slow the machine.
+    gate = threading.Event()
+
+    @tool(description="Wait until the test lets go.")
+    async def hold() -> str:
+        # The gate is set from the test's thread, so no asyncio.Event of the server's loop
+        # can carry it; ten runs blocking ten worker threads on it would starve the loop's
+        # thread pool (password hashing, SQLite) on a two-core machine.
+        while not gate.is_set():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        return "released"
+
+    server.netra.tools.register("hold", hold)
     model = server.netra.models.get("scripted")
     assert isinstance(model, ScriptedModel)
-    model.responder = lambda _request: ScriptedTurn.text("slow reply here", delay_s=0.3)
+    model.responder = lambda request: (
+        ScriptedTurn.text("done waiting")
+        if any(m.role == "tool" for m in request.messages)
+        else ScriptedTurn.call("hold", {})
+    )
     async with httpx.AsyncClient(base_url=server.url) as http:
         users = [await make_user(http, f"u{i}") for i in range(5)]
         sockets = [await open_socket(server, user.token) for user in users]
@@ -39,8 +58,13 @@ async def test_five_users_with_two_agents_each_are_monitored_and_cleaned_up(
         for socket in sockets:
             for agent in ("writer", "reviewer"):
                 acks.append((socket, await socket.send_message("go", agent=agent)))
-        await asyncio.gather(*(s.first(lambda f: f["type"] == "message_delta") for s in sockets))
-        busy = server.netra.agents.active()
+        try:
+            await asyncio.gather(
+                *(s.first(lambda f: f["type"] == "tool_executing") for s in sockets)
+            )
+            busy = server.netra.agents.active()
+        finally:
+            gate.set()
         assert set(busy) == {user.id for user in users}
         assert all(1 <= count <= 2 for count in busy.values())
         for socket, ack in acks:

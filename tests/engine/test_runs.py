@@ -42,7 +42,7 @@ async def test_cancel_stops_a_running_tool_and_ends_cancelled(
         user = await make_user(http)
         socket = await open_socket(server, user.token)
         ack = await socket.send_message("wait please")
-        await socket.until(lambda f: f["type"] == "tool_executing")
+        await socket.first(lambda f: f["type"] == "tool_executing")
         await socket.send({"type": "cancel_run", "run_id": ack["run_id"]})
         events = await socket.run_to_end(ack["run_id"], timeout=5)
         assert_run_grammar(events)
@@ -207,7 +207,7 @@ async def test_a_restart_resumes_running_and_queued_runs(
         socket = await open_socket(server, user.token)
         running = await socket.send_message("a long answer please")
         waiting = await socket.send_message("and another one")
-        await socket.until(lambda f: f["type"] == "message_delta")
+        await socket.first(lambda f: f["type"] == "message_delta")
     server.server.should_exit = True
     server.thread.join(timeout=30)
 

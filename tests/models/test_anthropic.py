@@ -35,19 +35,33 @@ CLOCK = ToolSpec("clock", "The time.", {"type": "object", "properties": {"timezo
 PRICES = PriceTable({"claude-haiku-4-5": ModelPrice(1.0, 5.0)}, as_of="test")
 
 
-@pytest.fixture
-async def model(provider: FakeProvider) -> AsyncIterator[Model]:
+async def _model(provider: FakeProvider, timeout_s: float) -> AsyncIterator[Model]:
     settings = ProviderSettings(
         kind="anthropic",
         base_url=provider.url,
         api_key=SecretStr(FAKE_KEY),
-        timeout_s=0.5,
+        timeout_s=timeout_s,
         max_retries=0,
         max_output_tokens=512,
     )
     client = AnthropicProvider("claude", settings)
     yield client.model("claude-haiku-4-5-20251001", PRICES)
     await client.aclose()
+
+
+@pytest.fixture
+async def model(provider: FakeProvider) -> AsyncIterator[Model]:
+    """The model with a timeout that only a stalled server reaches, however loaded the
+    machine."""
+    async for made in _model(provider, timeout_s=30):
+        yield made
+
+
+@pytest.fixture
+async def impatient_model(provider: FakeProvider) -> AsyncIterator[Model]:
+    """The model with a short timeout, for a server that stalls."""
+    async for made in _model(provider, timeout_s=0.5):
+        yield made
 
 
 async def _parts(model: Model, *messages: ChatMessage) -> list[StreamPart]:
@@ -156,10 +170,10 @@ async def test_rate_limits_and_overload_mean_unavailable(
     ids=["before-headers", "mid-stream"],
 )
 async def test_a_stalled_server_times_out_as_unavailable(
-    model: Model, provider: FakeProvider, reply: Reply
+    impatient_model: Model, provider: FakeProvider, reply: Reply
 ) -> None:
     provider.push(reply)
-    failure = await _failure(model)
+    failure = await _failure(impatient_model)
     assert isinstance(failure, ModelUnavailable)
     assert failure.message == "claude:claude-haiku-4-5-20251001 timed out"
 

@@ -48,14 +48,30 @@ CALCULATOR = ToolSpec(
 PRICES = PriceTable({"gpt-4o-mini": ModelPrice(0.15, 0.60)}, as_of="test")
 
 
-@pytest.fixture
-async def model(provider: FakeProvider) -> AsyncIterator[Model]:
+async def _model(provider: FakeProvider, timeout_s: float) -> AsyncIterator[Model]:
     settings = ProviderSettings(
-        base_url=provider.openai_url, api_key=SecretStr(FAKE_KEY), timeout_s=0.5, max_retries=0
+        base_url=provider.openai_url,
+        api_key=SecretStr(FAKE_KEY),
+        timeout_s=timeout_s,
+        max_retries=0,
     )
     client = OpenAICompatibleProvider("fake", settings)
     yield client.model("gpt-4o-mini", PRICES)
     await client.aclose()
+
+
+@pytest.fixture
+async def model(provider: FakeProvider) -> AsyncIterator[Model]:
+    """The model with a timeout that only a hung server reaches, however loaded the machine."""
+    async for made in _model(provider, timeout_s=30):
+        yield made
+
+
+@pytest.fixture
+async def impatient_model(provider: FakeProvider) -> AsyncIterator[Model]:
+    """The model with a short timeout, for a server that never answers."""
+    async for made in _model(provider, timeout_s=0.5):
+        yield made
 
 
 async def _parts(model: Model, *messages: ChatMessage) -> list[StreamPart]:
@@ -180,9 +196,11 @@ async def test_rate_limits_and_server_errors_mean_unavailable(
     assert failure.message == f"fake:gpt-4o-mini answered HTTP {status}: try later"
 
 
-async def test_a_hung_server_times_out_as_unavailable(model: Model, provider: FakeProvider) -> None:
+async def test_a_hung_server_times_out_as_unavailable(
+    impatient_model: Model, provider: FakeProvider
+) -> None:
     provider.push(hang())
-    failure = await _failure(model)
+    failure = await _failure(impatient_model)
     assert isinstance(failure, ModelUnavailable) and "timed out" in failure.message
 
 
