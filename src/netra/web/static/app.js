@@ -656,6 +656,16 @@ function stepNode(step, isLast) {
 }
 
 function renderComposer() {
+  // A message the server refused (too long, over a quota…) goes back into the composer, when
+  // that is empty, to be edited and sent again; the list keeps it, marked "Not sent".
+  for (const msg of state.view.messages.values()) {
+    if (!msg.failed || msg.returned) continue;
+    msg.returned = true;
+    if (!dom.input.value) {
+      dom.input.value = msg.content;
+      autosize();
+    }
+  }
   const run = activeRun(state.view);
   dom.stop.hidden = !run;
   dom.stop.disabled = Boolean(run?.cancelRequested);
