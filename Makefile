@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The browser tests (tests/web) drive Debian's Chromium; Playwright never downloads one.
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: run test lint format bench clean
 
@@ -16,8 +18,13 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/netra serve $(ARGS)
 
-## test: install, lint, type-check and run the whole test suite
-test: $(STAMP)
+# Debian's Chromium for the browser tests, installed when missing (as root, like CI).
+$(CHROMIUM):
+	apt-get update
+	apt-get install -y --no-install-recommends chromium
+
+## test: install (Chromium too), lint, type-check and run the whole test suite
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy

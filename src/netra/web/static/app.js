@@ -278,8 +278,9 @@ function renameKey(map, oldKey, newKey, value) {
 // ---------------------------------------------------------------------------------------
 // 4. Runs
 //
-// A run is { id, events (sorted by seq), baseStatus (from GET /runs/{id} or an ack), and the
-// folded fields: status, steps, text, outcome, error }.
+// A run is { id, events (sorted by seq), baseStatus (from GET /runs/{id} or an ack), loaded
+// (its stored events came over HTTP), and the folded fields: status, steps, text, outcome,
+// error, started (its agent_started is among the events) }.
 
 function ensureRun(view, runId) {
   let run = view.runs.get(runId);
@@ -306,7 +307,9 @@ function addRunEvent(run, ev) {
 }
 
 function foldRun(run) {
-  Object.assign(run, { status: run.baseStatus, steps: [], text: '', outcome: null, error: null });
+  Object.assign(run, {
+    status: run.baseStatus, steps: [], text: '', outcome: null, error: null, started: false,
+  });
   for (const ev of run.events) applyRunEvent(run, ev);
 }
 
@@ -315,6 +318,7 @@ function applyRunEvent(run, ev) {
   if (!FINAL.has(run.status)) run.status = 'running';  // any run event means it has started
   switch (ev.type) {
     case 'run_queued': run.status = 'queued'; break;
+    case 'agent_started': run.started = true; break;
     case 'agent_thinking':
       // A run continuing after a pause or on another server: text past text_chars is streamed again.
       if (d.resumed) run.text = run.text.slice(0, d.resumed.text_chars ?? run.text.length);
@@ -425,6 +429,7 @@ async function loadRun(view, runId) {
     if (state.view !== view) return;
     const run = ensureRun(view, runId);
     run.baseStatus = info.status;
+    run.loaded = true;
     for (const ev of items) addRunEvent(run, ev);
     foldRun(run);  // baseStatus may have changed
     scheduleRender();
@@ -587,8 +592,12 @@ function updateRunNode(node, run, answer) {
   const { badge, steps, text, error } = node.parts;
   setText(badge, BADGES[status] ?? '');
   badge.dataset.status = status ?? '';
-  const answerText = answer?.content ?? run?.text ?? '';
-  const waiting = active && !answerText && !(run?.steps.length);
+  // A run joined midway (the replay after a reload, another tab's run) holds only the tail of
+  // its events until loadRun brings the rest: show it working, not its text from mid-sentence.
+  const partial = Boolean(run && !run.started && !run.loaded && run.events.length);
+  const list = (!partial && run?.steps) || [];
+  const answerText = answer?.content ?? (partial ? '' : run?.text ?? '');
+  const waiting = active && !answerText && !list.length;
   setText(text, waiting ? 'Working…' : answerText);
   text.classList.toggle('placeholder', waiting);
   text.hidden = !waiting && !answerText;
@@ -596,7 +605,6 @@ function updateRunNode(node, run, answer) {
   node.setAttribute('aria-busy', String(active));
 
   // Rebuild the step list only when it changed (cheap to compare, steps are few).
-  const list = run?.steps ?? [];
   const sig = JSON.stringify([list, active]);
   if (steps.sig === sig) return;
   steps.sig = sig;
@@ -656,6 +664,16 @@ function stepNode(step, isLast) {
 }
 
 function renderComposer() {
+  // A message the server refused (too long, over a quota…) goes back into the composer, when
+  // that is empty, to be edited and sent again; the list keeps it, marked "Not sent".
+  for (const msg of state.view.messages.values()) {
+    if (!msg.failed || msg.returned) continue;
+    msg.returned = true;
+    if (!dom.input.value) {
+      dom.input.value = msg.content;
+      autosize();
+    }
+  }
   const run = activeRun(state.view);
   dom.stop.hidden = !run;
   dom.stop.disabled = Boolean(run?.cancelRequested);

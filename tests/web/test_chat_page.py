@@ -1,0 +1,316 @@
+"""The chat page in a real browser (headless Chromium) against a real server.
+
+Each test waits for what it needs to see, with Playwright's auto-waiting assertions (or a
+MutationObserver reporting every change of the message list); the bounds on waiting only stop
+a hung test. A failing test leaves a screenshot of each of its pages (see conftest.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from netra.events.bridge import DELTA_WINDOW_S
+from netra.models.base import ModelRequest, StreamPart, TextDelta, Usage
+from netra.models.scripted import ScriptedModel, ScriptedTurn
+from netra.tools.tool import SideEffects, tool
+from tests.conftest import ServerFactory
+from tests.support import LiveServer
+from tests.web.chat import (
+    PASSWORD,
+    Person,
+    answer,
+    expect_completed,
+    expect_signed_in,
+    runs,
+    send,
+    sign_up,
+    submit_credentials,
+)
+from tests.web.conftest import ContextFactory
+
+
+def _stored_answer(person: Person) -> tuple[str, str]:
+    """The open thread's only run, and the answer stored for it."""
+    items = person.api(f"/threads/{person.thread_id()}/messages")["items"]
+    (asked,) = [m for m in items if m["role"] == "user"]
+    (answered,) = [m for m in items if m["role"] == "assistant"]
+    assert answered["run_id"] == asked["run_id"]
+    return asked["run_id"], answered["content"]
+
+
+def test_sign_up_then_sign_in_with_the_forms(server: LiveServer, page: Page) -> None:
+    person = sign_up(page, server, "signup")
+    expect(page.locator("#thread-title")).to_have_text("New chat")
+    expect(page.locator("#thread-list li")).to_have_count(0)
+
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.locator("#auth-view")).to_be_visible()
+    expect(page.locator("#app-view")).to_be_hidden()
+
+    submit_credentials(page, person.email, "not the password", "Sign in")
+    expect(page.locator("#auth-error")).to_have_text("wrong email or password")
+    expect(page.locator("#app-view")).to_be_hidden()
+
+    submit_credentials(page, person.email, PASSWORD, "Sign in")
+    expect_signed_in(page, person.email)
+    expect(page.locator("#auth-error")).to_be_empty()
+    page.reload()  # the session is kept in the browser
+    expect_signed_in(page, person.email)
+
+
+def test_a_question_shows_thinking_the_calculator_and_the_answer(
+    server: LiveServer, page: Page
+) -> None:
+    sign_up(page, server)
+    send(page, "what is 12*7?")
+    expect(page.locator("#messages article.msg.user")).to_have_text("what is 12*7?")
+    expect(page.locator("#composer-input")).to_have_value("")
+
+    run = runs(page)
+    expect(run).to_have_count(1)
+    expect(run.locator(".step.thinking").first).to_be_visible()
+    calculator = run.locator(".step.tool")
+    expect(calculator).to_have_count(1)
+    expect(calculator.locator(".step-label")).to_have_text("calculator")
+    expect(calculator.locator(".step-args")).to_have_text('{"expression":"12*7"}')
+    expect(calculator).to_have_attribute("data-status", "ok")
+    expect(calculator.locator(".step-result")).to_contain_text('"result":84')
+    expect_completed(run)
+    expect(answer(run)).to_contain_text("12*7 = 84.")
+    expect(page.locator("#thread-list .thread-title")).to_have_text(["what is 12*7?"])
+
+
+# Reports every state of the run blocks, in every page this document loads, to Python:
+# {load, status, text} with text null while the block shows its "Working…" placeholder.
+_RECORD_RUNS = """
+(() => {
+  const load = Math.random().toString(36).slice(2);
+  window.__netraLoad = load;
+  document.addEventListener('DOMContentLoaded', () => {
+    const box = document.getElementById('messages');
+    const report = () => window.recordRuns(load, [...box.querySelectorAll('article.msg.assistant')]
+      .map((run) => {
+        const text = run.querySelector('div.text');
+        return {
+          status: run.querySelector('.badge')?.dataset.status ?? '',
+          text: text.classList.contains('placeholder') ? null : text.textContent,
+        };
+      }));
+    new MutationObserver(report)
+      .observe(box, { subtree: true, childList: true, characterData: true, attributes: true });
+  });
+})();
+"""
+
+
+class StoryModel:
+    """A model whose story goes on, a word every 2 × ``DELTA_WINDOW_S``, until the test ends
+    it: the run streams for as long as the test needs it live, the reload included. (At that
+    pace the bridge sends each word at once: it holds deltas closer together for the next.)"""
+
+    OPENING = "Once upon a time a lighthouse keeper"
+    ON = ("and", "the", "story", "went", "on,")
+    END = "The end."
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ended = asyncio.Event()
+
+    @property
+    def id(self) -> str:
+        return "story"
+
+    def end(self) -> None:
+        """Finish the story (from the test's thread)."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._ended.set)
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[StreamPart]:
+        self._loop = asyncio.get_running_loop()
+        words = itertools.chain(self.OPENING.split(" "), itertools.cycle(self.ON))
+        # At most about a minute of story, should the test never end it.
+        for index, word in enumerate(itertools.islice(words, 1000)):
+            if self._ended.is_set() and index >= len(self.OPENING.split(" ")):
+                break
+            await asyncio.sleep(2 * DELTA_WINDOW_S)
+            yield TextDelta(word if index == 0 else f" {word}")
+        yield TextDelta(f" {self.END}")
+        yield Usage(input_tokens=10, output_tokens=100)
+
+
+@pytest.fixture
+def story(server_factory: ServerFactory) -> Iterator[tuple[LiveServer, StoryModel]]:
+    server = server_factory(models={"default": "story"})
+    model = StoryModel()
+    server.netra.models.register("story", model)
+    yield server, model
+    model.end()  # before the server stops, whatever happened
+
+
+def test_a_reload_mid_run_shows_the_run_continue_and_its_answer_once(
+    story: tuple[LiveServer, StoryModel], page: Page
+) -> None:
+    server, model = story
+    seen: list[tuple[str, list[dict[str, Any]]]] = []
+    page.expose_function("recordRuns", lambda load, blocks: seen.append((load, blocks)))
+    page.add_init_script(_RECORD_RUNS)
+    person = sign_up(page, server)
+
+    send(page, "tell me a story")
+    expect(answer(runs(page))).to_have_text(re.compile(r"^Once upon"))  # streaming has begun
+    before = page.evaluate("window.__netraLoad")
+    page.reload()  # the story goes on meanwhile
+    # The reloaded page catches up with the run, and follows it live.
+    expect(runs(page).locator(".badge")).to_have_text("Running")
+    expect(answer(runs(page))).to_have_text(re.compile(rf"^{model.OPENING} and the story"))
+    model.end()
+    expect_completed(runs(page))
+
+    run_id, stored = _stored_answer(person)
+    assert stored.startswith(model.OPENING) and stored.endswith(model.END), stored
+    expect(answer(runs(page))).to_have_text(stored)
+    expect(runs(page)).to_have_count(1)
+    assert (page.locator("#messages").text_content() or "").count(stored) == 1
+    events = person.api(f"/runs/{run_id}/events?after_seq=0")["items"]
+    assert [e["type"] for e in events].count("agent_completed") == 1
+
+    shown = [(load, block) for load, blocks in seen for block in blocks]
+    # Never more than the answer, never a word twice: each state is a prefix of the answer.
+    for load, block in shown:
+        if block["text"] is not None:
+            reloaded = "after" if load != before else "before"
+            assert stored.startswith(block["text"]), (f"{reloaded} the reload", block, stored)
+    # Live after the reload: the answer grew in this page, word by word, to the whole.
+    grown = {block["text"] for load, block in shown if load != before and block["text"]}
+    assert len(grown) > 2, grown
+
+
+def _approval_server(server_factory: ServerFactory) -> tuple[LiveServer, list[str]]:
+    """A server whose model asks to send an email (a tool that needs approval), then reports
+    the tool's result; ``sent`` lists each email the tool really sent."""
+    server = server_factory(models={"default": "scripted"})
+    sent: list[str] = []
+
+    @tool(description="Send an email.", side_effects=SideEffects.UNSAFE, requires_approval=True)
+    def send_email(to: str, body: str) -> dict[str, str]:
+        sent.append(to)
+        return {"status": "sent", "to": to}
+
+    def respond(request: ModelRequest) -> ScriptedTurn:
+        last = request.messages[-1]
+        if last.role == "tool":
+            return ScriptedTurn.text(f"Tool said: {last.content}")
+        return ScriptedTurn.call(
+            "send_email", {"to": "boss@example.com", "body": "I quit"}, call_id="call_mail"
+        )
+
+    server.netra.tools.register("send_email", send_email)
+    model = server.netra.models.get("scripted")
+    assert isinstance(model, ScriptedModel)
+    model.responder = respond
+    return server, sent
+
+
+def test_the_approval_card_survives_a_reload_and_approve_runs_the_tool_once(
+    server_factory: ServerFactory, page: Page
+) -> None:
+    server, sent = _approval_server(server_factory)
+    person = sign_up(page, server)
+    send(page, "tell my boss I quit")
+    run = runs(page)
+    card = run.locator(".step.approval")
+    expect(card.get_by_role("button", name="Approve")).to_be_visible()
+    expect(card.locator(".step-label")).to_have_text("send_email")
+    expect(card.locator(".step-detail")).to_have_text(
+        "wants to do something that cannot be undone."
+    )
+    expect(run.locator(".badge")).to_have_text("Needs approval")
+
+    page.reload()
+    expect(card.get_by_role("button", name="Deny")).to_be_visible()
+    expect(card.locator(".step-args")).to_have_text('{"to":"boss@example.com","body":"I quit"}')
+    expect(run.locator(".badge")).to_have_text("Needs approval")
+    assert sent == []
+
+    card.get_by_role("button", name="Approve").click()
+    email = run.locator(".step.tool")
+    expect(email).to_have_attribute("data-status", "ok")
+    expect(email.locator(".step-result")).to_have_text('{"status":"sent","to":"boss@example.com"}')
+    expect_completed(run)
+    expect(answer(run)).to_contain_text('Tool said: {"status": "sent"')
+    expect(card.get_by_role("button")).to_have_count(0)  # answered: the buttons are gone
+    expect(email).to_have_count(1)
+
+    run_id, _ = _stored_answer(person)
+    types = [e["type"] for e in person.api(f"/runs/{run_id}/events?after_seq=0")["items"]]
+    assert types.count("approval_required") == 1
+    assert types.count("tool_executing") == 1 and types.count("tool_completed") == 1
+    assert sent == ["boss@example.com"]
+
+
+def test_deny_on_the_approval_card_shows_the_denial(
+    server_factory: ServerFactory, page: Page
+) -> None:
+    server, sent = _approval_server(server_factory)
+    sign_up(page, server)
+    send(page, "tell my boss I quit")
+    run = runs(page)
+    card = run.locator(".step.approval")
+    card.get_by_role("button", name="Deny").click()
+
+    email = run.locator(".step.tool")
+    expect(email).to_have_attribute("data-status", "error")
+    expect(email.locator(".step-error")).to_have_text("the user denied this call")
+    expect_completed(run)
+    expect(answer(run)).to_contain_text("Tool said:")
+    expect(answer(run)).to_contain_text("denied")
+    expect(card.get_by_role("button")).to_have_count(0)
+    assert sent == []
+
+
+def test_two_people_never_see_each_others_threads(
+    server: LiveServer, new_context: ContextFactory
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    people = [
+        (sign_up(new_context().new_page(), server, "alice"), f"remember alpaca{tag}"),
+        (sign_up(new_context().new_page(), server, "bob"), f"remember bison{tag}"),
+    ]
+    # Both pages are open and connected while each person chats.
+    for person, words in people:
+        send(person.page, words)
+        expect_completed(runs(person.page))
+        expect(answer(runs(person.page))).to_contain_text(words)
+        expect(person.page.locator("#thread-list .thread-title")).to_have_text([words])
+
+    for (person, _), (_, theirs) in zip(people, people[::-1], strict=True):
+        assert theirs not in person.page.content(), f"{person.email} saw {theirs!r}"
+    for (person, words), (_, theirs) in zip(people, people[::-1], strict=True):
+        person.page.reload()
+        expect_signed_in(person.page, person.email)
+        expect(person.page.locator("#thread-list .thread-title")).to_have_text([words])
+        assert theirs not in person.page.content(), f"{person.email} saw {theirs!r}"
+
+
+def test_a_message_over_the_tier_limit_stays_in_the_composer_with_the_error(
+    server_factory: ServerFactory, page: Page
+) -> None:
+    server = server_factory(tiers={"free": {"max_message_chars": 40}})
+    sign_up(page, server)
+    text = "this message is longer than the forty characters allowed"
+    send(page, text)
+
+    expect(page.locator("#composer-error")).to_have_text("message longer than 40 characters")
+    expect(page.locator("#composer-input")).to_have_value(text)
+    expect(page.locator("#messages article.msg.user .note")).to_have_text(
+        "Not sent: message longer than 40 characters"
+    )
+    expect(runs(page)).to_have_count(0)
