@@ -6,11 +6,13 @@ saying so, when the server is unreachable — except in CI (``CI=true``), where 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -22,8 +24,9 @@ import redis.exceptions
 from sqlalchemy.engine import make_url
 
 from netra.config import UnifiedConfigurationManager
+from netra.db.manager import DatabaseManager
 from netra.env import IsolatedEnvironment
-from netra.settings import Settings
+from netra.settings import DatabaseSettings, Settings
 from tests.cluster import Cluster, RecordScript
 from tests.models.fake_providers import FakeProvider, fake_provider
 from tests.redis_process import RedisProcess
@@ -102,21 +105,86 @@ def canaries() -> Iterator[CanaryWatch]:
     assert not watch.hits, "secret canaries leaked:\n" + "\n".join(watch.hits)
 
 
-@pytest.fixture
-async def postgres_url(canaries: CanaryWatch) -> AsyncIterator[str]:
-    """A fresh, empty PostgreSQL database for one test, dropped afterwards. Its URL carries
-    the canary password (the local server trusts 127.0.0.1, so any password connects)."""
+def _database_url(name: str, password: str) -> str:
+    url = make_url(POSTGRES_ADMIN).set(
+        drivername="postgresql+asyncpg", password=password, database=name
+    )
+    return url.render_as_string(hide_password=False)
+
+
+@asynccontextmanager
+async def _postgres_database(password: str, *, template: str | None = None) -> AsyncIterator[str]:
+    """A new PostgreSQL database (empty, or a copy of ``template``), dropped afterwards. Its
+    URL carries ``password`` (the local server trusts 127.0.0.1, so any password connects)."""
     admin = await _postgres_or_skip()
     name = f"netra_test_{uuid.uuid4().hex[:12]}"
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(POSTGRES_ADMIN).set(
-        drivername="postgresql+asyncpg", password=canaries.db_password, database=name
-    )
+    copy = f' TEMPLATE "{template}"' if template else ""
     try:
-        yield url.render_as_string(hide_password=False)
+        await admin.execute(f'CREATE DATABASE "{name}"{copy}')
+        yield _database_url(name, password)
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_template(canaries: CanaryWatch) -> Iterator[str]:
+    """A PostgreSQL database migrated to head once per session; test servers get copies of
+    it, so they start without running the migrations (those are tested on empty databases
+    in tests/db and by the process tests)."""
+    entered = threading.Event()
+    leave = threading.Event()
+    failure: list[BaseException] = []
+    names: list[str] = []
+
+    async def hold() -> None:
+        async with _postgres_database(canaries.db_password) as url:
+            db = DatabaseManager(url, DatabaseSettings(pool_size=1, max_overflow=0))
+            try:
+                await db.upgrade()
+            finally:
+                await db.close()
+            names.append(make_url(url).database or "")
+            entered.set()
+            await asyncio.to_thread(leave.wait)
+
+    def run() -> None:
+        try:
+            asyncio.run(hold())
+        except BaseException as exc:
+            failure.append(exc)
+        finally:
+            entered.set()
+
+    # Built on a loop of its own, in a thread: the session outlives every test's loop.
+    keeper = threading.Thread(target=run, name="postgres-template")
+    keeper.start()
+    entered.wait(60)
+    try:
+        if failure:
+            if isinstance(failure[0], pytest.skip.Exception | pytest.fail.Exception):
+                raise failure[0]
+            raise RuntimeError("could not prepare the PostgreSQL template") from failure[0]
+        yield names[0]
+    finally:
+        leave.set()
+        keeper.join(60)
+
+
+@pytest.fixture
+async def postgres_url(canaries: CanaryWatch) -> AsyncIterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    async with _postgres_database(canaries.db_password) as url:
+        yield url
+
+
+@pytest.fixture
+async def migrated_postgres_url(
+    canaries: CanaryWatch, postgres_template: str
+) -> AsyncIterator[str]:
+    """A fresh PostgreSQL database for one test, already at the newest migration."""
+    async with _postgres_database(canaries.db_password, template=postgres_template) as url:
+        yield url
 
 
 @pytest.fixture
@@ -148,10 +216,11 @@ def private_redis(tmp_path: Path) -> Iterator[RedisProcess]:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def backend(request: pytest.FixtureRequest) -> str | None:
-    """The database URL of the test's servers: None (SQLite file) or a fresh PostgreSQL db."""
+    """The database URL of the test's servers: None (SQLite file) or a fresh PostgreSQL
+    database at the newest migration."""
     if request.param == "sqlite":
         return None
-    url: str = request.getfixturevalue("postgres_url")
+    url: str = request.getfixturevalue("migrated_postgres_url")
     return url
 
 

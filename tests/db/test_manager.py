@@ -25,9 +25,13 @@ from netra.settings import DatabaseSettings
 from tests.support import run_netra
 
 
-@pytest.fixture
-def url(backend: str | None, tmp_path: Path) -> str:
-    return backend or f"sqlite+aiosqlite:///{tmp_path / 'netra.db'}"
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database: a new SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'netra.db'}"
+    postgres: str = request.getfixturevalue("postgres_url")
+    return postgres
 
 
 @pytest.fixture
