@@ -6,7 +6,13 @@ STAMP := $(VENV)/.installed
 # The browser tests (tests/web) drive Debian's Chromium; Playwright never downloads one.
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test lint format bench clean
+# Test processes: the suite mostly waits (servers, leases, sockets), so three share two cores.
+WORKERS ?= 3
+# The fast tier: no PostgreSQL, Redis, netra processes or browser; SQLite and in-thread servers.
+FAST := tests/foundation tests/db tests/events tests/realtime tests/engine tests/models \
+	tests/agents tests/tools
+
+.PHONY: run test test-fast lint format bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +34,11 @@ test: $(STAMP) $(CHROMIUM)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(WORKERS) $(PYTEST_ARGS)
+
+## test-fast: the engine, frames, repositories, models and tools on SQLite, in under a minute
+test-fast: $(STAMP)
+	$(BIN)/pytest -n $(WORKERS) -m "not postgres and not redis" $(FAST) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

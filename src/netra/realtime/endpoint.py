@@ -20,6 +20,7 @@ from netra.realtime.connection import Connection
 from netra.realtime.frames import (
     CLIENT_FRAME,
     FRAME_TYPES,
+    MAX_SEQ,
     ApproveTool,
     CancelRun,
     Ping,
@@ -38,8 +39,6 @@ CLOSE_POLICY = 1008
 CLOSE_TRY_AGAIN = 1013
 """Too many sockets for this user right now."""
 SUBPROTOCOL = "bearer"
-MAX_SEQ_DIGITS = 18
-"""A seq fits a signed 64-bit column; a longer ``after_seq`` is refused, not parsed."""
 
 
 def _sendable(text: str) -> bool:
@@ -77,9 +76,10 @@ def _resume_point(websocket: WebSocket) -> int | None:
     raw = websocket.query_params.get("after_seq")
     if raw is None:
         return None
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= MAX_SEQ_DIGITS):
-        raise InvalidRequest("after_seq must be a non-negative integer", code="invalid_request")
-    return int(raw)
+    # Digits only, and few enough to convert cheaply before comparing with the bound.
+    if raw.isascii() and raw.isdigit() and len(raw) <= len(str(MAX_SEQ)) and int(raw) <= MAX_SEQ:
+        return int(raw)
+    raise InvalidRequest("after_seq must be a non-negative integer", code="invalid_request")
 
 
 async def websocket_endpoint(websocket: WebSocket) -> None:

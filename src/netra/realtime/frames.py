@@ -18,6 +18,8 @@ def _unicode(text: str) -> str:
 
 
 _Text = Annotated[str, AfterValidator(_unicode)]
+MAX_SEQ = 2**63 - 1
+"""Seqs are 64-bit integers in the database: a larger resume point is refused, not queried."""
 _Id = Annotated[_Text, Field(min_length=1, max_length=100)]
 
 
@@ -42,7 +44,7 @@ class CancelRun(Frame):
 
 class Resume(Frame):
     type: Literal["resume"]
-    after_seq: Annotated[int, Field(ge=0)]
+    after_seq: Annotated[int, Field(ge=0, le=MAX_SEQ, strict=True)]
 
 
 class Ping(Frame):
