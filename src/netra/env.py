@@ -56,9 +56,18 @@ _ENV_NAMES = {
 }
 
 
+_QUANTITY_WORDS = frozenset(
+    {"ttl", "s", "ms", "budget", "count", "limit", "size", "bytes", "chars", "cost", "kib"}
+)
+"""A key ending in one of these names an amount about a secret, not the secret itself
+(``access_token_ttl_s``, ``run_token_budget``, ``password_memory_kib``)."""
+
+
 def is_secret_key(key: str) -> bool:
     """True when a key name looks like it holds a secret (``API_KEY``, ``DB_PASSWORD`` …)."""
-    words = _WORD_SPLIT.split(key.lower())
+    words = [word for word in _WORD_SPLIT.split(key.lower()) if word]
+    if words and words[-1] in _QUANTITY_WORDS:
+        return False
     return any(word in _SECRET_WORDS for word in words) or "apikey" in key.lower()
 
 

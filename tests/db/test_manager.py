@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -58,6 +61,15 @@ async def test_sqlite_runs_in_wal_with_foreign_keys_and_a_busy_timeout(tmp_path:
 
 
 @pytest.mark.postgres
+async def test_a_new_sqlite_database_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "netra.db"
+    db = DatabaseManager(f"sqlite+aiosqlite:///{path}", DatabaseSettings())
+    await db.upgrade()
+    await db.close()
+    files = [path, *path.parent.glob("netra.db-*")]
+    assert {f.name: f.stat().st_mode & 0o777 for f in files} == {f.name: 0o600 for f in files}
+
+
 async def test_postgres_uses_a_real_pool_sized_from_settings(postgres_url: str) -> None:
     db = DatabaseManager(postgres_url, DatabaseSettings(pool_size=3, max_overflow=2))
     async with db.read() as conn:
@@ -214,3 +226,29 @@ def test_urls_are_masked_in_logs(caplog: pytest.LogCaptureFixture) -> None:
         )
     assert "hunter2secret" not in caplog.text and "***" in caplog.text
     assert "hunter2secret" not in manager.masked_url
+
+
+@pytest.mark.postgres
+def test_replicas_started_together_on_an_empty_database_all_migrate(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """Migrations are serialized across processes: one migrates, the others wait, see the
+    schema at head and go on."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("NETRA_")}
+    replicas = [
+        subprocess.Popen(
+            [sys.executable, "-m", "netra", "db", "upgrade"],
+            env={
+                **clean,
+                "NETRA_DATABASE__URL": postgres_url,
+                "NETRA_SERVER__DATA_DIR": str(tmp_path / f"replica-{n}"),
+            },
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(4)
+    ]
+    results = [(replica.wait(timeout=60), *replica.communicate()) for replica in replicas]
+    assert [code for code, _, _ in results] == [0, 0, 0, 0], results
+    assert all(err == "" or "Traceback" not in err for _, _, err in results), results

@@ -54,6 +54,7 @@ async def test_authorization_header_is_accepted(
         ('{"type": "resume", "after_seq": 1' + "0" * 5_000 + "}", "invalid_frame"),
         ('{"type": "ping", "ref": "\\ud800"}', "invalid_frame"),
         ('{"type": "send_message", "content": "a\\udfff", "client_msg_id": "c"}', "invalid_frame"),
+        ('{"type": "send_message", "content": "a\\u0000", "client_msg_id": "c"}', "invalid_frame"),
     ],
 )
 async def test_a_bad_frame_gets_an_error_frame_and_the_socket_still_works(
@@ -107,11 +108,24 @@ async def test_missing_or_bad_credentials_are_401_with_the_error_shape(
 
 async def test_invalid_bodies_are_422_and_store_nothing(http: httpx.AsyncClient) -> None:
     user = await make_user(http)
-    response = await http.post("/threads", json={"title": ""}, headers=user.auth)
-    assert response.status_code == 422
-    assert response.json()["error"]["code"] == "invalid_request"
-    assert response.json()["error"]["details"]
+    # JSON escapes: the server decodes them into a NUL and a lone surrogate.
+    for title in ("", r"nul \u0000 inside", r"lone \ud800 surrogate"):
+        response = await http.post(
+            "/threads",
+            content=f'{{"title": "{title}"}}',
+            headers={**user.auth, "content-type": "application/json"},
+        )
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["code"] == "invalid_request"
+        assert response.json()["error"]["details"]
     assert (await http.get("/threads", headers=user.auth)).json()["items"] == []
+    thread = (await http.post("/threads", json={}, headers=user.auth)).json()
+    nul = await http.post(
+        f"/threads/{thread['id']}/runs", json={"content": "a\x00b"}, headers=user.auth
+    )
+    assert nul.status_code == 422 and nul.json()["error"]["code"] == "invalid_request"
+    messages = await http.get(f"/threads/{thread['id']}/messages", headers=user.auth)
+    assert messages.json()["items"] == []
     bad = await http.post("/auth/register", json={"email": "nope", "password": "short"})
     assert bad.status_code == 422
     duplicate = await http.post("/auth/register", json={"email": user.email, "password": "x" * 10})

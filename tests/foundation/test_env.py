@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from netra.env import EnvFileError, IsolatedEnvironment, get_env, normalize_environment
+from netra.env import (
+    EnvFileError,
+    IsolatedEnvironment,
+    get_env,
+    is_secret_key,
+    normalize_environment,
+)
 from netra.errors import ConfigurationError, UserError
 
 
@@ -68,6 +74,24 @@ def test_secrets_are_masked_in_dumps_and_repr() -> None:
     dump, text = env.masked(), repr(env)
     assert "supersecretvalue" not in text and "hunter22" not in text
     assert dump["PLAIN"] == "visible" and dump["DB_PASSWORD"] != "hunter22"
+
+
+@pytest.mark.parametrize(
+    ("key", "secret"),
+    [
+        ("OPENAI_API_KEY", True),
+        ("auth.jwt_secret", True),
+        ("refresh_token", True),
+        ("db_password", True),
+        ("auth.access_token_ttl_s", False),
+        ("limits.run_token_budget", False),
+        ("token_count", False),
+        ("auth.password_memory_kib", False),
+        ("title", False),
+    ],
+)
+def test_a_key_naming_an_amount_about_a_secret_is_not_a_secret(key: str, secret: bool) -> None:
+    assert is_secret_key(key) is secret
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from netra.api.deps import AppState, CurrentUser, client_address
 from netra.db.runs import RunRepository
 from netra.runs.quotas import measure
+from netra.text import Text
 
 router = APIRouter(tags=["auth"])
 
@@ -20,8 +21,8 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 class Credentials(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    email: Annotated[str, Field(min_length=3, max_length=320)]
-    password: Annotated[str, Field(min_length=8, max_length=256)]
+    email: Annotated[Text, Field(min_length=3, max_length=320)]
+    password: Annotated[Text, Field(min_length=8, max_length=256)]
 
     @field_validator("email")
     @classmethod
@@ -33,8 +34,8 @@ class Credentials(BaseModel):
 
 class LoginBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    email: Annotated[str, Field(min_length=1, max_length=320)]
-    password: Annotated[str, Field(min_length=1, max_length=256)]
+    email: Annotated[Text, Field(min_length=1, max_length=320)]
+    password: Annotated[Text, Field(min_length=1, max_length=256)]
 
 
 @router.post("/auth/register", status_code=201)

@@ -10,20 +10,21 @@ from pydantic import BaseModel, ConfigDict, Field
 from netra.api.deps import AppState, CurrentUser
 from netra.db.repositories import MessageRepository, ThreadRepository
 from netra.runs.service import DEFAULT_AGENT
+from netra.text import Text
 
 router = APIRouter(tags=["threads"])
-_Id = Annotated[str, Field(min_length=1, max_length=100)]
+_Id = Annotated[Text, Field(min_length=1, max_length=100)]
 
 
 class NewThread(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    title: Annotated[str, Field(min_length=1, max_length=200)] = "New chat"
+    title: Annotated[Text, Field(min_length=1, max_length=200)] = "New chat"
     agent: _Id = DEFAULT_AGENT
 
 
 class NewRun(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    content: Annotated[str, Field(min_length=1)]
+    content: Annotated[Text, Field(min_length=1)]
     agent: _Id | None = None
     client_msg_id: _Id | None = None
 

@@ -25,6 +25,7 @@ from netra.settings import DatabaseSettings
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATION_LOCK = 0x6E65747261  # "netra": the advisory lock key that serializes migrations
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,9 @@ class DatabaseManager:
             database = parsed.database or ""
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
+                # Password hashes and chats: readable by the server's user only. SQLite gives
+                # its -wal and -shm files the database file's permissions.
+                Path(database).touch(mode=0o600, exist_ok=True)
             kwargs["connect_args"] = {"timeout": settings.sqlite_busy_timeout_ms / 1000}
         else:
             kwargs.update(
@@ -115,8 +119,16 @@ class DatabaseManager:
         return DatabaseHealth(True, self.backend)
 
     async def upgrade(self, revision: str = "head") -> None:
-        """Apply Alembic migrations up to ``revision`` (identical on SQLite and PostgreSQL)."""
+        """Apply Alembic migrations up to ``revision`` (identical on SQLite and PostgreSQL).
+
+        Any number of processes may do this at once: on PostgreSQL a transaction-scoped
+        advisory lock lets one migrate while the others wait, then find the schema at
+        ``revision`` and change nothing; on SQLite the write transaction does the same."""
         async with self.write() as conn:
+            if not self.is_sqlite:
+                await conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK}
+                )
             await conn.run_sync(_upgrade, revision)
 
     async def close(self) -> None:

@@ -29,6 +29,7 @@ from netra.realtime.frames import (
     json_depth,
 )
 from netra.realtime.rate import TokenBucket
+from netra.text import check_text
 
 if TYPE_CHECKING:
     from netra.app import Netra
@@ -42,10 +43,10 @@ SUBPROTOCOL = "bearer"
 
 
 def _sendable(text: str) -> bool:
-    """Whether ``text`` can be echoed in a frame: encodable as UTF-8 (no lone surrogates)."""
+    """Whether ``text`` may be echoed in a frame (see ``netra.text``)."""
     try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
+        check_text(text)
+    except ValueError:
         return False
     return True
 

@@ -5,33 +5,24 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from netra.text import Text
 
-def _unicode(text: str) -> str:
-    """Refuse text that cannot be stored or echoed: lone surrogates (``"\\ud800"``)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("text must be valid Unicode (it holds a lone surrogate)") from None
-    return text
-
-
-_Text = Annotated[str, AfterValidator(_unicode)]
+_Id = Annotated[Text, Field(min_length=1, max_length=100)]
 MAX_SEQ = 2**63 - 1
 """Seqs are 64-bit integers in the database: a larger resume point is refused, not queried."""
-_Id = Annotated[_Text, Field(min_length=1, max_length=100)]
 
 
 class Frame(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    ref: Annotated[_Text, Field(max_length=100)] | None = None
+    ref: Annotated[Text, Field(max_length=100)] | None = None
     """Client-chosen reference echoed in an error frame."""
 
 
 class SendMessage(Frame):
     type: Literal["send_message"]
-    content: Annotated[_Text, Field(min_length=1)]
+    content: Annotated[Text, Field(min_length=1)]
     thread_id: _Id | None = None
     agent: _Id | None = None
     client_msg_id: _Id | None = None
