@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.support import CanaryWatch, run_netra
 
 
@@ -33,6 +35,15 @@ def test_config_show_masks_secrets_and_names_each_source(
     assert lines["server.port"] == "9001    [environment]"
     assert lines["auth.jwt_secret"].endswith("[environment]")
     assert lines["tools.timeout_s"] == "30.0    [default]"
+
+
+def test_the_config_file_can_be_named_by_netra_config(tmp_path: Path) -> None:
+    (tmp_path / "netra.toml").write_text("[limits]\nmax_steps = 9\n")
+    done = run_netra("config", "show", env={"NETRA_CONFIG": "netra.toml"}, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = dict(line.split(" = ", 1) for line in done.stdout.splitlines())
+    assert lines["limits.max_steps"] == "9    [file:netra.toml]"
+    assert lines["auth.access_token_ttl_s"] == "900    [default]"  # an amount, not a secret
 
 
 def test_config_check_lists_every_problem_for_production(tmp_path: Path) -> None:
@@ -78,3 +89,46 @@ def test_a_heartbeat_not_shorter_than_the_lease_is_refused(tmp_path: Path) -> No
     )
     assert done.returncode == 2
     assert "heartbeat_s must be shorter than lease_s" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("problem", "says"),
+    [
+        ("data dir is a file", "cannot create the SQLite database"),
+        ("data dir is inside a file", "cannot create the SQLite database"),
+        ("database file is garbage", "is not a SQLite database"),
+        ("driver not shipped", "which Netra does not ship"),
+    ],
+)
+@pytest.mark.parametrize("command", [("db", "upgrade"), ("serve", "--port", "0")])
+def test_an_unusable_database_is_one_line_saying_what_to_do(
+    tmp_path: Path, problem: str, says: str, command: tuple[str, ...]
+) -> None:
+    data = tmp_path / "data"
+    env = {"NETRA_SERVER__DATA_DIR": str(data)}
+    if problem == "data dir is a file":
+        data.write_text("not a folder")
+    elif problem == "data dir is inside a file":
+        data.write_text("not a folder")
+        env["NETRA_SERVER__DATA_DIR"] = str(data / "inner")
+    elif problem == "database file is garbage":
+        data.mkdir()
+        (data / "netra.db").write_bytes(b"this is not sqlite" * 100)
+    else:
+        env["NETRA_DATABASE__URL"] = "mysql://netra@127.0.0.1/netra"
+    done = run_netra(*command, env=env)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    # At most the log lines before it; the error itself is the last line, and alone.
+    *_, last = done.stderr.strip().splitlines()
+    assert last.startswith("netra: ") and says in last, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+
+
+@pytest.mark.postgres
+def test_a_plain_postgresql_url_gets_the_async_driver(postgres_url: str, tmp_path: Path) -> None:
+    plain = postgres_url.replace("postgresql+asyncpg://", "postgresql://")
+    done = run_netra(
+        "db", "upgrade", env={"NETRA_DATABASE__URL": plain, "NETRA_SERVER__DATA_DIR": str(tmp_path)}
+    )
+    assert done.returncode == 0, done.stderr
+    assert "migrated from empty" in done.stdout

@@ -11,10 +11,11 @@ from typing import Any
 
 import uvicorn
 
-from netra.config import UnifiedConfigurationManager
+from netra.config import CONFIG_VARIABLE, UnifiedConfigurationManager
 from netra.db.manager import DatabaseManager
 from netra.env import IsolatedEnvironment
 from netra.errors import ConfigurationError, NetraError
+from netra.settings import Settings
 
 
 def _config(args: argparse.Namespace, overrides: dict[str, Any]) -> UnifiedConfigurationManager:
@@ -23,8 +24,8 @@ def _config(args: argparse.Namespace, overrides: dict[str, Any]) -> UnifiedConfi
     if env_file is None and Path(".env").is_file():
         env_file = Path(".env")
     config_file = args.config
-    if config_file is None and env.get("NETRA_CONFIG"):
-        config_file = Path(env.get("NETRA_CONFIG") or "")
+    if config_file is None and env.get(CONFIG_VARIABLE):
+        config_file = Path(env.get(CONFIG_VARIABLE) or "")
     return UnifiedConfigurationManager(
         env, config_file=config_file, env_file=env_file, overrides=overrides
     )
@@ -45,6 +46,9 @@ def _serve(args: argparse.Namespace) -> int:
     config.check()
     settings = config.settings
     configure_logging(settings)
+    # Migrate before serving: a database that cannot be opened or migrated is one line
+    # here, not a traceback from inside the server's startup.
+    asyncio.run(_migrate(settings))
     app = create_app(config=config)
     server = uvicorn.Server(uvicorn_config(app, settings))
     print(f"Netra serving on http://{settings.server.host}:{settings.server.port}/", flush=True)
@@ -91,18 +95,20 @@ def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _migrate(settings: Settings) -> str:
+    """Migrate the configured database to head; what happened, in one line."""
+    db = DatabaseManager(settings.database_url, settings.database)
+    try:
+        before, after = await db.upgrade()
+    finally:
+        await db.close()
+    if before == after:
+        return f"database at {db.masked_url} is up to date (revision {after})"
+    return f"database at {db.masked_url} migrated from {before or 'empty'} to {after}"
+
+
 def _db_upgrade(args: argparse.Namespace) -> int:
-    settings = _config(args, {}).settings
-
-    async def upgrade() -> None:
-        db = DatabaseManager(settings.database_url, settings.database)
-        try:
-            await db.upgrade()
-        finally:
-            await db.close()
-        print(f"database at {db.masked_url} is up to date")
-
-    asyncio.run(upgrade())
+    print(asyncio.run(_migrate(_config(args, {}).settings)))
     return 0
 
 

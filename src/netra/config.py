@@ -33,6 +33,8 @@ from netra.settings import (
 )
 
 ENV_PREFIX = "NETRA_"
+CONFIG_VARIABLE = "NETRA_CONFIG"
+"""Names the TOML config file; read by the command line, never a setting itself."""
 NESTED_DELIMITER = "__"
 MIN_SECRET_BYTES = 32
 RELOADABLE = (
@@ -125,7 +127,7 @@ def _unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
 def _from_environment(variables: Mapping[str, str]) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, raw in variables.items():
-        if not key.upper().startswith(ENV_PREFIX):
+        if not key.upper().startswith(ENV_PREFIX) or key.upper() == CONFIG_VARIABLE:
             continue
         path = ".".join(part.lower() for part in key[len(ENV_PREFIX) :].split(NESTED_DELIMITER))
         value: Any = raw

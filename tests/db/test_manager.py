@@ -216,7 +216,12 @@ def test_netra_db_upgrade_migrates_an_empty_database(url: str, tmp_path: Path) -
         "db", "upgrade", env={"NETRA_DATABASE__URL": url, "NETRA_SERVER__DATA_DIR": str(tmp_path)}
     )
     assert done.returncode == 0, done.stderr
-    assert "is up to date" in done.stdout
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert f"migrated from empty to {head}" in done.stdout
+    again = run_netra(
+        "db", "upgrade", env={"NETRA_DATABASE__URL": url, "NETRA_SERVER__DATA_DIR": str(tmp_path)}
+    )
+    assert again.returncode == 0 and f"is up to date (revision {head})" in again.stdout
 
 
 def test_urls_are_masked_in_logs(caplog: pytest.LogCaptureFixture) -> None:

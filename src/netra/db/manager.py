@@ -17,10 +17,13 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
 from sqlalchemy import Connection, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from netra.errors import ConfigurationError
 from netra.settings import DatabaseSettings
 
 log = logging.getLogger(__name__)
@@ -39,7 +42,7 @@ class DatabaseManager:
     """Owns the engine of one database; every transaction goes through ``read``/``write``."""
 
     def __init__(self, url: str, settings: DatabaseSettings) -> None:
-        parsed = make_url(url)
+        parsed = _async_url(url)
         self.backend = parsed.get_backend_name()
         self.url = parsed
         self._closed_reason: str | None = None
@@ -47,10 +50,7 @@ class DatabaseManager:
         if self.backend == "sqlite":
             database = parsed.database or ""
             if database and database != ":memory:":
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
-                # Password hashes and chats: readable by the server's user only. SQLite gives
-                # its -wal and -shm files the database file's permissions.
-                Path(database).touch(mode=0o600, exist_ok=True)
+                _prepare_sqlite_file(Path(database))
             kwargs["connect_args"] = {"timeout": settings.sqlite_busy_timeout_ms / 1000}
         else:
             kwargs.update(
@@ -118,22 +118,74 @@ class DatabaseManager:
             return DatabaseHealth(False, self.backend, f"{type(exc).__name__}: {exc}")
         return DatabaseHealth(True, self.backend)
 
-    async def upgrade(self, revision: str = "head") -> None:
+    async def upgrade(self, revision: str = "head") -> tuple[str | None, str | None]:
         """Apply Alembic migrations up to ``revision`` (identical on SQLite and PostgreSQL).
 
         Any number of processes may do this at once: on PostgreSQL a transaction-scoped
         advisory lock lets one migrate while the others wait, then find the schema at
-        ``revision`` and change nothing; on SQLite the write transaction does the same."""
+        ``revision`` and change nothing; on SQLite the write transaction does the same.
+        Returns the revisions before and after (``None``: an empty database)."""
+        try:
+            return await self._upgrade(revision)
+        except DBAPIError as exc:
+            if self.is_sqlite and "not a database" in str(exc.orig):
+                raise ConfigurationError(
+                    f"{self.url.database} is not a SQLite database (corrupt, truncated or "
+                    "another file): restore it from a backup, or move it away to start empty"
+                ) from None
+            raise
+
+    async def _upgrade(self, revision: str) -> tuple[str | None, str | None]:
         async with self.write() as conn:
             if not self.is_sqlite:
                 await conn.execute(
                     text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK}
                 )
-            await conn.run_sync(_upgrade, revision)
+            return await conn.run_sync(_upgrade, revision)
 
     async def close(self) -> None:
         self._closed_reason = "database manager closed"
         await self.engine.dispose()
+
+
+_DRIVERS = {
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite",
+}
+"""Plain URLs (as hosting platforms hand them out) get the async driver Netra ships with."""
+_ASYNC_DRIVERS = frozenset(_DRIVERS.values())
+
+
+def _async_url(url: str) -> URL:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigurationError(
+            "database.url is not a database URL: use postgresql://user:password@host/db or "
+            "sqlite:///path/to/netra.db"
+        ) from None
+    driver = _DRIVERS.get(parsed.drivername, parsed.drivername)
+    if driver not in _ASYNC_DRIVERS:
+        raise ConfigurationError(
+            f"database.url uses {parsed.drivername!r}, which Netra does not ship: use "
+            "postgresql:// (asyncpg) or sqlite:// (aiosqlite)"
+        )
+    return parsed.set(drivername=driver)
+
+
+def _prepare_sqlite_file(path: Path) -> None:
+    """The database's folder and file, the file readable by the server's user only
+    (password hashes and chats; SQLite gives its -wal and -shm files the same mode)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600, exist_ok=True)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigurationError(
+            f"cannot create the SQLite database {path}: {reason}; give the server's user a "
+            "writable server.data_dir (--data-dir) or set database.url"
+        ) from None
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -144,5 +196,8 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
-def _upgrade(connection: Connection, revision: str) -> None:
+def _upgrade(connection: Connection, revision: str) -> tuple[str | None, str | None]:
+    """``(revision before, revision after)``; ``None`` for an empty database."""
+    before = MigrationContext.configure(connection).get_current_revision()
     command.upgrade(alembic_config(connection), revision)
+    return before, MigrationContext.configure(connection).get_current_revision()
