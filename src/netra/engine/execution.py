@@ -214,6 +214,13 @@ class ExecutionEngine:
     async def adopt(self, ctx: UserExecutionContext, run: RunRecord) -> None:
         """A run this process just took from the cluster (its holder died, handed it back,
         or left it for an executor): execute it, or end it when it must not go on."""
+        held = self._users.get(run.user_id)
+        if held is not None and await held.retire(run.id):
+            # Its lease ran out while it still executed here (a starved heartbeat) and this
+            # instance took it back: the old attempt stops (its writes are fenced anyway),
+            # or the new one would never be submitted and the run sit held by nobody.
+            self._count_lost()
+            log.warning("run %s: stopped its older attempt here to resume it", run.id)
         limit = self._config.settings.cluster.max_recoveries
         ending: Ending | None = None
         if run.parent_run_id is not None:  # a sub-agent continues only inside its parent

@@ -174,6 +174,18 @@ class UserExecutionEngine:
             task.cancel()
         return True
 
+    async def retire(self, run_id: str) -> bool:
+        """Stop the task of an older attempt of ``run_id`` (the run was taken over, maybe by
+        this very instance) and wait until it has ended, so a new attempt can be submitted;
+        False when this engine holds no task of that run."""
+        task = self._tasks.get(run_id)
+        if task is None:
+            return False
+        self.cancel(run_id, Stop.LOST)
+        await asyncio.gather(task, return_exceptions=True)
+        self._forget(run_id)
+        return True
+
     def cancel_reason(self, run_id: str) -> Stop | None:
         return self._cancel_reasons.get(run_id)
 
