@@ -6,10 +6,8 @@ saying so, when the server is unreachable — except in CI (``CI=true``), where 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack, asynccontextmanager
@@ -30,7 +28,7 @@ from netra.settings import DatabaseSettings, Settings
 from tests.cluster import Cluster, RecordScript
 from tests.models.fake_providers import FakeProvider, fake_provider
 from tests.redis_process import RedisProcess
-from tests.support import CanaryWatch, LiveServer, live_server
+from tests.support import CanaryWatch, LiveServer, live_server, run_on_own_loop
 from tests.tools.mcp_process import HttpMcpServer
 
 ServerFactory = Callable[..., LiveServer]
@@ -131,44 +129,36 @@ async def _postgres_database(password: str, *, template: str | None = None) -> A
 def postgres_template(canaries: CanaryWatch) -> Iterator[str]:
     """A PostgreSQL database migrated to head once per session; test servers get copies of
     it, so they start without running the migrations (those are tested on empty databases
-    in tests/db and by the process tests)."""
-    entered = threading.Event()
-    leave = threading.Event()
-    failure: list[BaseException] = []
-    names: list[str] = []
+    in tests/db and by the process tests). Built and dropped on loops of their own: the
+    session outlives every test's loop."""
+    name = f"netra_template_{uuid.uuid4().hex[:12]}"
 
-    async def hold() -> None:
-        async with _postgres_database(canaries.db_password) as url:
-            db = DatabaseManager(url, DatabaseSettings(pool_size=1, max_overflow=0))
-            try:
-                await db.upgrade()
-            finally:
-                await db.close()
-            names.append(make_url(url).database or "")
-            entered.set()
-            await asyncio.to_thread(leave.wait)
-
-    def run() -> None:
+    async def create() -> None:
+        admin = await _postgres_or_skip()
         try:
-            asyncio.run(hold())
-        except BaseException as exc:
-            failure.append(exc)
+            await admin.execute(f'CREATE DATABASE "{name}"')
         finally:
-            entered.set()
+            await admin.close()
+        db = DatabaseManager(
+            _database_url(name, canaries.db_password), DatabaseSettings(pool_size=1)
+        )
+        try:
+            await db.upgrade()
+        finally:
+            await db.close()
 
-    # Built on a loop of its own, in a thread: the session outlives every test's loop.
-    keeper = threading.Thread(target=run, name="postgres-template")
-    keeper.start()
-    entered.wait(60)
+    async def drop() -> None:
+        admin = await _postgres_or_skip()
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
     try:
-        if failure:
-            if isinstance(failure[0], pytest.skip.Exception | pytest.fail.Exception):
-                raise failure[0]
-            raise RuntimeError("could not prepare the PostgreSQL template") from failure[0]
-        yield names[0]
+        run_on_own_loop(create)
+        yield name
     finally:
-        leave.set()
-        keeper.join(60)
+        run_on_own_loop(drop)
 
 
 @pytest.fixture

@@ -11,12 +11,12 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from inspect import isawaitable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -31,6 +31,7 @@ from netra.app import Netra, create_app
 from netra.config import UnifiedConfigurationManager
 from netra.server import uvicorn_config
 
+T = TypeVar("T")
 RUN_EVENTS = {
     "agent_started",
     "agent_thinking",
@@ -122,20 +123,29 @@ class CanaryWatch:
             finally:
                 await engine.dispose()
 
-        # The caller may be inside a running event loop: scan from a thread of its own.
-        failure: list[BaseException] = []
+        run_on_own_loop(scan)
 
-        def run() -> None:
-            try:
-                asyncio.run(scan())
-            except BaseException as exc:
-                failure.append(exc)
 
-        scanner = threading.Thread(target=run, name="canary-db-scan")
-        scanner.start()
-        scanner.join(timeout=60)
-        if failure:
-            raise failure[0]
+def run_on_own_loop(work: Callable[[], Coroutine[Any, Any, T]], timeout: float = 60) -> T:
+    """``work()`` on a fresh event loop in a thread of its own (the caller may be inside a
+    running loop, or need one that outlives a test's); its result, or what it raised."""
+    outcome: list[T] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            outcome.append(asyncio.run(work()))
+        except BaseException as exc:
+            failure.append(exc)
+
+    worker = threading.Thread(target=run, name="own-loop")
+    worker.start()
+    worker.join(timeout=timeout)
+    if failure:
+        raise failure[0]
+    if not outcome:
+        raise TimeoutError(f"no answer within {timeout} s")
+    return outcome[0]
 
 
 @contextmanager

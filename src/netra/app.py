@@ -80,9 +80,13 @@ def jwt_secret(settings: Settings) -> str:
 class Netra:
     """Every process-wide object of one server (``role`` serve) or worker, wired together."""
 
-    def __init__(self, config: UnifiedConfigurationManager, *, role: str = "serve") -> None:
+    def __init__(
+        self, config: UnifiedConfigurationManager, *, role: str = "serve", migrate: bool = True
+    ) -> None:
         self.config = config
         self.role = role
+        self._migrate = migrate
+        """Apply migrations at start (false when the caller just did)."""
         settings = config.settings
         self.instance_id = settings.cluster.instance_id or new_id("inst")
         self.db = DatabaseManager(settings.database_url, settings.database)
@@ -210,7 +214,8 @@ class Netra:
         self.config.on_change(_apply_log_level)
         if self.config.config_file is not None:
             self._watcher = asyncio.create_task(self.config.watch(), name="config-watch")
-        await self.db.upgrade()
+        if self._migrate:
+            await self.db.upgrade()
         await self.bus.start()
         await self.writer.start()
         # Before taking runs, so resumed runs find their MCP tools; a server that is down
@@ -242,15 +247,19 @@ def _apply_log_level(old: Settings, new: Settings, _paths: list[str]) -> None:
 
 
 def create_app(
-    settings: Settings | None = None, *, config: UnifiedConfigurationManager | None = None
+    settings: Settings | None = None,
+    *,
+    config: UnifiedConfigurationManager | None = None,
+    migrate: bool = True,
 ) -> FastAPI:
-    """Build the ASGI application. Pass ``config`` (or plain ``settings``) explicitly."""
+    """Build the ASGI application. Pass ``config`` (or plain ``settings``) explicitly;
+    ``migrate=False`` when the database was just migrated (``netra serve`` does it first)."""
     if config is None:
         config = UnifiedConfigurationManager(
             IsolatedEnvironment.isolated(),
             overrides=(settings or Settings()).model_dump(exclude_unset=True),
         )
-    netra = Netra(config)
+    netra = Netra(config, migrate=migrate)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -49,7 +49,7 @@ def _serve(args: argparse.Namespace) -> int:
     # Migrate before serving: a database that cannot be opened or migrated is one line
     # here, not a traceback from inside the server's startup.
     asyncio.run(_migrate(settings))
-    app = create_app(config=config)
+    app = create_app(config=config, migrate=False)
     server = uvicorn.Server(uvicorn_config(app, settings))
     print(f"Netra serving on http://{settings.server.host}:{settings.server.port}/", flush=True)
     # uvicorn handles SIGTERM itself (sockets closed with 1012, runs handed back) and then

@@ -11,7 +11,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 class PasswordHasher:
     """argon2id hashes; hashing runs in a thread so it never stalls the event loop."""
 
-    def __init__(self, *, time_cost: int = 3, memory_kib: int = 65_536) -> None:
+    def __init__(self, *, time_cost: int, memory_kib: int) -> None:
         self._argon = _Argon2(time_cost=time_cost, memory_cost=memory_kib)
         self._dummy = self._argon.hash("netra-timing-equaliser")
 

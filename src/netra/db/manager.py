@@ -126,7 +126,12 @@ class DatabaseManager:
         ``revision`` and change nothing; on SQLite the write transaction does the same.
         Returns the revisions before and after (``None``: an empty database)."""
         try:
-            return await self._upgrade(revision)
+            async with self.write() as conn:
+                if not self.is_sqlite:
+                    await conn.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK}
+                    )
+                return await conn.run_sync(_upgrade, revision)
         except DBAPIError as exc:
             if self.is_sqlite and "not a database" in str(exc.orig):
                 raise ConfigurationError(
@@ -134,14 +139,6 @@ class DatabaseManager:
                     "another file): restore it from a backup, or move it away to start empty"
                 ) from None
             raise
-
-    async def _upgrade(self, revision: str) -> tuple[str | None, str | None]:
-        async with self.write() as conn:
-            if not self.is_sqlite:
-                await conn.execute(
-                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK}
-                )
-            return await conn.run_sync(_upgrade, revision)
 
     async def close(self) -> None:
         self._closed_reason = "database manager closed"

@@ -155,7 +155,7 @@ class Connection:
             self._flushing = True
             self._queue.put_nowait(_Close(code, reason))
             return
-        if self._sender is not None:
+        if self._sender is not None and self._sender is not asyncio.current_task():
             self._sender.cancel()
         self._closing = asyncio.get_running_loop().create_task(self._close(code, reason))
 
@@ -191,11 +191,7 @@ class Connection:
             # A dead peer (or a frame that cannot be sent) ends the sender; without a sender
             # the socket is useless, so it is closed rather than left open and counted.
             log.debug("sender of %s stopped: %s", self.id, exc)
-            if self.close_code is None:
-                self.close_code = CLOSE_INTERNAL
-                self._closing = asyncio.get_running_loop().create_task(
-                    self._close(CLOSE_INTERNAL, "internal error")
-                )
+            self.close(CLOSE_INTERNAL, "internal error")
 
     async def _send_event(self, event: Event) -> None:
         if event.seq <= self._cursor:
