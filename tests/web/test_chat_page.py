@@ -94,16 +94,20 @@ _RECORD_RUNS = """
 (() => {
   const load = Math.random().toString(36).slice(2);
   window.__netraLoad = load;
+  window.__netraTexts = new Set();  // the answers this page load has shown
   document.addEventListener('DOMContentLoaded', () => {
     const box = document.getElementById('messages');
-    const report = () => window.recordRuns(load, [...box.querySelectorAll('article.msg.assistant')]
-      .map((run) => {
+    const report = () => {
+      const blocks = [...box.querySelectorAll('article.msg.assistant')].map((run) => {
         const text = run.querySelector('div.text');
         return {
           status: run.querySelector('.badge')?.dataset.status ?? '',
           text: text.classList.contains('placeholder') ? null : text.textContent,
         };
-      }));
+      });
+      for (const block of blocks) if (block.text) window.__netraTexts.add(block.text);
+      window.recordRuns(load, blocks);
+    };
     new MutationObserver(report)
       .observe(box, { subtree: true, childList: true, characterData: true, attributes: true });
   });
@@ -171,6 +175,9 @@ def test_a_reload_mid_run_shows_the_run_continue_and_its_answer_once(
     # The reloaded page catches up with the run, and follows it live.
     expect(runs(page).locator(".badge")).to_have_text("Running")
     expect(answer(runs(page))).to_have_text(re.compile(rf"^{model.OPENING} and the story"))
+    # The story goes on until this page has shown it grow live (three answers at least),
+    # however late the reload caught up with it.
+    page.wait_for_function("() => window.__netraTexts.size > 2")
     model.end()
     expect_completed(runs(page))
 
