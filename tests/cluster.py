@@ -163,6 +163,16 @@ class NetraProcess:
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
 
+    async def exited(self, timeout: float) -> int:
+        """Wait until the process exits by itself; its exit code (negative: the signal)."""
+        process = self._process
+        if process is None:
+            raise RuntimeError(f"{self.name} was never started")
+        try:
+            return await asyncio.to_thread(process.wait, timeout)
+        except subprocess.TimeoutExpired:
+            raise ProcessFailed(f"{self.name} still running after {timeout} s") from None
+
     async def stop(self) -> None:
         """SIGSTOP: the process freezes (holding its sockets and leases) until ``cont``."""
         process = self._require()
@@ -391,6 +401,52 @@ class Cluster:
             if failed:
                 print(f"\n==== last lines of netra {process.role} {process.name} ({process.log})")
                 print(process.tail())
+
+
+class Rotation:
+    """Instances killed in turn: each cycle kills the next one and restarts it in the
+    background, so it rests two cycles (with three instances) before its next kill."""
+
+    def __init__(self, cluster: Cluster, instances: list[NetraProcess]) -> None:
+        self._cluster = cluster
+        self._instances = instances
+        self._restarting: dict[str, asyncio.Task[None]] = {}
+
+    def live(self) -> list[NetraProcess]:
+        return [p for p in self._instances if p.running and p.name not in self._restarting]
+
+    async def next(self, number: int) -> tuple[NetraProcess, list[NetraProcess]]:
+        """The instance to kill in this cycle (up again) and the live others (at least one)."""
+        victim = self._instances[number % len(self._instances)]
+        while True:
+            done = [n for n, t in self._restarting.items() if t.done() or n == victim.name]
+            for name in done:
+                await self._restarting.pop(name)  # raises if the restart failed
+            survivors = [p for p in self.live() if p is not victim]
+            if survivors:
+                return victim, survivors
+            await asyncio.wait(self._restarting.values(), return_when=asyncio.FIRST_COMPLETED)
+
+    def kill(self, victim: NetraProcess) -> None:
+        victim.kill()
+        self._restarting[victim.name] = asyncio.create_task(self._cluster.restart(victim))
+
+    async def crashed(self, victim: NetraProcess, timeout: float = 60.0) -> int:
+        """Wait until the victim died by itself (a crash point); restart it in the
+        background like ``kill``. Returns its exit code."""
+        code = await victim.exited(timeout)
+        self._restarting[victim.name] = asyncio.create_task(self._cluster.restart(victim))
+        return code
+
+    async def settle(self) -> None:
+        """Every instance up again."""
+        await asyncio.gather(*self._restarting.values())
+        self._restarting.clear()
+
+    async def abandon(self) -> None:
+        for task in self._restarting.values():
+            task.cancel()
+        await asyncio.gather(*self._restarting.values(), return_exceptions=True)
 
 
 # ---- the model of these tests ----------------------------------------------------------------

@@ -16,10 +16,11 @@ import json
 import uuid
 from typing import Any, Protocol
 
+import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.support import eventually
+from tests.support import User, eventually, stored_events
 
 
 class Endpoint(Protocol):
@@ -181,3 +182,18 @@ def resumptions(run_events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for event in run_events
         if event["type"] == "agent_thinking" and "resumed" in event["data"]
     ]
+
+
+async def assert_same_stream(follower: Follower, http: httpx.AsyncClient, user: User) -> None:
+    """The client holds exactly the user's stored stream: every event, in order, no gap, no
+    duplicate (events set aside before a resume answer came again after it)."""
+    start = follower.start_seq or 0
+    stored = await stored_events(http, user, start)
+    assert stored, "the user's stream is empty"
+    await eventually(
+        lambda: follower.last_seq >= stored[-1]["seq"], "the client caught up with the log"
+    )
+    assert follower.breaches == [], follower.breaches
+    seqs = [event["seq"] for event in stored]
+    assert seqs == list(range(start + 1, start + 1 + len(seqs))), seqs
+    assert follower.events == stored

@@ -37,6 +37,7 @@ from netra.events.bridge import AgentWebSocketBridge
 from netra.events.bus import EventBus, InProcessBus
 from netra.events.redis_bus import RedisBus
 from netra.events.writer import EventLogWriter
+from netra.faults import CrashPoints
 from netra.ids import new_id
 from netra.metrics import Levels, Metrics
 from netra.models.catalog import ModelCatalog, ModelRegistry
@@ -92,7 +93,9 @@ class Netra:
         self.db = DatabaseManager(settings.database_url, settings.database)
         self.bus: EventBus = RedisBus(settings.redis) if settings.redis.url else InProcessBus()
         self.metrics = Metrics(self._levels)
-        self.writer = EventLogWriter(self.db, self.bus, settings.events, self.metrics)
+        self.writer = EventLogWriter(
+            self.db, self.bus, settings.events, self.metrics, CrashPoints(settings.faults)
+        )
         self.bridge = AgentWebSocketBridge(self.writer, settings.events)
         self.tokens = TokenService(settings.auth, jwt_secret(settings))
         self.sessions = SessionService(self.db, self.tokens, settings.auth)
@@ -173,7 +176,10 @@ class Netra:
         )
         self._watcher: asyncio.Task[None] | None = None
         self.sockets = UnifiedWebSocketManager(
-            self.bus, max_connections_per_user=settings.websocket.max_connections_per_user
+            self.bus,
+            self.db,
+            max_connections_per_user=settings.websocket.max_connections_per_user,
+            position_check_s=settings.websocket.position_check_s,
         )
         self.sessions.on_revoke(self._close_revoked_sockets)
         self.supervisor = RunSupervisor(
@@ -195,6 +201,7 @@ class Netra:
             runs_executing=self.engine.stats()["runs"],
             events_written=self.writer.events_written,
             event_batches=self.writer.batches,
+            sockets_caught_up=self.sockets.caught_up,
             bus=self.bus.health().counters,
         )
 
@@ -222,6 +229,7 @@ class Netra:
         # only delays the start by its connection timeout.
         await asyncio.gather(*(source.start() for source in self.mcp_servers))
         await self.supervisor.start()
+        await self.sockets.start()
         log.info("instance %s (%s) started", self.instance_id, self.role)
 
     async def stop(self) -> None:
@@ -231,11 +239,12 @@ class Netra:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
+        await self.sockets.stop()
         await self.sockets.close_all(CLOSE_RESTARTING, "server restarting")
         await self.supervisor.stop()
         await self.engine.shutdown()
         await asyncio.gather(*(source.stop() for source in self.mcp_servers))
-        await self.writer.stop()
+        await self.writer.stop(self.settings.server.shutdown_grace_s)
         await self.catalog.aclose()
         await self.bus.stop()
         await self.db.close()

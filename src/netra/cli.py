@@ -14,7 +14,7 @@ import uvicorn
 from netra.config import CONFIG_VARIABLE, UnifiedConfigurationManager
 from netra.db.manager import DatabaseManager
 from netra.env import IsolatedEnvironment
-from netra.errors import ConfigurationError, NetraError
+from netra.errors import ConfigurationError, NetraError, StorageUnavailable
 from netra.settings import Settings
 
 
@@ -188,6 +188,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         code: int = args.handler(args)
+    except StorageUnavailable as exc:
+        print(
+            f"netra: the database refused the work ({exc.cause}): check its disk space, "
+            "permissions and connection, then try again",
+            file=sys.stderr,
+        )
+        return 2
     except NetraError as exc:
         print(f"netra: {exc.message}", file=sys.stderr)
         return 2

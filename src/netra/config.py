@@ -291,6 +291,8 @@ class UnifiedConfigurationManager:
                 found.append("auth.password_memory_kib must be at least 19456")
             if settings.auth.password_time_cost < 2:
                 found.append("auth.password_time_cost must be at least 2")
+            if settings.faults.crash_at:
+                found.append("faults.crash_at must be empty (it is for tests)")
         models = settings.models
         for model_id in dict.fromkeys([models.default, *models.fallbacks]):
             name = ModelId.parse(model_id).provider

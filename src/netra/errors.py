@@ -8,6 +8,8 @@
     │   ├── NotFound         no such object for this caller                (404)
     │   ├── Conflict         the object exists or is in the wrong state    (409)
     │   └── QuotaExceeded    a limit of the caller's tier was reached      (429)
+    ├── Unavailable          the server cannot do it now; try again later  (503 + Retry-After)
+    │   └── StorageUnavailable  the database refuses writes or is unreachable (full disk …)
     ├── ModelBehaviorError   a model answered with something unusable
     ├── ModelUnavailable     a model provider timed out, was unreachable, rate limited, or 5xx
     ├── ModelRequestRejected a model provider refused the request (bad key, bad request)
@@ -98,6 +100,30 @@ class QuotaExceeded(UserError):
     ) -> None:
         super().__init__(message, code=code)
         self.retry_after = retry_after
+
+
+class Unavailable(NetraError):
+    """Raised when the server cannot do the work right now through no fault of the caller,
+    who may try again after ``retry_after`` seconds."""
+
+    code = "unavailable"
+    status = 503
+
+    def __init__(self, message: str, *, retry_after: int = 1, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+
+class StorageUnavailable(Unavailable):
+    """Raised when the database refuses a transaction for a reason of its own: a full disk,
+    an I/O error, a read-only file, a lost connection. Nothing of the transaction was
+    stored; ``cause`` says what the database said, for the operator (never for clients)."""
+
+    code = "storage_unavailable"
+
+    def __init__(self, cause: str) -> None:
+        super().__init__("the server cannot store data right now; try again shortly", retry_after=5)
+        self.cause = cause
 
 
 class ModelBehaviorError(NetraError):

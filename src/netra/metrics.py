@@ -27,6 +27,7 @@ class Levels:
     runs_executing: int
     events_written: int
     event_batches: int
+    sockets_caught_up: int
     bus: Mapping[str, int]
 
 
@@ -108,6 +109,11 @@ class _LevelCollector(Collector):
         )
         yield CounterMetricFamily(
             "netra_event_batches", "Event-log write transactions.", value=now.event_batches
+        )
+        yield CounterMetricFamily(
+            "netra_socket_catch_ups",
+            "Sockets a position check sent to the event log: events stored, never published.",
+            value=now.sockets_caught_up,
         )
         bus = CounterMetricFamily(
             "netra_event_bus", "Event-bus activity, by kind.", labels=["kind"]

@@ -363,6 +363,9 @@ class WebSocketSettings(Section):
     """Client frames one socket may send at once before the rate applies."""
     max_json_depth: int = Field(16, ge=2)
     """Deepest nesting of objects and arrays accepted in a client frame."""
+    position_check_s: float = Field(5.0, gt=0)
+    """Seconds between checks that every socket has sent what its user's log holds; one
+    still behind a check later catches up from the log (events stored but never published)."""
 
 
 class EventSettings(Section):
@@ -432,6 +435,18 @@ class LoggingSettings(Section):
     """One JSON object per log line instead of text."""
 
 
+class FaultSettings(Section):
+    """Test-only crash points: the process kills itself (SIGKILL) at an exact point of the
+    write path, so a crash there is reproducible. Refused in staging and production."""
+
+    crash_at: Literal["", "final_write", "final_publish"] = ""
+    """`final_write`: a run's final state and `agent_completed` are written but not yet
+    committed; `final_publish`: committed, not yet published. Empty: never."""
+    crash_armed_by: str = ""
+    """A file naming the run (its id) whose finishing fires the crash point, once: the file
+    is removed when it fires. Empty: the point fires for every run."""
+
+
 class Settings(Section):
     environment: Literal["development", "test", "staging", "production"] = "development"
     """Profile: production refuses unsafe values."""
@@ -454,6 +469,7 @@ class Settings(Section):
     redis: RedisSettings = RedisSettings()
     cluster: ClusterSettings = ClusterSettings()
     logging: LoggingSettings = LoggingSettings()
+    faults: FaultSettings = FaultSettings()
 
     @property
     def database_url(self) -> str:

@@ -29,20 +29,18 @@ import pytest
 from tests.cluster import (
     RECORD_TOOL,
     Cluster,
-    NetraProcess,
     RecordScript,
+    Rotation,
     expected_answer,
     metric,
     record_request,
 )
-from tests.follower import Follower, resumptions, visible_answer
+from tests.follower import Follower, assert_same_stream, resumptions, visible_answer
 from tests.support import (
-    User,
     assert_run_grammar,
     assistant_messages,
     eventually,
     make_user,
-    stored_events,
     submit_run,
 )
 
@@ -67,45 +65,6 @@ class Cycle:
     """From the ack to the SIGKILL."""
     killed_at: float
     """Wall-clock time of the SIGKILL (the events' ``ts`` are wall-clock too)."""
-
-
-class Rotation:
-    """Instances killed in turn: each cycle kills the next one and restarts it in the
-    background, so it rests two cycles (with three instances) before its next kill."""
-
-    def __init__(self, cluster: Cluster, instances: list[NetraProcess]) -> None:
-        self._cluster = cluster
-        self._instances = instances
-        self._restarting: dict[str, asyncio.Task[None]] = {}
-
-    def live(self) -> list[NetraProcess]:
-        return [p for p in self._instances if p.running and p.name not in self._restarting]
-
-    async def next(self, number: int) -> tuple[NetraProcess, list[NetraProcess]]:
-        """The instance to kill in this cycle (up again) and the live others (at least one)."""
-        victim = self._instances[number % len(self._instances)]
-        while True:
-            done = [n for n, t in self._restarting.items() if t.done() or n == victim.name]
-            for name in done:
-                await self._restarting.pop(name)  # raises if the restart failed
-            survivors = [p for p in self.live() if p is not victim]
-            if survivors:
-                return victim, survivors
-            await asyncio.wait(self._restarting.values(), return_when=asyncio.FIRST_COMPLETED)
-
-    def kill(self, victim: NetraProcess) -> None:
-        victim.kill()
-        self._restarting[victim.name] = asyncio.create_task(self._cluster.restart(victim))
-
-    async def settle(self) -> None:
-        """Every instance up again."""
-        await asyncio.gather(*self._restarting.values())
-        self._restarting.clear()
-
-    async def abandon(self) -> None:
-        for task in self._restarting.values():
-            task.cancel()
-        await asyncio.gather(*self._restarting.values(), return_exceptions=True)
 
 
 @pytest.mark.timeout(300)
@@ -164,7 +123,7 @@ async def test_runs_are_finished_by_another_instance_when_theirs_is_killed(
         await rotation.abandon()
 
     async with httpx.AsyncClient(base_url=instances[0].url, timeout=10) as http:
-        await _same_stream(follower, http, user)
+        await assert_same_stream(follower, http, user)
         counts = netra_cluster.record_counts()
         takeovers: list[float] = []
         outcomes: list[str] = []
@@ -257,7 +216,7 @@ async def test_an_instance_frozen_past_its_lease_loses_its_run_and_its_late_writ
         run = (await http_b.get(f"/runs/{run_id}", headers=user.auth)).json()
         assert run["status"] == "completed", run
         assert netra_cluster.record_counts()[token] == 1
-        await _same_stream(follower, http_b, user)
+        await assert_same_stream(follower, http_b, user)
         await follower.detach()
         taken = _resumed_at(events) - stopped_at
         print(
@@ -299,7 +258,7 @@ async def test_a_gracefully_stopped_instance_hands_its_run_back_and_the_client_r
             expected_answer(token, 60)
         ]
         assert netra_cluster.record_counts()[token] == 1
-        await _same_stream(follower, http_b, user)
+        await assert_same_stream(follower, http_b, user)
         await follower.detach()
         print(f"\nSIGTERM: A exited 0 after {exited:.2f} s; B finished the run")
 
@@ -333,7 +292,7 @@ async def test_a_run_is_cancelled_through_any_instance_whichever_executes_it(
             run = (await http_b.get(f"/runs/{run_id}", headers=user.auth)).json()
             assert run["status"] == "cancelled", (how, run)
             assert netra_cluster.record_counts()[token] == 1  # the tool ran before the answer
-        await _same_stream(follower, http_b, user)
+        await assert_same_stream(follower, http_b, user)
         await follower.detach()
 
 
@@ -380,26 +339,11 @@ async def test_a_worker_executes_the_runs_that_servers_only_queue(netra_cluster:
         assert netra_cluster.record_counts()[token] == 1
         finished_here = metric((await http.get("/metrics")).text, "netra_runs_finished_total")
         assert not finished_here, "the server (execute_runs=false) finished no run itself"
-        await _same_stream(follower, http, user)
+        await assert_same_stream(follower, http, user)
         await follower.detach()
 
 
 # ---- checks and the report -------------------------------------------------------------------
-async def _same_stream(follower: Follower, http: httpx.AsyncClient, user: User) -> None:
-    """The client holds exactly the user's stored stream: every event, in order, no gap, no
-    duplicate (events set aside before a resume answer came again after it)."""
-    start = follower.start_seq or 0
-    stored = await stored_events(http, user, start)
-    assert stored, "the user's stream is empty"
-    await eventually(
-        lambda: follower.last_seq >= stored[-1]["seq"], "the client caught up with the log"
-    )
-    assert follower.breaches == [], follower.breaches
-    seqs = [event["seq"] for event in stored]
-    assert seqs == list(range(start + 1, start + 1 + len(seqs))), seqs
-    assert follower.events == stored
-
-
 def _attempts_go_up(events: list[dict[str, Any]]) -> None:
     """Each resumption is a new attempt: above the one that started the run, and above the
     resumption before it."""

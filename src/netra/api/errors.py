@@ -14,7 +14,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from netra.errors import InvalidRequest, NetraError, QuotaExceeded, UserError
+from netra.errors import (
+    InvalidRequest,
+    NetraError,
+    QuotaExceeded,
+    StorageUnavailable,
+    Unavailable,
+    UserError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +57,15 @@ def error_response(
     return JSONResponse({"error": body}, status_code=status, headers=headers)
 
 
+def _log_unavailable(exc: Unavailable, where: str) -> None:
+    cause = exc.cause if isinstance(exc, StorageUnavailable) else exc.message
+    log.warning("%s: %s (%s)", where, exc.code, cause)
+
+
 def error_frame(exc: Exception, ref: str | None) -> dict[str, Any]:
-    if isinstance(exc, QuotaExceeded):
+    if isinstance(exc, Unavailable):
+        _log_unavailable(exc, "a frame could not be handled")
+    if isinstance(exc, QuotaExceeded | Unavailable):
         return {
             "type": "error",
             "code": exc.code,
@@ -75,6 +89,15 @@ def _validation_details(errors: Any) -> list[dict[str, Any]]:
 def install(app: FastAPI) -> None:
     @app.exception_handler(NetraError)
     async def _netra(request: Request, exc: NetraError) -> JSONResponse:
+        if isinstance(exc, Unavailable):
+            _log_unavailable(exc, f"{request.method} {request.url.path} refused")
+            return error_response(
+                exc.status,
+                exc.code,
+                exc.message,
+                request_id_of(request),
+                headers={"Retry-After": str(exc.retry_after)},
+            )
         if not isinstance(exc, UserError):
             log.error("error serving %s", request.url.path, exc_info=exc)
             return error_response(500, "internal_error", "internal error", request_id_of(request))

@@ -20,15 +20,20 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from netra.errors import ConfigurationError
+from netra.errors import ConfigurationError, StorageUnavailable
 from netra.settings import DatabaseSettings
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 MIGRATION_LOCK = 0x6E65747261  # "netra": the advisory lock key that serializes migrations
+_STORAGE_FAILURES = (OperationalError, InterfaceError, PoolTimeout, OSError)
+"""What the database (not the statement) failed with: full disk, I/O error, read-only file,
+lock timeout, lost or refused connection, exhausted pool."""
+RETRY_MAX_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +51,8 @@ class DatabaseManager:
         self.backend = parsed.get_backend_name()
         self.url = parsed
         self._closed_reason: str | None = None
+        self.storage_failure: str | None = None
+        """Why the last write failed, until a write succeeds again (``/ready`` reports it)."""
         kwargs: dict[str, Any] = {"echo": settings.echo}
         if self.backend == "sqlite":
             database = parsed.database or ""
@@ -95,22 +102,46 @@ class DatabaseManager:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        """A read transaction; rolled back at the end."""
-        async with self.engine.connect() as conn, conn.begin():
-            yield conn
+        """A read transaction; rolled back at the end. The database failing (not the
+        statement) raises ``StorageUnavailable``."""
+        try:
+            async with self.engine.connect() as conn, conn.begin():
+                yield conn
+        except _STORAGE_FAILURES as exc:
+            raise StorageUnavailable(_cause(exc)) from exc
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        """A write transaction: commits when the block succeeds, rolls back on any error."""
+        """A write transaction: commits when the block succeeds, rolls back on any error.
+        The database failing (a full disk, a lost connection …) raises
+        ``StorageUnavailable`` — nothing was stored — and is remembered until a write
+        succeeds again."""
         lock = self._write_lock if self._write_lock is not None else nullcontext()
-        async with lock, self.engine.connect() as raw:
-            conn = await raw.execution_options(netra_write=True)
-            async with conn.begin():
-                yield conn
+        try:
+            async with lock, self.engine.connect() as raw:
+                conn = await raw.execution_options(netra_write=True)
+                async with conn.begin():
+                    yield conn
+        except _STORAGE_FAILURES as exc:
+            cause = _cause(exc)
+            if self.storage_failure is None:
+                log.error("database writes failing: %s", cause)
+            self.storage_failure = cause
+            raise StorageUnavailable(cause) from exc
+        if self.storage_failure is not None:
+            log.warning("database writes succeed again")
+            self.storage_failure = None
+
+    @staticmethod
+    def retry_delay(attempt: int) -> float:
+        """Seconds to wait before trying a failed write again (``attempt`` counts from 1)."""
+        return min(RETRY_MAX_S, 0.05 * (1 << min(attempt, 8)))
 
     async def health(self) -> DatabaseHealth:
         if self._closed_reason is not None:
             return DatabaseHealth(False, self.backend, self._closed_reason)
+        if self.storage_failure is not None:
+            return DatabaseHealth(False, self.backend, f"writes failing: {self.storage_failure}")
         try:
             async with asyncio.timeout(5), self.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
@@ -143,6 +174,13 @@ class DatabaseManager:
     async def close(self) -> None:
         self._closed_reason = "database manager closed"
         await self.engine.dispose()
+
+
+def _cause(exc: BaseException) -> str:
+    """What the database said, in one line (the driver's message, without the SQL)."""
+    orig = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    text_ = str(orig).strip().splitlines()
+    return f"{type(orig).__name__}: {text_[0] if text_ else 'no message'}"
 
 
 _DRIVERS = {

@@ -205,6 +205,15 @@ def _in_turn_order(messages: list[MessageRecord]) -> list[MessageRecord]:
 class EventRepository(Scoped):
     """Reads of the caller's event log (writes go through ``netra.events.writer``)."""
 
+    @staticmethod
+    async def last_seqs(conn: AsyncConnection, user_ids: Sequence[str]) -> dict[str, int]:
+        """The last stored seq of each of these users (for the sockets' position checks,
+        which cover every user with a socket on this instance)."""
+        rows = await conn.execute(
+            select(t.users.c.id, t.users.c.event_seq).where(t.users.c.id.in_(user_ids))
+        )
+        return {row.id: int(row.event_seq or 0) for row in rows}
+
     async def after(self, after_seq: int, *, limit: int) -> list[tuple[int, str]]:
         rows = await self._conn.execute(
             select(t.events.c.seq, t.events.c.body)

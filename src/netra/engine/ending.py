@@ -1,6 +1,6 @@
-"""How an attempt of a run ends: it finishes the run (final state, answer, metrics,
-``agent_completed``) or pauses it for the user's approval. Both writes are fenced by the
-attempt and the holding instance."""
+"""How an attempt of a run ends: it finishes the run (final state, answer and
+``agent_completed`` in one transaction, then metrics) or pauses it for the user's approval.
+Both writes are fenced by the attempt and the holding instance."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from netra.agents.base import AgentRun
 from netra.context import UserExecutionContext
 from netra.db.ledger import ToolCallRepository
@@ -16,6 +18,7 @@ from netra.db.manager import DatabaseManager
 from netra.db.records import RunRecord, RunStatus, utcnow
 from netra.db.repositories import MessageRepository, ThreadRepository
 from netra.db.runs import RunRepository
+from netra.errors import LostClaim
 from netra.events.bridge import RunEmitter
 from netra.metrics import Metrics
 
@@ -87,8 +90,8 @@ class AttemptEnds:
         *,
         store_answer: bool = True,
     ) -> bool:
-        """Write the final state (and the answer), then emit ``agent_completed``. False
-        when the write was refused: another attempt took the run over (fencing)."""
+        """Write the final state (and the answer) in one transaction with ``agent_completed``.
+        False when the write was refused: another attempt took the run over (fencing)."""
         text = "".join(agent_run.text) if agent_run else ""
         usage = (
             agent_run.usage.as_dict()
@@ -96,7 +99,8 @@ class AttemptEnds:
             else {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
         )
         message_id = run.message_id if text else None
-        async with self._db.write() as conn:
+
+        async def final_state(conn: AsyncConnection) -> bool:
             finished = await RunRepository(conn, ctx).finish(
                 run.id,
                 status=ending.status,
@@ -119,8 +123,17 @@ class AttemptEnds:
                 )
             if finished and store_answer:
                 await ThreadRepository(conn, ctx).touch(run.thread_id)
-        if not finished:  # another attempt took the run over: its result is not ours to give
-            self._metrics.write_fenced()
+            return finished
+
+        try:
+            await emitter.completed(
+                outcome=ending.status.value,
+                usage=usage,
+                message_id=message_id,
+                error=ending.error,
+                final_state=final_state,
+            )
+        except LostClaim:  # another attempt took the run over: its result is not ours to give
             log.warning(
                 "run %s attempt %d lost its claim; final state not written", run.id, run.attempt
             )
@@ -129,8 +142,5 @@ class AttemptEnds:
             agent=run.agent,
             outcome=ending.status.value,
             seconds=(utcnow() - run.started_at).total_seconds() if run.started_at else None,
-        )
-        await emitter.completed(
-            outcome=ending.status.value, usage=usage, message_id=message_id, error=ending.error
         )
         return True

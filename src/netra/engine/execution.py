@@ -37,7 +37,7 @@ from netra.engine.attempt import AttemptBuilder
 from netra.engine.ending import AttemptEnds, Ending
 from netra.engine.resume import RunLog, interrupted
 from netra.engine.user import Stop, UserExecutionEngine
-from netra.errors import NetraError
+from netra.errors import NetraError, StorageUnavailable
 from netra.events.bridge import AgentWebSocketBridge, RunEmitter
 from netra.events.bus import EventBus, Notice
 from netra.events.envelope import EventType
@@ -260,9 +260,19 @@ class ExecutionEngine:
         self._accepting = False
         await asyncio.gather(*(engine.shutdown() for engine in self._users.values()))
         self._users.clear()
-        await self._bridge.drain()
-        async with self._db.write() as conn:
-            released = await LeaseRepository(conn).release(self.instance_id)
+        grace = self._config.settings.server.shutdown_grace_s
+        try:
+            async with asyncio.timeout(grace):
+                await self._bridge.drain()
+            async with self._db.write() as conn:
+                released = await LeaseRepository(conn).release(self.instance_id)
+        except (TimeoutError, StorageUnavailable):
+            log.error(
+                "the database is away (%s): the runs held here stay held until their lease "
+                "runs out, then another instance (or this one, restarted) resumes them",
+                self._db.storage_failure,
+            )
+            return
         if released:
             log.info("handed %d runs back to the cluster", released)
             await self._bus.notify(Notice("queued", None, None))
@@ -351,10 +361,21 @@ class ExecutionEngine:
         return engine.cancel_reason(run_id) if engine is not None else None
 
     async def _claim(self, ctx: UserExecutionContext, run_id: str) -> RunRecord | None:
-        async with self._db.write() as conn:
-            run = await RunRepository(conn, ctx).start(
-                run_id, owner=self.instance_id, lease_until=self.lease_until()
-            )
+        """Mark the run running, as attempt + 1. While the database is away the claim is
+        tried again (the run stays queued, its thread waiting), until this process stops."""
+        failures = 0
+        while True:
+            try:
+                async with self._db.write() as conn:
+                    run = await RunRepository(conn, ctx).start(
+                        run_id, owner=self.instance_id, lease_until=self.lease_until()
+                    )
+                break
+            except StorageUnavailable:
+                if not self._accepting:
+                    return None  # stopping: the run stays queued for whoever comes next
+                failures += 1
+                await asyncio.sleep(self._db.retry_delay(failures))
         if run is not None:
             self._executing[run.id] = run.attempt
             if run.cancel_requested is not None:  # asked for on another instance

@@ -33,6 +33,7 @@ from netra.db.manager import DatabaseManager
 from netra.db.records import RunStatus, utcnow
 from netra.db.runs import RunRepository
 from netra.engine.execution import ExecutionEngine
+from netra.errors import StorageUnavailable
 from netra.events.bus import EventBus, Notice
 from netra.metrics import Metrics
 
@@ -127,7 +128,10 @@ class RunSupervisor:
             try:
                 await self.beat()
                 self.last_error = None
-            except Exception as exc:  # the database may be away: beat again later
+            except StorageUnavailable as exc:  # the database is away: beat again later
+                self.last_error = f"database away: {exc.cause}"
+                log.warning("heartbeat failed: %s", self.last_error)
+            except Exception as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("heartbeat failed: %s", self.last_error)
 

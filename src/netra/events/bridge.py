@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from netra.context import UserExecutionContext
-from netra.events.envelope import Event, EventType, PendingEvent
+from netra.events.envelope import Event, EventType, PendingEvent, StoredWith
 from netra.events.sanitize import sanitize
 from netra.events.writer import EventLogWriter
 from netra.ids import new_id
@@ -40,6 +40,7 @@ class AgentWebSocketBridge:
         run_id: str | None = None,
         thread_id: str | None = None,
         attempt: int | None = None,
+        stored_with: StoredWith | None = None,
     ) -> asyncio.Future[Event]:
         clean = sanitize(
             data,
@@ -55,6 +56,7 @@ class AgentWebSocketBridge:
             agent=agent,
             data=clean,
             attempt=attempt,
+            stored_with=stored_with,
         )
         return await self._writer.write(pending)
 
@@ -98,7 +100,9 @@ class RunEmitter:
         self._last_flush = 0.0
         self._last: asyncio.Future[Event] | None = None
 
-    async def _emit(self, type: EventType, data: dict[str, Any]) -> None:
+    async def _emit(
+        self, type: EventType, data: dict[str, Any], *, stored_with: StoredWith | None = None
+    ) -> None:
         if self._completed:
             raise RuntimeError(f"run {self.run_id} already completed; {type} refused")
         if type is not EventType.AGENT_STARTED and not self._started:
@@ -106,7 +110,13 @@ class RunEmitter:
         if type is not EventType.MESSAGE_DELTA:
             await self._flush_deltas()
         self._last = await self._bridge.emit(
-            self._ctx, type, data, agent=self.agent, run_id=self.run_id, attempt=self.attempt
+            self._ctx,
+            type,
+            data,
+            agent=self.agent,
+            run_id=self.run_id,
+            attempt=self.attempt,
+            stored_with=stored_with,
         )
 
     def resume_started(self) -> None:
@@ -214,9 +224,12 @@ class RunEmitter:
         usage: dict[str, Any],
         message_id: str | None,
         error: dict[str, str] | None = None,
+        final_state: StoredWith | None = None,
     ) -> Event:
         """Close the run: emit ``agent_started`` if it never was, pair any tool call left
-        open, emit ``agent_completed``, and wait until every event of the run is stored."""
+        open, emit ``agent_completed`` — stored in one transaction with ``final_state``, the
+        run's final write — and wait until every event of the run is stored. Raises
+        ``LostClaim`` when the final write was refused."""
         if not self._started:
             await self.started(model=self._model_hint, attempt=0)
         for tool_call_id, tool in list(self._open_tools.items()):
@@ -230,6 +243,7 @@ class RunEmitter:
         await self._emit(
             EventType.AGENT_COMPLETED,
             {"outcome": outcome, "usage": usage, "message_id": message_id, "error": error},
+            stored_with=final_state,
         )
         self._completed = True
         assert self._last is not None

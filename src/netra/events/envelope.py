@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+StoredWith = Callable[["AsyncConnection"], Awaitable[bool]]
+"""A write that must commit in the same transaction as an event: True when it was made,
+False when it was refused (the attempt making it lost its claim), and the event with it."""
 
 
 class EventType(StrEnum):
@@ -52,6 +60,10 @@ class PendingEvent:
     attempt: int | None = None
     """For a run's events: the attempt emitting them. The writer stores them only while it
     is the run's current attempt (fencing); never part of the envelope."""
+    stored_with: StoredWith | None = field(default=None, compare=False)
+    """For ``agent_completed``: the run's final state, so that the log never holds one
+    without the other (a crash between two transactions would leave a finished run whose
+    clients wait for its end forever)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,14 @@ Fencing: a run's events carry the attempt that emitted them, and a batch stores 
 while that attempt is still the run's (under the run's row lock, so a takeover waits for the
 batch or the batch sees the takeover). An executor that lost its run — paused past its lease
 while another instance took over — cannot add to the run's stream.
+
+An event may carry a write that belongs with it (``PendingEvent.stored_with``: a run's final
+state with its ``agent_completed``): the write is made in the batch's transaction, so both
+are stored or neither is, and a refused write refuses the event.
+
+When the database is away (``StorageUnavailable``: a full disk, a lost connection) the writer
+keeps trying the same batch until it is stored: events are never dropped, and their order
+holds. Emitters wait only once the bounded queue is full.
 """
 
 from __future__ import annotations
@@ -25,9 +33,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from netra.db import tables as t
 from netra.db.manager import DatabaseManager
 from netra.db.records import utcnow
-from netra.errors import LostClaim
+from netra.errors import LostClaim, StorageUnavailable
 from netra.events.bus import EventBus
 from netra.events.envelope import Event, PendingEvent
+from netra.faults import CrashPoints
 from netra.metrics import Metrics
 from netra.settings import EventSettings
 
@@ -44,8 +53,10 @@ class EventLogWriter:
         bus: EventBus,
         settings: EventSettings,
         metrics: Metrics | None = None,
+        crash_points: CrashPoints | None = None,
     ) -> None:
         self._db = db
+        self._crash_points = crash_points
         self._metrics = metrics
         self._bus = bus
         self._batch_max = settings.batch_max
@@ -64,11 +75,20 @@ class EventLogWriter:
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="event-log-writer")
 
-    async def stop(self) -> None:
-        """Store everything already queued, then stop."""
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Store everything already queued (waiting at most ``grace_s`` for a database that
+        is away), then stop."""
         if self._task is None:
             return
-        await self._queue.join()
+        try:
+            async with asyncio.timeout(grace_s):
+                await self._queue.join()
+        except TimeoutError:
+            log.error(
+                "stopping with %d events not stored: the database is away (%s)",
+                self._queue.qsize(),
+                self._db.storage_failure,
+            )
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
@@ -111,18 +131,30 @@ class EventLogWriter:
     async def _store_and_publish(
         self, batch: list[tuple[PendingEvent, asyncio.Future[Event]]]
     ) -> None:
-        for attempt in range(1, _RETRIES + 1):
+        failures = 0
+        storage_waits = 0
+        while True:
             try:
                 stored = await self._store([pending for pending, _ in batch])
                 break
-            except Exception as exc:  # retried, then reported to every waiting emitter
-                if attempt == _RETRIES:
+            except StorageUnavailable:
+                # The database is away (full disk, lost connection): the batch waits for
+                # it, in order, and the emitters behind it wait for room in the queue. No
+                # event is dropped; a run's time budget still ends the run meanwhile.
+                storage_waits += 1
+                await asyncio.sleep(self._db.retry_delay(storage_waits))
+            except Exception as exc:  # a bug, not the storage: retried, then reported
+                failures += 1
+                if failures == _RETRIES:
                     log.exception("event batch of %d could not be stored", len(batch))
                     for _, future in batch:
                         if not future.done():
                             future.set_exception(exc)
                     return
-                await asyncio.sleep(0.05 * attempt)
+                await asyncio.sleep(0.05 * failures)
+        if self._crash_points is not None:
+            committed = [p for (p, _), event in zip(batch, stored, strict=True) if event]
+            self._crash_points.reached("final_publish", _finishing(committed))
         self.batches += 1
         self.events_written += sum(1 for event in stored if event is not None)
         by_user: dict[str, list[Event]] = defaultdict(list)
@@ -152,11 +184,16 @@ class EventLogWriter:
         now = utcnow()
         async with self._db.write() as conn:
             current = await _current_attempts(conn, pending_events)
-            batch = [
-                pending
-                for pending in pending_events
-                if pending.attempt is None or current.get(pending.run_id or "") == pending.attempt
-            ]
+            batch = []
+            for pending in pending_events:
+                if (
+                    pending.attempt is not None
+                    and current.get(pending.run_id or "") != pending.attempt
+                ):
+                    continue
+                if pending.stored_with is not None and not await pending.stored_with(conn):
+                    continue
+                batch.append(pending)
             counts: dict[str, int] = defaultdict(int)
             for pending in batch:
                 counts[pending.user_id] += 1
@@ -193,8 +230,15 @@ class EventLogWriter:
                         for event, pending in zip(events, batch, strict=True)
                     ],
                 )
+            if self._crash_points is not None:
+                self._crash_points.reached("final_write", _finishing(batch))
         sealed = {id(pending): event for pending, event in zip(batch, events, strict=True)}
         return [sealed.get(id(pending)) for pending in pending_events]
+
+
+def _finishing(batch: list[PendingEvent]) -> set[str]:
+    """The runs whose final write is in the batch (for the crash points)."""
+    return {p.run_id for p in batch if p.stored_with is not None and p.run_id is not None}
 
 
 async def _current_attempts(conn: AsyncConnection, batch: list[PendingEvent]) -> dict[str, int]:

@@ -3,25 +3,89 @@
 It subscribes to a user's events on the bus while it holds at least one socket of that user,
 and hands each batch to every such socket (each event serialised once, the same bytes for all).
 When the bus may have lost some of them, each socket catches up from the event log.
+
+Position checks: an event can be stored and never published — its publisher died between the
+two (kill -9), or a Redis message was dropped without the bus noticing. Every
+``websocket.position_check_s`` the manager reads the last stored seq of each user it holds
+sockets for (one query per 500 users); a socket that has still not sent what was stored at
+the previous check catches up from the log. So a live client misses nothing for longer than
+two check intervals, and an event merely in flight (stored, being published) costs nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import Callable, Sequence
 
+from netra.db.manager import DatabaseManager
+from netra.db.repositories import EventRepository
 from netra.errors import QuotaExceeded
 from netra.events.bus import EventBus
 from netra.events.envelope import Event
 from netra.realtime.connection import Connection
 
+log = logging.getLogger(__name__)
+USERS_PER_CHECK_QUERY = 500
+
 
 class UnifiedWebSocketManager:
-    def __init__(self, bus: EventBus, *, max_connections_per_user: int) -> None:
+    def __init__(
+        self,
+        bus: EventBus,
+        db: DatabaseManager,
+        *,
+        max_connections_per_user: int,
+        position_check_s: float,
+    ) -> None:
         self._bus = bus
+        self._db = db
         self._max_per_user = max_connections_per_user
+        self._position_check_s = position_check_s
         self._connections: dict[str, set[Connection]] = {}
         self._unsubscribe: dict[str, Callable[[], None]] = {}
+        self._marks: dict[str, int] = {}
+        """Each held user's last stored seq at the previous position check."""
+        self._checker: asyncio.Task[None] | None = None
+        self.caught_up = 0
+        """Sockets sent to the event log by a position check (the bus missed events)."""
+
+    async def start(self) -> None:
+        self._checker = asyncio.create_task(self._check_positions(), name="ws-position-check")
+
+    async def stop(self) -> None:
+        if self._checker is not None:
+            self._checker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checker
+            self._checker = None
+
+    async def _check_positions(self) -> None:
+        while True:
+            await asyncio.sleep(self._position_check_s)
+            try:
+                await self.check_positions()
+            except Exception:  # the database may be away for a while: check again later
+                log.warning("socket position check failed", exc_info=True)
+
+    async def check_positions(self) -> int:
+        """One position check; returns how many sockets were sent to catch up."""
+        users = list(self._connections)
+        tops: dict[str, int] = {}
+        for start in range(0, len(users), USERS_PER_CHECK_QUERY):
+            async with self._db.read() as conn:
+                chunk = users[start : start + USERS_PER_CHECK_QUERY]
+                tops.update(await EventRepository.last_seqs(conn, chunk))
+        behind = 0
+        for user_id, mark in self._marks.items():
+            for connection in tuple(self._connections.get(user_id, ())):
+                if connection.cursor < mark:
+                    connection.catch_up()
+                    behind += 1
+        self._marks = tops
+        self.caught_up += behind
+        return behind
 
     def add(self, connection: Connection) -> None:
         """Track a socket; the first one of a user subscribes to that user's events."""
@@ -46,6 +110,7 @@ class UnifiedWebSocketManager:
         held.discard(connection)
         if not held:
             del self._connections[connection.user_id]
+            self._marks.pop(connection.user_id, None)
             unsubscribe = self._unsubscribe.pop(connection.user_id, None)
             if unsubscribe is not None:
                 unsubscribe()
