@@ -14,8 +14,10 @@ Whenever a run is final in the runs table, its ``agent_completed`` is in its log
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,7 +32,7 @@ from tests.cluster import (
     record_request,
 )
 from tests.follower import Follower, assert_same_stream, resumptions, visible_answer
-from tests.support import User, assert_run_grammar, make_user, submit_run
+from tests.support import CanaryWatch, User, assert_run_grammar, make_user, submit_run
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 CYCLES = 20
@@ -205,3 +207,62 @@ async def test_a_run_whose_end_was_stored_but_never_published_reaches_a_live_soc
         assert (metric(exposition, "netra_socket_catch_ups_total") or 0) >= 1
         await assert_same_stream(follower, http, user)
     await follower.detach()
+
+
+@pytest.mark.parametrize("point", ["final_write", "final_publish"])
+async def test_on_embedded_sqlite_the_restarted_server_gives_every_run_its_end(
+    tmp_path: Path, canaries: CanaryWatch, point: str
+) -> None:
+    """The default shape: one ``netra serve`` on its SQLite file, killed at the point; the
+    client reconnects to the restarted server and resumes. Before the commit the restart
+    continues the run; after it, the end is in the log for the resume to deliver."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("NETRA_")}
+    server = NetraProcess(
+        "embedded",
+        "serve",
+        directory=tmp_path / "embedded",
+        env={
+            **clean,
+            "NETRA_ENVIRONMENT": "test",
+            "NETRA_AUTH__JWT_SECRET": canaries.jwt_secret,
+            "PYTHONUNBUFFERED": "1",
+        },
+        settings={
+            "server": {"host": "127.0.0.1"},
+            "auth": {"password_time_cost": 1, "password_memory_kib": 64},
+            "models": {"offline_chunk_delay_ms": 20},
+            "faults": {"crash_at": point, "crash_armed_by": ARM},
+        },
+    )
+    try:
+        server.launch()
+        await server.wait_ready()
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+            user = await make_user(http)
+            follower = Follower(user.token)
+            await follower.attach(server)
+            for _ in range(5):  # a run may end before the test armed the point: another one
+                ack = await submit_run(http, user, "tell me about spend")
+                _arm(server, ack["run_id"])
+                if await _crashed(server, follower, ack["run_id"]):
+                    break
+            else:
+                pytest.fail("every run ended before its crash point was armed")
+        assert await server.exited(60) == -9
+        assert await follower.closed() is None  # dropped: a dead process says nothing
+        server.launch()
+        await server.wait_ready()
+        await follower.attach(server)
+        events = await follower.run_to_end(ack["run_id"], timeout=60)
+        assert_run_grammar(events)
+        assert events[-1]["data"]["outcome"] == "completed", events[-1]
+        notes = resumptions(events)
+        assert len(notes) == (1 if point == "final_write" else 0), notes
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+            status, types = await _run_state(http, user, ack["run_id"])
+            assert status == "completed" and types.count("agent_completed") == 1, types
+            await assert_same_stream(follower, http, user)
+        await follower.detach()
+    finally:
+        server.cleanup()
+        canaries.check("output of the embedded server", server.log.read_bytes())
