@@ -8,6 +8,7 @@
     │   ├── NotFound         no such object for this caller                (404)
     │   ├── Conflict         the object exists or is in the wrong state    (409)
     │   └── QuotaExceeded    a limit of the caller's tier was reached      (429)
+    ├── Overloaded           the cluster's queue of runs is full; retry later (503)
     ├── ModelBehaviorError   a model answered with something unusable
     ├── ModelUnavailable     a model provider timed out, was unreachable, rate limited, or 5xx
     ├── ModelRequestRejected a model provider refused the request (bad key, bad request)
@@ -97,6 +98,19 @@ class QuotaExceeded(UserError):
         self, message: str, *, retry_after: int | None = None, code: str | None = None
     ) -> None:
         super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+
+class Overloaded(NetraError):
+    """Raised when a new message would pass the server-wide bound on queued runs
+    (``limits.max_queued_runs``). Nobody's request was wrong: the cluster has more work
+    waiting than it takes on. ``retry_after`` in seconds."""
+
+    code = "overloaded"
+    status = 503
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
         self.retry_after = retry_after
 
 
