@@ -47,6 +47,7 @@ from netra.models.scripted import ScriptedModel
 from netra.realtime.endpoint import CLOSE_POLICY, websocket_endpoint
 from netra.realtime.manager import UnifiedWebSocketManager
 from netra.runs.service import DEFAULT_AGENT, RunService
+from netra.runs.shedding import LoadShedder
 from netra.server import set_log_level
 from netra.services import ServiceRegistry
 from netra.settings import Settings
@@ -166,6 +167,7 @@ class Netra:
             executes=role == "worker" or settings.cluster.execute_runs,
         )
         self.tools.register("delegate", delegate_tool(self.engine), tags=("builtin",))
+        self.shedder = LoadShedder(db=self.db, config=self.config, metrics=self.metrics)
         self.runs = RunService(
             db=self.db,
             bridge=self.bridge,
@@ -173,6 +175,7 @@ class Netra:
             agents=self.agents,
             config=self.config,
             bus=self.bus,
+            shedder=self.shedder,
         )
         self._watcher: asyncio.Task[None] | None = None
         self.sockets = UnifiedWebSocketManager(

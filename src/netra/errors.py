@@ -9,6 +9,7 @@
     │   ├── Conflict         the object exists or is in the wrong state    (409)
     │   └── QuotaExceeded    a limit of the caller's tier was reached      (429)
     ├── Unavailable          the server cannot do it now; try again later  (503 + Retry-After)
+    │   ├── Overloaded   the cluster's queue of runs is full
     │   └── StorageUnavailable  the database refuses writes or is unreachable (full disk …)
     ├── ModelBehaviorError   a model answered with something unusable
     ├── ModelUnavailable     a model provider timed out, was unreachable, rate limited, or 5xx
@@ -124,6 +125,14 @@ class StorageUnavailable(Unavailable):
     def __init__(self, cause: str) -> None:
         super().__init__("the server cannot store data right now; try again shortly", retry_after=5)
         self.cause = cause
+
+
+class Overloaded(Unavailable):
+    """Raised when a new message would pass the server-wide bound on queued runs
+    (``limits.max_queued_runs``). Nobody's request was wrong: the cluster has more work
+    waiting than it takes on."""
+
+    code = "overloaded"
 
 
 class ModelBehaviorError(NetraError):

@@ -1,9 +1,11 @@
 """Prometheus metrics of one Netra process, served at ``GET /metrics``.
 
-Counters that happen at a moment (runs ending, by outcome and agent; their duration) are
-instruments the engine updates; levels that already live in Netra's objects (sockets open,
-runs executing, events written, event-bus counters) are read when Prometheus scrapes, so
-nothing is counted twice. Labels never carry user ids or other user data.
+Counters that happen at a moment (runs ending, by outcome and agent; their duration; messages
+shed) are instruments the engine and the run service update; levels that already live in
+Netra's objects (sockets open, runs executing, events written, event-bus counters) are read
+when Prometheus scrapes, so nothing is counted twice. The one level that lives in the
+database, the depth of the cluster's queue of runs, is counted by ``GET /metrics`` just before
+it renders. Labels never carry user ids or other user data.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -65,6 +67,17 @@ class Metrics:
             "Writes refused because the run's attempt had moved on (events, final states).",
             registry=self.registry,
         )
+        self.runs_shed = Counter(
+            "netra_runs_shed",
+            "Messages this instance refused because the cluster's queue of runs was full.",
+            registry=self.registry,
+        )
+        self.runs_queued = Gauge(
+            "netra_runs_queued",
+            "Runs waiting to execute in the cluster's queue (the same on every instance; "
+            "NaN while the database does not answer).",
+            registry=self.registry,
+        )
         self.registry.register(_LevelCollector(levels))
 
     def run_lost(self) -> None:
@@ -75,6 +88,13 @@ class Metrics:
 
     def write_fenced(self, count: int = 1) -> None:
         self.fenced_writes.inc(count)
+
+    def run_shed(self) -> None:
+        self.runs_shed.inc()
+
+    def queue_counted(self, depth: int | None) -> None:
+        """The queue's depth as just counted; None when it could not be."""
+        self.runs_queued.set(float("nan") if depth is None else depth)
 
     def run_finished(self, *, agent: str, outcome: str, seconds: float | None) -> None:
         self.runs_finished.labels(outcome=outcome, agent=agent).inc()

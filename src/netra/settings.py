@@ -302,6 +302,11 @@ class LimitSettings(Section):
     """Tools the user's runs may call; empty means all the user's role allows."""
     quota_warning_ratio: float = Field(0.8, gt=0, le=1)
     """A `quota_warning` event is sent once usage passes this share of a quota."""
+    max_queued_runs: int = Field(1_000, ge=0)
+    """Runs waiting to execute, across all users of the cluster, past which a new message is
+    refused with 503 `overloaded`; 0 means no limit. Server-wide: not set per tier or user."""
+    overload_retry_after_s: int = Field(10, ge=1)
+    """Seconds a client refused with `overloaded` is told to wait (`Retry-After`)."""
 
 
 class TierSettings(Section):

@@ -2,6 +2,9 @@
 
 HTTP: ``{"error": {"code", "message", "request_id"}}`` (plus ``details`` for validation).
 WS: ``{"type": "error", "code", "message", "ref"}``. Never a stack trace, SQL or secret.
+A ``QuotaExceeded`` or ``Unavailable`` (overloaded, storage away) refusal also says when to
+retry: the ``Retry-After`` header, ``retry_after`` in the frame. Any error but a
+``UserError`` or ``Unavailable`` is an internal error to the client.
 """
 
 from __future__ import annotations
@@ -14,14 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from netra.errors import (
-    InvalidRequest,
-    NetraError,
-    QuotaExceeded,
-    StorageUnavailable,
-    Unavailable,
-    UserError,
-)
+from netra.errors import InvalidRequest, NetraError, QuotaExceeded, Unavailable, UserError
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +32,10 @@ _HTTP_CODES = {
     415: "unsupported_media_type",
     429: "quota_exceeded",
 }
+_ANSWERED = (UserError, Unavailable)
+"""Errors whose message is for the client; any other is logged and answered as internal."""
+_RETRY_LATER = (QuotaExceeded, Unavailable)
+"""Refusals that say when to try again (``retry_after`` seconds)."""
 
 
 def request_id_of(request: Request) -> str:
@@ -57,24 +57,17 @@ def error_response(
     return JSONResponse({"error": body}, status_code=status, headers=headers)
 
 
-def _log_unavailable(exc: Unavailable, where: str) -> None:
-    cause = exc.cause if isinstance(exc, StorageUnavailable) else exc.message
-    log.warning("%s: %s (%s)", where, exc.code, cause)
-
-
 def error_frame(exc: Exception, ref: str | None) -> dict[str, Any]:
-    if isinstance(exc, Unavailable):
-        _log_unavailable(exc, "a frame could not be handled")
-    if isinstance(exc, QuotaExceeded | Unavailable):
-        return {
+    if isinstance(exc, _ANSWERED):
+        frame: dict[str, Any] = {
             "type": "error",
             "code": exc.code,
             "message": exc.message,
             "ref": ref,
-            "retry_after": exc.retry_after,
         }
-    if isinstance(exc, UserError):
-        return {"type": "error", "code": exc.code, "message": exc.message, "ref": ref}
+        if isinstance(exc, _RETRY_LATER):
+            frame["retry_after"] = exc.retry_after
+        return frame
     log.error("unexpected error handling a frame", exc_info=exc)
     return {"type": "error", "code": "internal_error", "message": "internal error", "ref": ref}
 
@@ -89,20 +82,11 @@ def _validation_details(errors: Any) -> list[dict[str, Any]]:
 def install(app: FastAPI) -> None:
     @app.exception_handler(NetraError)
     async def _netra(request: Request, exc: NetraError) -> JSONResponse:
-        if isinstance(exc, Unavailable):
-            _log_unavailable(exc, f"{request.method} {request.url.path} refused")
-            return error_response(
-                exc.status,
-                exc.code,
-                exc.message,
-                request_id_of(request),
-                headers={"Retry-After": str(exc.retry_after)},
-            )
-        if not isinstance(exc, UserError):
+        if not isinstance(exc, _ANSWERED):
             log.error("error serving %s", request.url.path, exc_info=exc)
             return error_response(500, "internal_error", "internal error", request_id_of(request))
         headers = None
-        if isinstance(exc, QuotaExceeded) and exc.retry_after is not None:
+        if isinstance(exc, _RETRY_LATER) and exc.retry_after is not None:
             headers = {"Retry-After": str(exc.retry_after)}
         details = exc.details if isinstance(exc, InvalidRequest) else None
         return error_response(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter
@@ -21,8 +22,11 @@ async def health() -> dict[str, str]:
 @router.get("/ready", response_model=None)
 async def ready(netra: AppState) -> JSONResponse:
     """``ready``, ``degraded`` (Redis or an MCP server is down; the rest works, still 200) or
-    ``not_ready`` (503: the database or the event writer is down)."""
-    database = await netra.db.health()
+    ``not_ready`` (503: the database or the event writer is down). A full queue of runs is
+    reported (``checks.run_queue.shedding``) but changes none of them: the queue is the
+    cluster's, so every instance sheds alike, and this one still serves everything else."""
+    # Side by side: a database that hangs costs one timeout, not two.
+    database, queue = await asyncio.gather(netra.db.health(), netra.shedder.measure())
     checks: dict[str, Any] = {
         "database": {
             "healthy": database.healthy,
@@ -45,6 +49,7 @@ async def ready(netra: AppState) -> JSONResponse:
         "heartbeats": netra.supervisor.beats,
         "reason": netra.supervisor.last_error,
     }
+    checks["run_queue"] = queue.as_dict()
     servers = [source.status() for source in netra.mcp_servers]
     checks["mcp_servers"] = {status.name: status.as_dict() for status in servers}
     # Without the bus, events still reach the sockets of this instance and every socket
@@ -61,7 +66,9 @@ async def ready(netra: AppState) -> JSONResponse:
 
 @router.get("/metrics", response_class=Response)
 async def metrics(netra: AppState) -> Response:
-    """Prometheus metrics of this instance (no user data: counts by outcome and agent)."""
+    """Prometheus metrics of this instance (no user data: counts by outcome and agent),
+    and the depth of the cluster's queue of runs, counted now."""
+    await netra.shedder.measure()
     return Response(netra.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 

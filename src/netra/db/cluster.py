@@ -1,4 +1,5 @@
-"""Cluster-wide queries: run leases across instances, and the instances themselves.
+"""Cluster-wide queries: run leases across instances, the depth of the queue, and the
+instances themselves.
 
 These act on every user's runs at once — they are how instances share the runs table, not
 something a user does — so they take no ``UserExecutionContext``; whoever acts on a run
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, case, insert, or_, select, update
+from sqlalchemy import Row, and_, case, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from netra.db import tables as t
@@ -199,6 +200,21 @@ _LEASE_COLUMNS = (
     t.runs.c.status,
     t.runs.c.cancel_requested,
 )
+
+
+class QueueRepository:
+    """The runs table as the cluster's one queue of runs."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def depth(self) -> int:
+        """Runs waiting to execute (``queued``), every user's: one count over an index that
+        begins with ``status``, reading the queued entries only."""
+        value = await self._conn.scalar(
+            select(func.count()).where(t.runs.c.status == RunStatus.QUEUED.value)
+        )
+        return int(value or 0)
 
 
 class InstanceRepository:

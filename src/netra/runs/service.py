@@ -1,5 +1,9 @@
 """RunService: turns a user message into a stored message plus a queued run, in one
-transaction, then hands the run to the engine. Used by the WebSocket and HTTP paths alike."""
+transaction, then hands the run to the engine. Used by the WebSocket and HTTP paths alike.
+
+Admission, in that transaction, before anything is stored: the thread is the caller's, the
+agent is allowed, the double-texting policy, the tier's quotas (``netra.runs.quotas``), then
+the server-wide bound on queued runs (``netra.runs.shedding``)."""
 
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from netra.events.bridge import AgentWebSocketBridge
 from netra.events.bus import EventBus, Notice
 from netra.events.envelope import EventType
 from netra.runs.quotas import admit, measure
+from netra.runs.shedding import LoadShedder
 
 DEFAULT_AGENT = "assistant"
 SUPERSEDED = {"code": "superseded", "message": "a newer message on the thread interrupted this run"}
@@ -62,8 +67,10 @@ class RunService:
         agents: AgentRegistry,
         config: UnifiedConfigurationManager,
         bus: EventBus,
+        shedder: LoadShedder,
     ) -> None:
         self._bus = bus
+        self._shedder = shedder
         self._db = db
         self._bridge = bridge
         self._engine = engine
@@ -117,6 +124,7 @@ class RunService:
                         code="thread_busy",
                     )
             warnings = admit(limits, await measure(runs), agent=agent_name)
+            await self._shedder.check(conn)
             owner, lease_until = self._engine.holding()
             run = await runs.create(
                 thread_id=thread.id,
