@@ -302,6 +302,9 @@ class LimitSettings(Section):
     """Tools the user's runs may call; empty means all the user's role allows."""
     quota_warning_ratio: float = Field(0.8, gt=0, le=1)
     """A `quota_warning` event is sent once usage passes this share of a quota."""
+    max_executing_runs: int = Field(256, ge=0)
+    """Runs one instance executes at once, all users together; more wait `queued` (and count
+    toward `max_queued_runs`). 0 means no limit. Server-wide, read at start."""
     max_queued_runs: int = Field(1_000, ge=0)
     """Runs waiting to execute, across all users of the cluster, past which a new message is
     refused with 503 `overloaded`; 0 means no limit. Server-wide: not set per tier or user."""

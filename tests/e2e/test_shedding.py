@@ -265,3 +265,47 @@ async def test_ready_and_metrics_answer_while_the_database_is_away(
                 await admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
                 await admin.close()
             assert (await queue_check(http))["queued"] == 0
+
+
+async def test_an_instance_executes_at_most_max_executing_runs_and_the_rest_queue_and_shed(
+    server_factory: ServerFactory,
+) -> None:
+    """Many users with one message each: past ``limits.max_executing_runs`` their runs wait
+    ``queued`` (``run_queued`` with ``server_busy``), and past ``max_queued_runs`` the next
+    message is shed, although no user is over their own limit."""
+    server = server_factory(
+        models={"default": "scripted"},
+        limits={"max_executing_runs": 2, "max_queued_runs": 1, "overload_retry_after_s": 3},
+    )
+    gate = threading.Event()
+    hold_runs(server, gate)
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        users = [await make_user(http, f"u{i}") for i in range(4)]
+        sockets = [await open_socket(server, user.token) for user in users]
+        try:
+            executing = []
+            for socket in sockets[:2]:
+                run_id = (await socket.send_message("hold on"))["run_id"]
+                executing.append((socket, run_id))
+                await socket.first(
+                    lambda f, r=run_id: f["type"] == "tool_executing" and f["run_id"] == r
+                )
+            waiting = (await sockets[2].send_message("hold on"))["run_id"]
+            queued = await sockets[2].first(lambda f: f["type"] == "run_queued")
+            assert queued["data"] == {"run_id": waiting, "waiting_for": 0, "server_busy": True}
+            run = (await http.get(f"/runs/{waiting}", headers=users[2].auth)).json()
+            assert run["status"] == "queued", run
+            shed = await sockets[3].send_message("hold on")
+            assert shed["type"] == "error" and shed["code"] == "overloaded", shed
+            assert shed["retry_after"] == 3, shed
+        finally:
+            gate.set()
+        for socket, run_id in [*executing, (sockets[2], waiting)]:
+            events = await socket.run_to_end(run_id)
+            assert_run_grammar(events)
+            assert events[-1]["data"]["outcome"] == "completed", events[-1]
+        again = await sockets[3].send_message("now there is room")
+        assert again["type"] == "ack", again
+        assert (await sockets[3].run_to_end(again["run_id"]))[-1]["data"]["outcome"] == "completed"
+        for socket in sockets:
+            await socket.close()

@@ -117,6 +117,9 @@ class ExecutionEngine:
             db=db, agents=agents, tools=tools, models=models, config=config
         )
         self._users: dict[str, UserExecutionEngine] = {}
+        most = config.settings.limits.max_executing_runs
+        self._instance_slots = asyncio.Semaphore(most) if most else None
+        """Shared by every user's engine: runs executing here at once."""
         self._why_cancelled: dict[str, dict[str, str]] = {}
         self._executing: dict[str, int] = {}
         """Runs executing here: run id → attempt."""
@@ -130,7 +133,7 @@ class ExecutionEngine:
         engine = self._users.get(ctx.user_id)
         limit = self._config.limits_for(ctx.user_id, ctx.tier).max_concurrent_runs_per_user
         if engine is None or (engine.idle and engine.limit != limit):
-            engine = UserExecutionEngine(ctx.user_id, limit)
+            engine = UserExecutionEngine(ctx.user_id, limit, self._instance_slots)
             self._users[ctx.user_id] = engine
         return engine
 
@@ -153,11 +156,16 @@ class ExecutionEngine:
         if not self._accepting:
             return
         engine = self.user_engine(ctx)
-        if engine.busy:
+        server_busy = self._instance_slots is not None and self._instance_slots.locked()
+        if engine.busy or server_busy:
             await self._bridge.emit(
                 ctx,
                 EventType.RUN_QUEUED,
-                {"run_id": run.id, "waiting_for": len(engine.running()) - engine.limit + 1},
+                {
+                    "run_id": run.id,
+                    "waiting_for": max(0, len(engine.running()) - engine.limit + 1),
+                    "server_busy": server_busy,
+                },
                 agent=run.agent,
                 run_id=None,
                 thread_id=run.thread_id,

@@ -1,8 +1,9 @@
 """UserExecutionEngine: one user's runs, under that user's concurrency limit.
 
 Runs of one thread execute in the order they were sent; runs of different threads run side
-by side up to the limit. Each run's task moves through phases: *waiting* for its thread's turn
-and a slot (cancelling it is free), *claiming*
+by side up to the limit, and up to the instance's own (``limits.max_executing_runs``, shared
+by every user's engine). Each run's task moves through phases: *waiting* for its thread's
+turn, a slot of its user and one of the instance (cancelling it is free), *claiming*
 the run in the database (never interrupted mid-write; a cancel is noted and applied right
 after), and *executing* (cancelled at once; the executor records the final state).
 """
@@ -53,10 +54,13 @@ Abandon = Callable[[], Awaitable[None]]
 class UserExecutionEngine:
     """Owns the tasks of one user's runs; at most ``limit`` execute at once, the rest wait."""
 
-    def __init__(self, user_id: str, limit: int) -> None:
+    def __init__(
+        self, user_id: str, limit: int, instance_slots: asyncio.Semaphore | None = None
+    ) -> None:
         self.user_id = user_id
         self.limit = limit
         self._slots = asyncio.Semaphore(limit)
+        self._instance_slots = instance_slots
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._phases: dict[str, Phase] = {}
         self._cancel_reasons: dict[str, Stop] = {}
@@ -110,7 +114,7 @@ class UserExecutionEngine:
                 if not await self._wait_for(run_id, self._slots, abandon):
                     return
                 try:
-                    await self._claim_and_execute(run_id, claim, execute, abandon)
+                    await self._claim_and_execute_in_instance_slot(run_id, claim, execute, abandon)
                 finally:
                     self._slots.release()
             finally:
@@ -136,6 +140,19 @@ class UserExecutionEngine:
             await abandon()
             return False
         return True
+
+    async def _claim_and_execute_in_instance_slot(
+        self, run_id: str, claim: Claim, execute: Execute, abandon: Abandon
+    ) -> None:
+        if self._instance_slots is None:
+            await self._claim_and_execute(run_id, claim, execute, abandon)
+            return
+        if not await self._wait_for(run_id, self._instance_slots, abandon):
+            return
+        try:
+            await self._claim_and_execute(run_id, claim, execute, abandon)
+        finally:
+            self._instance_slots.release()
 
     async def _claim_and_execute(
         self, run_id: str, claim: Claim, execute: Execute, abandon: Abandon
