@@ -29,7 +29,10 @@ from websockets.exceptions import ConnectionClosed
 
 from netra.app import Netra, create_app
 from netra.config import UnifiedConfigurationManager
+from netra.models.base import ModelRequest
+from netra.models.scripted import ScriptedModel, ScriptedTurn
 from netra.server import uvicorn_config
+from netra.tools.tool import tool
 
 T = TypeVar("T")
 RUN_EVENTS = {
@@ -420,3 +423,33 @@ async def assistant_messages(
         for m in response.json()["items"]
         if m["role"] == "assistant" and m["run_id"] == run_id
     ]
+
+
+def hold_runs(
+    server: LiveServer,
+    gate: threading.Event,
+    *,
+    holds: Callable[[ModelRequest], bool] = lambda request: True,
+) -> None:
+    """Every run on ``server`` (whose request ``holds``) calls the ``hold`` tool, which
+    returns once ``gate`` is set, then answers: runs stay executing, holding their users'
+    slots, until the test lets go. Other runs answer at once."""
+
+    @tool(description="Wait until the test lets go.")
+    async def hold() -> str:
+        # The gate is set from the test's thread, so no asyncio.Event of the server's loop
+        # can carry it, and a worker thread blocked on it would starve the loop's pool.
+        while not gate.is_set():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        return "released"
+
+    server.netra.tools.register("hold", hold)
+    model = server.netra.models.get("scripted")
+    assert isinstance(model, ScriptedModel)
+    model.responder = lambda request: (
+        ScriptedTurn.text("done waiting")
+        if any(m.role == "tool" for m in request.messages)
+        else ScriptedTurn.call("hold", {})
+        if holds(request)
+        else ScriptedTurn.text("done at once")
+    )

@@ -7,7 +7,6 @@ new messages, which run."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import shutil
@@ -19,10 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from netra.models.scripted import ScriptedModel, ScriptedTurn
-from netra.tools.tool import tool
 from tests.conftest import ServerFactory
-from tests.support import assert_run_grammar, eventually, make_user, open_socket
+from tests.support import assert_run_grammar, eventually, hold_runs, make_user, open_socket
 
 DISK_BYTES = 8 * 1024 * 1024
 MOUNT = shutil.which("mount") or "/usr/bin/mount"
@@ -70,23 +67,7 @@ async def test_a_full_disk_fails_writes_clearly_and_nothing_wedges(
 ) -> None:
     server = server_factory(small_disk / "data", models={"default": "scripted"})
     gate = threading.Event()
-
-    @tool(description="Wait until the test lets go.")
-    async def hold() -> str:
-        while not gate.is_set():  # noqa: ASYNC110 (set from the test's thread)
-            await asyncio.sleep(0.01)
-        return "released"
-
-    server.netra.tools.register("hold", hold)
-    model = server.netra.models.get("scripted")
-    assert isinstance(model, ScriptedModel)
-    model.responder = lambda request: (
-        ScriptedTurn.text("done after the wait")
-        if any(m.role == "tool" for m in request.messages)
-        else ScriptedTurn.call("hold", {})
-        if "wait" in (request.messages[-1].content or "")
-        else ScriptedTurn.text("plain answer")
-    )
+    hold_runs(server, gate, holds=lambda request: "wait" in request.messages[-1].content)
     filler = small_disk / "filler"
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
         user = await make_user(http)

@@ -5,7 +5,6 @@ frame with ``retry_after`` — before anything is stored; the depth shows in ``/
 
 from __future__ import annotations
 
-import asyncio
 import math
 import threading
 from pathlib import Path
@@ -19,14 +18,12 @@ from sqlalchemy.engine import make_url
 
 from netra.config import UnifiedConfigurationManager
 from netra.env import IsolatedEnvironment
-from netra.models.scripted import ScriptedModel, ScriptedTurn
-from netra.tools.tool import tool
 from tests.conftest import POSTGRES_ADMIN, ServerFactory, settings_for_test
 from tests.support import (
     CanaryWatch,
-    LiveServer,
     Socket,
     assert_run_grammar,
+    hold_runs,
     live_server,
     make_user,
     open_socket,
@@ -39,28 +36,6 @@ SHEDDING = {
     # One slot per user: a user's second run waits in the queue behind the first.
     "tiers": {"free": {"max_concurrent_runs_per_user": 1}},
 }
-
-
-def hold_runs(server: LiveServer, gate: threading.Event) -> None:
-    """Every run on ``server`` calls the ``hold`` tool, which returns once ``gate`` is set,
-    then answers: runs stay executing, holding their users' slots, until the test lets go."""
-
-    @tool(description="Wait until the test lets go.")
-    async def hold() -> str:
-        # The gate is set from the test's thread, so no asyncio.Event of the server's loop
-        # can carry it, and a worker thread blocked on it would starve the loop's pool.
-        while not gate.is_set():  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-        return "released"
-
-    server.netra.tools.register("hold", hold)
-    model = server.netra.models.get("scripted")
-    assert isinstance(model, ScriptedModel)
-    model.responder = lambda request: (
-        ScriptedTurn.text("done waiting")
-        if any(m.role == "tool" for m in request.messages)
-        else ScriptedTurn.call("hold", {})
-    )
 
 
 async def fill_queue(sockets: list[Socket]) -> list[tuple[Socket, str]]:

@@ -14,7 +14,7 @@ from netra.models.base import ToolCallRequest
 from netra.models.scripted import ScriptedModel, ScriptedTurn
 from netra.tools.tool import tool
 from tests.conftest import ServerFactory
-from tests.support import assert_run_grammar, make_user, open_socket
+from tests.support import assert_run_grammar, hold_runs, make_user, open_socket
 
 
 async def test_five_users_with_two_agents_each_are_monitored_and_cleaned_up(
@@ -33,24 +33,7 @@ async def test_five_users_with_two_agents_each_are_monitored_and_cleaned_up(
     # Every run waits in its tool until the test has looked at the registry: the runs are
     # certainly in flight while it looks, however slow the machine.
     gate = threading.Event()
-
-    @tool(description="Wait until the test lets go.")
-    async def hold() -> str:
-        # The gate is set from the test's thread, so no asyncio.Event of the server's loop
-        # can carry it; ten runs blocking ten worker threads on it would starve the loop's
-        # thread pool (password hashing, SQLite) on a two-core machine.
-        while not gate.is_set():  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-        return "released"
-
-    server.netra.tools.register("hold", hold)
-    model = server.netra.models.get("scripted")
-    assert isinstance(model, ScriptedModel)
-    model.responder = lambda request: (
-        ScriptedTurn.text("done waiting")
-        if any(m.role == "tool" for m in request.messages)
-        else ScriptedTurn.call("hold", {})
-    )
+    hold_runs(server, gate)
     async with httpx.AsyncClient(base_url=server.url) as http:
         users = [await make_user(http, f"u{i}") for i in range(5)]
         sockets = [await open_socket(server, user.token) for user in users]
