@@ -198,7 +198,15 @@ async def _handle(text: str, connection: Connection, netra: Netra) -> None:
             )
             connection.send_frame({"type": "ack", **ack.as_dict()})
         elif isinstance(frame, CancelRun):
-            await netra.runs.cancel(ctx, frame.run_id)
+            run = await netra.runs.cancel(ctx, frame.run_id)
+            connection.send_frame(
+                {
+                    "type": "cancel_accepted",
+                    "ref": frame.ref,
+                    "run_id": run.id,
+                    "status": run.status.value,
+                }
+            )
         elif isinstance(frame, Resume):
             connection.request_resume(frame.after_seq)
         elif isinstance(frame, Ping):
