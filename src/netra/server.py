@@ -10,13 +10,59 @@ from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from netra.settings import Settings
 
 
+class WebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's sans-I/O WebSocket protocol, refusing a client's bad frame cleanly.
+
+    A frame over ``ws_max_size`` (1009) or a text frame that is not UTF-8 (1007) fails the
+    connection (RFC 6455 section 7.1.7). uvicorn then writes the close frame and closes the TCP
+    connection at once; the refused frame is usually still arriving, closing a socket with
+    unread bytes makes the kernel reset the connection, and the client often never reads its
+    close frame (it sees 1006). Here the server half-closes after the close frame, as
+    websockets asks, and reads (and drops) what the client still sends until the client
+    closes too; uvicorn's close timeout bounds the wait. Invalid UTF-8, which uvicorn logs at
+    ERROR with a traceback and closes without a reason, is the client's fault: it gets a
+    reason and no log line, so that anyone who can open a socket cannot fill the error log."""
+
+    def send_receive_event_to_app(self) -> None:
+        if self.curr_msg_data_type == "text" and not self.close_sent:
+            try:
+                b"".join(self.frames).decode()
+            except UnicodeDecodeError:
+                self.frames = []
+                self.conn.send_close(1007, "text frames must be valid UTF-8")
+                self.handle_parser_exception()
+                return
+        super().send_receive_event_to_app()
+
+    def handle_parser_exception(self) -> None:
+        if self.close_sent:  # more bytes after the connection failed: dropped
+            return
+        assert self.conn.close_sent is not None
+        close = self.conn.close_sent
+        self.queue.put_nowait(
+            {"type": "websocket.disconnect", "code": close.code, "reason": close.reason}
+        )
+        for data in self.conn.data_to_send():
+            if data:
+                self.transport.write(data)
+            elif self.transport.can_write_eof():  # websockets' SEND_EOF: half-close
+                self.transport.write_eof()
+        self.close_sent = True
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        self.close_timer = self.loop.call_later(self.close_timeout, self.transport.close)
+
+
 def uvicorn_config(app: ASGIApp, settings: Settings, *, port: int | None = None) -> uvicorn.Config:
-    """uvloop + httptools where installed, the sans-I/O websockets implementation,
-    permessage-deflate off, frame size limited, protocol pings for dead-peer detection."""
+    """uvloop + httptools where installed, the sans-I/O websockets implementation (refusing
+    bad frames cleanly: ``WebSocketProtocol``), permessage-deflate off, frame size limited,
+    protocol pings for dead-peer detection."""
     fast = importlib.util.find_spec("uvloop") is not None and sys.platform != "win32"
     return uvicorn.Config(
         app,
@@ -24,7 +70,7 @@ def uvicorn_config(app: ASGIApp, settings: Settings, *, port: int | None = None)
         port=settings.server.port if port is None else port,
         loop="uvloop" if fast else "asyncio",
         http="httptools" if importlib.util.find_spec("httptools") else "h11",
-        ws="websockets-sansio",
+        ws=WebSocketProtocol,
         ws_max_size=settings.websocket.max_frame_bytes,
         ws_per_message_deflate=False,
         ws_ping_interval=settings.websocket.ping_interval_s,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+
 import httpx
 import pytest
 from websockets.asyncio.client import connect
@@ -83,6 +86,41 @@ async def test_an_oversized_frame_closes_with_1009(
     with pytest.raises(ConnectionClosed) as closed:
         await socket.recv()
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+    assert "exceeds limit" in closed.value.rcvd.reason
+
+
+async def test_the_1009_reaches_a_client_that_is_still_sending(
+    server: LiveServer, http: httpx.AsyncClient
+) -> None:
+    """Found by the fuzzer (tests/realtime/test_fuzz_frames.py): the server closed the TCP
+    connection with the refused frame's bytes still unread, the kernel reset it, and a client
+    still sending lost the close frame (1006) about half the time. Several sockets in a row,
+    so that the race, if it came back, would not go unnoticed."""
+    user = await make_user(http)
+    for _ in range(8):
+        socket = await open_socket(server, user.token)
+        await socket.conn.send("x" * 200_000)
+        with contextlib.suppress(ConnectionClosed):  # the close may be here already
+            await socket.send({"type": "ping"})
+        assert await socket.close_code() == 1009
+    await eventually(lambda: server.netra.sockets.counts() == (0, 0), "sockets released")
+
+
+async def test_a_text_frame_that_is_not_utf8_closes_with_1007_and_logs_no_error(
+    server: LiveServer, http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by the fuzzer: uvicorn logged the client's invalid UTF-8 at ERROR with a
+    traceback, and closed without saying why."""
+    user = await make_user(http)
+    socket = await open_socket(server, user.token)
+    await socket.conn.send(b'{"type": "ping", "ref": "\xff"}', text=True)
+    with pytest.raises(ConnectionClosed) as closed:
+        await socket.recv()
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1007
+    assert closed.value.rcvd.reason == "text frames must be valid UTF-8"
+    await eventually(lambda: server.netra.sockets.counts() == (0, 0), "socket released")
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 @pytest.mark.parametrize(

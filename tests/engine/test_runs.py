@@ -43,7 +43,15 @@ async def test_cancel_stops_a_running_tool_and_ends_cancelled(
         socket = await open_socket(server, user.token)
         ack = await socket.send_message("wait please")
         await socket.first(lambda f: f["type"] == "tool_executing")
-        await socket.send({"type": "cancel_run", "run_id": ack["run_id"]})
+        await socket.send({"type": "cancel_run", "run_id": ack["run_id"], "ref": "stop"})
+        # Found by the fuzzer (test_fuzz_frames): a cancel_run was never answered.
+        accepted = await socket.first(lambda f: f["type"] == "cancel_accepted")
+        assert accepted == {
+            "type": "cancel_accepted",
+            "ref": "stop",
+            "run_id": ack["run_id"],
+            "status": "running",
+        }
         events = await socket.run_to_end(ack["run_id"], timeout=5)
         assert_run_grammar(events)
         assert events[-1]["data"]["outcome"] == "cancelled"
@@ -54,6 +62,9 @@ async def test_cancel_stops_a_running_tool_and_ends_cancelled(
         assert run["status"] == "cancelled"
         again = await http.post(f"/runs/{ack['run_id']}/cancel", headers=user.auth)
         assert again.status_code == 202 and again.json()["status"] == "cancelled"
+        await socket.send({"type": "cancel_run", "run_id": ack["run_id"], "ref": "again"})
+        late = await socket.first(lambda f: f.get("ref") == "again")
+        assert (late["type"], late["status"]) == ("cancel_accepted", "cancelled")
         await socket.close()
 
 

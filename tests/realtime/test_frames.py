@@ -1,4 +1,5 @@
-"""The client frames: what a socket accepts, and how deep it lets JSON nest."""
+"""The client frames: what a socket accepts, how deep it lets JSON nest, and what a refused
+frame is told."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
+from netra.errors import InvalidRequest
 from netra.realtime.frames import (
     CLIENT_FRAME,
     FRAME_TYPES,
@@ -14,6 +16,8 @@ from netra.realtime.frames import (
     Resume,
     SendMessage,
     json_depth,
+    ref_of,
+    refusal,
 )
 
 
@@ -87,3 +91,57 @@ def test_json_depth_walks_deep_input_without_recursion() -> None:
     for _ in range(100_000):
         deep = [deep]
     assert json_depth(deep) == 100_001
+
+
+def refused(raw: object) -> InvalidRequest:
+    with pytest.raises(ValidationError) as invalid:
+        CLIENT_FRAME.validate_python(raw)
+    return refusal(raw, invalid.value)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"type": "send_message"}, "invalid send_message frame: content: Field required"),
+        ({"type": "launch_missiles"}, "unknown frame type 'launch_missiles'"),
+        # Found by the fuzzer (test_fuzz_frames): the NUL of a field name was echoed.
+        (
+            {"type": "ping", "\x00": None},
+            "invalid ping frame: '\\x00': Extra inputs are not permitted",
+        ),
+        ({"type": "t" * 60_000}, f"unknown frame type {'t' * 40!r}…"),
+        ({"type": [0] * 5_000}, f"unknown frame type {'[0' + ', 0' * 12}, …"),
+        (
+            {"type": "ping", "k" * 60_000: 1},
+            f"invalid ping frame: {'k' * 40!r}…: Extra inputs are not permitted",
+        ),
+    ],
+)
+def test_a_refusal_quotes_the_clients_names_short_and_escaped(raw: object, message: str) -> None:
+    assert refused(raw).message == message
+
+
+def test_a_refusal_lists_a_few_problems_however_many_the_frame_has() -> None:
+    # Found by the fuzzer: one line per extra field, so a 64 KiB frame of them got a
+    # message several times its size.
+    problem = refused({"type": "ping", **{f"x{i}": i for i in range(8_000)}})
+    assert problem.code == "invalid_frame"
+    assert problem.message.endswith("x4: Extra inputs are not permitted; and 7995 more")
+    assert len(problem.message) < 300
+
+
+@pytest.mark.parametrize(
+    ("raw", "ref"),
+    [
+        ({"type": "ping", "ref": "r1", "extra": 1}, "r1"),
+        ({"ref": "i" * 100}, "i" * 100),
+        # Found by the fuzzer: a ref too long to be valid was echoed all the same.
+        ({"ref": "i" * 101}, None),
+        ({"ref": "\ud800"}, None),
+        ({"ref": "a\x00"}, None),
+        ({"ref": 7}, None),
+        (["ref"], None),
+    ],
+)
+def test_only_a_valid_ref_is_echoed(raw: object, ref: str | None) -> None:
+    assert ref_of(raw) == ref

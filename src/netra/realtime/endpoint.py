@@ -19,7 +19,6 @@ from netra.errors import InvalidRequest, QuotaExceeded, Unauthenticated
 from netra.realtime.connection import Connection
 from netra.realtime.frames import (
     CLIENT_FRAME,
-    FRAME_TYPES,
     MAX_SEQ,
     ApproveTool,
     CancelRun,
@@ -27,9 +26,10 @@ from netra.realtime.frames import (
     Resume,
     SendMessage,
     json_depth,
+    ref_of,
+    refusal,
 )
 from netra.realtime.rate import TokenBucket
-from netra.text import check_text
 
 if TYPE_CHECKING:
     from netra.app import Netra
@@ -40,15 +40,6 @@ CLOSE_POLICY = 1008
 CLOSE_TRY_AGAIN = 1013
 """Too many sockets for this user right now."""
 SUBPROTOCOL = "bearer"
-
-
-def _sendable(text: str) -> bool:
-    """Whether ``text`` may be echoed in a frame (see ``netra.text``)."""
-    try:
-        check_text(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _credentials(websocket: WebSocket) -> tuple[str | None, str | None]:
@@ -190,21 +181,10 @@ async def _handle(text: str, connection: Connection, netra: Netra) -> None:
     if json_depth(raw) > limit:
         connection.send_frame(error_frame(too_deep, None))
         return
-    ref = raw.get("ref") if isinstance(raw, dict) else None
-    ref = ref if isinstance(ref, str) and _sendable(ref) else None
     try:
         frame = CLIENT_FRAME.validate_python(raw)
     except ValidationError as exc:
-        kind = raw.get("type") if isinstance(raw, dict) else None
-        if not isinstance(kind, str) or kind not in FRAME_TYPES:
-            problem = InvalidRequest(f"unknown frame type {kind!r}", code="unknown_frame")
-        else:
-            fields = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'][1:]) or kind}: {e['msg']}"
-                for e in exc.errors()
-            )
-            problem = InvalidRequest(f"invalid {kind} frame: {fields}", code="invalid_frame")
-        connection.send_frame(error_frame(problem, ref))
+        connection.send_frame(error_frame(refusal(raw, exc), ref_of(raw)))
         return
     ctx = connection.ctx.for_request("ws")
     try:
@@ -218,7 +198,15 @@ async def _handle(text: str, connection: Connection, netra: Netra) -> None:
             )
             connection.send_frame({"type": "ack", **ack.as_dict()})
         elif isinstance(frame, CancelRun):
-            await netra.runs.cancel(ctx, frame.run_id)
+            run = await netra.runs.cancel(ctx, frame.run_id)
+            connection.send_frame(
+                {
+                    "type": "cancel_accepted",
+                    "ref": frame.ref,
+                    "run_id": run.id,
+                    "status": run.status.value,
+                }
+            )
         elif isinstance(frame, Resume):
             connection.request_resume(frame.after_seq)
         elif isinstance(frame, Ping):

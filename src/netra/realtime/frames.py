@@ -1,22 +1,25 @@
-"""Client → server WebSocket frames, in one place. Server → client frames are built in
-``connection.py``; events use the envelope from ``netra.events.envelope``."""
+"""Client → server WebSocket frames, in one place, and what a refused one is told. Server →
+client frames are built in ``connection.py``; events use the envelope from
+``netra.events.envelope``."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from netra.errors import InvalidRequest
 from netra.text import Text
 
 _Id = Annotated[Text, Field(min_length=1, max_length=100)]
+_Ref = Annotated[Text, Field(max_length=100)]
 MAX_SEQ = 2**63 - 1
 """Seqs are 64-bit integers in the database: a larger resume point is refused, not queried."""
 
 
 class Frame(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    ref: Annotated[Text, Field(max_length=100)] | None = None
+    ref: _Ref | None = None
     """Client-chosen reference echoed in an error frame."""
 
 
@@ -56,6 +59,54 @@ ClientFrame = Annotated[
     SendMessage | CancelRun | Resume | Ping | ApproveTool, Field(discriminator="type")
 ]
 CLIENT_FRAME: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
+_REF: TypeAdapter[str] = TypeAdapter(_Ref)
+SHOWN_CHARS = 40
+"""Most characters of a client's value an error message shows."""
+SHOWN_ERRORS = 5
+"""Most problems of one frame an error message lists."""
+
+
+def ref_of(raw: object) -> str | None:
+    """The ``ref`` of a parsed frame that failed validation, to echo in its error frame: only
+    a valid one (as ``Frame.ref``), so nothing the server would refuse to store goes back."""
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return _REF.validate_python(raw.get("ref"))
+    except ValidationError:
+        return None
+
+
+def refusal(raw: object, exc: ValidationError) -> InvalidRequest:
+    """What a client is told about a parsed frame that failed validation. The message quotes
+    the client's own names only cut short and escaped (``_shown``), and lists a few problems,
+    so it stays short and sendable whatever the frame held."""
+    kind = raw.get("type") if isinstance(raw, dict) else None
+    if not isinstance(kind, str) or kind not in FRAME_TYPES:
+        return InvalidRequest(f"unknown frame type {_shown(kind)}", code="unknown_frame")
+    errors = exc.errors()
+    problems = [
+        f"{'.'.join(_field(p) for p in e['loc'][1:]) or kind}: {e['msg']}"
+        for e in errors[:SHOWN_ERRORS]
+    ]
+    if len(errors) > SHOWN_ERRORS:
+        problems.append(f"and {len(errors) - SHOWN_ERRORS} more")
+    return InvalidRequest(f"invalid {kind} frame: {'; '.join(problems)}", code="invalid_frame")
+
+
+def _field(name: str | int) -> str:
+    """A field name as a message shows it: a short identifier as it is, else ``_shown``."""
+    plain = isinstance(name, str) and name.isascii() and name.isidentifier()
+    return str(name) if plain and len(str(name)) <= SHOWN_CHARS else _shown(name)
+
+
+def _shown(value: object) -> str:
+    """A client's value as a message shows it: its ``repr`` (quoted; NUL, lone surrogates and
+    other unprintable characters escaped), cut at ``SHOWN_CHARS``."""
+    if isinstance(value, str) and len(value) > SHOWN_CHARS:
+        return f"{value[:SHOWN_CHARS]!r}…"
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS]}…"
 
 
 def json_depth(value: object) -> int:

@@ -770,6 +770,7 @@ function onFrame(frame) {
     case 'error': onErrorFrame(frame); break;
     case 'pong': break;
     case 'tool_decision': break;  // the run's own events show what follows
+    case 'cancel_accepted': break;  // likewise: its agent_completed follows
     default:
       if (typeof frame.seq === 'number') onEvent(frame);
   }
