@@ -201,3 +201,22 @@ async def test_a_client_past_its_frame_budget_reads_why_before_the_close(
         assert len(limited) >= 3, socket.frames
         assert socket.frames[-1]["code"] == "rate_limited", socket.frames
         assert all(f["retry_after"] >= 1 for f in limited)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("DELETE", "/health", {"GET"}),
+        ("PUT", "/auth/login", {"POST"}),
+        ("POST", "/threads/th_any", {"GET"}),
+    ],
+)
+async def test_a_wrong_method_is_405_naming_the_allowed_ones(
+    http: httpx.AsyncClient, method: str, path: str, allowed: set[str]
+) -> None:
+    response = await http.request(method, path)
+    assert response.status_code == 405, response.text
+    assert {m.strip() for m in response.headers.get("allow", "").split(",")} == allowed
+    error = response.json()["error"]
+    assert error["code"] == "method_not_allowed"
+    assert error["request_id"] == response.headers["x-request-id"]

@@ -7,6 +7,7 @@ WS: ``{"type": "error", "code", "message", "ref"}``. Never a stack trace, SQL or
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -42,7 +43,7 @@ def error_response(
     request_id: str,
     *,
     details: list[dict[str, Any]] | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {"code": code, "message": message, "request_id": request_id}
     if details:
@@ -105,7 +106,10 @@ def install(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "error")
         message = str(exc.detail) if exc.status_code < 500 else "internal error"
-        return error_response(exc.status_code, code, message, request_id_of(request))
+        # The exception's headers are part of the answer: ``Allow`` on a 405, say.
+        return error_response(
+            exc.status_code, code, message, request_id_of(request), headers=exc.headers
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
