@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.conftest import ServerFactory
 from tests.support import LiveServer, eventually, make_user, open_socket
@@ -83,6 +85,57 @@ async def test_an_oversized_frame_closes_with_1009(
     with pytest.raises(ConnectionClosed) as closed:
         await socket.recv()
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+
+
+async def _handshake_answer(server: LiveServer, path: str, **headers: str) -> bytes:
+    """The first bytes the server answers a raw WebSocket upgrade request with (empty if it
+    closed without a word); fails if it answers nothing at all within the bound."""
+    host, port = server.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    lines = [
+        f"GET {path} HTTP/1.1",
+        f"Host: {host}:{port}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version: 13",
+        *(f"{name}: {value}" for name, value in headers.items()),
+    ]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+    try:
+        await writer.drain()
+        async with asyncio.timeout(10):
+            return await reader.readuntil(b"\r\n")
+    except TimeoutError:
+        pytest.fail(f"no answer to a handshake on {path[:40]}")
+    finally:
+        writer.close()
+
+
+async def test_a_huge_token_on_the_handshake_is_answered_431(
+    server: LiveServer, http: httpx.AsyncClient
+) -> None:
+    """A 100 KB token, where each kind of client puts one, gets an answer, not silence:
+    431 for a header line over 8 KiB, 414 for such a URL (tokens are never read from it)."""
+    huge = "a" * 100_000
+    status = await _handshake_answer(server, "/ws", Authorization=f"Bearer {huge}")
+    assert status.startswith(b"HTTP/1.1 431 "), status
+    protocols = await _handshake_answer(
+        server, "/ws", **{"Sec-WebSocket-Protocol": f"bearer, {huge}"}
+    )
+    assert protocols.startswith(b"HTTP/1.1 431 "), protocols
+    query = await _handshake_answer(server, f"/ws?access_token={huge}")
+    assert query.startswith(b"HTTP/1.1 414 "), query
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(server.ws_url, subprotocols=["bearer", huge]):  # type: ignore[list-item]
+            pass
+    assert refused.value.response.status_code == 431
+    # The server goes on serving sockets.
+    user = await make_user(http)
+    socket = await open_socket(server, user.token)
+    await socket.send({"type": "ping"})
+    assert (await socket.recv())["type"] == "pong"
+    await socket.close()
 
 
 @pytest.mark.parametrize(
