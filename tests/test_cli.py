@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import re
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support import CanaryWatch, run_netra
@@ -132,3 +138,49 @@ def test_a_plain_postgresql_url_gets_the_async_driver(postgres_url: str, tmp_pat
     )
     assert done.returncode == 0, done.stderr
     assert "migrated from empty" in done.stdout
+
+
+def test_serve_on_a_busy_port_is_one_line_naming_the_address(tmp_path: Path) -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        done = run_netra(
+            "serve", "--port", str(port), env={"NETRA_SERVER__DATA_DIR": str(tmp_path / "data")}
+        )
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "Netra serving" not in done.stdout, done.stdout
+    assert "startup complete" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+    *_, last = done.stderr.strip().splitlines()
+    assert last == (
+        f"netra: cannot listen on 127.0.0.1:{port}: address already in use — "
+        "stop what uses it or choose another --port"
+    ), done.stderr
+    assert not (tmp_path / "data" / "netra.db").exists()  # nothing was started
+
+
+def test_serve_says_where_it_serves_once_it_answers(tmp_path: Path) -> None:
+    """``--port 0``: the line names the port the system chose, and the server answers there
+    as soon as the line is out."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("NETRA_")}
+    with (
+        (tmp_path / "stderr.log").open("wb") as stderr,
+        subprocess.Popen(
+            [sys.executable, "-m", "netra", "serve", "--port", "0"],
+            env={**clean, "NETRA_SERVER__DATA_DIR": str(tmp_path / "data")},
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        ) as process,
+    ):
+        try:
+            assert process.stdout is not None
+            line = process.stdout.readline()
+            served = re.fullmatch(r"Netra serving on http://127\.0\.0\.1:(\d+)/\n", line)
+            assert served, (line, (tmp_path / "stderr.log").read_text())
+            port = int(served.group(1))
+            assert port != 0
+            assert httpx.get(f"http://127.0.0.1:{port}/health").json() == {"status": "ok"}
+        finally:
+            process.terminate()
+            assert process.wait(timeout=30) == 0

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import json
 import logging
+import socket
 import sys
 from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
 
+from netra.errors import ConfigurationError
 from netra.settings import Settings
+
+_WHAT_TO_DO = {
+    errno.EADDRINUSE: "stop what uses it or choose another --port",
+    errno.EACCES: "ports below 1024 need privileges: choose another --port",
+    errno.EADDRNOTAVAIL: "no interface of this machine has that address: choose another --host",
+}
 
 
 def uvicorn_config(app: ASGIApp, settings: Settings, *, port: int | None = None) -> uvicorn.Config:
@@ -34,6 +43,43 @@ def uvicorn_config(app: ASGIApp, settings: Settings, *, port: int | None = None)
         access_log=False,
         timeout_graceful_shutdown=int(settings.server.shutdown_grace_s) or None,
     )
+
+
+def listen(settings: Settings) -> socket.socket:
+    """The socket ``netra serve`` listens on, bound before anything else starts: an address
+    that is taken or not ours is one line for the operator, not a log of a server that
+    started and then failed to bind."""
+    host, port = settings.server.host, settings.server.port
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        reason = (exc.strerror or str(exc)).lower()
+        advice = _WHAT_TO_DO.get(exc.errno or 0, "choose another --host or --port")
+        raise ConfigurationError(f"cannot listen on {host}:{port}: {reason} — {advice}") from None
+    return sock
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server on a socket from ``listen``; says where it serves once it accepts
+    connections, that is after the application started."""
+
+    def __init__(self, config: uvicorn.Config, sock: socket.socket) -> None:
+        super().__init__(config)
+        self.socket = sock
+
+    def run(self, sockets: list[socket.socket] | None = None) -> None:
+        super().run(sockets=sockets or [self.socket])
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            host, port = self.socket.getsockname()[:2]
+            shown = f"[{host}]" if ":" in host else host
+            print(f"Netra serving on http://{shown}:{port}/", flush=True)
 
 
 class _JsonFormatter(logging.Formatter):
