@@ -95,8 +95,22 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+def _without_query(record: logging.LogRecord) -> bool:
+    """uvicorn logs each WebSocket handshake with the URL's query string, which may carry a
+    token a client put there (Netra never reads one from it): the path alone is logged."""
+    handshake = isinstance(record.msg, str) and record.msg.startswith('%s - "WebSocket %s"')
+    if handshake and isinstance(record.args, tuple) and len(record.args) >= 2:
+        client, url, *rest = record.args
+        record.args = (client, str(url).partition("?")[0], *rest)
+    return True
+
+
 def configure_logging(settings: Settings) -> None:
+    """Logging of a ``netra`` process: one handler on the root logger, the ``netra`` and
+    ``uvicorn.error`` loggers at ``logging.level``. Requests are logged by ``netra.access``
+    (``api.middleware``); uvicorn's own access log is off (``uvicorn_config``)."""
     handler = logging.StreamHandler()
+    handler.addFilter(_without_query)
     if settings.logging.json_format:
         handler.setFormatter(_JsonFormatter())
     else:
