@@ -65,7 +65,7 @@ def _worker(args: argparse.Namespace) -> int:
     """Execute runs from the shared runs table, serving no HTTP or WebSocket, until
     SIGTERM or SIGINT; then hand the runs held here back, like a serving instance."""
     from netra.app import Netra
-    from netra.server import configure_logging
+    from netra.server import configure_logging, stopping
 
     config = _config(args, {})
     config.check()
@@ -80,8 +80,13 @@ def _worker(args: argparse.Namespace) -> int:
         netra = Netra(config, role="worker")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        def on_signal(signum: int) -> None:
+            stopping(signum)
+            stop.set()
+
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
+            loop.add_signal_handler(signum, on_signal, signum)
         await netra.start()
         print(f"Netra worker {netra.instance_id} executing runs", flush=True)
         try:

@@ -6,8 +6,10 @@ import errno
 import importlib.util
 import json
 import logging
+import signal
 import socket
 import sys
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -16,6 +18,7 @@ from starlette.types import ASGIApp
 from netra.errors import ConfigurationError
 from netra.settings import Settings
 
+log = logging.getLogger(__name__)
 _WHAT_TO_DO = {
     errno.EADDRINUSE: "stop what uses it or choose another --port",
     errno.EACCES: "ports below 1024 need privileges: choose another --port",
@@ -63,13 +66,29 @@ def listen(settings: Settings) -> socket.socket:
     return sock
 
 
+def stopping(signum: int) -> None:
+    """Say that a signal stops the process (``Netra.stop`` says what it handed back)."""
+    log.info("%s received: stopping", signal.Signals(signum).name)
+
+
 class Server(uvicorn.Server):
     """uvicorn's server on a socket from ``listen``; says where it serves once it accepts
-    connections, that is after the application started."""
+    connections, that is after the application started, and which signal stops it."""
 
     def __init__(self, config: uvicorn.Config, sock: socket.socket) -> None:
         super().__init__(config)
         self.socket = sock
+        self.stop_signal: int | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # A signal handler: only note the signal, the log line is written from the loop.
+        self.stop_signal = self.stop_signal or sig
+        super().handle_exit(sig, frame)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.stop_signal is not None:
+            stopping(self.stop_signal)
+        await super().shutdown(sockets=sockets)
 
     def run(self, sockets: list[socket.socket] | None = None) -> None:
         super().run(sockets=sockets or [self.socket])
