@@ -62,8 +62,14 @@ def listen(settings: Settings) -> socket.socket:
         sock.close()
         reason = (exc.strerror or str(exc)).lower()
         advice = _WHAT_TO_DO.get(exc.errno or 0, "choose another --host or --port")
-        raise ConfigurationError(f"cannot listen on {host}:{port}: {reason} — {advice}") from None
+        raise ConfigurationError(
+            f"cannot listen on {_address(host, port)}: {reason} — {advice}"
+        ) from None
     return sock
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def stopping(signum: int) -> None:
@@ -97,8 +103,7 @@ class Server(uvicorn.Server):
         await super().startup(sockets=sockets)
         if self.started:
             host, port = self.socket.getsockname()[:2]
-            shown = f"[{host}]" if ":" in host else host
-            print(f"Netra serving on http://{shown}:{port}/", flush=True)
+            print(f"Netra serving on http://{_address(host, port)}/", flush=True)
 
 
 class _JsonFormatter(logging.Formatter):
