@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import re
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
+from websockets.asyncio.client import connect
 
 from tests.support import CanaryWatch, run_netra
 
@@ -132,3 +143,103 @@ def test_a_plain_postgresql_url_gets_the_async_driver(postgres_url: str, tmp_pat
     )
     assert done.returncode == 0, done.stderr
     assert "migrated from empty" in done.stdout
+
+
+def test_serve_on_a_busy_port_is_one_line_naming_the_address(tmp_path: Path) -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        done = run_netra(
+            "serve", "--port", str(port), env={"NETRA_SERVER__DATA_DIR": str(tmp_path / "data")}
+        )
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "Netra serving" not in done.stdout, done.stdout
+    assert "startup complete" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+    *_, last = done.stderr.strip().splitlines()
+    assert last == (
+        f"netra: cannot listen on 127.0.0.1:{port}: address already in use — "
+        "stop what uses it or choose another --port"
+    ), done.stderr
+    assert not (tmp_path / "data" / "netra.db").exists()  # nothing was started
+
+
+class Serving:
+    """A ``netra serve --port 0`` child process, once it printed where it serves."""
+
+    def __init__(self, process: subprocess.Popen[str], url: str, log: Path) -> None:
+        self.process = process
+        self.url = url
+        self.log = log
+        """Its stderr: the log."""
+
+    def stop(self) -> str:
+        """SIGTERM, a clean exit, and the whole log."""
+        self.process.terminate()
+        assert self.process.wait(timeout=30) == 0
+        return self.log.read_text()
+
+
+@contextmanager
+def serving(tmp_path: Path, **env: str) -> Iterator[Serving]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("NETRA_")}
+    log = tmp_path / "stderr.log"
+    with (
+        log.open("wb") as stderr,
+        subprocess.Popen(
+            [sys.executable, "-m", "netra", "serve", "--port", "0"],
+            env={**clean, "NETRA_SERVER__DATA_DIR": str(tmp_path / "data"), **env},
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        ) as process,
+    ):
+        try:
+            assert process.stdout is not None
+            line = process.stdout.readline()
+            served = re.fullmatch(r"Netra serving on (http://127\.0\.0\.1:(\d+))/\n", line)
+            assert served, (line, log.read_text())
+            yield Serving(process, served.group(1), log)
+        finally:
+            if process.poll() is None:
+                process.kill()
+
+
+def test_serve_says_where_it_serves_once_it_answers(tmp_path: Path) -> None:
+    """``--port 0``: the line names the port the system chose, and the server answers there
+    as soon as the line is out."""
+    with serving(tmp_path) as server:
+        assert not server.url.endswith(":0")
+        assert httpx.get(f"{server.url}/health").json() == {"status": "ok"}
+        server.stop()
+
+
+def test_every_request_is_one_access_line_without_its_query(tmp_path: Path) -> None:
+    secret = f"query-secret-{uuid.uuid4().hex}"
+    with serving(tmp_path) as server:
+        email = f"log-{uuid.uuid4().hex[:8]}@example.com"
+        credentials = {"email": email, "password": "long enough pw"}
+        with httpx.Client(base_url=server.url) as http:
+            assert http.post("/auth/register", json=credentials).status_code == 201
+            token = http.post("/auth/login", json=credentials).json()["access_token"]
+            listed = http.get(
+                f"/events?after_seq=0&token={secret}", headers={"Authorization": f"Bearer {token}"}
+            )
+            missing = http.get(f"/threads/th_nothing?token={secret}")
+
+        async def socket() -> None:
+            url = f"{server.url.replace('http', 'ws')}/ws?after_seq=0&access_token={secret}"
+            async with connect(url, subprotocols=["bearer", token]) as conn:  # type: ignore[list-item]
+                assert '"connected"' in str(await conn.recv())
+
+        asyncio.run(socket())
+        log = server.stop()
+    assert secret not in log, log
+    for response, line in (
+        (listed, "GET /events 200 "),
+        (missing, "GET /threads/th_nothing 401 "),
+    ):
+        request_id = response.headers["x-request-id"]
+        [record] = [entry for entry in log.splitlines() if request_id in entry]
+        assert "INFO" in record and line in record, record
+        assert re.search(r" \d+\.\d ms ", record), record

@@ -245,12 +245,20 @@ class Netra:
         await self.sockets.stop()
         await self.sockets.close_all(CLOSE_RESTARTING, "server restarting")
         await self.supervisor.stop()
-        await self.engine.shutdown()
+        handed_back = await self.engine.shutdown()
         await asyncio.gather(*(source.stop() for source in self.mcp_servers))
         await self.writer.stop(self.settings.server.shutdown_grace_s)
         await self.catalog.aclose()
         await self.bus.stop()
         await self.db.close()
+        runs = "run" if handed_back == 1 else "runs"
+        log.info(
+            "instance %s (%s) stopped: %d %s handed back to the cluster",
+            self.instance_id,
+            self.role,
+            handed_back,
+            runs,
+        )
 
 
 def _apply_log_level(old: Settings, new: Settings, _paths: list[str]) -> None:

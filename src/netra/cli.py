@@ -9,8 +9,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import uvicorn
-
 from netra.config import CONFIG_VARIABLE, UnifiedConfigurationManager
 from netra.db.manager import DatabaseManager
 from netra.env import IsolatedEnvironment
@@ -33,7 +31,7 @@ def _config(args: argparse.Namespace, overrides: dict[str, Any]) -> UnifiedConfi
 
 def _serve(args: argparse.Namespace) -> int:
     from netra.app import create_app
-    from netra.server import configure_logging, uvicorn_config
+    from netra.server import Server, configure_logging, listen, uvicorn_config
 
     overrides: dict[str, Any] = {}
     if args.host:
@@ -46,12 +44,12 @@ def _serve(args: argparse.Namespace) -> int:
     config.check()
     settings = config.settings
     configure_logging(settings)
-    # Migrate before serving: a database that cannot be opened or migrated is one line
-    # here, not a traceback from inside the server's startup.
+    # The address first, then the database: either one that cannot be used is one line
+    # here, not a traceback or a failure logged after a server that seemed to start.
+    sock = listen(settings)
     asyncio.run(_migrate(settings))
     app = create_app(config=config, migrate=False)
-    server = uvicorn.Server(uvicorn_config(app, settings))
-    print(f"Netra serving on http://{settings.server.host}:{settings.server.port}/", flush=True)
+    server = Server(uvicorn_config(app, settings), sock)
     # uvicorn handles SIGTERM itself (sockets closed with 1012, runs handed back) and then
     # raises it again; by then the shutdown was clean, so the process exits 0.
     signal.signal(signal.SIGTERM, _exit_cleanly)
@@ -67,7 +65,7 @@ def _worker(args: argparse.Namespace) -> int:
     """Execute runs from the shared runs table, serving no HTTP or WebSocket, until
     SIGTERM or SIGINT; then hand the runs held here back, like a serving instance."""
     from netra.app import Netra
-    from netra.server import configure_logging
+    from netra.server import configure_logging, stopping
 
     config = _config(args, {})
     config.check()
@@ -82,8 +80,13 @@ def _worker(args: argparse.Namespace) -> int:
         netra = Netra(config, role="worker")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        def on_signal(signum: int) -> None:
+            stopping(signum)
+            stop.set()
+
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
+            loop.add_signal_handler(signum, on_signal, signum)
         await netra.start()
         print(f"Netra worker {netra.instance_id} executing runs", flush=True)
         try:

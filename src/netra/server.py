@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import json
 import logging
+import signal
+import socket
 import sys
+from types import FrameType
 from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+from netra.errors import ConfigurationError
 from netra.settings import Settings
+
+log = logging.getLogger(__name__)
+_WHAT_TO_DO = {
+    errno.EADDRINUSE: "stop what uses it or choose another --port",
+    errno.EACCES: "ports below 1024 need privileges: choose another --port",
+    errno.EADDRNOTAVAIL: "no interface of this machine has that address: choose another --host",
+}
 
 
 class WebSocketProtocol(WebSocketsSansIOProtocol):
@@ -82,6 +94,64 @@ def uvicorn_config(app: ASGIApp, settings: Settings, *, port: int | None = None)
     )
 
 
+def listen(settings: Settings) -> socket.socket:
+    """The socket ``netra serve`` listens on, bound before anything else starts: an address
+    that is taken or not ours is one line for the operator, not a log of a server that
+    started and then failed to bind."""
+    host, port = settings.server.host, settings.server.port
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        reason = (exc.strerror or str(exc)).lower()
+        advice = _WHAT_TO_DO.get(exc.errno or 0, "choose another --host or --port")
+        raise ConfigurationError(
+            f"cannot listen on {_address(host, port)}: {reason} — {advice}"
+        ) from None
+    return sock
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def stopping(signum: int) -> None:
+    """Say that a signal stops the process (``Netra.stop`` says what it handed back)."""
+    log.info("%s received: stopping", signal.Signals(signum).name)
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server on a socket from ``listen``; says where it serves once it accepts
+    connections, that is after the application started, and which signal stops it."""
+
+    def __init__(self, config: uvicorn.Config, sock: socket.socket) -> None:
+        super().__init__(config)
+        self.socket = sock
+        self.stop_signal: int | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # A signal handler: only note the signal, the log line is written from the loop.
+        self.stop_signal = self.stop_signal or sig
+        super().handle_exit(sig, frame)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.stop_signal is not None:
+            stopping(self.stop_signal)
+        await super().shutdown(sockets=sockets)
+
+    def run(self, sockets: list[socket.socket] | None = None) -> None:
+        super().run(sockets=sockets or [self.socket])
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            host, port = self.socket.getsockname()[:2]
+            print(f"Netra serving on http://{_address(host, port)}/", flush=True)
+
+
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -95,8 +165,22 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+def _without_query(record: logging.LogRecord) -> bool:
+    """uvicorn logs each WebSocket handshake with the URL's query string, which may carry a
+    token a client put there (Netra never reads one from it): the path alone is logged."""
+    handshake = isinstance(record.msg, str) and record.msg.startswith('%s - "WebSocket %s"')
+    if handshake and isinstance(record.args, tuple) and len(record.args) >= 2:
+        client, url, *rest = record.args
+        record.args = (client, str(url).partition("?")[0], *rest)
+    return True
+
+
 def configure_logging(settings: Settings) -> None:
+    """Logging of a ``netra`` process: one handler on the root logger, the ``netra`` and
+    ``uvicorn.error`` loggers at ``logging.level``. Requests are logged by ``netra.access``
+    (``api.middleware``); uvicorn's own access log is off (``uvicorn_config``)."""
     handler = logging.StreamHandler()
+    handler.addFilter(_without_query)
     if settings.logging.json_format:
         handler.setFormatter(_JsonFormatter())
     else:

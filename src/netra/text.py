@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, Field
 
 
 def check_text(text: str) -> str:
@@ -23,5 +23,8 @@ def check_text(text: str) -> str:
     return text
 
 
-Text = Annotated[str, AfterValidator(check_text)]
-"""A string field of a request body or a frame, checked by ``check_text``."""
+Text = Annotated[
+    str, AfterValidator(check_text), Field(json_schema_extra={"not": {"pattern": "\\u0000"}})
+]
+"""A string field of a request body or a frame, checked by ``check_text``. Its JSON schema
+says "no NUL"; lone surrogates are refused too, which a JSON schema cannot express."""

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 
 import httpx
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.conftest import ServerFactory
 from tests.support import LiveServer, eventually, make_user, open_socket
@@ -121,6 +122,57 @@ async def test_a_text_frame_that_is_not_utf8_closes_with_1007_and_logs_no_error(
     assert closed.value.rcvd.reason == "text frames must be valid UTF-8"
     await eventually(lambda: server.netra.sockets.counts() == (0, 0), "socket released")
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def _handshake_answer(server: LiveServer, path: str, **headers: str) -> bytes:
+    """The first bytes the server answers a raw WebSocket upgrade request with (empty if it
+    closed without a word); fails if it answers nothing at all within the bound."""
+    host, port = server.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    lines = [
+        f"GET {path} HTTP/1.1",
+        f"Host: {host}:{port}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version: 13",
+        *(f"{name}: {value}" for name, value in headers.items()),
+    ]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+    try:
+        await writer.drain()
+        async with asyncio.timeout(10):
+            return await reader.readuntil(b"\r\n")
+    except TimeoutError:
+        pytest.fail(f"no answer to a handshake on {path[:40]}")
+    finally:
+        writer.close()
+
+
+async def test_a_huge_token_on_the_handshake_is_answered_431(
+    server: LiveServer, http: httpx.AsyncClient
+) -> None:
+    """A 100 KB token, where each kind of client puts one, gets an answer, not silence:
+    431 for a header line over 8 KiB, 414 for such a URL (tokens are never read from it)."""
+    huge = "a" * 100_000
+    status = await _handshake_answer(server, "/ws", Authorization=f"Bearer {huge}")
+    assert status.startswith(b"HTTP/1.1 431 "), status
+    protocols = await _handshake_answer(
+        server, "/ws", **{"Sec-WebSocket-Protocol": f"bearer, {huge}"}
+    )
+    assert protocols.startswith(b"HTTP/1.1 431 "), protocols
+    query = await _handshake_answer(server, f"/ws?access_token={huge}")
+    assert query.startswith(b"HTTP/1.1 414 "), query
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(server.ws_url, subprotocols=["bearer", huge]):  # type: ignore[list-item]
+            pass
+    assert refused.value.response.status_code == 431
+    # The server goes on serving sockets.
+    user = await make_user(http)
+    socket = await open_socket(server, user.token)
+    await socket.send({"type": "ping"})
+    assert (await socket.recv())["type"] == "pong"
+    await socket.close()
 
 
 @pytest.mark.parametrize(
@@ -239,3 +291,22 @@ async def test_a_client_past_its_frame_budget_reads_why_before_the_close(
         assert len(limited) >= 3, socket.frames
         assert socket.frames[-1]["code"] == "rate_limited", socket.frames
         assert all(f["retry_after"] >= 1 for f in limited)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("DELETE", "/health", {"GET"}),
+        ("PUT", "/auth/login", {"POST"}),
+        ("POST", "/threads/th_any", {"GET"}),
+    ],
+)
+async def test_a_wrong_method_is_405_naming_the_allowed_ones(
+    http: httpx.AsyncClient, method: str, path: str, allowed: set[str]
+) -> None:
+    response = await http.request(method, path)
+    assert response.status_code == 405, response.text
+    assert {m.strip() for m in response.headers.get("allow", "").split(",")} == allowed
+    error = response.json()["error"]
+    assert error["code"] == "method_not_allowed"
+    assert error["request_id"] == response.headers["x-request-id"]

@@ -5,6 +5,7 @@ durability tests send (SIGSTOP, SIGCONT, SIGTERM, SIGKILL) and start again on th
 
 from __future__ import annotations
 
+import re
 import signal
 import uuid
 from typing import Any
@@ -18,6 +19,7 @@ from tests.follower import Follower, visible_answer
 from tests.support import (
     assert_run_grammar,
     assistant_messages,
+    eventually,
     make_user,
     stored_events,
     submit_run,
@@ -93,3 +95,31 @@ async def test_processes_freeze_continue_stop_and_die_on_signals_and_restart_on_
 
 def _bodies(cluster: Cluster) -> list[dict[str, Any]]:
     return [request.body for request in cluster.model.received]
+
+
+async def test_a_stopped_process_says_it_got_the_signal_and_what_it_handed_back(
+    netra_cluster: Cluster,
+) -> None:
+    server = netra_cluster.serve("s", cluster={"execute_runs": False})
+    worker = netra_cluster.worker("w")
+    await netra_cluster.start(server, worker)
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        user = await make_user(http)
+    follower = Follower(user.token)
+    await follower.attach(server)
+    ack = await follower.send_message(record_request(f"tok-{uuid.uuid4().hex[:10]}", 400))
+    await eventually(
+        lambda: any(
+            e["type"] == "message_delta" and e["run_id"] == ack["run_id"] for e in follower.events
+        ),
+        "the worker streams the answer",
+    )
+    assert await worker.terminate() == 0
+    await follower.detach()
+    assert await server.terminate() == 0
+
+    for process, handed_back in ((worker, "1 run"), (server, "0 runs")):
+        log = process.log.read_text()
+        assert "SIGTERM received: stopping" in log, process.tail()
+        stopped = rf"instance \S+ \({process.role}\) stopped: {handed_back} handed back"
+        assert re.search(stopped, log), process.tail()

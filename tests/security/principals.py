@@ -50,7 +50,8 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def _resigned(token: str, secret: str, **changes: object) -> str:
+def resigned(token: str, secret: str, **changes: object) -> str:
+    """``token`` with ``changes`` over its claims, signed again with ``secret``."""
     header = jwt.get_unverified_header(token)
     claims = jwt.decode(token, options={"verify_signature": False})
     return jwt.encode({**claims, **changes}, secret, algorithm=header["alg"])
@@ -70,6 +71,13 @@ def _tampered(token: str, user_id: str) -> str:
     return f"{head}.{_b64(json.dumps(claims).encode())}.{signature}"
 
 
+def signing_secret(server: LiveServer) -> str:
+    """The secret ``server`` signs its tokens with (what an attacker who stole it holds)."""
+    secret = server.netra.settings.auth.jwt_secret
+    assert secret is not None
+    return secret.get_secret_value()
+
+
 async def _login(http: httpx.AsyncClient, user: User) -> dict[str, str]:
     response = await http.post("/auth/login", json={"email": user.email, "password": user.password})
     assert response.status_code == 200, response.text
@@ -85,9 +93,7 @@ async def fresh_token(http: httpx.AsyncClient, user: User) -> str:
 async def build_principals(server: LiveServer, http: httpx.AsyncClient) -> Principals:
     owner, other, admin = [await make_user(http, label) for label in ("owner", "other", "admin")]
     grant_admin(server, admin.email)
-    secret_value = server.netra.settings.auth.jwt_secret
-    assert secret_value is not None
-    secret = secret_value.get_secret_value()
+    secret = signing_secret(server)
     now = int(time.time())
 
     ended = await _login(http, owner)
@@ -108,8 +114,8 @@ async def build_principals(server: LiveServer, http: httpx.AsyncClient) -> Princ
         "other": other.token,
         "admin": admin.token,
         "anonymous": None,
-        "expired": _resigned(owner.token, secret, iat=now - 7200, nbf=now - 7200, exp=now - 3600),
-        "wrong_audience": _resigned(owner.token, secret, aud="someone-else"),
+        "expired": resigned(owner.token, secret, iat=now - 7200, nbf=now - 7200, exp=now - 3600),
+        "wrong_audience": resigned(owner.token, secret, aud="someone-else"),
         "alg_none": _unsigned(owner.token),
         "tampered": _tampered(owner.token, other.id),
         "revoked": ended["access_token"],

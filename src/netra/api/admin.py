@@ -9,15 +9,27 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from netra.api.deps import AdminUser, AppState
+from netra.api.errors import DocumentedRoute
+from netra.auth.permissions import ROLE_PERMISSIONS
 from netra.db.records import utcnow
 
-router = APIRouter(tags=["admin"], prefix="/admin")
+router = APIRouter(tags=["admin"], prefix="/admin", route_class=DocumentedRoute)
+
+
+_Role = Annotated[str, Field(max_length=40, json_schema_extra={"enum": sorted(ROLE_PERMISSIONS)})]
+"""A role name; an unknown one is refused by ``AccountService.update_user`` (422)."""
 
 
 class UserChange(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    roles: Annotated[list[Annotated[str, Field(max_length=40)]], Field(max_length=10)] | None = None
-    tier: Annotated[str, Field(min_length=1, max_length=40)] | None = None
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"roles": ["user"], "tier": "pro"}]}
+    )
+    roles: Annotated[list[_Role], Field(min_length=1, max_length=10)] | None = None
+    tier: Annotated[str, Field(min_length=1, max_length=40)] | None = Field(
+        None,
+        description="One of the server's configured tiers (`[tiers]` in the settings; `free`, "
+        "`pro` and `enterprise` ship); another name is 422.",
+    )
     disabled: bool | None = None
 
 

@@ -7,38 +7,45 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.config import JsonDict
 
 from netra.api.deps import AppState, CurrentUser, client_address
+from netra.api.errors import DocumentedRoute, error_responses
 from netra.db.runs import RunRepository
 from netra.runs.quotas import measure
 from netra.text import Text
 
-router = APIRouter(tags=["auth"])
+router = APIRouter(tags=["auth"], route_class=DocumentedRoute)
 
 
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_EMAIL = re.compile(r"^\s*[^@\s]+@[^@\s]+\.[^@\s]+\s*$")
+"""What sign-up takes as an email (spaces around it are dropped); the schema says the same."""
+_PERSON: JsonDict = {"email": "ada@example.com", "password": "correct horse battery"}
+"""The example of signing up and of signing in: one person."""
 
 
 class Credentials(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    email: Annotated[Text, Field(min_length=3, max_length=320)]
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_PERSON]})
+    email: Annotated[
+        Text, Field(min_length=3, max_length=320, json_schema_extra={"pattern": _EMAIL.pattern})
+    ]
     password: Annotated[Text, Field(min_length=8, max_length=256)]
 
     @field_validator("email")
     @classmethod
     def _looks_like_an_email(cls, value: str) -> str:
-        if not _EMAIL.match(value.strip()):
+        if not _EMAIL.fullmatch(value):
             raise ValueError("enter an email address such as name@example.com")
         return value
 
 
 class LoginBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_PERSON]})
     email: Annotated[Text, Field(min_length=1, max_length=320)]
     password: Annotated[Text, Field(min_length=1, max_length=256)]
 
 
-@router.post("/auth/register", status_code=201)
+@router.post("/auth/register", status_code=201, responses=error_responses(403, 409))
 async def register(body: Credentials, netra: AppState) -> dict[str, Any]:
     settings = netra.settings.auth
     user = await netra.accounts.register(
@@ -48,17 +55,19 @@ async def register(body: Credentials, netra: AppState) -> dict[str, Any]:
 
 
 class RefreshBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"refresh_token": "rt_7hG2kQ9mXb4vNc1Z"}]}
+    )
     refresh_token: Annotated[str, Field(min_length=1, max_length=200)]
 
 
-@router.post("/auth/login")
+@router.post("/auth/login", responses=error_responses(401, 429))
 async def login(body: LoginBody, request: Request, netra: AppState) -> dict[str, Any]:
     pair = await netra.accounts.login(body.email, body.password, address=client_address(request))
     return pair.as_dict()
 
 
-@router.post("/auth/refresh")
+@router.post("/auth/refresh", responses=error_responses(401))
 async def refresh(body: RefreshBody, netra: AppState) -> dict[str, Any]:
     """Spend a refresh token for a new pair; reusing a spent one ends the session."""
     pair = await netra.sessions.refresh(body.refresh_token)

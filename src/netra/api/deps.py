@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
@@ -48,6 +49,8 @@ def _admin(ctx: CurrentUser) -> UserExecutionContext:
 
 
 AdminUser = Annotated[UserExecutionContext, Depends(_admin)]
+REFUSALS: dict[Callable[..., object], tuple[int, ...]] = {_current_user: (401,), _admin: (403,)}
+"""The statuses each dependency answers instead of the route (the schema documents them)."""
 
 
 def client_address(request: Request) -> str:

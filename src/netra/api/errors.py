@@ -1,4 +1,5 @@
-"""The one place errors become HTTP responses and WebSocket error frames.
+"""The one place errors become HTTP responses and WebSocket error frames, and where the
+OpenAPI schema learns which errors each route answers.
 
 HTTP: ``{"error": {"code", "message", "request_id"}}`` (plus ``details`` for validation).
 WS: ``{"type": "error", "code", "message", "ref"}``. Never a stack trace, SQL or secret.
@@ -10,13 +11,19 @@ retry: the ``Retry-After`` header, ``retry_after`` in the frame. Any error but a
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.dependencies.utils import get_dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from netra.api.deps import REFUSALS
 from netra.errors import InvalidRequest, NetraError, QuotaExceeded, Unavailable, UserError
 
 log = logging.getLogger(__name__)
@@ -38,6 +45,89 @@ _RETRY_LATER = (QuotaExceeded, Unavailable)
 """Refusals that say when to try again (``retry_after`` seconds)."""
 
 
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(use_attribute_docstrings=True)
+    field: str
+    """Where the problem is: ``body.email``, ``query.limit``."""
+    message: str
+
+
+class ErrorInfo(BaseModel):
+    model_config = ConfigDict(use_attribute_docstrings=True)
+    code: str
+    """Machine-readable: ``not_found``, ``token_expired``, ``thread_busy`` …"""
+    message: str
+    """For people; never a stack trace."""
+    request_id: str
+    """The ``X-Request-ID`` of the answer (the server's log lines carry it)."""
+    details: list[ErrorDetail] = Field(default_factory=list)
+    """The fields that failed validation (422 only; absent otherwise)."""
+
+
+class ErrorBody(BaseModel):
+    """The body of every error answer, whatever the route."""
+
+    error: ErrorInfo
+
+
+_DOCUMENTED: dict[int, str] = {
+    401: "Missing, malformed, expired or revoked credentials: `unauthenticated`, "
+    "`token_expired`, `session_revoked`, `account_disabled`, `invalid_credentials`.",
+    403: "Authenticated, but not allowed: `permission_denied`.",
+    404: "No such object for the caller (another user's answers the same): `not_found`.",
+    409: "The object exists already or is in the wrong state: `conflict`, `thread_busy`.",
+    413: "The body is larger than `server.max_body_bytes`: `payload_too_large`.",
+    422: "The body or a parameter is not valid: `invalid_request` with `details`.",
+    429: "A limit was reached; `Retry-After` says when to try again: `quota_exceeded`.",
+}
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI ``responses`` of these error statuses, each with the error body."""
+    return {
+        status: {
+            "model": ErrorBody,
+            "description": _DOCUMENTED[status],
+            **({"headers": _RETRY_AFTER} if status == 429 else {}),
+        }
+        for status in sorted(statuses)
+    }
+
+
+def _tree(dependant: Dependant) -> Iterator[Dependant]:
+    yield dependant
+    for child in dependant.dependencies:
+        yield from _tree(child)
+
+
+def _answers(path: str, endpoint: Callable[..., Any]) -> set[int]:
+    """The errors a route gives before its own code runs, read from its signature."""
+    statuses: set[int] = set()
+    for node in _tree(get_dependant(path=path, call=endpoint)):
+        if node.call is not None:
+            statuses.update(REFUSALS.get(node.call, ()))
+        if node.path_params:
+            statuses.add(404)  # a path names an object: the caller may have none by that id
+        if node.body_params:
+            statuses.update((413, 422))
+        if node.path_params or node.query_params:
+            statuses.add(422)  # FastAPI validates every parameter, and says so by default
+    return statuses
+
+
+class DocumentedRoute(APIRoute):
+    """A route whose OpenAPI operation lists every error it can answer: those its
+    dependencies give (401 for ``CurrentUser``, 403 for ``AdminUser``), 404 when its path
+    names an object, 413 and 422 when it takes a body, 422 for parameters; plus the ones its
+    own code raises, which it declares with ``responses=error_responses(...)``."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        declared = kwargs.pop("responses", None) or {}
+        responses = {**error_responses(*_answers(path, endpoint)), **declared}
+        super().__init__(path, endpoint, responses=responses, **kwargs)
+
+
 def request_id_of(request: Request) -> str:
     return str(getattr(request.state, "request_id", ""))
 
@@ -49,7 +139,7 @@ def error_response(
     request_id: str,
     *,
     details: list[dict[str, Any]] | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {"code": code, "message": message, "request_id": request_id}
     if details:
@@ -112,7 +202,10 @@ def install(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "error")
         message = str(exc.detail) if exc.status_code < 500 else "internal error"
-        return error_response(exc.status_code, code, message, request_id_of(request))
+        # The exception's headers are part of the answer: ``Allow`` on a 405, say.
+        return error_response(
+            exc.status_code, code, message, request_id_of(request), headers=exc.headers
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

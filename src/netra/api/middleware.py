@@ -1,4 +1,5 @@
-"""HTTP middleware: a request id on every request, and a limit on request body size.
+"""HTTP middleware: a request id and an access-log line on every request, and a limit on
+request body size.
 
 Both are plain ASGI middleware (no ``BaseHTTPMiddleware``): they add nothing to WebSocket
 scopes and do not buffer responses.
@@ -6,7 +7,9 @@ scopes and do not buffer responses.
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -14,13 +17,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from netra.api.errors import error_response
 from netra.ids import new_id
 
+access_log = logging.getLogger("netra.access")
 _SANE = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
 DRAIN_FACTOR = 8
 """A refused chunked body is read up to this many times the limit before the reply."""
 
 
 class RequestIdMiddleware:
-    """Takes ``X-Request-ID`` when sane, else makes one; echoes it on the response."""
+    """Takes ``X-Request-ID`` when sane, else makes one; echoes it on the response; and logs
+    one line per request at INFO: method, path, status, duration, request id. The path is
+    the one sent (still percent-encoded, so one line) and never its query string, which
+    may carry a token."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -29,16 +36,31 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter()
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         request_id = incoming if _SANE.match(incoming) else new_id("req")
         scope.setdefault("state", {})["request_id"] = request_id
+        status = "-"  # no answer: the client went away first
 
         async def send_with_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = str(message["status"])
                 MutableHeaders(scope=message)["x-request-id"] = request_id
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            path = scope.get("raw_path") or scope["path"].encode("utf-8")
+            access_log.info(
+                "%s %s %s %.1f ms %s",
+                scope["method"],
+                path.decode("latin-1"),
+                status,
+                (time.perf_counter() - started) * 1000,
+                request_id,
+            )
 
 
 class BodyLimitMiddleware:

@@ -9,11 +9,12 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict
 
 from netra.api.deps import AppState, CurrentUser
+from netra.api.errors import DocumentedRoute, error_responses
 from netra.db.records import Decision
 from netra.db.repositories import EventRepository
 from netra.db.runs import RunRepository
 
-router = APIRouter(tags=["runs"])
+router = APIRouter(tags=["runs"], route_class=DocumentedRoute)
 AfterSeq = Annotated[int, Query(ge=0)]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 
@@ -32,11 +33,13 @@ async def cancel_run(run_id: str, ctx: CurrentUser, netra: AppState) -> dict[str
 
 
 class ToolDecision(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"decision": "approve"}]}
+    )
     decision: Literal["approve", "deny"]
 
 
-@router.post("/runs/{run_id}/tool_calls/{tool_call_id}/decision")
+@router.post("/runs/{run_id}/tool_calls/{tool_call_id}/decision", responses=error_responses(409))
 async def decide_tool_call(
     run_id: str, tool_call_id: str, body: ToolDecision, ctx: CurrentUser, netra: AppState
 ) -> dict[str, Any]:

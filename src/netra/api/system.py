@@ -10,8 +10,9 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from netra.api.deps import AppState, CurrentUser
+from netra.api.errors import DocumentedRoute
 
-router = APIRouter(tags=["system"])
+router = APIRouter(tags=["system"], route_class=DocumentedRoute)
 
 
 @router.get("/health")
@@ -19,7 +20,11 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/ready", response_model=None)
+@router.get(
+    "/ready",
+    response_model=None,
+    responses={503: {"description": "`not_ready`: the database or the event writer is down."}},
+)
 async def ready(netra: AppState) -> JSONResponse:
     """``ready``, ``degraded`` (Redis or an MCP server is down; the rest works, still 200) or
     ``not_ready`` (503: the database or the event writer is down). A full queue of runs is

@@ -8,23 +8,39 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from netra.api.deps import AppState, CurrentUser
+from netra.api.errors import DocumentedRoute, error_responses
 from netra.db.repositories import MessageRepository, ThreadRepository
 from netra.runs.service import DEFAULT_AGENT
 from netra.text import Text
 
-router = APIRouter(tags=["threads"])
+router = APIRouter(tags=["threads"], route_class=DocumentedRoute)
 _Id = Annotated[Text, Field(min_length=1, max_length=100)]
 
 
 class NewThread(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"title": "Trip to Lisbon"}]}
+    )
     title: Annotated[Text, Field(min_length=1, max_length=200)] = "New chat"
     agent: _Id = DEFAULT_AGENT
 
 
 class NewRun(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    content: Annotated[Text, Field(min_length=1)]
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"content": "what is 12*7?", "client_msg_id": "c-1"}]},
+    )
+    content: Annotated[
+        Text,
+        Field(
+            min_length=1,
+            # Refused by RunService (for sockets too): blank, or longer than the caller's
+            # limit, which depends on the user (GET /me shows it).
+            json_schema_extra={"pattern": r"\S"},
+            description="The message: not blank, and at most `limits.max_message_chars` "
+            "characters of the caller's tier (`GET /me`), else 422 `message_too_large`.",
+        ),
+    ]
     agent: _Id | None = None
     client_msg_id: _Id | None = None
 
@@ -36,7 +52,7 @@ async def list_threads(ctx: CurrentUser, netra: AppState) -> dict[str, Any]:
     return {"items": [thread.public() for thread in threads]}
 
 
-@router.post("/threads", status_code=201)
+@router.post("/threads", status_code=201, responses=error_responses(403, 404))
 async def create_thread(body: NewThread, ctx: CurrentUser, netra: AppState) -> dict[str, Any]:
     netra.agents.check_access(ctx, body.agent)
     async with netra.db.write() as conn:
@@ -59,7 +75,7 @@ async def list_messages(thread_id: str, ctx: CurrentUser, netra: AppState) -> di
     return {"items": [message.public() for message in messages]}
 
 
-@router.post("/threads/{thread_id}/runs", status_code=202)
+@router.post("/threads/{thread_id}/runs", status_code=202, responses=error_responses(403, 409, 429))
 async def create_run(
     thread_id: str, body: NewRun, ctx: CurrentUser, netra: AppState
 ) -> dict[str, Any]:

@@ -7,6 +7,7 @@ session (one sign-in); a revoked session's access tokens are refused at once, se
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -79,13 +80,23 @@ class TokenService:
                 algorithms=[self._settings.jwt_algorithm],
                 audience=self._settings.audience,
                 issuer=self._settings.issuer,
-                leeway=_LEEWAY_S,
-                options={"require": _REQUIRED},
+                # The dates are checked below, not by PyJWT: it reads them with ``int()``, which
+                # takes "9999999999" and True; a NumericDate is a JSON number (RFC 7519).
+                options={
+                    "require": _REQUIRED,
+                    "verify_exp": False,
+                    "verify_iat": False,
+                    "verify_nbf": False,
+                },
             )
-        except jwt.ExpiredSignatureError:
-            raise Unauthenticated("token expired", code="token_expired") from None
         except jwt.PyJWTError:
             raise Unauthenticated("invalid token") from None
+        exp, iat, nbf = (_numeric_date(claims[name]) for name in ("exp", "iat", "nbf"))
+        now = time.time()
+        if exp <= now - _LEEWAY_S:
+            raise Unauthenticated("token expired", code="token_expired")
+        if iat > now + _LEEWAY_S or nbf > now + _LEEWAY_S:
+            raise Unauthenticated("invalid token")
         if claims.get("typ") != ACCESS:
             raise Unauthenticated("not an access token")
         roles = claims.get("roles") or []
@@ -98,4 +109,11 @@ class TokenService:
             or not isinstance(tier, str)
         ):
             raise Unauthenticated("invalid token")
-        return AccessClaims(sub, sid, float(claims["exp"]) + _LEEWAY_S, tuple(roles), tier)
+        return AccessClaims(sub, sid, exp + _LEEWAY_S, tuple(roles), tier)
+
+
+def _numeric_date(value: object) -> float:
+    """A claim's NumericDate: a finite JSON number (not a string of digits, not a boolean)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise Unauthenticated("invalid token")
+    return float(value)

@@ -262,9 +262,9 @@ class ExecutionEngine:
             self._why_cancelled.setdefault(run.id, why)
         await self._abandon(ctx.with_run(thread_id=run.thread_id, run_id=run.id), run)
 
-    async def shutdown(self) -> None:
+    async def shutdown(self) -> int:
         """Stop taking runs; stop the runs here and hand every run this process holds back
-        to the cluster, after the events they emitted are stored."""
+        to the cluster, after the events they emitted are stored. How many it handed back."""
         self._accepting = False
         await asyncio.gather(*(engine.shutdown() for engine in self._users.values()))
         self._users.clear()
@@ -280,10 +280,10 @@ class ExecutionEngine:
                 "runs out, then another instance (or this one, restarted) resumes them",
                 self._db.storage_failure,
             )
-            return
+            return 0
         if released:
-            log.info("handed %d runs back to the cluster", released)
             await self._bus.notify(Notice("queued", None, None))
+        return released
 
     # ---- sub-agents ----------------------------------------------------------------------
     async def run_child(self, ctx: UserExecutionContext, agent: str, task: str) -> SubRun:

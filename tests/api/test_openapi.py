@@ -1,0 +1,215 @@
+"""``GET /openapi.json`` tells the truth, checked against the server that publishes it.
+
+Every error answer an operation gives is documented, with the error body it really has; every
+constraint the server enforces on a request body is in the schema (a body the schema accepts
+is never refused as invalid); and requests built from the schema's own examples succeed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import jsonschema
+
+from tests.conftest import ServerFactory
+from tests.support import LiveServer, grant_admin, make_user
+
+Operation = tuple[str, str, dict[str, Any]]
+CONFIGURED = {("UserChange", "tier"): "tier"}
+"""Fields checked against configuration, which a static schema cannot list: the field's
+description must name the rule (and the probes leave the field alone)."""
+
+
+def _operations(schema: dict[str, Any]) -> Iterator[Operation]:
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            yield method.upper(), path, operation
+
+
+def _resolve(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        *_, name = node["$ref"].split("/")
+        node = schema["components"]["schemas"][name]
+    return node
+
+
+def _body_model(schema: dict[str, Any], operation: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    name = ref.rsplit("/", 1)[-1]
+    return name, schema["components"]["schemas"][name]
+
+
+def _validator(schema: dict[str, Any], node: dict[str, Any]) -> jsonschema.Draft202012Validator:
+    """A validator of ``node`` whose ``#/components/...`` references reach the document."""
+    return jsonschema.Draft202012Validator({**node, "components": schema["components"]})
+
+
+def _url(path: str) -> str:
+    """The path with every parameter naming an object nobody has."""
+    return re.sub(r"\{[^}]+\}", lambda m: f"x_{uuid.uuid4().hex[:12]}", path)
+
+
+def _variants(field: dict[str, Any]) -> list[dict[str, Any]]:
+    return [v for v in field.get("anyOf", [field]) if v.get("type") != "null"]
+
+
+def _probes(field: dict[str, Any], example: Any) -> list[Any]:
+    """Values a careless or hostile client sends for a field of this schema. (No probe holds
+    a lone surrogate: the server refuses those, and a JSON schema has no way to say so.)"""
+    values: list[Any] = [None, 0, 5, True, "5", "", " ", "nope", [], {}]
+    for variant in _variants(field):
+        values += variant.get("enum", [])
+        if variant.get("type") == "string":
+            values += ["x", "a@b.co", "a\x00b", "   \t", f" {example} " if example else "y"]
+            for length in (variant.get("minLength"), variant.get("maxLength")):
+                if length is not None:
+                    values += ["a" * max(0, length - 1), "a" * length, "a" * (length + 1)]
+        elif variant.get("type") == "array":
+            items = variant.get("items", {})
+            members = [*items.get("enum", []), "nope", "", "x"]
+            values += [[member] for member in members]
+            values += [members[: i + 1] for i in range(len(members))]
+            if "maxItems" in variant and members:
+                values += [[members[0]] * (variant["maxItems"] + 1)]
+        elif variant.get("type") == "boolean":
+            values += [False, "true", 1]
+    return values
+
+
+async def test_every_error_answer_is_documented_with_the_error_body(
+    server: LiveServer, http: httpx.AsyncClient
+) -> None:
+    schema = (await http.get("/openapi.json")).json()
+    assert "HTTPValidationError" not in json.dumps(schema), "FastAPI's 422 body is not ours"
+    error_body = schema["components"]["schemas"]["ErrorBody"]
+    error_fields = _resolve(schema, error_body["properties"]["error"])
+    assert set(error_fields["properties"]) == {"code", "message", "request_id", "details"}
+
+    wrong = []
+    for method, path, operation in _operations(schema):
+        responses = operation["responses"]
+        where = f"{method} {path}"
+        for status, response in responses.items():
+            if status.startswith("4"):
+                documented = response["content"]["application/json"]["schema"]
+                if documented != {"$ref": "#/components/schemas/ErrorBody"}:
+                    wrong.append(f"{where} {status}: body {documented}")
+        needed = set()
+        if operation.get("security"):
+            needed.add("401")
+        if "{" in path:
+            needed.add("404")
+        if "requestBody" in operation:
+            needed |= {"413", "422"}
+        # What the server does, not only what the schema says: anonymous callers.
+        body = {} if "requestBody" in operation else None
+        anonymous = await http.request(method, _url(path), json=body)
+        if anonymous.status_code == 401 and not operation.get("security"):
+            wrong.append(f"{where}: answers anonymous callers 401 but declares no security")
+        if anonymous.status_code >= 400:
+            needed.add(str(anonymous.status_code))
+        if missing := needed - set(responses):
+            wrong.append(f"{where}: undocumented {sorted(missing)} (documents {sorted(responses)})")
+    assert not wrong, "\n".join(wrong)
+
+
+async def test_a_body_the_schema_accepts_is_never_refused_as_invalid(
+    server_factory: ServerFactory,
+) -> None:
+    """Every field of every request body, probed with the values clients get wrong: each
+    probe the schema accepts must pass the server's validation, and every error the server
+    answers must be documented for its operation, with the body the schema gives."""
+    server = server_factory(
+        auth={"login_failures_per_account": 1000, "login_failures_per_address": 1000}
+    )
+    async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
+        schema = (await http.get("/openapi.json")).json()
+        user, admin = await make_user(http, "probe"), await make_user(http, "probe-admin")
+        grant_admin(server, admin.email)
+        refused, probed = [], 0
+        for method, path, operation in _operations(schema):
+            if "requestBody" not in operation:
+                continue
+            name, model = _body_model(schema, operation)
+            [example, *_] = model.get("examples") or [None]
+            assert isinstance(example, dict), f"{name} has no example"
+            validator = _validator(schema, model)
+            assert validator.is_valid(example), f"{name}'s own example is invalid"
+            caller = admin if path.startswith("/admin") else user
+            for field_name, field in model["properties"].items():
+                if (name, field_name) in CONFIGURED:
+                    assert CONFIGURED[name, field_name] in field.get("description", ""), name
+                    continue
+                for probe in _probes(field, example.get(field_name)):
+                    body = {**example, field_name: probe}
+                    if not validator.is_valid(body):
+                        continue
+                    probed += 1
+                    response = await http.request(
+                        method, _url(path), json=body, headers=caller.auth
+                    )
+                    status = str(response.status_code)
+                    if status in ("400", "413", "422") or status.startswith("5"):
+                        refused.append(f"{method} {path} {body!r}: {status} {response.text[:200]}")
+                        continue
+                    if status.startswith("4"):
+                        documented = operation["responses"].get(status)
+                        if documented is None:
+                            refused.append(f"{method} {path} answered undocumented {status}")
+                            continue
+                        body_schema = documented["content"]["application/json"]["schema"]
+                        if not _validator(schema, body_schema).is_valid(response.json()):
+                            refused.append(f"{method} {path} {status}: {response.text[:200]}")
+        assert probed > 50, probed
+        assert not refused, "the schema accepts what the server refuses:\n" + "\n".join(refused)
+
+
+async def test_requests_made_from_the_schemas_examples_succeed(
+    server: LiveServer, http: httpx.AsyncClient
+) -> None:
+    schema = (await http.get("/openapi.json")).json()
+    operations = {(method, path): op for method, path, op in _operations(schema)}
+
+    def example(method: str, path: str) -> dict[str, Any]:
+        _, model = _body_model(schema, operations[method, path])
+        body: dict[str, Any] = model["examples"][0]
+        return body
+
+    # Sign up and sign in as the examples say: the two examples are one person.
+    registered = await http.post("/auth/register", json=example("POST", "/auth/register"))
+    assert registered.status_code == 201, registered.text
+    signed_in = await http.post("/auth/login", json=example("POST", "/auth/login"))
+    assert signed_in.status_code == 200, signed_in.text
+    auth = {"Authorization": f"Bearer {signed_in.json()['access_token']}"}
+    thread = await http.post("/threads", json=example("POST", "/threads"), headers=auth)
+    assert thread.status_code == 201, thread.text
+    run = await http.post(
+        f"/threads/{thread.json()['id']}/runs",
+        json=example("POST", "/threads/{thread_id}/runs"),
+        headers=auth,
+    )
+    assert run.status_code == 202, run.text
+
+    admin = await make_user(http, "admin")
+    grant_admin(server, admin.email)
+    changed = await http.patch(
+        f"/admin/users/{registered.json()['id']}",
+        json=example("PATCH", "/admin/users/{user_id}"),
+        headers=admin.auth,
+    )
+    assert changed.status_code == 200, changed.text
+
+    # The rest need objects an example cannot name (a refresh token, a paused tool call):
+    # their examples pass validation, and the answer is a documented one.
+    for method, path in (
+        ("POST", "/auth/refresh"),
+        ("POST", "/runs/{run_id}/tool_calls/{tool_call_id}/decision"),
+    ):
+        response = await http.request(method, _url(path), json=example(method, path), headers=auth)
+        assert response.status_code in (401, 404), response.text
+        assert str(response.status_code) in operations[method, path]["responses"]
