@@ -310,3 +310,28 @@ async def test_a_wrong_method_is_405_naming_the_allowed_ones(
     error = response.json()["error"]
     assert error["code"] == "method_not_allowed"
     assert error["request_id"] == response.headers["x-request-id"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/threads/%00"),
+        ("GET", "/threads/th%00x/messages"),
+        ("POST", "/threads/%01/runs"),
+        ("GET", "/runs/%00"),
+        ("GET", "/runs/r%00/events"),
+        ("POST", "/runs/%00/cancel"),
+        ("GET", "/threads/%ED%A0%80"),
+        ("GET", "/threads/" + "x" * 300),
+    ],
+)
+async def test_an_id_in_the_path_that_no_id_can_be_is_422(
+    http: httpx.AsyncClient, method: str, path: str
+) -> None:
+    """Ids are short ASCII words: anything else (a NUL, which PostgreSQL refuses in text, a
+    byte that is not UTF-8, a page of text) is refused before it reaches the database."""
+    user = await make_user(http)
+    body = {"content": "hi"} if path.endswith("/runs") else None
+    response = await http.request(method, path, json=body, headers=user.auth)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "invalid_request"

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from netra.api.deps import AdminUser, AppState
+from netra.api.deps import AdminUser, AppState, PathId
 from netra.api.errors import DocumentedRoute
 from netra.auth.permissions import ROLE_PERMISSIONS
 from netra.db.records import utcnow
@@ -50,7 +50,7 @@ async def list_users(
 
 @router.patch("/users/{user_id}")
 async def update_user(
-    user_id: str, body: UserChange, _: AdminUser, netra: AppState
+    user_id: PathId, body: UserChange, _: AdminUser, netra: AppState
 ) -> dict[str, Any]:
     user = await netra.accounts.update_user(
         user_id,

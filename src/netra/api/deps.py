@@ -1,11 +1,12 @@
-"""FastAPI dependencies as ``Annotated`` aliases: ``AppState``, ``CurrentUser``, ``AdminUser``."""
+"""FastAPI dependencies as ``Annotated`` aliases: ``AppState``, ``CurrentUser``, ``AdminUser``,
+and ``PathId``, the type of every id in a URL path."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from netra.context import UserExecutionContext
@@ -23,6 +24,15 @@ def _netra(request: Request) -> Netra:
 
 
 AppState = Annotated["Netra", Depends(_netra)]
+PathId = Annotated[
+    str,
+    Path(
+        pattern=r"^[A-Za-z0-9_.:-]{1,100}$",
+        description="An id as the server hands them out (letters, digits, `_.:-`)",
+    ),
+]
+"""An id in a URL path: what no id can be (a NUL, which PostgreSQL refuses in text, a page of
+text) is refused with 422 before it reaches the database; any other unknown id is 404."""
 
 
 async def _current_user(

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict
 
-from netra.api.deps import AppState, CurrentUser
+from netra.api.deps import AppState, CurrentUser, PathId
 from netra.api.errors import DocumentedRoute, error_responses
 from netra.db.records import Decision
 from netra.db.repositories import EventRepository
@@ -20,14 +20,14 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
 @router.get("/runs/{run_id}")
-async def get_run(run_id: str, ctx: CurrentUser, netra: AppState) -> dict[str, Any]:
+async def get_run(run_id: PathId, ctx: CurrentUser, netra: AppState) -> dict[str, Any]:
     async with netra.db.read() as conn:
         run = await RunRepository(conn, ctx).get(run_id)
     return run.public()
 
 
 @router.post("/runs/{run_id}/cancel", status_code=202)
-async def cancel_run(run_id: str, ctx: CurrentUser, netra: AppState) -> dict[str, Any]:
+async def cancel_run(run_id: PathId, ctx: CurrentUser, netra: AppState) -> dict[str, Any]:
     run = await netra.runs.cancel(ctx, run_id)
     return run.public()
 
@@ -41,7 +41,7 @@ class ToolDecision(BaseModel):
 
 @router.post("/runs/{run_id}/tool_calls/{tool_call_id}/decision", responses=error_responses(409))
 async def decide_tool_call(
-    run_id: str, tool_call_id: str, body: ToolDecision, ctx: CurrentUser, netra: AppState
+    run_id: PathId, tool_call_id: PathId, body: ToolDecision, ctx: CurrentUser, netra: AppState
 ) -> dict[str, Any]:
     """Approve or deny a tool call that waits for approval (the first answer stands)."""
     return await netra.runs.decide(ctx, run_id, tool_call_id, Decision.of(body.decision))
@@ -49,7 +49,7 @@ async def decide_tool_call(
 
 @router.get("/runs/{run_id}/events")
 async def run_events(
-    run_id: str,
+    run_id: PathId,
     ctx: CurrentUser,
     netra: AppState,
     after_seq: AfterSeq = 0,

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from netra.api.deps import AppState, CurrentUser
+from netra.api.deps import AppState, CurrentUser, PathId
 from netra.api.errors import DocumentedRoute, error_responses
 from netra.db.repositories import MessageRepository, ThreadRepository
 from netra.runs.service import DEFAULT_AGENT
@@ -61,14 +61,14 @@ async def create_thread(body: NewThread, ctx: CurrentUser, netra: AppState) -> d
 
 
 @router.get("/threads/{thread_id}")
-async def get_thread(thread_id: str, ctx: CurrentUser, netra: AppState) -> dict[str, Any]:
+async def get_thread(thread_id: PathId, ctx: CurrentUser, netra: AppState) -> dict[str, Any]:
     async with netra.db.read() as conn:
         thread = await ThreadRepository(conn, ctx).get(thread_id)
     return thread.public()
 
 
 @router.get("/threads/{thread_id}/messages")
-async def list_messages(thread_id: str, ctx: CurrentUser, netra: AppState) -> dict[str, Any]:
+async def list_messages(thread_id: PathId, ctx: CurrentUser, netra: AppState) -> dict[str, Any]:
     async with netra.db.read() as conn:
         await ThreadRepository(conn, ctx).get(thread_id)
         messages = await MessageRepository(conn, ctx).list(thread_id)
@@ -77,7 +77,7 @@ async def list_messages(thread_id: str, ctx: CurrentUser, netra: AppState) -> di
 
 @router.post("/threads/{thread_id}/runs", status_code=202, responses=error_responses(403, 409, 429))
 async def create_run(
-    thread_id: str, body: NewRun, ctx: CurrentUser, netra: AppState
+    thread_id: PathId, body: NewRun, ctx: CurrentUser, netra: AppState
 ) -> dict[str, Any]:
     ack = await netra.runs.submit(
         ctx,
