@@ -1,142 +1,312 @@
-"""AttemptBuilder: what one attempt of a run starts from.
+"""Attempt: one attempt of one run — its phase, why it was stopped, and how it ended.
 
-A fresh attempt gets the conversation up to its own message, a model with its fallbacks,
-and a tool dispatcher limited to what the agent, the user's role and tier allow. An attempt
-that continues an earlier one (after an approval, a hand-back or a takeover) also continues
-its event stream and gets back what the earlier attempts did: the tool-call ledger, the
-answer text of finished turns and the usage recorded.
+An attempt is made when a queued run is submitted to this process and lives until its task
+ends. Its phases, in order (``Phase``):
+
+- ``submitted``: its task is made but has not run yet (a stop is noted and seen first thing);
+- ``waiting``: for its thread's turn, a slot of its user and one of the instance (a stop
+  cancels the wait; a user's cancel then ends the run ``cancelled`` without executing it);
+- ``claiming``: marking the run running in the database, attempt + 1 (never interrupted
+  mid-write: a stop is applied right after);
+- ``executing``: the agent works under the run's time budget (a stop cancels it at once);
+- ``ending``: the final state, or the pause for an approval, is being written (not
+  interrupted);
+- ``done``.
+
+Why an attempt is stopped before it ends by itself is its ``stop`` (``Stop``): the user's
+cancel (with ``why``, the run's error), this process handing its runs back at shutdown, or
+another instance having taken the run over. ``ending_for`` turns whatever the agent raised
+into the run's ending; the same rule serves top-level runs and sub-agents.
 """
 
 from __future__ import annotations
 
-from netra.agents.base import AgentRun
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from netra.agents.base import AgentRun, ApprovalPending
 from netra.agents.registry import AgentRegistry
 from netra.config import UnifiedConfigurationManager
 from netra.context import UserExecutionContext
-from netra.db.ledger import ToolCallRepository
 from netra.db.manager import DatabaseManager
-from netra.db.records import RunRecord, ToolCallRecord
-from netra.db.repositories import EventRepository, MessageRepository
+from netra.db.records import RunRecord, RunStatus
+from netra.db.runs import RunRepository
+from netra.engine.builder import AttemptBuilder
+from netra.engine.ending import AttemptEnds, Ending
 from netra.engine.resume import RunLog, interrupted
-from netra.events.bridge import RunEmitter
-from netra.models.base import ChatMessage, Usage
-from netra.models.catalog import ModelCatalog
-from netra.models.failover import FailoverNote
-from netra.tools.dispatcher import ToolRegistry, UnifiedToolDispatcher
+from netra.errors import NetraError, StorageUnavailable
+from netra.events.bridge import AgentWebSocketBridge, RunEmitter
+from netra.models.base import ChatMessage
+from netra.settings import LimitSettings
+
+log = logging.getLogger(__name__)
+
+CANCELLED_BY_USER = {"code": "cancelled", "message": "cancelled by the user"}
+TIMED_OUT = {"code": "timed_out", "message": "the run exceeded its time budget"}
+RESUMING = {
+    "approval": "Continuing with your decision…",
+    "handback": "Continuing on another server…",
+    "takeover": "Continuing after a server failure…",
+}
 
 
-class AttemptBuilder:
-    """Process-wide; builds the ``AgentRun`` of each attempt."""
+class Phase(StrEnum):
+    SUBMITTED = "submitted"
+    WAITING = "waiting"
+    CLAIMING = "claiming"
+    EXECUTING = "executing"
+    ENDING = "ending"
+    DONE = "done"
 
-    def __init__(
-        self,
-        *,
-        db: DatabaseManager,
-        agents: AgentRegistry,
-        tools: ToolRegistry,
-        models: ModelCatalog,
-        config: UnifiedConfigurationManager,
-    ) -> None:
-        self._db = db
-        self._agents = agents
-        self._tools = tools
-        self._models = models
-        self._config = config
 
-    async def resume_stream(
-        self, ctx: UserExecutionContext, run: RunRecord, emitter: RunEmitter
-    ) -> RunLog:
-        """Continue the event stream earlier attempts left: ``agent_started`` unless it is
-        out, every call they announced and nobody completed reopened."""
-        async with self._db.read() as conn:
-            bodies = await EventRepository(conn, ctx).for_run(run.id, 0, limit=1_000_000)
-        stream = RunLog.read(body for _, body in bodies)
-        if stream.started:
-            emitter.resume_started()
-        else:
+class Stop(StrEnum):
+    """Why a run's attempt is stopped before it ends by itself."""
+
+    CANCEL = "cancel"
+    """The user cancelled it: it ends ``cancelled``."""
+    HANDBACK = "handback"
+    """This process is shutting down: the run goes back to the cluster to resume elsewhere."""
+    LOST = "lost"
+    """Another instance took the run over (this one's lease ran out): stop, write nothing."""
+
+
+def ending_for(exc: Exception, *, run_id: str, budget_expired: bool) -> Ending:
+    """How a run ends when its attempt raised ``exc`` (cancellation and an approval pause
+    are the caller's: they depend on who stopped the run and what kind it is)."""
+    if isinstance(exc, TimeoutError) and budget_expired:
+        return Ending(RunStatus.TIMED_OUT, TIMED_OUT)
+    if isinstance(exc, ApprovalPending):  # only a sub-agent lets it come this far
+        return Ending(
+            RunStatus.FAILED,
+            {"code": "approval_in_subagent", "message": "sub-agents cannot wait for approval"},
+        )
+    if isinstance(exc, NetraError):
+        return Ending(RunStatus.FAILED, {"code": exc.code, "message": exc.message})
+    log.error("run %s failed", run_id, exc_info=exc)  # an agent's bug fails its run only
+    return Ending(
+        RunStatus.FAILED,
+        {"code": "internal_error", "message": f"the agent failed ({type(exc).__name__})"},
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptKit:
+    """Process-wide: what every attempt uses."""
+
+    db: DatabaseManager
+    bridge: AgentWebSocketBridge
+    builder: AttemptBuilder
+    ends: AttemptEnds
+    agents: AgentRegistry
+    config: UnifiedConfigurationManager
+    instance_id: str
+    lease_until: Callable[[], datetime]
+    accepting: Callable[[], bool]
+    """False once the process is shutting down: a claim waiting for the database gives up."""
+    requeued: Callable[[UserExecutionContext, RunRecord], Awaitable[None]]
+    """Submits a run that went straight back to the queue (its approvals all answered)."""
+    lost: Callable[[], None]
+    """Counts a run whose final write was refused: another instance had taken it over."""
+
+
+class Attempt:
+    """One attempt of one run in this process."""
+
+    def __init__(self, kit: AttemptKit, ctx: UserExecutionContext, run: RunRecord) -> None:
+        self._kit = kit
+        self.ctx = ctx.with_run(thread_id=run.thread_id, run_id=run.id)
+        self.run = run
+        """As submitted, then as claimed (its attempt number the one executing)."""
+        self.limits: LimitSettings = kit.config.limits_for(ctx.user_id, ctx.tier)
+        self.phase = Phase.SUBMITTED
+        self.stop: Stop | None = None
+        self.why: dict[str, str] | None = None
+        """For a cancel: the run's error (default: cancelled by the user)."""
+        self.task: asyncio.Task[None] | None = None
+
+    @property
+    def run_id(self) -> str:
+        return self.run.id
+
+    @property
+    def thread_id(self) -> str:
+        return self.run.thread_id
+
+    def request_stop(self, reason: Stop, why: dict[str, str] | None = None) -> None:
+        """Note why the attempt stops (the first reason stands)."""
+        if self.stop is None:
+            self.stop = reason
+        if why is not None and self.why is None:
+            self.why = why
+
+    def cancelled(self) -> Ending:
+        return Ending(RunStatus.CANCELLED, self.why or CANCELLED_BY_USER)
+
+    def _emitter(self) -> RunEmitter:
+        run = self.run
+        return self._kit.bridge.for_run(
+            self.ctx, run_id=run.id, agent=run.agent, attempt=run.attempt, model=run.model
+        )
+
+    # ---- the phases ----------------------------------------------------------------------
+    async def claim(self) -> bool:
+        """Mark the run running, as attempt + 1; False when it is no longer queued here.
+        While the database is away the claim is tried again, until this process stops."""
+        kit = self._kit
+        failures = 0
+        while True:
+            try:
+                async with kit.db.write() as conn:
+                    claimed = await RunRepository(conn, self.ctx).start(
+                        self.run_id, owner=kit.instance_id, lease_until=kit.lease_until()
+                    )
+                break
+            except StorageUnavailable:
+                if not kit.accepting():
+                    return False  # stopping: the run stays queued for whoever comes next
+                failures += 1
+                await asyncio.sleep(kit.db.retry_delay(failures))
+        if claimed is None:
+            return False
+        self.run = claimed
+        if claimed.cancel_requested is not None:  # asked for on another instance
+            self.request_stop(Stop.CANCEL, dict(claimed.cancel_requested))
+        return True
+
+    async def execute(self) -> None:
+        """Drive the claimed run to its ending (or its pause) and write it."""
+        emitter = self._emitter()
+        agent_run: AgentRun | None = None
+        budget_expired = False
+        try:
+            stream = await self._open_stream(emitter)
+            agent_run = await self._prepare(emitter)
+            if stream is not None:
+                await self._kit.builder.restore(self.ctx, self.run, agent_run, stream)
+            budget = asyncio.timeout(self.limits.run_timeout_s)
+            try:
+                await self._run_agent(agent_run, budget)
+            finally:
+                budget_expired = budget.expired()
+            ending = Ending(RunStatus.COMPLETED)
+        except ApprovalPending:
+            assert agent_run is not None
+            await self._pause(emitter, agent_run)
+            return
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if self.stop is Stop.CANCEL and current is not None:
+                current.uncancel()
+                ending = self.cancelled()
+            elif self.stop in (Stop.HANDBACK, Stop.LOST):
+                raise  # handed back at shutdown, or someone else's now: nothing to write
+            else:
+                ending = Ending(RunStatus.INTERRUPTED, interrupted())
+                await asyncio.shield(self._finish(emitter, agent_run, ending))
+                raise
+        except Exception as exc:
+            ending = ending_for(exc, run_id=self.run_id, budget_expired=budget_expired)
+        await self._finish(emitter, agent_run, ending)
+
+    async def abandon(self) -> None:
+        """A run cancelled before it executed: final state cancelled, with its two events."""
+        await self.end(self.cancelled())
+
+    async def end(self, ending: Ending) -> None:
+        """End the run without executing it (cancelled, or not to be continued): its stream
+        continued if an earlier attempt began it."""
+        emitter = self._emitter()
+        if self.run.attempt > 0:
+            await self._kit.builder.resume_stream(self.ctx, self.run, emitter)
+        await self._finish(emitter, None, ending)
+
+    async def execute_child(
+        self, task: str, parent: Attempt | None
+    ) -> tuple[Ending, AgentRun | None]:
+        """A sub-agent's run, inside its parent's task (created running, on the parent's
+        slot): ``task`` is its whole conversation, and its answer goes back to the parent,
+        not into the thread. It stops with its parent."""
+        emitter = self._emitter()
+        agent_run: AgentRun | None = None
+        budget_expired = False
+        try:
+            await emitter.started(
+                model=self.run.model, attempt=self.run.attempt, parent_run_id=self.run.parent_run_id
+            )
+            agent_run = await self._prepare(emitter)
+            agent_run.history = [ChatMessage("user", task)]
+            budget = asyncio.timeout(self.limits.run_timeout_s)
+            try:
+                await self._run_agent(agent_run, budget)
+            finally:
+                budget_expired = budget.expired()
+            ending = Ending(RunStatus.COMPLETED)
+        except asyncio.CancelledError:  # the parent was cancelled or stopped
+            stop = parent.stop if parent is not None else None
+            if stop is not Stop.LOST:  # a lost parent's child is ended by whoever took it
+                ending = (
+                    self.cancelled()
+                    if stop is Stop.CANCEL
+                    else Ending(RunStatus.INTERRUPTED, interrupted())
+                )
+                await asyncio.shield(self._finish(emitter, agent_run, ending, store_answer=False))
+            raise
+        except Exception as exc:
+            ending = ending_for(exc, run_id=self.run_id, budget_expired=budget_expired)
+        await self._finish(emitter, agent_run, ending, store_answer=False)
+        return ending, agent_run
+
+    async def _prepare(self, emitter: RunEmitter) -> AgentRun:
+        definition = self._kit.agents.check_access(self.ctx, self.run.agent)
+        return await self._kit.builder.prepare(
+            self.ctx, self.run, emitter, limits=self.limits, definition=definition
+        )
+
+    async def _run_agent(self, agent_run: AgentRun, budget: asyncio.Timeout) -> None:
+        agents = self._kit.agents
+        agent = agents.create_agent_for_user(self.run.agent, self.ctx)
+        try:
+            async with budget:
+                await agent.run(agent_run)
+        finally:
+            agents.release(self.ctx)
+
+    async def _open_stream(self, emitter: RunEmitter) -> RunLog | None:
+        """Start the run's event stream, or continue the one earlier attempts left (what
+        they left is returned). A client that saw the run begin is told where it continues."""
+        run = self.run
+        if run.attempt <= 1:
             await emitter.started(model=run.model, attempt=run.attempt)
-        for tool_call_id, tool in stream.open_tools.items():
-            emitter.reopen_tool(tool_call_id, tool)
+            return None
+        stream = await self._kit.builder.resume_stream(self.ctx, run, emitter)
+        if stream.started:
+            reason = run.resume_reason or "takeover"
+            await emitter.thinking(
+                RESUMING.get(reason, RESUMING["takeover"]),
+                resumed={"reason": reason, "attempt": run.attempt, "text_chars": len(stream.text)},
+            )
         return stream
 
-    async def prepare(
-        self, ctx: UserExecutionContext, run: RunRecord, emitter: RunEmitter
-    ) -> AgentRun:
-        settings = self._config.settings
-        limits = self._config.limits_for(ctx.user_id, ctx.tier)
-        definition = self._agents.check_access(ctx, run.agent)
-        fallbacks = definition.fallbacks
-        if fallbacks is None:
-            fallbacks = settings.models.fallbacks
+    async def _pause(self, emitter: RunEmitter, agent_run: AgentRun) -> None:
+        self.phase = Phase.ENDING
+        requeued = await self._kit.ends.pause(self.ctx, self.run, emitter, agent_run)
+        if requeued is not None:  # every call was answered meanwhile
+            await self._kit.requeued(self.ctx, requeued)
 
-        async def note_failover(note: FailoverNote) -> None:
-            await emitter.thinking(note.text, failover=note.as_dict())
-
-        model = self._models.for_run([run.model, *fallbacks], notify=note_failover)
-        async with self._db.read() as conn:
-            stored = await MessageRepository(conn, ctx).list(run.thread_id)
-        # The conversation up to this run's own message: never what was sent after it.
-        own = next(
-            (i for i, m in enumerate(stored) if m.run_id == run.id and m.role == "user"),
-            len(stored) - 1,
-        )
-        history = [
-            ChatMessage("user" if m.role == "user" else "assistant", m.content)
-            for m in stored[: own + 1]
-            if m.role in ("user", "assistant") and m.content
-        ]
-        allowed = definition.tools
-        if limits.allowed_tools is not None:
-            wanted = allowed if allowed is not None else limits.allowed_tools
-            allowed = [name for name in wanted if name in limits.allowed_tools]
-        dispatcher = UnifiedToolDispatcher(
-            ctx,
-            tools=self._tools,
-            allowed=allowed,
-            db=self._db,
-            emitter=emitter,
-            settings=settings.tools,
-            attempt=run.attempt,
-        )
-        return AgentRun(
-            ctx=ctx,
-            history=history,
-            model=model,
-            dispatcher=dispatcher,
-            emitter=emitter,
-            message_id=run.message_id,
-            max_steps=limits.max_steps,
-            token_budget=limits.run_token_budget,
-        )
-
-    async def restore(
-        self, ctx: UserExecutionContext, run: RunRecord, agent_run: AgentRun, stream: RunLog
+    async def _finish(
+        self,
+        emitter: RunEmitter,
+        agent_run: AgentRun | None,
+        ending: Ending,
+        *,
+        store_answer: bool = True,
     ) -> None:
-        """What earlier attempts of the run did: their tool calls (one list per model turn),
-        the answer text of their finished turns and the usage they recorded. A call they
-        announced but never entered in the ledger is closed as interrupted (the model is
-        asked again)."""
-        async with self._db.read() as conn:
-            records = await ToolCallRepository(conn, ctx).for_run(run.id)
-        turns: dict[int, list[ToolCallRecord]] = {}
-        for record in records:
-            turns.setdefault(record.step, []).append(record)
-        agent_run.ledger = [turns[step] for step in sorted(turns)]
-        known = {record.tool_call_id for record in records}
-        for tool_call_id, tool in stream.open_tools.items():
-            if tool_call_id not in known:
-                await agent_run.emitter.tool_completed(
-                    tool_call_id,
-                    tool,
-                    result=None,
-                    error=interrupted(),
-                    duration_ms=0,
-                )
-        if stream.text:
-            agent_run.text.append(stream.text)
-        spent = run.usage or {}
-        agent_run.usage = Usage(
-            int(spent.get("input_tokens", 0)),
-            int(spent.get("output_tokens", 0)),
-            float(spent.get("cost_usd", 0.0)),
-        )
+        self.phase = Phase.ENDING
+        if not await self._kit.ends.finish(
+            self.ctx, self.run, emitter, agent_run, ending, store_answer=store_answer
+        ):
+            self._kit.lost()

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from netra.agents.base import AgentRun, ApprovalPending
 from netra.agents.registry import AgentRegistry
 from netra.config import UnifiedConfigurationManager
 from netra.context import UserExecutionContext
@@ -33,29 +32,22 @@ from netra.db.cluster import LeaseRepository
 from netra.db.manager import DatabaseManager
 from netra.db.records import RunRecord, RunStatus, utcnow
 from netra.db.runs import RunRepository
-from netra.engine.attempt import AttemptBuilder
+from netra.engine.attempt import Attempt, AttemptKit, Phase, Stop
+from netra.engine.builder import AttemptBuilder
 from netra.engine.ending import AttemptEnds, Ending
-from netra.engine.resume import RunLog, interrupted
-from netra.engine.user import Stop, UserExecutionEngine
-from netra.errors import NetraError, StorageUnavailable
-from netra.events.bridge import AgentWebSocketBridge, RunEmitter
+from netra.engine.resume import interrupted
+from netra.engine.user import UserExecutionEngine
+from netra.errors import StorageUnavailable
+from netra.events.bridge import AgentWebSocketBridge
 from netra.events.bus import EventBus, Notice
 from netra.events.envelope import EventType
 from netra.metrics import Metrics
-from netra.models.base import ChatMessage, Usage
+from netra.models.base import Usage
 from netra.models.catalog import ModelCatalog
 from netra.runs.quotas import admit, measure
 from netra.tools.dispatcher import ToolRegistry
 
 log = logging.getLogger(__name__)
-
-
-CANCELLED_BY_USER = {"code": "cancelled", "message": "cancelled by the user"}
-RESUMING = {
-    "approval": "Continuing with your decision…",
-    "handback": "Continuing on another server…",
-    "takeover": "Continuing after a server failure…",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,23 +98,27 @@ class ExecutionEngine:
         self._db = db
         self._bridge = bridge
         self._agents = agents
-        self._tools = tools
-        self._models = models
         self._config = config
         self._metrics = metrics
-        self._ends = AttemptEnds(
-            db=db, metrics=metrics, instance_id=instance_id, lease_until=self.lease_until
-        )
-        self._attempts = AttemptBuilder(
-            db=db, agents=agents, tools=tools, models=models, config=config
+        self._kit = AttemptKit(
+            db=db,
+            bridge=bridge,
+            builder=AttemptBuilder(db=db, agents=agents, tools=tools, models=models, config=config),
+            ends=AttemptEnds(
+                db=db, metrics=metrics, instance_id=instance_id, lease_until=self.lease_until
+            ),
+            agents=agents,
+            config=config,
+            instance_id=instance_id,
+            lease_until=self.lease_until,
+            accepting=lambda: self._accepting,
+            requeued=self.submit,
+            lost=self._count_lost,
         )
         self._users: dict[str, UserExecutionEngine] = {}
         most = config.settings.limits.max_executing_runs
         self._instance_slots = asyncio.Semaphore(most) if most else None
         """Shared by every user's engine: runs executing here at once."""
-        self._why_cancelled: dict[str, dict[str, str]] = {}
-        self._executing: dict[str, int] = {}
-        """Runs executing here: run id → attempt."""
         self._accepting = True
         self.lost = 0
         """Runs stopped here because another instance took them over."""
@@ -170,25 +166,14 @@ class ExecutionEngine:
                 run_id=None,
                 thread_id=run.thread_id,
             )
-        run_ctx = ctx.with_run(thread_id=run.thread_id, run_id=run.id)
-        engine.submit(
-            run.id,
-            run.thread_id,
-            claim=lambda: self._claim(run_ctx, run.id),
-            execute=lambda claimed: self._execute(run_ctx, claimed, engine),
-            abandon=lambda: self._abandon(run_ctx, run),
-        )
+        engine.submit(Attempt(self._kit, ctx, run))
         self._prune()
 
     def cancel(self, user_id: str, run_id: str, *, why: dict[str, str] | None = None) -> bool:
         """Cancel a run executing (or waiting) in this process; ``why`` becomes the run's
         error (default: cancelled by the user)."""
         engine = self._users.get(user_id)
-        if engine is None or not engine.cancel(run_id):
-            return False
-        if why is not None:
-            self._why_cancelled.setdefault(run_id, why)
-        return True
+        return engine is not None and engine.cancel(run_id, Stop.CANCEL, why)
 
     def lose(self, user_id: str, run_id: str) -> None:
         """Another instance took the run over: stop it here without writing anything."""
@@ -203,11 +188,12 @@ class ExecutionEngine:
 
     def executing(self) -> dict[str, int]:
         """Runs executing here (run id → attempt), for the heartbeat."""
-        return dict(self._executing)
-
-    def _cancelled(self, run_id: str) -> Ending:
-        why = self._why_cancelled.pop(run_id, None)
-        return Ending(RunStatus.CANCELLED, why or CANCELLED_BY_USER)
+        return {
+            attempt.run_id: attempt.run.attempt
+            for engine in self._users.values()
+            for attempt in engine.attempts()
+            if attempt.phase in (Phase.EXECUTING, Phase.ENDING)
+        }
 
     def _prune(self) -> None:
         for user_id in [u for u, e in self._users.items() if e.idle]:
@@ -229,6 +215,7 @@ class ExecutionEngine:
             # or the new one would never be submitted and the run sit held by nobody.
             self._count_lost()
             log.warning("run %s: stopped its older attempt here to resume it", run.id)
+        attempt = Attempt(self._kit, ctx, run)
         limit = self._config.settings.cluster.max_recoveries
         ending: Ending | None = None
         if run.parent_run_id is not None:  # a sub-agent continues only inside its parent
@@ -242,25 +229,20 @@ class ExecutionEngine:
                 },
             )
         elif run.cancel_requested is not None:
-            self._why_cancelled.setdefault(run.id, dict(run.cancel_requested))
-            ending = self._cancelled(run.id)
+            attempt.request_stop(Stop.CANCEL, dict(run.cancel_requested))
+            ending = attempt.cancelled()
         if ending is None:
             await self.submit(ctx, run)
-            return
-        run_ctx = ctx.with_run(thread_id=run.thread_id, run_id=run.id)
-        emitter = self._bridge.for_run(
-            run_ctx, run_id=run.id, agent=run.agent, attempt=run.attempt, model=run.model
-        )
-        await self._attempts.resume_stream(run_ctx, run, emitter)
-        await self._finish(run_ctx, run, emitter, None, ending)
+        else:
+            await attempt.end(ending)
 
     async def end_cancelled(
         self, ctx: UserExecutionContext, run: RunRecord, why: dict[str, str] | None
     ) -> None:
         """End a run this process just adopted for cancelling (nobody executes it)."""
-        if why is not None:
-            self._why_cancelled.setdefault(run.id, why)
-        await self._abandon(ctx.with_run(thread_id=run.thread_id, run_id=run.id), run)
+        attempt = Attempt(self._kit, ctx, run)
+        attempt.request_stop(Stop.CANCEL, why)
+        await attempt.abandon()
 
     async def shutdown(self) -> int:
         """Stop taking runs; stop the runs here and hand every run this process holds back
@@ -310,50 +292,10 @@ class ExecutionEngine:
                 queued.id, owner=self.instance_id, lease_until=self.lease_until()
             )
         assert run is not None  # just created, queued, in this transaction
-        child_ctx = ctx.child(run_id=run.id)
-        emitter = self._bridge.for_run(
-            child_ctx, run_id=run.id, agent=agent, attempt=run.attempt, model=run.model
-        )
-        agent_run: AgentRun | None = None
-        try:
-            await emitter.started(model=run.model, attempt=run.attempt, parent_run_id=ctx.run_id)
-            agent_run = await self._attempts.prepare(child_ctx, run, emitter)
-            agent_run.history = [ChatMessage("user", task)]
-            instance = self._agents.create_agent_for_user(agent, child_ctx)
-            try:
-                async with asyncio.timeout(limits.run_timeout_s):
-                    await instance.run(agent_run)
-                ending = Ending(RunStatus.COMPLETED)
-            finally:
-                self._agents.release(child_ctx)
-        except asyncio.CancelledError:  # the parent was cancelled or stopped
-            stop = self._stop_reason(ctx.user_id, ctx.run_id)
-            if stop is not Stop.LOST:  # a lost parent's child is ended by whoever took it
-                ending = (
-                    self._cancelled(run.id)
-                    if stop is Stop.CANCEL
-                    else Ending(RunStatus.INTERRUPTED, interrupted())
-                )
-                await asyncio.shield(
-                    self._finish(child_ctx, run, emitter, agent_run, ending, store_answer=False)
-                )
-            raise
-        except TimeoutError:
-            ending = Ending(RunStatus.TIMED_OUT, {"code": "timed_out", "message": "too slow"})
-        except ApprovalPending:
-            ending = Ending(
-                RunStatus.FAILED,
-                {"code": "approval_in_subagent", "message": "sub-agents cannot wait for approval"},
-            )
-        except NetraError as exc:
-            ending = Ending(RunStatus.FAILED, {"code": exc.code, "message": exc.message})
-        except Exception as exc:
-            log.exception("sub-agent run %s failed", run.id)
-            ending = Ending(
-                RunStatus.FAILED,
-                {"code": "internal_error", "message": f"the agent failed ({type(exc).__name__})"},
-            )
-        await self._finish(child_ctx, run, emitter, agent_run, ending, store_answer=False)
+        engine = self._users.get(ctx.user_id)
+        parent = engine.attempt(ctx.run_id) if engine is not None else None
+        child = Attempt(self._kit, ctx.child(run_id=run.id), run)
+        ending, agent_run = await child.execute_child(task, parent)
         return SubRun(
             run_id=run.id,
             agent=agent,
@@ -362,146 +304,3 @@ class ExecutionEngine:
             usage=agent_run.usage.as_dict() if agent_run else Usage().as_dict(),
             error=ending.error,
         )
-
-    # ---- one run -------------------------------------------------------------------------
-    def _stop_reason(self, user_id: str, run_id: str) -> Stop | None:
-        engine = self._users.get(user_id)
-        return engine.cancel_reason(run_id) if engine is not None else None
-
-    async def _claim(self, ctx: UserExecutionContext, run_id: str) -> RunRecord | None:
-        """Mark the run running, as attempt + 1. While the database is away the claim is
-        tried again (the run stays queued, its thread waiting), until this process stops."""
-        failures = 0
-        while True:
-            try:
-                async with self._db.write() as conn:
-                    run = await RunRepository(conn, ctx).start(
-                        run_id, owner=self.instance_id, lease_until=self.lease_until()
-                    )
-                break
-            except StorageUnavailable:
-                if not self._accepting:
-                    return None  # stopping: the run stays queued for whoever comes next
-                failures += 1
-                await asyncio.sleep(self._db.retry_delay(failures))
-        if run is not None:
-            self._executing[run.id] = run.attempt
-            if run.cancel_requested is not None:  # asked for on another instance
-                self.cancel(ctx.user_id, run.id, why=dict(run.cancel_requested))
-        return run
-
-    async def _abandon(self, ctx: UserExecutionContext, run: RunRecord) -> None:
-        """A run cancelled before it executed: final state cancelled, with its two events."""
-        emitter = self._bridge.for_run(
-            ctx, run_id=run.id, agent=run.agent, attempt=run.attempt, model=run.model
-        )
-        if run.attempt > 0:  # it ran before: its stream continues
-            await self._attempts.resume_stream(ctx, run, emitter)
-        await self._finish(ctx, run, emitter, None, self._cancelled(run.id))
-
-    async def _execute(
-        self, ctx: UserExecutionContext, run: RunRecord, engine: UserExecutionEngine
-    ) -> None:
-        try:
-            await self._execute_attempt(ctx, run, engine)
-        finally:
-            if self._executing.get(run.id) == run.attempt:
-                del self._executing[run.id]
-
-    async def _open_stream(
-        self, ctx: UserExecutionContext, run: RunRecord, emitter: RunEmitter
-    ) -> RunLog | None:
-        """Start the run's event stream, or continue the one earlier attempts left (what
-        they left is returned). A client that saw the run begin is told where it continues."""
-        if run.attempt <= 1:
-            await emitter.started(model=run.model, attempt=run.attempt)
-            return None
-        stream = await self._attempts.resume_stream(ctx, run, emitter)
-        if stream.started:
-            reason = run.resume_reason or "takeover"
-            await emitter.thinking(
-                RESUMING.get(reason, RESUMING["takeover"]),
-                resumed={"reason": reason, "attempt": run.attempt, "text_chars": len(stream.text)},
-            )
-        return stream
-
-    async def _execute_attempt(
-        self, ctx: UserExecutionContext, run: RunRecord, engine: UserExecutionEngine
-    ) -> None:
-        run_id = run.id
-        emitter = self._bridge.for_run(
-            ctx, run_id=run.id, agent=run.agent, attempt=run.attempt, model=run.model
-        )
-        agent_run: AgentRun | None = None
-        try:
-            stream = await self._open_stream(ctx, run, emitter)
-            agent_run = await self._attempts.prepare(ctx, run, emitter)
-            if stream is not None:
-                await self._attempts.restore(ctx, run, agent_run, stream)
-            agent = self._agents.create_agent_for_user(run.agent, ctx)
-            try:
-                limits = self._config.limits_for(ctx.user_id, ctx.tier)
-                budget = asyncio.timeout(limits.run_timeout_s)
-                try:
-                    async with budget:
-                        await agent.run(agent_run)
-                    ending = Ending(RunStatus.COMPLETED)
-                except TimeoutError:
-                    if not budget.expired():
-                        raise
-                    ending = Ending(
-                        RunStatus.TIMED_OUT,
-                        {"code": "timed_out", "message": "the run exceeded its time budget"},
-                    )
-            finally:
-                self._agents.release(ctx)
-        except ApprovalPending:
-            assert agent_run is not None
-            await self._suspend(ctx, run, emitter, agent_run)
-            return
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            stop = engine.cancel_reason(run_id)
-            if stop is Stop.CANCEL and current is not None:
-                current.uncancel()
-                ending = self._cancelled(run_id)
-            elif stop in (Stop.HANDBACK, Stop.LOST):
-                raise  # handed back at shutdown, or someone else's now: nothing to write
-            else:
-                await asyncio.shield(
-                    self._finish(
-                        ctx, run, emitter, agent_run, Ending(RunStatus.INTERRUPTED, interrupted())
-                    )
-                )
-                raise
-        except NetraError as exc:
-            ending = Ending(RunStatus.FAILED, {"code": exc.code, "message": exc.message})
-        except Exception as exc:  # an agent's bug fails its run, never the engine
-            log.exception("run %s failed", run_id)
-            ending = Ending(
-                RunStatus.FAILED,
-                {"code": "internal_error", "message": f"the agent failed ({type(exc).__name__})"},
-            )
-        await self._finish(ctx, run, emitter, agent_run, ending)
-
-    async def _suspend(
-        self, ctx: UserExecutionContext, run: RunRecord, emitter: RunEmitter, agent_run: AgentRun
-    ) -> None:
-        requeued = await self._ends.pause(ctx, run, emitter, agent_run)
-        if requeued is not None:  # every call was answered meanwhile
-            await self.submit(ctx, requeued)
-
-    async def _finish(
-        self,
-        ctx: UserExecutionContext,
-        run: RunRecord,
-        emitter: RunEmitter,
-        agent_run: AgentRun | None,
-        ending: Ending,
-        *,
-        store_answer: bool = True,
-    ) -> None:
-        if not await self._ends.finish(
-            ctx, run, emitter, agent_run, ending, store_answer=store_answer
-        ):
-            self._count_lost()

@@ -2,57 +2,23 @@
 
 Runs of one thread execute in the order they were sent; runs of different threads run side
 by side up to the limit, and up to the instance's own (``limits.max_executing_runs``, shared
-by every user's engine). Each run's task moves through phases: *waiting* for its thread's
-turn, a slot of its user and one of the instance (cancelling it is free), *claiming*
-the run in the database (never interrupted mid-write; a cancel is noted and applied right
-after), and *executing* (cancelled at once; the executor records the final state).
+by every user's engine). Each run is an ``Attempt`` with a task of its own that moves it
+through its phases (see ``netra.engine.attempt``); this engine holds them and stops them.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from enum import StrEnum
 
-from netra.db.records import RunRecord
+from netra.engine.attempt import Attempt, Phase, Stop
 
-
-class Stop(StrEnum):
-    """Why a run's task is stopped before it ends by itself."""
-
-    CANCEL = "cancel"
-    """The user cancelled it: it ends ``cancelled``."""
-    HANDBACK = "handback"
-    """This process is shutting down: the run goes back to the cluster to resume elsewhere."""
-    LOST = "lost"
-    """Another instance took the run over (this one's lease ran out): stop, write nothing."""
-
-
-class Phase(StrEnum):
-    WAITING = "waiting"
-    """Queued behind the user's other runs."""
-    CLAIMING = "claiming"
-    """Marking the run as running in the database."""
-    EXECUTING = "executing"
-    """The agent is working."""
-
-
-@dataclass(slots=True)
-class UserEngineStats:
-    submitted: int = 0
-    executed: int = 0
-    cancelled: int = 0
-
-
-Claim = Callable[[], Awaitable[RunRecord | None]]
-Execute = Callable[[RunRecord], Awaitable[None]]
-Abandon = Callable[[], Awaitable[None]]
+_UNINTERRUPTED = (Phase.SUBMITTED, Phase.CLAIMING, Phase.ENDING)
+"""Phases a stop does not cancel: the task sees the stop at its next step."""
 
 
 class UserExecutionEngine:
-    """Owns the tasks of one user's runs; at most ``limit`` execute at once, the rest wait."""
+    """Owns the attempts of one user's runs; at most ``limit`` execute at once."""
 
     def __init__(
         self, user_id: str, limit: int, instance_slots: asyncio.Semaphore | None = None
@@ -61,60 +27,55 @@ class UserExecutionEngine:
         self.limit = limit
         self._slots = asyncio.Semaphore(limit)
         self._instance_slots = instance_slots
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._phases: dict[str, Phase] = {}
-        self._cancel_reasons: dict[str, Stop] = {}
-        self._entered: set[str] = set()
+        self._attempts: dict[str, Attempt] = {}
         self._thread_turns: dict[str, asyncio.Lock] = {}
         self._thread_waiters: Counter[str] = Counter()
-        self.stats = UserEngineStats()
 
     @property
     def busy(self) -> bool:
-        return len(self._tasks) >= self.limit
+        return len(self._attempts) >= self.limit
 
     @property
     def idle(self) -> bool:
-        return not self._tasks
+        return not self._attempts
 
     def running(self) -> list[str]:
-        return list(self._tasks)
+        return list(self._attempts)
 
-    def submit(
-        self, run_id: str, thread_id: str, claim: Claim, execute: Execute, abandon: Abandon
-    ) -> None:
-        """Own a task for the run: wait for its thread's turn and a slot, ``claim`` it,
-        ``execute`` it. A run cancelled before it executes is handed to ``abandon``."""
-        if run_id in self._tasks:
+    def attempts(self) -> list[Attempt]:
+        return list(self._attempts.values())
+
+    def attempt(self, run_id: str) -> Attempt | None:
+        return self._attempts.get(run_id)
+
+    def submit(self, attempt: Attempt) -> None:
+        """Own a task for the attempt: wait for its thread's turn and the slots, claim the
+        run, execute it. A run cancelled before it executes is abandoned (ends cancelled)."""
+        if attempt.run_id in self._attempts:
             return
-        self._phases[run_id] = Phase.WAITING
-        task = asyncio.create_task(
-            self._drive(run_id, thread_id, claim, execute, abandon), name=run_id
-        )
-        self._tasks[run_id] = task
-        self.stats.submitted += 1
-        task.add_done_callback(lambda _: self._forget(run_id))
+        self._attempts[attempt.run_id] = attempt
+        attempt.task = asyncio.create_task(self._drive(attempt), name=attempt.run_id)
+        attempt.task.add_done_callback(lambda _: self._forget(attempt))
 
-    async def _drive(
-        self, run_id: str, thread_id: str, claim: Claim, execute: Execute, abandon: Abandon
-    ) -> None:
-        self._entered.add(run_id)
-        if run_id in self._cancel_reasons:  # cancelled before this task first ran
-            if self._cancel_reasons[run_id] is Stop.CANCEL:
-                await abandon()
+    async def _drive(self, attempt: Attempt) -> None:
+        attempt.phase = Phase.WAITING
+        if attempt.stop is not None:  # stopped before this task first ran
+            if attempt.stop is Stop.CANCEL:
+                await attempt.abandon()
             return
         # Runs of one thread execute one after another, in the order they were sent
         # (asyncio.Lock wakes its waiters first in, first out).
+        thread_id = attempt.thread_id
         turn = self._thread_turns.setdefault(thread_id, asyncio.Lock())
         self._thread_waiters[thread_id] += 1
         try:
-            if not await self._wait_for(run_id, turn, abandon):
+            if not await self._wait_for(attempt, turn):
                 return
             try:
-                if not await self._wait_for(run_id, self._slots, abandon):
+                if not await self._wait_for(attempt, self._slots):
                     return
                 try:
-                    await self._claim_and_execute_in_instance_slot(run_id, claim, execute, abandon)
+                    await self._in_instance_slot(attempt)
                 finally:
                     self._slots.release()
             finally:
@@ -125,90 +86,81 @@ class UserExecutionEngine:
                 del self._thread_waiters[thread_id]
                 del self._thread_turns[thread_id]
 
+    async def _in_instance_slot(self, attempt: Attempt) -> None:
+        slots = self._instance_slots
+        if slots is None:
+            await self._claim_and_execute(attempt)
+            return
+        if not await self._wait_for(attempt, slots):
+            return
+        try:
+            await self._claim_and_execute(attempt)
+        finally:
+            slots.release()
+
     async def _wait_for(
-        self, run_id: str, primitive: asyncio.Lock | asyncio.Semaphore, abandon: Abandon
+        self, attempt: Attempt, primitive: asyncio.Lock | asyncio.Semaphore
     ) -> bool:
         """Acquire; False when the user cancelled the run meanwhile (it is then abandoned)."""
         try:
             await primitive.acquire()
         except asyncio.CancelledError:
-            if self._cancel_reasons.get(run_id) is not Stop.CANCEL:
+            if attempt.stop is not Stop.CANCEL:
                 raise
             current = asyncio.current_task()
             if current is not None:
                 current.uncancel()
-            await abandon()
+            await attempt.abandon()
             return False
         return True
 
-    async def _claim_and_execute_in_instance_slot(
-        self, run_id: str, claim: Claim, execute: Execute, abandon: Abandon
-    ) -> None:
-        if self._instance_slots is None:
-            await self._claim_and_execute(run_id, claim, execute, abandon)
+    async def _claim_and_execute(self, attempt: Attempt) -> None:
+        if attempt.stop is not None:
+            if attempt.stop is Stop.CANCEL:
+                await attempt.abandon()
             return
-        if not await self._wait_for(run_id, self._instance_slots, abandon):
+        attempt.phase = Phase.CLAIMING
+        if not await attempt.claim():
             return
-        try:
-            await self._claim_and_execute(run_id, claim, execute, abandon)
-        finally:
-            self._instance_slots.release()
-
-    async def _claim_and_execute(
-        self, run_id: str, claim: Claim, execute: Execute, abandon: Abandon
-    ) -> None:
-        if run_id in self._cancel_reasons:
-            if self._cancel_reasons[run_id] is Stop.CANCEL:
-                await abandon()
-            return
-        self._phases[run_id] = Phase.CLAIMING
-        run = await claim()
-        if run is None:
-            return
-        self._phases[run_id] = Phase.EXECUTING
-        self.stats.executed += 1
-        if run_id in self._cancel_reasons:  # asked for while claiming
+        attempt.phase = Phase.EXECUTING
+        if attempt.stop is not None:  # asked for while claiming
             current = asyncio.current_task()
             if current is not None:
                 current.cancel()
-        await execute(run)
+        await attempt.execute()
 
-    def _forget(self, run_id: str) -> None:
-        self._tasks.pop(run_id, None)
-        self._phases.pop(run_id, None)
-        self._entered.discard(run_id)
-        self._cancel_reasons.pop(run_id, None)
+    def _forget(self, attempt: Attempt) -> None:
+        attempt.phase = Phase.DONE
+        if self._attempts.get(attempt.run_id) is attempt:
+            del self._attempts[attempt.run_id]
 
-    def cancel(self, run_id: str, reason: Stop = Stop.CANCEL) -> bool:
-        """Cancel a run this engine holds; False when it holds no such run."""
-        task = self._tasks.get(run_id)
-        if task is None or task.done():
+    def cancel(
+        self, run_id: str, reason: Stop = Stop.CANCEL, why: dict[str, str] | None = None
+    ) -> bool:
+        """Stop a run this engine holds; False when it holds no such run."""
+        attempt = self._attempts.get(run_id)
+        if attempt is None or attempt.task is None or attempt.task.done():
             return False
-        self._cancel_reasons.setdefault(run_id, reason)
-        self.stats.cancelled += 1
-        # A task that has not run yet, or is mid-claim, sees the reason at its next step.
-        if run_id in self._entered and self._phases.get(run_id) is not Phase.CLAIMING:
-            task.cancel()
+        attempt.request_stop(reason, why)
+        if attempt.phase not in _UNINTERRUPTED:
+            attempt.task.cancel()
         return True
 
     async def retire(self, run_id: str) -> bool:
         """Stop the task of an older attempt of ``run_id`` (the run was taken over, maybe by
         this very instance) and wait until it has ended, so a new attempt can be submitted;
         False when this engine holds no task of that run."""
-        task = self._tasks.get(run_id)
-        if task is None:
+        attempt = self._attempts.get(run_id)
+        if attempt is None or attempt.task is None:
             return False
         self.cancel(run_id, Stop.LOST)
-        await asyncio.gather(task, return_exceptions=True)
-        self._forget(run_id)
+        await asyncio.gather(attempt.task, return_exceptions=True)
+        self._forget(attempt)
         return True
 
-    def cancel_reason(self, run_id: str) -> Stop | None:
-        return self._cancel_reasons.get(run_id)
-
     async def shutdown(self) -> None:
-        """Stop every task: executing runs and waiting ones go back to the cluster."""
-        tasks = list(self._tasks.values())
-        for run_id in list(self._tasks):
+        """Stop every attempt: executing runs and waiting ones go back to the cluster."""
+        tasks = [a.task for a in self._attempts.values() if a.task is not None]
+        for run_id in list(self._attempts):
             self.cancel(run_id, Stop.HANDBACK)
         await asyncio.gather(*tasks, return_exceptions=True)

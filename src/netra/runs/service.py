@@ -21,7 +21,8 @@ from netra.db.repositories import (
     ThreadRepository,
 )
 from netra.db.runs import RunRepository
-from netra.engine.execution import CANCELLED_BY_USER, ExecutionEngine
+from netra.engine.attempt import CANCELLED_BY_USER
+from netra.engine.execution import ExecutionEngine
 from netra.errors import Conflict, InvalidRequest
 from netra.events.bridge import AgentWebSocketBridge
 from netra.events.bus import EventBus, Notice
