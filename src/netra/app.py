@@ -166,7 +166,7 @@ class Netra:
             instance_id=self.instance_id,
             executes=role == "worker" or settings.cluster.execute_runs,
         )
-        self.tools.register("delegate", delegate_tool(self.engine), tags=("builtin",))
+        self.tools.register("delegate", delegate_tool(self.engine.children), tags=("builtin",))
         self.shedder = LoadShedder(db=self.db, config=self.config, metrics=self.metrics)
         self.runs = RunService(
             db=self.db,

@@ -146,6 +146,26 @@ class Attempt:
     def cancelled(self) -> Ending:
         return Ending(RunStatus.CANCELLED, self.why or CANCELLED_BY_USER)
 
+    def adopted_ending(self, max_recoveries: int) -> Ending | None:
+        """For a run just taken from the cluster: how it ends at once, when it must not go
+        on (a sub-agent continues only inside its parent; a run whose servers kept dying;
+        a cancel asked for meanwhile); None when it continues."""
+        run = self.run
+        if run.parent_run_id is not None:
+            return Ending(RunStatus.INTERRUPTED, interrupted())
+        if run.recoveries > max_recoveries:
+            return Ending(
+                RunStatus.INTERRUPTED,
+                {
+                    "code": "interrupted",
+                    "message": f"the run's server stopped {run.recoveries} times while it ran",
+                },
+            )
+        if run.cancel_requested is not None:
+            self.request_stop(Stop.CANCEL, dict(run.cancel_requested))
+            return self.cancelled()
+        return None
+
     def _emitter(self) -> RunEmitter:
         run = self.run
         return self._kit.bridge.for_run(

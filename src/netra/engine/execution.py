@@ -21,55 +21,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from netra.agents.registry import AgentRegistry
 from netra.config import UnifiedConfigurationManager
 from netra.context import UserExecutionContext
 from netra.db.cluster import LeaseRepository
 from netra.db.manager import DatabaseManager
-from netra.db.records import RunRecord, RunStatus, utcnow
-from netra.db.runs import RunRepository
+from netra.db.records import RunRecord, utcnow
 from netra.engine.attempt import Attempt, AttemptKit, Phase, Stop
 from netra.engine.builder import AttemptBuilder
-from netra.engine.ending import AttemptEnds, Ending
-from netra.engine.resume import interrupted
+from netra.engine.children import SubAgents
+from netra.engine.ending import AttemptEnds
 from netra.engine.user import UserExecutionEngine
 from netra.errors import StorageUnavailable
 from netra.events.bridge import AgentWebSocketBridge
 from netra.events.bus import EventBus, Notice
 from netra.events.envelope import EventType
 from netra.metrics import Metrics
-from netra.models.base import Usage
 from netra.models.catalog import ModelCatalog
-from netra.runs.quotas import admit, measure
 from netra.tools.dispatcher import ToolRegistry
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class SubRun:
-    """What a sub-agent's run hands back to its parent."""
-
-    run_id: str
-    agent: str
-    outcome: str
-    answer: str
-    usage: dict[str, Any]
-    error: dict[str, str] | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "agent": self.agent,
-            "outcome": self.outcome,
-            "answer": self.answer,
-            "usage": self.usage,
-            "error": self.error,
-        }
 
 
 class ExecutionEngine:
@@ -115,6 +88,8 @@ class ExecutionEngine:
             requeued=self.submit,
             lost=self._count_lost,
         )
+        self.children = SubAgents(self._kit, self.attempt_of)
+        """The sub-agents of the runs executing here (the ``delegate`` tool)."""
         self._users: dict[str, UserExecutionEngine] = {}
         most = config.settings.limits.max_executing_runs
         self._instance_slots = asyncio.Semaphore(most) if most else None
@@ -186,6 +161,11 @@ class ExecutionEngine:
         self.lost += 1
         self._metrics.run_lost()
 
+    def attempt_of(self, user_id: str, run_id: str) -> Attempt | None:
+        """The attempt of a run executing (or waiting) here."""
+        engine = self._users.get(user_id)
+        return engine.attempt(run_id) if engine is not None else None
+
     def executing(self) -> dict[str, int]:
         """Runs executing here (run id → attempt), for the heartbeat."""
         return {
@@ -216,21 +196,7 @@ class ExecutionEngine:
             self._count_lost()
             log.warning("run %s: stopped its older attempt here to resume it", run.id)
         attempt = Attempt(self._kit, ctx, run)
-        limit = self._config.settings.cluster.max_recoveries
-        ending: Ending | None = None
-        if run.parent_run_id is not None:  # a sub-agent continues only inside its parent
-            ending = Ending(RunStatus.INTERRUPTED, interrupted())
-        elif run.recoveries > limit:
-            ending = Ending(
-                RunStatus.INTERRUPTED,
-                {
-                    "code": "interrupted",
-                    "message": f"the run's server stopped {run.recoveries} times while it ran",
-                },
-            )
-        elif run.cancel_requested is not None:
-            attempt.request_stop(Stop.CANCEL, dict(run.cancel_requested))
-            ending = attempt.cancelled()
+        ending = attempt.adopted_ending(self._config.settings.cluster.max_recoveries)
         if ending is None:
             await self.submit(ctx, run)
         else:
@@ -266,41 +232,3 @@ class ExecutionEngine:
         if released:
             await self._bus.notify(Notice("queued", None, None))
         return released
-
-    # ---- sub-agents ----------------------------------------------------------------------
-    async def run_child(self, ctx: UserExecutionContext, agent: str, task: str) -> SubRun:
-        """Run ``agent`` on ``task`` for the run of ``ctx``, inside that run's own task (so
-        it needs no second concurrency slot): a child run with a child context, its own
-        events (``agent_started`` names the parent), admitted and metered against the same
-        user's quotas. Its answer goes back to the parent, not into the thread."""
-        if ctx.run_id is None or ctx.thread_id is None:
-            raise ValueError("a sub-agent runs for a parent run")
-        limits = self._config.limits_for(ctx.user_id, ctx.tier)
-        definition = self._agents.check_access(ctx, agent)
-        async with self._db.write() as conn:
-            runs = RunRepository(conn, ctx)
-            admit(limits, await measure(runs), agent=agent)
-            queued = await runs.create(
-                thread_id=ctx.thread_id,
-                agent=agent,
-                model=definition.model or self._config.settings.models.default,
-                parent_run_id=ctx.run_id,
-                owner=self.instance_id,
-                lease_until=self.lease_until(),
-            )
-            run = await runs.start(
-                queued.id, owner=self.instance_id, lease_until=self.lease_until()
-            )
-        assert run is not None  # just created, queued, in this transaction
-        engine = self._users.get(ctx.user_id)
-        parent = engine.attempt(ctx.run_id) if engine is not None else None
-        child = Attempt(self._kit, ctx.child(run_id=run.id), run)
-        ending, agent_run = await child.execute_child(task, parent)
-        return SubRun(
-            run_id=run.id,
-            agent=agent,
-            outcome=ending.status.value,
-            answer="".join(agent_run.text) if agent_run else "",
-            usage=agent_run.usage.as_dict() if agent_run else Usage().as_dict(),
-            error=ending.error,
-        )

@@ -1,0 +1,82 @@
+"""SubAgents: a run hands a task to another agent (the ``delegate`` tool) and reads its answer.
+
+The child is a run of its own — a child context one level deeper, its own events
+(``agent_started`` names the parent), admitted and metered against the same user's quotas —
+that executes inside its parent's task, so it needs no second concurrency slot, and stops
+with its parent. Its answer goes back to the parent, not into the thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from netra.context import UserExecutionContext
+from netra.db.runs import RunRepository
+from netra.engine.attempt import Attempt, AttemptKit
+from netra.models.base import Usage
+from netra.runs.quotas import admit, measure
+
+
+@dataclass(frozen=True, slots=True)
+class SubRun:
+    """What a sub-agent's run hands back to its parent."""
+
+    run_id: str
+    agent: str
+    outcome: str
+    answer: str
+    usage: dict[str, Any]
+    error: dict[str, str] | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "agent": self.agent,
+            "outcome": self.outcome,
+            "answer": self.answer,
+            "usage": self.usage,
+            "error": self.error,
+        }
+
+
+class SubAgents:
+    """Process-wide: runs the sub-agents of the runs executing here."""
+
+    def __init__(self, kit: AttemptKit, attempt_of: Callable[[str, str], Attempt | None]) -> None:
+        self._kit = kit
+        self._attempt_of = attempt_of
+
+    async def run(self, ctx: UserExecutionContext, agent: str, task: str) -> SubRun:
+        """Run ``agent`` on ``task`` for the run of ``ctx`` and wait for its answer."""
+        if ctx.run_id is None or ctx.thread_id is None:
+            raise ValueError("a sub-agent runs for a parent run")
+        kit = self._kit
+        limits = kit.config.limits_for(ctx.user_id, ctx.tier)
+        definition = kit.agents.check_access(ctx, agent)
+        async with kit.db.write() as conn:
+            runs = RunRepository(conn, ctx)
+            admit(limits, await measure(runs), agent=agent)
+            queued = await runs.create(
+                thread_id=ctx.thread_id,
+                agent=agent,
+                model=definition.model or kit.config.settings.models.default,
+                parent_run_id=ctx.run_id,
+                owner=kit.instance_id,
+                lease_until=kit.lease_until(),
+            )
+            run = await runs.start(queued.id, owner=kit.instance_id, lease_until=kit.lease_until())
+        assert run is not None  # just created, queued, in this transaction
+        child = Attempt(kit, ctx.child(run_id=run.id), run)
+        ending, agent_run = await child.execute_child(
+            task, self._attempt_of(ctx.user_id, ctx.run_id)
+        )
+        return SubRun(
+            run_id=run.id,
+            agent=agent,
+            outcome=ending.status.value,
+            answer="".join(agent_run.text) if agent_run else "",
+            usage=agent_run.usage.as_dict() if agent_run else Usage().as_dict(),
+            error=ending.error,
+        )
