@@ -70,6 +70,8 @@ async def test_a_run_taken_back_while_its_old_attempt_still_executes_here_finish
         assert events[-1]["data"]["outcome"] == "completed"
         notes = [e["data"]["resumed"] for e in events if "resumed" in e["data"]]
         assert [note["reason"] for note in notes] == ["takeover"], notes
+        # One execution, one attempt number: the takeover counts it, the claim keeps it.
+        assert notes[0]["attempt"] == events[0]["data"]["attempt"] + 1, (events[0], notes)
         assert answer_text(events) == "finished at last"
         assert calls == ["called", "cancelled", "called"]
         run = (await http.get(f"/runs/{ack['run_id']}", headers=user.auth)).json()

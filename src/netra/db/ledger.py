@@ -8,9 +8,10 @@ from typing import Any
 from sqlalchemy import Row, insert, select, update
 
 from netra.db import tables as t
+from netra.db.queue import RunQueue
 from netra.db.records import Decision, ToolCallRecord, utcnow
 from netra.db.repositories import Scoped
-from netra.errors import LostClaim, NotFound
+from netra.errors import NotFound
 
 
 class ToolCallRepository(Scoped):
@@ -137,15 +138,7 @@ class ToolCallRepository(Scoped):
         )
 
     async def _fence(self, run_id: str, attempt: int) -> None:
-        """Refuse a write by an attempt that is no longer the run's (its row locked until
-        the write commits, so a takeover cannot slip in between)."""
-        current = await self._conn.scalar(
-            select(t.runs.c.attempt)
-            .where(t.runs.c.id == run_id, t.runs.c.user_id == self.user_id)
-            .with_for_update()
-        )
-        if current != attempt:
-            raise LostClaim(f"attempt {attempt} of run {run_id} was replaced")
+        await RunQueue(self._conn).fence(self._ctx, run_id, attempt)
 
 
 def _tool_call(row: Row[Any]) -> ToolCallRecord:

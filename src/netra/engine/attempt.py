@@ -33,8 +33,8 @@ from netra.agents.registry import AgentRegistry
 from netra.config import UnifiedConfigurationManager
 from netra.context import UserExecutionContext
 from netra.db.manager import DatabaseManager
+from netra.db.queue import RunQueue
 from netra.db.records import RunRecord, RunStatus
-from netra.db.runs import RunRepository
 from netra.engine.builder import AttemptBuilder
 from netra.engine.ending import AttemptEnds, Ending
 from netra.engine.resume import RunLog, interrupted
@@ -181,8 +181,8 @@ class Attempt:
         while True:
             try:
                 async with kit.db.write() as conn:
-                    claimed = await RunRepository(conn, self.ctx).start(
-                        self.run_id, owner=kit.instance_id, lease_until=kit.lease_until()
+                    claimed = await RunQueue(conn).start(
+                        self.ctx, self.run_id, owner=kit.instance_id, lease_until=kit.lease_until()
                     )
                 break
             except StorageUnavailable:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from netra.context import UserExecutionContext
+from netra.db.queue import RunQueue
 from netra.db.runs import RunRepository
 from netra.engine.attempt import Attempt, AttemptKit
 from netra.models.base import Usage
@@ -56,9 +57,10 @@ class SubAgents:
         limits = kit.config.limits_for(ctx.user_id, ctx.tier)
         definition = kit.agents.check_access(ctx, agent)
         async with kit.db.write() as conn:
-            runs = RunRepository(conn, ctx)
-            admit(limits, await measure(runs), agent=agent)
-            queued = await runs.create(
+            admit(limits, await measure(RunRepository(conn, ctx)), agent=agent)
+            queue = RunQueue(conn)
+            queued = await queue.create(
+                ctx,
                 thread_id=ctx.thread_id,
                 agent=agent,
                 model=definition.model or kit.config.settings.models.default,
@@ -66,7 +68,9 @@ class SubAgents:
                 owner=kit.instance_id,
                 lease_until=kit.lease_until(),
             )
-            run = await runs.start(queued.id, owner=kit.instance_id, lease_until=kit.lease_until())
+            run = await queue.start(
+                ctx, queued.id, owner=kit.instance_id, lease_until=kit.lease_until()
+            )
         assert run is not None  # just created, queued, in this transaction
         child = Attempt(kit, ctx.child(run_id=run.id), run)
         ending, agent_run = await child.execute_child(

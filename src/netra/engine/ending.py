@@ -15,9 +15,9 @@ from netra.agents.base import AgentRun
 from netra.context import UserExecutionContext
 from netra.db.ledger import ToolCallRepository
 from netra.db.manager import DatabaseManager
+from netra.db.queue import RunQueue
 from netra.db.records import RunRecord, RunStatus, utcnow
 from netra.db.repositories import MessageRepository, ThreadRepository
-from netra.db.runs import RunRepository
 from netra.errors import LostClaim
 from netra.events.bridge import RunEmitter
 from netra.metrics import Metrics
@@ -55,8 +55,9 @@ class AttemptEnds:
         every call was answered meanwhile, the run goes straight back to the queue: the
         requeued run is returned, for the engine to submit."""
         async with self._db.write() as conn:
-            runs = RunRepository(conn, ctx)
-            suspended = await runs.suspend(
+            queue = RunQueue(conn)
+            suspended = await queue.suspend(
+                ctx,
                 run.id,
                 attempt=run.attempt,
                 owner=self._instance_id,
@@ -69,8 +70,8 @@ class AttemptEnds:
             requeued = (
                 None
                 if waiting
-                else await runs.requeue(
-                    run.id, owner=self._instance_id, lease_until=self._lease_until()
+                else await queue.requeue(
+                    ctx, run.id, owner=self._instance_id, lease_until=self._lease_until()
                 )
             )
         for record in waiting:
@@ -101,7 +102,8 @@ class AttemptEnds:
         message_id = run.message_id if text else None
 
         async def final_state(conn: AsyncConnection) -> bool:
-            finished = await RunRepository(conn, ctx).finish(
+            finished = await RunQueue(conn).finish(
+                ctx,
                 run.id,
                 status=ending.status,
                 attempt=run.attempt,

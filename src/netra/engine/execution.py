@@ -26,8 +26,8 @@ from datetime import datetime, timedelta
 from netra.agents.registry import AgentRegistry
 from netra.config import UnifiedConfigurationManager
 from netra.context import UserExecutionContext
-from netra.db.cluster import LeaseRepository
 from netra.db.manager import DatabaseManager
+from netra.db.queue import RunQueue
 from netra.db.records import RunRecord, utcnow
 from netra.engine.attempt import Attempt, AttemptKit, Phase, Stop
 from netra.engine.builder import AttemptBuilder
@@ -221,7 +221,7 @@ class ExecutionEngine:
             async with asyncio.timeout(grace):
                 await self._bridge.drain()
             async with self._db.write() as conn:
-                released = await LeaseRepository(conn).release(self.instance_id)
+                released = await RunQueue(conn).release(self.instance_id)
         except (TimeoutError, StorageUnavailable):
             log.error(
                 "the database is away (%s): the runs held here stay held until their lease "

@@ -28,8 +28,9 @@ from datetime import timedelta
 from netra import __version__
 from netra.config import UnifiedConfigurationManager
 from netra.context import UserExecutionContext
-from netra.db.cluster import InstanceRecord, InstanceRepository, LeaseRepository, Orphan
+from netra.db.cluster import InstanceRecord, InstanceRepository
 from netra.db.manager import DatabaseManager
+from netra.db.queue import Orphan, RunQueue
 from netra.db.records import RunStatus, utcnow
 from netra.db.runs import RunRepository
 from netra.engine.execution import ExecutionEngine
@@ -87,9 +88,7 @@ class RunSupervisor:
             )
             # SQLite: no other instance can be executing anything, so whatever is held
             # was held by this process's previous life.
-            expired = await LeaseRepository(conn).expire(
-                None if self._db.is_sqlite else self.instance_id
-            )
+            expired = await RunQueue(conn).expire(None if self._db.is_sqlite else self.instance_id)
         if expired:
             log.info("%d runs of an earlier start are taken back", expired)
         self._bus.on_notice(self._on_notice)
@@ -138,7 +137,7 @@ class RunSupervisor:
     async def beat(self) -> None:
         executing = self._engine.executing()  # before renewing: each was claimed by then
         async with self._db.write() as conn:
-            leases = await LeaseRepository(conn).renew(self.instance_id, self._engine.lease_until())
+            leases = await RunQueue(conn).renew(self.instance_id, self._engine.lease_until())
             await InstanceRepository(conn).beat(
                 self.instance_id,
                 runs_executing=len(executing),
@@ -156,7 +155,7 @@ class RunSupervisor:
         ]
         if doubtful:
             async with self._db.read() as conn:
-                current = await LeaseRepository(conn).of(doubtful)
+                current = await RunQueue(conn).of(doubtful)
             for lease in current:
                 if lease.owner != self.instance_id or lease.attempt != executing[lease.run_id]:
                     self._engine.lose(lease.user_id, lease.run_id)
@@ -165,12 +164,10 @@ class RunSupervisor:
 
     async def _take_orphans(self) -> None:
         async with self._db.read() as conn:
-            orphans = await LeaseRepository(conn).orphans(
-                limit=ORPHANS_PER_BEAT, include_unheld=True
-            )
+            orphans = await RunQueue(conn).orphans(limit=ORPHANS_PER_BEAT, include_unheld=True)
         for orphan in orphans:
             async with self._db.write() as conn:
-                taken = await LeaseRepository(conn).take(
+                taken = await RunQueue(conn).take(
                     orphan.run_id, self.instance_id, self._engine.lease_until()
                 )
             if taken:

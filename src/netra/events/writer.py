@@ -27,11 +27,11 @@ import contextlib
 import logging
 from collections import defaultdict
 
-from sqlalchemy import insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import insert, update
 
 from netra.db import tables as t
 from netra.db.manager import DatabaseManager
+from netra.db.queue import RunQueue
 from netra.db.records import utcnow
 from netra.errors import LostClaim, StorageUnavailable
 from netra.events.bus import EventBus
@@ -183,7 +183,9 @@ class EventLogWriter:
         """Store the batch; a fenced event's place in the result is None."""
         now = utcnow()
         async with self._db.write() as conn:
-            current = await _current_attempts(conn, pending_events)
+            current = await RunQueue(conn).current_attempts(
+                {p.run_id for p in pending_events if p.attempt is not None and p.run_id}
+            )
             batch = []
             for pending in pending_events:
                 if (
@@ -239,18 +241,3 @@ class EventLogWriter:
 def _finishing(batch: list[PendingEvent]) -> set[str]:
     """The runs whose final write is in the batch (for the crash points)."""
     return {p.run_id for p in batch if p.stored_with is not None and p.run_id is not None}
-
-
-async def _current_attempts(conn: AsyncConnection, batch: list[PendingEvent]) -> dict[str, int]:
-    """The current attempt of every run with events in the batch, its row locked until the
-    batch commits (PostgreSQL; SQLite has one writer anyway)."""
-    run_ids = sorted({p.run_id for p in batch if p.attempt is not None and p.run_id is not None})
-    if not run_ids:
-        return {}
-    rows = await conn.execute(
-        select(t.runs.c.id, t.runs.c.attempt)
-        .where(t.runs.c.id.in_(run_ids))
-        .order_by(t.runs.c.id)
-        .with_for_update()
-    )
-    return {row.id: row.attempt for row in rows}

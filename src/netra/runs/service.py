@@ -15,6 +15,7 @@ from netra.config import UnifiedConfigurationManager
 from netra.context import UserExecutionContext
 from netra.db.ledger import ToolCallRepository
 from netra.db.manager import DatabaseManager
+from netra.db.queue import RunQueue
 from netra.db.records import Decision, RunRecord, ThreadRecord
 from netra.db.repositories import (
     MessageRepository,
@@ -127,7 +128,8 @@ class RunService:
             warnings = admit(limits, await measure(runs), agent=agent_name)
             await self._shedder.check(conn)
             owner, lease_until = self._engine.holding()
-            run = await runs.create(
+            run = await RunQueue(conn).create(
+                ctx,
                 thread_id=thread.id,
                 agent=agent_name,
                 model=definition.model or settings.models.default,
@@ -169,12 +171,12 @@ class RunService:
         if run.status.final or self._engine.cancel(ctx.user_id, run_id, why=why):
             return run
         async with self._db.write() as conn:
-            runs = RunRepository(conn, ctx)
-            await runs.request_cancel(run_id, why or CANCELLED_BY_USER)
+            queue = RunQueue(conn)
+            await queue.request_cancel(ctx, run_id, why or CANCELLED_BY_USER)
             # Nobody executes it (waiting for approval, queued without a holder, or its
             # holder died): end it here.
-            adopted = await runs.adopt_unheld(
-                run_id, owner=self._engine.instance_id, lease_until=self._engine.lease_until()
+            adopted = await queue.adopt_unheld(
+                ctx, run_id, owner=self._engine.instance_id, lease_until=self._engine.lease_until()
             )
         if adopted is not None:
             await self._engine.end_cancelled(ctx, adopted, why)
@@ -200,8 +202,8 @@ class RunService:
             requeued = None
             if decided and not await calls.undecided(run_id):
                 owner, lease_until = self._engine.holding()
-                requeued = await RunRepository(conn, ctx).requeue(
-                    run_id, owner=owner, lease_until=lease_until
+                requeued = await RunQueue(conn).requeue(
+                    ctx, run_id, owner=owner, lease_until=lease_until
                 )
         if requeued is not None:
             await self._engine.submit(ctx, requeued)

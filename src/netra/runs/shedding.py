@@ -29,8 +29,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from netra.config import UnifiedConfigurationManager
-from netra.db.cluster import QueueRepository
 from netra.db.manager import DatabaseManager
+from netra.db.queue import RunQueue
 from netra.errors import Overloaded
 from netra.metrics import Metrics
 
@@ -75,7 +75,7 @@ class LoadShedder:
         limits = self._config.settings.limits
         if not limits.max_queued_runs:
             return
-        state = QueueState(await QueueRepository(conn).depth(), limits.max_queued_runs)
+        state = QueueState(await RunQueue(conn).depth(), limits.max_queued_runs)
         if not state.shedding:
             if self._shedding:
                 self._shedding = False
@@ -102,7 +102,7 @@ class LoadShedder:
         queued: int | None
         try:
             async with asyncio.timeout(MEASURE_TIMEOUT_S), self._db.read() as conn:
-                queued = await QueueRepository(conn).depth()
+                queued = await RunQueue(conn).depth()
         except Exception:  # /ready and /metrics answer whatever the database does;
             queued = None  # the database check of /ready says what is wrong
         self._metrics.queue_counted(queued)
