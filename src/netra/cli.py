@@ -116,17 +116,17 @@ def _db_upgrade(args: argparse.Namespace) -> int:
 
 
 def _grant_admin(args: argparse.Namespace) -> int:
-    from netra.app import Netra
+    from netra.auth.accounts import grant_admin
 
-    config = _config(args, {})
+    settings = _config(args, {}).settings
 
     async def grant() -> None:
-        netra = Netra(config)
-        await netra.db.upgrade()
+        db = DatabaseManager(settings.database_url, settings.database)
         try:
-            user = await netra.accounts.grant_admin(args.email)
+            await db.upgrade()
+            user = await grant_admin(db, args.email)
         finally:
-            await netra.db.close()
+            await db.close()
         print(f"{user.email} now has roles: {', '.join(user.roles)}")
 
     asyncio.run(grant())

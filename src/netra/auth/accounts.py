@@ -109,14 +109,16 @@ class AccountService:
             await self._sessions.revoke_user(user_id, "account_disabled")
         return user
 
-    async def grant_admin(self, email: str) -> UserRecord:
-        """Make an existing account an admin (``netra users grant-admin``)."""
-        async with self._db.write() as conn:
-            users = UserRepository(conn)
-            user = await users.by_email(normalize_email(email))
-            if user is None:
-                raise NotFound(f"no account with email {email!r}")
-            roles = tuple(dict.fromkeys((*user.roles, "admin")))
-            updated = await users.update(user.id, roles=roles)
-        assert updated is not None
-        return updated
+
+async def grant_admin(db: DatabaseManager, email: str) -> UserRecord:
+    """Make an existing account an admin (``netra users grant-admin``): the database alone,
+    so the command starts without the rest of the server."""
+    async with db.write() as conn:
+        users = UserRepository(conn)
+        user = await users.by_email(normalize_email(email))
+        if user is None:
+            raise NotFound(f"no account with email {email!r}")
+        roles = tuple(dict.fromkeys((*user.roles, "admin")))
+        updated = await users.update(user.id, roles=roles)
+    assert updated is not None
+    return updated
