@@ -255,29 +255,36 @@ class _EventReader:
             elif block.type == "text" and block.text:
                 return [str(block.text)]
         elif event.type == "content_block_delta":
-            delta = event.delta
-            if delta.type == "text_delta":
-                return [str(delta.text)] if delta.text else []
-            if delta.type == "input_json_delta":
-                if event.index not in self._drafts:
-                    raise ModelBehaviorError(
-                        f"{self._model_id} streamed tool input for a block that is no tool call"
-                    )
-                self._drafts[event.index].fragments.append(str(delta.partial_json))
+            return self._delta(event)
         elif event.type == "message_delta":
-            if event.usage.input_tokens is not None:
-                self._count(event.usage.input_tokens, event.usage)
-            self._output_tokens = int(event.usage.output_tokens)
-            if event.delta.stop_reason is not None:
-                if event.delta.stop_reason not in STOP_REASONS:
-                    raise ModelBehaviorError(
-                        f"{self._model_id} stopped with an unknown reason "
-                        f"{str(event.delta.stop_reason)[:40]!r}"
-                    )
-                self._stop_reason = event.delta.stop_reason
+            self._message_delta(event)
         elif event.type == "message_stop":
             self._stopped = True
         return []
+
+    def _delta(self, event: Any) -> list[str]:
+        delta = event.delta
+        if delta.type == "text_delta":
+            return [str(delta.text)] if delta.text else []
+        if delta.type == "input_json_delta":
+            if event.index not in self._drafts:
+                raise ModelBehaviorError(
+                    f"{self._model_id} streamed tool input for a block that is no tool call"
+                )
+            self._drafts[event.index].fragments.append(str(delta.partial_json))
+        return []
+
+    def _message_delta(self, event: Any) -> None:
+        if event.usage.input_tokens is not None:
+            self._count(event.usage.input_tokens, event.usage)
+        self._output_tokens = int(event.usage.output_tokens)
+        if event.delta.stop_reason is not None:
+            if event.delta.stop_reason not in STOP_REASONS:
+                raise ModelBehaviorError(
+                    f"{self._model_id} stopped with an unknown reason "
+                    f"{str(event.delta.stop_reason)[:40]!r}"
+                )
+            self._stop_reason = event.delta.stop_reason
 
     def _count(self, input_tokens: int, usage: Any) -> None:
         cached = (usage.cache_creation_input_tokens or 0) + (usage.cache_read_input_tokens or 0)

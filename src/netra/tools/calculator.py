@@ -66,20 +66,7 @@ def _eval(node: ast.expr) -> float | int:
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
         return _UNARY[type(node.op)](_eval(node.operand))
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-        left, right = _eval(node.left), _eval(node.right)
-        if isinstance(node.op, ast.Pow) and abs(right) > _MAX_EXPONENT:
-            raise ToolError(f"exponent larger than {_MAX_EXPONENT}")
-        try:
-            result = _BINARY[type(node.op)](left, right)
-        except ZeroDivisionError as exc:
-            raise ToolError("division by zero") from exc
-        except OverflowError as exc:
-            raise ToolError("result too large") from exc
-        if isinstance(result, complex):
-            raise ToolError("result is not a real number")
-        if abs(result) > _MAX_MAGNITUDE:
-            raise ToolError("result too large")
-        return result
+        return _binary(node)
     if (
         isinstance(node, ast.Call)
         and isinstance(node.func, ast.Name)
@@ -92,6 +79,23 @@ def _eval(node: ast.expr) -> float | int:
         except (ValueError, TypeError, OverflowError) as exc:
             raise ToolError(f"{node.func.id}: {exc}") from exc
     raise ToolError(f"unsupported element in expression: {ast.dump(node)[:60]}")
+
+
+def _binary(node: ast.BinOp) -> float | int:
+    left, right = _eval(node.left), _eval(node.right)
+    if isinstance(node.op, ast.Pow) and abs(right) > _MAX_EXPONENT:
+        raise ToolError(f"exponent larger than {_MAX_EXPONENT}")
+    try:
+        result = _BINARY[type(node.op)](left, right)
+    except ZeroDivisionError as exc:
+        raise ToolError("division by zero") from exc
+    except OverflowError as exc:
+        raise ToolError("result too large") from exc
+    if isinstance(result, complex):
+        raise ToolError("result is not a real number")
+    if abs(result) > _MAX_MAGNITUDE:
+        raise ToolError("result too large")
+    return result
 
 
 def _tidy(value: float | int) -> float | int:
