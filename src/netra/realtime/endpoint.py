@@ -12,7 +12,6 @@ from urllib.parse import urlsplit
 from pydantic import ValidationError
 from starlette.websockets import WebSocket
 
-from netra.api.errors import error_frame
 from netra.db.records import Decision
 from netra.db.repositories import EventRepository
 from netra.errors import InvalidRequest, QuotaExceeded, Unauthenticated
@@ -25,6 +24,7 @@ from netra.realtime.frames import (
     Ping,
     Resume,
     SendMessage,
+    error_frame,
     json_depth,
     ref_of,
     refusal,
