@@ -46,6 +46,7 @@ from netra.models.provider import Provider
 from netra.models.scripted import ScriptedModel
 from netra.realtime.endpoint import CLOSE_POLICY, websocket_endpoint
 from netra.realtime.manager import UnifiedWebSocketManager
+from netra.runs.quotas import SubAgentAdmission
 from netra.runs.service import DEFAULT_AGENT, RunService
 from netra.runs.shedding import LoadShedder
 from netra.server import set_log_level
@@ -164,6 +165,7 @@ class Netra:
             metrics=self.metrics,
             bus=self.bus,
             instance_id=self.instance_id,
+            admit_child=SubAgentAdmission(config),
             executes=role == "worker" or settings.cluster.execute_runs,
         )
         self.tools.register("delegate", delegate_tool(self.engine.children), tags=("builtin",))
