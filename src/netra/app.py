@@ -168,7 +168,7 @@ class Netra:
             admit_child=SubAgentAdmission(config),
             executes=role == "worker" or settings.cluster.execute_runs,
         )
-        self.tools.register("delegate", delegate_tool(self.engine.children), tags=("builtin",))
+        self.tools.register("delegate", delegate_tool(self.engine.children.run), tags=("builtin",))
         self.shedder = LoadShedder(db=self.db, config=self.config, metrics=self.metrics)
         self.runs = RunService(
             db=self.db,

@@ -9,41 +9,18 @@ with its parent. Its answer goes back to the parent, not into the thread.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
 
 from netra.context import UserExecutionContext
 from netra.db.runs import RunRepository
 from netra.engine.attempt import Attempt, AttemptKit
 from netra.models.base import Usage
+from netra.tools.delegate import SubRun
 
 ChildAdmission = Callable[[UserExecutionContext, RunRepository, str], Awaitable[None]]
 """Refuses a sub-agent's run (of this agent, for the user of this context) that the user's
 quotas do not allow, with ``QuotaExceeded`` or ``PermissionDenied``, inside the transaction
 that would store it. The quotas are the runs layer's (``netra.runs.quotas``): handed in, so
 the engine does not import the layer that drives it."""
-
-
-@dataclass(frozen=True, slots=True)
-class SubRun:
-    """What a sub-agent's run hands back to its parent."""
-
-    run_id: str
-    agent: str
-    outcome: str
-    answer: str
-    usage: dict[str, Any]
-    error: dict[str, str] | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "agent": self.agent,
-            "outcome": self.outcome,
-            "answer": self.answer,
-            "usage": self.usage,
-            "error": self.error,
-        }
 
 
 class SubAgents:
