@@ -9,8 +9,8 @@ CHROMIUM := /usr/bin/chromium
 # Test processes: the suite mostly waits (servers, leases, sockets), so three share two cores.
 WORKERS ?= 3
 # The fast tier: no PostgreSQL, Redis, netra processes or browser; SQLite and in-thread servers.
-FAST := tests/foundation tests/db tests/events tests/realtime tests/engine tests/models \
-	tests/agents tests/tools
+FAST := tests/test_layers.py tests/foundation tests/db tests/events tests/realtime tests/engine \
+	tests/models tests/agents tests/tools
 
 .PHONY: run test test-fast lint format bench clean
 

@@ -27,8 +27,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from netra.app import Netra, create_app
+from netra.app import create_app
 from netra.config import UnifiedConfigurationManager
+from netra.instance import Netra
 from netra.models.base import ModelRequest
 from netra.models.scripted import ScriptedModel, ScriptedTurn
 from netra.server import uvicorn_config

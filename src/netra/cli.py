@@ -64,7 +64,7 @@ def _exit_cleanly(signum: int, frame: object) -> None:
 def _worker(args: argparse.Namespace) -> int:
     """Execute runs from the shared runs table, serving no HTTP or WebSocket, until
     SIGTERM or SIGINT; then hand the runs held here back, like a serving instance."""
-    from netra.app import Netra
+    from netra.instance import Netra
     from netra.server import configure_logging, stopping
 
     config = _config(args, {})

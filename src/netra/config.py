@@ -23,7 +23,7 @@ from pydantic import SecretStr, ValidationError
 
 from netra.env import IsolatedEnvironment, is_secret_key, mask, parse_env_file
 from netra.errors import ConfigurationError
-from netra.models.ids import ModelId
+from netra.model_ids import ModelId
 from netra.settings import (
     LimitSettings,
     McpServerSettings,

@@ -19,8 +19,9 @@
     └── ConfigurationError   settings are missing or unsafe
         └── UnknownModel     a model id names no model or provider Netra knows
 
-Errors are mapped to HTTP responses and WebSocket error frames in one place:
-``netra.api.errors``.
+Which errors a client is told about, and which of those say when to try again, is written
+here once (``ANSWERED``, ``RETRY_LATER``); ``netra.api.errors`` makes HTTP answers of them and
+``netra.realtime.frames`` WebSocket error frames.
 """
 
 from __future__ import annotations
@@ -187,3 +188,11 @@ class LostClaim(NetraError):
     instance took the run over (fencing). The stale executor stops; nothing it writes lands."""
 
     code = "lost_claim"
+
+
+ANSWERED = (UserError, Unavailable)
+"""Errors whose message is for the client (an HTTP error body, a WS error frame); any other
+is logged and answered as an internal error."""
+RETRY_LATER = (QuotaExceeded, Unavailable)
+"""Refusals that say when to try again: ``retry_after`` seconds (the ``Retry-After`` header,
+the frame's ``retry_after``)."""

@@ -25,7 +25,7 @@ from pydantic import (
 
 from netra.env import normalize_environment
 from netra.errors import UnknownModel
-from netra.models.ids import ModelId
+from netra.model_ids import ModelId
 
 
 class Section(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 
-from netra.models.ids import ModelId
+from netra.model_ids import ModelId
 from netra.models.prices import PriceTable
 from netra.models.scripted import ScriptedModel, ScriptedTurn
 from tests.conftest import ServerFactory

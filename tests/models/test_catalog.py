@@ -9,8 +9,8 @@ import pytest
 from netra.config import UnifiedConfigurationManager
 from netra.env import IsolatedEnvironment
 from netra.errors import ConfigurationError, UnknownModel
+from netra.model_ids import ModelId
 from netra.models.catalog import ModelCatalog, ModelRegistry, provider_service
-from netra.models.ids import ModelId
 from netra.models.offline import OfflineModel
 from netra.models.prices import ModelPrice, PriceTable
 from netra.models.provider import Provider

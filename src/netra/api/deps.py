@@ -13,7 +13,7 @@ from netra.context import UserExecutionContext
 from netra.errors import PermissionDenied, Unauthenticated
 
 if TYPE_CHECKING:
-    from netra.app import Netra
+    from netra.instance import Netra
 
 _bearer = HTTPBearer(auto_error=False, description="Access token from POST /auth/login")
 

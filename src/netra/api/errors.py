@@ -1,11 +1,12 @@
-"""The one place errors become HTTP responses and WebSocket error frames, and where the
-OpenAPI schema learns which errors each route answers.
+"""The one place errors become HTTP responses, and where the OpenAPI schema learns which
+errors each route answers.
 
-HTTP: ``{"error": {"code", "message", "request_id"}}`` (plus ``details`` for validation).
-WS: ``{"type": "error", "code", "message", "ref"}``. Never a stack trace, SQL or secret.
-A ``QuotaExceeded`` or ``Unavailable`` (overloaded, storage away) refusal also says when to
-retry: the ``Retry-After`` header, ``retry_after`` in the frame. Any error but a
-``UserError`` or ``Unavailable`` is an internal error to the client.
+``{"error": {"code", "message", "request_id"}}`` (plus ``details`` for validation); never a
+stack trace, SQL or secret. A ``QuotaExceeded`` or ``Unavailable`` (overloaded, storage away)
+refusal also says when to retry, in the ``Retry-After`` header. Any error but a
+``UserError`` or ``Unavailable`` is an internal error to the client. The rules are
+``netra.errors.ANSWERED`` and ``RETRY_LATER``, which the WebSocket error frames
+(``netra.realtime.frames.error_frame``) follow too.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from netra.api.deps import REFUSALS
-from netra.errors import InvalidRequest, NetraError, QuotaExceeded, Unavailable, UserError
+from netra.errors import ANSWERED, RETRY_LATER, InvalidRequest, NetraError
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +40,6 @@ _HTTP_CODES = {
     415: "unsupported_media_type",
     429: "quota_exceeded",
 }
-_ANSWERED = (UserError, Unavailable)
-"""Errors whose message is for the client; any other is logged and answered as internal."""
-_RETRY_LATER = (QuotaExceeded, Unavailable)
-"""Refusals that say when to try again (``retry_after`` seconds)."""
 
 
 class ErrorDetail(BaseModel):
@@ -147,21 +144,6 @@ def error_response(
     return JSONResponse({"error": body}, status_code=status, headers=headers)
 
 
-def error_frame(exc: Exception, ref: str | None) -> dict[str, Any]:
-    if isinstance(exc, _ANSWERED):
-        frame: dict[str, Any] = {
-            "type": "error",
-            "code": exc.code,
-            "message": exc.message,
-            "ref": ref,
-        }
-        if isinstance(exc, _RETRY_LATER):
-            frame["retry_after"] = exc.retry_after
-        return frame
-    log.error("unexpected error handling a frame", exc_info=exc)
-    return {"type": "error", "code": "internal_error", "message": "internal error", "ref": ref}
-
-
 def _validation_details(errors: Any) -> list[dict[str, Any]]:
     return [
         {"field": ".".join(str(p) for p in e.get("loc", ())), "message": str(e.get("msg", ""))}
@@ -172,11 +154,11 @@ def _validation_details(errors: Any) -> list[dict[str, Any]]:
 def install(app: FastAPI) -> None:
     @app.exception_handler(NetraError)
     async def _netra(request: Request, exc: NetraError) -> JSONResponse:
-        if not isinstance(exc, _ANSWERED):
+        if not isinstance(exc, ANSWERED):
             log.error("error serving %s", request.url.path, exc_info=exc)
             return error_response(500, "internal_error", "internal error", request_id_of(request))
         headers = None
-        if isinstance(exc, _RETRY_LATER) and exc.retry_after is not None:
+        if isinstance(exc, RETRY_LATER) and exc.retry_after is not None:
             headers = {"Retry-After": str(exc.retry_after)}
         details = exc.details if isinstance(exc, InvalidRequest) else None
         return error_response(

@@ -3,7 +3,8 @@
 Every repository here takes a ``UserExecutionContext`` and filters every statement by its
 ``user_id``; another user's row is indistinguishable from a missing one. Accounts and sessions,
 looked up before there is a context, are in ``netra.db.accounts``; runs (the queue) in
-``netra.db.runs``; the tool-call ledger in ``netra.db.ledger``.
+``netra.db.runs``; the tool-call ledger in ``netra.db.ledger``; the event log's writes, whose
+batches span users, in ``netra.db.event_log``.
 """
 
 from __future__ import annotations
@@ -203,7 +204,7 @@ def _in_turn_order(messages: list[MessageRecord]) -> list[MessageRecord]:
 
 
 class EventRepository(Scoped):
-    """Reads of the caller's event log (writes go through ``netra.events.writer``)."""
+    """Reads of the caller's event log (its writes: ``netra.db.event_log``)."""
 
     @staticmethod
     async def last_seqs(conn: AsyncConnection, user_ids: Sequence[str]) -> dict[str, int]:

@@ -8,56 +8,43 @@ with its parent. Its answer goes back to the parent, not into the thread.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 from netra.context import UserExecutionContext
 from netra.db.queue import RunQueue
 from netra.db.runs import RunRepository
 from netra.engine.attempt import Attempt, AttemptKit
 from netra.models.base import Usage
-from netra.runs.quotas import admit, measure
+from netra.tools.delegate import SubRun
 
-
-@dataclass(frozen=True, slots=True)
-class SubRun:
-    """What a sub-agent's run hands back to its parent."""
-
-    run_id: str
-    agent: str
-    outcome: str
-    answer: str
-    usage: dict[str, Any]
-    error: dict[str, str] | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "agent": self.agent,
-            "outcome": self.outcome,
-            "answer": self.answer,
-            "usage": self.usage,
-            "error": self.error,
-        }
+ChildAdmission = Callable[[UserExecutionContext, RunRepository, str], Awaitable[None]]
+"""Refuses a sub-agent's run (of this agent, for the user of this context) that the user's
+quotas do not allow, with ``QuotaExceeded`` or ``PermissionDenied``, inside the transaction
+that would store it. The quotas are the runs layer's (``netra.runs.quotas``): handed in, so
+the engine does not import the layer that drives it."""
 
 
 class SubAgents:
     """Process-wide: runs the sub-agents of the runs executing here."""
 
-    def __init__(self, kit: AttemptKit, attempt_of: Callable[[str, str], Attempt | None]) -> None:
+    def __init__(
+        self,
+        kit: AttemptKit,
+        attempt_of: Callable[[str, str], Attempt | None],
+        admit: ChildAdmission,
+    ) -> None:
         self._kit = kit
         self._attempt_of = attempt_of
+        self._admit = admit
 
     async def run(self, ctx: UserExecutionContext, agent: str, task: str) -> SubRun:
         """Run ``agent`` on ``task`` for the run of ``ctx`` and wait for its answer."""
         if ctx.run_id is None or ctx.thread_id is None:
             raise ValueError("a sub-agent runs for a parent run")
         kit = self._kit
-        limits = kit.config.limits_for(ctx.user_id, ctx.tier)
         definition = kit.agents.check_access(ctx, agent)
         async with kit.db.write() as conn:
-            admit(limits, await measure(RunRepository(conn, ctx)), agent=agent)
+            await self._admit(ctx, RunRepository(conn, ctx), agent)
             queue = RunQueue(conn)
             queued = await queue.create(
                 ctx,

@@ -31,7 +31,7 @@ from netra.db.queue import RunQueue
 from netra.db.records import RunRecord, utcnow
 from netra.engine.attempt import Attempt, AttemptKit, Phase, Stop
 from netra.engine.builder import AttemptBuilder
-from netra.engine.children import SubAgents
+from netra.engine.children import ChildAdmission, SubAgents
 from netra.engine.ending import AttemptEnds
 from netra.engine.user import UserExecutionEngine
 from netra.errors import StorageUnavailable
@@ -60,6 +60,7 @@ class ExecutionEngine:
         metrics: Metrics,
         bus: EventBus,
         instance_id: str,
+        admit_child: ChildAdmission,
         executes: bool = True,
     ) -> None:
         self.instance_id = instance_id
@@ -88,7 +89,7 @@ class ExecutionEngine:
             requeued=self.submit,
             lost=self._count_lost,
         )
-        self.children = SubAgents(self._kit, self.attempt_of)
+        self.children = SubAgents(self._kit, self.attempt_of, admit_child)
         """The sub-agents of the runs executing here (the ``delegate`` tool)."""
         self._users: dict[str, UserExecutionEngine] = {}
         most = config.settings.limits.max_executing_runs

@@ -2,9 +2,10 @@
 then publishes them. Persist, then publish: no socket sees an event before it is stored.
 
 Group commit: the writer takes the first queued event, waits up to ``batch_window_ms`` for
-more (at most ``batch_max``), and stores the whole batch in one transaction, allocating each
-user's seq range with one ``UPDATE users SET event_seq = event_seq + n … RETURNING``. The
-row lock on the user's counter keeps seqs gapless and ordered across instances too.
+more (at most ``batch_max``), and stores the whole batch in one transaction, reserving each
+user's seq range with one ``UPDATE users SET event_seq = event_seq + n … RETURNING``
+(``netra.db.event_log``). The row lock on the user's counter keeps seqs gapless and ordered
+across instances too.
 
 Fencing: a run's events carry the attempt that emitted them, and a batch stores them only
 while that attempt is still the run's (under the run's row lock, so a takeover waits for the
@@ -27,9 +28,7 @@ import contextlib
 import logging
 from collections import defaultdict
 
-from sqlalchemy import insert, update
-
-from netra.db import tables as t
+from netra.db.event_log import EventLog, EventRow
 from netra.db.manager import DatabaseManager
 from netra.db.queue import RunQueue
 from netra.db.records import utcnow
@@ -199,39 +198,28 @@ class EventLogWriter:
             counts: dict[str, int] = defaultdict(int)
             for pending in batch:
                 counts[pending.user_id] += 1
-            next_seq: dict[str, int] = {}
-            for user_id, count in counts.items():
-                last = await conn.scalar(
-                    update(t.users)
-                    .where(t.users.c.id == user_id)
-                    .values(event_seq=t.users.c.event_seq + count)
-                    .returning(t.users.c.event_seq)
-                )
-                if last is None:
-                    raise LookupError(f"events for unknown user {user_id}")
-                next_seq[user_id] = int(last) - count + 1
+            event_log = EventLog(conn)
+            next_seq = await event_log.reserve(counts)
             events = []
             for pending in batch:
                 seq = next_seq[pending.user_id]
                 next_seq[pending.user_id] = seq + 1
                 events.append(Event.seal(pending, seq, now))
-            if events:
-                await conn.execute(
-                    insert(t.events),
-                    [
-                        {
-                            "user_id": event.user_id,
-                            "seq": event.seq,
-                            "event_id": pending.event_id,
-                            "type": event.type.value,
-                            "thread_id": pending.thread_id,
-                            "run_id": event.run_id,
-                            "body": event.body,
-                            "created_at": now,
-                        }
-                        for event, pending in zip(events, batch, strict=True)
-                    ],
-                )
+            await event_log.append(
+                [
+                    EventRow(
+                        user_id=event.user_id,
+                        seq=event.seq,
+                        event_id=pending.event_id,
+                        type=event.type.value,
+                        thread_id=pending.thread_id,
+                        run_id=event.run_id,
+                        body=event.body,
+                    )
+                    for event, pending in zip(events, batch, strict=True)
+                ],
+                at=now,
+            )
             if self._crash_points is not None:
                 self._crash_points.reached("final_write", _finishing(batch))
         sealed = {id(pending): event for pending, event in zip(batch, events, strict=True)}

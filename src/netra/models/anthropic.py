@@ -25,6 +25,7 @@ from anthropic.types import (
 )
 
 from netra.errors import ModelBehaviorError, NetraError
+from netra.model_ids import ModelId
 from netra.models.base import (
     ChatMessage,
     Model,
@@ -33,7 +34,6 @@ from netra.models.base import (
     TextDelta,
     ToolCallRequest,
 )
-from netra.models.ids import ModelId
 from netra.models.prices import PriceTable
 from netra.models.provider import (
     api_key,

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 
 from netra.config import UnifiedConfigurationManager
 from netra.errors import UnknownModel, did_you_mean
+from netra.model_ids import ModelId
 from netra.models.anthropic import AnthropicProvider
 from netra.models.base import Model
 from netra.models.failover import Candidate, FailoverModel, Notify
-from netra.models.ids import ModelId
 from netra.models.openai_compat import OpenAICompatibleProvider
 from netra.models.prices import ModelPrice, PriceTable
 from netra.models.provider import Provider

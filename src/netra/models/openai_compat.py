@@ -24,6 +24,7 @@ from openai.types.chat import (
 
 from netra.errors import ModelBehaviorError, NetraError
 from netra.ids import new_id
+from netra.model_ids import ModelId
 from netra.models.base import (
     ChatMessage,
     Model,
@@ -34,7 +35,6 @@ from netra.models.base import (
     ToolSpec,
     estimate_tokens,
 )
-from netra.models.ids import ModelId
 from netra.models.prices import PriceTable
 from netra.models.provider import (
     api_key,

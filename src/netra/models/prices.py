@@ -18,7 +18,7 @@ from importlib import resources
 from typing import Any
 
 from netra.errors import ConfigurationError
-from netra.models.ids import ModelId
+from netra.model_ids import ModelId
 
 SHIPPED = "prices.toml"
 _SNAPSHOT = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|\d{1,2}|(?:chat-)?latest)$")

@@ -16,8 +16,8 @@ from netra.errors import (
     UnknownModel,
     did_you_mean,
 )
+from netra.model_ids import ModelId
 from netra.models.base import Model, Usage
-from netra.models.ids import ModelId
 from netra.models.prices import ModelPrice, PriceTable
 from netra.settings import ProviderSettings
 

@@ -1,4 +1,8 @@
-"""The ``/ws`` endpoint: authenticate, attach the socket to its user, read client frames."""
+"""The ``/ws`` endpoint: authenticate, attach the socket to its user, read client frames.
+
+The endpoint is handed the objects it serves sockets with (``WebSocketEndpoint``) where the
+application is wired, rather than reading them off the application object: the application
+holds this layer's socket manager, so this layer cannot name the application."""
 
 from __future__ import annotations
 
@@ -6,13 +10,14 @@ import asyncio
 import json
 import logging
 import time
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 from starlette.websockets import WebSocket
 
-from netra.api.errors import error_frame
+from netra.auth.sessions import SessionService
+from netra.config import UnifiedConfigurationManager
+from netra.db.manager import DatabaseManager
 from netra.db.records import Decision
 from netra.db.repositories import EventRepository
 from netra.errors import InvalidRequest, QuotaExceeded, Unauthenticated
@@ -25,14 +30,14 @@ from netra.realtime.frames import (
     Ping,
     Resume,
     SendMessage,
+    error_frame,
     json_depth,
     ref_of,
     refusal,
 )
+from netra.realtime.manager import UnifiedWebSocketManager
 from netra.realtime.rate import TokenBucket
-
-if TYPE_CHECKING:
-    from netra.app import Netra
+from netra.runs.service import RunService
 
 log = logging.getLogger(__name__)
 CLOSE_POLICY = 1008
@@ -74,148 +79,168 @@ def _resume_point(websocket: WebSocket) -> int | None:
     raise InvalidRequest("after_seq must be a non-negative integer", code="invalid_request")
 
 
-async def websocket_endpoint(websocket: WebSocket) -> None:
-    netra: Netra = websocket.app.state.netra
-    settings = netra.settings.websocket
-    token, subprotocol = _credentials(websocket)
-    await websocket.accept(subprotocol=subprotocol)
-    if not _origin_allowed(websocket, settings.allowed_origins):
-        await websocket.close(CLOSE_POLICY, "origin not allowed")
-        return
-    try:
-        if token is None:
-            raise Unauthenticated("missing bearer token")
-        ctx, expires_at = await netra.sessions.authenticate(token)
-    except Unauthenticated as exc:
-        await websocket.close(CLOSE_POLICY, exc.message)
-        return
-    try:
-        resume_from = _resume_point(websocket)
-    except InvalidRequest as exc:
-        await websocket.send_json(error_frame(exc, None))
-        await websocket.close(CLOSE_POLICY, exc.message)
-        return
-    connection = Connection(
-        websocket,
-        ctx,
-        db=netra.db,
-        max_pending=settings.send_queue_max,
-        replay_page=netra.settings.events.replay_page,
-    )
-    try:
-        netra.sockets.add(connection)
-    except QuotaExceeded as exc:
-        await websocket.close(CLOSE_TRY_AGAIN, exc.message)
-        return
-    expiry: asyncio.TimerHandle | None = None
-    try:
-        # Subscribed first, cursor second: nothing published in between is missed.
-        async with netra.db.read() as conn:
-            last_seq = await EventRepository(conn, ctx).last_seq()
-        connection.start(
-            cursor=last_seq,
-            greeting={"type": "connected", "user_id": ctx.user_id, "last_seq": last_seq},
-            resume_from=resume_from,
-        )
-        # The socket lives no longer than its token: the client reconnects with a fresh one.
-        expiry = asyncio.get_running_loop().call_later(
-            max(0.0, expires_at - time.time()), connection.close, CLOSE_POLICY, "token expired"
-        )
-        await _receive_loop(websocket, connection, netra)
-    finally:
-        if expiry is not None:
-            expiry.cancel()
-        netra.sockets.remove(connection)
-        await connection.stop()
+class WebSocketEndpoint:
+    """``/ws``: one call of ``serve`` per socket, for as long as the socket lives."""
 
+    def __init__(
+        self,
+        *,
+        config: UnifiedConfigurationManager,
+        sessions: SessionService,
+        db: DatabaseManager,
+        sockets: UnifiedWebSocketManager,
+        runs: RunService,
+    ) -> None:
+        self._config = config
+        """Settings are read from it, not copied when wired, so a reload reaches new sockets."""
+        self._sessions = sessions
+        self._db = db
+        self._sockets = sockets
+        self._runs = runs
 
-async def _receive_loop(websocket: WebSocket, connection: Connection, netra: Netra) -> None:
-    """Read frames until the peer goes away or the server closes the socket. Every read
-    awaits the transport, so a vanished peer ends the loop instead of spinning it."""
-    settings = netra.settings.websocket
-    bucket = TokenBucket(settings.frames_per_s, settings.frame_burst)
-    refused = 0
-    while connection.close_code is None:
+    async def serve(self, websocket: WebSocket) -> None:
+        settings = self._config.settings.websocket
+        token, subprotocol = _credentials(websocket)
+        await websocket.accept(subprotocol=subprotocol)
+        if not _origin_allowed(websocket, settings.allowed_origins):
+            await websocket.close(CLOSE_POLICY, "origin not allowed")
+            return
         try:
-            message = await websocket.receive()
-        except RuntimeError:  # the socket is no longer connected (closed by either side)
+            if token is None:
+                raise Unauthenticated("missing bearer token")
+            ctx, expires_at = await self._sessions.authenticate(token)
+        except Unauthenticated as exc:
+            await websocket.close(CLOSE_POLICY, exc.message)
             return
-        if message["type"] == "websocket.disconnect":
+        try:
+            resume_from = _resume_point(websocket)
+        except InvalidRequest as exc:
+            await websocket.send_json(error_frame(exc, None))
+            await websocket.close(CLOSE_POLICY, exc.message)
             return
-        text = message.get("text")
-        if not bucket.take():
-            # A client that keeps sending past its limit is cut off rather than answered.
-            refused += 1
-            if refused > settings.frame_burst:
-                connection.close(CLOSE_POLICY, "too many frames", flush=True)
-                return
-            problem = QuotaExceeded(
-                f"at most {settings.frames_per_s:g} frames per second; slow down",
-                retry_after=bucket.retry_after(),
-                code="rate_limited",
-            )
-            connection.send_frame(error_frame(problem, None))
-            continue
-        refused = 0
-        if text is None:  # a binary frame
-            connection.send_frame(
-                error_frame(InvalidRequest("frames must be JSON text", code="invalid_frame"), None)
-            )
-            continue
-        await _handle(text, connection, netra)
-
-
-async def _handle(text: str, connection: Connection, netra: Netra) -> None:
-    limit = netra.settings.websocket.max_json_depth
-    too_deep = InvalidRequest(f"frame nests deeper than {limit} levels", code="invalid_frame")
-    try:
-        raw = json.loads(text)
-    except ValueError:  # not JSON, or an integer past what the parser converts
-        connection.send_frame(
-            error_frame(InvalidRequest("frame is not valid JSON", code="invalid_frame"), None)
+        connection = Connection(
+            websocket,
+            ctx,
+            db=self._db,
+            max_pending=settings.send_queue_max,
+            replay_page=self._config.settings.events.replay_page,
         )
-        return
-    except RecursionError:  # nested past what the parser itself takes
-        connection.send_frame(error_frame(too_deep, None))
-        return
-    if json_depth(raw) > limit:
-        connection.send_frame(error_frame(too_deep, None))
-        return
-    try:
-        frame = CLIENT_FRAME.validate_python(raw)
-    except ValidationError as exc:
-        connection.send_frame(error_frame(refusal(raw, exc), ref_of(raw)))
-        return
-    ctx = connection.ctx.for_request("ws")
-    try:
-        if isinstance(frame, SendMessage):
-            ack = await netra.runs.submit(
-                ctx,
-                content=frame.content,
-                thread_id=frame.thread_id,
-                agent=frame.agent,
-                client_msg_id=frame.client_msg_id,
+        try:
+            self._sockets.add(connection)
+        except QuotaExceeded as exc:
+            await websocket.close(CLOSE_TRY_AGAIN, exc.message)
+            return
+        expiry: asyncio.TimerHandle | None = None
+        try:
+            # Subscribed first, cursor second: nothing published in between is missed.
+            async with self._db.read() as conn:
+                last_seq = await EventRepository(conn, ctx).last_seq()
+            connection.start(
+                cursor=last_seq,
+                greeting={"type": "connected", "user_id": ctx.user_id, "last_seq": last_seq},
+                resume_from=resume_from,
             )
-            connection.send_frame({"type": "ack", **ack.as_dict()})
-        elif isinstance(frame, CancelRun):
-            run = await netra.runs.cancel(ctx, frame.run_id)
+            # The socket lives no longer than its token: the client reconnects with a fresh one.
+            expiry = asyncio.get_running_loop().call_later(
+                max(0.0, expires_at - time.time()), connection.close, CLOSE_POLICY, "token expired"
+            )
+            await self._receive_loop(websocket, connection)
+        finally:
+            if expiry is not None:
+                expiry.cancel()
+            self._sockets.remove(connection)
+            await connection.stop()
+
+    async def _receive_loop(self, websocket: WebSocket, connection: Connection) -> None:
+        """Read frames until the peer goes away or the server closes the socket. Every read
+        awaits the transport, so a vanished peer ends the loop instead of spinning it."""
+        settings = self._config.settings.websocket
+        bucket = TokenBucket(settings.frames_per_s, settings.frame_burst)
+        refused = 0
+        while connection.close_code is None:
+            try:
+                message = await websocket.receive()
+            except RuntimeError:  # the socket is no longer connected (closed by either side)
+                return
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            if not bucket.take():
+                # A client that keeps sending past its limit is cut off rather than answered.
+                refused += 1
+                if refused > settings.frame_burst:
+                    connection.close(CLOSE_POLICY, "too many frames", flush=True)
+                    return
+                problem = QuotaExceeded(
+                    f"at most {settings.frames_per_s:g} frames per second; slow down",
+                    retry_after=bucket.retry_after(),
+                    code="rate_limited",
+                )
+                connection.send_frame(error_frame(problem, None))
+                continue
+            refused = 0
+            if text is None:  # a binary frame
+                connection.send_frame(
+                    error_frame(
+                        InvalidRequest("frames must be JSON text", code="invalid_frame"), None
+                    )
+                )
+                continue
+            await self._handle(text, connection)
+
+    async def _handle(self, text: str, connection: Connection) -> None:
+        limit = self._config.settings.websocket.max_json_depth
+        too_deep = InvalidRequest(f"frame nests deeper than {limit} levels", code="invalid_frame")
+        try:
+            raw = json.loads(text)
+        except ValueError:  # not JSON, or an integer past what the parser converts
             connection.send_frame(
-                {
-                    "type": "cancel_accepted",
-                    "ref": frame.ref,
-                    "run_id": run.id,
-                    "status": run.status.value,
-                }
+                error_frame(InvalidRequest("frame is not valid JSON", code="invalid_frame"), None)
             )
-        elif isinstance(frame, Resume):
-            connection.request_resume(frame.after_seq)
-        elif isinstance(frame, Ping):
-            connection.send_frame({"type": "pong"})
-        elif isinstance(frame, ApproveTool):
-            answer = await netra.runs.decide(
-                ctx, frame.run_id, frame.tool_call_id, Decision.of(frame.decision)
+            return
+        except RecursionError:  # nested past what the parser itself takes
+            connection.send_frame(error_frame(too_deep, None))
+            return
+        if json_depth(raw) > limit:
+            connection.send_frame(error_frame(too_deep, None))
+            return
+        try:
+            frame = CLIENT_FRAME.validate_python(raw)
+        except ValidationError as exc:
+            connection.send_frame(error_frame(refusal(raw, exc), ref_of(raw)))
+            return
+        ctx = connection.ctx.for_request("ws")
+        try:
+            if isinstance(frame, SendMessage):
+                ack = await self._runs.submit(
+                    ctx,
+                    content=frame.content,
+                    thread_id=frame.thread_id,
+                    agent=frame.agent,
+                    client_msg_id=frame.client_msg_id,
+                )
+                connection.send_frame({"type": "ack", **ack.as_dict()})
+            elif isinstance(frame, CancelRun):
+                run = await self._runs.cancel(ctx, frame.run_id)
+                connection.send_frame(
+                    {
+                        "type": "cancel_accepted",
+                        "ref": frame.ref,
+                        "run_id": run.id,
+                        "status": run.status.value,
+                    }
+                )
+            elif isinstance(frame, Resume):
+                connection.request_resume(frame.after_seq)
+            elif isinstance(frame, Ping):
+                connection.send_frame({"type": "pong"})
+            elif isinstance(frame, ApproveTool):
+                answer = await self._runs.decide(
+                    ctx, frame.run_id, frame.tool_call_id, Decision.of(frame.decision)
+                )
+                connection.send_frame({"type": "tool_decision", "ref": frame.ref, **answer})
+        except Exception as exc:  # every failure becomes an error frame; the socket stays open
+            reference = frame.ref or (
+                frame.client_msg_id if isinstance(frame, SendMessage) else None
             )
-            connection.send_frame({"type": "tool_decision", "ref": frame.ref, **answer})
-    except Exception as exc:  # every failure becomes an error frame; the socket stays open
-        reference = frame.ref or (frame.client_msg_id if isinstance(frame, SendMessage) else None)
-        connection.send_frame(error_frame(exc, reference))
+            connection.send_frame(error_frame(exc, reference))

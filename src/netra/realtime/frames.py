@@ -1,15 +1,18 @@
-"""Client → server WebSocket frames, in one place, and what a refused one is told. Server →
-client frames are built in ``connection.py``; events use the envelope from
-``netra.events.envelope``."""
+"""Client → server WebSocket frames, in one place, and what a refused one is told: the
+``error`` frame. Other server → client frames are built in ``connection.py``; events use the
+envelope from ``netra.events.envelope``."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import logging
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from netra.errors import InvalidRequest
+from netra.errors import ANSWERED, RETRY_LATER, InvalidRequest
 from netra.text import Text
+
+log = logging.getLogger(__name__)
 
 _Id = Annotated[Text, Field(min_length=1, max_length=100)]
 _Ref = Annotated[Text, Field(max_length=100)]
@@ -75,6 +78,24 @@ def ref_of(raw: object) -> str | None:
         return _REF.validate_python(raw.get("ref"))
     except ValidationError:
         return None
+
+
+def error_frame(exc: Exception, ref: str | None) -> dict[str, Any]:
+    """``{"type": "error", "code", "message", "ref"}`` for a frame that failed: the client
+    reads the message of an error meant for it (``ANSWERED``), and ``retry_after`` when it
+    may try again (``RETRY_LATER``); any other error is logged and is ``internal_error``."""
+    if isinstance(exc, ANSWERED):
+        frame: dict[str, Any] = {
+            "type": "error",
+            "code": exc.code,
+            "message": exc.message,
+            "ref": ref,
+        }
+        if isinstance(exc, RETRY_LATER):
+            frame["retry_after"] = exc.retry_after
+        return frame
+    log.error("unexpected error handling a frame", exc_info=exc)
+    return {"type": "error", "code": "internal_error", "message": "internal error", "ref": ref}
 
 
 def refusal(raw: object, exc: ValidationError) -> InvalidRequest:

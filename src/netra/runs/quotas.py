@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from netra.config import UnifiedConfigurationManager
+from netra.context import UserExecutionContext
 from netra.db.records import utcnow
 from netra.db.runs import RunRepository
 from netra.errors import PermissionDenied, QuotaExceeded
@@ -108,3 +110,15 @@ def admit(limits: LimitSettings, usage: UsageSnapshot, *, agent: str) -> list[di
         if limit and used >= limits.quota_warning_ratio * limit:
             warnings.append({"quota": quota, "used": used, "limit": limit})
     return warnings
+
+
+@dataclass(frozen=True, slots=True)
+class SubAgentAdmission:
+    """The engine's admission of a sub-agent's run (``netra.engine.children.ChildAdmission``):
+    the same quotas as any run of its user, so delegating passes no limit the user could not.
+    Only refusals count here: quota warnings go with a user's own message (``RunService``)."""
+
+    config: UnifiedConfigurationManager
+
+    async def __call__(self, ctx: UserExecutionContext, runs: RunRepository, agent: str) -> None:
+        admit(self.config.limits_for(ctx.user_id, ctx.tier), await measure(runs), agent=agent)

@@ -16,8 +16,8 @@ from netra.db.manager import DatabaseManager
 from netra.db.records import utcnow
 from netra.db.repositories import MessageRepository
 from netra.db.runs import RunRepository
+from netra.model_ids import ModelId
 from netra.models.catalog import ModelCatalog
-from netra.models.ids import ModelId
 from netra.tools.tool import Tool, tool
 
 Days = Annotated[int, Field(ge=1, le=365)]

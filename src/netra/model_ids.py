@@ -1,5 +1,9 @@
 """Model ids: ``provider:model`` (``openai:gpt-4o-mini``, ``ollama:llama3.1:8b``), or the name
-of a built-in model (``offline``, ``scripted``)."""
+of a built-in model (``offline``, ``scripted``).
+
+A leaf on the error tree alone, outside ``netra.models``: the settings check the model ids
+they are given, and the models package reads the settings, so the id cannot live with the
+models without the two importing each other."""
 
 from __future__ import annotations
 
