@@ -130,12 +130,37 @@ class EventLogWriter:
     async def _store_and_publish(
         self, batch: list[tuple[PendingEvent, asyncio.Future[Event]]]
     ) -> None:
+        stored = await self._store_until_stored(batch)
+        if stored is None:
+            return
+        if self._crash_points is not None:
+            committed = [p for (p, _), event in zip(batch, stored, strict=True) if event]
+            self._crash_points.reached("final_publish", _finishing(committed))
+        self.batches += 1
+        self.events_written += sum(1 for event in stored if event is not None)
+        await self._publish([event for event in stored if event is not None])
+        for (pending, future), event in zip(batch, stored, strict=True):
+            if future.done():
+                continue
+            if event is None:
+                if self._metrics is not None:
+                    self._metrics.write_fenced()
+                future.set_exception(
+                    LostClaim(f"run {pending.run_id} attempt {pending.attempt} lost its claim")
+                )
+                future.exception()  # the stale executor need not look: nothing to report
+            else:
+                future.set_result(event)
+
+    async def _store_until_stored(
+        self, batch: list[tuple[PendingEvent, asyncio.Future[Event]]]
+    ) -> list[Event | None] | None:
+        """The batch stored; None when it could not be (its emitters are told why)."""
         failures = 0
         storage_waits = 0
         while True:
             try:
-                stored = await self._store([pending for pending, _ in batch])
-                break
+                return await self._store([pending for pending, _ in batch])
             except StorageUnavailable:
                 # The database is away (full disk, lost connection): the batch waits for
                 # it, in order, and the emitters behind it wait for room in the queue. No
@@ -149,34 +174,18 @@ class EventLogWriter:
                     for _, future in batch:
                         if not future.done():
                             future.set_exception(exc)
-                    return
+                    return None
                 await asyncio.sleep(0.05 * failures)
-        if self._crash_points is not None:
-            committed = [p for (p, _), event in zip(batch, stored, strict=True) if event]
-            self._crash_points.reached("final_publish", _finishing(committed))
-        self.batches += 1
-        self.events_written += sum(1 for event in stored if event is not None)
+
+    async def _publish(self, stored: list[Event]) -> None:
         by_user: dict[str, list[Event]] = defaultdict(list)
         for event in stored:
-            if event is not None:
-                by_user[event.user_id].append(event)
+            by_user[event.user_id].append(event)
         for user_id, events in by_user.items():
             try:
                 await self._bus.publish(user_id, events)
             except Exception:  # the bus may lose messages: sockets catch up from the log
                 log.exception("publishing events of %s failed", user_id)
-        for (pending, future), event in zip(batch, stored, strict=True):
-            if future.done():
-                continue
-            if event is None:
-                if self._metrics is not None:
-                    self._metrics.write_fenced()
-                future.set_exception(
-                    LostClaim(f"run {pending.run_id} attempt {pending.attempt} lost its claim")
-                )
-                future.exception()  # the stale executor need not look: nothing to report
-            else:
-                future.set_result(event)
 
     async def _store(self, pending_events: list[PendingEvent]) -> list[Event | None]:
         """Store the batch; a fenced event's place in the result is None."""
