@@ -58,6 +58,9 @@ class DatabaseSettings(Section):
     """Seconds to wait for a pooled connection before failing."""
     sqlite_busy_timeout_ms: int = Field(5000, ge=0)
     """How long SQLite waits for a lock before failing a write."""
+    idle_in_transaction_timeout_s: float = Field(10.0, ge=0)
+    """PostgreSQL ends a session idle this long inside a transaction, releasing its row
+    locks: a frozen or stuck instance cannot block the others' takeovers. 0 means never."""
     echo: bool = False
     """Log every SQL statement (development only)."""
 

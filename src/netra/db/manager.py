@@ -65,6 +65,16 @@ class DatabaseManager:
                 max_overflow=settings.max_overflow,
                 pool_timeout=settings.pool_timeout_s,
                 pool_pre_ping=True,
+                # A transaction of Netra's never waits on anything but the database: one
+                # idle inside it belongs to a frozen process, whose row locks must not
+                # stall every other instance (a takeover waits on them otherwise).
+                connect_args={
+                    "server_settings": {
+                        "idle_in_transaction_session_timeout": str(
+                            int(settings.idle_in_transaction_timeout_s * 1000)
+                        )
+                    }
+                },
             )
         self.engine: AsyncEngine = create_async_engine(parsed, **kwargs)
         self._write_lock: asyncio.Lock | None = None
