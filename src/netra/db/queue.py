@@ -199,13 +199,7 @@ class RunQueue:
                 t.runs.c.user_id == ctx.user_id,
                 t.runs.c.attempt == attempt,
                 t.runs.c.owner == owner,
-                t.runs.c.status.in_(
-                    [
-                        RunStatus.QUEUED.value,
-                        RunStatus.RUNNING.value,
-                        RunStatus.REQUIRES_APPROVAL.value,
-                    ]
-                ),
+                t.runs.c.status.in_(ACTIVE),
             )
             .values(
                 status=status.value,

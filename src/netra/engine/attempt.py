@@ -74,10 +74,16 @@ class Stop(StrEnum):
     """Another instance took the run over (this one's lease ran out): stop, write nothing."""
 
 
-def ending_for(exc: Exception, *, run_id: str, budget_expired: bool) -> Ending:
+class BudgetExpired(NetraError):
+    """Raised when a run's time budget (``limits.run_timeout_s``) is spent."""
+
+    code = "timed_out"
+
+
+def ending_for(exc: Exception, *, run_id: str) -> Ending:
     """How a run ends when its attempt raised ``exc`` (cancellation and an approval pause
     are the caller's: they depend on who stopped the run and what kind it is)."""
-    if isinstance(exc, TimeoutError) and budget_expired:
+    if isinstance(exc, BudgetExpired):
         return Ending(RunStatus.TIMED_OUT, TIMED_OUT)
     if isinstance(exc, ApprovalPending):  # only a sub-agent lets it come this far
         return Ending(
@@ -201,17 +207,12 @@ class Attempt:
         """Drive the claimed run to its ending (or its pause) and write it."""
         emitter = self._emitter()
         agent_run: AgentRun | None = None
-        budget_expired = False
         try:
             stream = await self._open_stream(emitter)
             agent_run = await self._prepare(emitter)
             if stream is not None:
                 await self._kit.builder.restore(self.ctx, self.run, agent_run, stream)
-            budget = asyncio.timeout(self.limits.run_timeout_s)
-            try:
-                await self._run_agent(agent_run, budget)
-            finally:
-                budget_expired = budget.expired()
+            await self._run_agent(agent_run)
             ending = Ending(RunStatus.COMPLETED)
         except ApprovalPending:
             assert agent_run is not None
@@ -229,7 +230,7 @@ class Attempt:
                 await asyncio.shield(self._finish(emitter, agent_run, ending))
                 raise
         except Exception as exc:
-            ending = ending_for(exc, run_id=self.run_id, budget_expired=budget_expired)
+            ending = ending_for(exc, run_id=self.run_id)
         await self._finish(emitter, agent_run, ending)
 
     async def abandon(self) -> None:
@@ -252,18 +253,13 @@ class Attempt:
         not into the thread. It stops with its parent."""
         emitter = self._emitter()
         agent_run: AgentRun | None = None
-        budget_expired = False
         try:
             await emitter.started(
                 model=self.run.model, attempt=self.run.attempt, parent_run_id=self.run.parent_run_id
             )
             agent_run = await self._prepare(emitter)
             agent_run.history = [ChatMessage("user", task)]
-            budget = asyncio.timeout(self.limits.run_timeout_s)
-            try:
-                await self._run_agent(agent_run, budget)
-            finally:
-                budget_expired = budget.expired()
+            await self._run_agent(agent_run)
             ending = Ending(RunStatus.COMPLETED)
         except asyncio.CancelledError:  # the parent was cancelled or stopped
             stop = parent.stop if parent is not None else None
@@ -276,7 +272,7 @@ class Attempt:
                 await asyncio.shield(self._finish(emitter, agent_run, ending, store_answer=False))
             raise
         except Exception as exc:
-            ending = ending_for(exc, run_id=self.run_id, budget_expired=budget_expired)
+            ending = ending_for(exc, run_id=self.run_id)
         await self._finish(emitter, agent_run, ending, store_answer=False)
         return ending, agent_run
 
@@ -286,12 +282,18 @@ class Attempt:
             self.ctx, self.run, emitter, limits=self.limits, definition=definition
         )
 
-    async def _run_agent(self, agent_run: AgentRun, budget: asyncio.Timeout) -> None:
+    async def _run_agent(self, agent_run: AgentRun) -> None:
+        """Run the agent under the run's time budget (``BudgetExpired`` once it is spent)."""
         agents = self._kit.agents
         agent = agents.create_agent_for_user(self.run.agent, self.ctx)
+        budget = asyncio.timeout(self.limits.run_timeout_s)
         try:
             async with budget:
                 await agent.run(agent_run)
+        except TimeoutError:
+            if budget.expired():
+                raise BudgetExpired(TIMED_OUT["message"]) from None
+            raise
         finally:
             agents.release(self.ctx)
 
