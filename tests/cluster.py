@@ -71,14 +71,18 @@ class NetraProcess:
         self._env = dict(env)
         self._config = directory / "netra.toml"
         directory.mkdir(parents=True, exist_ok=True)
-        self._config.write_text(
-            to_toml({**settings, "server": {**settings.get("server", {}), "data_dir": "data"}})
-        )
+        self.configure(settings)
         self._process: subprocess.Popen[bytes] | None = None
         self._output: IO[bytes] | None = None
 
     def __repr__(self) -> str:
         return f"<netra {self.role} {self.name} pid={self.pid}>"
+
+    def configure(self, settings: Mapping[str, Any]) -> None:
+        """Write its settings file: read at the next launch (its data stays where it is)."""
+        self._config.write_text(
+            to_toml({**settings, "server": {**settings.get("server", {}), "data_dir": "data"}})
+        )
 
     @property
     def url(self) -> str:
@@ -226,6 +230,32 @@ class NetraProcess:
         if self._output is not None:
             self._output.close()
             self._output = None
+
+
+def embedded(directory: Path, canaries: CanaryWatch, settings: Mapping[str, Any]) -> NetraProcess:
+    """The default shape as its own process: one ``netra serve`` on its SQLite file, with
+    none of the test run's ``NETRA_`` variables, quick password hashing and ``settings``
+    over that (not launched yet)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("NETRA_")}
+    return NetraProcess(
+        "embedded",
+        "serve",
+        directory=directory,
+        env={
+            **clean,
+            "NETRA_ENVIRONMENT": "test",
+            "NETRA_AUTH__JWT_SECRET": canaries.jwt_secret,
+            "PYTHONUNBUFFERED": "1",
+        },
+        settings=merged(EMBEDDED, settings),
+    )
+
+
+EMBEDDED = {
+    "server": {"host": "127.0.0.1"},
+    "auth": {"password_time_cost": 1, "password_memory_kib": 64},
+}
+"""The settings every ``embedded`` process starts from."""
 
 
 class Cluster:

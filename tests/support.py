@@ -385,17 +385,19 @@ async def eventually(
         await asyncio.sleep(0.01)
 
 
-async def submit_run(http: httpx.AsyncClient, user: User, content: str) -> dict[str, Any]:
-    """A new thread and a message on it over HTTP (to whichever server ``http`` reaches);
-    the ``202`` ack: ``{client_msg_id, message_id, thread_id, run_id}``."""
+async def submit_run(
+    http: httpx.AsyncClient, user: User, content: str, *, agent: str | None = None
+) -> dict[str, Any]:
+    """A new thread and a message on it over HTTP (to whichever server ``http`` reaches),
+    for ``agent`` (default: the thread's); the ``202`` ack: ``{client_msg_id, message_id,
+    thread_id, run_id}``."""
     thread = await http.post("/threads", json={}, headers=user.auth)
     assert thread.status_code == 201, thread.text
-    ack = await http.post(
-        f"/threads/{thread.json()['id']}/runs", json={"content": content}, headers=user.auth
-    )
+    body = {"content": content} if agent is None else {"content": content, "agent": agent}
+    ack = await http.post(f"/threads/{thread.json()['id']}/runs", json=body, headers=user.auth)
     assert ack.status_code == 202, ack.text
-    body: dict[str, Any] = ack.json()
-    return body
+    accepted: dict[str, Any] = ack.json()
+    return accepted
 
 
 async def stored_events(

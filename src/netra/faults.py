@@ -23,8 +23,8 @@ class CrashPoints:
 
     def reached(self, point: str, run_ids: Collection[str]) -> None:
         """Die here (SIGKILL: no cleanup, like a power cut) when ``point`` is armed for one
-        of ``run_ids`` (the runs being finished at this point)."""
-        if point != self._point or not self._armed(run_ids):
+        of ``run_ids`` (the runs at this point; none: nothing to crash for)."""
+        if point != self._point or not run_ids or not self._armed(run_ids):
             return
         log.warning("crash point %s reached: this process kills itself (faults.crash_at)", point)
         os.kill(os.getpid(), signal.SIGKILL)

@@ -288,7 +288,7 @@ class LimitSettings(Section):
     run_timeout_s: float = Field(300.0, gt=0)
     """Wall-clock budget of one run; past it the run ends `timed_out`."""
     max_steps: int = Field(16, ge=1)
-    """Model calls one run may make before it fails."""
+    """Steps (model calls) one run may take before it fails."""
     run_token_budget: int = Field(0, ge=0)
     """Model tokens (in + out) one run may use before it fails; 0 means no limit."""
     max_message_chars: int = Field(32_000, ge=1)
@@ -423,7 +423,7 @@ class ClusterSettings(Section):
     at every start. A fixed id lets a restarted instance take its own runs back at once."""
     lease_s: float = Field(15.0, gt=0)
     """How long a run stays with its executor without a heartbeat; after that another
-    instance takes it over and resumes it from its tool-call ledger."""
+    instance takes it over and resumes it from its checkpoint (turns and tool-call ledger)."""
     heartbeat_s: float = Field(3.0, gt=0)
     """Seconds between heartbeats: leases renewed, cancels from other instances applied,
     expired runs taken over, queued runs without an executor adopted."""
@@ -450,11 +450,13 @@ class FaultSettings(Section):
     """Test-only crash points: the process kills itself (SIGKILL) at an exact point of the
     write path, so a crash there is reproducible. Refused in staging and production."""
 
-    crash_at: Literal["", "final_write", "final_publish"] = ""
+    crash_at: Literal["", "final_write", "final_publish", "tool_completed"] = ""
     """`final_write`: a run's final state and `agent_completed` are written but not yet
-    committed; `final_publish`: committed, not yet published. Empty: never."""
+    committed; `final_publish`: committed, not yet published; `tool_completed`: a tool
+    call's outcome and `tool_completed` are committed, not yet published (the run's next
+    step never starts). Empty: never."""
     crash_armed_by: str = ""
-    """A file naming the run (its id) whose finishing fires the crash point, once: the file
+    """A file naming the run (its id) that fires the crash point, once: the file
     is removed when it fires. Empty: the point fires for every run."""
 
 

@@ -172,6 +172,7 @@ async def test_migrations_are_idempotent_and_reach_head(db: DatabaseManager) -> 
         "sessions",
         "threads",
         "tool_calls",
+        "turns",
         "users",
     ]
     assert sorted(t.metadata.tables) == expected

@@ -14,7 +14,6 @@ Whenever a run is final in the runs table, its ``agent_completed`` is in its log
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from tests.cluster import (
     Cluster,
     NetraProcess,
     Rotation,
+    embedded,
     expected_answer,
     metric,
     record_request,
@@ -218,20 +218,10 @@ async def test_on_embedded_sqlite_the_restarted_server_gives_every_run_its_end(
     """The default shape: one ``netra serve`` on its SQLite file, killed at the point; the
     client reconnects to the restarted server and resumes. Before the commit the restart
     continues the run; after it, the end is in the log for the resume to deliver."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("NETRA_")}
-    server = NetraProcess(
-        "embedded",
-        "serve",
-        directory=tmp_path / "embedded",
-        env={
-            **clean,
-            "NETRA_ENVIRONMENT": "test",
-            "NETRA_AUTH__JWT_SECRET": canaries.jwt_secret,
-            "PYTHONUNBUFFERED": "1",
-        },
-        settings={
-            "server": {"host": "127.0.0.1"},
-            "auth": {"password_time_cost": 1, "password_memory_kib": 64},
+    server = embedded(
+        tmp_path / "embedded",
+        canaries,
+        {
             "models": {"offline_chunk_delay_ms": 20},
             "faults": {"crash_at": point, "crash_armed_by": ARM},
         },

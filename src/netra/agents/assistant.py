@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from netra.agents.base import AgentDefinition, AgentRun, ApprovalPending
+from netra.agents.base import (
+    CONTINUE,
+    AgentDefinition,
+    AgentDeps,
+    AgentState,
+    Final,
+    Next,
+    pause_for,
+)
 from netra.errors import NetraError
 from netra.models.base import ChatMessage, ModelRequest, TextDelta, ToolCallRequest, Usage
-from netra.tools.dispatcher import ToolOutcome
-
-
-class StepLimitExceeded(NetraError):
-    """Raised when a run asks the model more times than ``limits.max_steps`` allows."""
-
-    code = "step_limit"
 
 
 class TokenBudgetExceeded(NetraError):
@@ -21,60 +22,39 @@ class TokenBudgetExceeded(NetraError):
 
 
 class ToolLoopAgent:
-    """Calls the model, runs the tools it asks for, feeds the results back, repeats."""
+    """Each step asks the model; the tools it asks for run, and their results feed the next
+    step, until the model answers without asking for any."""
 
     def __init__(self, definition: AgentDefinition) -> None:
         self.definition = definition
 
-    async def run(self, run: AgentRun) -> str:
-        messages = list(run.history)
+    async def step(self, deps: AgentDeps, state: AgentState) -> Next:
+        messages = state.messages
         if self.definition.system_prompt:
-            messages.insert(0, ChatMessage("system", self.definition.system_prompt))
-        for records in run.ledger:  # a run that continues: earlier turns from the ledger
-            calls = [
-                ToolCallRequest(r.tool_call_id, r.tool, dict(r.arguments or {})) for r in records
-            ]
-            messages.append(ChatMessage("assistant", "", tool_calls=tuple(calls)))
-            self._take(run, messages, await run.dispatcher.replay(records))
-        tools = run.dispatcher.specs()
-        for step in range(len(run.ledger), run.max_steps):
-            await run.emitter.thinking("Thinking…" if step == 0 else "Reading the tool results…")
-            calls = []
-            step_text: list[str] = []
-            async for part in run.model.stream(ModelRequest(messages, tools)):
-                if isinstance(part, TextDelta):
-                    step_text.append(part.text)
-                    run.text.append(part.text)
-                    await run.emitter.delta(run.message_id, part.text)
-                elif isinstance(part, ToolCallRequest):
-                    calls.append(part)
-                elif isinstance(part, Usage):
-                    run.usage = run.usage + part
-            spent = run.usage.input_tokens + run.usage.output_tokens
-            if run.token_budget and spent > run.token_budget:
-                raise TokenBudgetExceeded(
-                    f"the run used {spent} tokens, over its budget of {run.token_budget}"
-                )
-            if not calls:
-                return "".join(run.text)
-            outcomes = await run.dispatcher.execute(calls, step=step)
-            asked = tuple(outcome.call for outcome in outcomes)  # with the ids the ledger uses
-            messages.append(ChatMessage("assistant", "".join(step_text), tool_calls=asked))
-            self._take(run, messages, outcomes)
-        raise StepLimitExceeded(f"the run needed more than {run.max_steps} model calls")
-
-    @staticmethod
-    def _take(run: AgentRun, messages: list[ChatMessage], outcomes: list[ToolOutcome]) -> None:
-        """Feed one turn's tool results to the conversation, or pause for an approval."""
-        if any(outcome.pending for outcome in outcomes):
-            raise ApprovalPending
-        for outcome in outcomes:
-            run.tool_trace.append(
-                {
-                    "tool_call_id": outcome.call.id,
-                    "tool": outcome.call.name,
-                    "ok": outcome.ok,
-                    "duration_ms": outcome.duration_ms,
-                }
+            messages = [ChatMessage("system", self.definition.system_prompt), *messages]
+        await deps.emitter.thinking("Thinking…" if state.step == 0 else "Reading the tool results…")
+        calls: list[ToolCallRequest] = []
+        text: list[str] = []
+        usage = Usage()
+        request = ModelRequest(messages, deps.dispatcher.specs())
+        async for part in deps.model.stream(request):
+            if isinstance(part, TextDelta):
+                text.append(part.text)
+                state.text.append(part.text)
+                await deps.emitter.delta(deps.message_id, part.text)
+            elif isinstance(part, ToolCallRequest):
+                calls.append(part)
+            elif isinstance(part, Usage):
+                usage = usage + part
+        state.usage = state.usage + usage
+        spent = state.usage.input_tokens + state.usage.output_tokens
+        if deps.token_budget and spent > deps.token_budget:
+            raise TokenBudgetExceeded(
+                f"the run used {spent} tokens, over its budget of {deps.token_budget}"
             )
-            messages.append(outcome.as_message())
+        if not calls:
+            return Final(state.answer)
+        outcomes = await deps.dispatcher.execute(calls, step=state.step)
+        if state.end_turn("".join(text), outcomes, usage):
+            return pause_for(outcomes)
+        return CONTINUE

@@ -1,4 +1,12 @@
-"""What an agent is given for one run, and what it returns."""
+"""What an agent is given for one run, and what each of its steps returns.
+
+The engine drives an agent one step at a time: ``Agent.step`` gets the run's fixed
+dependencies (``AgentDeps``) and its checkpointable state (``AgentState``) and says what
+comes next — ``Final`` (the answer), ``Pause`` (calls wait for the user's approval) or
+``Continue`` (another step). After a step that made tool calls the engine stores the turn;
+a run that continues after an approval, a hand-back or a takeover gets its state rebuilt from
+those turns and the ledger, so an agent has no resume logic of its own.
+"""
 
 from __future__ import annotations
 
@@ -7,48 +15,120 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from netra.context import UserExecutionContext
-from netra.db.records import ToolCallRecord
+from netra.db.records import TurnCall, TurnRecord
 from netra.events.bridge import RunEmitter
 from netra.models.base import ChatMessage, Model, Usage
-from netra.tools.dispatcher import UnifiedToolDispatcher
+from netra.tools.dispatcher import ToolOutcome, UnifiedToolDispatcher
 
 
-@dataclass(slots=True)
-class AgentRun:
-    """Everything one run of an agent may use; built per run by the engine."""
+@dataclass(frozen=True, slots=True)
+class AgentDeps:
+    """What one attempt of a run uses and never changes; built by the engine."""
 
     ctx: UserExecutionContext
-    history: Sequence[ChatMessage]
-    """The thread so far, ending with the user's new message."""
     model: Model
     dispatcher: UnifiedToolDispatcher
     emitter: RunEmitter
     message_id: str
     """Id of the assistant message this run writes."""
-    max_steps: int
     token_budget: int = 0
     """Model tokens (in + out) the run may use; 0 means no limit."""
+
+
+@dataclass(slots=True)
+class AgentState:
+    """What a run has done so far: rebuilt from its checkpoint when it continues."""
+
+    attempt: int
+    """The attempt the state is being advanced by (it writes the next turn)."""
+    messages: list[ChatMessage]
+    """The conversation: the thread up to the user's message, then the run's turns."""
+    step: int = 0
+    """The step being taken (steps before it are done)."""
     text: list[str] = field(default_factory=list)
     """Answer text streamed so far (kept even when the run is cut short)."""
     usage: Usage = field(default_factory=Usage)
-    """Usage so far (kept even when the run is cut short)."""
-    tool_trace: list[dict[str, object]] = field(default_factory=list)
-    """Tool calls made, with their outcome, in order."""
-    ledger: Sequence[Sequence[ToolCallRecord]] = ()
-    """For a run that continues (after an approval): the tool calls of its earlier turns,
-    one sequence per model turn, to replay instead of asking the model again."""
+    """Model usage so far (kept even when the run is cut short)."""
+    outcomes: list[ToolOutcome] = field(default_factory=list)
+    """Every tool call's outcome, in order."""
+    turn: TurnRecord | None = None
+    """The turn the last step ended with, for the engine to store."""
+
+    @property
+    def answer(self) -> str:
+        return "".join(self.text)
+
+    @property
+    def tool_trace(self) -> list[dict[str, object]]:
+        """The tool calls made, with their outcome, as the answer's message records them."""
+        return [
+            {
+                "tool_call_id": outcome.call.id,
+                "tool": outcome.call.name,
+                "ok": outcome.ok,
+                "duration_ms": outcome.duration_ms,
+            }
+            for outcome in self.outcomes
+            if not outcome.pending
+        ]
+
+    def end_turn(self, text: str, outcomes: Sequence[ToolOutcome], usage: Usage) -> bool:
+        """The step's model turn asked for tools and got ``outcomes``: into the conversation
+        and the turn to store. True when a call waits for the user's approval."""
+        calls = tuple(outcome.call for outcome in outcomes)  # with the ids the ledger uses
+        self.messages.append(ChatMessage("assistant", text, tool_calls=calls))
+        self.outcomes.extend(outcomes)
+        self.turn = TurnRecord(
+            step=self.step,
+            attempt=self.attempt,
+            text=text,
+            tool_calls=tuple(TurnCall(c.id, c.name, dict(c.arguments)) for c in calls),
+            usage=usage.as_dict(),
+        )
+        if any(outcome.pending for outcome in outcomes):
+            return True
+        self.messages.extend(outcome.as_message() for outcome in outcomes)
+        return False
+
+    def result_of(self, tool: str) -> ToolOutcome | None:
+        """The last outcome of a call of ``tool``."""
+        return next((o for o in reversed(self.outcomes) if o.call.name == tool), None)
 
 
-class ApprovalPending(Exception):
-    """Raised by an agent when a turn's tool call waits for the user's approval."""
+@dataclass(frozen=True, slots=True)
+class Final:
+    """The run is answered: ``text`` is the whole answer, as streamed."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """The step's calls wait for the user's approval: the run pauses until they answer."""
+
+    calls: tuple[str, ...]
+    """Ids of the calls waiting."""
+
+
+@dataclass(frozen=True, slots=True)
+class Continue:
+    """The step is done and another follows."""
+
+
+Next = Final | Pause | Continue
+CONTINUE = Continue()
 
 
 class Agent(Protocol):
-    """One agent instance serves exactly one run."""
+    """One agent instance serves exactly one attempt of a run."""
 
-    async def run(self, run: AgentRun) -> str:
-        """Drive the run to its answer, streaming through ``run.emitter``; return the text."""
+    async def step(self, deps: AgentDeps, state: AgentState) -> Next:
+        """Take step ``state.step``, streaming through ``deps.emitter``; say what is next."""
         ...
+
+
+def pause_for(outcomes: Sequence[ToolOutcome]) -> Pause:
+    return Pause(tuple(outcome.call.id for outcome in outcomes if outcome.pending))
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,9 +12,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from netra.agents.base import AgentDefinition, AgentRun
+from netra.agents.base import CONTINUE, AgentDefinition, AgentDeps, AgentState, Final, Next
 from netra.ids import new_id
-from netra.models.base import ToolCallRequest
+from netra.models.base import ToolCallRequest, Usage
 from netra.tools.dispatcher import ToolOutcome
 
 SPEND_WORDS = re.compile(
@@ -27,51 +27,53 @@ CHUNK_CHARS = 80
 
 
 class OptimizerAgent:
-    """Triage → usage report → recommendations → a ranked answer with numbers."""
+    """Step 0: triage → usage report. Step 1: recommendations → a ranked answer."""
 
     def __init__(self, definition: AgentDefinition) -> None:
         self.definition = definition
 
-    async def run(self, run: AgentRun) -> str:
-        await run.emitter.thinking("Triaging your question…")
-        question = next((m.content for m in reversed(run.history) if m.role == "user"), "")
-        if not SPEND_WORDS.search(question):
-            return await self._say(
-                run,
-                "I look after AI spend: ask me how to cut your AI costs, what you spent, "
-                "or which cheaper models would suit your usage.",
-            )
-        await run.emitter.thinking("Reading your usage of the last 30 days…")
-        report = await self._call(run, "usage_report", step=0)
-        if report.error:
-            return await self._say(run, f"I could not read your usage: {report.error['message']}")
-        await run.emitter.thinking("Comparing prices for your token mix…")
-        advice = await self._call(run, "recommend_models", step=1)
+    async def step(self, deps: AgentDeps, state: AgentState) -> Next:
+        if state.step == 0:
+            await deps.emitter.thinking("Triaging your question…")
+            question = next((m.content for m in reversed(state.messages) if m.role == "user"), "")
+            if not SPEND_WORDS.search(question):
+                return await self._say(
+                    deps,
+                    state,
+                    "I look after AI spend: ask me how to cut your AI costs, what you spent, "
+                    "or which cheaper models would suit your usage.",
+                )
+            await deps.emitter.thinking("Reading your usage of the last 30 days…")
+            report = await self._call(deps, state, "usage_report")
+            if report.error:
+                return await self._say(
+                    deps, state, f"I could not read your usage: {report.error['message']}"
+                )
+            return CONTINUE
+        usage = state.result_of("usage_report")
+        assert usage is not None  # step 0 made it
+        await deps.emitter.thinking("Comparing prices for your token mix…")
+        advice = await self._call(deps, state, "recommend_models")
         if advice.error:
-            return await self._say(run, f"I could not compare prices: {advice.error['message']}")
-        return await self._say(run, compose(report.result, advice.result))
+            return await self._say(
+                deps, state, f"I could not compare prices: {advice.error['message']}"
+            )
+        return await self._say(deps, state, compose(usage.result, advice.result))
 
     @staticmethod
-    async def _call(run: AgentRun, tool: str, *, step: int) -> ToolOutcome:
+    async def _call(deps: AgentDeps, state: AgentState, tool: str) -> ToolOutcome:
         call = ToolCallRequest(new_id("call"), tool, {"days": PERIOD_DAYS})
-        (outcome,) = await run.dispatcher.execute([call], step=step)
-        run.tool_trace.append(
-            {
-                "tool_call_id": outcome.call.id,
-                "tool": tool,
-                "ok": outcome.ok,
-                "duration_ms": outcome.duration_ms,
-            }
-        )
+        (outcome,) = await deps.dispatcher.execute([call], step=state.step)
+        state.end_turn("", [outcome], Usage())
         return outcome
 
     @staticmethod
-    async def _say(run: AgentRun, text: str) -> str:
+    async def _say(deps: AgentDeps, state: AgentState, text: str) -> Final:
         for start in range(0, len(text), CHUNK_CHARS):
             chunk = text[start : start + CHUNK_CHARS]
-            run.text.append(chunk)
-            await run.emitter.delta(run.message_id, chunk)
-        return text
+            state.text.append(chunk)
+            await deps.emitter.delta(deps.message_id, chunk)
+        return Final(state.answer)
 
 
 def compose(report: dict[str, Any], advice: dict[str, Any]) -> str:

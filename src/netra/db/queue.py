@@ -8,6 +8,7 @@ Transitions (status → next status: method, and who calls it):
 =====================================  ==============  =========================================
 queued (new)                           ``create``      RunService.submit; SubAgents (then starts)
 queued → running                       ``start``       the holder's Attempt.claim
+(no status change: ``started_at``)     ``mark_started``  RunEmitter, with ``agent_started``
 running → requires_approval            ``suspend``     AttemptEnds.pause
 requires_approval → queued             ``requeue``     RunService.decide; AttemptEnds.pause
 queued/running/requires_approval →     ``finish``      AttemptEnds.finish, in one transaction
@@ -171,13 +172,26 @@ class RunQueue:
                     status=RunStatus.RUNNING.value,
                     attempt=t.runs.c.attempt
                     + case((t.runs.c.resume_reason == "takeover", 0), else_=1),
-                    started_at=utcnow(),
                     lease_expires_at=lease_until,
                 )
                 .returning(*t.runs.c)
             )
         ).first()
         return run_record(row) if row else None
+
+    async def mark_started(self, ctx: UserExecutionContext, run_id: str) -> None:
+        """The run's stream began: ``started_at`` is set in the transaction that stores its
+        ``agent_started`` (the writer's, fenced there), so a later attempt knows from the
+        row whether it must emit one."""
+        await self._conn.execute(
+            update(t.runs)
+            .where(
+                t.runs.c.id == run_id,
+                t.runs.c.user_id == ctx.user_id,
+                t.runs.c.started_at.is_(None),
+            )
+            .values(started_at=utcnow())
+        )
 
     async def finish(
         self,

@@ -195,3 +195,25 @@ class ToolCallRecord:
     @property
     def finished(self) -> bool:
         return self.status in ("ok", "error")
+
+
+@dataclass(frozen=True, slots=True)
+class TurnCall:
+    """A tool call as its model turn asked for it, under the id the ledger keys it by."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class TurnRecord:
+    """One model turn of a run that asked for tools: a row of the run's checkpoint."""
+
+    step: int
+    attempt: int
+    text: str
+    """What the model said in the turn (streamed as ``message_delta``)."""
+    tool_calls: tuple[TurnCall, ...]
+    usage: dict[str, Any]
+    """The turn's model usage: ``input_tokens``, ``output_tokens``, ``cost_usd``."""

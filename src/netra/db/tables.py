@@ -168,6 +168,24 @@ the model turn that asked for the call; a run resumes (after an approval or a re
 replaying its ledger to the model instead of asking again. ``decision`` is the owning
 user's answer to a call that needed approval."""
 
+turns = Table(
+    "turns",
+    metadata,
+    Column("run_id", String(40), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("step", Integer, primary_key=True),
+    Column("user_id", String(40), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("tool_calls", JSON, nullable=False),
+    Column("usage", JSON, nullable=False),
+    Column("created_at", TS, nullable=False),
+)
+"""A run's checkpoint: one row per model turn that asked for tools, stored when the turn
+ends — what the model said (``text``), the calls it asked for (``tool_calls``: id, name and
+arguments, as the ledger keys them) and the turn's ``usage``. What became of each call is
+the ledger's. A later attempt of the run (after an approval, a hand-back or a takeover)
+rebuilds the conversation from its turns and the ledger and goes on from the next step."""
+
 sessions = Table(
     "sessions",
     metadata,

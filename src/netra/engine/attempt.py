@@ -8,7 +8,8 @@ ends. Its phases, in order (``Phase``):
   cancels the wait; a user's cancel then ends the run ``cancelled`` without executing it);
 - ``claiming``: marking the run running in the database, attempt + 1 (never interrupted
   mid-write: a stop is applied right after);
-- ``executing``: the agent works under the run's time budget (a stop cancels it at once);
+- ``executing``: the agent takes its steps under the run's time budget, each step that made
+  tool calls stored as a turn of the run's checkpoint (a stop cancels it at once);
 - ``ending``: the final state, or the pause for an approval, is being written (not
   interrupted);
 - ``done``.
@@ -17,6 +18,10 @@ Why an attempt is stopped before it ends by itself is its ``stop`` (``Stop``): t
 cancel (with ``why``, the run's error), this process handing its runs back at shutdown, or
 another instance having taken the run over. ``ending_for`` turns whatever the agent raised
 into the run's ending; the same rule serves top-level runs and sub-agents.
+
+An attempt that continues an earlier one (its run's ``started_at`` is set: the stream began)
+continues the same event stream and starts from the run's checkpoint
+(``netra.engine.checkpoint``), never from the event log.
 """
 
 from __future__ import annotations
@@ -24,23 +29,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
-from netra.agents.base import AgentRun, ApprovalPending
+from netra.agents.base import AgentDeps, AgentState, Continue, Final, Pause
 from netra.agents.registry import AgentRegistry
 from netra.config import UnifiedConfigurationManager
 from netra.context import UserExecutionContext
 from netra.db.manager import DatabaseManager
 from netra.db.queue import RunQueue
-from netra.db.records import RunRecord, RunStatus
+from netra.db.records import RunRecord, RunStatus, utcnow
 from netra.engine.builder import AttemptBuilder
-from netra.engine.ending import AttemptEnds, Ending
-from netra.engine.resume import RunLog, interrupted
+from netra.engine.checkpoint import Checkpoint, Saved
+from netra.engine.ending import AttemptEnds, Ending, interrupted
 from netra.errors import NetraError, StorageUnavailable
 from netra.events.bridge import AgentWebSocketBridge, RunEmitter
-from netra.models.base import ChatMessage
 from netra.settings import LimitSettings
 
 log = logging.getLogger(__name__)
@@ -80,16 +84,23 @@ class BudgetExpired(NetraError):
     code = "timed_out"
 
 
+class StepLimitExceeded(NetraError):
+    """Raised when a run takes more steps (model calls) than ``limits.max_steps`` allows."""
+
+    code = "step_limit"
+
+
+class SubAgentPaused(NetraError):
+    """A sub-agent's call needs the user's approval: only a top-level run can wait."""
+
+    code = "approval_in_subagent"
+
+
 def ending_for(exc: Exception, *, run_id: str) -> Ending:
     """How a run ends when its attempt raised ``exc`` (cancellation and an approval pause
     are the caller's: they depend on who stopped the run and what kind it is)."""
     if isinstance(exc, BudgetExpired):
         return Ending(RunStatus.TIMED_OUT, TIMED_OUT)
-    if isinstance(exc, ApprovalPending):  # only a sub-agent lets it come this far
-        return Ending(
-            RunStatus.FAILED,
-            {"code": "approval_in_subagent", "message": "sub-agents cannot wait for approval"},
-        )
     if isinstance(exc, NetraError):
         return Ending(RunStatus.FAILED, {"code": exc.code, "message": exc.message})
     log.error("run %s failed", run_id, exc_info=exc)  # an agent's bug fails its run only
@@ -106,6 +117,7 @@ class AttemptKit:
     db: DatabaseManager
     bridge: AgentWebSocketBridge
     builder: AttemptBuilder
+    checkpoint: Checkpoint
     ends: AttemptEnds
     agents: AgentRegistry
     config: UnifiedConfigurationManager
@@ -206,18 +218,14 @@ class Attempt:
     async def execute(self) -> None:
         """Drive the claimed run to its ending (or its pause) and write it."""
         emitter = self._emitter()
-        agent_run: AgentRun | None = None
+        state: AgentState | None = None
         try:
-            stream = await self._open_stream(emitter)
-            agent_run = await self._prepare(emitter)
-            if stream is not None:
-                await self._kit.builder.restore(self.ctx, self.run, agent_run, stream)
-            await self._run_agent(agent_run)
+            saved = await self._open_stream(emitter)
+            deps, state = await self._prepare(emitter)
+            if isinstance(await self._drive(deps, state, saved), Pause):
+                await self._pause(emitter, state)
+                return
             ending = Ending(RunStatus.COMPLETED)
-        except ApprovalPending:
-            assert agent_run is not None
-            await self._pause(emitter, agent_run)
-            return
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if self.stop is Stop.CANCEL and current is not None:
@@ -227,11 +235,11 @@ class Attempt:
                 raise  # handed back at shutdown, or someone else's now: nothing to write
             else:
                 ending = Ending(RunStatus.INTERRUPTED, interrupted())
-                await asyncio.shield(self._finish(emitter, agent_run, ending))
+                await asyncio.shield(self._finish(emitter, state, ending))
                 raise
         except Exception as exc:
             ending = ending_for(exc, run_id=self.run_id)
-        await self._finish(emitter, agent_run, ending)
+        await self._finish(emitter, state, ending)
 
     async def abandon(self) -> None:
         """A run cancelled before it executed: final state cancelled, with its two events."""
@@ -241,25 +249,22 @@ class Attempt:
         """End the run without executing it (cancelled, or not to be continued): its stream
         continued if an earlier attempt began it."""
         emitter = self._emitter()
-        if self.run.attempt > 0:
-            await self._kit.builder.resume_stream(self.ctx, self.run, emitter)
+        if self.run.started_at is not None:
+            emitter.resume_started()
         await self._finish(emitter, None, ending)
 
-    async def execute_child(
-        self, task: str, parent: Attempt | None
-    ) -> tuple[Ending, AgentRun | None]:
+    async def execute_child(self, task: str, parent: Attempt | None) -> tuple[Ending, AgentState]:
         """A sub-agent's run, inside its parent's task (created running, on the parent's
         slot): ``task`` is its whole conversation, and its answer goes back to the parent,
-        not into the thread. It stops with its parent."""
+        not into the thread. It stops with its parent; it keeps no checkpoint (it is never
+        continued on its own)."""
         emitter = self._emitter()
-        agent_run: AgentRun | None = None
+        state = AgentState(attempt=self.run.attempt, messages=[])
         try:
-            await emitter.started(
-                model=self.run.model, attempt=self.run.attempt, parent_run_id=self.run.parent_run_id
-            )
-            agent_run = await self._prepare(emitter)
-            agent_run.history = [ChatMessage("user", task)]
-            await self._run_agent(agent_run)
+            await self._start_stream(emitter)
+            deps, state = await self._prepare(emitter, task=task)
+            if isinstance(await self._drive(deps, state, None, checkpoint=False), Pause):
+                raise SubAgentPaused("sub-agents cannot wait for approval")
             ending = Ending(RunStatus.COMPLETED)
         except asyncio.CancelledError:  # the parent was cancelled or stopped
             stop = parent.stop if parent is not None else None
@@ -269,27 +274,47 @@ class Attempt:
                     if stop is Stop.CANCEL
                     else Ending(RunStatus.INTERRUPTED, interrupted())
                 )
-                await asyncio.shield(self._finish(emitter, agent_run, ending, store_answer=False))
+                await asyncio.shield(self._finish(emitter, state, ending, store_answer=False))
             raise
         except Exception as exc:
             ending = ending_for(exc, run_id=self.run_id)
-        await self._finish(emitter, agent_run, ending, store_answer=False)
-        return ending, agent_run
+        await self._finish(emitter, state, ending, store_answer=False)
+        return ending, state
 
-    async def _prepare(self, emitter: RunEmitter) -> AgentRun:
+    async def _prepare(
+        self, emitter: RunEmitter, task: str | None = None
+    ) -> tuple[AgentDeps, AgentState]:
         definition = self._kit.agents.check_access(self.ctx, self.run.agent)
         return await self._kit.builder.prepare(
-            self.ctx, self.run, emitter, limits=self.limits, definition=definition
+            self.ctx, self.run, emitter, limits=self.limits, definition=definition, task=task
         )
 
-    async def _run_agent(self, agent_run: AgentRun) -> None:
-        """Run the agent under the run's time budget (``BudgetExpired`` once it is spent)."""
+    async def _drive(
+        self, deps: AgentDeps, state: AgentState, saved: Saved | None, *, checkpoint: bool = True
+    ) -> Final | Pause:
+        """Take the agent's steps under the run's time budget (``BudgetExpired`` once it is
+        spent), from the checkpoint ``saved`` when the run continues, storing each step's
+        turn, until it answers or pauses."""
         agents = self._kit.agents
         agent = agents.create_agent_for_user(self.run.agent, self.ctx)
         budget = asyncio.timeout(self.limits.run_timeout_s)
         try:
             async with budget:
-                await agent.run(agent_run)
+                if saved is not None:
+                    paused = await self._kit.checkpoint.restore(saved, deps, state)
+                    if paused is not None:
+                        return paused
+                while True:
+                    if state.step >= self.limits.max_steps:
+                        raise StepLimitExceeded(
+                            f"the run needed more than {self.limits.max_steps} model calls"
+                        )
+                    next_step = await agent.step(deps, state)
+                    if not isinstance(next_step, Continue):
+                        return next_step
+                    if checkpoint:
+                        await self._kit.checkpoint.record(self.ctx, deps, state)
+                    state.step += 1
         except TimeoutError:
             if budget.expired():
                 raise BudgetExpired(TIMED_OUT["message"]) from None
@@ -297,38 +322,45 @@ class Attempt:
         finally:
             agents.release(self.ctx)
 
-    async def _open_stream(self, emitter: RunEmitter) -> RunLog | None:
-        """Start the run's event stream, or continue the one earlier attempts left (what
-        they left is returned). A client that saw the run begin is told where it continues."""
+    async def _open_stream(self, emitter: RunEmitter) -> Saved | None:
+        """Start the run's event stream, or continue the one an earlier attempt began; then
+        the checkpoint that attempt left is returned. A client that saw the run begin is told
+        where it continues."""
         run = self.run
-        if run.attempt <= 1:
-            await emitter.started(model=run.model, attempt=run.attempt)
-            return None
-        stream = await self._kit.builder.resume_stream(self.ctx, run, emitter)
-        if stream.started:
-            reason = run.resume_reason or "takeover"
-            await emitter.thinking(
-                RESUMING.get(reason, RESUMING["takeover"]),
-                resumed={"reason": reason, "attempt": run.attempt, "text_chars": len(stream.text)},
-            )
-        return stream
+        if run.started_at is None:
+            await self._start_stream(emitter)
+            return None if run.attempt <= 1 else await self._kit.checkpoint.read(self.ctx, run)
+        emitter.resume_started()
+        saved = await self._kit.checkpoint.read(self.ctx, run)
+        reason = run.resume_reason or "takeover"
+        await emitter.thinking(
+            RESUMING.get(reason, RESUMING["takeover"]),
+            resumed={"reason": reason, "attempt": run.attempt, "text_chars": len(saved.text)},
+        )
+        return saved
 
-    async def _pause(self, emitter: RunEmitter, agent_run: AgentRun) -> None:
+    async def _start_stream(self, emitter: RunEmitter) -> None:
+        """``agent_started``, stored with the run's ``started_at``."""
+        run = self.run
+        await emitter.started(model=run.model, attempt=run.attempt, parent_run_id=run.parent_run_id)
+        self.run = replace(run, started_at=utcnow())
+
+    async def _pause(self, emitter: RunEmitter, state: AgentState) -> None:
         self.phase = Phase.ENDING
-        requeued = await self._kit.ends.pause(self.ctx, self.run, emitter, agent_run)
+        requeued = await self._kit.ends.pause(self.ctx, self.run, emitter, state)
         if requeued is not None:  # every call was answered meanwhile
             await self._kit.requeued(self.ctx, requeued)
 
     async def _finish(
         self,
         emitter: RunEmitter,
-        agent_run: AgentRun | None,
+        state: AgentState | None,
         ending: Ending,
         *,
         store_answer: bool = True,
     ) -> None:
         self.phase = Phase.ENDING
         if not await self._kit.ends.finish(
-            self.ctx, self.run, emitter, agent_run, ending, store_answer=store_answer
+            self.ctx, self.run, emitter, state, ending, store_answer=store_answer
         ):
             self._kit.lost()

@@ -14,7 +14,6 @@ from netra.context import UserExecutionContext
 from netra.db.queue import RunQueue
 from netra.db.runs import RunRepository
 from netra.engine.attempt import Attempt, AttemptKit
-from netra.models.base import Usage
 from netra.tools.delegate import SubRun
 
 ChildAdmission = Callable[[UserExecutionContext, RunRepository, str], Awaitable[None]]
@@ -60,14 +59,12 @@ class SubAgents:
             )
         assert run is not None  # just created, queued, in this transaction
         child = Attempt(kit, ctx.child(run_id=run.id), run)
-        ending, agent_run = await child.execute_child(
-            task, self._attempt_of(ctx.user_id, ctx.run_id)
-        )
+        ending, state = await child.execute_child(task, self._attempt_of(ctx.user_id, ctx.run_id))
         return SubRun(
             run_id=run.id,
             agent=agent,
             outcome=ending.status.value,
-            answer="".join(agent_run.text) if agent_run else "",
-            usage=agent_run.usage.as_dict() if agent_run else Usage().as_dict(),
+            answer=state.answer,
+            usage=state.usage.as_dict(),
             error=ending.error,
         )

@@ -11,18 +11,24 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from netra.agents.base import AgentRun
+from netra.agents.base import AgentState
 from netra.context import UserExecutionContext
 from netra.db.ledger import ToolCallRepository
 from netra.db.manager import DatabaseManager
 from netra.db.queue import RunQueue
 from netra.db.records import RunRecord, RunStatus, utcnow
 from netra.db.repositories import MessageRepository, ThreadRepository
+from netra.db.turns import TurnRepository
 from netra.errors import LostClaim
 from netra.events.bridge import RunEmitter
 from netra.metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+
+def interrupted() -> dict[str, str]:
+    """The error of a run, or a tool call, cut off by its server stopping."""
+    return {"code": "interrupted", "message": "the server stopped while the run was executing"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,12 +54,14 @@ class AttemptEnds:
         self._lease_until = lease_until
 
     async def pause(
-        self, ctx: UserExecutionContext, run: RunRecord, emitter: RunEmitter, agent_run: AgentRun
+        self, ctx: UserExecutionContext, run: RunRecord, emitter: RunEmitter, state: AgentState
     ) -> RunRecord | None:
-        """Pause the run until its user answers, then ask: ``approval_required`` goes out
-        only once the pause is stored, so a client that sees it finds the run waiting. If
-        every call was answered meanwhile, the run goes straight back to the queue: the
-        requeued run is returned, for the engine to submit."""
+        """Pause the run until its user answers, then ask. The pause and the step's turn are
+        one transaction, made once what the step streamed is stored; ``approval_required``
+        goes out only once the pause is stored, so a client that sees it finds the run
+        waiting. If every call was answered meanwhile, the run goes straight back to the
+        queue: the requeued run is returned, for the engine to submit."""
+        await emitter.settle()
         async with self._db.write() as conn:
             queue = RunQueue(conn)
             suspended = await queue.suspend(
@@ -61,11 +69,13 @@ class AttemptEnds:
                 run.id,
                 attempt=run.attempt,
                 owner=self._instance_id,
-                usage=agent_run.usage.as_dict(),
+                usage=state.usage.as_dict(),
             )
             if not suspended:
                 log.warning("run %s attempt %d lost its claim while pausing", run.id, run.attempt)
                 return None
+            if state.turn is not None and state.turn.step == state.step:
+                await TurnRepository(conn, ctx).record(run.id, state.turn)
             waiting = await ToolCallRepository(conn, ctx).undecided(run.id)
             requeued = (
                 None
@@ -78,7 +88,7 @@ class AttemptEnds:
             await emitter.approval_required(
                 record.tool_call_id, record.tool, record.arguments, record.side_effects
             )
-        await emitter.paused()
+        await emitter.settle()
         return requeued
 
     async def finish(
@@ -86,17 +96,17 @@ class AttemptEnds:
         ctx: UserExecutionContext,
         run: RunRecord,
         emitter: RunEmitter,
-        agent_run: AgentRun | None,
+        state: AgentState | None,
         ending: Ending,
         *,
         store_answer: bool = True,
     ) -> bool:
         """Write the final state (and the answer) in one transaction with ``agent_completed``.
         False when the write was refused: another attempt took the run over (fencing)."""
-        text = "".join(agent_run.text) if agent_run else ""
+        text = state.answer if state else ""
         usage = (
-            agent_run.usage.as_dict()
-            if agent_run
+            state.usage.as_dict()
+            if state
             else {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
         )
         message_id = run.message_id if text else None
@@ -120,7 +130,7 @@ class AttemptEnds:
                     message_id=run.message_id,
                     data={
                         "outcome": ending.status.value,
-                        "tool_calls": agent_run.tool_trace if agent_run else [],
+                        "tool_calls": state.tool_trace if state else [],
                     },
                 )
             if finished and store_answer:

@@ -7,8 +7,9 @@ exit path — answer, error, timeout, cancel, shutdown — ends in exactly one f
 
 The one pause: a tool call that needs the user's approval suspends the run (status
 ``requires_approval``, no executor, no time running). The user's answer puts it back in the
-queue; the next attempt continues the same event stream and replays the tool-call ledger to
-the agent instead of asking the model again (``RunService.decide``).
+queue; the next attempt continues the same event stream from the run's checkpoint, its
+stored turns and the tool-call ledger, instead of asking the model again
+(``RunService.decide``).
 
 Across instances the runs table is the queue: this process *holds* the runs it was given or
 adopted (``owner`` = its instance id) under a lease its ``RunSupervisor`` renews. A run it
@@ -31,6 +32,7 @@ from netra.db.queue import RunQueue
 from netra.db.records import RunRecord, utcnow
 from netra.engine.attempt import Attempt, AttemptKit, Phase, Stop
 from netra.engine.builder import AttemptBuilder
+from netra.engine.checkpoint import Checkpoint
 from netra.engine.children import ChildAdmission, SubAgents
 from netra.engine.ending import AttemptEnds
 from netra.engine.user import UserExecutionEngine
@@ -78,6 +80,7 @@ class ExecutionEngine:
             db=db,
             bridge=bridge,
             builder=AttemptBuilder(db=db, agents=agents, tools=tools, models=models, config=config),
+            checkpoint=Checkpoint(db),
             ends=AttemptEnds(
                 db=db, metrics=metrics, instance_id=instance_id, lease_until=self.lease_until
             ),

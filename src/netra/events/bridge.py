@@ -3,6 +3,12 @@
 It builds the envelope, sanitises the payload and hands the event to the event log writer
 (persist, then publish). ``RunEmitter`` enforces a run's event grammar: ``agent_started``
 first, tool calls paired, message deltas coalesced, exactly one ``agent_completed`` last.
+
+What a run's stream holds is known without reading it back: ``agent_started`` is stored in
+one transaction with the run's ``started_at`` (``RunQueue.mark_started``), and a tool call's
+``tool_executing`` and ``tool_completed`` with the ledger's entry for it (the dispatcher's
+writes, handed in as ``stored_with``). A later attempt of the run reads the runs table and
+the ledger, never the event log.
 """
 
 from __future__ import annotations
@@ -11,7 +17,10 @@ import asyncio
 import time
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from netra.context import UserExecutionContext
+from netra.db.queue import RunQueue
 from netra.events.envelope import Event, EventType, PendingEvent, StoredWith
 from netra.events.sanitize import sanitize
 from netra.events.writer import EventLogWriter
@@ -102,7 +111,9 @@ class RunEmitter:
 
     async def _emit(
         self, type: EventType, data: dict[str, Any], *, stored_with: StoredWith | None = None
-    ) -> None:
+    ) -> Event | None:
+        """Queue the event; one that carries a write is awaited until both are stored (and
+        returned): the caller goes on only once its write landed (``LostClaim`` if refused)."""
         if self._completed:
             raise RuntimeError(f"run {self.run_id} already completed; {type} refused")
         if type is not EventType.AGENT_STARTED and not self._started:
@@ -118,19 +129,29 @@ class RunEmitter:
             attempt=self.attempt,
             stored_with=stored_with,
         )
+        return await self._last if stored_with is not None else None
 
     def resume_started(self) -> None:
-        """For a run whose ``agent_started`` was emitted by an earlier process."""
+        """For a run whose ``agent_started`` an earlier attempt stored (its ``started_at``
+        is set)."""
         self._started = True
 
     async def started(self, *, model: str, attempt: int, parent_run_id: str | None = None) -> None:
+        """``agent_started``, stored with the run's ``started_at``: the mark a later attempt
+        reads to know the stream began."""
         if self._started:
             raise RuntimeError(f"run {self.run_id} already started")
         self._started = True
         data: dict[str, Any] = {"model": model, "attempt": attempt}
         if parent_run_id is not None:
             data["parent_run_id"] = parent_run_id
-        await self._emit(EventType.AGENT_STARTED, data)
+        ctx, run_id = self._ctx, self.run_id
+
+        async def mark_started(conn: AsyncConnection) -> bool:
+            await RunQueue(conn).mark_started(ctx, run_id)
+            return True
+
+        await self._emit(EventType.AGENT_STARTED, data, stored_with=mark_started)
 
     async def thinking(self, text: str, **details: Any) -> None:
         """A note on what the run is doing; ``details`` add structured fields (``failover``)."""
@@ -159,20 +180,21 @@ class RunEmitter:
             EventType.MESSAGE_DELTA, {"message_id": self._delta_message, "delta": text}
         )
 
-    async def tool_executing(self, tool_call_id: str, tool: str, arguments: Any) -> None:
+    async def tool_executing(
+        self, tool_call_id: str, tool: str, arguments: Any, *, stored_with: StoredWith
+    ) -> None:
+        """Announce a call, stored with its ledger entry (``stored_with``); returns once
+        both are."""
+        self._open_tools[tool_call_id] = tool
         await self._emit(
             EventType.TOOL_EXECUTING,
             {"tool_call_id": tool_call_id, "tool": tool, "arguments": arguments},
+            stored_with=stored_with,
         )
-        self._open_tools[tool_call_id] = tool
 
     def reopen_tool(self, tool_call_id: str, tool: str) -> None:
-        """A call whose ``tool_executing`` an earlier attempt emitted is to be completed."""
+        """A call whose ``tool_executing`` an earlier attempt stored is to be completed."""
         self._open_tools[tool_call_id] = tool
-
-    def is_open(self, tool_call_id: str) -> bool:
-        """Whether the call was announced (``tool_executing``) and not yet completed."""
-        return tool_call_id in self._open_tools
 
     async def tool_completed(
         self,
@@ -182,7 +204,10 @@ class RunEmitter:
         result: Any,
         error: dict[str, str] | None,
         duration_ms: int,
+        stored_with: StoredWith | None = None,
     ) -> None:
+        """Complete a call, stored with its outcome in the ledger (``stored_with``); a call
+        cut off by its run's end has none."""
         if self._open_tools.pop(tool_call_id, None) is None:
             raise RuntimeError(f"tool_completed for {tool_call_id} without tool_executing")
         await self._emit(
@@ -195,6 +220,7 @@ class RunEmitter:
                 "error": error,
                 "duration_ms": duration_ms,
             },
+            stored_with=stored_with,
         )
 
     async def approval_required(
@@ -210,9 +236,9 @@ class RunEmitter:
             },
         )
 
-    async def paused(self) -> None:
-        """The run stops here for now (waiting for approval): store what was emitted. A
-        later attempt continues the same event stream after ``resume_started``."""
+    async def settle(self) -> None:
+        """Wait until everything emitted so far is stored (buffered deltas included): what
+        a checkpoint or a pause records was streamed first."""
         await self._flush_deltas()
         if self._last is not None:
             await self._last
@@ -240,11 +266,15 @@ class RunEmitter:
                 error={"code": outcome, "message": f"the run ended ({outcome}) during the call"},
                 duration_ms=0,
             )
-        await self._emit(
+        event = await self._emit(
             EventType.AGENT_COMPLETED,
             {"outcome": outcome, "usage": usage, "message_id": message_id, "error": error},
-            stored_with=final_state,
+            stored_with=final_state or _nothing,
         )
         self._completed = True
-        assert self._last is not None
-        return await self._last
+        assert event is not None
+        return event
+
+
+async def _nothing(conn: AsyncConnection) -> bool:
+    return True

@@ -61,9 +61,10 @@ class PendingEvent:
     """For a run's events: the attempt emitting them. The writer stores them only while it
     is the run's current attempt (fencing); never part of the envelope."""
     stored_with: StoredWith | None = field(default=None, compare=False)
-    """For ``agent_completed``: the run's final state, so that the log never holds one
-    without the other (a crash between two transactions would leave a finished run whose
-    clients wait for its end forever)."""
+    """A write that commits with the event: for ``agent_completed`` the run's final state (a
+    crash between two transactions would leave a finished run whose clients wait for its end
+    forever), for ``agent_started`` the run's ``started_at``, for a tool call's events its
+    ledger entries — so what the log holds of a run can be told from its tables."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,8 @@ batch or the batch sees the takeover). An executor that lost its run — paused 
 while another instance took over — cannot add to the run's stream.
 
 An event may carry a write that belongs with it (``PendingEvent.stored_with``: a run's final
-state with its ``agent_completed``): the write is made in the batch's transaction, so both
+state with its ``agent_completed``, ``started_at`` with ``agent_started``, a tool call's
+ledger entries with its two events): the write is made in the batch's transaction, so both
 are stored or neither is, and a refused write refuses the event.
 
 When the database is away (``StorageUnavailable``: a full disk, a lost connection) the writer
@@ -34,7 +35,7 @@ from netra.db.queue import RunQueue
 from netra.db.records import utcnow
 from netra.errors import LostClaim, StorageUnavailable
 from netra.events.bus import EventBus
-from netra.events.envelope import Event, PendingEvent
+from netra.events.envelope import Event, EventType, PendingEvent
 from netra.faults import CrashPoints
 from netra.metrics import Metrics
 from netra.settings import EventSettings
@@ -136,6 +137,9 @@ class EventLogWriter:
         if self._crash_points is not None:
             committed = [p for (p, _), event in zip(batch, stored, strict=True) if event]
             self._crash_points.reached("final_publish", _finishing(committed))
+            self._crash_points.reached(
+                "tool_completed", _having(committed, EventType.TOOL_COMPLETED)
+            )
         self.batches += 1
         self.events_written += sum(1 for event in stored if event is not None)
         await self._publish([event for event in stored if event is not None])
@@ -237,4 +241,8 @@ class EventLogWriter:
 
 def _finishing(batch: list[PendingEvent]) -> set[str]:
     """The runs whose final write is in the batch (for the crash points)."""
-    return {p.run_id for p in batch if p.stored_with is not None and p.run_id is not None}
+    return _having(batch, EventType.AGENT_COMPLETED)
+
+
+def _having(batch: list[PendingEvent], type: EventType) -> set[str]:
+    return {p.run_id for p in batch if p.type is type and p.run_id is not None}

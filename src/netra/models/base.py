@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -59,6 +59,16 @@ class Usage:
             self.input_tokens + other.input_tokens,
             self.output_tokens + other.output_tokens,
             round(self.cost_usd + other.cost_usd, 8),
+        )
+
+    @classmethod
+    def of(cls, stored: Mapping[str, Any] | None) -> Usage:
+        """From its stored form (``as_dict``); nothing stored is no usage."""
+        stored = stored or {}
+        return cls(
+            int(stored.get("input_tokens", 0)),
+            int(stored.get("output_tokens", 0)),
+            float(stored.get("cost_usd", 0.0)),
         )
 
     def as_dict(self) -> dict[str, Any]:

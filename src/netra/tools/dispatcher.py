@@ -1,15 +1,21 @@
 """UnifiedToolDispatcher: runs one user's tool calls, never raising for a tool's failure.
 
-One dispatcher per run, bound to that run's ``UserExecutionContext``. For each call it emits
-``tool_executing``, records the call in the ledger, checks the tool exists, the user may use
-it and the arguments fit its schema, runs it under a time limit, bounds its output, records
-the outcome and emits the paired ``tool_completed``. Every failure becomes a structured
-result the model sees. Calls of one model turn run concurrently.
+One dispatcher per attempt of a run, bound to that run's ``UserExecutionContext``. For each
+call it enters the call in the ledger and emits ``tool_executing`` (one transaction), checks
+the tool exists, the user may use it and the arguments fit its schema, runs it under a time
+limit, bounds its output, then records the outcome and emits the paired ``tool_completed``
+(one transaction). Every failure becomes a structured result the model sees. Calls of one
+model turn run concurrently.
 
 A tool that ``requires_approval`` is not run: its call is stored as ``awaiting_approval``
-and the outcome is *pending*; the run pauses (the engine asks the user). When the run
-continues (a later attempt), ``replay`` hands the ledger back: finished calls as they ended,
-approved calls executed now, denied calls as a ``denied`` error.
+and the outcome is *pending*; the run pauses (the engine asks the user).
+
+The ledger answers for what earlier attempts did (``replay``): finished calls as they ended,
+approved calls executed now, denied calls as a ``denied`` error, calls cut off mid-way run
+again if safe and reported as ``outcome_unknown`` if not. Because a call's events are stored
+with its ledger entries, the ledger also says which events the stream already holds. A step
+an earlier attempt began (``recorded``) is answered from the ledger whatever the agent asks
+this time: a call is never made twice because a run was resumed.
 """
 
 from __future__ import annotations
@@ -18,9 +24,11 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from netra.context import UserExecutionContext
 from netra.db.ledger import ToolCallRepository
@@ -106,6 +114,8 @@ class UnifiedToolDispatcher:
         self._emitter = emitter
         self._settings = settings
         self._attempt = attempt
+        self._recorded: dict[int, Sequence[ToolCallRecord]] = {}
+        """Steps an earlier attempt began and the checkpoint does not hold: their calls."""
         self._used_ids: set[str] = set()
 
     def _may_use(self, tool: Tool) -> bool:
@@ -125,13 +135,26 @@ class UnifiedToolDispatcher:
 
         Models do not always give calls ids unique within a run (some reuse ``call_0`` every
         turn); a repeated or empty id is replaced, and the outcome's ``call`` carries the id
-        the conversation, the ledger and the events use from then on."""
+        the conversation, the ledger and the events use from then on. A step an earlier
+        attempt began is answered from the ledger instead."""
+        recorded = self._recorded.pop(step, None)
+        if recorded:
+            return await self.replay(recorded)
         calls = [self._unique(call) for call in calls]
         if len(calls) == 1:
             return [await self._execute_one(calls[0], step)]
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(self._execute_one(call, step)) for call in calls]
         return [task.result() for task in tasks]
+
+    def resume(self, ledger: Mapping[int, Sequence[ToolCallRecord]], *, from_step: int) -> None:
+        """What earlier attempts of the run entered in the ledger, by step: their ids are
+        taken, and ``execute`` answers a step from ``from_step`` on from its entries."""
+        for records in ledger.values():
+            self._used_ids.update(record.tool_call_id for record in records)
+        self._recorded = {
+            step: records for step, records in ledger.items() if step >= from_step and records
+        }
 
     async def replay(self, records: Sequence[ToolCallRecord]) -> list[ToolOutcome]:
         """One earlier turn's calls, from the ledger, for a run that continues."""
@@ -150,68 +173,69 @@ class UnifiedToolDispatcher:
     async def _execute_one(self, call: ToolCallRequest, step: int) -> ToolOutcome:
         arguments = sanitize(call.arguments, max_string=2_000, max_items=100)
         tool = self._tool(call.name)
+        side_effects = tool.side_effects.value if tool else "none"
         if tool is not None and tool.requires_approval and self._acceptable(tool, call):
-            await self._record(call, arguments, tool, step, status="awaiting_approval")
+            async with self._db.write() as conn:
+                await self._ledger(conn).begin(
+                    **self._entry(call, arguments, side_effects, step),
+                    status="awaiting_approval",
+                )
             return ToolOutcome(call, None, None, 0, pending=True)
-        await self._emitter.tool_executing(call.id, call.name, arguments)
-        await self._record(call, arguments, tool, step, status="running")
+
+        async def begin(conn: AsyncConnection) -> bool:
+            await self._ledger(conn).begin(**self._entry(call, arguments, side_effects, step))
+            return True
+
+        await self._emitter.tool_executing(call.id, call.name, arguments, stored_with=begin)
         return await self._complete(tool, call)
 
-    async def _record(
-        self, call: ToolCallRequest, arguments: Any, tool: Tool | None, step: int, *, status: str
-    ) -> None:
-        """The call enters the ledger before anything else happens to it."""
-        async with self._db.write() as conn:
-            await ToolCallRepository(conn, self._ctx).begin(
-                run_id=self._run_id,
-                tool_call_id=call.id,
-                tool=call.name,
-                arguments=arguments,
-                side_effects=tool.side_effects.value if tool else "none",
-                attempt=self._attempt,
-                step=step,
-                status=status,
-            )
+    def _entry(
+        self, call: ToolCallRequest, arguments: Any, side_effects: str, step: int
+    ) -> dict[str, Any]:
+        return {
+            "run_id": self._run_id,
+            "tool_call_id": call.id,
+            "tool": call.name,
+            "arguments": arguments,
+            "side_effects": side_effects,
+            "attempt": self._attempt,
+            "step": step,
+        }
+
+    def _ledger(self, conn: AsyncConnection) -> ToolCallRepository:
+        return ToolCallRepository(conn, self._ctx)
 
     async def _replay_one(self, record: ToolCallRecord) -> ToolOutcome:
-        """One call from the ledger. The event stream gets what it misses: an earlier
-        attempt may have died between writing the ledger and emitting the call's events."""
+        """One call from the ledger. Its events are stored with its ledger entries, so the
+        entry says what the stream holds: a finished call both events, a running one its
+        ``tool_executing``, one awaiting approval neither."""
         call = ToolCallRequest(record.tool_call_id, record.tool, dict(record.arguments or {}))
         if record.finished:
-            if self._emitter.is_open(call.id):
-                await self._emitter.tool_completed(
-                    call.id,
-                    call.name,
-                    result=record.result,
-                    error=record.error,
-                    duration_ms=record.duration_ms or 0,
-                )
             return ToolOutcome(call, record.result, record.error, record.duration_ms or 0)
         tool = self._tool(call.name)
         if record.status == "running":
             # Started by an attempt that died: its outcome is unknown. Never run an unsafe
             # call twice; report it to the model instead.
-            if not self._emitter.is_open(call.id):
-                await self._emitter.tool_executing(call.id, call.name, record.arguments)
+            self._emitter.reopen_tool(call.id, call.name)
             if tool is None or tool.side_effects is SideEffects.UNSAFE:
                 return await self._complete(tool, call, refuse=_unknown_outcome())
             return await self._complete(tool, call)
         if record.decision is None:
             return ToolOutcome(call, None, None, 0, pending=True)
-        if not self._emitter.is_open(call.id):
-            await self._emitter.tool_executing(call.id, call.name, record.arguments)
+
+        async def reopen(conn: AsyncConnection) -> bool:
+            await self._ledger(conn).reopen(self._run_id, call.id, attempt=self._attempt)
+            return True
+
+        await self._emitter.tool_executing(call.id, call.name, record.arguments, stored_with=reopen)
         if record.decision is Decision.DENIED:
             return await self._complete(tool, call, refuse=_denied())
-        async with self._db.write() as conn:
-            await ToolCallRepository(conn, self._ctx).reopen(
-                self._run_id, call.id, attempt=self._attempt
-            )
         return await self._complete(tool, call)
 
     async def _complete(
         self, tool: Tool | None, call: ToolCallRequest, *, refuse: _Failure | None = None
     ) -> ToolOutcome:
-        """Run the call (unless refused), record its outcome, emit ``tool_completed``."""
+        """Run the call (unless refused), then record its outcome with ``tool_completed``."""
         started = time.monotonic()
         result: Any = None
         error: dict[str, str] | None = None
@@ -222,8 +246,9 @@ class UnifiedToolDispatcher:
         except _Failure as failure:
             error = {"code": failure.code, "message": failure.message}
         duration_ms = int((time.monotonic() - started) * 1000)
-        async with self._db.write() as conn:
-            await ToolCallRepository(conn, self._ctx).end(
+
+        async def end(conn: AsyncConnection) -> bool:
+            await self._ledger(conn).end(
                 run_id=self._run_id,
                 tool_call_id=call.id,
                 attempt=self._attempt,
@@ -232,8 +257,15 @@ class UnifiedToolDispatcher:
                 error=error,
                 duration_ms=duration_ms,
             )
+            return True
+
         await self._emitter.tool_completed(
-            call.id, call.name, result=result, error=error, duration_ms=duration_ms
+            call.id,
+            call.name,
+            result=result,
+            error=error,
+            duration_ms=duration_ms,
+            stored_with=end,
         )
         return ToolOutcome(call, result, error, duration_ms)
 
@@ -268,7 +300,9 @@ class UnifiedToolDispatcher:
             log.exception("tool %s failed", tool.name)
             raise _Failure("tool_failed", f"{tool.name} failed: {type(exc).__name__}") from None
         limit = tool.max_output_chars or self._settings.max_output_chars
-        size = len(json.dumps(result, default=str, ensure_ascii=False))
-        if size > limit:
-            raise _Failure("output_too_large", f"output of {size} chars exceeds {limit}")
-        return result
+        encoded = json.dumps(result, default=str, ensure_ascii=False)
+        if len(encoded) > limit:
+            raise _Failure("output_too_large", f"output of {len(encoded)} chars exceeds {limit}")
+        # As JSON holds it (a datetime becomes its text): what the ledger stores, in the
+        # event log writer's transaction, and what the model and a resumed run see alike.
+        return json.loads(encoded)
