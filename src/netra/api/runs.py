@@ -44,7 +44,8 @@ async def decide_tool_call(
     run_id: PathId, tool_call_id: PathId, body: ToolDecision, ctx: CurrentUser, netra: AppState
 ) -> dict[str, Any]:
     """Approve or deny a tool call that waits for approval (the first answer stands)."""
-    return await netra.runs.decide(ctx, run_id, tool_call_id, Decision.of(body.decision))
+    answer = await netra.runs.decide(ctx, run_id, tool_call_id, Decision.of(body.decision))
+    return answer.as_dict()
 
 
 @router.get("/runs/{run_id}/events")
