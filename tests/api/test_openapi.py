@@ -1,8 +1,9 @@
 """``GET /openapi.json`` tells the truth, checked against the server that publishes it.
 
 Every error answer an operation gives is documented, with the error body it really has; every
-constraint the server enforces on a request body is in the schema (a body the schema accepts
-is never refused as invalid); and requests built from the schema's own examples succeed.
+success answer has a typed body, and the server's real answers match it; every constraint the
+server enforces on a request body is in the schema (a body the schema accepts is never refused
+as invalid); and requests built from the schema's own examples succeed.
 """
 
 from __future__ import annotations
@@ -16,13 +17,20 @@ from typing import Any
 import httpx
 import jsonschema
 
+from netra.agents.base import AgentDefinition
+from netra.models.base import ModelRequest
+from netra.models.scripted import ScriptedModel, ScriptedTurn
+from netra.tools.tool import SideEffects, tool
 from tests.conftest import ServerFactory
-from tests.support import LiveServer, grant_admin, make_user
+from tests.support import LiveServer, User, grant_admin, make_user, open_socket
 
 Operation = tuple[str, str, dict[str, Any]]
 CONFIGURED = {("UserChange", "tier"): "tier"}
 """Fields checked against configuration, which a static schema cannot list: the field's
 description must name the rule (and the probes leave the field alone)."""
+OPEN_JSON = {("EventView", "data"), ("ToolView", "parameters")}
+"""Success-body fields whose value is open JSON by nature: an event's payload, and a tool's
+parameters (a JSON Schema). Every other part of every success body has a type."""
 
 
 def _operations(schema: dict[str, Any]) -> Iterator[Operation]:
@@ -47,6 +55,47 @@ def _body_model(schema: dict[str, Any], operation: dict[str, Any]) -> tuple[str,
 def _validator(schema: dict[str, Any], node: dict[str, Any]) -> jsonschema.Draft202012Validator:
     """A validator of ``node`` whose ``#/components/...`` references reach the document."""
     return jsonschema.Draft202012Validator({**node, "components": schema["components"]})
+
+
+def _success_bodies(schema: dict[str, Any]) -> Iterator[tuple[str, str, str, dict[str, Any]]]:
+    """``(method, path, status, body schema)`` of every 2xx answer with a JSON body."""
+    for method, path, operation in _operations(schema):
+        for status, response in operation["responses"].items():
+            body = response.get("content", {}).get("application/json")
+            if status.startswith("2") and body is not None:
+                yield method, path, status, body["schema"]
+
+
+def _untyped(
+    schema: dict[str, Any], node: dict[str, Any], where: str, seen: set[str]
+) -> Iterator[str]:
+    """The places under ``node`` that say nothing of their value: any value at all, or an
+    object with neither properties nor typed values (``OPEN_JSON`` fields excepted)."""
+    if "$ref" in node:
+        name = node["$ref"].rsplit("/", 1)[-1]
+        if name not in seen:
+            seen.add(name)
+            yield from _untyped(schema, schema["components"]["schemas"][name], name, seen)
+        return
+    options = [*node.get("anyOf", []), *node.get("oneOf", []), *node.get("allOf", [])]
+    for option in options:
+        yield from _untyped(schema, option, where, seen)
+    kind = node.get("type")
+    if options:
+        return
+    if kind is None and "enum" not in node and "const" not in node:
+        yield f"{where}: any value"
+    elif kind == "array":
+        yield from _untyped(schema, node.get("items", {}), f"{where}[]", seen)
+    elif kind == "object":
+        values = node.get("additionalProperties", True)
+        if not node.get("properties") and not isinstance(values, dict):
+            yield f"{where}: an object of unknown fields"
+        for name, field in node.get("properties", {}).items():
+            if (where, name) not in OPEN_JSON:
+                yield from _untyped(schema, field, f"{where}.{name}", seen)
+        if isinstance(values, dict):
+            yield from _untyped(schema, values, f"{where}.*", seen)
 
 
 def _url(path: str) -> str:
@@ -213,3 +262,155 @@ async def test_requests_made_from_the_schemas_examples_succeed(
         response = await http.request(method, _url(path), json=example(method, path), headers=auth)
         assert response.status_code in (401, 404), response.text
         assert str(response.status_code) in operations[method, path]["responses"]
+
+
+async def test_every_success_answer_has_a_typed_body(
+    server: LiveServer, http: httpx.AsyncClient
+) -> None:
+    schema = (await http.get("/openapi.json")).json()
+    untyped: list[str] = []
+    seen: set[str] = set()
+    bodies = 0
+    for method, path, status, body in _success_bodies(schema):
+        bodies += 1
+        resolved = _resolve(schema, body)
+        if not resolved.get("properties"):
+            untyped.append(f"{method} {path} {status}: no properties ({body})")
+        untyped += [
+            f"{method} {path} {status}: {place}"
+            for place in _untyped(schema, body, f"{method} {path}", seen)
+        ]
+    assert bodies > 15, bodies
+    assert not untyped, "success bodies the schema leaves untyped:\n" + "\n".join(untyped)
+
+
+def _mailer(request: ModelRequest) -> ScriptedTurn:
+    """Ask for an email to be sent (a call that needs approval); then report the result."""
+    if request.messages[-1].role == "tool":
+        return ScriptedTurn.text("sent")
+    return ScriptedTurn.call("send_email", {"to": "boss@example.com"}, call_id="call_mail")
+
+
+def _serve_with_a_mailer(server_factory: ServerFactory) -> LiveServer:
+    """A server whose ``assistant`` runs the offline model and whose ``mailer`` agent asks,
+    through the scripted model, for a tool call that needs the user's approval."""
+    server = server_factory()
+
+    @tool(description="Send an email.", side_effects=SideEffects.UNSAFE, requires_approval=True)
+    def send_email(to: str) -> str:
+        return f"sent to {to}"
+
+    server.netra.tools.register("send_email", send_email)
+    server.netra.agents.register(
+        AgentDefinition(name="mailer", description="Sends email.", model="scripted")
+    )
+    model = server.netra.models.get("scripted")
+    assert isinstance(model, ScriptedModel)
+    model.responder = _mailer
+    return server
+
+
+class _Answers:
+    """Real answers of a live server, each kept with the operation that gave it."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http = http
+        self.kept: list[tuple[str, str, httpx.Response]] = []
+
+    async def __call__(
+        self, method: str, path: str, user: User | None = None, **params: Any
+    ) -> Any:
+        """Call ``path`` (a template of the schema) with ``params`` filling it; its body."""
+        url = path.format(**{k: v for k, v in params.items() if k not in ("json", "query")})
+        response = await self.http.request(
+            method,
+            url,
+            json=params.get("json"),
+            params=params.get("query"),
+            headers=user.auth if user else None,
+        )
+        assert response.status_code < 300, f"{method} {url}: {response.text}"
+        self.kept.append((method, path, response))
+        return response.json()
+
+
+async def test_the_servers_real_answers_match_their_documented_bodies(
+    server_factory: ServerFactory,
+) -> None:
+    """Every operation with a JSON success body is called for real, with the answers a
+    client sees after a run with tools, a paused run, a cancel and admin work, and each
+    answer validates against the schema the operation documents for its status."""
+    server = _serve_with_a_mailer(server_factory)
+    async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
+        call = _Answers(http)
+        person = {"email": f"doc-{uuid.uuid4().hex[:8]}@example.com", "password": "p" * 12}
+        await call("POST", "/auth/register", json=person)
+        pair = await call("POST", "/auth/login", json=person)
+        pair = await call("POST", "/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+        user = await make_user(http, "doc")
+        socket = await open_socket(server, user.token)
+
+        thread = await call("POST", "/threads", user, json={"title": "Sums"})
+        ack = await call(
+            "POST",
+            "/threads/{thread_id}/runs",
+            user,
+            thread_id=thread["id"],
+            json={"content": "what is 12*7?"},
+        )
+        await socket.run_to_end(ack["run_id"])
+        mail = await call("POST", "/threads", user, json={"agent": "mailer"})
+        paused = await call(
+            "POST",
+            "/threads/{thread_id}/runs",
+            user,
+            thread_id=mail["id"],
+            json={"content": "mail my boss"},
+        )
+        await socket.first(lambda f: f["type"] == "approval_required")
+        await call(
+            "POST",
+            "/runs/{run_id}/tool_calls/{tool_call_id}/decision",
+            user,
+            run_id=paused["run_id"],
+            tool_call_id="call_mail",
+            json={"decision": "deny"},
+        )
+        await socket.run_to_end(paused["run_id"])
+        await socket.close()
+
+        for run_id in (ack["run_id"], paused["run_id"]):
+            await call("GET", "/runs/{run_id}", user, run_id=run_id)
+            await call("GET", "/runs/{run_id}/events", user, run_id=run_id)
+        await call("POST", "/runs/{run_id}/cancel", user, run_id=ack["run_id"])
+        await call("GET", "/events", user, query={"after_seq": 0})
+        await call("GET", "/threads", user)
+        await call("GET", "/threads/{thread_id}", user, thread_id=thread["id"])
+        await call("GET", "/threads/{thread_id}/messages", user, thread_id=thread["id"])
+        await call("GET", "/me", user)
+        await call("GET", "/agents", user)
+        await call("GET", "/tools", user)
+        await call("GET", "/health")
+        await call("GET", "/ready")
+
+        admin = await make_user(http, "doc-admin")
+        grant_admin(server, admin.email)
+        await call("GET", "/admin/users", admin)
+        await call("PATCH", "/admin/users/{user_id}", admin, user_id=user.id, json={"tier": "pro"})
+        await call("GET", "/admin/instances", admin)
+
+        schema = (await http.get("/openapi.json")).json()
+        documented = {(m, p, s): body for m, p, s, body in _success_bodies(schema)}
+        wrong = []
+        for method, path, response in call.kept:
+            body = documented.get((method, path, str(response.status_code)))
+            if body is None:
+                wrong.append(f"{method} {path}: {response.status_code} is not documented")
+                continue
+            for error in _validator(schema, body).iter_errors(response.json()):
+                where = "/".join(str(p) for p in error.absolute_path)
+                wrong.append(f"{method} {path} at {where or 'the top'}: {error.message}")
+        called = {(method, path) for method, path, _ in call.kept}
+        missed = {(m, p) for m, p, _ in documented} - called
+        assert not missed, f"operations with a JSON body this test never called: {missed}"
+        assert not wrong, "answers that do not match their schema:\n" + "\n".join(wrong)

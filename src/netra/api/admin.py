@@ -3,15 +3,16 @@ instances. Admins only."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from netra.api.deps import AdminUser, AppState, PathId
 from netra.api.errors import DocumentedRoute
+from netra.api.views import AdminUserView, InstancePage, UserPage
 from netra.auth.permissions import ROLE_PERMISSIONS
-from netra.db.records import utcnow
+from netra.db.records import UserRecord, utcnow
 
 router = APIRouter(tags=["admin"], prefix="/admin", route_class=DocumentedRoute)
 
@@ -33,8 +34,8 @@ class UserChange(BaseModel):
     disabled: bool | None = None
 
 
-def _view(user: Any) -> dict[str, Any]:
-    return {**user.public(), "disabled": user.disabled}
+def _view(user: UserRecord) -> AdminUserView:
+    return AdminUserView.model_validate({**user.public(), "disabled": user.disabled})
 
 
 @router.get("/users")
@@ -43,15 +44,15 @@ async def list_users(
     netra: AppState,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
-) -> dict[str, Any]:
+) -> UserPage:
     users = await netra.accounts.list_users(limit=limit, offset=offset)
-    return {"items": [_view(user) for user in users]}
+    return UserPage(items=[_view(user) for user in users])
 
 
 @router.patch("/users/{user_id}")
 async def update_user(
     user_id: PathId, body: UserChange, _: AdminUser, netra: AppState
-) -> dict[str, Any]:
+) -> AdminUserView:
     user = await netra.accounts.update_user(
         user_id,
         roles=body.roles,
@@ -63,13 +64,15 @@ async def update_user(
 
 
 @router.get("/instances")
-async def list_instances(_: AdminUser, netra: AppState) -> dict[str, Any]:
+async def list_instances(_: AdminUser, netra: AppState) -> InstancePage:
     """Every instance that beat within the last hour: role, host, pid, version, last
     heartbeat, alive (beat within one lease), runs executing and sockets open."""
     lease_s = netra.settings.cluster.lease_s
     now = utcnow()
     instances = await netra.supervisor.instances()
-    return {
-        "instance": netra.instance_id,
-        "items": [instance.public(now=now, lease_s=lease_s) for instance in instances],
-    }
+    return InstancePage.model_validate(
+        {
+            "instance": netra.instance_id,
+            "items": [instance.public(now=now, lease_s=lease_s) for instance in instances],
+        }
+    )

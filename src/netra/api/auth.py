@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -11,6 +11,7 @@ from pydantic.config import JsonDict
 
 from netra.api.deps import AppState, CurrentUser, client_address
 from netra.api.errors import DocumentedRoute, error_responses
+from netra.api.views import AccountView, TokenPairView, UserView
 from netra.db.runs import RunRepository
 from netra.runs.quotas import measure
 from netra.text import Text
@@ -46,12 +47,12 @@ class LoginBody(BaseModel):
 
 
 @router.post("/auth/register", status_code=201, responses=error_responses(403, 409))
-async def register(body: Credentials, netra: AppState) -> dict[str, Any]:
+async def register(body: Credentials, netra: AppState) -> UserView:
     settings = netra.settings.auth
     user = await netra.accounts.register(
         body.email, body.password, allowed=settings.allow_registration
     )
-    return user.public()
+    return UserView.model_validate(user.public())
 
 
 class RefreshBody(BaseModel):
@@ -62,16 +63,16 @@ class RefreshBody(BaseModel):
 
 
 @router.post("/auth/login", responses=error_responses(401, 429))
-async def login(body: LoginBody, request: Request, netra: AppState) -> dict[str, Any]:
+async def login(body: LoginBody, request: Request, netra: AppState) -> TokenPairView:
     pair = await netra.accounts.login(body.email, body.password, address=client_address(request))
-    return pair.as_dict()
+    return TokenPairView.model_validate(pair.as_dict())
 
 
 @router.post("/auth/refresh", responses=error_responses(401))
-async def refresh(body: RefreshBody, netra: AppState) -> dict[str, Any]:
+async def refresh(body: RefreshBody, netra: AppState) -> TokenPairView:
     """Spend a refresh token for a new pair; reusing a spent one ends the session."""
     pair = await netra.sessions.refresh(body.refresh_token)
-    return pair.as_dict()
+    return TokenPairView.model_validate(pair.as_dict())
 
 
 @router.post("/auth/logout", status_code=204)
@@ -82,10 +83,10 @@ async def logout(ctx: CurrentUser, netra: AppState) -> Response:
 
 
 @router.get("/me")
-async def me(ctx: CurrentUser, netra: AppState) -> dict[str, Any]:
+async def me(ctx: CurrentUser, netra: AppState) -> AccountView:
     """The caller, with roles, tier, usage and the limits in force."""
     user = await netra.accounts.user(ctx)
     async with netra.db.read() as conn:
         usage = await measure(RunRepository(conn, ctx))
     limits = netra.config.limits_for(ctx.user_id, ctx.tier)
-    return {**user.public(), "usage": usage.as_dict(), "limits": limits.model_dump()}
+    return AccountView.model_validate({**user.public(), "usage": usage.as_dict(), "limits": limits})

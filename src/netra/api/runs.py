@@ -1,15 +1,17 @@
-"""Runs and the event log over HTTP (the reload path)."""
+"""Runs and the event log over HTTP (the reload path). An event is stored as its envelope's
+JSON text, which its view parses and checks in one step (``model_validate_json``): a page of
+1,000 events costs no more than it did as untyped dicts."""
 
 from __future__ import annotations
 
-import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict
 
 from netra.api.deps import AppState, CurrentUser, PathId
 from netra.api.errors import DocumentedRoute, error_responses
+from netra.api.views import EventPage, EventView, RunView, StreamPage, ToolDecisionView
 from netra.db.records import Decision
 from netra.db.repositories import EventRepository
 from netra.db.runs import RunRepository
@@ -20,16 +22,16 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
 @router.get("/runs/{run_id}")
-async def get_run(run_id: PathId, ctx: CurrentUser, netra: AppState) -> dict[str, Any]:
+async def get_run(run_id: PathId, ctx: CurrentUser, netra: AppState) -> RunView:
     async with netra.db.read() as conn:
         run = await RunRepository(conn, ctx).get(run_id)
-    return run.public()
+    return RunView.model_validate(run.public())
 
 
 @router.post("/runs/{run_id}/cancel", status_code=202)
-async def cancel_run(run_id: PathId, ctx: CurrentUser, netra: AppState) -> dict[str, Any]:
+async def cancel_run(run_id: PathId, ctx: CurrentUser, netra: AppState) -> RunView:
     run = await netra.runs.cancel(ctx, run_id)
-    return run.public()
+    return RunView.model_validate(run.public())
 
 
 class ToolDecision(BaseModel):
@@ -42,9 +44,10 @@ class ToolDecision(BaseModel):
 @router.post("/runs/{run_id}/tool_calls/{tool_call_id}/decision", responses=error_responses(409))
 async def decide_tool_call(
     run_id: PathId, tool_call_id: PathId, body: ToolDecision, ctx: CurrentUser, netra: AppState
-) -> dict[str, Any]:
+) -> ToolDecisionView:
     """Approve or deny a tool call that waits for approval (the first answer stands)."""
-    return await netra.runs.decide(ctx, run_id, tool_call_id, Decision.of(body.decision))
+    answer = await netra.runs.decide(ctx, run_id, tool_call_id, Decision.of(body.decision))
+    return ToolDecisionView.model_validate(answer.as_dict())
 
 
 @router.get("/runs/{run_id}/events")
@@ -54,19 +57,20 @@ async def run_events(
     netra: AppState,
     after_seq: AfterSeq = 0,
     limit: Limit = 1000,
-) -> dict[str, Any]:
+) -> EventPage:
     async with netra.db.read() as conn:
         await RunRepository(conn, ctx).get(run_id)
         rows = await EventRepository(conn, ctx).for_run(run_id, after_seq, limit=limit)
-    return {"items": [json.loads(body) for _, body in rows]}
+    return EventPage(items=[EventView.model_validate_json(body) for _, body in rows])
 
 
 @router.get("/events")
 async def user_events(
     ctx: CurrentUser, netra: AppState, after_seq: AfterSeq = 0, limit: Limit = 500
-) -> dict[str, Any]:
+) -> StreamPage:
     async with netra.db.read() as conn:
         events = EventRepository(conn, ctx)
         rows = await events.after(after_seq, limit=limit)
         last_seq = await events.last_seq()
-    return {"items": [json.loads(body) for _, body in rows], "last_seq": last_seq}
+    items = [EventView.model_validate_json(body) for _, body in rows]
+    return StreamPage(items=items, last_seq=last_seq)

@@ -3,70 +3,81 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
-from fastapi import APIRouter
-from fastapi.responses import JSONResponse, Response
+from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from netra.api.deps import AppState, CurrentUser
 from netra.api.errors import DocumentedRoute
+from netra.api.views import (
+    AgentPage,
+    AgentView,
+    BusCheck,
+    ClusterCheck,
+    DatabaseCheck,
+    Health,
+    McpCheck,
+    QueueCheck,
+    Readiness,
+    ReadinessChecks,
+    ToolPage,
+    ToolView,
+    WriterCheck,
+)
 
 router = APIRouter(tags=["system"], route_class=DocumentedRoute)
 
 
 @router.get("/health")
-async def health() -> dict[str, str]:
-    return {"status": "ok"}
+async def health() -> Health:
+    return Health(status="ok")
 
 
 @router.get(
     "/ready",
-    response_model=None,
-    responses={503: {"description": "`not_ready`: the database or the event writer is down."}},
+    responses={
+        503: {
+            "model": Readiness,
+            "description": "`not_ready`: the database or the event writer is down.",
+        }
+    },
 )
-async def ready(netra: AppState) -> JSONResponse:
+async def ready(netra: AppState, response: Response) -> Readiness:
     """``ready``, ``degraded`` (Redis or an MCP server is down; the rest works, still 200) or
     ``not_ready`` (503: the database or the event writer is down). A full queue of runs is
     reported (``checks.run_queue.shedding``) but changes none of them: the queue is the
     cluster's, so every instance sheds alike, and this one still serves everything else."""
     # Side by side: a database that hangs costs one timeout, not two.
     database, queue = await asyncio.gather(netra.db.health(), netra.shedder.measure())
-    checks: dict[str, Any] = {
-        "database": {
-            "healthy": database.healthy,
-            "backend": database.backend,
-            "reason": database.reason,
-        },
-        "event_writer": {"healthy": netra.writer.running},
-    }
     bus = netra.bus.health()
-    checks["event_bus"] = {
-        "healthy": bus.healthy,
-        "backend": bus.backend,
-        "reason": bus.reason,
-        **bus.counters,
-    }
-    checks["cluster"] = {
-        "healthy": netra.supervisor.last_error is None,
-        "role": netra.role,
-        "executes_runs": netra.engine.executes,
-        "heartbeats": netra.supervisor.beats,
-        "reason": netra.supervisor.last_error,
-    }
-    checks["run_queue"] = queue.as_dict()
     servers = [source.status() for source in netra.mcp_servers]
-    checks["mcp_servers"] = {status.name: status.as_dict() for status in servers}
+    checks = ReadinessChecks(
+        database=DatabaseCheck(
+            healthy=database.healthy, backend=database.backend, reason=database.reason
+        ),
+        event_writer=WriterCheck(healthy=netra.writer.running),
+        event_bus=BusCheck.model_validate(
+            {"healthy": bus.healthy, "backend": bus.backend, "reason": bus.reason, **bus.counters}
+        ),
+        cluster=ClusterCheck(
+            healthy=netra.supervisor.last_error is None,
+            role=netra.role,
+            executes_runs=netra.engine.executes,
+            heartbeats=netra.supervisor.beats,
+            reason=netra.supervisor.last_error,
+        ),
+        run_queue=QueueCheck.model_validate(queue.as_dict()),
+        mcp_servers={status.name: McpCheck.model_validate(status.as_dict()) for status in servers},
+    )
     # Without the bus, events still reach the sockets of this instance and every socket
     # catches up from the event log once it is back; an MCP server that is down takes only
     # its own tools away: degraded, but still worth routing to.
-    ready = checks["database"]["healthy"] and checks["event_writer"]["healthy"]
+    ready = checks.database.healthy and checks.event_writer.healthy
     degraded = not bus.healthy or not all(s.healthy for s in servers)
+    if not ready:
+        response.status_code = 503
     status = "not_ready" if not ready else "degraded" if degraded else "ready"
-    return JSONResponse(
-        {"status": status, "instance": netra.instance_id, "checks": checks},
-        status_code=200 if ready else 503,
-    )
+    return Readiness(status=status, instance=netra.instance_id, checks=checks)
 
 
 @router.get("/metrics", response_class=Response)
@@ -78,20 +89,20 @@ async def metrics(netra: AppState) -> Response:
 
 
 @router.get("/agents")
-async def agents(ctx: CurrentUser, netra: AppState) -> dict[str, Any]:
+async def agents(ctx: CurrentUser, netra: AppState) -> AgentPage:
     """The agents the caller's role and tier allow."""
     allowed = netra.config.limits_for(ctx.user_id, ctx.tier).allowed_agents
-    return {
-        "items": [
-            {"name": d.name, "description": d.description, "model": d.model}
+    return AgentPage(
+        items=[
+            AgentView(name=d.name, description=d.description, model=d.model)
             for d in netra.agents.available_to(ctx)
             if allowed is None or d.name in allowed
         ]
-    }
+    )
 
 
 @router.get("/tools")
-async def tools(ctx: CurrentUser, netra: AppState) -> dict[str, Any]:
+async def tools(ctx: CurrentUser, netra: AppState) -> ToolPage:
     """The tools the caller's role and tier allow."""
     allowed = netra.config.limits_for(ctx.user_id, ctx.tier).allowed_tools
     items = []
@@ -101,12 +112,12 @@ async def tools(ctx: CurrentUser, netra: AppState) -> dict[str, Any]:
         if tool.permission is None or ctx.has_permission(tool.permission):
             spec = tool.spec
             items.append(
-                {
-                    "name": spec.name,
-                    "description": spec.description,
-                    "parameters": spec.parameters,
-                    "side_effects": tool.side_effects.value,
-                    "requires_approval": tool.requires_approval,
-                }
+                ToolView(
+                    name=spec.name,
+                    description=spec.description,
+                    parameters=spec.parameters,
+                    side_effects=tool.side_effects,
+                    requires_approval=tool.requires_approval,
+                )
             )
-    return {"items": items}
+    return ToolPage(items=items)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from netra.api.deps import AppState, CurrentUser, PathId
 from netra.api.errors import DocumentedRoute, error_responses
+from netra.api.views import AckView, MessagePage, ThreadPage, ThreadView
 from netra.db.repositories import MessageRepository, ThreadRepository
 from netra.runs.service import DEFAULT_AGENT
 from netra.text import Text
@@ -46,39 +47,37 @@ class NewRun(BaseModel):
 
 
 @router.get("/threads")
-async def list_threads(ctx: CurrentUser, netra: AppState) -> dict[str, Any]:
+async def list_threads(ctx: CurrentUser, netra: AppState) -> ThreadPage:
     async with netra.db.read() as conn:
         threads = await ThreadRepository(conn, ctx).list()
-    return {"items": [thread.public() for thread in threads]}
+    return ThreadPage.model_validate({"items": [thread.public() for thread in threads]})
 
 
 @router.post("/threads", status_code=201, responses=error_responses(403, 404))
-async def create_thread(body: NewThread, ctx: CurrentUser, netra: AppState) -> dict[str, Any]:
+async def create_thread(body: NewThread, ctx: CurrentUser, netra: AppState) -> ThreadView:
     netra.agents.check_access(ctx, body.agent)
     async with netra.db.write() as conn:
         thread = await ThreadRepository(conn, ctx).create(title=body.title, agent=body.agent)
-    return thread.public()
+    return ThreadView.model_validate(thread.public())
 
 
 @router.get("/threads/{thread_id}")
-async def get_thread(thread_id: PathId, ctx: CurrentUser, netra: AppState) -> dict[str, Any]:
+async def get_thread(thread_id: PathId, ctx: CurrentUser, netra: AppState) -> ThreadView:
     async with netra.db.read() as conn:
         thread = await ThreadRepository(conn, ctx).get(thread_id)
-    return thread.public()
+    return ThreadView.model_validate(thread.public())
 
 
 @router.get("/threads/{thread_id}/messages")
-async def list_messages(thread_id: PathId, ctx: CurrentUser, netra: AppState) -> dict[str, Any]:
+async def list_messages(thread_id: PathId, ctx: CurrentUser, netra: AppState) -> MessagePage:
     async with netra.db.read() as conn:
         await ThreadRepository(conn, ctx).get(thread_id)
         messages = await MessageRepository(conn, ctx).list(thread_id)
-    return {"items": [message.public() for message in messages]}
+    return MessagePage.model_validate({"items": [message.public() for message in messages]})
 
 
 @router.post("/threads/{thread_id}/runs", status_code=202, responses=error_responses(403, 409, 429))
-async def create_run(
-    thread_id: PathId, body: NewRun, ctx: CurrentUser, netra: AppState
-) -> dict[str, Any]:
+async def create_run(thread_id: PathId, body: NewRun, ctx: CurrentUser, netra: AppState) -> AckView:
     ack = await netra.runs.submit(
         ctx,
         content=body.content,
@@ -86,4 +85,4 @@ async def create_run(
         agent=body.agent,
         client_msg_id=body.client_msg_id,
     )
-    return ack.as_dict()
+    return AckView.model_validate(ack.as_dict())

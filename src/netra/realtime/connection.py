@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketState
 
@@ -30,6 +28,7 @@ from netra.db.manager import DatabaseManager
 from netra.db.repositories import EventRepository
 from netra.events.envelope import Event
 from netra.ids import new_id
+from netra.realtime.frames import Connected, Outgoing, Resumed, ResumeFailure
 
 log = logging.getLogger(__name__)
 
@@ -96,12 +95,12 @@ class Connection:
     def cursor(self) -> int:
         return self._cursor
 
-    def start(self, cursor: int, greeting: dict[str, Any], *, resume_from: int | None) -> None:
+    def start(self, cursor: int, greeting: Connected, *, resume_from: int | None) -> None:
         """Start sending: ``greeting`` first; then, when the client named where it stands
         (``resume_from``), the replay after it; then whatever was queued meanwhile (live
         events may arrive between subscribing and reading the cursor)."""
         self._cursor = cursor
-        first = _dumps(greeting)
+        first = greeting.dumps()
         self._sender = asyncio.create_task(
             self._send_loop(first, resume_from), name=f"ws-send:{self.id}"
         )
@@ -123,8 +122,8 @@ class Connection:
             if not self._put(event):
                 return
 
-    def send_frame(self, frame: dict[str, Any]) -> None:
-        self._put(_dumps(frame))
+    def send_frame(self, frame: Outgoing) -> None:
+        self._put(frame.dumps())
 
     def request_resume(self, after_seq: int) -> None:
         self._put(_ResumeRequest(after_seq))
@@ -228,23 +227,28 @@ class Connection:
             last_seq = await events.last_seq()
             first_seq = await events.first_seq()
         oldest_available = first_seq if first_seq is not None else last_seq + 1
-        frame: dict[str, Any] = {"type": "resumed", "after_seq": after_seq, "last_seq": last_seq}
-        if after_seq > last_seq:
-            frame.update(recovered=False, reason="future")
-        elif after_seq < self._sent_max:
-            frame.update(recovered=False, reason="already_sent")
-        elif after_seq < oldest_available - 1:
-            frame.update(recovered=False, reason="expired")
-        else:
-            frame.update(recovered=True)
-        await self._ws.send_text(_dumps(frame))
-        if not frame["recovered"]:
+        reason = self._failure(after_seq, last_seq, oldest_available)
+        frame = (
+            Resumed(after_seq=after_seq, last_seq=last_seq, recovered=True)
+            if reason is None
+            else Resumed(after_seq=after_seq, last_seq=last_seq, recovered=False, reason=reason)
+        )
+        await self._ws.send_text(frame.dumps())
+        if reason is not None:
             # The client reloads over HTTP, which holds everything up to last_seq.
             self._cursor = max(self._cursor, last_seq)
             return
         self._cursor = after_seq
         await self._replay()
 
-
-def _dumps(frame: dict[str, Any]) -> str:
-    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+    def _failure(
+        self, after_seq: int, last_seq: int, oldest_available: int
+    ) -> ResumeFailure | None:
+        """Why this socket cannot resume from ``after_seq``; None when it can."""
+        if after_seq > last_seq:
+            return "future"
+        if after_seq < self._sent_max:
+            return "already_sent"
+        if after_seq < oldest_available - 1:
+            return "expired"
+        return None

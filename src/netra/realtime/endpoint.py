@@ -25,11 +25,16 @@ from netra.realtime.connection import Connection
 from netra.realtime.frames import (
     CLIENT_FRAME,
     MAX_SEQ,
+    Ack,
     ApproveTool,
+    CancelAccepted,
     CancelRun,
+    Connected,
     Ping,
+    Pong,
     Resume,
     SendMessage,
+    ToolDecision,
     error_frame,
     json_depth,
     ref_of,
@@ -115,7 +120,7 @@ class WebSocketEndpoint:
         try:
             resume_from = _resume_point(websocket)
         except InvalidRequest as exc:
-            await websocket.send_json(error_frame(exc, None))
+            await websocket.send_text(error_frame(exc, None).dumps())
             await websocket.close(CLOSE_POLICY, exc.message)
             return
         connection = Connection(
@@ -137,7 +142,7 @@ class WebSocketEndpoint:
                 last_seq = await EventRepository(conn, ctx).last_seq()
             connection.start(
                 cursor=last_seq,
-                greeting={"type": "connected", "user_id": ctx.user_id, "last_seq": last_seq},
+                greeting=Connected(user_id=ctx.user_id, last_seq=last_seq),
                 resume_from=resume_from,
             )
             # The socket lives no longer than its token: the client reconnects with a fresh one.
@@ -219,26 +224,21 @@ class WebSocketEndpoint:
                     agent=frame.agent,
                     client_msg_id=frame.client_msg_id,
                 )
-                connection.send_frame({"type": "ack", **ack.as_dict()})
+                connection.send_frame(Ack.of(ack))
             elif isinstance(frame, CancelRun):
                 run = await self._runs.cancel(ctx, frame.run_id)
                 connection.send_frame(
-                    {
-                        "type": "cancel_accepted",
-                        "ref": frame.ref,
-                        "run_id": run.id,
-                        "status": run.status.value,
-                    }
+                    CancelAccepted(ref=frame.ref, run_id=run.id, status=run.status)
                 )
             elif isinstance(frame, Resume):
                 connection.request_resume(frame.after_seq)
             elif isinstance(frame, Ping):
-                connection.send_frame({"type": "pong"})
+                connection.send_frame(Pong())
             elif isinstance(frame, ApproveTool):
                 answer = await self._runs.decide(
                     ctx, frame.run_id, frame.tool_call_id, Decision.of(frame.decision)
                 )
-                connection.send_frame({"type": "tool_decision", "ref": frame.ref, **answer})
+                connection.send_frame(ToolDecision.of(answer, frame.ref))
         except Exception as exc:  # every failure becomes an error frame; the socket stays open
             reference = frame.ref or (
                 frame.client_msg_id if isinstance(frame, SendMessage) else None

@@ -1,15 +1,24 @@
-"""Client → server WebSocket frames, in one place, and what a refused one is told: the
-``error`` frame. Other server → client frames are built in ``connection.py``; events use the
-envelope from ``netra.events.envelope``."""
+"""The WebSocket frames, in one place: what a client may send (``ClientFrame``), what the
+server sends besides events (``ServerFrame``), and what a refused frame is told (the ``error``
+frame). Events are not frames of this module: they go out as the stored envelope of
+``netra.events.envelope``, byte for byte.
+
+Every server frame is a frozen model tagged by ``type`` and goes out through
+``Outgoing.dumps``: compact ``json.dumps``, its keys in the order the model declares them, an
+optional key (``resumed.reason``, ``error.retry_after``) only when it was given."""
 
 from __future__ import annotations
 
+import json
 import logging
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from netra.db.records import Decision, RunStatus
 from netra.errors import ANSWERED, RETRY_LATER, InvalidRequest
+from netra.runs.service import Ack as Acknowledgement
+from netra.runs.service import DecisionAnswer
 from netra.text import Text
 
 log = logging.getLogger(__name__)
@@ -20,6 +29,7 @@ MAX_SEQ = 2**63 - 1
 """Seqs are 64-bit integers in the database: a larger resume point is refused, not queried."""
 
 
+# ---- client → server -----------------------------------------------------------------------
 class Frame(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     ref: _Ref | None = None
@@ -62,6 +72,126 @@ ClientFrame = Annotated[
     SendMessage | CancelRun | Resume | Ping | ApproveTool, Field(discriminator="type")
 ]
 CLIENT_FRAME: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
+
+
+# ---- server → client -----------------------------------------------------------------------
+class Outgoing(BaseModel):
+    """A frame the server sends. Every field but ``type`` and the optional keys is required;
+    an optional key goes out when it was given (``exclude_unset``), so leave it out rather
+    than pass None."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    type: str
+
+    def dumps(self) -> str:
+        """The frame's text, as every frame has been sent: compact, UTF-8 unescaped."""
+        fields = self.model_dump(mode="json", exclude_unset=True, exclude={"type"})
+        return json.dumps({"type": self.type, **fields}, separators=(",", ":"), ensure_ascii=False)
+
+
+class Connected(Outgoing):
+    """The first frame on every socket."""
+
+    type: Literal["connected"] = "connected"
+    user_id: str
+    last_seq: int
+    """The user's newest event seq at connect time; live events with a larger seq follow."""
+
+
+class Ack(Outgoing):
+    """A ``send_message`` was stored and its run queued."""
+
+    type: Literal["ack"] = "ack"
+    client_msg_id: str | None
+    message_id: str
+    thread_id: str
+    run_id: str
+
+    @classmethod
+    def of(cls, ack: Acknowledgement) -> Ack:
+        return cls(
+            client_msg_id=ack.client_msg_id,
+            message_id=ack.message_id,
+            thread_id=ack.thread_id,
+            run_id=ack.run_id,
+        )
+
+
+ResumeFailure = Literal["expired", "future", "already_sent"]
+"""Why a resume point was not recovered: older than the retained history, past the newest
+event, or behind what the socket already sent."""
+
+
+class Resumed(Outgoing):
+    """The answer to a resume point (``?after_seq=`` or a ``resume`` frame)."""
+
+    type: Literal["resumed"] = "resumed"
+    after_seq: int
+    last_seq: int
+    recovered: bool
+    """Every event after ``after_seq`` follows, in order; else reload over HTTP."""
+    reason: ResumeFailure | None = None
+    """Why it was not recovered (sent only then)."""
+
+
+class CancelAccepted(Outgoing):
+    """The answer to ``cancel_run``."""
+
+    type: Literal["cancel_accepted"] = "cancel_accepted"
+    ref: str | None
+    run_id: str
+    status: RunStatus
+    """The run's status as the answer was written."""
+
+
+class Pong(Outgoing):
+    """The answer to ``ping``."""
+
+    type: Literal["pong"] = "pong"
+
+
+class ToolDecision(Outgoing):
+    """The answer to ``approve_tool``: the answer that stands (the first one given)."""
+
+    type: Literal["tool_decision"] = "tool_decision"
+    ref: str | None
+    run_id: str
+    tool_call_id: str
+    decision: Decision | None
+    already_decided: bool
+
+    @classmethod
+    def of(cls, answer: DecisionAnswer, ref: str | None) -> ToolDecision:
+        return cls(
+            ref=ref,
+            run_id=answer.run_id,
+            tool_call_id=answer.tool_call_id,
+            decision=answer.decision,
+            already_decided=answer.already_decided,
+        )
+
+
+class ErrorFrame(Outgoing):
+    """A frame could not be handled; the socket stays open."""
+
+    type: Literal["error"] = "error"
+    code: str
+    message: str
+    ref: str | None
+    """The refused frame's ``ref`` (or ``client_msg_id``), when it had a valid one."""
+    retry_after: int | None = None
+    """Seconds to wait before trying again (refusals that say so only)."""
+
+
+ServerFrame = Annotated[
+    Connected | Ack | Resumed | CancelAccepted | Pong | ToolDecision | ErrorFrame,
+    Field(discriminator="type"),
+]
+SERVER_FRAME: TypeAdapter[ServerFrame] = TypeAdapter(ServerFrame)
+SERVER_FRAME_TYPES = frozenset(
+    {"connected", "ack", "resumed", "cancel_accepted", "pong", "tool_decision", "error"}
+)
+"""The ``type`` of every frame the server sends besides events."""
 _REF: TypeAdapter[str] = TypeAdapter(_Ref)
 SHOWN_CHARS = 40
 """Most characters of a client's value an error message shows."""
@@ -80,22 +210,16 @@ def ref_of(raw: object) -> str | None:
         return None
 
 
-def error_frame(exc: Exception, ref: str | None) -> dict[str, Any]:
-    """``{"type": "error", "code", "message", "ref"}`` for a frame that failed: the client
-    reads the message of an error meant for it (``ANSWERED``), and ``retry_after`` when it
-    may try again (``RETRY_LATER``); any other error is logged and is ``internal_error``."""
+def error_frame(exc: Exception, ref: str | None) -> ErrorFrame:
+    """The ``error`` frame of a frame that failed: the client reads the message of an error
+    meant for it (``ANSWERED``), and ``retry_after`` when it may try again
+    (``RETRY_LATER``); any other error is logged and is ``internal_error``."""
+    if isinstance(exc, RETRY_LATER):
+        return ErrorFrame(code=exc.code, message=exc.message, ref=ref, retry_after=exc.retry_after)
     if isinstance(exc, ANSWERED):
-        frame: dict[str, Any] = {
-            "type": "error",
-            "code": exc.code,
-            "message": exc.message,
-            "ref": ref,
-        }
-        if isinstance(exc, RETRY_LATER):
-            frame["retry_after"] = exc.retry_after
-        return frame
+        return ErrorFrame(code=exc.code, message=exc.message, ref=ref)
     log.error("unexpected error handling a frame", exc_info=exc)
-    return {"type": "error", "code": "internal_error", "message": "internal error", "ref": ref}
+    return ErrorFrame(code="internal_error", message="internal error", ref=ref)
 
 
 def refusal(raw: object, exc: ValidationError) -> InvalidRequest:

@@ -8,7 +8,6 @@ the server-wide bound on queued runs (``netra.runs.shedding``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from netra.agents.registry import AgentRegistry
 from netra.config import UnifiedConfigurationManager
@@ -51,6 +50,26 @@ class Ack:
             "message_id": self.message_id,
             "thread_id": self.thread_id,
             "run_id": self.run_id,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionAnswer:
+    """What the client learns when it answers a tool call awaiting approval."""
+
+    run_id: str
+    tool_call_id: str
+    decision: Decision | None
+    """The answer that stands: the first one given."""
+    already_decided: bool
+    """An earlier answer stood already; this one changed nothing."""
+
+    def as_dict(self) -> dict[str, str | bool | None]:
+        return {
+            "run_id": self.run_id,
+            "tool_call_id": self.tool_call_id,
+            "decision": self.decision.value if self.decision else None,
+            "already_decided": self.already_decided,
         }
 
 
@@ -187,7 +206,7 @@ class RunService:
 
     async def decide(
         self, ctx: UserExecutionContext, run_id: str, tool_call_id: str, decision: Decision
-    ) -> dict[str, Any]:
+    ) -> DecisionAnswer:
         """The owning user's answer to a tool call awaiting approval. The first answer
         stands; once no call of the run waits any more, the run continues."""
         async with self._db.write() as conn:
@@ -207,9 +226,4 @@ class RunService:
                 )
         if requeued is not None:
             await self._engine.submit(ctx, requeued)
-        return {
-            "run_id": run_id,
-            "tool_call_id": tool_call_id,
-            "decision": record.decision.value if record.decision else None,
-            "already_decided": not decided,
-        }
+        return DecisionAnswer(run_id, tool_call_id, record.decision, already_decided=not decided)

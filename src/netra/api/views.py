@@ -1,0 +1,330 @@
+"""The bodies of the HTTP API's success answers, in one place: what ``GET /openapi.json``
+documents for every route, and what the routes answer.
+
+Each view holds exactly the keys the server sends, in the order it sends them. A view of a
+stored row is built from the row's ``public()`` (``netra.db.records``), so the row stays
+the one place that decides what of it is public, and the view the one that types it: a row
+that grows a key the view does not know is refused (``extra="forbid"``), never sent
+undocumented. Times are sent as the rows write them (``isoformat()``, ``+00:00``) and are
+documented as ``date-time`` strings.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from netra.db.records import Decision, RunStatus
+from netra.events.envelope import EventType
+from netra.settings import LimitSettings
+from netra.tools.mcp import McpState
+from netra.tools.tool import SideEffects
+
+Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
+"""A moment, as ISO 8601 with its UTC offset: ``2026-11-24T10:00:00.123456+00:00``."""
+Outcome = Literal["completed", "failed", "cancelled", "timed_out", "interrupted"]
+"""How a run ended; set once it is final."""
+
+
+class View(BaseModel):
+    """A success body: exactly these keys, frozen, documented by the field docstrings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+# ---- accounts ------------------------------------------------------------------------------
+class UserView(View):
+    """A user, as ``POST /auth/register`` answers it."""
+
+    id: str
+    email: str
+    roles: list[str]
+    """``user``, ``admin``."""
+    tier: str
+    """One of the configured tiers (``free``, ``pro``, ``enterprise`` ship)."""
+    created_at: Timestamp
+
+
+class AdminUserView(UserView):
+    """A user as administrators see it."""
+
+    disabled: bool
+    """A disabled user's sessions end and it cannot sign in."""
+
+
+class UsageToday(View):
+    runs: int
+    input_tokens: int
+    output_tokens: int
+    tokens: int
+    """``input_tokens + output_tokens``."""
+    cost_usd: float
+
+
+class UsageNow(View):
+    """The caller's usage, as the quotas count it."""
+
+    runs_last_minute: int
+    active_runs: int
+    """Runs queued, running or waiting for approval."""
+    today: UsageToday
+    """Since midnight UTC."""
+
+
+class AccountView(UserView):
+    """The caller (``GET /me``): the user, its usage, and the limits in force for it."""
+
+    usage: UsageNow
+    limits: LimitSettings
+    """The user's own overrides over its tier over the global ``limits``."""
+
+
+class UserPage(View):
+    items: list[AdminUserView]
+
+
+class TokenPairView(View):
+    """An access token and the refresh token that renews it."""
+
+    access_token: str
+    token_type: Literal["bearer"]
+    expires_in: int
+    """Seconds the access token lives."""
+    refresh_token: str
+    """Spent by ``POST /auth/refresh``; presenting it twice ends the session."""
+    refresh_expires_in: int
+    """Seconds the refresh token lives."""
+
+
+# ---- threads and messages ------------------------------------------------------------------
+class ThreadView(View):
+    id: str
+    title: str
+    agent: str
+    """The agent that answers the thread's messages."""
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class ThreadPage(View):
+    items: list[ThreadView]
+    """Newest activity first."""
+
+
+class MessageView(View):
+    id: str
+    thread_id: str
+    run_id: str | None
+    """The run it started (a user message) or answered (an assistant message)."""
+    role: Literal["user", "assistant"]
+    content: str
+    created_at: Timestamp
+
+
+class MessagePage(View):
+    items: list[MessageView]
+    """Oldest first."""
+
+
+class AckView(View):
+    """A message was stored and its run queued."""
+
+    client_msg_id: str | None
+    message_id: str
+    thread_id: str
+    run_id: str
+
+
+# ---- runs and events -----------------------------------------------------------------------
+class RunErrorView(View):
+    """Why a run failed or was stopped."""
+
+    code: str
+    """``model_behavior``, ``step_limit``, ``token_budget``, ``timed_out``, ``cancelled``,
+    ``superseded``, ``interrupted``, ``internal_error`` …"""
+    message: str
+
+
+class UsageView(View):
+    """What a run's model calls used."""
+
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+
+
+class RunView(View):
+    id: str
+    thread_id: str
+    parent_run_id: str | None
+    """The run that delegated this one to a sub-agent."""
+    agent: str
+    model: str
+    status: RunStatus
+    outcome: Outcome | None
+    """Set once the run is final."""
+    error: RunErrorView | None
+    usage: UsageView | None
+    """Recorded when the run pauses or ends."""
+    attempt: int
+    """How many times the run was started (a resumed run counts again)."""
+    message_id: str
+    """The user message that started it."""
+    created_at: Timestamp
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
+
+
+class ToolDecisionView(View):
+    """The owning user's answer to a tool call waiting for approval."""
+
+    run_id: str
+    tool_call_id: str
+    decision: Decision | None
+    """The answer that stands: the first one given."""
+    already_decided: bool
+    """Whether an earlier answer stood already (this one changed nothing)."""
+
+
+class EventView(View):
+    """One event of the user's stream: the envelope of ``docs/protocol.md``."""
+
+    type: EventType
+    seq: int
+    """Per user, strictly increasing across all of the user's threads and runs."""
+    event_id: str
+    thread_id: str | None
+    run_id: str | None
+    agent: str | None
+    ts: Timestamp
+    """When it was stored, in milliseconds, UTC (``Z``)."""
+    data: dict[str, Any]
+    """The payload of the event's type (the event table of ``docs/protocol.md``)."""
+
+
+class EventPage(View):
+    items: list[EventView]
+    """In seq order."""
+
+
+class StreamPage(EventPage):
+    """A page of the caller's whole stream."""
+
+    last_seq: int
+    """The newest seq of the caller's stream now."""
+
+
+# ---- what the caller may use ---------------------------------------------------------------
+class AgentView(View):
+    name: str
+    description: str
+    model: str | None
+    """The model id it runs on; null uses the configured default."""
+
+
+class AgentPage(View):
+    items: list[AgentView]
+
+
+class ToolView(View):
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    """The JSON Schema of the tool's arguments."""
+    side_effects: SideEffects
+    requires_approval: bool
+    """Each call waits for the owning user's approval."""
+
+
+class ToolPage(View):
+    items: list[ToolView]
+
+
+# ---- the cluster and the process -----------------------------------------------------------
+class InstanceView(View):
+    id: str
+    role: str
+    """``serve`` or ``worker``."""
+    host: str
+    pid: int
+    version: str
+    started_at: Timestamp
+    heartbeat_at: Timestamp
+    stopped_at: Timestamp | None
+    alive: bool
+    """Not stopped, and beat within one lease."""
+    runs_executing: int
+    sockets: int
+
+
+class InstancePage(View):
+    instance: str
+    """The id of the instance that answered."""
+    items: list[InstanceView]
+    """Every instance that beat within the last hour, newest first."""
+
+
+class Health(View):
+    status: Literal["ok"]
+
+
+class DatabaseCheck(View):
+    healthy: bool
+    backend: str
+    reason: str | None
+
+
+class WriterCheck(View):
+    healthy: bool
+
+
+class BusCheck(View):
+    """The event bus; a Redis bus adds its counters (``published``, ``dropped`` …)."""
+
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, int] = Field(init=False)
+    healthy: bool
+    backend: str
+    reason: str | None
+
+
+class ClusterCheck(View):
+    healthy: bool
+    role: str
+    executes_runs: bool
+    heartbeats: int
+    reason: str | None
+
+
+class QueueCheck(View):
+    queued: int | None
+    """Runs waiting to execute in the cluster; null when the database did not answer."""
+    max_queued_runs: int
+    """``limits.max_queued_runs``; 0 means no limit."""
+    shedding: bool
+    """Whether a new message would be refused (``503 overloaded``) now."""
+
+
+class McpCheck(View):
+    healthy: bool
+    state: McpState
+    tools: int
+    """How many of its tools are registered."""
+    reason: str | None
+
+
+class ReadinessChecks(View):
+    database: DatabaseCheck
+    event_writer: WriterCheck
+    event_bus: BusCheck
+    cluster: ClusterCheck
+    run_queue: QueueCheck
+    mcp_servers: dict[str, McpCheck]
+    """By server name."""
+
+
+class Readiness(View):
+    status: Literal["ready", "degraded", "not_ready"]
+    instance: str
+    checks: ReadinessChecks
