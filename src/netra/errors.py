@@ -27,7 +27,26 @@ here once (``ANSWERED``, ``RETRY_LATER``); ``netra.api.errors`` makes HTTP answe
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class RunError:
+    """What went wrong with a run or a tool call, as clients, models and the tables get it:
+    ``{"code", "message"}``."""
+
+    code: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+    @classmethod
+    def of(cls, stored: Mapping[str, Any]) -> RunError:
+        """From its stored form (``as_dict``)."""
+        return cls(str(stored.get("code", "internal_error")), str(stored.get("message", "")))
 
 
 class NetraError(Exception):
@@ -41,6 +60,9 @@ class NetraError(Exception):
         self.message = message
         if code is not None:
             self.code = code
+
+    def as_run_error(self) -> RunError:
+        return RunError(self.code, self.message)
 
 
 class UserError(NetraError):

@@ -238,7 +238,7 @@ class Netra:
         await self.sockets.stop()
         await self.sockets.close_all(CLOSE_RESTARTING, "server restarting")
         await self.supervisor.stop()
-        handed_back = await self.engine.shutdown()
+        handed_back = await self.supervisor.hand_back(drained=await self.engine.shutdown())
         await asyncio.gather(*(source.stop() for source in self.mcp_servers))
         await self.writer.stop(self.settings.server.shutdown_grace_s)
         await self.catalog.aclose()

@@ -47,7 +47,7 @@ class OptimizerAgent:
             report = await self._call(deps, state, "usage_report")
             if report.error:
                 return await self._say(
-                    deps, state, f"I could not read your usage: {report.error['message']}"
+                    deps, state, f"I could not read your usage: {report.error.message}"
                 )
             return CONTINUE
         usage = state.result_of("usage_report")
@@ -56,7 +56,7 @@ class OptimizerAgent:
         advice = await self._call(deps, state, "recommend_models")
         if advice.error:
             return await self._say(
-                deps, state, f"I could not compare prices: {advice.error['message']}"
+                deps, state, f"I could not compare prices: {advice.error.message}"
             )
         return await self._say(deps, state, compose(usage.result, advice.result))
 

@@ -17,7 +17,7 @@ queued/running, lease out or unheld    ``take``        RunSupervisor (takeover, 
 → queued, held by the taker
 requires_approval, or queued/running   ``adopt_unheld``  RunService.cancel (to end it here)
 nobody holds → queued, held here
-queued/running → queued, unheld        ``release``     ExecutionEngine.shutdown (hand-back)
+queued/running → queued, unheld        ``release``     RunSupervisor.hand_back (at shutdown)
 (no status change)                     ``renew``       RunSupervisor heartbeat (leases)
 (no status change)                     ``expire``      RunSupervisor at start (old leases)
 (no status change)                     ``request_cancel``  RunService.cancel (for the holder)
@@ -47,7 +47,7 @@ from netra.context import UserExecutionContext
 from netra.db import tables as t
 from netra.db.records import RunRecord, RunStatus, utcnow
 from netra.db.runs import ACTIVE, RunRepository, run_record
-from netra.errors import LostClaim
+from netra.errors import LostClaim, RunError
 from netra.ids import new_id
 
 _HELD = [RunStatus.QUEUED.value, RunStatus.RUNNING.value]
@@ -201,7 +201,7 @@ class RunQueue:
         status: RunStatus,
         attempt: int,
         owner: str,
-        error: dict[str, Any] | None = None,
+        error: RunError | None = None,
         usage: dict[str, Any] | None = None,
     ) -> bool:
         """Record a final state; refused (False) when the run is final already, or ``owner``
@@ -218,7 +218,7 @@ class RunQueue:
             .values(
                 status=status.value,
                 outcome=status.value,
-                error=error,
+                error=error.as_dict() if error else None,
                 usage=usage,
                 input_tokens=int((usage or {}).get("input_tokens", 0)),
                 output_tokens=int((usage or {}).get("output_tokens", 0)),
@@ -280,9 +280,7 @@ class RunQueue:
         )
         return await RunRepository(self._conn, ctx).get(run_id) if result.rowcount == 1 else None
 
-    async def request_cancel(
-        self, ctx: UserExecutionContext, run_id: str, why: dict[str, str]
-    ) -> bool:
+    async def request_cancel(self, ctx: UserExecutionContext, run_id: str, why: RunError) -> bool:
         """Note a cancel for whichever instance holds the run; False when it is final."""
         result = await self._conn.execute(
             update(t.runs)
@@ -292,7 +290,7 @@ class RunQueue:
                 t.runs.c.status.in_(ACTIVE),
                 t.runs.c.cancel_requested.is_(None),
             )
-            .values(cancel_requested=why)
+            .values(cancel_requested=why.as_dict())
         )
         return result.rowcount == 1
 

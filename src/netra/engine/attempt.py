@@ -42,15 +42,16 @@ from netra.db.queue import RunQueue
 from netra.db.records import RunRecord, RunStatus, utcnow
 from netra.engine.builder import AttemptBuilder
 from netra.engine.checkpoint import Checkpoint, Saved
-from netra.engine.ending import AttemptEnds, Ending, interrupted
-from netra.errors import NetraError, StorageUnavailable
+from netra.engine.ending import INTERRUPTED, AttemptEnds, Ending
+from netra.errors import NetraError, RunError, StorageUnavailable
 from netra.events.bridge import AgentWebSocketBridge, RunEmitter
+from netra.events.payloads import Resumed
 from netra.settings import LimitSettings
 
 log = logging.getLogger(__name__)
 
-CANCELLED_BY_USER = {"code": "cancelled", "message": "cancelled by the user"}
-TIMED_OUT = {"code": "timed_out", "message": "the run exceeded its time budget"}
+CANCELLED_BY_USER = RunError("cancelled", "cancelled by the user")
+TIMED_OUT = RunError("timed_out", "the run exceeded its time budget")
 RESUMING = {
     "approval": "Continuing with your decision…",
     "handback": "Continuing on another server…",
@@ -102,11 +103,11 @@ def ending_for(exc: Exception, *, run_id: str) -> Ending:
     if isinstance(exc, BudgetExpired):
         return Ending(RunStatus.TIMED_OUT, TIMED_OUT)
     if isinstance(exc, NetraError):
-        return Ending(RunStatus.FAILED, {"code": exc.code, "message": exc.message})
+        return Ending(RunStatus.FAILED, exc.as_run_error())
     log.error("run %s failed", run_id, exc_info=exc)  # an agent's bug fails its run only
     return Ending(
         RunStatus.FAILED,
-        {"code": "internal_error", "message": f"the agent failed ({type(exc).__name__})"},
+        RunError("internal_error", f"the agent failed ({type(exc).__name__})"),
     )
 
 
@@ -142,7 +143,7 @@ class Attempt:
         self.limits: LimitSettings = kit.config.limits_for(ctx.user_id, ctx.tier)
         self.phase = Phase.SUBMITTED
         self.stop: Stop | None = None
-        self.why: dict[str, str] | None = None
+        self.why: RunError | None = None
         """For a cancel: the run's error (default: cancelled by the user)."""
         self.task: asyncio.Task[None] | None = None
 
@@ -154,7 +155,7 @@ class Attempt:
     def thread_id(self) -> str:
         return self.run.thread_id
 
-    def request_stop(self, reason: Stop, why: dict[str, str] | None = None) -> None:
+    def request_stop(self, reason: Stop, why: RunError | None = None) -> None:
         """Note why the attempt stops (the first reason stands)."""
         if self.stop is None:
             self.stop = reason
@@ -170,17 +171,16 @@ class Attempt:
         a cancel asked for meanwhile); None when it continues."""
         run = self.run
         if run.parent_run_id is not None:
-            return Ending(RunStatus.INTERRUPTED, interrupted())
+            return Ending(RunStatus.INTERRUPTED, INTERRUPTED)
         if run.recoveries > max_recoveries:
             return Ending(
                 RunStatus.INTERRUPTED,
-                {
-                    "code": "interrupted",
-                    "message": f"the run's server stopped {run.recoveries} times while it ran",
-                },
+                RunError(
+                    "interrupted", f"the run's server stopped {run.recoveries} times while it ran"
+                ),
             )
         if run.cancel_requested is not None:
-            self.request_stop(Stop.CANCEL, dict(run.cancel_requested))
+            self.request_stop(Stop.CANCEL, RunError.of(run.cancel_requested))
             return self.cancelled()
         return None
 
@@ -212,7 +212,7 @@ class Attempt:
             return False
         self.run = claimed
         if claimed.cancel_requested is not None:  # asked for on another instance
-            self.request_stop(Stop.CANCEL, dict(claimed.cancel_requested))
+            self.request_stop(Stop.CANCEL, RunError.of(claimed.cancel_requested))
         return True
 
     async def execute(self) -> None:
@@ -234,7 +234,7 @@ class Attempt:
             elif self.stop in (Stop.HANDBACK, Stop.LOST):
                 raise  # handed back at shutdown, or someone else's now: nothing to write
             else:
-                ending = Ending(RunStatus.INTERRUPTED, interrupted())
+                ending = Ending(RunStatus.INTERRUPTED, INTERRUPTED)
                 await asyncio.shield(self._finish(emitter, state, ending))
                 raise
         except Exception as exc:
@@ -272,7 +272,7 @@ class Attempt:
                 ending = (
                     self.cancelled()
                     if stop is Stop.CANCEL
-                    else Ending(RunStatus.INTERRUPTED, interrupted())
+                    else Ending(RunStatus.INTERRUPTED, INTERRUPTED)
                 )
                 await asyncio.shield(self._finish(emitter, state, ending, store_answer=False))
             raise
@@ -317,7 +317,7 @@ class Attempt:
                     state.step += 1
         except TimeoutError:
             if budget.expired():
-                raise BudgetExpired(TIMED_OUT["message"]) from None
+                raise BudgetExpired(TIMED_OUT.message) from None
             raise
         finally:
             agents.release(self.ctx)
@@ -335,7 +335,7 @@ class Attempt:
         reason = run.resume_reason or "takeover"
         await emitter.thinking(
             RESUMING.get(reason, RESUMING["takeover"]),
-            resumed={"reason": reason, "attempt": run.attempt, "text_chars": len(saved.text)},
+            resumed=Resumed(reason, run.attempt, len(saved.text)),
         )
         return saved
 

@@ -19,22 +19,21 @@ from netra.db.queue import RunQueue
 from netra.db.records import RunRecord, RunStatus, utcnow
 from netra.db.repositories import MessageRepository, ThreadRepository
 from netra.db.turns import TurnRepository
-from netra.errors import LostClaim
+from netra.errors import LostClaim, RunError
 from netra.events.bridge import RunEmitter
 from netra.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 
-def interrupted() -> dict[str, str]:
-    """The error of a run, or a tool call, cut off by its server stopping."""
-    return {"code": "interrupted", "message": "the server stopped while the run was executing"}
+INTERRUPTED = RunError("interrupted", "the server stopped while the run was executing")
+"""The error of a run cut off by its server stopping."""
 
 
 @dataclass(frozen=True, slots=True)
 class Ending:
     status: RunStatus
-    error: dict[str, str] | None = None
+    error: RunError | None = None
 
 
 class AttemptEnds:

@@ -1,15 +1,9 @@
 """ExecutionEngine: executes runs. One per process; one UserExecutionEngine per active user.
 
-A run's life here: claim it in the runs table (queued → running, attempt + 1), emit
-``agent_started``, build a fresh agent, model and tool dispatcher for it, drive the agent under
-the run's time budget, store the answer and the final state, emit ``agent_completed``. Every
-exit path — answer, error, timeout, cancel, shutdown — ends in exactly one final state.
-
-The one pause: a tool call that needs the user's approval suspends the run (status
-``requires_approval``, no executor, no time running). The user's answer puts it back in the
-queue; the next attempt continues the same event stream from the run's checkpoint, its
-stored turns and the tool-call ledger, instead of asking the model again
-(``RunService.decide``).
+Each run submitted here is an ``Attempt`` (``netra.engine.attempt``: claim, steps, ending)
+on its user's engine. Every exit path — answer, error, timeout, cancel, shutdown — ends in
+exactly one final state; the one pause is a call waiting for the user's approval, after
+which the run continues from its checkpoint (``RunService.decide``).
 
 Across instances the runs table is the queue: this process *holds* the runs it was given or
 adopted (``owner`` = its instance id) under a lease its ``RunSupervisor`` renews. A run it
@@ -28,18 +22,17 @@ from netra.agents.registry import AgentRegistry
 from netra.config import UnifiedConfigurationManager
 from netra.context import UserExecutionContext
 from netra.db.manager import DatabaseManager
-from netra.db.queue import RunQueue
 from netra.db.records import RunRecord, utcnow
 from netra.engine.attempt import Attempt, AttemptKit, Phase, Stop
 from netra.engine.builder import AttemptBuilder
 from netra.engine.checkpoint import Checkpoint
 from netra.engine.children import ChildAdmission, SubAgents
 from netra.engine.ending import AttemptEnds
-from netra.engine.user import UserExecutionEngine
-from netra.errors import StorageUnavailable
+from netra.engine.user import UserEngines
+from netra.errors import RunError
 from netra.events.bridge import AgentWebSocketBridge
 from netra.events.bus import EventBus, Notice
-from netra.events.envelope import EventType
+from netra.events.payloads import RunQueued
 from netra.metrics import Metrics
 from netra.models.catalog import ModelCatalog
 from netra.tools.dispatcher import ToolRegistry
@@ -73,7 +66,6 @@ class ExecutionEngine:
         self._bus = bus
         self._db = db
         self._bridge = bridge
-        self._agents = agents
         self._config = config
         self._metrics = metrics
         self._kit = AttemptKit(
@@ -94,23 +86,10 @@ class ExecutionEngine:
         )
         self.children = SubAgents(self._kit, self.attempt_of, admit_child)
         """The sub-agents of the runs executing here (the ``delegate`` tool)."""
-        self._users: dict[str, UserExecutionEngine] = {}
-        most = config.settings.limits.max_executing_runs
-        self._instance_slots = asyncio.Semaphore(most) if most else None
-        """Shared by every user's engine: runs executing here at once."""
+        self._users = UserEngines(config)
         self._accepting = True
         self.lost = 0
         """Runs stopped here because another instance took them over."""
-
-    # ---- scheduling ----------------------------------------------------------------------
-    def user_engine(self, ctx: UserExecutionContext) -> UserExecutionEngine:
-        """The user's engine; a changed limit takes effect once the user's runs are done."""
-        engine = self._users.get(ctx.user_id)
-        limit = self._config.limits_for(ctx.user_id, ctx.tier).max_concurrent_runs_per_user
-        if engine is None or (engine.idle and engine.limit != limit):
-            engine = UserExecutionEngine(ctx.user_id, limit, self._instance_slots)
-            self._users[ctx.user_id] = engine
-        return engine
 
     def lease_until(self) -> datetime:
         return utcnow() + timedelta(seconds=self._config.settings.cluster.lease_s)
@@ -130,25 +109,17 @@ class ExecutionEngine:
             return
         if not self._accepting:
             return
-        engine = self.user_engine(ctx)
-        server_busy = self._instance_slots is not None and self._instance_slots.locked()
-        if engine.busy or server_busy:
+        engine = self._users.of(ctx)
+        busy = self._users.server_busy
+        if engine.busy or busy:
+            waiting_for = max(0, len(engine.running()) - engine.limit + 1)
             await self._bridge.emit(
-                ctx,
-                EventType.RUN_QUEUED,
-                {
-                    "run_id": run.id,
-                    "waiting_for": max(0, len(engine.running()) - engine.limit + 1),
-                    "server_busy": server_busy,
-                },
-                agent=run.agent,
-                run_id=None,
-                thread_id=run.thread_id,
+                ctx, RunQueued(run.id, waiting_for, busy), agent=run.agent, thread_id=run.thread_id
             )
         engine.submit(Attempt(self._kit, ctx, run))
-        self._prune()
+        self._users.prune()
 
-    def cancel(self, user_id: str, run_id: str, *, why: dict[str, str] | None = None) -> bool:
+    def cancel(self, user_id: str, run_id: str, *, why: RunError | None = None) -> bool:
         """Cancel a run executing (or waiting) in this process; ``why`` becomes the run's
         error (default: cancelled by the user)."""
         engine = self._users.get(user_id)
@@ -174,20 +145,12 @@ class ExecutionEngine:
         """Runs executing here (run id → attempt), for the heartbeat."""
         return {
             attempt.run_id: attempt.run.attempt
-            for engine in self._users.values()
-            for attempt in engine.attempts()
+            for attempt in self._users.attempts()
             if attempt.phase in (Phase.EXECUTING, Phase.ENDING)
         }
 
-    def _prune(self) -> None:
-        for user_id in [u for u, e in self._users.items() if e.idle]:
-            del self._users[user_id]
-
     def stats(self) -> dict[str, int]:
-        return {
-            "users": len(self._users),
-            "runs": sum(len(engine.running()) for engine in self._users.values()),
-        }
+        return self._users.stats()
 
     async def adopt(self, ctx: UserExecutionContext, run: RunRecord) -> None:
         """A run this process just took from the cluster (its holder died, handed it back,
@@ -207,32 +170,22 @@ class ExecutionEngine:
             await attempt.end(ending)
 
     async def end_cancelled(
-        self, ctx: UserExecutionContext, run: RunRecord, why: dict[str, str] | None
+        self, ctx: UserExecutionContext, run: RunRecord, why: RunError | None
     ) -> None:
         """End a run this process just adopted for cancelling (nobody executes it)."""
         attempt = Attempt(self._kit, ctx, run)
         attempt.request_stop(Stop.CANCEL, why)
         await attempt.abandon()
 
-    async def shutdown(self) -> int:
-        """Stop taking runs; stop the runs here and hand every run this process holds back
-        to the cluster, after the events they emitted are stored. How many it handed back."""
+    async def shutdown(self) -> bool:
+        """Stop taking runs and stop the runs here; wait (at most ``server.shutdown_grace_s``)
+        until the events they emitted are stored, so they can be handed back to the cluster
+        (``RunSupervisor.hand_back``). False when the database did not store them in time."""
         self._accepting = False
-        await asyncio.gather(*(engine.shutdown() for engine in self._users.values()))
-        self._users.clear()
-        grace = self._config.settings.server.shutdown_grace_s
+        await self._users.shutdown()
         try:
-            async with asyncio.timeout(grace):
+            async with asyncio.timeout(self._config.settings.server.shutdown_grace_s):
                 await self._bridge.drain()
-            async with self._db.write() as conn:
-                released = await RunQueue(conn).release(self.instance_id)
-        except (TimeoutError, StorageUnavailable):
-            log.error(
-                "the database is away (%s): the runs held here stay held until their lease "
-                "runs out, then another instance (or this one, restarted) resumes them",
-                self._db.storage_failure,
-            )
-            return 0
-        if released:
-            await self._bus.notify(Notice("queued", None, None))
-        return released
+        except TimeoutError:
+            return False
+        return True

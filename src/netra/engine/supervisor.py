@@ -34,7 +34,7 @@ from netra.db.queue import Orphan, RunQueue
 from netra.db.records import RunStatus, utcnow
 from netra.db.runs import RunRepository
 from netra.engine.execution import ExecutionEngine
-from netra.errors import StorageUnavailable
+from netra.errors import RunError, StorageUnavailable
 from netra.events.bus import EventBus, Notice
 from netra.metrics import Metrics
 
@@ -106,6 +106,29 @@ class RunSupervisor:
             async with self._db.write() as conn:
                 await InstanceRepository(conn).stopped(self.instance_id)
 
+    async def hand_back(self, *, drained: bool) -> int:
+        """At shutdown, once the engine stopped its runs (``drained``: their events are
+        stored): every run this instance holds goes back to the cluster, to be resumed
+        elsewhere at once. How many."""
+        released = await self._release() if drained else None
+        if released is None:
+            log.error(
+                "the database is away (%s): the runs held here stay held until their lease "
+                "runs out, then another instance (or this one, restarted) resumes them",
+                self._db.storage_failure,
+            )
+            return 0
+        if released:
+            await self._bus.notify(Notice("queued", None, None))
+        return released
+
+    async def _release(self) -> int | None:
+        try:
+            async with self._db.write() as conn:
+                return await RunQueue(conn).release(self.instance_id)
+        except StorageUnavailable:
+            return None
+
     async def instances(self) -> list[InstanceRecord]:
         """Instances that beat within the last hour (the cluster view)."""
         async with self._db.read() as conn:
@@ -147,7 +170,9 @@ class RunSupervisor:
         renewed = {lease.run_id: lease for lease in leases}
         for lease in leases:
             if lease.cancel_requested is not None:
-                self._engine.cancel(lease.user_id, lease.run_id, why=dict(lease.cancel_requested))
+                self._engine.cancel(
+                    lease.user_id, lease.run_id, why=RunError.of(lease.cancel_requested)
+                )
         doubtful = [
             run_id
             for run_id, attempt in executing.items()

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Iterator
 
+from netra.config import UnifiedConfigurationManager
+from netra.context import UserExecutionContext
 from netra.engine.attempt import Attempt, Phase, Stop
+from netra.errors import RunError
 
 _UNINTERRUPTED = (Phase.SUBMITTED, Phase.CLAIMING, Phase.ENDING)
 """Phases a stop does not cancel: the task sees the stop at its next step."""
@@ -134,9 +138,7 @@ class UserExecutionEngine:
         if self._attempts.get(attempt.run_id) is attempt:
             del self._attempts[attempt.run_id]
 
-    def cancel(
-        self, run_id: str, reason: Stop = Stop.CANCEL, why: dict[str, str] | None = None
-    ) -> bool:
+    def cancel(self, run_id: str, reason: Stop = Stop.CANCEL, why: RunError | None = None) -> bool:
         """Stop a run this engine holds; False when it holds no such run."""
         attempt = self._attempts.get(run_id)
         if attempt is None or attempt.task is None or attempt.task.done():
@@ -164,3 +166,51 @@ class UserExecutionEngine:
         for run_id in list(self._attempts):
             self.cancel(run_id, Stop.HANDBACK)
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class UserEngines:
+    """The engines of the users with runs here, sharing the instance's slots
+    (``limits.max_executing_runs``); an engine goes once its user's runs are done."""
+
+    def __init__(self, config: UnifiedConfigurationManager) -> None:
+        self._config = config
+        self._engines: dict[str, UserExecutionEngine] = {}
+        most = config.settings.limits.max_executing_runs
+        self.slots = asyncio.Semaphore(most) if most else None
+        """Shared by every user's engine: runs executing here at once."""
+
+    def of(self, ctx: UserExecutionContext) -> UserExecutionEngine:
+        """The user's engine; a changed limit takes effect once the user's runs are done."""
+        engine = self._engines.get(ctx.user_id)
+        limit = self._config.limits_for(ctx.user_id, ctx.tier).max_concurrent_runs_per_user
+        if engine is None or (engine.idle and engine.limit != limit):
+            engine = UserExecutionEngine(ctx.user_id, limit, self.slots)
+            self._engines[ctx.user_id] = engine
+        return engine
+
+    def get(self, user_id: str) -> UserExecutionEngine | None:
+        return self._engines.get(user_id)
+
+    @property
+    def server_busy(self) -> bool:
+        """Every slot of the instance is taken."""
+        return self.slots is not None and self.slots.locked()
+
+    def attempts(self) -> Iterator[Attempt]:
+        for engine in self._engines.values():
+            yield from engine.attempts()
+
+    def prune(self) -> None:
+        for user_id in [u for u, e in self._engines.items() if e.idle]:
+            del self._engines[user_id]
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "users": len(self._engines),
+            "runs": sum(len(engine.running()) for engine in self._engines.values()),
+        }
+
+    async def shutdown(self) -> None:
+        """Stop every attempt of every user (see ``UserExecutionEngine.shutdown``)."""
+        await asyncio.gather(*(engine.shutdown() for engine in self._engines.values()))
+        self._engines.clear()

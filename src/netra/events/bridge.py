@@ -15,13 +15,26 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from netra.context import UserExecutionContext
 from netra.db.queue import RunQueue
-from netra.events.envelope import Event, EventType, PendingEvent, StoredWith
+from netra.errors import RunError
+from netra.events.envelope import Event, PendingEvent, StoredWith
+from netra.events.payloads import (
+    AgentCompleted,
+    AgentStarted,
+    AgentThinking,
+    ApprovalRequired,
+    MessageDelta,
+    Payload,
+    Resumed,
+    ToolCompleted,
+    ToolExecuting,
+)
 from netra.events.sanitize import sanitize
 from netra.events.writer import EventLogWriter
 from netra.ids import new_id
@@ -42,8 +55,7 @@ class AgentWebSocketBridge:
     async def emit(
         self,
         ctx: UserExecutionContext,
-        type: EventType,
-        data: dict[str, Any],
+        payload: Payload,
         *,
         agent: str | None = None,
         run_id: str | None = None,
@@ -52,13 +64,13 @@ class AgentWebSocketBridge:
         stored_with: StoredWith | None = None,
     ) -> asyncio.Future[Event]:
         clean = sanitize(
-            data,
+            payload.as_data(),
             max_string=self._settings.max_string_chars,
             max_items=self._settings.max_list_items,
         )
         pending = PendingEvent(
             user_id=ctx.user_id,
-            type=type,
+            type=payload.TYPE,
             event_id=new_id("ev"),
             thread_id=thread_id if thread_id is not None else ctx.thread_id,
             run_id=run_id,
@@ -110,20 +122,19 @@ class RunEmitter:
         self._last: asyncio.Future[Event] | None = None
 
     async def _emit(
-        self, type: EventType, data: dict[str, Any], *, stored_with: StoredWith | None = None
+        self, payload: Payload, *, stored_with: StoredWith | None = None
     ) -> Event | None:
         """Queue the event; one that carries a write is awaited until both are stored (and
         returned): the caller goes on only once its write landed (``LostClaim`` if refused)."""
         if self._completed:
-            raise RuntimeError(f"run {self.run_id} already completed; {type} refused")
-        if type is not EventType.AGENT_STARTED and not self._started:
+            raise RuntimeError(f"run {self.run_id} already completed; {payload.TYPE} refused")
+        if not isinstance(payload, AgentStarted) and not self._started:
             raise RuntimeError(f"run {self.run_id} must emit agent_started first")
-        if type is not EventType.MESSAGE_DELTA:
+        if not isinstance(payload, MessageDelta):
             await self._flush_deltas()
         self._last = await self._bridge.emit(
             self._ctx,
-            type,
-            data,
+            payload,
             agent=self.agent,
             run_id=self.run_id,
             attempt=self.attempt,
@@ -142,20 +153,24 @@ class RunEmitter:
         if self._started:
             raise RuntimeError(f"run {self.run_id} already started")
         self._started = True
-        data: dict[str, Any] = {"model": model, "attempt": attempt}
-        if parent_run_id is not None:
-            data["parent_run_id"] = parent_run_id
         ctx, run_id = self._ctx, self.run_id
 
         async def mark_started(conn: AsyncConnection) -> bool:
             await RunQueue(conn).mark_started(ctx, run_id)
             return True
 
-        await self._emit(EventType.AGENT_STARTED, data, stored_with=mark_started)
+        await self._emit(AgentStarted(model, attempt, parent_run_id), stored_with=mark_started)
 
-    async def thinking(self, text: str, **details: Any) -> None:
-        """A note on what the run is doing; ``details`` add structured fields (``failover``)."""
-        await self._emit(EventType.AGENT_THINKING, {"text": text, **details})
+    async def thinking(
+        self,
+        text: str,
+        *,
+        failover: Mapping[str, Any] | None = None,
+        resumed: Resumed | None = None,
+    ) -> None:
+        """A note on what the run is doing; ``failover`` when it switched model, ``resumed``
+        where it continues an earlier attempt."""
+        await self._emit(AgentThinking(text, failover, resumed))
 
     async def delta(self, message_id: str, text: str) -> None:
         if not text:
@@ -176,9 +191,7 @@ class RunEmitter:
         self._delta_buffer.clear()
         self._delta_chars = 0
         self._last_flush = time.monotonic()
-        await self._emit(
-            EventType.MESSAGE_DELTA, {"message_id": self._delta_message, "delta": text}
-        )
+        await self._emit(MessageDelta(self._delta_message, text))
 
     async def tool_executing(
         self, tool_call_id: str, tool: str, arguments: Any, *, stored_with: StoredWith
@@ -186,11 +199,7 @@ class RunEmitter:
         """Announce a call, stored with its ledger entry (``stored_with``); returns once
         both are."""
         self._open_tools[tool_call_id] = tool
-        await self._emit(
-            EventType.TOOL_EXECUTING,
-            {"tool_call_id": tool_call_id, "tool": tool, "arguments": arguments},
-            stored_with=stored_with,
-        )
+        await self._emit(ToolExecuting(tool_call_id, tool, arguments), stored_with=stored_with)
 
     def reopen_tool(self, tool_call_id: str, tool: str) -> None:
         """A call whose ``tool_executing`` an earlier attempt stored is to be completed."""
@@ -202,7 +211,7 @@ class RunEmitter:
         tool: str,
         *,
         result: Any,
-        error: dict[str, str] | None,
+        error: RunError | None,
         duration_ms: int,
         stored_with: StoredWith | None = None,
     ) -> None:
@@ -211,30 +220,13 @@ class RunEmitter:
         if self._open_tools.pop(tool_call_id, None) is None:
             raise RuntimeError(f"tool_completed for {tool_call_id} without tool_executing")
         await self._emit(
-            EventType.TOOL_COMPLETED,
-            {
-                "tool_call_id": tool_call_id,
-                "tool": tool,
-                "status": "error" if error else "ok",
-                "result": result,
-                "error": error,
-                "duration_ms": duration_ms,
-            },
-            stored_with=stored_with,
+            ToolCompleted(tool_call_id, tool, result, error, duration_ms), stored_with=stored_with
         )
 
     async def approval_required(
         self, tool_call_id: str, tool: str, arguments: Any, side_effects: str
     ) -> None:
-        await self._emit(
-            EventType.APPROVAL_REQUIRED,
-            {
-                "tool_call_id": tool_call_id,
-                "tool": tool,
-                "arguments": arguments,
-                "side_effects": side_effects,
-            },
-        )
+        await self._emit(ApprovalRequired(tool_call_id, tool, arguments, side_effects))
 
     async def settle(self) -> None:
         """Wait until everything emitted so far is stored (buffered deltas included): what
@@ -247,9 +239,9 @@ class RunEmitter:
         self,
         *,
         outcome: str,
-        usage: dict[str, Any],
+        usage: Mapping[str, Any],
         message_id: str | None,
-        error: dict[str, str] | None = None,
+        error: RunError | None = None,
         final_state: StoredWith | None = None,
     ) -> Event:
         """Close the run: emit ``agent_started`` if it never was, pair any tool call left
@@ -263,13 +255,11 @@ class RunEmitter:
                 tool_call_id,
                 tool,
                 result=None,
-                error={"code": outcome, "message": f"the run ended ({outcome}) during the call"},
+                error=RunError(outcome, f"the run ended ({outcome}) during the call"),
                 duration_ms=0,
             )
         event = await self._emit(
-            EventType.AGENT_COMPLETED,
-            {"outcome": outcome, "usage": usage, "message_id": message_id, "error": error},
-            stored_with=final_state or _nothing,
+            AgentCompleted(outcome, usage, message_id, error), stored_with=final_state or _nothing
         )
         self._completed = True
         assert event is not None

@@ -42,8 +42,6 @@ class EventType(StrEnum):
     """A thread was created or changed."""
     QUOTA_WARNING = "quota_warning"
     """The user's usage passed the warning share of a quota."""
-    ERROR = "error"
-    """Something went wrong outside any run."""
 
 
 @dataclass(frozen=True, slots=True)

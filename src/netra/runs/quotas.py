@@ -18,6 +18,7 @@ from netra.context import UserExecutionContext
 from netra.db.records import utcnow
 from netra.db.runs import RunRepository
 from netra.errors import PermissionDenied, QuotaExceeded
+from netra.events.payloads import QuotaWarning
 from netra.settings import LimitSettings
 
 MINUTE = timedelta(minutes=1)
@@ -74,7 +75,7 @@ async def measure(runs: RunRepository) -> UsageSnapshot:
     )
 
 
-def admit(limits: LimitSettings, usage: UsageSnapshot, *, agent: str) -> list[dict[str, Any]]:
+def admit(limits: LimitSettings, usage: UsageSnapshot, *, agent: str) -> list[QuotaWarning]:
     """Refuse a new run the tier does not allow; return the warnings its admission causes."""
     if limits.allowed_agents is not None and agent not in limits.allowed_agents:
         raise PermissionDenied(f"the agent {agent!r} is not available on your plan")
@@ -108,7 +109,7 @@ def admit(limits: LimitSettings, usage: UsageSnapshot, *, agent: str) -> list[di
     )
     for quota, used, limit in checks:
         if limit and used >= limits.quota_warning_ratio * limit:
-            warnings.append({"quota": quota, "used": used, "limit": limit})
+            warnings.append(QuotaWarning(quota, used, limit))
     return warnings
 
 

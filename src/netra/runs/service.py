@@ -23,15 +23,15 @@ from netra.db.repositories import (
 from netra.db.runs import RunRepository
 from netra.engine.attempt import CANCELLED_BY_USER
 from netra.engine.execution import ExecutionEngine
-from netra.errors import Conflict, InvalidRequest
+from netra.errors import Conflict, InvalidRequest, RunError
 from netra.events.bridge import AgentWebSocketBridge
 from netra.events.bus import EventBus, Notice
-from netra.events.envelope import EventType
+from netra.events.payloads import MessageCreated, ThreadUpdated
 from netra.runs.quotas import admit, measure
 from netra.runs.shedding import LoadShedder
 
 DEFAULT_AGENT = "assistant"
-SUPERSEDED = {"code": "superseded", "message": "a newer message on the thread interrupted this run"}
+SUPERSEDED = RunError("superseded", "a newer message on the thread interrupted this run")
 TITLE_CHARS = 60
 
 
@@ -164,23 +164,18 @@ class RunService:
             )
         if created_thread is not None:
             await self._bridge.emit(
-                ctx,
-                EventType.THREAD_UPDATED,
-                {"thread": created_thread.public()},
-                thread_id=created_thread.id,
+                ctx, ThreadUpdated(created_thread.public()), thread_id=created_thread.id
             )
-        await self._bridge.emit(
-            ctx, EventType.MESSAGE_CREATED, {"message": message.public()}, thread_id=thread.id
-        )
+        await self._bridge.emit(ctx, MessageCreated(message.public()), thread_id=thread.id)
         for warning in warnings:
-            await self._bridge.emit(ctx, EventType.QUOTA_WARNING, warning, thread_id=thread.id)
+            await self._bridge.emit(ctx, warning, thread_id=thread.id)
         for active in superseded:  # double-texting policy "interrupt"
             await self.cancel(ctx, active.id, why=SUPERSEDED)
         await self._engine.submit(ctx, run)
         return Ack(client_msg_id, message.id, thread.id, run.id)
 
     async def cancel(
-        self, ctx: UserExecutionContext, run_id: str, *, why: dict[str, str] | None = None
+        self, ctx: UserExecutionContext, run_id: str, *, why: RunError | None = None
     ) -> RunRecord:
         """Cancel the caller's run, whichever instance holds it; a run already final is
         returned unchanged. A run held elsewhere ends once its holder hears of it (a notice

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from netra.context import UserExecutionContext
-from netra.errors import ToolError, UserError
+from netra.errors import RunError, ToolError, UserError
 from netra.tools.tool import Tool, tool
 
 AgentName = Annotated[str, Field(min_length=1, max_length=100)]
@@ -32,7 +32,7 @@ class SubRun:
     outcome: str
     answer: str
     usage: dict[str, Any]
-    error: dict[str, str] | None
+    error: RunError | None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -41,7 +41,7 @@ class SubRun:
             "outcome": self.outcome,
             "answer": self.answer,
             "usage": self.usage,
-            "error": self.error,
+            "error": self.error.as_dict() if self.error else None,
         }
 
 
@@ -59,7 +59,7 @@ def delegate_tool(run_sub_agent: RunSubAgent) -> Tool:
         except UserError as exc:  # unknown or forbidden agent, quota, depth limit
             raise ToolError(exc.message) from None
         if child.error is not None:
-            raise ToolError(f"{agent} {child.outcome}: {child.error['message']}")
+            raise ToolError(f"{agent} {child.outcome}: {child.error.message}")
         return child.as_dict()
 
     return delegate

@@ -34,7 +34,7 @@ from netra.context import UserExecutionContext
 from netra.db.ledger import ToolCallRepository
 from netra.db.manager import DatabaseManager
 from netra.db.records import Decision, ToolCallRecord
-from netra.errors import ToolError
+from netra.errors import RunError, ToolError
 from netra.events.bridge import RunEmitter
 from netra.events.sanitize import sanitize
 from netra.ids import new_id
@@ -52,7 +52,7 @@ ToolRegistry = UniversalRegistry[Tool]
 class ToolOutcome:
     call: ToolCallRequest
     result: Any
-    error: dict[str, Any] | None
+    error: RunError | None
     duration_ms: int
     pending: bool = False
     """Waiting for the user's approval: no result yet."""
@@ -62,7 +62,7 @@ class ToolOutcome:
         return self.error is None
 
     def as_message(self) -> ChatMessage:
-        payload = {"error": self.error} if self.error else self.result
+        payload = {"error": self.error.as_dict()} if self.error else self.result
         return ChatMessage(
             role="tool",
             content=json.dumps(payload, default=str, ensure_ascii=False),
@@ -211,7 +211,8 @@ class UnifiedToolDispatcher:
         ``tool_executing``, one awaiting approval neither."""
         call = ToolCallRequest(record.tool_call_id, record.tool, dict(record.arguments or {}))
         if record.finished:
-            return ToolOutcome(call, record.result, record.error, record.duration_ms or 0)
+            error = RunError.of(record.error) if record.error else None
+            return ToolOutcome(call, record.result, error, record.duration_ms or 0)
         tool = self._tool(call.name)
         if record.status == "running":
             # Started by an attempt that died: its outcome is unknown. Never run an unsafe
@@ -238,13 +239,13 @@ class UnifiedToolDispatcher:
         """Run the call (unless refused), then record its outcome with ``tool_completed``."""
         started = time.monotonic()
         result: Any = None
-        error: dict[str, str] | None = None
+        error: RunError | None = None
         try:
             if refuse is not None:
                 raise refuse
             result = await self._run(tool, call)
         except _Failure as failure:
-            error = {"code": failure.code, "message": failure.message}
+            error = RunError(failure.code, failure.message)
         duration_ms = int((time.monotonic() - started) * 1000)
 
         async def end(conn: AsyncConnection) -> bool:
@@ -254,7 +255,7 @@ class UnifiedToolDispatcher:
                 attempt=self._attempt,
                 status="error" if error else "ok",
                 result=result,
-                error=error,
+                error=error.as_dict() if error else None,
                 duration_ms=duration_ms,
             )
             return True
