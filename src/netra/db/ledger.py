@@ -1,5 +1,9 @@
 """The tool-call ledger, keyed ``(run_id, tool_call_id)``: written before a tool runs and
-again when it ends; read back to continue a run (after an approval or a restart)."""
+again when it ends; read back to continue a run (after an approval or a restart).
+
+Every write is fenced by the attempt making it. A write carried by its event
+(``fenced=False``: the event log writer's transaction, which fenced the event under the run's
+row lock already) skips its own fence."""
 
 from __future__ import annotations
 
@@ -28,8 +32,10 @@ class ToolCallRepository(Scoped):
         attempt: int,
         step: int = 0,
         status: str = "running",
+        fenced: bool = True,
     ) -> None:
-        await self._fence(run_id, attempt)
+        if fenced:
+            await self._fence(run_id, attempt)
         await self._conn.execute(
             insert(t.tool_calls).values(
                 run_id=run_id,
@@ -96,9 +102,12 @@ class ToolCallRepository(Scoped):
         )
         return [_tool_call(row) for row in rows]
 
-    async def reopen(self, run_id: str, tool_call_id: str, *, attempt: int) -> None:
+    async def reopen(
+        self, run_id: str, tool_call_id: str, *, attempt: int, fenced: bool = True
+    ) -> None:
         """An approved call starts executing (in a later attempt of its run)."""
-        await self._fence(run_id, attempt)
+        if fenced:
+            await self._fence(run_id, attempt)
         await self._conn.execute(
             update(t.tool_calls)
             .where(
@@ -119,8 +128,10 @@ class ToolCallRepository(Scoped):
         result: Any,
         error: dict[str, Any] | None,
         duration_ms: int,
+        fenced: bool = True,
     ) -> None:
-        await self._fence(run_id, attempt)
+        if fenced:
+            await self._fence(run_id, attempt)
         await self._conn.execute(
             update(t.tool_calls)
             .where(

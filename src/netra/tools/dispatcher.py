@@ -182,8 +182,10 @@ class UnifiedToolDispatcher:
                 )
             return ToolOutcome(call, None, None, 0, pending=True)
 
-        async def begin(conn: AsyncConnection) -> bool:
-            await self._ledger(conn).begin(**self._entry(call, arguments, side_effects, step))
+        async def begin(conn: AsyncConnection) -> bool:  # fenced with its event
+            await self._ledger(conn).begin(
+                **self._entry(call, arguments, side_effects, step), fenced=False
+            )
             return True
 
         await self._emitter.tool_executing(call.id, call.name, arguments, stored_with=begin)
@@ -224,8 +226,10 @@ class UnifiedToolDispatcher:
         if record.decision is None:
             return ToolOutcome(call, None, None, 0, pending=True)
 
-        async def reopen(conn: AsyncConnection) -> bool:
-            await self._ledger(conn).reopen(self._run_id, call.id, attempt=self._attempt)
+        async def reopen(conn: AsyncConnection) -> bool:  # fenced with its event
+            await self._ledger(conn).reopen(
+                self._run_id, call.id, attempt=self._attempt, fenced=False
+            )
             return True
 
         await self._emitter.tool_executing(call.id, call.name, record.arguments, stored_with=reopen)
@@ -248,8 +252,9 @@ class UnifiedToolDispatcher:
             error = RunError(failure.code, failure.message)
         duration_ms = int((time.monotonic() - started) * 1000)
 
-        async def end(conn: AsyncConnection) -> bool:
+        async def end(conn: AsyncConnection) -> bool:  # fenced with its event
             await self._ledger(conn).end(
+                fenced=False,
                 run_id=self._run_id,
                 tool_call_id=call.id,
                 attempt=self._attempt,
