@@ -48,10 +48,10 @@ from netra.tools.calculator import calculator
 from netra.tools.clock import clock
 from netra.tools.delegate import delegate_tool
 from netra.tools.dispatcher import ToolRegistry
+from netra.tools.spend import SpendTools
 
 if TYPE_CHECKING:
     from netra.tools.mcp import McpToolSource
-from netra.tools.spend import SpendTools
 
 log = logging.getLogger(__name__)
 CLOSE_RESTARTING = 1012
