@@ -211,9 +211,16 @@ def run_netra(
     *args: str, env: dict[str, str], cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     """The ``netra`` command in a child process, with ``env`` over a NETRA_-free environment."""
+    return run_python("-m", "netra", *args, env=env, cwd=cwd)
+
+
+def run_python(
+    *args: str, env: dict[str, str], cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """This Python in a child process, with ``env`` over a NETRA_-free environment."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("NETRA_")}
     return subprocess.run(
-        [sys.executable, "-m", "netra", *args],
+        [sys.executable, *args],
         env={**clean, **env},
         cwd=cwd,
         capture_output=True,

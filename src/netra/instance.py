@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from typing import TYPE_CHECKING
 
 from netra.agents.base import AgentDefinition
 from netra.agents.optimizer import OptimizerAgent
@@ -27,7 +28,6 @@ from netra.engine.supervisor import RunSupervisor
 from netra.errors import ConfigurationError
 from netra.events.bridge import AgentWebSocketBridge
 from netra.events.bus import EventBus, InProcessBus
-from netra.events.redis_bus import RedisBus
 from netra.events.writer import EventLogWriter
 from netra.faults import CrashPoints
 from netra.ids import new_id
@@ -43,13 +43,15 @@ from netra.runs.service import DEFAULT_AGENT, RunService
 from netra.runs.shedding import LoadShedder
 from netra.server import set_log_level
 from netra.services import ServiceRegistry
-from netra.settings import Settings
+from netra.settings import RedisSettings, Settings
 from netra.tools.calculator import calculator
 from netra.tools.clock import clock
 from netra.tools.delegate import delegate_tool
 from netra.tools.dispatcher import ToolRegistry
-from netra.tools.mcp import McpToolSource
 from netra.tools.spend import SpendTools
+
+if TYPE_CHECKING:
+    from netra.tools.mcp import McpToolSource
 
 log = logging.getLogger(__name__)
 CLOSE_RESTARTING = 1012
@@ -71,6 +73,16 @@ def jwt_secret(settings: Settings) -> str:
     return secret
 
 
+def event_bus(settings: RedisSettings) -> EventBus:
+    """Redis pub/sub when ``redis.url`` is set, else the in-process bus; the Redis client is
+    imported only in the first case."""
+    if not settings.url:
+        return InProcessBus()
+    from netra.events.redis_bus import RedisBus
+
+    return RedisBus(settings)
+
+
 class Netra:
     """Every process-wide object of one server (``role`` serve) or worker, wired together."""
 
@@ -84,7 +96,7 @@ class Netra:
         settings = config.settings
         self.instance_id = settings.cluster.instance_id or new_id("inst")
         self.db = DatabaseManager(settings.database_url, settings.database)
-        self.bus: EventBus = RedisBus(settings.redis) if settings.redis.url else InProcessBus()
+        self.bus = event_bus(settings.redis)
         self.metrics = Metrics(self._levels)
         self.writer = EventLogWriter(
             self.db, self.bus, settings.events, self.metrics, CrashPoints(settings.faults)
@@ -118,10 +130,15 @@ class Netra:
         self.tools: ToolRegistry = ToolRegistry("tool")
         for builtin in (calculator, clock, *SpendTools(self.db, self.catalog).tools()):
             self.tools.register(builtin.name, builtin, tags=("builtin",))
-        self.mcp_servers = [
-            McpToolSource(name, server, tools=self.tools, env=config.env)
-            for name, server in settings.tools.mcp_servers.items()
-        ]
+        self.mcp_servers: list[McpToolSource] = []
+        if settings.tools.mcp_servers:
+            # The SDK loads only when a server is configured (a restart applies the list).
+            from netra.tools.mcp import McpToolSource
+
+            self.mcp_servers = [
+                McpToolSource(name, server, tools=self.tools, env=config.env)
+                for name, server in settings.tools.mcp_servers.items()
+            ]
         self.agents = AgentRegistry()
         self.agents.register(
             AgentDefinition(

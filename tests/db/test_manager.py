@@ -20,12 +20,14 @@ from sqlalchemy.exc import IntegrityError
 from netra.context import UserExecutionContext
 from netra.db import tables as t
 from netra.db.accounts import UserRepository
-from netra.db.manager import DatabaseManager, alembic_config
+from netra.db.manager import DatabaseManager
+from netra.db.migration import alembic_config
 from netra.db.records import utcnow
 from netra.db.repositories import ThreadRepository
+from netra.db.revisions import head_revision
 from netra.errors import NotFound
 from netra.settings import DatabaseSettings
-from tests.support import run_netra
+from tests.support import run_netra, run_python
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -209,6 +211,53 @@ async def test_upgrading_a_populated_database_keeps_its_rows(url: str) -> None:
         row = (await conn.execute(select(t.runs).where(t.runs.c.id == "run_old"))).one()
         assert (row.input_tokens, row.output_tokens, row.cost_usd) == (0, 0, 0)
         assert [th.title for th in await ThreadRepository(conn, ctx).list()] == ["old"]
+    await db.close()
+
+
+def test_the_head_revision_is_read_from_the_script_names() -> None:
+    """What lets a current database skip Alembic: each script's name starts with its
+    revision, revising the script before it, so the newest name is the head."""
+    scripts = ScriptDirectory.from_config(alembic_config())
+    chain = [script.revision for script in reversed(list(scripts.walk_revisions()))]
+    names = sorted(p.name for p in (Path(scripts.dir) / "versions").glob("*.py"))
+    assert [name.partition("_")[0] for name in names] == chain
+    assert head_revision() == scripts.get_current_head() == chain[-1]
+
+
+UPGRADE = """
+import asyncio, sys
+from netra.db.manager import DatabaseManager
+from netra.settings import DatabaseSettings
+
+async def upgrade():
+    db = DatabaseManager(sys.argv[1], DatabaseSettings())
+    try:
+        return await db.upgrade()
+    finally:
+        await db.close()
+
+print(*asyncio.run(upgrade()), "alembic" in sys.modules)
+"""
+
+
+def test_a_database_at_head_starts_without_loading_alembic(url: str, tmp_path: Path) -> None:
+    """The first start migrates; the next ones read the revision and change nothing, without
+    importing Alembic, its environment or the scripts."""
+    first = run_python("-c", UPGRADE, url, env={}, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.split() == ["None", head_revision(), "True"]
+    again = run_python("-c", UPGRADE, url, env={}, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.split() == [head_revision(), head_revision(), "False"]
+
+
+async def test_a_database_behind_head_is_upgraded_by_alembic(url: str) -> None:
+    db = DatabaseManager(url, DatabaseSettings())
+    assert await db.revision() is None
+    assert await db.upgrade("0004") == (None, "0004")
+    assert await db.upgrade("0004") == ("0004", "0004")
+    assert await db.upgrade() == ("0004", head_revision())
+    assert await db.revision() == head_revision()
     await db.close()
 
 

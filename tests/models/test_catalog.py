@@ -62,9 +62,13 @@ def test_providers_in_a_toml_file_extend_the_builtin_ones(tmp_path: Path) -> Non
     config = UnifiedConfigurationManager(IsolatedEnvironment.isolated(), config_file=toml)
     catalog, services = _catalog(config)
     assert catalog.providers == ["anthropic", "ollama", "openai", "openrouter"]
+    # Built at start: the provider the default names; the others when an id first names one.
     assert services.instances(provider_service("openrouter"))[0].endpoint == (
         "https://openrouter.ai/api/v1"
     )
+    assert list(services.health()) == [provider_service("openrouter")]
+    with pytest.raises(ConfigurationError, match="needs an API key"):
+        catalog.resolve("openai:gpt-4o-mini")
     assert services.instances(provider_service("openai"))[0].endpoint == (
         "https://api.openai.com/v1"
     )

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from netra.db.records import Decision, RunStatus
 from netra.events.envelope import EventType
 from netra.settings import LimitSettings
-from netra.tools.mcp import McpState
+from netra.tools.mcp_status import McpState
 from netra.tools.tool import SideEffects
 
 Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]

@@ -3,6 +3,9 @@
 SQLite (the embedded default) runs in WAL mode with foreign keys on and a busy timeout; one
 writer at a time inside the process (``write()`` takes a lock and ``BEGIN IMMEDIATE``), any
 number of readers. PostgreSQL runs on asyncpg with a real connection pool sized from settings.
+
+Migrations are Alembic's (``netra.db.migration``), loaded only when the schema is behind:
+a database already at the newest revision costs one read at start.
 """
 
 from __future__ import annotations
@@ -15,20 +18,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.migration import MigrationContext
-from sqlalchemy import Connection, event, text
+from sqlalchemy import Connection, column, event, inspect, select, table, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.sql.expression import ColumnClause
 
+from netra.db.revisions import VERSION_TABLE, head_revision
 from netra.errors import ConfigurationError, StorageUnavailable
 from netra.settings import DatabaseSettings
 
 log = logging.getLogger(__name__)
-MIGRATIONS = Path(__file__).parent / "migrations"
 MIGRATION_LOCK = 0x6E65747261  # "netra": the advisory lock key that serializes migrations
 _STORAGE_FAILURES = (OperationalError, InterfaceError, PoolTimeout, OSError)
 """What the database (not the statement) failed with: full disk, I/O error, read-only file,
@@ -165,14 +166,23 @@ class DatabaseManager:
         Any number of processes may do this at once: on PostgreSQL a transaction-scoped
         advisory lock lets one migrate while the others wait, then find the schema at
         ``revision`` and change nothing; on SQLite the write transaction does the same.
-        Returns the revisions before and after (``None``: an empty database)."""
+        Returns the revisions before and after (``None``: an empty database).
+
+        A database already at ``revision`` is recognised with one read, before any lock:
+        Alembic, its environment and the migration scripts are not even imported."""
+        target = head_revision() if revision == "head" else revision
         try:
+            current = await self.revision()
+            if current == target:
+                return current, current
+            from netra.db.migration import upgrade_to
+
             async with self.write() as conn:
                 if not self.is_sqlite:
                     await conn.execute(
                         text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK}
                     )
-                return await conn.run_sync(_upgrade, revision)
+                return await conn.run_sync(upgrade_to, revision)
         except DBAPIError as exc:
             if self.is_sqlite and "not a database" in str(exc.orig):
                 raise ConfigurationError(
@@ -180,6 +190,19 @@ class DatabaseManager:
                     "another file): restore it from a backup, or move it away to start empty"
                 ) from None
             raise
+
+    async def revision(self) -> str | None:
+        """The schema's Alembic revision, read from ``alembic_version``; ``None`` for a
+        database that has none (empty)."""
+        async with self.read() as conn:
+            versioned = await conn.run_sync(lambda sync: inspect(sync).has_table(VERSION_TABLE))
+            if not versioned:
+                return None
+            version: ColumnClause[str] = column("version_num")
+            found: str | None = await conn.scalar(
+                select(version).select_from(table(VERSION_TABLE, version))
+            )
+            return found
 
     async def close(self) -> None:
         self._closed_reason = "database manager closed"
@@ -231,18 +254,3 @@ def _prepare_sqlite_file(path: Path) -> None:
             f"cannot create the SQLite database {path}: {reason}; give the server's user a "
             "writable server.data_dir (--data-dir) or set database.url"
         ) from None
-
-
-def alembic_config(connection: Connection | None = None) -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    if connection is not None:
-        config.attributes["connection"] = connection
-    return config
-
-
-def _upgrade(connection: Connection, revision: str) -> tuple[str | None, str | None]:
-    """``(revision before, revision after)``; ``None`` for an empty database."""
-    before = MigrationContext.configure(connection).get_current_revision()
-    command.upgrade(alembic_config(connection), revision)
-    return before, MigrationContext.configure(connection).get_current_revision()

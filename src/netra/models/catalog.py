@@ -2,22 +2,25 @@
 
 A built-in model (``offline``, ``scripted``, or any model registered in code) is found by
 its name in the model registry. ``provider:model`` goes through the provider of that name,
-configured under ``models.providers``: each is built once, at start-up, and registered as an
-endpoint of the service ``model-provider:<name>`` in the ``ServiceRegistry``, where its
-circuit breaker lives. A run gets a ``FailoverModel`` over its model and its fallbacks.
+configured under ``models.providers``: each is built once and registered as an endpoint of
+the service ``model-provider:<name>`` in the ``ServiceRegistry``, where its circuit breaker
+lives. A run gets a ``FailoverModel`` over its model and its fallbacks.
+
+A provider is built when a model id first names it: at start-up for ``models.default`` and
+``models.fallbacks``, later for an id that arrives with a reload or an agent. Its module, and
+with it the SDK it speaks (``openai``, ``anthropic``), is imported then and not before, so a
+server on the offline model never loads either.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from netra.config import UnifiedConfigurationManager
 from netra.errors import UnknownModel, did_you_mean
 from netra.model_ids import ModelId
-from netra.models.anthropic import AnthropicProvider
 from netra.models.base import Model
 from netra.models.failover import Candidate, FailoverModel, Notify
-from netra.models.openai_compat import OpenAICompatibleProvider
 from netra.models.prices import ModelPrice, PriceTable
 from netra.models.provider import Provider
 from netra.registry import UniversalRegistry
@@ -34,8 +37,14 @@ def provider_service(name: str) -> str:
 
 
 def build_provider(name: str, settings: ProviderSettings) -> Provider:
+    """The provider of one ``models.providers`` entry; the only place a provider module (and
+    its SDK) is imported."""
     if settings.kind == "anthropic":
+        from netra.models.anthropic import AnthropicProvider
+
         return AnthropicProvider(name, settings)
+    from netra.models.openai_compat import OpenAICompatibleProvider
+
     return OpenAICompatibleProvider(name, settings)
 
 
@@ -53,15 +62,28 @@ class ModelCatalog:
         self._builtins = builtins
         self._services = services
         self._shipped_prices = PriceTable.shipped()
+        # Read once: providers take effect at a restart, like every setting a reload skips.
+        self._settings = dict(config.settings.models.providers)
         self._providers: dict[str, Provider] = {}
-        for name, settings in sorted(config.settings.models.providers.items()):
-            provider = build_provider(name, settings)
-            services.add(provider_service(name), provider.endpoint, provider, tags=(settings.kind,))
-            self._providers[name] = provider
+        models = config.settings.models
+        for name in _provider_names([models.default, *models.fallbacks]):
+            self._provider(name)
 
     @property
     def providers(self) -> list[str]:
-        return sorted(self._providers)
+        """Every configured provider, built or not."""
+        return sorted(self._settings)
+
+    def _provider(self, name: str) -> Provider:
+        provider = self._providers.get(name)
+        if provider is None:
+            settings = self._settings[name]
+            provider = build_provider(name, settings)
+            self._services.add(
+                provider_service(name), provider.endpoint, provider, tags=(settings.kind,)
+            )
+            self._providers[name] = provider
+        return provider
 
     def prices(self) -> PriceTable:
         """The shipped table under the overrides currently configured (``models.prices``)."""
@@ -77,13 +99,13 @@ class ModelCatalog:
         if parsed.provider is None:
             if self._builtins.has(parsed.name):
                 return Candidate(self._builtins.get(parsed.name))
-            known = [*self._builtins.keys(), *(f"{p}:…" for p in self._providers)]
+            known = [*self._builtins.keys(), *(f"{p}:…" for p in self._settings)]
             raise UnknownModel(
                 f"unknown model {model_id!r}{did_you_mean(parsed.name, self._builtins.keys())}; "
                 f"model ids are a built-in name or 'provider:model' (known: {', '.join(known)})"
             )
-        parsed.check_provider(self._providers)
-        provider = self._providers[parsed.provider]
+        parsed.check_provider(self._settings)
+        provider = self._provider(parsed.provider)
         model = provider.model(parsed.name, self.prices())
         return Candidate(model, provider_service(provider.name), provider.endpoint)
 
@@ -95,3 +117,9 @@ class ModelCatalog:
     async def aclose(self) -> None:
         for provider in self._providers.values():
             await provider.aclose()
+
+
+def _provider_names(model_ids: Iterable[str]) -> list[str]:
+    """The providers the ids name, in order, each once (built-in names name none)."""
+    names = (ModelId.parse(model_id).provider for model_id in model_ids)
+    return list(dict.fromkeys(name for name in names if name is not None))

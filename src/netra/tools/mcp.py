@@ -22,8 +22,6 @@ import functools
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 import anyio
@@ -39,7 +37,8 @@ from netra.env import IsolatedEnvironment
 from netra.errors import ToolError
 from netra.registry import UniversalRegistry
 from netra.settings import McpServerSettings
-from netra.tools.arguments import JsonSchemaArguments
+from netra.tools.json_schema import JsonSchemaArguments
+from netra.tools.mcp_status import McpState, McpStatus
 from netra.tools.tool import SideEffects, Tool
 
 log = logging.getLogger(__name__)
@@ -65,43 +64,6 @@ _CONNECTION_ERRORS = (
     httpx2.TransportError,
     OSError,
 )
-
-
-class McpState(StrEnum):
-    """Where the connection to one MCP server stands."""
-
-    CONNECTING = "connecting"
-    """The first attempt is under way."""
-    CONNECTED = "connected"
-    """Connected; its tools are registered."""
-    RECONNECTING = "reconnecting"
-    """Not connected (never was, or lost it); another attempt follows after a pause."""
-    STOPPED = "stopped"
-    """Stopped with the application."""
-
-
-@dataclass(frozen=True, slots=True)
-class McpStatus:
-    """One MCP server, as ``/ready`` reports it."""
-
-    name: str
-    state: McpState
-    tools: tuple[str, ...]
-    """The Netra names of its registered tools."""
-    error: str | None
-    """Why the last attempt failed or the connection was lost."""
-
-    @property
-    def healthy(self) -> bool:
-        return self.state is McpState.CONNECTED
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "healthy": self.healthy,
-            "state": self.state.value,
-            "tools": len(self.tools),
-            "reason": self.error,
-        }
 
 
 class _Lost(Exception):

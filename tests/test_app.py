@@ -1,0 +1,74 @@
+"""What building and starting the application loads: only what the configuration uses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.support import run_python
+
+OPTIONAL = ("anthropic", "mcp", "openai", "redis")
+"""Packages a configuration may do without: the provider SDKs, MCP and the Redis client."""
+
+PROBE = """
+import asyncio, json, sys
+from netra.app import create_app
+from netra.config import UnifiedConfigurationManager
+from netra.env import IsolatedEnvironment
+
+async def start_and_stop(app):
+    async with app.router.lifespan_context(app):
+        pass
+
+app = create_app(config=UnifiedConfigurationManager(IsolatedEnvironment.process()))
+if sys.argv[1] == "start":
+    asyncio.run(start_and_stop(app))
+print(json.dumps(sorted({name.split(".")[0] for name in sys.modules} & set(sys.argv[2:]))))
+"""
+
+
+def _loaded(tmp_path: Path, env: dict[str, str], *, start: bool) -> list[str]:
+    """The packages of ``OPTIONAL`` a child process has imported after building the app
+    from ``env`` (and running its start and stop, when ``start``)."""
+    done = run_python(
+        "-c",
+        PROBE,
+        "start" if start else "build",
+        *OPTIONAL,
+        env={"NETRA_SERVER__DATA_DIR": str(tmp_path), **env},
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    loaded: list[str] = json.loads(done.stdout.splitlines()[-1])
+    return loaded
+
+
+def test_the_embedded_default_starts_without_sdks_mcp_or_redis(tmp_path: Path) -> None:
+    assert _loaded(tmp_path, {}, start=True) == []
+    # A second start, on a database already migrated, loads no more.
+    assert _loaded(tmp_path, {}, start=True) == []
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"NETRA_MODELS__DEFAULT": "openai:gpt-4o-mini"}, ["openai"]),
+        ({"NETRA_MODELS__FALLBACKS": '["ollama:llama3.1"]'}, ["openai"]),
+        ({"NETRA_MODELS__DEFAULT": "anthropic:claude-haiku-4-5"}, ["anthropic"]),
+        ({"NETRA_REDIS__URL": "redis://127.0.0.1:1/0"}, ["redis"]),
+        (
+            {
+                "NETRA_TOOLS__MCP_SERVERS__FILES__TRANSPORT": "stdio",
+                "NETRA_TOOLS__MCP_SERVERS__FILES__COMMAND": "mcp-server-filesystem",
+            },
+            ["mcp"],
+        ),
+    ],
+    ids=["openai-default", "ollama-fallback", "anthropic", "redis", "mcp"],
+)
+def test_what_the_configuration_names_is_loaded_and_nothing_else(
+    tmp_path: Path, env: dict[str, str], expected: list[str]
+) -> None:
+    assert _loaded(tmp_path, env, start=False) == expected
