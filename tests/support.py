@@ -27,13 +27,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from netra.agents.base import AgentDefinition
 from netra.app import create_app
 from netra.config import UnifiedConfigurationManager
 from netra.instance import Netra
 from netra.models.base import ModelRequest
 from netra.models.scripted import ScriptedModel, ScriptedTurn
 from netra.server import uvicorn_config
-from netra.tools.tool import tool
+from netra.tools.tool import SideEffects, tool
 
 T = TypeVar("T")
 RUN_EVENTS = {
@@ -463,3 +464,28 @@ def hold_runs(
         if holds(request)
         else ScriptedTurn.text("done at once")
     )
+
+
+def _mailer(request: ModelRequest) -> ScriptedTurn:
+    """Ask for an email to be sent (a call that needs approval); then report the result."""
+    if request.messages[-1].role == "tool":
+        return ScriptedTurn.text("sent")
+    return ScriptedTurn.call("send_email", {"to": "boss@example.com"}, call_id="call_mail")
+
+
+def add_mailer(server: LiveServer) -> LiveServer:
+    """Give ``server`` a ``mailer`` agent that asks, through the scripted model, for a
+    ``send_email`` call that needs the user's approval (then answers ``sent``)."""
+
+    @tool(description="Send an email.", side_effects=SideEffects.UNSAFE, requires_approval=True)
+    def send_email(to: str) -> str:
+        return f"sent to {to}"
+
+    server.netra.tools.register("send_email", send_email)
+    server.netra.agents.register(
+        AgentDefinition(name="mailer", description="Sends email.", model="scripted")
+    )
+    model = server.netra.models.get("scripted")
+    assert isinstance(model, ScriptedModel)
+    model.responder = _mailer
+    return server

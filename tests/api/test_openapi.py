@@ -17,12 +17,8 @@ from typing import Any
 import httpx
 import jsonschema
 
-from netra.agents.base import AgentDefinition
-from netra.models.base import ModelRequest
-from netra.models.scripted import ScriptedModel, ScriptedTurn
-from netra.tools.tool import SideEffects, tool
 from tests.conftest import ServerFactory
-from tests.support import LiveServer, User, grant_admin, make_user, open_socket
+from tests.support import LiveServer, User, add_mailer, grant_admin, make_user, open_socket
 
 Operation = tuple[str, str, dict[str, Any]]
 CONFIGURED = {("UserChange", "tier"): "tier"}
@@ -284,32 +280,6 @@ async def test_every_success_answer_has_a_typed_body(
     assert not untyped, "success bodies the schema leaves untyped:\n" + "\n".join(untyped)
 
 
-def _mailer(request: ModelRequest) -> ScriptedTurn:
-    """Ask for an email to be sent (a call that needs approval); then report the result."""
-    if request.messages[-1].role == "tool":
-        return ScriptedTurn.text("sent")
-    return ScriptedTurn.call("send_email", {"to": "boss@example.com"}, call_id="call_mail")
-
-
-def _serve_with_a_mailer(server_factory: ServerFactory) -> LiveServer:
-    """A server whose ``assistant`` runs the offline model and whose ``mailer`` agent asks,
-    through the scripted model, for a tool call that needs the user's approval."""
-    server = server_factory()
-
-    @tool(description="Send an email.", side_effects=SideEffects.UNSAFE, requires_approval=True)
-    def send_email(to: str) -> str:
-        return f"sent to {to}"
-
-    server.netra.tools.register("send_email", send_email)
-    server.netra.agents.register(
-        AgentDefinition(name="mailer", description="Sends email.", model="scripted")
-    )
-    model = server.netra.models.get("scripted")
-    assert isinstance(model, ScriptedModel)
-    model.responder = _mailer
-    return server
-
-
 class _Answers:
     """Real answers of a live server, each kept with the operation that gave it."""
 
@@ -340,7 +310,7 @@ async def test_the_servers_real_answers_match_their_documented_bodies(
     """Every operation with a JSON success body is called for real, with the answers a
     client sees after a run with tools, a paused run, a cancel and admin work, and each
     answer validates against the schema the operation documents for its status."""
-    server = _serve_with_a_mailer(server_factory)
+    server = add_mailer(server_factory())
     async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
         call = _Answers(http)
         person = {"email": f"doc-{uuid.uuid4().hex[:8]}@example.com", "password": "p" * 12}

@@ -14,13 +14,9 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from netra.agents.base import AgentDefinition
-from netra.models.base import ModelRequest
-from netra.models.scripted import ScriptedModel, ScriptedTurn
 from netra.realtime.frames import SERVER_FRAME, SERVER_FRAME_TYPES, ServerFrame
-from netra.tools.tool import SideEffects, tool
 from tests.conftest import ServerFactory
-from tests.support import LiveServer, make_user
+from tests.support import LiveServer, add_mailer, make_user
 
 PROTOCOL = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 BURST = 12
@@ -53,30 +49,6 @@ def test_every_documented_server_frame_is_a_model_with_the_documented_keys() -> 
         always = {name for name, f in fields.items() if f.is_required()}
         assert (always, set(fields) - always) == documented[kind], kind
         assert model.model_config.get("frozen"), kind
-
-
-def _mailer(request: ModelRequest) -> ScriptedTurn:
-    """Ask for an email to be sent (a call that needs approval); then report the result."""
-    if request.messages[-1].role == "tool":
-        return ScriptedTurn.text("sent")
-    return ScriptedTurn.call("send_email", {"to": "boss@example.com"}, call_id="call_mail")
-
-
-def _serve(server_factory: ServerFactory) -> LiveServer:
-    server = server_factory(websocket={"frames_per_s": 0.1, "frame_burst": BURST})
-
-    @tool(description="Send an email.", side_effects=SideEffects.UNSAFE, requires_approval=True)
-    def send_email(to: str) -> str:
-        return f"sent to {to}"
-
-    server.netra.tools.register("send_email", send_email)
-    server.netra.agents.register(
-        AgentDefinition(name="mailer", description="Sends email.", model="scripted")
-    )
-    model = server.netra.models.get("scripted")
-    assert isinstance(model, ScriptedModel)
-    model.responder = _mailer
-    return server
 
 
 class _RawSocket:
@@ -119,7 +91,7 @@ def _of_type(kind: str, **fields: object) -> Callable[[dict[str, Any]], bool]:
 async def test_every_frame_a_live_server_sends_is_its_model_byte_for_byte(
     server_factory: ServerFactory,
 ) -> None:
-    server = _serve(server_factory)
+    server = add_mailer(server_factory(websocket={"frames_per_s": 0.1, "frame_burst": BURST}))
     async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
         user = await make_user(http)
     socket = await _open(server, user.token, "?after_seq=0")

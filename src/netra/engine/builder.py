@@ -9,7 +9,6 @@ continues an earlier one then has its state advanced from the run's checkpoint
 from __future__ import annotations
 
 from netra.agents.base import AgentDefinition, AgentDeps, AgentState
-from netra.agents.registry import AgentRegistry
 from netra.config import UnifiedConfigurationManager
 from netra.context import UserExecutionContext
 from netra.db.manager import DatabaseManager
@@ -30,13 +29,11 @@ class AttemptBuilder:
         self,
         *,
         db: DatabaseManager,
-        agents: AgentRegistry,
         tools: ToolRegistry,
         models: ModelCatalog,
         config: UnifiedConfigurationManager,
     ) -> None:
         self._db = db
-        self._agents = agents
         self._tools = tools
         self._models = models
         self._config = config

@@ -71,7 +71,7 @@ class ExecutionEngine:
         self._kit = AttemptKit(
             db=db,
             bridge=bridge,
-            builder=AttemptBuilder(db=db, agents=agents, tools=tools, models=models, config=config),
+            builder=AttemptBuilder(db=db, tools=tools, models=models, config=config),
             checkpoint=Checkpoint(db),
             ends=AttemptEnds(
                 db=db, metrics=metrics, instance_id=instance_id, lease_until=self.lease_until
