@@ -59,6 +59,11 @@ class LiveServer:
     thread: threading.Thread
     watch: CanaryWatch | None = None
 
+    async def call(self, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        """``work()`` on the server's own event loop, where its objects live."""
+        loop = self.server.servers[0].get_loop()
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work(), loop))
+
 
 class CanaryWatch:
     """Unique secret values planted in every test server's configuration, and the places

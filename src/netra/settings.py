@@ -51,9 +51,10 @@ class DatabaseSettings(Section):
     url: str | None = None
     """SQLAlchemy async URL; empty means `sqlite+aiosqlite:///<data_dir>/netra.db`."""
     pool_size: int = Field(10, ge=1)
-    """PostgreSQL connection pool size."""
+    """PostgreSQL connections of each pool: the hot path's (asyncpg, opened as needed) and
+    the cold paths' (SQLAlchemy)."""
     max_overflow: int = Field(20, ge=0)
-    """PostgreSQL connections allowed beyond the pool size under load."""
+    """PostgreSQL connections the cold paths' pool may open beyond its size under load."""
     pool_timeout_s: float = Field(30.0, gt=0)
     """Seconds to wait for a pooled connection before failing."""
     sqlite_busy_timeout_ms: int = Field(5000, ge=0)
@@ -382,8 +383,6 @@ class WebSocketSettings(Section):
 class EventSettings(Section):
     batch_max: int = Field(256, ge=1)
     """Most events written in one database transaction."""
-    batch_window_ms: float = Field(2.0, ge=0)
-    """How long the writer waits to fill a batch after the first event arrives."""
     max_string_chars: int = Field(8_000, ge=100)
     """Longer strings in event payloads are truncated with a marker."""
     max_list_items: int = Field(200, ge=1)

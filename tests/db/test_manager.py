@@ -115,10 +115,8 @@ async def test_commit_on_success_and_rollback_on_any_error(db: DatabaseManager) 
     async with db.read() as conn:
         assert (await conn.scalar(select(func.count()).select_from(t.threads))) == 0
     ctx = UserExecutionContext(user_id=user_id)
-    async with db.write() as conn:
-        await ThreadRepository(conn, ctx).create(title="kept", agent="assistant")
-    async with db.read() as conn:
-        assert [th.title for th in await ThreadRepository(conn, ctx).list()] == ["kept"]
+    await db.transact(ThreadRepository(ctx).create(title="kept", agent="assistant"))
+    assert [th.title for th in await db.transact(ThreadRepository(ctx).list())] == ["kept"]
 
 
 async def test_twenty_tasks_of_fifty_inserts_store_exactly_a_thousand_rows(
@@ -129,8 +127,7 @@ async def test_twenty_tasks_of_fifty_inserts_store_exactly_a_thousand_rows(
 
     async def insert_fifty() -> None:
         for _ in range(50):
-            async with db.write() as conn:
-                await ThreadRepository(conn, ctx).create(title="t", agent="assistant")
+            await db.transact(ThreadRepository(ctx).create(title="t", agent="assistant"))
 
     await asyncio.gather(*(insert_fifty() for _ in range(20)))
     async with db.read() as conn:
@@ -140,13 +137,11 @@ async def test_twenty_tasks_of_fifty_inserts_store_exactly_a_thousand_rows(
 async def test_repositories_hide_other_users_rows(db: DatabaseManager) -> None:
     alice = UserExecutionContext(user_id=await _user(db, "alice@example.com"))
     bob = UserExecutionContext(user_id=await _user(db, "bob@example.com"))
-    async with db.write() as conn:
-        thread = await ThreadRepository(conn, alice).create(title="private", agent="assistant")
-    async with db.read() as conn:
-        assert await ThreadRepository(conn, bob).list() == []
-        with pytest.raises(NotFound):
-            await ThreadRepository(conn, bob).get(thread.id)
-        assert (await ThreadRepository(conn, alice).get(thread.id)).title == "private"
+    thread = await db.transact(ThreadRepository(alice).create(title="private", agent="assistant"))
+    assert await db.transact(ThreadRepository(bob).list()) == []
+    with pytest.raises(NotFound):
+        await db.transact(ThreadRepository(bob).get(thread.id))
+    assert (await db.transact(ThreadRepository(alice).get(thread.id))).title == "private"
 
 
 async def test_health_is_reported_and_turns_unhealthy_after_close(url: str) -> None:
@@ -196,8 +191,8 @@ async def test_upgrading_a_populated_database_keeps_its_rows(url: str) -> None:
     await db.upgrade("0001")
     user_id = await _user(db, "old@example.com")
     ctx = UserExecutionContext(user_id=user_id)
+    thread = await db.transact(ThreadRepository(ctx).create(title="old", agent="assistant"))
     async with db.write() as conn:
-        thread = await ThreadRepository(conn, ctx).create(title="old", agent="assistant")
         await conn.execute(
             text(
                 "INSERT INTO runs (id, user_id, thread_id, agent, model, status, attempt, "
@@ -210,7 +205,7 @@ async def test_upgrading_a_populated_database_keeps_its_rows(url: str) -> None:
     async with db.read() as conn:
         row = (await conn.execute(select(t.runs).where(t.runs.c.id == "run_old"))).one()
         assert (row.input_tokens, row.output_tokens, row.cost_usd) == (0, 0, 0)
-        assert [th.title for th in await ThreadRepository(conn, ctx).list()] == ["old"]
+    assert [th.title for th in await db.transact(ThreadRepository(ctx).list())] == ["old"]
     await db.close()
 
 

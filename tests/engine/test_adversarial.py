@@ -81,10 +81,9 @@ async def test_an_attacking_model_is_denied_bounded_and_audited(
         # The server's database objects live on its own event loop: read with our own.
         db = DatabaseManager(server.netra.settings.database_url, DatabaseSettings())
         try:
-            async with db.read() as conn:
-                ledger = await ToolCallRepository(
-                    conn, UserExecutionContext(user_id=attacker.id)
-                ).for_run(ack["run_id"])
+            ledger = await db.transact(
+                ToolCallRepository(UserExecutionContext(user_id=attacker.id)).for_run(ack["run_id"])
+            )
         finally:
             await db.close()
         audited = {record.tool_call_id: record for record in ledger}

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import redis.asyncio
 
-from netra.events.envelope import Event, EventType, PendingEvent
+from netra.events.envelope import Event, EventType, encode
 from netra.events.redis_bus import LinkState, RedisBus
 from netra.events.redis_wire import BusMessage, MalformedMessage, UserChannels
 from netra.settings import RedisSettings, Settings
@@ -23,16 +23,16 @@ BusFactory = Callable[..., Awaitable[RedisBus]]
 
 
 def event(user_id: str, seq: int, text: str = "hello") -> Event:
-    pending = PendingEvent(
-        user_id=user_id,
+    new = encode(
         type=EventType.MESSAGE_DELTA,
         event_id=f"ev_{seq}",
         thread_id="th_1",
         run_id="run_1",
         agent="assistant",
         data={"message_id": "msg_1", "delta": text},
+        at=datetime.now(UTC),
     )
-    return Event.seal(pending, seq, datetime.now(UTC))
+    return Event(user_id, seq, EventType.MESSAGE_DELTA, "run_1", new.body(seq))
 
 
 async def _is(value: Coroutine[Any, Any, int], expected: int) -> bool:

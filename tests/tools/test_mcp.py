@@ -93,10 +93,9 @@ async def _ledger(server: LiveServer, user: User, run_id: str) -> list[ToolCallR
     settings = server.netra.settings
     db = DatabaseManager(settings.database_url, settings.database)
     try:
-        async with db.read() as conn:
-            return await ToolCallRepository(conn, UserExecutionContext(user_id=user.id)).for_run(
-                run_id
-            )
+        return await db.transact(
+            ToolCallRepository(UserExecutionContext(user_id=user.id)).for_run(run_id)
+        )
     finally:
         await db.close()
 

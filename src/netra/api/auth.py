@@ -86,7 +86,6 @@ async def logout(ctx: CurrentUser, netra: AppState) -> Response:
 async def me(ctx: CurrentUser, netra: AppState) -> AccountView:
     """The caller, with roles, tier, usage and the limits in force."""
     user = await netra.accounts.user(ctx)
-    async with netra.db.read() as conn:
-        usage = await measure(RunRepository(conn, ctx))
+    usage = await netra.db.transact(measure(RunRepository(ctx)))
     limits = netra.config.limits_for(ctx.user_id, ctx.tier)
     return AccountView.model_validate({**user.public(), "usage": usage.as_dict(), "limits": limits})

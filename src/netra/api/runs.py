@@ -12,9 +12,11 @@ from pydantic import BaseModel, ConfigDict
 from netra.api.deps import AppState, CurrentUser, PathId
 from netra.api.errors import DocumentedRoute, error_responses
 from netra.api.views import EventPage, EventView, RunView, StreamPage, ToolDecisionView
+from netra.context import UserExecutionContext
 from netra.db.records import Decision
 from netra.db.repositories import EventRepository
 from netra.db.runs import RunRepository
+from netra.db.sql import Tx
 
 router = APIRouter(tags=["runs"], route_class=DocumentedRoute)
 AfterSeq = Annotated[int, Query(ge=0)]
@@ -23,8 +25,7 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
 
 @router.get("/runs/{run_id}")
 async def get_run(run_id: PathId, ctx: CurrentUser, netra: AppState) -> RunView:
-    async with netra.db.read() as conn:
-        run = await RunRepository(conn, ctx).get(run_id)
+    run = await netra.db.transact(RunRepository(ctx).get(run_id))
     return RunView.model_validate(run.public())
 
 
@@ -58,9 +59,7 @@ async def run_events(
     after_seq: AfterSeq = 0,
     limit: Limit = 1000,
 ) -> EventPage:
-    async with netra.db.read() as conn:
-        await RunRepository(conn, ctx).get(run_id)
-        rows = await EventRepository(conn, ctx).for_run(run_id, after_seq, limit=limit)
+    rows = await netra.db.transact(_run_events(ctx, run_id, after_seq, limit))
     return EventPage(items=[EventView.model_validate_json(body) for _, body in rows])
 
 
@@ -68,9 +67,21 @@ async def run_events(
 async def user_events(
     ctx: CurrentUser, netra: AppState, after_seq: AfterSeq = 0, limit: Limit = 500
 ) -> StreamPage:
-    async with netra.db.read() as conn:
-        events = EventRepository(conn, ctx)
-        rows = await events.after(after_seq, limit=limit)
-        last_seq = await events.last_seq()
+    rows, last_seq = await netra.db.transact(_stream(ctx, after_seq, limit))
     items = [EventView.model_validate_json(body) for _, body in rows]
     return StreamPage(items=items, last_seq=last_seq)
+
+
+def _run_events(
+    ctx: UserExecutionContext, run_id: str, after_seq: int, limit: int
+) -> Tx[list[tuple[int, str]]]:
+    yield from RunRepository(ctx).get(run_id)  # another user's run: not found
+    return (yield from EventRepository(ctx).for_run(run_id, after_seq, limit=limit))
+
+
+def _stream(
+    ctx: UserExecutionContext, after_seq: int, limit: int
+) -> Tx[tuple[list[tuple[int, str]], int]]:
+    events = EventRepository(ctx)
+    rows = yield from events.after(after_seq, limit=limit)
+    return rows, (yield from events.last_seq())

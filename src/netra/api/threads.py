@@ -10,7 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from netra.api.deps import AppState, CurrentUser, PathId
 from netra.api.errors import DocumentedRoute, error_responses
 from netra.api.views import AckView, MessagePage, ThreadPage, ThreadView
+from netra.context import UserExecutionContext
+from netra.db.records import MessageRecord
 from netra.db.repositories import MessageRepository, ThreadRepository
+from netra.db.sql import Tx
 from netra.runs.service import DEFAULT_AGENT
 from netra.text import Text
 
@@ -48,31 +51,28 @@ class NewRun(BaseModel):
 
 @router.get("/threads")
 async def list_threads(ctx: CurrentUser, netra: AppState) -> ThreadPage:
-    async with netra.db.read() as conn:
-        threads = await ThreadRepository(conn, ctx).list()
+    threads = await netra.db.transact(ThreadRepository(ctx).list())
     return ThreadPage.model_validate({"items": [thread.public() for thread in threads]})
 
 
 @router.post("/threads", status_code=201, responses=error_responses(403, 404))
 async def create_thread(body: NewThread, ctx: CurrentUser, netra: AppState) -> ThreadView:
     netra.agents.check_access(ctx, body.agent)
-    async with netra.db.write() as conn:
-        thread = await ThreadRepository(conn, ctx).create(title=body.title, agent=body.agent)
+    thread = await netra.db.transact(
+        ThreadRepository(ctx).create(title=body.title, agent=body.agent)
+    )
     return ThreadView.model_validate(thread.public())
 
 
 @router.get("/threads/{thread_id}")
 async def get_thread(thread_id: PathId, ctx: CurrentUser, netra: AppState) -> ThreadView:
-    async with netra.db.read() as conn:
-        thread = await ThreadRepository(conn, ctx).get(thread_id)
+    thread = await netra.db.transact(ThreadRepository(ctx).get(thread_id))
     return ThreadView.model_validate(thread.public())
 
 
 @router.get("/threads/{thread_id}/messages")
 async def list_messages(thread_id: PathId, ctx: CurrentUser, netra: AppState) -> MessagePage:
-    async with netra.db.read() as conn:
-        await ThreadRepository(conn, ctx).get(thread_id)
-        messages = await MessageRepository(conn, ctx).list(thread_id)
+    messages = await netra.db.transact(_messages(ctx, thread_id))
     return MessagePage.model_validate({"items": [message.public() for message in messages]})
 
 
@@ -86,3 +86,8 @@ async def create_run(thread_id: PathId, body: NewRun, ctx: CurrentUser, netra: A
         client_msg_id=body.client_msg_id,
     )
     return AckView.model_validate(ack.as_dict())
+
+
+def _messages(ctx: UserExecutionContext, thread_id: str) -> Tx[list[MessageRecord]]:
+    yield from ThreadRepository(ctx).get(thread_id)  # another user's thread: not found
+    return (yield from MessageRepository(ctx).list(thread_id))

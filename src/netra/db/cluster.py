@@ -1,5 +1,6 @@
 """The instances of the cluster: registration, heartbeats, the cluster view
-(``GET /admin/instances``). How they share the runs table is ``netra.db.queue``."""
+(``GET /admin/instances``). How they share the runs table is ``netra.db.queue``. Methods
+are transaction functions (``netra.db.sql``)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,32 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from netra.db.records import utcnow
+from netra.db.sql import Statement, Tx, execute, rows
 
-from netra.db import tables as t
-from netra.db.records import aware, utcnow
+INSTANCE_REGISTER = Statement(
+    "register: an instance starts (again, with a fixed id)",
+    "INSERT INTO instances (id, role, host, pid, version, started_at, heartbeat_at,"
+    " stopped_at, runs_executing, sockets) VALUES (:id, :role, :host, :pid, :version,"
+    " :started_at, :started_at, NULL, 0, 0) ON CONFLICT (id) DO UPDATE SET"
+    " role = excluded.role, host = excluded.host, pid = excluded.pid,"
+    " version = excluded.version, started_at = excluded.started_at,"
+    " heartbeat_at = excluded.heartbeat_at, stopped_at = NULL, runs_executing = 0,"
+    " sockets = 0",
+)
+INSTANCE_BEAT = Statement(
+    "beat: an instance's heartbeat, with what it holds",
+    "UPDATE instances SET heartbeat_at = :heartbeat_at, runs_executing = :runs_executing,"
+    " sockets = :sockets WHERE id = :id",
+)
+INSTANCE_STOPPED = Statement(
+    "stopped: an instance signs off",
+    "UPDATE instances SET stopped_at = :stopped_at, runs_executing = 0, sockets = 0 WHERE id = :id",
+)
+INSTANCES_SINCE = Statement(
+    "list: instances that beat since a time, newest first",
+    "SELECT * FROM instances WHERE heartbeat_at >= :since ORDER BY started_at DESC",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,61 +69,42 @@ class InstanceRecord:
 class InstanceRepository:
     """The instances table: registration, heartbeats, the cluster view."""
 
-    def __init__(self, conn: AsyncConnection) -> None:
-        self._conn = conn
-
-    async def register(self, *, id: str, role: str, host: str, pid: int, version: str) -> None:
-        now = utcnow()
-        values = {
-            "role": role,
-            "host": host,
-            "pid": pid,
-            "version": version,
-            "started_at": now,
-            "heartbeat_at": now,
-            "stopped_at": None,
-            "runs_executing": 0,
-            "sockets": 0,
-        }
-        updated = await self._conn.execute(
-            update(t.instances).where(t.instances.c.id == id).values(**values)
-        )
-        if updated.rowcount == 0:
-            await self._conn.execute(insert(t.instances).values(id=id, **values))
-
-    async def beat(self, id: str, *, runs_executing: int, sockets: int) -> None:
-        await self._conn.execute(
-            update(t.instances)
-            .where(t.instances.c.id == id)
-            .values(heartbeat_at=utcnow(), runs_executing=runs_executing, sockets=sockets)
+    @staticmethod
+    def register(*, id: str, role: str, host: str, pid: int, version: str) -> Tx[None]:
+        yield from execute(
+            INSTANCE_REGISTER(
+                id=id, role=role, host=host, pid=pid, version=version, started_at=utcnow()
+            )
         )
 
-    async def stopped(self, id: str) -> None:
-        await self._conn.execute(
-            update(t.instances)
-            .where(t.instances.c.id == id)
-            .values(stopped_at=utcnow(), runs_executing=0, sockets=0)
+    @staticmethod
+    def beat(id: str, *, runs_executing: int, sockets: int) -> Tx[None]:
+        yield from execute(
+            INSTANCE_BEAT(
+                id=id, heartbeat_at=utcnow(), runs_executing=runs_executing, sockets=sockets
+            )
         )
 
-    async def list(self, *, since: datetime) -> list[InstanceRecord]:
+    @staticmethod
+    def stopped(id: str) -> Tx[None]:
+        yield from execute(INSTANCE_STOPPED(id=id, stopped_at=utcnow()))
+
+    @staticmethod
+    def list(*, since: datetime) -> Tx[list[InstanceRecord]]:
         """Instances that beat since ``since``, newest first."""
-        rows = await self._conn.execute(
-            select(t.instances)
-            .where(t.instances.c.heartbeat_at >= since)
-            .order_by(t.instances.c.started_at.desc())
-        )
+        found = yield from rows(INSTANCES_SINCE(since=since))
         return [
             InstanceRecord(
-                id=row.id,
-                role=row.role,
-                host=row.host,
-                pid=row.pid,
-                version=row.version,
-                started_at=aware(row.started_at) or utcnow(),
-                heartbeat_at=aware(row.heartbeat_at) or utcnow(),
-                stopped_at=aware(row.stopped_at),
-                runs_executing=row.runs_executing,
-                sockets=row.sockets,
+                id=row["id"],
+                role=row["role"],
+                host=row["host"],
+                pid=row["pid"],
+                version=row["version"],
+                started_at=row["started_at"],
+                heartbeat_at=row["heartbeat_at"],
+                stopped_at=row["stopped_at"],
+                runs_executing=row["runs_executing"],
+                sockets=row["sockets"],
             )
-            for row in rows
+            for row in found
         ]

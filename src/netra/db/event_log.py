@@ -1,76 +1,156 @@
-"""The event log's writes: per-user seq ranges and the rows, inside the writer's transaction.
+"""The event log's writes: one transaction function stores a whole batch of the event log
+writer (``netra.events.writer``) — the events of many users and runs, the writes that belong
+with them, their per-user seqs.
 
-A batch of the writer (``netra.events.writer``) holds the events of many users, so these
-statements take no ``UserExecutionContext``; they are the only writes of the ``events``
-table and of the ``users.event_seq`` counter. One user's reads of the log are
+A batch is a list of ``Entry``: an event (or none: a write, or a *barrier* a caller waits on),
+the attempt of the run that made it (fencing), and the write that must commit with it
+(``write``: a run's final state with its ``agent_completed``, a tool call's ledger entries
+with its events, a turn of the checkpoint). In order, each entry
+
+1. is refused when its attempt is no longer the run's (the runs' rows are locked first, in
+   id order, so a takeover waits for the batch or the batch sees the takeover);
+2. makes its write in a savepoint: refused when the write says so (``False``), failed alone
+   when it raises (a bug, or ``LostClaim``), the rest of the batch going on either way;
+3. gets the next seq of its user.
+
+Seqs are reserved with one statement for all the batch's users (``users.event_seq``, whose
+row locks, held until commit, keep each user's seqs gapless and ordered across instances),
+and the events are inserted with one more. These are the only writes of the ``events`` table
+and of the ``users.event_seq`` counter; one user's reads of the log are
 ``netra.db.repositories.EventRepository``.
+
+An event's envelope is encoded once, before it reaches the batch, in two parts around its seq
+(``head`` + seq + ``tail``): the log stores, and every socket receives, the same bytes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from netra.db.queue import RunQueue
+from netra.db.sql import Many, Statement, Tx, TxFactory, execute, rows, savepoint
 
-from netra.db import tables as t
+SEQ_LOCK = Statement(
+    "reserve: lock the users' counters in id order (SQLite has one writer)",
+    "SELECT id FROM users WHERE id = ANY(:ids) ORDER BY id FOR UPDATE",
+    sqlite=None,
+)
+SEQ_RESERVE = Statement(
+    "reserve: add each user's count of new events to its counter, returning the last seq",
+    postgres="UPDATE users SET event_seq = users.event_seq + c.n"
+    " FROM unnest(:ids::text[], :counts::bigint[]) AS c(id, n)"
+    " WHERE users.id = c.id RETURNING users.id AS id, users.event_seq AS event_seq",
+    sqlite="UPDATE users SET event_seq = users.event_seq + c.n"
+    " FROM (SELECT i.value AS id, n.value AS n FROM json_each(:ids) AS i"
+    " JOIN json_each(:counts) AS n ON n.key = i.key) AS c"
+    " WHERE users.id = c.id RETURNING users.id AS id, users.event_seq AS event_seq",
+)
+EVENT_INSERT = Statement(
+    "append: one event of the log",
+    "INSERT INTO events (user_id, seq, event_id, type, thread_id, run_id, body, created_at)"
+    " VALUES (:user_id, :seq, :event_id, :type, :thread_id, :run_id, :body, :created_at)",
+)
 
 
 @dataclass(frozen=True, slots=True)
-class EventRow:
-    """One event as the log stores it; ``body`` is the envelope exactly as sockets get it."""
+class NewEvent:
+    """An event waiting for its seq; its envelope is ``head`` + seq + ``tail``."""
 
-    user_id: str
-    seq: int
     event_id: str
     type: str
     thread_id: str | None
-    run_id: str | None
-    body: str
+    head: str
+    tail: str
+    created_at: datetime
+
+    def body(self, seq: int) -> str:
+        return f"{self.head}{seq}{self.tail}"
 
 
-class EventLog:
-    """The event log's writes within one transaction (``conn``)."""
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One item of a batch: an event, a write, or both; or a barrier (neither)."""
 
-    def __init__(self, conn: AsyncConnection) -> None:
-        self._conn = conn
+    user_id: str
+    event: NewEvent | None = None
+    run_id: str | None = None
+    attempt: int | None = None
+    """The attempt of ``run_id`` that made the entry: stored only while it is the run's
+    current one (fencing). None: not fenced."""
+    write: TxFactory[bool] | None = None
+    """Commits with the entry; False refuses it (and the event with it)."""
 
-    async def reserve(self, counts: Mapping[str, int]) -> dict[str, int]:
-        """The first of ``count`` new seqs for each user: one ``UPDATE users SET event_seq =
-        event_seq + count … RETURNING`` per user, whose row lock, held until the transaction
-        commits, keeps each user's seqs gapless and in order across instances."""
-        first: dict[str, int] = {}
-        for user_id, count in counts.items():
-            last = await self._conn.scalar(
-                update(t.users)
-                .where(t.users.c.id == user_id)
-                .values(event_seq=t.users.c.event_seq + count)
-                .returning(t.users.c.event_seq)
-            )
-            if last is None:
-                raise LookupError(f"events for unknown user {user_id}")
-            first[user_id] = int(last) - count + 1
-        return first
 
-    async def append(self, rows: Sequence[EventRow], *, at: datetime) -> None:
-        """Store the rows, stamped ``at``, in one statement (nothing for none)."""
-        if not rows:
-            return
-        await self._conn.execute(
-            insert(t.events),
-            [
-                {
-                    "user_id": row.user_id,
-                    "seq": row.seq,
-                    "event_id": row.event_id,
-                    "type": row.type,
-                    "thread_id": row.thread_id,
-                    "run_id": row.run_id,
-                    "body": row.body,
-                    "created_at": at,
-                }
-                for row in rows
-            ],
+Outcome = int | None | Exception
+"""For each entry: its event's seq (0 for an entry without an event), None when it was
+refused (fenced, or its write said no), or what its write raised."""
+
+
+def store(
+    entries: Sequence[Entry], *, before_commit: Callable[[list[Entry]], None] | None = None
+) -> Tx[list[Outcome]]:
+    """Store a batch (see the module's docstring); ``before_commit`` sees the entries stored,
+    inside the transaction (the crash points)."""
+    fenced = {e.run_id for e in entries if e.attempt is not None and e.run_id is not None}
+    current = yield from RunQueue.current_attempts(fenced)
+    outcomes: list[Outcome] = []
+    for entry in entries:
+        if entry.attempt is not None and current.get(entry.run_id or "") != entry.attempt:
+            outcomes.append(None)
+            continue
+        if entry.write is not None:
+            try:
+                made = yield from savepoint(entry.write())
+            except Exception as exc:
+                outcomes.append(exc)
+                continue
+            if not made:
+                outcomes.append(None)
+                continue
+        outcomes.append(0)
+    counts = Counter(
+        e.user_id for e, o in zip(entries, outcomes, strict=True) if o == 0 and e.event
+    )
+    last = yield from _reserve(counts)
+    next_seq = {user_id: last[user_id] - counts[user_id] + 1 for user_id in last}
+    inserts = []
+    for index, entry in enumerate(entries):
+        event = entry.event
+        if event is None or outcomes[index] != 0:
+            continue
+        seq = next_seq.get(entry.user_id)
+        if seq is None:  # the user is gone (deleted meanwhile): nobody to tell
+            outcomes[index] = None
+            continue
+        next_seq[entry.user_id] = seq + 1
+        outcomes[index] = seq
+        inserts.append(
+            {
+                "user_id": entry.user_id,
+                "seq": seq,
+                "event_id": event.event_id,
+                "type": event.type,
+                "thread_id": event.thread_id,
+                "run_id": entry.run_id,
+                "body": event.body(seq),
+                "created_at": event.created_at,
+            }
         )
+    if inserts:
+        yield from execute(Many(EVENT_INSERT, inserts))
+    if before_commit is not None:
+        before_commit([e for e, o in zip(entries, outcomes, strict=True) if isinstance(o, int)])
+    return outcomes
+
+
+def _reserve(counts: Counter[str]) -> Tx[dict[str, int]]:
+    """The last of each user's new seqs."""
+    if not counts:
+        return {}
+    ids = sorted(counts)
+    yield from execute(SEQ_LOCK(ids=ids))
+    found = yield from rows(SEQ_RESERVE(ids=ids, counts=[counts[i] for i in ids]))
+    return {row["id"]: int(row["event_seq"]) for row in found}

@@ -3,25 +3,79 @@ again when it ends; read back to continue a run (after an approval or a restart)
 
 Every write is fenced by the attempt making it. A write carried by its event
 (``fenced=False``: the event log writer's transaction, which fenced the event under the run's
-row lock already) skips its own fence."""
+row lock already) skips its own fence. Methods are transaction functions (``netra.db.sql``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Row, insert, select, update
-
-from netra.db import tables as t
 from netra.db.queue import RunQueue
 from netra.db.records import Decision, ToolCallRecord, utcnow
 from netra.db.repositories import Scoped
+from netra.db.sql import Row, Statement, Tx, execute, first, rowcount, rows
 from netra.errors import NotFound
+
+CALL_BEGIN = Statement(
+    "begin: a call entered before it runs (or while it waits for approval)",
+    "INSERT INTO tool_calls (run_id, tool_call_id, user_id, tool, arguments, side_effects,"
+    " status, attempt, step, started_at) VALUES (:run_id, :tool_call_id, :user_id, :tool,"
+    " :arguments, :side_effects, :status, :attempt, :step, :started_at)",
+)
+CALLS_OF_RUN = Statement(
+    "for_run: a run's calls in the order the model asked, by step",
+    "SELECT * FROM tool_calls WHERE run_id = :run_id AND user_id = :user_id"
+    " ORDER BY step, started_at, tool_call_id",
+)
+CALL_GET = Statement(
+    "get: one call of the user's",
+    "SELECT * FROM tool_calls"
+    " WHERE run_id = :run_id AND tool_call_id = :tool_call_id AND user_id = :user_id",
+)
+CALL_DECIDE = Statement(
+    "decide: the user's answer to a call awaiting approval; the first one stands",
+    "UPDATE tool_calls SET decision = :decision, decided_at = :decided_at"
+    " WHERE run_id = :run_id AND tool_call_id = :tool_call_id AND user_id = :user_id"
+    " AND status = 'awaiting_approval' AND decision IS NULL",
+)
+CALLS_UNDECIDED = Statement(
+    "undecided: a run's calls still waiting for the user's answer",
+    "SELECT * FROM tool_calls WHERE run_id = :run_id AND user_id = :user_id"
+    " AND status = 'awaiting_approval' AND decision IS NULL",
+)
+CALL_REOPEN = Statement(
+    "reopen: an approved call starts executing, in a later attempt",
+    "UPDATE tool_calls SET status = 'running', attempt = :attempt, started_at = :started_at"
+    " WHERE run_id = :run_id AND tool_call_id = :tool_call_id AND user_id = :user_id",
+)
+CALL_END = Statement(
+    "end: a call's outcome",
+    "UPDATE tool_calls SET status = :status, result = :result, error = :error,"
+    " duration_ms = :duration_ms, finished_at = :finished_at"
+    " WHERE run_id = :run_id AND tool_call_id = :tool_call_id AND user_id = :user_id",
+)
+
+
+def tool_call_record(row: Row) -> ToolCallRecord:
+    return ToolCallRecord(
+        run_id=row["run_id"],
+        tool_call_id=row["tool_call_id"],
+        tool=row["tool"],
+        arguments=row["arguments"],
+        side_effects=row["side_effects"],
+        status=row["status"],
+        result=row["result"],
+        error=row["error"],
+        step=row["step"],
+        decision=Decision(row["decision"]) if row["decision"] else None,
+        attempt=row["attempt"],
+        duration_ms=row["duration_ms"],
+    )
 
 
 class ToolCallRepository(Scoped):
     """The tool-call ledger, keyed ``(run_id, tool_call_id)``."""
 
-    async def begin(
+    def begin(
         self,
         *,
         run_id: str,
@@ -33,11 +87,11 @@ class ToolCallRepository(Scoped):
         step: int = 0,
         status: str = "running",
         fenced: bool = True,
-    ) -> None:
+    ) -> Tx[None]:
         if fenced:
-            await self._fence(run_id, attempt)
-        await self._conn.execute(
-            insert(t.tool_calls).values(
+            yield from RunQueue.fence(self._ctx, run_id, attempt)
+        yield from execute(
+            CALL_BEGIN(
                 run_id=run_id,
                 tool_call_id=tool_call_id,
                 user_id=self.user_id,
@@ -51,74 +105,55 @@ class ToolCallRepository(Scoped):
             )
         )
 
-    async def for_run(self, run_id: str) -> list[ToolCallRecord]:
+    def for_run(self, run_id: str) -> Tx[list[ToolCallRecord]]:
         """The run's ledger in the order the model asked: by step, then as asked."""
-        rows = await self._conn.execute(
-            select(t.tool_calls)
-            .where(t.tool_calls.c.run_id == run_id, t.tool_calls.c.user_id == self.user_id)
-            .order_by(t.tool_calls.c.step, t.tool_calls.c.started_at, t.tool_calls.c.tool_call_id)
-        )
-        return [_tool_call(row) for row in rows]
+        found = yield from rows(CALLS_OF_RUN(run_id=run_id, user_id=self.user_id))
+        return [tool_call_record(row) for row in found]
 
-    async def get(self, run_id: str, tool_call_id: str) -> ToolCallRecord:
-        row = (
-            await self._conn.execute(
-                select(t.tool_calls).where(
-                    t.tool_calls.c.run_id == run_id,
-                    t.tool_calls.c.tool_call_id == tool_call_id,
-                    t.tool_calls.c.user_id == self.user_id,
-                )
-            )
-        ).first()
+    def get(self, run_id: str, tool_call_id: str) -> Tx[ToolCallRecord]:
+        row = yield from first(
+            CALL_GET(run_id=run_id, tool_call_id=tool_call_id, user_id=self.user_id)
+        )
         if row is None:
             raise NotFound("tool call not found")
-        return _tool_call(row)
+        return tool_call_record(row)
 
-    async def decide(self, run_id: str, tool_call_id: str, decision: Decision) -> bool:
+    def decide(self, run_id: str, tool_call_id: str, decision: Decision) -> Tx[bool]:
         """Record the user's answer to a call awaiting approval. False when it was answered
         already (the first answer stands: approving twice executes once)."""
-        result = await self._conn.execute(
-            update(t.tool_calls)
-            .where(
-                t.tool_calls.c.run_id == run_id,
-                t.tool_calls.c.tool_call_id == tool_call_id,
-                t.tool_calls.c.user_id == self.user_id,
-                t.tool_calls.c.status == "awaiting_approval",
-                t.tool_calls.c.decision.is_(None),
+        changed = yield from rowcount(
+            CALL_DECIDE(
+                run_id=run_id,
+                tool_call_id=tool_call_id,
+                user_id=self.user_id,
+                decision=decision.value,
+                decided_at=utcnow(),
             )
-            .values(decision=decision.value, decided_at=utcnow())
         )
-        return result.rowcount == 1
+        return changed == 1
 
-    async def undecided(self, run_id: str) -> list[ToolCallRecord]:
+    def undecided(self, run_id: str) -> Tx[list[ToolCallRecord]]:
         """Calls of the run still waiting for the user's answer."""
-        rows = await self._conn.execute(
-            select(t.tool_calls).where(
-                t.tool_calls.c.run_id == run_id,
-                t.tool_calls.c.user_id == self.user_id,
-                t.tool_calls.c.status == "awaiting_approval",
-                t.tool_calls.c.decision.is_(None),
-            )
-        )
-        return [_tool_call(row) for row in rows]
+        found = yield from rows(CALLS_UNDECIDED(run_id=run_id, user_id=self.user_id))
+        return [tool_call_record(row) for row in found]
 
-    async def reopen(
+    def reopen(
         self, run_id: str, tool_call_id: str, *, attempt: int, fenced: bool = True
-    ) -> None:
+    ) -> Tx[None]:
         """An approved call starts executing (in a later attempt of its run)."""
         if fenced:
-            await self._fence(run_id, attempt)
-        await self._conn.execute(
-            update(t.tool_calls)
-            .where(
-                t.tool_calls.c.run_id == run_id,
-                t.tool_calls.c.tool_call_id == tool_call_id,
-                t.tool_calls.c.user_id == self.user_id,
+            yield from RunQueue.fence(self._ctx, run_id, attempt)
+        yield from execute(
+            CALL_REOPEN(
+                run_id=run_id,
+                tool_call_id=tool_call_id,
+                user_id=self.user_id,
+                attempt=attempt,
+                started_at=utcnow(),
             )
-            .values(status="running", attempt=attempt, started_at=utcnow())
         )
 
-    async def end(
+    def end(
         self,
         *,
         run_id: str,
@@ -129,17 +164,14 @@ class ToolCallRepository(Scoped):
         error: dict[str, Any] | None,
         duration_ms: int,
         fenced: bool = True,
-    ) -> None:
+    ) -> Tx[None]:
         if fenced:
-            await self._fence(run_id, attempt)
-        await self._conn.execute(
-            update(t.tool_calls)
-            .where(
-                t.tool_calls.c.run_id == run_id,
-                t.tool_calls.c.tool_call_id == tool_call_id,
-                t.tool_calls.c.user_id == self.user_id,
-            )
-            .values(
+            yield from RunQueue.fence(self._ctx, run_id, attempt)
+        yield from execute(
+            CALL_END(
+                run_id=run_id,
+                tool_call_id=tool_call_id,
+                user_id=self.user_id,
                 status=status,
                 result=result,
                 error=error,
@@ -147,24 +179,3 @@ class ToolCallRepository(Scoped):
                 finished_at=utcnow(),
             )
         )
-
-    async def _fence(self, run_id: str, attempt: int) -> None:
-        await RunQueue(self._conn).fence(self._ctx, run_id, attempt)
-
-
-def _tool_call(row: Row[Any]) -> ToolCallRecord:
-    m = row._mapping
-    return ToolCallRecord(
-        run_id=m["run_id"],
-        tool_call_id=m["tool_call_id"],
-        tool=m["tool"],
-        arguments=m["arguments"],
-        side_effects=m["side_effects"],
-        status=m["status"],
-        result=m["result"],
-        error=m["error"],
-        step=m["step"],
-        decision=Decision(m["decision"]) if m["decision"] else None,
-        attempt=m["attempt"],
-        duration_ms=m["duration_ms"],
-    )

@@ -1,8 +1,15 @@
 """DatabaseManager: async engines, transactions, health and migrations.
 
+Two ways in. The hot path — admission, claims, the event log, the tool-call ledger, the
+runs' checkpoints and ends — runs *transaction functions* (``netra.db.sql``) through
+``transact``: whole transactions, one hop each, on SQLite's own thread (``netra.db.sqlite``,
+group-committed) or on asyncpg directly (``netra.db.postgres``). The cold paths (accounts,
+sessions, migrations) use SQLAlchemy's async engine through ``read``/``write``.
+
 SQLite (the embedded default) runs in WAL mode with foreign keys on and a busy timeout; one
-writer at a time inside the process (``write()`` takes a lock and ``BEGIN IMMEDIATE``), any
-number of readers. PostgreSQL runs on asyncpg with a real connection pool sized from settings.
+writer at a time inside the process (``write()`` and the SQLite thread's groups share one
+lock, and both ``BEGIN IMMEDIATE``), any number of readers. PostgreSQL runs on asyncpg with
+real connection pools sized from settings.
 
 Migrations are Alembic's (``netra.db.migration``), loaded only when the schema is behind:
 a database already at the newest revision costs one read at start.
@@ -12,11 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, column, event, inspect, select, table, text
 from sqlalchemy.engine import URL, make_url
@@ -25,7 +32,10 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.expression import ColumnClause
 
+from netra.db.postgres import PostgresExecutor
 from netra.db.revisions import VERSION_TABLE, head_revision
+from netra.db.sql import Listener, Tx
+from netra.db.sqlite import SqliteExecutor
 from netra.errors import ConfigurationError, StorageUnavailable
 from netra.settings import DatabaseSettings
 
@@ -35,6 +45,7 @@ _STORAGE_FAILURES = (OperationalError, InterfaceError, PoolTimeout, OSError)
 """What the database (not the statement) failed with: full disk, I/O error, read-only file,
 lock timeout, lost or refused connection, exhausted pool."""
 RETRY_MAX_S = 2.0
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,9 +90,18 @@ class DatabaseManager:
             )
         self.engine: AsyncEngine = create_async_engine(parsed, **kwargs)
         self._write_lock: asyncio.Lock | None = None
+        self._executor: SqliteExecutor | PostgresExecutor
         if self.backend == "sqlite":
             self._write_lock = asyncio.Lock()
             self._configure_sqlite(settings.sqlite_busy_timeout_ms)
+            self._executor = SqliteExecutor(
+                parsed.database or "",
+                busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+                write_lock=self._write_lock,
+            )
+        else:
+            dsn = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+            self._executor = PostgresExecutor(dsn, settings)
         log.info("database %s", self.masked_url)
 
     @property
@@ -135,13 +155,38 @@ class DatabaseManager:
                     yield conn
         except _STORAGE_FAILURES as exc:
             cause = _cause(exc)
-            if self.storage_failure is None:
-                log.error("database writes failing: %s", cause)
-            self.storage_failure = cause
+            self._failed(cause)
             raise StorageUnavailable(cause) from exc
         if self.storage_failure is not None:
-            log.warning("database writes succeed again")
-            self.storage_failure = None
+            self._recovered()
+
+    async def transact(self, tx: Tx[T]) -> T:
+        """Run a transaction function (``netra.db.sql``): committed when it returns, rolled
+        back when it raises. The database failing raises ``StorageUnavailable``, remembered
+        like a failed ``write()``."""
+        try:
+            value: T = await self._executor.run(tx)
+        except StorageUnavailable as exc:
+            self._failed(exc.cause)
+            raise
+        if self.storage_failure is not None:
+            self._recovered()
+        return value
+
+    def listen(self, listener: Listener) -> Callable[[], None]:
+        """Tell ``listener`` the name of every statement the hot path runs, from now until the
+        returned function is called (tests count what a run costs)."""
+        self._executor.listeners.append(listener)
+        return lambda: self._executor.listeners.remove(listener)
+
+    def _failed(self, cause: str) -> None:
+        if self.storage_failure is None:
+            log.error("database writes failing: %s", cause)
+        self.storage_failure = cause
+
+    def _recovered(self) -> None:
+        log.warning("database writes succeed again")
+        self.storage_failure = None
 
     @staticmethod
     def retry_delay(attempt: int) -> float:
@@ -206,6 +251,7 @@ class DatabaseManager:
 
     async def close(self) -> None:
         self._closed_reason = "database manager closed"
+        await self._executor.close()
         await self.engine.dispose()
 
 

@@ -31,6 +31,9 @@ every other way back to the queue sets another reason or bumps). Fencing: every 
 executing attempt — events (``current_attempts``, under the rows' locks), tool-call ledger
 entries (``fence``), the final state and the pause (their own ``WHERE attempt = … AND owner
 = …``) — lands only while that attempt is the run's.
+
+Every method is a transaction function (``netra.db.sql``), its statements named below: run
+one with ``DatabaseManager.transact``, or inside a bigger transaction with ``yield from``.
 """
 
 from __future__ import annotations
@@ -40,17 +43,128 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, case, func, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from netra.context import UserExecutionContext
-from netra.db import tables as t
 from netra.db.records import RunRecord, RunStatus, utcnow
-from netra.db.runs import ACTIVE, RunRepository, run_record
+from netra.db.runs import ACTIVE, run_record
+from netra.db.sql import Row, Statement, Tx, execute, first, rowcount, rows, scalar
 from netra.errors import LostClaim, RunError
 from netra.ids import new_id
 
-_HELD = [RunStatus.QUEUED.value, RunStatus.RUNNING.value]
+HELD = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
+"""Statuses a holder keeps a lease on."""
+
+RUN_INSERT = Statement(
+    "create: a queued run",
+    "INSERT INTO runs (id, user_id, thread_id, parent_run_id, agent, model, status, attempt,"
+    " message_id, created_at, owner, lease_expires_at) VALUES (:id, :user_id, :thread_id,"
+    " :parent_run_id, :agent, :model, 'queued', 0, :message_id, :created_at, :owner,"
+    " :lease_expires_at)",
+)
+RUN_START = Statement(
+    "start: the holder claims its queued run, under a new attempt number",
+    "UPDATE runs SET status = 'running', lease_expires_at = :lease_expires_at,"
+    " attempt = attempt + CASE WHEN resume_reason = 'takeover' THEN 0 ELSE 1 END"
+    " WHERE id = :id AND user_id = :user_id AND status = 'queued' AND owner = :owner"
+    " RETURNING *",
+)
+RUN_MARK_STARTED = Statement(
+    "mark_started: the run's stream began",
+    "UPDATE runs SET started_at = :started_at"
+    " WHERE id = :id AND user_id = :user_id AND started_at IS NULL",
+)
+RUN_FINISH = Statement(
+    "finish: the final state, by the attempt that holds the run",
+    "UPDATE runs SET status = :status, outcome = :status, error = :error, usage = :usage,"
+    " input_tokens = :input_tokens, output_tokens = :output_tokens, cost_usd = :cost_usd,"
+    " finished_at = :finished_at, lease_expires_at = NULL"
+    " WHERE id = :id AND user_id = :user_id AND attempt = :attempt AND owner = :owner"
+    " AND status = ANY(:active)",
+)
+RUN_SUSPEND = Statement(
+    "suspend: a running run waits for its user's approval",
+    "UPDATE runs SET status = 'requires_approval', usage = :usage, lease_expires_at = NULL"
+    " WHERE id = :id AND user_id = :user_id AND attempt = :attempt AND owner = :owner"
+    " AND status = 'running'",
+)
+RUN_REQUEUE = Statement(
+    "requeue: a run that waited for approval goes back to the queue",
+    "UPDATE runs SET status = 'queued', owner = :owner, lease_expires_at = :lease_expires_at,"
+    " resume_reason = 'approval'"
+    " WHERE id = :id AND user_id = :user_id AND status = 'requires_approval' RETURNING *",
+)
+RUN_REQUEST_CANCEL = Statement(
+    "request_cancel: a cancel noted for whichever instance holds the run",
+    "UPDATE runs SET cancel_requested = :cancel_requested"
+    " WHERE id = :id AND user_id = :user_id AND status = ANY(:active)"
+    " AND cancel_requested IS NULL",
+)
+RUN_ADOPT_UNHELD = Statement(
+    "adopt_unheld: a run nobody executes is held here, queued",
+    "UPDATE runs SET status = 'queued', owner = :owner, lease_expires_at = :lease_expires_at,"
+    " attempt = attempt + CASE WHEN status = 'running' THEN 1 ELSE 0 END"
+    " WHERE id = :id AND user_id = :user_id AND (status = 'requires_approval'"
+    " OR (status = ANY(:held) AND (owner IS NULL OR lease_expires_at < :now)))"
+    " RETURNING *",
+)
+RUN_FENCE = Statement(
+    "fence: the run's current attempt, its row locked until commit",
+    "SELECT attempt FROM runs WHERE id = :id AND user_id = :user_id FOR UPDATE",
+)
+RUN_CURRENT_ATTEMPTS = Statement(
+    "current_attempts: each run's attempt, rows locked in id order until commit",
+    "SELECT id, attempt FROM runs WHERE id = ANY(:ids) ORDER BY id FOR UPDATE",
+)
+RUN_LOCK_HELD = Statement(
+    "renew: lock the holder's runs in id order first (the event writer's order)",
+    "SELECT id FROM runs WHERE owner = :owner AND status = ANY(:held) ORDER BY id FOR UPDATE",
+    sqlite=None,
+)
+RUN_RENEW = Statement(
+    "renew: extend the lease of every run the holder keeps",
+    "UPDATE runs SET lease_expires_at = :lease_expires_at"
+    " WHERE owner = :owner AND status = ANY(:held)"
+    " RETURNING id, user_id, owner, attempt, status, cancel_requested",
+)
+RUN_LEASES = Statement(
+    "of: the holder and attempt of each run",
+    "SELECT id, user_id, owner, attempt, status, cancel_requested FROM runs WHERE id = ANY(:ids)",
+)
+RUN_ORPHANS = Statement(
+    "orphans: runs whose holder's lease expired, or that nobody holds, oldest first",
+    "SELECT id, user_id, status, parent_run_id FROM runs WHERE status = ANY(:held)"
+    " AND (lease_expires_at < :now OR owner IS NULL) ORDER BY created_at LIMIT :limit",
+)
+RUN_EXPIRED = Statement(
+    "orphans: runs whose holder's lease expired, oldest first",
+    "SELECT id, user_id, status, parent_run_id FROM runs WHERE status = ANY(:held)"
+    " AND lease_expires_at < :now ORDER BY created_at LIMIT :limit",
+)
+RUN_TAKE = Statement(
+    "take: an orphan held here, queued; a running one resumes as a takeover",
+    "UPDATE runs SET status = 'queued', owner = :owner, lease_expires_at = :lease_expires_at,"
+    " attempt = attempt + CASE WHEN status = 'running' THEN 1 ELSE 0 END,"
+    " recoveries = recoveries + CASE WHEN status = 'running' THEN 1 ELSE 0 END,"
+    " resume_reason = CASE WHEN status = 'running' THEN 'takeover' ELSE resume_reason END"
+    " WHERE id = :id AND status = ANY(:held) AND (lease_expires_at < :now OR owner IS NULL)",
+)
+RUN_EXPIRE_ALL = Statement(
+    "expire: every held run's lease ends now",
+    "UPDATE runs SET lease_expires_at = :now WHERE status = ANY(:held)",
+)
+RUN_EXPIRE_OWNED = Statement(
+    "expire: the leases of the runs one holder keeps end now",
+    "UPDATE runs SET lease_expires_at = :now WHERE status = ANY(:held) AND owner = :owner",
+)
+RUN_RELEASE = Statement(
+    "release: every top-level run the holder keeps goes back to the cluster, unheld",
+    "UPDATE runs SET status = 'queued', owner = NULL, lease_expires_at = NULL,"
+    " resume_reason = CASE WHEN status = 'running' THEN 'handback' ELSE resume_reason END"
+    " WHERE owner = :owner AND status = ANY(:held) AND parent_run_id IS NULL",
+)
+RUN_DEPTH = Statement(
+    "depth: runs waiting to execute, every user's",
+    "SELECT count(*) AS queued FROM runs WHERE status = 'queued'",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,36 +189,23 @@ class Orphan:
     parent_run_id: str | None
 
 
-def _lease(row: Row[Any, Any, Any, Any, Any, Any]) -> Lease:
+def _lease(row: Row) -> Lease:
     return Lease(
-        run_id=row.id,
-        user_id=row.user_id,
-        owner=row.owner,
-        attempt=row.attempt,
-        status=RunStatus(row.status),
-        cancel_requested=row.cancel_requested,
+        run_id=row["id"],
+        user_id=row["user_id"],
+        owner=row["owner"],
+        attempt=row["attempt"],
+        status=RunStatus(row["status"]),
+        cancel_requested=row["cancel_requested"],
     )
 
 
-_LEASE_COLUMNS = (
-    t.runs.c.id,
-    t.runs.c.user_id,
-    t.runs.c.owner,
-    t.runs.c.attempt,
-    t.runs.c.status,
-    t.runs.c.cancel_requested,
-)
-
-
 class RunQueue:
-    """Every transition of the runs table, in one transaction's connection."""
-
-    def __init__(self, conn: AsyncConnection) -> None:
-        self._conn = conn
+    """Every transition of the runs table, as transaction functions."""
 
     # ---- one user's run --------------------------------------------------------------------
-    async def create(
-        self,
+    @staticmethod
+    def create(
         ctx: UserExecutionContext,
         *,
         thread_id: str,
@@ -113,10 +214,11 @@ class RunQueue:
         parent_run_id: str | None = None,
         owner: str | None = None,
         lease_until: datetime | None = None,
-    ) -> RunRecord:
+        at: datetime | None = None,
+    ) -> Tx[RunRecord]:
         """A queued run; ``owner`` is the instance that will execute it (none: the first
         executing instance that adopts it)."""
-        now = utcnow()
+        now = at or utcnow()
         record = RunRecord(
             id=new_id("run"),
             user_id=ctx.user_id,
@@ -135,16 +237,14 @@ class RunQueue:
             finished_at=None,
             owner=owner,
         )
-        await self._conn.execute(
-            insert(t.runs).values(
+        yield from execute(
+            RUN_INSERT(
                 id=record.id,
                 user_id=record.user_id,
                 thread_id=thread_id,
                 parent_run_id=parent_run_id,
                 agent=agent,
                 model=model,
-                status=record.status.value,
-                attempt=0,
                 message_id=record.message_id,
                 created_at=now,
                 owner=owner,
@@ -153,48 +253,27 @@ class RunQueue:
         )
         return record
 
-    async def start(
-        self, ctx: UserExecutionContext, run_id: str, *, owner: str, lease_until: datetime
-    ) -> RunRecord | None:
+    @staticmethod
+    def start(
+        ctx: UserExecutionContext, run_id: str, *, owner: str, lease_until: datetime
+    ) -> Tx[RunRecord | None]:
         """Claim a queued run held by ``owner``: running under a new attempt number (the one
         ``take`` already gave a run taken over), leased until ``lease_until``. None when it
         is no longer queued or another instance holds it."""
-        row = (
-            await self._conn.execute(
-                update(t.runs)
-                .where(
-                    t.runs.c.id == run_id,
-                    t.runs.c.user_id == ctx.user_id,
-                    t.runs.c.status == RunStatus.QUEUED.value,
-                    t.runs.c.owner == owner,
-                )
-                .values(
-                    status=RunStatus.RUNNING.value,
-                    attempt=t.runs.c.attempt
-                    + case((t.runs.c.resume_reason == "takeover", 0), else_=1),
-                    lease_expires_at=lease_until,
-                )
-                .returning(*t.runs.c)
-            )
-        ).first()
+        row = yield from first(
+            RUN_START(id=run_id, user_id=ctx.user_id, owner=owner, lease_expires_at=lease_until)
+        )
         return run_record(row) if row else None
 
-    async def mark_started(self, ctx: UserExecutionContext, run_id: str) -> None:
+    @staticmethod
+    def mark_started(ctx: UserExecutionContext, run_id: str) -> Tx[None]:
         """The run's stream began: ``started_at`` is set in the transaction that stores its
         ``agent_started`` (the writer's, fenced there), so a later attempt knows from the
         row whether it must emit one."""
-        await self._conn.execute(
-            update(t.runs)
-            .where(
-                t.runs.c.id == run_id,
-                t.runs.c.user_id == ctx.user_id,
-                t.runs.c.started_at.is_(None),
-            )
-            .values(started_at=utcnow())
-        )
+        yield from execute(RUN_MARK_STARTED(id=run_id, user_id=ctx.user_id, started_at=utcnow()))
 
-    async def finish(
-        self,
+    @staticmethod
+    def finish(
         ctx: UserExecutionContext,
         run_id: str,
         *,
@@ -203,258 +282,168 @@ class RunQueue:
         owner: str,
         error: RunError | None = None,
         usage: dict[str, Any] | None = None,
-    ) -> bool:
+    ) -> Tx[bool]:
         """Record a final state; refused (False) when the run is final already, or ``owner``
         no longer holds ``attempt`` of it (fencing)."""
-        result = await self._conn.execute(
-            update(t.runs)
-            .where(
-                t.runs.c.id == run_id,
-                t.runs.c.user_id == ctx.user_id,
-                t.runs.c.attempt == attempt,
-                t.runs.c.owner == owner,
-                t.runs.c.status.in_(ACTIVE),
-            )
-            .values(
+        spent = usage or {}
+        changed = yield from rowcount(
+            RUN_FINISH(
+                id=run_id,
+                user_id=ctx.user_id,
+                attempt=attempt,
+                owner=owner,
+                active=ACTIVE,
                 status=status.value,
-                outcome=status.value,
                 error=error.as_dict() if error else None,
                 usage=usage,
-                input_tokens=int((usage or {}).get("input_tokens", 0)),
-                output_tokens=int((usage or {}).get("output_tokens", 0)),
-                cost_usd=float((usage or {}).get("cost_usd", 0.0)),
+                input_tokens=int(spent.get("input_tokens", 0)),
+                output_tokens=int(spent.get("output_tokens", 0)),
+                cost_usd=float(spent.get("cost_usd", 0.0)),
                 finished_at=utcnow(),
-                lease_expires_at=None,
             )
         )
-        return result.rowcount == 1
+        return changed == 1
 
-    async def suspend(
-        self,
+    @staticmethod
+    def suspend(
         ctx: UserExecutionContext,
         run_id: str,
         *,
         attempt: int,
         owner: str,
         usage: dict[str, Any],
-    ) -> bool:
+    ) -> Tx[bool]:
         """A running run stops to wait for the user's approval, keeping its usage so far.
         Refused (False) when ``owner`` no longer holds ``attempt`` of it."""
-        result = await self._conn.execute(
-            update(t.runs)
-            .where(
-                t.runs.c.id == run_id,
-                t.runs.c.user_id == ctx.user_id,
-                t.runs.c.attempt == attempt,
-                t.runs.c.owner == owner,
-                t.runs.c.status == RunStatus.RUNNING.value,
-            )
-            .values(status=RunStatus.REQUIRES_APPROVAL.value, usage=usage, lease_expires_at=None)
+        changed = yield from rowcount(
+            RUN_SUSPEND(id=run_id, user_id=ctx.user_id, attempt=attempt, owner=owner, usage=usage)
         )
-        return result.rowcount == 1
+        return changed == 1
 
-    async def requeue(
-        self,
+    @staticmethod
+    def requeue(
         ctx: UserExecutionContext,
         run_id: str,
         *,
         owner: str | None,
         lease_until: datetime | None,
-    ) -> RunRecord | None:
+    ) -> Tx[RunRecord | None]:
         """A run waiting for approval goes back to the queue, held by ``owner``; None when
         it is not waiting (already requeued by a racing answer, cancelled, or never
         suspended)."""
-        result = await self._conn.execute(
-            update(t.runs)
-            .where(
-                t.runs.c.id == run_id,
-                t.runs.c.user_id == ctx.user_id,
-                t.runs.c.status == RunStatus.REQUIRES_APPROVAL.value,
-            )
-            .values(
-                status=RunStatus.QUEUED.value,
-                owner=owner,
-                lease_expires_at=lease_until,
-                resume_reason="approval",
-            )
+        row = yield from first(
+            RUN_REQUEUE(id=run_id, user_id=ctx.user_id, owner=owner, lease_expires_at=lease_until)
         )
-        return await RunRepository(self._conn, ctx).get(run_id) if result.rowcount == 1 else None
+        return run_record(row) if row else None
 
-    async def request_cancel(self, ctx: UserExecutionContext, run_id: str, why: RunError) -> bool:
+    @staticmethod
+    def request_cancel(ctx: UserExecutionContext, run_id: str, why: RunError) -> Tx[bool]:
         """Note a cancel for whichever instance holds the run; False when it is final."""
-        result = await self._conn.execute(
-            update(t.runs)
-            .where(
-                t.runs.c.id == run_id,
-                t.runs.c.user_id == ctx.user_id,
-                t.runs.c.status.in_(ACTIVE),
-                t.runs.c.cancel_requested.is_(None),
+        changed = yield from rowcount(
+            RUN_REQUEST_CANCEL(
+                id=run_id, user_id=ctx.user_id, active=ACTIVE, cancel_requested=why.as_dict()
             )
-            .values(cancel_requested=why.as_dict())
         )
-        return result.rowcount == 1
+        return changed == 1
 
-    async def adopt_unheld(
-        self, ctx: UserExecutionContext, run_id: str, *, owner: str, lease_until: datetime
-    ) -> RunRecord | None:
+    @staticmethod
+    def adopt_unheld(
+        ctx: UserExecutionContext, run_id: str, *, owner: str, lease_until: datetime
+    ) -> Tx[RunRecord | None]:
         """Hold a run nobody executes — waiting for approval, queued without a holder, or
         whose holder's lease expired — as queued by ``owner``; None when another instance
-        holds it or it is final."""
-        now = utcnow()
-        result = await self._conn.execute(
-            update(t.runs)
-            .where(
-                t.runs.c.id == run_id,
-                t.runs.c.user_id == ctx.user_id,
-                or_(
-                    t.runs.c.status == RunStatus.REQUIRES_APPROVAL.value,
-                    and_(
-                        t.runs.c.status.in_([RunStatus.QUEUED.value, RunStatus.RUNNING.value]),
-                        or_(t.runs.c.owner.is_(None), t.runs.c.lease_expires_at < now),
-                    ),
-                ),
-            )
-            .values(
-                status=RunStatus.QUEUED.value,
+        holds it or it is final. A run that was running gets a new attempt number, which
+        fences out an executor that may still be alive past its lease."""
+        row = yield from first(
+            RUN_ADOPT_UNHELD(
+                id=run_id,
+                user_id=ctx.user_id,
                 owner=owner,
                 lease_expires_at=lease_until,
-                # fences out an executor that may still be alive past its lease
-                attempt=t.runs.c.attempt
-                + case((t.runs.c.status == RunStatus.RUNNING.value, 1), else_=0),
+                held=HELD,
+                now=utcnow(),
             )
         )
-        return await RunRepository(self._conn, ctx).get(run_id) if result.rowcount == 1 else None
+        return run_record(row) if row else None
 
-    async def fence(self, ctx: UserExecutionContext, run_id: str, attempt: int) -> None:
+    @staticmethod
+    def fence(ctx: UserExecutionContext, run_id: str, attempt: int) -> Tx[None]:
         """Refuse (``LostClaim``) a write by an attempt that is no longer the run's, its row
         locked until the write commits, so a takeover cannot slip in between."""
-        current = await self._conn.scalar(
-            select(t.runs.c.attempt)
-            .where(t.runs.c.id == run_id, t.runs.c.user_id == ctx.user_id)
-            .with_for_update()
-        )
+        current = yield from scalar(RUN_FENCE(id=run_id, user_id=ctx.user_id))
         if current != attempt:
             raise LostClaim(f"attempt {attempt} of run {run_id} was replaced")
 
     # ---- the cluster's runs ----------------------------------------------------------------
-    async def current_attempts(self, run_ids: Collection[str]) -> dict[str, int]:
+    @staticmethod
+    def current_attempts(run_ids: Collection[str]) -> Tx[dict[str, int]]:
         """The current attempt of each run, its row locked until the transaction commits,
         in id order — the order ``renew`` locks them in, so the two never deadlock (SQLite
         has one writer anyway)."""
         if not run_ids:
             return {}
-        rows = await self._conn.execute(
-            select(t.runs.c.id, t.runs.c.attempt)
-            .where(t.runs.c.id.in_(sorted(run_ids)))
-            .order_by(t.runs.c.id)
-            .with_for_update()
-        )
-        return {row.id: row.attempt for row in rows}
+        found = yield from rows(RUN_CURRENT_ATTEMPTS(ids=sorted(run_ids)))
+        return {row["id"]: row["attempt"] for row in found}
 
-    async def renew(self, owner: str, until: datetime) -> list[Lease]:
+    @staticmethod
+    def renew(owner: str, until: datetime) -> Tx[list[Lease]]:
         """Extend the lease of every run ``owner`` holds (queued or running). The rows are
         locked in id order first — the order the event writer locks them in — so the two
         never deadlock."""
-        held = and_(t.runs.c.owner == owner, t.runs.c.status.in_(_HELD))
-        await self._conn.execute(
-            select(t.runs.c.id).where(held).order_by(t.runs.c.id).with_for_update()
-        )
-        rows = await self._conn.execute(
-            update(t.runs)
-            .where(t.runs.c.owner == owner, t.runs.c.status.in_(_HELD))
-            .values(lease_expires_at=until)
-            .returning(*_LEASE_COLUMNS)
-        )
-        return [_lease(row) for row in rows]
+        yield from execute(RUN_LOCK_HELD(owner=owner, held=HELD))
+        found = yield from rows(RUN_RENEW(owner=owner, held=HELD, lease_expires_at=until))
+        return [_lease(row) for row in found]
 
-    async def of(self, run_ids: Collection[str]) -> list[Lease]:
+    @staticmethod
+    def of(run_ids: Collection[str]) -> Tx[list[Lease]]:
         """The current holder and attempt of each run."""
         if not run_ids:
             return []
-        rows = await self._conn.execute(
-            select(*_LEASE_COLUMNS).where(t.runs.c.id.in_(list(run_ids)))
-        )
-        return [_lease(row) for row in rows]
+        found = yield from rows(RUN_LEASES(ids=list(run_ids)))
+        return [_lease(row) for row in found]
 
-    async def orphans(self, *, limit: int, include_unheld: bool) -> list[Orphan]:
+    @staticmethod
+    def orphans(*, limit: int, include_unheld: bool) -> Tx[list[Orphan]]:
         """Runs whose holder's lease expired, oldest first; with ``include_unheld`` also
         queued runs nobody holds (left for workers, or handed back)."""
-        now = utcnow()
-        expired = t.runs.c.lease_expires_at < now
-        rows = await self._conn.execute(
-            select(t.runs.c.id, t.runs.c.user_id, t.runs.c.status, t.runs.c.parent_run_id)
-            .where(
-                t.runs.c.status.in_(_HELD),
-                or_(expired, t.runs.c.owner.is_(None)) if include_unheld else expired,
-            )
-            .order_by(t.runs.c.created_at)
-            .limit(limit)
-        )
+        statement = RUN_ORPHANS if include_unheld else RUN_EXPIRED
+        found = yield from rows(statement(held=HELD, now=utcnow(), limit=limit))
         return [
-            Orphan(row.id, row.user_id, RunStatus(row.status), row.parent_run_id) for row in rows
+            Orphan(row["id"], row["user_id"], RunStatus(row["status"]), row["parent_run_id"])
+            for row in found
         ]
 
-    async def take(self, run_id: str, owner: str, until: datetime) -> bool:
+    @staticmethod
+    def take(run_id: str, owner: str, until: datetime) -> Tx[bool]:
         """Hold an orphan as queued by ``owner``. A run that was running counts one more
-        recovery and will resume as a takeover. False when another instance was faster."""
-        now = utcnow()
-        running = t.runs.c.status == RunStatus.RUNNING.value
-        result = await self._conn.execute(
-            update(t.runs)
-            .where(
-                t.runs.c.id == run_id,
-                t.runs.c.status.in_(_HELD),
-                or_(t.runs.c.lease_expires_at < now, t.runs.c.owner.is_(None)),
-            )
-            .values(
-                status=RunStatus.QUEUED.value,
-                owner=owner,
-                lease_expires_at=until,
-                # A new attempt number at once: the old executor may still be alive (paused),
-                # and nothing it writes from now on may land (fencing).
-                attempt=t.runs.c.attempt + case((running, 1), else_=0),
-                recoveries=t.runs.c.recoveries + case((running, 1), else_=0),
-                resume_reason=case((running, "takeover"), else_=t.runs.c.resume_reason),
-            )
+        recovery and will resume as a takeover, under a new attempt number at once: the old
+        executor may still be alive (paused), and nothing it writes from now on may land
+        (fencing). False when another instance was faster."""
+        changed = yield from rowcount(
+            RUN_TAKE(id=run_id, owner=owner, lease_expires_at=until, held=HELD, now=utcnow())
         )
-        return result.rowcount == 1
+        return changed == 1
 
-    async def expire(self, owner: str | None) -> int:
+    @staticmethod
+    def expire(owner: str | None) -> Tx[int]:
         """At start: the runs an earlier process with this instance's id held (``owner``),
         or every held run (None: SQLite, where no other instance can be executing any),
         become orphans at once instead of when their lease runs out."""
-        held = t.runs.c.status.in_(_HELD)
-        result = await self._conn.execute(
-            update(t.runs)
-            .where(held if owner is None else and_(held, t.runs.c.owner == owner))
-            .values(lease_expires_at=utcnow())
-        )
-        return result.rowcount
+        if owner is None:
+            step = RUN_EXPIRE_ALL(held=HELD, now=utcnow())
+        else:
+            step = RUN_EXPIRE_OWNED(held=HELD, now=utcnow(), owner=owner)
+        return (yield from rowcount(step))
 
-    async def release(self, owner: str) -> int:
+    @staticmethod
+    def release(owner: str) -> Tx[int]:
         """At shutdown: hand every run ``owner`` holds back to the cluster — running top-level
         runs resume elsewhere as a hand-back, queued ones are adopted as they are."""
-        running = t.runs.c.status == RunStatus.RUNNING.value
-        result = await self._conn.execute(
-            update(t.runs)
-            .where(
-                t.runs.c.owner == owner,
-                t.runs.c.status.in_(_HELD),
-                t.runs.c.parent_run_id.is_(None),
-            )
-            .values(
-                status=RunStatus.QUEUED.value,
-                owner=None,
-                lease_expires_at=None,
-                resume_reason=case((running, "handback"), else_=t.runs.c.resume_reason),
-            )
-        )
-        return result.rowcount
+        return (yield from rowcount(RUN_RELEASE(owner=owner, held=HELD)))
 
-    async def depth(self) -> int:
+    @staticmethod
+    def depth() -> Tx[int]:
         """Runs waiting to execute (``queued``), every user's: one count over an index that
         begins with ``status``, reading the queued entries only."""
-        value = await self._conn.scalar(
-            select(func.count()).where(t.runs.c.status == RunStatus.QUEUED.value)
-        )
+        value = yield from scalar(RUN_DEPTH())
         return int(value or 0)

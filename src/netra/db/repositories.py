@@ -1,64 +1,118 @@
-"""Repositories: the only code that queries tables.
+"""Repositories: the only code that queries user-owned tables.
 
-Every repository here takes a ``UserExecutionContext`` and filters every statement by its
-``user_id``; another user's row is indistinguishable from a missing one. Accounts and sessions,
-looked up before there is a context, are in ``netra.db.accounts``; runs (the queue) in
-``netra.db.runs``; the tool-call ledger in ``netra.db.ledger``; the event log's writes, whose
-batches span users, in ``netra.db.event_log``.
+Every repository here is bound to a ``UserExecutionContext`` and filters every statement by
+its ``user_id``; another user's row is indistinguishable from a missing one. Its methods are
+transaction functions (``netra.db.sql``): run one with ``DatabaseManager.transact``, or
+compose several into one transaction with ``yield from``. Accounts and sessions, looked up
+before there is a context, are in ``netra.db.accounts``; runs in ``netra.db.runs`` (reads)
+and ``netra.db.queue`` (every change); the tool-call ledger in ``netra.db.ledger``; the event
+log's writes, whose batches span users, in ``netra.db.event_log``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from netra.context import UserExecutionContext
-from netra.db import tables as t
-from netra.db.records import (
-    MessageRecord,
-    ThreadRecord,
-    aware,
-    utcnow,
-)
+from netra.db.records import MessageRecord, ThreadRecord, utcnow
+from netra.db.sql import Row, Statement, Tx, execute, first, rows, scalar
 from netra.errors import NotFound
 from netra.ids import new_id
 
+THREAD_INSERT = Statement(
+    "thread: a new one",
+    "INSERT INTO threads (id, user_id, title, agent, created_at, updated_at)"
+    " VALUES (:id, :user_id, :title, :agent, :created_at, :created_at)",
+)
+THREAD_GET = Statement(
+    "thread: one of the user's",
+    "SELECT * FROM threads WHERE id = :id AND user_id = :user_id",
+)
+THREAD_LIST = Statement(
+    "threads: the user's, latest activity first",
+    "SELECT * FROM threads WHERE user_id = :user_id ORDER BY updated_at DESC, id DESC LIMIT :limit",
+)
+THREAD_TOUCH = Statement(
+    "thread: its last activity is now",
+    "UPDATE threads SET updated_at = :updated_at WHERE id = :id AND user_id = :user_id",
+)
+MESSAGE_INSERT = Statement(
+    "message: a new one",
+    "INSERT INTO messages (id, user_id, thread_id, run_id, role, content, data, client_msg_id,"
+    " created_at) VALUES (:id, :user_id, :thread_id, :run_id, :role, :content, :data,"
+    " :client_msg_id, :created_at)",
+)
+MESSAGE_BY_CLIENT_ID = Statement(
+    "message: the user's with this client_msg_id (a retried send)",
+    "SELECT * FROM messages WHERE user_id = :user_id AND client_msg_id = :client_msg_id",
+)
+MESSAGE_LIST = Statement(
+    "messages: a thread's, oldest first",
+    "SELECT * FROM messages WHERE user_id = :user_id AND thread_id = :thread_id"
+    " ORDER BY created_at, id LIMIT :limit",
+)
+MESSAGE_SEARCH = Statement(
+    "messages: the user's containing a text (any case), newest first, with the thread title",
+    "SELECT m.*, t.title FROM messages m JOIN threads t ON t.id = m.thread_id"
+    " WHERE m.user_id = :user_id AND t.user_id = :user_id"
+    " AND lower(m.content) LIKE :pattern ESCAPE '\\'"
+    " ORDER BY m.created_at DESC, m.id DESC LIMIT :limit",
+)
+EVENTS_AFTER = Statement(
+    "events: the user's after a seq, in order",
+    "SELECT seq, body FROM events WHERE user_id = :user_id AND seq > :after_seq"
+    " ORDER BY seq LIMIT :limit",
+)
+EVENTS_OF_RUN = Statement(
+    "events: one run's after a seq, in order",
+    "SELECT seq, body FROM events WHERE user_id = :user_id AND run_id = :run_id"
+    " AND seq > :after_seq ORDER BY seq LIMIT :limit",
+)
+LAST_SEQ = Statement(
+    "events: the user's last seq",
+    "SELECT event_seq FROM users WHERE id = :user_id",
+)
+LAST_SEQS = Statement(
+    "events: the last seq of each of these users",
+    "SELECT id, event_seq FROM users WHERE id = ANY(:ids)",
+)
+FIRST_SEQ = Statement(
+    "events: the user's oldest stored seq",
+    "SELECT min(seq) AS seq FROM events WHERE user_id = :user_id",
+)
 
-def _thread(row: Row[Any]) -> ThreadRecord:
-    m = row._mapping
+
+def thread_record(row: Row) -> ThreadRecord:
     return ThreadRecord(
-        id=m["id"],
-        user_id=m["user_id"],
-        title=m["title"],
-        agent=m["agent"],
-        created_at=aware(m["created_at"]) or utcnow(),
-        updated_at=aware(m["updated_at"]) or utcnow(),
+        id=row["id"],
+        user_id=row["user_id"],
+        title=row["title"],
+        agent=row["agent"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
     )
 
 
-def _message(row: Row[Any]) -> MessageRecord:
-    m = row._mapping
+def message_record(row: Row) -> MessageRecord:
     return MessageRecord(
-        id=m["id"],
-        user_id=m["user_id"],
-        thread_id=m["thread_id"],
-        run_id=m["run_id"],
-        role=m["role"],
-        content=m["content"],
-        data=m["data"],
-        client_msg_id=m["client_msg_id"],
-        created_at=aware(m["created_at"]) or utcnow(),
+        id=row["id"],
+        user_id=row["user_id"],
+        thread_id=row["thread_id"],
+        run_id=row["run_id"],
+        role=row["role"],
+        content=row["content"],
+        data=row["data"],
+        client_msg_id=row["client_msg_id"],
+        created_at=row["created_at"],
     )
 
 
 class Scoped:
     """Base of the repositories of user-owned tables: bound to one caller's context."""
 
-    def __init__(self, conn: AsyncConnection, ctx: UserExecutionContext) -> None:
-        self._conn = conn
+    def __init__(self, ctx: UserExecutionContext) -> None:
         self._ctx = ctx
 
     @property
@@ -67,52 +121,34 @@ class Scoped:
 
 
 class ThreadRepository(Scoped):
-    async def create(self, *, title: str, agent: str) -> ThreadRecord:
-        now = utcnow()
+    def create(self, *, title: str, agent: str, at: datetime | None = None) -> Tx[ThreadRecord]:
+        now = at or utcnow()
         record = ThreadRecord(new_id("th"), self.user_id, title, agent, now, now)
-        await self._conn.execute(
-            insert(t.threads).values(
-                id=record.id,
-                user_id=record.user_id,
-                title=title,
-                agent=agent,
-                created_at=now,
-                updated_at=now,
+        yield from execute(
+            THREAD_INSERT(
+                id=record.id, user_id=self.user_id, title=title, agent=agent, created_at=now
             )
         )
         return record
 
-    async def get(self, thread_id: str) -> ThreadRecord:
-        row = (
-            await self._conn.execute(
-                select(t.threads).where(
-                    t.threads.c.id == thread_id, t.threads.c.user_id == self.user_id
-                )
-            )
-        ).first()
+    def get(self, thread_id: str) -> Tx[ThreadRecord]:
+        row = yield from first(THREAD_GET(id=thread_id, user_id=self.user_id))
         if row is None:
             raise NotFound("thread not found")
-        return _thread(row)
+        return thread_record(row)
 
-    async def list(self, *, limit: int = 100) -> list[ThreadRecord]:
-        rows = await self._conn.execute(
-            select(t.threads)
-            .where(t.threads.c.user_id == self.user_id)
-            .order_by(t.threads.c.updated_at.desc(), t.threads.c.id.desc())
-            .limit(limit)
-        )
-        return [_thread(row) for row in rows]
+    def list(self, *, limit: int = 100) -> Tx[list[ThreadRecord]]:
+        found = yield from rows(THREAD_LIST(user_id=self.user_id, limit=limit))
+        return [thread_record(row) for row in found]
 
-    async def touch(self, thread_id: str) -> None:
-        await self._conn.execute(
-            update(t.threads)
-            .where(t.threads.c.id == thread_id, t.threads.c.user_id == self.user_id)
-            .values(updated_at=utcnow())
+    def touch(self, thread_id: str, *, at: datetime | None = None) -> Tx[None]:
+        yield from execute(
+            THREAD_TOUCH(id=thread_id, user_id=self.user_id, updated_at=at or utcnow())
         )
 
 
 class MessageRepository(Scoped):
-    async def add(
+    def add(
         self,
         *,
         thread_id: str,
@@ -122,7 +158,8 @@ class MessageRepository(Scoped):
         data: dict[str, Any] | None = None,
         client_msg_id: str | None = None,
         message_id: str | None = None,
-    ) -> MessageRecord:
+        at: datetime | None = None,
+    ) -> Tx[MessageRecord]:
         record = MessageRecord(
             id=message_id or new_id("msg"),
             user_id=self.user_id,
@@ -132,10 +169,10 @@ class MessageRepository(Scoped):
             content=content,
             data=data,
             client_msg_id=client_msg_id,
-            created_at=utcnow(),
+            created_at=at or utcnow(),
         )
-        await self._conn.execute(
-            insert(t.messages).values(
+        yield from execute(
+            MESSAGE_INSERT(
                 id=record.id,
                 user_id=record.user_id,
                 thread_id=thread_id,
@@ -149,44 +186,27 @@ class MessageRepository(Scoped):
         )
         return record
 
-    async def by_client_msg_id(self, client_msg_id: str) -> MessageRecord | None:
-        row = (
-            await self._conn.execute(
-                select(t.messages).where(
-                    t.messages.c.user_id == self.user_id,
-                    t.messages.c.client_msg_id == client_msg_id,
-                )
-            )
-        ).first()
-        return _message(row) if row else None
-
-    async def list(self, thread_id: str, *, limit: int = 1000) -> list[MessageRecord]:
-        """The thread in turn order: each user message, then the answer of its run."""
-        rows = await self._conn.execute(
-            select(t.messages)
-            .where(t.messages.c.user_id == self.user_id, t.messages.c.thread_id == thread_id)
-            .order_by(t.messages.c.created_at, t.messages.c.id)
-            .limit(limit)
+    def by_client_msg_id(self, client_msg_id: str) -> Tx[MessageRecord | None]:
+        row = yield from first(
+            MESSAGE_BY_CLIENT_ID(user_id=self.user_id, client_msg_id=client_msg_id)
         )
-        return _in_turn_order([_message(row) for row in rows])
+        return message_record(row) if row else None
 
-    async def search(self, text: str, *, limit: int) -> Sequence[tuple[MessageRecord, str]]:
+    def list(self, thread_id: str, *, limit: int = 1000) -> Tx[list[MessageRecord]]:
+        """The thread in turn order: each user message, then the answer of its run."""
+        found = yield from rows(
+            MESSAGE_LIST(user_id=self.user_id, thread_id=thread_id, limit=limit)
+        )
+        return _in_turn_order([message_record(row) for row in found])
+
+    def search(self, text: str, *, limit: int) -> Tx[Sequence[tuple[MessageRecord, str]]]:
         """The caller's messages containing ``text`` (any case), newest first, with their
         thread's title."""
         literal = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        pattern = f"%{literal}%"
-        rows = await self._conn.execute(
-            select(t.messages, t.threads.c.title)
-            .join(t.threads, t.threads.c.id == t.messages.c.thread_id)
-            .where(
-                t.messages.c.user_id == self.user_id,
-                t.threads.c.user_id == self.user_id,
-                func.lower(t.messages.c.content).like(pattern, escape="\\"),
-            )
-            .order_by(t.messages.c.created_at.desc(), t.messages.c.id.desc())
-            .limit(limit)
+        found = yield from rows(
+            MESSAGE_SEARCH(user_id=self.user_id, pattern=f"%{literal}%", limit=limit)
         )
-        return [(_message(row), row.title) for row in rows]
+        return [(message_record(row), row["title"]) for row in found]
 
 
 def _in_turn_order(messages: list[MessageRecord]) -> list[MessageRecord]:
@@ -207,44 +227,28 @@ class EventRepository(Scoped):
     """Reads of the caller's event log (its writes: ``netra.db.event_log``)."""
 
     @staticmethod
-    async def last_seqs(conn: AsyncConnection, user_ids: Sequence[str]) -> dict[str, int]:
+    def last_seqs(user_ids: Sequence[str]) -> Tx[dict[str, int]]:
         """The last stored seq of each of these users (for the sockets' position checks,
         which cover every user with a socket on this instance)."""
-        rows = await conn.execute(
-            select(t.users.c.id, t.users.c.event_seq).where(t.users.c.id.in_(user_ids))
-        )
-        return {row.id: int(row.event_seq or 0) for row in rows}
+        found = yield from rows(LAST_SEQS(ids=list(user_ids)))
+        return {row["id"]: int(row["event_seq"] or 0) for row in found}
 
-    async def after(self, after_seq: int, *, limit: int) -> list[tuple[int, str]]:
-        rows = await self._conn.execute(
-            select(t.events.c.seq, t.events.c.body)
-            .where(t.events.c.user_id == self.user_id, t.events.c.seq > after_seq)
-            .order_by(t.events.c.seq)
-            .limit(limit)
+    def after(self, after_seq: int, *, limit: int) -> Tx[list[tuple[int, str]]]:
+        found = yield from rows(
+            EVENTS_AFTER(user_id=self.user_id, after_seq=after_seq, limit=limit)
         )
-        return [(row.seq, row.body) for row in rows]
+        return [(row["seq"], row["body"]) for row in found]
 
-    async def for_run(self, run_id: str, after_seq: int, *, limit: int) -> list[tuple[int, str]]:
-        rows = await self._conn.execute(
-            select(t.events.c.seq, t.events.c.body)
-            .where(
-                t.events.c.user_id == self.user_id,
-                t.events.c.run_id == run_id,
-                t.events.c.seq > after_seq,
-            )
-            .order_by(t.events.c.seq)
-            .limit(limit)
+    def for_run(self, run_id: str, after_seq: int, *, limit: int) -> Tx[list[tuple[int, str]]]:
+        found = yield from rows(
+            EVENTS_OF_RUN(user_id=self.user_id, run_id=run_id, after_seq=after_seq, limit=limit)
         )
-        return [(row.seq, row.body) for row in rows]
+        return [(row["seq"], row["body"]) for row in found]
 
-    async def last_seq(self) -> int:
-        value = await self._conn.scalar(
-            select(t.users.c.event_seq).where(t.users.c.id == self.user_id)
-        )
+    def last_seq(self) -> Tx[int]:
+        value = yield from scalar(LAST_SEQ(user_id=self.user_id))
         return int(value or 0)
 
-    async def first_seq(self) -> int | None:
-        value = await self._conn.scalar(
-            select(func.min(t.events.c.seq)).where(t.events.c.user_id == self.user_id)
-        )
+    def first_seq(self) -> Tx[int | None]:
+        value = yield from scalar(FIRST_SEQ(user_id=self.user_id))
         return int(value) if value is not None else None

@@ -1,119 +1,118 @@
-"""RunRepository: reads of a user's runs; every statement is filtered by the context's
-``user_id``. Every change of a run (status, holder, lease, attempt) is ``netra.db.queue``."""
+"""RunRepository: reads of a user's runs, as transaction functions; every statement is
+filtered by the context's ``user_id``. Every change of a run (status, holder, lease,
+attempt) is ``netra.db.queue``."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Row, func, select
-
-from netra.db import tables as t
-from netra.db.records import RunRecord, RunStatus, aware, utcnow
+from netra.db.records import RunRecord, RunStatus
 from netra.db.repositories import Scoped
+from netra.db.sql import Row, Statement, Tx, first, rows
 from netra.errors import NotFound
 
+ACTIVE = (RunStatus.QUEUED.value, RunStatus.RUNNING.value, RunStatus.REQUIRES_APPROVAL.value)
 
-def run_record(row: Row[Any]) -> RunRecord:
-    m = row._mapping
+RUN_GET = Statement(
+    "run: one of the user's",
+    "SELECT * FROM runs WHERE id = :id AND user_id = :user_id",
+)
+RUN_USAGE = Statement(
+    "usage: the user's runs and spend today, runs in the last minute, runs not yet final",
+    "SELECT"
+    " coalesce(sum(CASE WHEN created_at >= :day_start THEN 1 ELSE 0 END), 0) AS runs_today,"
+    " coalesce(sum(CASE WHEN created_at >= :day_start THEN input_tokens ELSE 0 END), 0)"
+    " AS input_tokens,"
+    " coalesce(sum(CASE WHEN created_at >= :day_start THEN output_tokens ELSE 0 END), 0)"
+    " AS output_tokens,"
+    " coalesce(sum(CASE WHEN created_at >= :day_start THEN cost_usd ELSE 0 END), 0)"
+    " AS cost_usd,"
+    " coalesce(sum(CASE WHEN created_at >= :minute_start THEN 1 ELSE 0 END), 0)"
+    " AS runs_last_minute,"
+    " min(CASE WHEN created_at >= :minute_start THEN created_at END) AS oldest_in_minute_at,"
+    " coalesce(sum(CASE WHEN status = ANY(:statuses) THEN 1 ELSE 0 END), 0) AS active"
+    " FROM runs WHERE user_id = :user_id"
+    " AND (created_at >= :since OR status = ANY(:statuses))",
+)
+RUN_SPEND_SINCE = Statement(
+    "runs: each one since a time that used a model, oldest first",
+    "SELECT created_at, model, input_tokens, output_tokens, cost_usd FROM runs"
+    " WHERE user_id = :user_id AND created_at >= :since"
+    " AND input_tokens + output_tokens > 0 ORDER BY created_at",
+)
+RUN_ACTIVE_IN_THREAD = Statement(
+    "runs: a thread's not yet final, oldest first",
+    "SELECT * FROM runs WHERE user_id = :user_id AND thread_id = :thread_id"
+    " AND status = ANY(:statuses) ORDER BY created_at",
+)
+
+
+def run_record(row: Row) -> RunRecord:
     return RunRecord(
-        id=m["id"],
-        user_id=m["user_id"],
-        thread_id=m["thread_id"],
-        parent_run_id=m["parent_run_id"],
-        agent=m["agent"],
-        model=m["model"],
-        status=RunStatus(m["status"]),
-        outcome=m["outcome"],
-        error=m["error"],
-        usage=m["usage"],
-        attempt=m["attempt"],
-        message_id=m["message_id"],
-        created_at=aware(m["created_at"]) or utcnow(),
-        started_at=aware(m["started_at"]),
-        finished_at=aware(m["finished_at"]),
-        owner=m["owner"],
-        cancel_requested=m["cancel_requested"],
-        recoveries=m["recoveries"],
-        resume_reason=m["resume_reason"],
+        id=row["id"],
+        user_id=row["user_id"],
+        thread_id=row["thread_id"],
+        parent_run_id=row["parent_run_id"],
+        agent=row["agent"],
+        model=row["model"],
+        status=RunStatus(row["status"]),
+        outcome=row["outcome"],
+        error=row["error"],
+        usage=row["usage"],
+        attempt=row["attempt"],
+        message_id=row["message_id"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        owner=row["owner"],
+        cancel_requested=row["cancel_requested"],
+        recoveries=row["recoveries"],
+        resume_reason=row["resume_reason"],
     )
 
 
-ACTIVE = [RunStatus.QUEUED.value, RunStatus.RUNNING.value, RunStatus.REQUIRES_APPROVAL.value]
-
-
 class RunRepository(Scoped):
-    async def get(self, run_id: str) -> RunRecord:
-        row = (
-            await self._conn.execute(
-                select(t.runs).where(t.runs.c.id == run_id, t.runs.c.user_id == self.user_id)
-            )
-        ).first()
+    def get(self, run_id: str) -> Tx[RunRecord]:
+        row = yield from first(RUN_GET(id=run_id, user_id=self.user_id))
         if row is None:
             raise NotFound("run not found")
         return run_record(row)
 
-    async def usage_since(self, since: datetime) -> tuple[int, int, int, float]:
-        """``(runs, input_tokens, output_tokens, cost_usd)`` of runs created since ``since``."""
-        row = (
-            await self._conn.execute(
-                select(
-                    func.count(),
-                    func.coalesce(func.sum(t.runs.c.input_tokens), 0),
-                    func.coalesce(func.sum(t.runs.c.output_tokens), 0),
-                    func.coalesce(func.sum(t.runs.c.cost_usd), 0.0),
-                ).where(t.runs.c.user_id == self.user_id, t.runs.c.created_at >= since)
+    def usage(self, *, day_start: datetime, minute_start: datetime) -> Tx[Row]:
+        """One read of what the quotas check: ``runs_today``, ``input_tokens``,
+        ``output_tokens``, ``cost_usd`` (of runs created since ``day_start``),
+        ``runs_last_minute`` and ``oldest_in_minute_at`` (since ``minute_start``), and
+        ``active`` (runs not yet final, whenever created)."""
+        row = yield from first(
+            RUN_USAGE(
+                user_id=self.user_id,
+                day_start=day_start,
+                minute_start=minute_start,
+                since=min(day_start, minute_start),
+                statuses=ACTIVE,
             )
-        ).one()
-        return int(row[0]), int(row[1]), int(row[2]), float(row[3])
+        )
+        assert row is not None
+        return row
 
-    async def spend_since(self, since: datetime) -> list[tuple[datetime, str, int, int, float]]:
+    def spend_since(self, since: datetime) -> Tx[list[tuple[datetime, str, int, int, float]]]:
         """``(created_at, model, input_tokens, output_tokens, cost_usd)`` of every run
         created since ``since`` that used the model, oldest first."""
-        rows = await self._conn.execute(
-            select(
-                t.runs.c.created_at,
-                t.runs.c.model,
-                t.runs.c.input_tokens,
-                t.runs.c.output_tokens,
-                t.runs.c.cost_usd,
+        found = yield from rows(RUN_SPEND_SINCE(user_id=self.user_id, since=since))
+        return [
+            (
+                r["created_at"],
+                str(r["model"]),
+                int(r["input_tokens"]),
+                int(r["output_tokens"]),
+                float(r["cost_usd"]),
             )
-            .where(
-                t.runs.c.user_id == self.user_id,
-                t.runs.c.created_at >= since,
-                (t.runs.c.input_tokens + t.runs.c.output_tokens) > 0,
-            )
-            .order_by(t.runs.c.created_at)
-        )
-        return [(aware(r[0]) or since, str(r[1]), int(r[2]), int(r[3]), float(r[4])) for r in rows]
+            for r in found
+        ]
 
-    async def started_since(self, since: datetime) -> list[datetime]:
-        """Creation times of runs created since ``since``, oldest first."""
-        rows = await self._conn.execute(
-            select(t.runs.c.created_at)
-            .where(t.runs.c.user_id == self.user_id, t.runs.c.created_at >= since)
-            .order_by(t.runs.c.created_at)
-        )
-        return [aware(row.created_at) or utcnow() for row in rows]
-
-    async def active_count(self) -> int:
-        value = await self._conn.scalar(
-            select(func.count()).where(
-                t.runs.c.user_id == self.user_id,
-                t.runs.c.status.in_(ACTIVE),
-            )
-        )
-        return int(value or 0)
-
-    async def active_in_thread(self, thread_id: str) -> list[RunRecord]:
+    def active_in_thread(self, thread_id: str) -> Tx[list[RunRecord]]:
         """Runs of the thread not yet final (queued, running or waiting for approval)."""
-        rows = await self._conn.execute(
-            select(t.runs)
-            .where(
-                t.runs.c.user_id == self.user_id,
-                t.runs.c.thread_id == thread_id,
-                t.runs.c.status.in_(ACTIVE),
-            )
-            .order_by(t.runs.c.created_at)
+        found = yield from rows(
+            RUN_ACTIVE_IN_THREAD(user_id=self.user_id, thread_id=thread_id, statuses=ACTIVE)
         )
-        return [run_record(row) for row in rows]
+        return [run_record(row) for row in found]

@@ -198,10 +198,11 @@ class Attempt:
         failures = 0
         while True:
             try:
-                async with kit.db.write() as conn:
-                    claimed = await RunQueue(conn).start(
+                claimed = await kit.db.transact(
+                    RunQueue.start(
                         self.ctx, self.run_id, owner=kit.instance_id, lease_until=kit.lease_until()
                     )
+                )
                 break
             except StorageUnavailable:
                 if not kit.accepting():

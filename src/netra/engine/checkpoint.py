@@ -22,6 +22,7 @@ from netra.context import UserExecutionContext
 from netra.db.ledger import ToolCallRepository
 from netra.db.manager import DatabaseManager
 from netra.db.records import RunRecord, ToolCallRecord, TurnRecord
+from netra.db.sql import Tx
 from netra.db.turns import TurnRepository
 from netra.models.base import Usage
 
@@ -47,13 +48,7 @@ class Checkpoint:
         self._db = db
 
     async def read(self, ctx: UserExecutionContext, run: RunRecord) -> Saved:
-        async with self._db.read() as conn:
-            turns = await TurnRepository(conn, ctx).for_run(run.id)
-            records = await ToolCallRepository(conn, ctx).for_run(run.id)
-        ledger: dict[int, list[ToolCallRecord]] = {}
-        for record in records:
-            ledger.setdefault(record.step, []).append(record)
-        return Saved(turns, ledger)
+        return await self._db.transact(_saved(ctx, run.id))
 
     async def restore(self, saved: Saved, deps: AgentDeps, state: AgentState) -> Pause | None:
         """Advance ``state`` past the stored turns; a Pause when calls of the last one still
@@ -72,11 +67,26 @@ class Checkpoint:
         return None
 
     async def record(self, ctx: UserExecutionContext, deps: AgentDeps, state: AgentState) -> None:
-        """Store the turn the step ended with, once everything it streamed is stored
-        (``LostClaim`` when the attempt is no longer the run's)."""
-        if state.turn is None or state.turn.step != state.step:
+        """Store the turn the step ended with, right after everything it streamed (in the
+        event log's order, fenced there: ``LostClaim`` when the attempt is no longer the
+        run's)."""
+        turn = state.turn
+        if turn is None or turn.step != state.step:
             return  # a step that made no tool calls leaves no turn
-        await deps.emitter.settle()
         assert ctx.run_id is not None
-        async with self._db.write() as conn:
-            await TurnRepository(conn, ctx).record(ctx.run_id, state.turn)
+        run_id = ctx.run_id
+
+        def write() -> Tx[bool]:
+            yield from TurnRepository(ctx).record(run_id, turn, fenced=False)
+            return True
+
+        await deps.emitter.settle(write)
+
+
+def _saved(ctx: UserExecutionContext, run_id: str) -> Tx[Saved]:
+    turns = yield from TurnRepository(ctx).for_run(run_id)
+    records = yield from ToolCallRepository(ctx).for_run(run_id)
+    ledger: dict[int, list[ToolCallRecord]] = {}
+    for record in records:
+        ledger.setdefault(record.step, []).append(record)
+    return Saved(turns, ledger)

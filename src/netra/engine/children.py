@@ -8,19 +8,21 @@ with its parent. Its answer goes back to the parent, not into the thread.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from netra.context import UserExecutionContext
 from netra.db.queue import RunQueue
-from netra.db.runs import RunRepository
+from netra.db.records import RunRecord
+from netra.db.sql import Tx
 from netra.engine.attempt import Attempt, AttemptKit
 from netra.tools.delegate import SubRun
 
-ChildAdmission = Callable[[UserExecutionContext, RunRepository, str], Awaitable[None]]
+ChildAdmission = Callable[[UserExecutionContext, str], Tx[None]]
 """Refuses a sub-agent's run (of this agent, for the user of this context) that the user's
 quotas do not allow, with ``QuotaExceeded`` or ``PermissionDenied``, inside the transaction
-that would store it. The quotas are the runs layer's (``netra.runs.quotas``): handed in, so
-the engine does not import the layer that drives it."""
+that would store it (a transaction function). The quotas are the runs layer's
+(``netra.runs.quotas``): handed in, so the engine does not import the layer that drives
+it."""
 
 
 class SubAgents:
@@ -42,21 +44,27 @@ class SubAgents:
             raise ValueError("a sub-agent runs for a parent run")
         kit = self._kit
         definition = kit.agents.check_access(ctx, agent)
-        async with kit.db.write() as conn:
-            await self._admit(ctx, RunRepository(conn, ctx), agent)
-            queue = RunQueue(conn)
-            queued = await queue.create(
+        thread_id, parent_run_id = ctx.thread_id, ctx.run_id
+        model = definition.model or kit.config.settings.models.default
+
+        def admit_and_start() -> Tx[RunRecord | None]:
+            yield from self._admit(ctx, agent)
+            queued = yield from RunQueue.create(
                 ctx,
-                thread_id=ctx.thread_id,
+                thread_id=thread_id,
                 agent=agent,
-                model=definition.model or kit.config.settings.models.default,
-                parent_run_id=ctx.run_id,
+                model=model,
+                parent_run_id=parent_run_id,
                 owner=kit.instance_id,
                 lease_until=kit.lease_until(),
             )
-            run = await queue.start(
-                ctx, queued.id, owner=kit.instance_id, lease_until=kit.lease_until()
+            return (
+                yield from RunQueue.start(
+                    ctx, queued.id, owner=kit.instance_id, lease_until=kit.lease_until()
+                )
             )
+
+        run = await kit.db.transact(admit_and_start())
         assert run is not None  # just created, queued, in this transaction
         child = Attempt(kit, ctx.child(run_id=run.id), run)
         ending, state = await child.execute_child(task, self._attempt_of(ctx.user_id, ctx.run_id))

@@ -9,15 +9,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from netra.agents.base import AgentState
 from netra.context import UserExecutionContext
 from netra.db.ledger import ToolCallRepository
 from netra.db.manager import DatabaseManager
 from netra.db.queue import RunQueue
-from netra.db.records import RunRecord, RunStatus, utcnow
+from netra.db.records import RunRecord, RunStatus, ToolCallRecord, utcnow
 from netra.db.repositories import MessageRepository, ThreadRepository
+from netra.db.sql import Tx
 from netra.db.turns import TurnRepository
 from netra.errors import LostClaim, RunError
 from netra.events.bridge import RunEmitter
@@ -61,34 +60,37 @@ class AttemptEnds:
         waiting. If every call was answered meanwhile, the run goes straight back to the
         queue: the requeued run is returned, for the engine to submit."""
         await emitter.settle()
-        async with self._db.write() as conn:
-            queue = RunQueue(conn)
-            suspended = await queue.suspend(
-                ctx,
-                run.id,
-                attempt=run.attempt,
-                owner=self._instance_id,
-                usage=state.usage.as_dict(),
-            )
-            if not suspended:
-                log.warning("run %s attempt %d lost its claim while pausing", run.id, run.attempt)
-                return None
-            if state.turn is not None and state.turn.step == state.step:
-                await TurnRepository(conn, ctx).record(run.id, state.turn)
-            waiting = await ToolCallRepository(conn, ctx).undecided(run.id)
-            requeued = (
-                None
-                if waiting
-                else await queue.requeue(
-                    ctx, run.id, owner=self._instance_id, lease_until=self._lease_until()
-                )
-            )
+        paused = await self._db.transact(self._suspend(ctx, run, state))
+        if paused is None:
+            log.warning("run %s attempt %d lost its claim while pausing", run.id, run.attempt)
+            return None
+        waiting, requeued = paused
         for record in waiting:
             await emitter.approval_required(
                 record.tool_call_id, record.tool, record.arguments, record.side_effects
             )
         await emitter.settle()
         return requeued
+
+    def _suspend(
+        self, ctx: UserExecutionContext, run: RunRecord, state: AgentState
+    ) -> Tx[tuple[list[ToolCallRecord], RunRecord | None] | None]:
+        """The pause, with the step's turn: the calls still waiting, or the run requeued when
+        none is; None when the attempt no longer holds the run."""
+        suspended = yield from RunQueue.suspend(
+            ctx, run.id, attempt=run.attempt, owner=self._instance_id, usage=state.usage.as_dict()
+        )
+        if not suspended:
+            return None
+        if state.turn is not None and state.turn.step == state.step:
+            yield from TurnRepository(ctx).record(run.id, state.turn, fenced=False)
+        waiting = yield from ToolCallRepository(ctx).undecided(run.id)
+        if waiting:
+            return waiting, None
+        requeued = yield from RunQueue.requeue(
+            ctx, run.id, owner=self._instance_id, lease_until=self._lease_until()
+        )
+        return waiting, requeued
 
     async def finish(
         self,
@@ -110,18 +112,20 @@ class AttemptEnds:
         )
         message_id = run.message_id if text else None
 
-        async def final_state(conn: AsyncConnection) -> bool:
-            finished = await RunQueue(conn).finish(
+        instance_id = self._instance_id
+
+        def final_state() -> Tx[bool]:
+            finished = yield from RunQueue.finish(
                 ctx,
                 run.id,
                 status=ending.status,
                 attempt=run.attempt,
-                owner=self._instance_id,
+                owner=instance_id,
                 error=ending.error,
                 usage=usage,
             )
             if finished and text and store_answer:
-                await MessageRepository(conn, ctx).add(
+                yield from MessageRepository(ctx).add(
                     thread_id=run.thread_id,
                     role="assistant",
                     content=text,
@@ -133,7 +137,7 @@ class AttemptEnds:
                     },
                 )
             if finished and store_answer:
-                await ThreadRepository(conn, ctx).touch(run.thread_id)
+                yield from ThreadRepository(ctx).touch(run.thread_id)
             return finished
 
         try:

@@ -30,9 +30,10 @@ from netra.config import UnifiedConfigurationManager
 from netra.context import UserExecutionContext
 from netra.db.cluster import InstanceRecord, InstanceRepository
 from netra.db.manager import DatabaseManager
-from netra.db.queue import Orphan, RunQueue
+from netra.db.queue import Lease, Orphan, RunQueue
 from netra.db.records import RunStatus, utcnow
 from netra.db.runs import RunRepository
+from netra.db.sql import Tx
 from netra.engine.execution import ExecutionEngine
 from netra.errors import RunError, StorageUnavailable
 from netra.events.bus import EventBus, Notice
@@ -78,22 +79,24 @@ class RunSupervisor:
 
     async def start(self) -> None:
         """Register this instance, take back what a previous life of it held, begin beating."""
-        async with self._db.write() as conn:
-            await InstanceRepository(conn).register(
-                id=self.instance_id,
-                role=self.role,
-                host=socket.gethostname(),
-                pid=os.getpid(),
-                version=__version__,
-            )
-            # SQLite: no other instance can be executing anything, so whatever is held
-            # was held by this process's previous life.
-            expired = await RunQueue(conn).expire(None if self._db.is_sqlite else self.instance_id)
+        expired = await self._db.transact(self._register())
         if expired:
             log.info("%d runs of an earlier start are taken back", expired)
         self._bus.on_notice(self._on_notice)
         await self.beat()
         self._task = asyncio.create_task(self._loop(), name="run-supervisor")
+
+    def _register(self) -> Tx[int]:
+        yield from InstanceRepository.register(
+            id=self.instance_id,
+            role=self.role,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            version=__version__,
+        )
+        # SQLite: no other instance can be executing anything, so whatever is held was
+        # held by this process's previous life.
+        return (yield from RunQueue.expire(None if self._db.is_sqlite else self.instance_id))
 
     async def stop(self) -> None:
         """Stop beating (the engine hands the runs back) and sign off."""
@@ -103,8 +106,7 @@ class RunSupervisor:
                 await self._task
             self._task = None
         with contextlib.suppress(Exception):  # the database may be the reason we stop
-            async with self._db.write() as conn:
-                await InstanceRepository(conn).stopped(self.instance_id)
+            await self._db.transact(InstanceRepository.stopped(self.instance_id))
 
     async def hand_back(self, *, drained: bool) -> int:
         """At shutdown, once the engine stopped its runs (``drained``: their events are
@@ -124,15 +126,13 @@ class RunSupervisor:
 
     async def _release(self) -> int | None:
         try:
-            async with self._db.write() as conn:
-                return await RunQueue(conn).release(self.instance_id)
+            return await self._db.transact(RunQueue.release(self.instance_id))
         except StorageUnavailable:
             return None
 
     async def instances(self) -> list[InstanceRecord]:
         """Instances that beat within the last hour (the cluster view)."""
-        async with self._db.read() as conn:
-            return await InstanceRepository(conn).list(since=utcnow() - timedelta(hours=1))
+        return await self._db.transact(InstanceRepository.list(since=utcnow() - timedelta(hours=1)))
 
     def _on_notice(self, notice: Notice) -> None:
         """Beat now: a cancel is read with its reason from the runs table; a queued run is
@@ -159,13 +159,7 @@ class RunSupervisor:
 
     async def beat(self) -> None:
         executing = self._engine.executing()  # before renewing: each was claimed by then
-        async with self._db.write() as conn:
-            leases = await RunQueue(conn).renew(self.instance_id, self._engine.lease_until())
-            await InstanceRepository(conn).beat(
-                self.instance_id,
-                runs_executing=len(executing),
-                sockets=self._sockets(),
-            )
+        leases = await self._db.transact(self._renew(len(executing)))
         self.beats += 1
         renewed = {lease.run_id: lease for lease in leases}
         for lease in leases:
@@ -179,22 +173,28 @@ class RunSupervisor:
             if run_id not in renewed or renewed[run_id].attempt != attempt
         ]
         if doubtful:
-            async with self._db.read() as conn:
-                current = await RunQueue(conn).of(doubtful)
+            current = await self._db.transact(RunQueue.of(doubtful))
             for lease in current:
                 if lease.owner != self.instance_id or lease.attempt != executing[lease.run_id]:
                     self._engine.lose(lease.user_id, lease.run_id)
         if self._engine.executes:
             await self._take_orphans()
 
+    def _renew(self, executing: int) -> Tx[list[Lease]]:
+        leases = yield from RunQueue.renew(self.instance_id, self._engine.lease_until())
+        yield from InstanceRepository.beat(
+            self.instance_id, runs_executing=executing, sockets=self._sockets()
+        )
+        return leases
+
     async def _take_orphans(self) -> None:
-        async with self._db.read() as conn:
-            orphans = await RunQueue(conn).orphans(limit=ORPHANS_PER_BEAT, include_unheld=True)
+        orphans = await self._db.transact(
+            RunQueue.orphans(limit=ORPHANS_PER_BEAT, include_unheld=True)
+        )
         for orphan in orphans:
-            async with self._db.write() as conn:
-                taken = await RunQueue(conn).take(
-                    orphan.run_id, self.instance_id, self._engine.lease_until()
-                )
+            taken = await self._db.transact(
+                RunQueue.take(orphan.run_id, self.instance_id, self._engine.lease_until())
+            )
             if taken:
                 await self._adopt(orphan)
 
@@ -203,8 +203,7 @@ class RunSupervisor:
         ctx = await self._context_for(orphan.user_id) or UserExecutionContext(
             user_id=orphan.user_id, trail=("server:account",)
         )
-        async with self._db.read() as conn:
-            run = await RunRepository(conn, ctx).get(orphan.run_id)
+        run = await self._db.transact(RunRepository(ctx).get(orphan.run_id))
         reason = "takeover" if orphan.status is RunStatus.RUNNING else "unheld"
         self._metrics.run_recovered(reason)
         log.info("took run %s (%s, attempt %d)", run.id, reason, run.attempt)

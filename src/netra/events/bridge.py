@@ -13,17 +13,17 @@ the ledger, never the event log.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from netra.context import UserExecutionContext
+from netra.db.event_log import Entry
 from netra.db.queue import RunQueue
+from netra.db.records import utcnow
+from netra.db.sql import Tx
 from netra.errors import RunError
-from netra.events.envelope import Event, PendingEvent, StoredWith
+from netra.events.envelope import Event, StoredWith, encode
 from netra.events.payloads import (
     AgentCompleted,
     AgentStarted,
@@ -36,7 +36,7 @@ from netra.events.payloads import (
     ToolExecuting,
 )
 from netra.events.sanitize import sanitize
-from netra.events.writer import EventLogWriter
+from netra.events.writer import EventLogWriter, Waiter
 from netra.ids import new_id
 from netra.settings import EventSettings
 
@@ -62,24 +62,36 @@ class AgentWebSocketBridge:
         thread_id: str | None = None,
         attempt: int | None = None,
         stored_with: StoredWith | None = None,
-    ) -> asyncio.Future[Event]:
+    ) -> Waiter | None:
+        """Queue the event (encoded once, here); one that carries a write (``stored_with``)
+        comes with the future that says whether both were stored."""
         clean = sanitize(
             payload.as_data(),
             max_string=self._settings.max_string_chars,
             max_items=self._settings.max_list_items,
         )
-        pending = PendingEvent(
-            user_id=ctx.user_id,
+        event = encode(
             type=payload.TYPE,
             event_id=new_id("ev"),
             thread_id=thread_id if thread_id is not None else ctx.thread_id,
             run_id=run_id,
             agent=agent,
             data=clean,
-            attempt=attempt,
-            stored_with=stored_with,
+            at=utcnow(),
         )
-        return await self._writer.write(pending)
+        entry = Entry(ctx.user_id, event, run_id, attempt, stored_with)
+        return await self._writer.append(entry, wait=stored_with is not None)
+
+    async def after_events(
+        self, ctx: UserExecutionContext, run_id: str, attempt: int, write: StoredWith | None
+    ) -> None:
+        """Wait until everything the attempt emitted so far is stored, with ``write`` (if any)
+        committed right after it; ``LostClaim`` once the attempt is not the run's."""
+        waiter = await self._writer.append(
+            Entry(ctx.user_id, None, run_id, attempt, write), wait=True
+        )
+        assert waiter is not None
+        await waiter
 
     async def drain(self) -> None:
         """Wait until every event emitted so far is stored."""
@@ -119,7 +131,6 @@ class RunEmitter:
         self._delta_buffer: list[str] = []
         self._delta_chars = 0
         self._last_flush = 0.0
-        self._last: asyncio.Future[Event] | None = None
 
     async def _emit(
         self, payload: Payload, *, stored_with: StoredWith | None = None
@@ -132,7 +143,7 @@ class RunEmitter:
             raise RuntimeError(f"run {self.run_id} must emit agent_started first")
         if not isinstance(payload, MessageDelta):
             await self._flush_deltas()
-        self._last = await self._bridge.emit(
+        waiter = await self._bridge.emit(
             self._ctx,
             payload,
             agent=self.agent,
@@ -140,7 +151,7 @@ class RunEmitter:
             attempt=self.attempt,
             stored_with=stored_with,
         )
-        return await self._last if stored_with is not None else None
+        return await waiter if waiter is not None else None
 
     def resume_started(self) -> None:
         """For a run whose ``agent_started`` an earlier attempt stored (its ``started_at``
@@ -155,8 +166,8 @@ class RunEmitter:
         self._started = True
         ctx, run_id = self._ctx, self.run_id
 
-        async def mark_started(conn: AsyncConnection) -> bool:
-            await RunQueue(conn).mark_started(ctx, run_id)
+        def mark_started() -> Tx[bool]:
+            yield from RunQueue.mark_started(ctx, run_id)
             return True
 
         await self._emit(AgentStarted(model, attempt, parent_run_id), stored_with=mark_started)
@@ -228,12 +239,12 @@ class RunEmitter:
     ) -> None:
         await self._emit(ApprovalRequired(tool_call_id, tool, arguments, side_effects))
 
-    async def settle(self) -> None:
-        """Wait until everything emitted so far is stored (buffered deltas included): what
-        a checkpoint or a pause records was streamed first."""
+    async def settle(self, write: StoredWith | None = None) -> None:
+        """Wait until everything emitted so far is stored (buffered deltas included), with
+        ``write`` committed right after it: what a checkpoint or a pause records was
+        streamed first. ``LostClaim`` once this attempt is not the run's."""
         await self._flush_deltas()
-        if self._last is not None:
-            await self._last
+        await self._bridge.after_events(self._ctx, self.run_id, self.attempt, write)
 
     async def completed(
         self,
@@ -266,5 +277,6 @@ class RunEmitter:
         return event
 
 
-async def _nothing(conn: AsyncConnection) -> bool:
+def _nothing() -> Tx[bool]:
+    yield from ()
     return True

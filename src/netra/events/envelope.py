@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection
+from netra.db.event_log import NewEvent
+from netra.db.sql import TxFactory
 
-StoredWith = Callable[["AsyncConnection"], Awaitable[bool]]
-"""A write that must commit in the same transaction as an event: True when it was made,
-False when it was refused (the attempt making it lost its claim), and the event with it."""
+StoredWith = TxFactory[bool]
+"""A write that must commit in the same transaction as an event (a transaction function of
+``netra.db``): True when it was made, False when it was refused (the attempt making it lost
+its claim), and the event with it."""
 
 
 class EventType(StrEnum):
@@ -45,27 +45,6 @@ class EventType(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class PendingEvent:
-    """An event built by the bridge, waiting for its seq from the event log writer."""
-
-    user_id: str
-    type: EventType
-    event_id: str
-    thread_id: str | None
-    run_id: str | None
-    agent: str | None
-    data: dict[str, Any]
-    attempt: int | None = None
-    """For a run's events: the attempt emitting them. The writer stores them only while it
-    is the run's current attempt (fencing); never part of the envelope."""
-    stored_with: StoredWith | None = field(default=None, compare=False)
-    """A write that commits with the event: for ``agent_completed`` the run's final state (a
-    crash between two transactions would leave a finished run whose clients wait for its end
-    forever), for ``agent_started`` the run's ``started_at``, for a tool call's events its
-    ledger entries — so what the log holds of a run can be told from its tables."""
-
-
-@dataclass(frozen=True, slots=True)
 class Event:
     """A persisted event: ``body`` is the serialised envelope, identical on every socket."""
 
@@ -75,17 +54,36 @@ class Event:
     run_id: str | None
     body: str
 
-    @classmethod
-    def seal(cls, pending: PendingEvent, seq: int, ts: datetime) -> Event:
-        envelope = {
-            "type": pending.type.value,
-            "seq": seq,
-            "event_id": pending.event_id,
-            "thread_id": pending.thread_id,
-            "run_id": pending.run_id,
-            "agent": pending.agent,
-            "ts": ts.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            "data": pending.data,
-        }
-        body = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False)
-        return cls(pending.user_id, seq, pending.type, pending.run_id, body)
+
+def encode(
+    *,
+    type: EventType,
+    event_id: str,
+    thread_id: str | None,
+    run_id: str | None,
+    agent: str | None,
+    data: dict[str, Any],
+    at: datetime,
+) -> NewEvent:
+    """The envelope, encoded once, in two parts around the seq the event log gives it:
+    ``{"type", "seq", "event_id", "thread_id", "run_id", "agent", "ts", "data"}``."""
+    rest = json.dumps(
+        {
+            "event_id": event_id,
+            "thread_id": thread_id,
+            "run_id": run_id,
+            "agent": agent,
+            "ts": at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "data": data,
+        },
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return NewEvent(
+        event_id=event_id,
+        type=type.value,
+        thread_id=thread_id,
+        head=f'{{"type":"{type.value}","seq":',
+        tail="," + rest[1:],
+        created_at=at,
+    )

@@ -1,25 +1,25 @@
-"""EventLogWriter: one task that gives events their per-user seq, stores them in batches,
-then publishes them. Persist, then publish: no socket sees an event before it is stored.
+"""EventLogWriter: one task that stores events in batches, then publishes them. Persist, then
+publish: no socket sees an event before it is stored.
 
-Group commit: the writer takes the first queued event, waits up to ``batch_window_ms`` for
-more (at most ``batch_max``), and stores the whole batch in one transaction, reserving each
-user's seq range with one ``UPDATE users SET event_seq = event_seq + n … RETURNING``
-(``netra.db.event_log``). The row lock on the user's counter keeps seqs gapless and ordered
-across instances too.
+Group commit without a timer: entries (``netra.db.event_log.Entry``: an event, a write that
+belongs with one, or a barrier) queue up while a batch is being stored, and the next batch is
+whatever queued meanwhile (at most ``events.batch_max``). A lone event is stored at once; under
+load batches grow by themselves. A batch is one transaction (``netra.db.event_log.store``):
+fencing, the entries' writes, the users' seqs, the rows. Each event's envelope was encoded once
+before it queued; the stored body is the published body.
 
-Fencing: a run's events carry the attempt that emitted them, and a batch stores them only
+Fencing: a run's entries carry the attempt that made them, and a batch stores them only
 while that attempt is still the run's (under the run's row lock, so a takeover waits for the
 batch or the batch sees the takeover). An executor that lost its run — paused past its lease
 while another instance took over — cannot add to the run's stream.
 
-An event may carry a write that belongs with it (``PendingEvent.stored_with``: a run's final
-state with its ``agent_completed``, ``started_at`` with ``agent_started``, a tool call's
-ledger entries with its two events): the write is made in the batch's transaction, so both
-are stored or neither is, and a refused write refuses the event.
+Most events are not waited for: the emitter goes on at once. One that carries a write, and a
+*barrier* (``settle``: every entry of the run queued before it is stored), are: their future
+says what became of them (``LostClaim`` when fenced).
 
 When the database is away (``StorageUnavailable``: a full disk, a lost connection) the writer
 keeps trying the same batch until it is stored: events are never dropped, and their order
-holds. Emitters wait only once the bounded queue is full.
+holds. Emitters wait only once ``events.batch_max * 64`` entries are queued.
 """
 
 from __future__ import annotations
@@ -29,19 +29,19 @@ import contextlib
 import logging
 from collections import defaultdict
 
-from netra.db.event_log import EventLog, EventRow
+from netra.db.event_log import Entry, Outcome, store
 from netra.db.manager import DatabaseManager
-from netra.db.queue import RunQueue
-from netra.db.records import utcnow
 from netra.errors import LostClaim, StorageUnavailable
 from netra.events.bus import EventBus
-from netra.events.envelope import Event, EventType, PendingEvent
+from netra.events.envelope import Event, EventType
 from netra.faults import CrashPoints
 from netra.metrics import Metrics
 from netra.settings import EventSettings
 
 log = logging.getLogger(__name__)
 _RETRIES = 3
+Waiter = asyncio.Future[Event | None]
+"""Resolves with the stored event (None for an entry without one), or ``LostClaim``."""
 
 
 class EventLogWriter:
@@ -60,10 +60,11 @@ class EventLogWriter:
         self._metrics = metrics
         self._bus = bus
         self._batch_max = settings.batch_max
-        self._window = settings.batch_window_ms / 1000
-        self._queue: asyncio.Queue[tuple[PendingEvent, asyncio.Future[Event]]] = asyncio.Queue(
-            maxsize=settings.batch_max * 64
-        )
+        self._bound = settings.batch_max * 64
+        self._queued: list[tuple[Entry, Waiter | None]] = []
+        self._wake = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
         self.events_written = 0
@@ -82,11 +83,11 @@ class EventLogWriter:
             return
         try:
             async with asyncio.timeout(grace_s):
-                await self._queue.join()
+                await self.drain()
         except TimeoutError:
             log.error(
                 "stopping with %d events not stored: the database is away (%s)",
-                self._queue.qsize(),
+                len(self._queued),
                 self._db.storage_failure,
             )
         self._task.cancel()
@@ -95,76 +96,89 @@ class EventLogWriter:
         self._task = None
 
     async def drain(self) -> None:
-        """Wait until every event queued so far is stored (or refused)."""
+        """Wait until every entry queued so far is stored (or refused)."""
         if self._task is not None:
-            await self._queue.join()
+            waiter = await self.append(Entry(user_id=""), wait=True)
+            assert waiter is not None
+            await waiter
 
-    async def write(self, pending: PendingEvent) -> asyncio.Future[Event]:
-        """Queue an event; the future resolves once it is stored and published."""
+    async def append(self, entry: Entry, *, wait: bool = False) -> Waiter | None:
+        """Queue an entry; with ``wait``, the future that says what became of it."""
         if self._task is None:
             raise RuntimeError("the event log writer is not running")
-        future: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
-        await self._queue.put((pending, future))
-        return future
+        while len(self._queued) >= self._bound:
+            self._room.clear()
+            await self._room.wait()
+        waiter: Waiter | None = asyncio.get_running_loop().create_future() if wait else None
+        self._queued.append((entry, waiter))
+        self._wake.set()
+        return waiter
 
     async def _run(self) -> None:
         while True:
-            batch = [await self._queue.get()]
-            deadline = asyncio.get_running_loop().time() + self._window
-            while len(batch) < self._batch_max:
-                if self._queue.empty():
-                    remaining = deadline - asyncio.get_running_loop().time()
-                    if remaining <= 0:
-                        break
-                    try:
-                        batch.append(await asyncio.wait_for(self._queue.get(), remaining))
-                    except TimeoutError:
-                        break
-                else:
-                    batch.append(self._queue.get_nowait())
-            try:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queued:
+                batch = self._queued[: self._batch_max]
+                del self._queued[: self._batch_max]
+                if len(self._queued) < self._bound:
+                    self._room.set()
                 await self._store_and_publish(batch)
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
 
-    async def _store_and_publish(
-        self, batch: list[tuple[PendingEvent, asyncio.Future[Event]]]
-    ) -> None:
-        stored = await self._store_until_stored(batch)
-        if stored is None:
+    async def _store_and_publish(self, batch: list[tuple[Entry, Waiter | None]]) -> None:
+        entries = [entry for entry, _ in batch]
+        if all(_is_barrier(entry) for entry in entries):  # nothing to store: all went before
+            for _, waiter in batch:
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
             return
+        outcomes = await self._store_until_stored(batch)
+        if outcomes is None:
+            return
+        stored = [e for e, o in zip(entries, outcomes, strict=True) if isinstance(o, int)]
         if self._crash_points is not None:
-            committed = [p for (p, _), event in zip(batch, stored, strict=True) if event]
-            self._crash_points.reached("final_publish", _finishing(committed))
-            self._crash_points.reached(
-                "tool_completed", _having(committed, EventType.TOOL_COMPLETED)
-            )
+            self._crash_points.reached("final_publish", _having(stored, EventType.AGENT_COMPLETED))
+            self._crash_points.reached("tool_completed", _having(stored, EventType.TOOL_COMPLETED))
+        events: list[Event | None] = [_event(e, o) for e, o in zip(entries, outcomes, strict=True)]
+        published = [event for event in events if event is not None]
         self.batches += 1
-        self.events_written += sum(1 for event in stored if event is not None)
-        await self._publish([event for event in stored if event is not None])
-        for (pending, future), event in zip(batch, stored, strict=True):
-            if future.done():
-                continue
-            if event is None:
-                if self._metrics is not None:
-                    self._metrics.write_fenced()
-                future.set_exception(
-                    LostClaim(f"run {pending.run_id} attempt {pending.attempt} lost its claim")
-                )
-                future.exception()  # the stale executor need not look: nothing to report
-            else:
-                future.set_result(event)
+        self.events_written += len(published)
+        await self._publish(published)
+        for (entry, waiter), outcome, event in zip(batch, outcomes, events, strict=True):
+            self._settle(entry, waiter, outcome, event)
+
+    def _settle(
+        self, entry: Entry, waiter: Waiter | None, outcome: Outcome, event: Event | None
+    ) -> None:
+        if outcome is None:
+            if entry.attempt is not None and self._metrics is not None:
+                self._metrics.write_fenced()
+            failure: Exception = LostClaim(
+                f"run {entry.run_id} attempt {entry.attempt} lost its claim"
+            )
+        elif isinstance(outcome, Exception):
+            failure = outcome
+            if waiter is None and not isinstance(outcome, LostClaim):
+                log.error("a write of run %s failed", entry.run_id, exc_info=outcome)
+        else:
+            if waiter is not None and not waiter.done():
+                waiter.set_result(event)
+            return
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(failure)
+            waiter.exception()  # a stale executor need not look: nothing to report
 
     async def _store_until_stored(
-        self, batch: list[tuple[PendingEvent, asyncio.Future[Event]]]
-    ) -> list[Event | None] | None:
-        """The batch stored; None when it could not be (its emitters are told why)."""
+        self, batch: list[tuple[Entry, Waiter | None]]
+    ) -> list[Outcome] | None:
+        """The batch stored; None when it could not be (its waiters are told why)."""
+        entries = [entry for entry, _ in batch]
+        hook = self._before_commit if self._crash_points is not None else None
         failures = 0
         storage_waits = 0
         while True:
             try:
-                return await self._store([pending for pending, _ in batch])
+                return await self._db.transact(store(entries, before_commit=hook))
             except StorageUnavailable:
                 # The database is away (full disk, lost connection): the batch waits for
                 # it, in order, and the emitters behind it wait for room in the queue. No
@@ -175,11 +189,15 @@ class EventLogWriter:
                 failures += 1
                 if failures == _RETRIES:
                     log.exception("event batch of %d could not be stored", len(batch))
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
+                    for _, waiter in batch:
+                        if waiter is not None and not waiter.done():
+                            waiter.set_exception(exc)
                     return None
                 await asyncio.sleep(0.05 * failures)
+
+    def _before_commit(self, stored: list[Entry]) -> None:
+        assert self._crash_points is not None
+        self._crash_points.reached("final_write", _having(stored, EventType.AGENT_COMPLETED))
 
     async def _publish(self, stored: list[Event]) -> None:
         by_user: dict[str, list[Event]] = defaultdict(list)
@@ -191,58 +209,24 @@ class EventLogWriter:
             except Exception:  # the bus may lose messages: sockets catch up from the log
                 log.exception("publishing events of %s failed", user_id)
 
-    async def _store(self, pending_events: list[PendingEvent]) -> list[Event | None]:
-        """Store the batch; a fenced event's place in the result is None."""
-        now = utcnow()
-        async with self._db.write() as conn:
-            current = await RunQueue(conn).current_attempts(
-                {p.run_id for p in pending_events if p.attempt is not None and p.run_id}
-            )
-            batch = []
-            for pending in pending_events:
-                if (
-                    pending.attempt is not None
-                    and current.get(pending.run_id or "") != pending.attempt
-                ):
-                    continue
-                if pending.stored_with is not None and not await pending.stored_with(conn):
-                    continue
-                batch.append(pending)
-            counts: dict[str, int] = defaultdict(int)
-            for pending in batch:
-                counts[pending.user_id] += 1
-            event_log = EventLog(conn)
-            next_seq = await event_log.reserve(counts)
-            events = []
-            for pending in batch:
-                seq = next_seq[pending.user_id]
-                next_seq[pending.user_id] = seq + 1
-                events.append(Event.seal(pending, seq, now))
-            await event_log.append(
-                [
-                    EventRow(
-                        user_id=event.user_id,
-                        seq=event.seq,
-                        event_id=pending.event_id,
-                        type=event.type.value,
-                        thread_id=pending.thread_id,
-                        run_id=event.run_id,
-                        body=event.body,
-                    )
-                    for event, pending in zip(events, batch, strict=True)
-                ],
-                at=now,
-            )
-            if self._crash_points is not None:
-                self._crash_points.reached("final_write", _finishing(batch))
-        sealed = {id(pending): event for pending, event in zip(batch, events, strict=True)}
-        return [sealed.get(id(pending)) for pending in pending_events]
+
+def _event(entry: Entry, outcome: Outcome) -> Event | None:
+    if entry.event is None or not isinstance(outcome, int) or outcome == 0:
+        return None
+    return Event(
+        entry.user_id,
+        outcome,
+        EventType(entry.event.type),
+        entry.run_id,
+        entry.event.body(outcome),
+    )
 
 
-def _finishing(batch: list[PendingEvent]) -> set[str]:
-    """The runs whose final write is in the batch (for the crash points)."""
-    return _having(batch, EventType.AGENT_COMPLETED)
+def _having(stored: list[Entry], type: EventType) -> set[str]:
+    """The runs with an event of ``type`` among the stored entries (for the crash points)."""
+    return {e.run_id for e in stored if e.event is not None and e.event.type == type and e.run_id}
 
 
-def _having(batch: list[PendingEvent], type: EventType) -> set[str]:
-    return {p.run_id for p in batch if p.type is type and p.run_id is not None}
+def _is_barrier(entry: Entry) -> bool:
+    """An entry that stores nothing and is fenced by nothing: done once all before it are."""
+    return entry.event is None and entry.write is None and entry.attempt is None

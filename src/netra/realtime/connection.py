@@ -26,6 +26,7 @@ from starlette.websockets import WebSocket, WebSocketState
 from netra.context import UserExecutionContext
 from netra.db.manager import DatabaseManager
 from netra.db.repositories import EventRepository
+from netra.db.sql import Tx
 from netra.events.envelope import Event
 from netra.ids import new_id
 from netra.realtime.frames import Connected, Outgoing, Resumed, ResumeFailure
@@ -207,10 +208,9 @@ class Connection:
     async def _replay(self, *, until: int | None = None) -> None:
         """Send stored events after the cursor (up to ``until``), page by page."""
         while until is None or self._cursor < until:
-            async with self._db.read() as conn:
-                rows = await EventRepository(conn, self.ctx).after(
-                    self._cursor, limit=self._replay_page
-                )
+            rows = await self._db.transact(
+                EventRepository(self.ctx).after(self._cursor, limit=self._replay_page)
+            )
             if not rows:
                 return
             for seq, body in rows:
@@ -222,10 +222,7 @@ class Connection:
         """Answer a resume point with ``resumed``, then replay every stored event after it,
         unless that would repeat what this socket already sent or the log no longer holds
         it: then ``recovered`` is false with the reason, and the client reloads over HTTP."""
-        async with self._db.read() as conn:
-            events = EventRepository(conn, self.ctx)
-            last_seq = await events.last_seq()
-            first_seq = await events.first_seq()
+        last_seq, first_seq = await self._db.transact(_bounds(self.ctx))
         oldest_available = first_seq if first_seq is not None else last_seq + 1
         reason = self._failure(after_seq, last_seq, oldest_available)
         frame = (
@@ -252,3 +249,10 @@ class Connection:
         if after_seq < oldest_available - 1:
             return "expired"
         return None
+
+
+def _bounds(ctx: UserExecutionContext) -> Tx[tuple[int, int | None]]:
+    """The user's last seq, and the oldest the log still holds."""
+    events = EventRepository(ctx)
+    last_seq = yield from events.last_seq()
+    return last_seq, (yield from events.first_seq())

@@ -138,8 +138,7 @@ class WebSocketEndpoint:
         expiry: asyncio.TimerHandle | None = None
         try:
             # Subscribed first, cursor second: nothing published in between is missed.
-            async with self._db.read() as conn:
-                last_seq = await EventRepository(conn, ctx).last_seq()
+            last_seq = await self._db.transact(EventRepository(ctx).last_seq())
             connection.start(
                 cursor=last_seq,
                 greeting=Connected(user_id=ctx.user_id, last_seq=last_seq),

@@ -74,9 +74,8 @@ class UnifiedWebSocketManager:
         users = list(self._connections)
         tops: dict[str, int] = {}
         for start in range(0, len(users), USERS_PER_CHECK_QUERY):
-            async with self._db.read() as conn:
-                chunk = users[start : start + USERS_PER_CHECK_QUERY]
-                tops.update(await EventRepository.last_seqs(conn, chunk))
+            chunk = users[start : start + USERS_PER_CHECK_QUERY]
+            tops.update(await self._db.transact(EventRepository.last_seqs(chunk)))
         behind = 0
         for user_id, mark in self._marks.items():
             for connection in tuple(self._connections.get(user_id, ())):

@@ -1,9 +1,10 @@
 """Quotas: what a user's tier allows, checked at admission, before a run exists.
 
-Each check reads the user's own runs (indexed by user and creation time) inside the same
-transaction that would store the new run, so two racing sends cannot both slip past a limit
-on one database. Refusals are ``QuotaExceeded`` (HTTP 429 with ``Retry-After``, WS error frame
-``quota_exceeded`` with ``retry_after``); usage near a limit yields ``quota_warning`` events.
+Each check reads the user's own runs (indexed by user and creation time; one statement for
+all of them) inside the same transaction that would store the new run, so two racing sends
+cannot both slip past a limit on one database. Refusals are ``QuotaExceeded`` (HTTP 429
+with ``Retry-After``, WS error frame ``quota_exceeded`` with ``retry_after``); usage near a
+limit yields ``quota_warning`` events.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from netra.config import UnifiedConfigurationManager
 from netra.context import UserExecutionContext
 from netra.db.records import utcnow
 from netra.db.runs import RunRepository
+from netra.db.sql import Tx
 from netra.errors import PermissionDenied, QuotaExceeded
 from netra.events.payloads import QuotaWarning
 from netra.settings import LimitSettings
@@ -59,18 +61,18 @@ class UsageSnapshot:
         }
 
 
-async def measure(runs: RunRepository) -> UsageSnapshot:
+def measure(runs: RunRepository) -> Tx[UsageSnapshot]:
+    """The user's usage now, in one read."""
     now = utcnow()
-    recent = await runs.started_since(now - MINUTE)
-    count, tokens_in, tokens_out, cost = await runs.usage_since(day_start(now))
+    row = yield from runs.usage(day_start=day_start(now), minute_start=now - MINUTE)
     return UsageSnapshot(
-        runs_last_minute=len(recent),
-        oldest_in_minute=recent[0] if recent else None,
-        runs_today=count,
-        input_tokens_today=tokens_in,
-        output_tokens_today=tokens_out,
-        cost_usd_today=cost,
-        active_runs=await runs.active_count(),
+        runs_last_minute=int(row["runs_last_minute"]),
+        oldest_in_minute=row["oldest_in_minute_at"],
+        runs_today=int(row["runs_today"]),
+        input_tokens_today=int(row["input_tokens"]),
+        output_tokens_today=int(row["output_tokens"]),
+        cost_usd_today=float(row["cost_usd"]),
+        active_runs=int(row["active"]),
         at=now,
     )
 
@@ -121,5 +123,6 @@ class SubAgentAdmission:
 
     config: UnifiedConfigurationManager
 
-    async def __call__(self, ctx: UserExecutionContext, runs: RunRepository, agent: str) -> None:
-        admit(self.config.limits_for(ctx.user_id, ctx.tier), await measure(runs), agent=agent)
+    def __call__(self, ctx: UserExecutionContext, agent: str) -> Tx[None]:
+        usage = yield from measure(RunRepository(ctx))
+        admit(self.config.limits_for(ctx.user_id, ctx.tier), usage, agent=agent)

@@ -7,7 +7,7 @@ the server-wide bound on queued runs (``netra.runs.shedding``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from netra.agents.registry import AgentRegistry
 from netra.config import UnifiedConfigurationManager
@@ -15,20 +15,19 @@ from netra.context import UserExecutionContext
 from netra.db.ledger import ToolCallRepository
 from netra.db.manager import DatabaseManager
 from netra.db.queue import RunQueue
-from netra.db.records import Decision, RunRecord, ThreadRecord
-from netra.db.repositories import (
-    MessageRepository,
-    ThreadRepository,
-)
+from netra.db.records import Decision, MessageRecord, RunRecord, ThreadRecord, ToolCallRecord
+from netra.db.repositories import MessageRepository, ThreadRepository
 from netra.db.runs import RunRepository
+from netra.db.sql import IntegrityViolation, Tx
 from netra.engine.attempt import CANCELLED_BY_USER
 from netra.engine.execution import ExecutionEngine
 from netra.errors import Conflict, InvalidRequest, RunError
 from netra.events.bridge import AgentWebSocketBridge
 from netra.events.bus import EventBus, Notice
-from netra.events.payloads import MessageCreated, ThreadUpdated
+from netra.events.payloads import MessageCreated, QuotaWarning, ThreadUpdated
 from netra.runs.quotas import admit, measure
 from netra.runs.shedding import LoadShedder
+from netra.settings import LimitSettings
 
 DEFAULT_AGENT = "assistant"
 SUPERSEDED = RunError("superseded", "a newer message on the thread interrupted this run")
@@ -108,7 +107,6 @@ class RunService:
         client_msg_id: str | None = None,
     ) -> Ack:
         """Store the message and queue its run; a retried ``client_msg_id`` stores nothing."""
-        settings = self._config.settings
         limits = self._config.limits_for(ctx.user_id, ctx.tier)
         if not content.strip():
             raise InvalidRequest("content must not be empty")
@@ -117,62 +115,78 @@ class RunService:
                 f"message longer than {limits.max_message_chars} characters",
                 code="message_too_large",
             )
-        created_thread: ThreadRecord | None = None
-        async with self._db.write() as conn:
-            messages = MessageRepository(conn, ctx)
-            if client_msg_id is not None:
-                earlier = await messages.by_client_msg_id(client_msg_id)
-                if earlier is not None and earlier.run_id is not None:
-                    return Ack(client_msg_id, earlier.id, earlier.thread_id, earlier.run_id)
-            threads = ThreadRepository(conn, ctx)
-            if thread_id is None:
-                name = agent or DEFAULT_AGENT
-                self._agents.check_access(ctx, name)
-                created_thread = await threads.create(title=title_from(content), agent=name)
-                thread = created_thread
-            else:
-                thread = await threads.get(thread_id)
-                await threads.touch(thread.id)
-            agent_name = agent or thread.agent
-            definition = self._agents.check_access(ctx, agent_name)
-            runs = RunRepository(conn, ctx)
-            superseded = []
-            if created_thread is None and definition.double_texting != "enqueue":
-                superseded = await runs.active_in_thread(thread.id)
-                if superseded and definition.double_texting == "reject":
-                    raise Conflict(
-                        "a run is still active on this thread; wait for it or cancel it",
-                        code="thread_busy",
-                    )
-            warnings = admit(limits, await measure(runs), agent=agent_name)
-            await self._shedder.check(conn)
-            owner, lease_until = self._engine.holding()
-            run = await RunQueue(conn).create(
-                ctx,
-                thread_id=thread.id,
-                agent=agent_name,
-                model=definition.model or settings.models.default,
-                owner=owner,
-                lease_until=lease_until,
-            )
-            message = await messages.add(
-                thread_id=thread.id,
-                role="user",
-                content=content,
-                run_id=run.id,
-                client_msg_id=client_msg_id,
-            )
-        if created_thread is not None:
-            await self._bridge.emit(
-                ctx, ThreadUpdated(created_thread.public()), thread_id=created_thread.id
-            )
+        request = _Request(ctx, limits, content, thread_id, agent, client_msg_id)
+        try:
+            admitted = await self._db.transact(self._admit(request))
+        except IntegrityViolation:
+            if client_msg_id is None:
+                raise
+            # The same message sent twice at once, on two connections: the other one won.
+            earlier = await self._db.transact(_earlier(ctx, client_msg_id))
+            if earlier is None:
+                raise
+            return earlier
+        if isinstance(admitted, Ack):
+            return admitted
+        thread, run, message = admitted.thread, admitted.run, admitted.message
+        if admitted.created_thread:
+            await self._bridge.emit(ctx, ThreadUpdated(thread.public()), thread_id=thread.id)
         await self._bridge.emit(ctx, MessageCreated(message.public()), thread_id=thread.id)
-        for warning in warnings:
+        for warning in admitted.warnings:
             await self._bridge.emit(ctx, warning, thread_id=thread.id)
-        for active in superseded:  # double-texting policy "interrupt"
+        for active in admitted.superseded:  # double-texting policy "interrupt"
             await self.cancel(ctx, active.id, why=SUPERSEDED)
         await self._engine.submit(ctx, run)
         return Ack(client_msg_id, message.id, thread.id, run.id)
+
+    def _admit(self, request: _Request) -> Tx[Ack | _Admitted]:
+        """Admission, in the transaction that stores the message and its run: the thread is
+        the caller's, the agent is allowed, the double-texting policy, the quotas, the
+        server-wide bound on queued runs."""
+        ctx = request.ctx
+        if request.client_msg_id is not None:
+            earlier = yield from _earlier(ctx, request.client_msg_id)
+            if earlier is not None:
+                return earlier
+        threads = ThreadRepository(ctx)
+        created = request.thread_id is None
+        if request.thread_id is None:
+            name = request.agent or DEFAULT_AGENT
+            self._agents.check_access(ctx, name)
+            thread = yield from threads.create(title=title_from(request.content), agent=name)
+        else:
+            thread = yield from threads.get(request.thread_id)
+            yield from threads.touch(thread.id)
+        agent_name = request.agent or thread.agent
+        definition = self._agents.check_access(ctx, agent_name)
+        runs = RunRepository(ctx)
+        superseded: list[RunRecord] = []
+        if not created and definition.double_texting != "enqueue":
+            superseded = yield from runs.active_in_thread(thread.id)
+            if superseded and definition.double_texting == "reject":
+                raise Conflict(
+                    "a run is still active on this thread; wait for it or cancel it",
+                    code="thread_busy",
+                )
+        warnings = admit(request.limits, (yield from measure(runs)), agent=agent_name)
+        yield from self._shedder.check()
+        owner, lease_until = self._engine.holding()
+        run = yield from RunQueue.create(
+            ctx,
+            thread_id=thread.id,
+            agent=agent_name,
+            model=definition.model or self._config.settings.models.default,
+            owner=owner,
+            lease_until=lease_until,
+        )
+        message = yield from MessageRepository(ctx).add(
+            thread_id=thread.id,
+            role="user",
+            content=request.content,
+            run_id=run.id,
+            client_msg_id=request.client_msg_id,
+        )
+        return _Admitted(created, thread, run, message, superseded, warnings)
 
     async def cancel(
         self, ctx: UserExecutionContext, run_id: str, *, why: RunError | None = None
@@ -180,45 +194,88 @@ class RunService:
         """Cancel the caller's run, whichever instance holds it; a run already final is
         returned unchanged. A run held elsewhere ends once its holder hears of it (a notice
         on the bus, or its next heartbeat)."""
-        async with self._db.read() as conn:
-            run = await RunRepository(conn, ctx).get(run_id)
+        run = await self._db.transact(RunRepository(ctx).get(run_id))
         if run.status.final or self._engine.cancel(ctx.user_id, run_id, why=why):
             return run
-        async with self._db.write() as conn:
-            queue = RunQueue(conn)
-            await queue.request_cancel(ctx, run_id, why or CANCELLED_BY_USER)
-            # Nobody executes it (waiting for approval, queued without a holder, or its
-            # holder died): end it here.
-            adopted = await queue.adopt_unheld(
-                ctx, run_id, owner=self._engine.instance_id, lease_until=self._engine.lease_until()
-            )
+        adopted = await self._db.transact(self._request_cancel(ctx, run_id, why))
         if adopted is not None:
             await self._engine.end_cancelled(ctx, adopted, why)
         else:
             await self._bus.notify(Notice("cancel", ctx.user_id, run_id))
-        async with self._db.read() as conn:
-            return await RunRepository(conn, ctx).get(run_id)
+        return await self._db.transact(RunRepository(ctx).get(run_id))
+
+    def _request_cancel(
+        self, ctx: UserExecutionContext, run_id: str, why: RunError | None
+    ) -> Tx[RunRecord | None]:
+        """Note the cancel for whoever holds the run; a run nobody executes (waiting for
+        approval, queued without a holder, or its holder died) is adopted, to be ended here."""
+        yield from RunQueue.request_cancel(ctx, run_id, why or CANCELLED_BY_USER)
+        return (
+            yield from RunQueue.adopt_unheld(
+                ctx, run_id, owner=self._engine.instance_id, lease_until=self._engine.lease_until()
+            )
+        )
 
     async def decide(
         self, ctx: UserExecutionContext, run_id: str, tool_call_id: str, decision: Decision
     ) -> DecisionAnswer:
         """The owning user's answer to a tool call awaiting approval. The first answer
         stands; once no call of the run waits any more, the run continues."""
-        async with self._db.write() as conn:
-            await RunRepository(conn, ctx).get(run_id)  # another user's run: not found
-            calls = ToolCallRepository(conn, ctx)
-            record = await calls.get(run_id, tool_call_id)
-            if record.status != "awaiting_approval" and record.decision is None:
-                raise Conflict("this tool call does not need approval")
-            decided = await calls.decide(run_id, tool_call_id, decision)
-            if decided:
-                record = await calls.get(run_id, tool_call_id)
-            requeued = None
-            if decided and not await calls.undecided(run_id):
-                owner, lease_until = self._engine.holding()
-                requeued = await RunQueue(conn).requeue(
-                    ctx, run_id, owner=owner, lease_until=lease_until
-                )
+        record, decided, requeued = await self._db.transact(
+            self._decide(ctx, run_id, tool_call_id, decision)
+        )
         if requeued is not None:
             await self._engine.submit(ctx, requeued)
         return DecisionAnswer(run_id, tool_call_id, record.decision, already_decided=not decided)
+
+    def _decide(
+        self, ctx: UserExecutionContext, run_id: str, tool_call_id: str, decision: Decision
+    ) -> Tx[tuple[ToolCallRecord, bool, RunRecord | None]]:
+        """The answer stored; the run requeued once no call of it waits any more."""
+        yield from RunRepository(ctx).get(run_id)  # another user's run: not found
+        calls = ToolCallRepository(ctx)
+        record = yield from calls.get(run_id, tool_call_id)
+        if record.status != "awaiting_approval" and record.decision is None:
+            raise Conflict("this tool call does not need approval")
+        decided = yield from calls.decide(run_id, tool_call_id, decision)
+        if not decided:  # an earlier answer stands: read it (it may have just landed)
+            return (yield from calls.get(run_id, tool_call_id)), False, None
+        record = replace(record, decision=decision)
+        if (yield from calls.undecided(run_id)):
+            return record, True, None
+        owner, lease_until = self._engine.holding()
+        requeued = yield from RunQueue.requeue(ctx, run_id, owner=owner, lease_until=lease_until)
+        return record, True, requeued
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """A message to admit."""
+
+    ctx: UserExecutionContext
+    limits: LimitSettings
+    content: str
+    thread_id: str | None
+    agent: str | None
+    client_msg_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Admitted:
+    """What admission stored, and what follows from it."""
+
+    created_thread: bool
+    thread: ThreadRecord
+    run: RunRecord
+    message: MessageRecord
+    superseded: list[RunRecord]
+    """Active runs of the thread the message interrupts (double-texting "interrupt")."""
+    warnings: list[QuotaWarning]
+
+
+def _earlier(ctx: UserExecutionContext, client_msg_id: str) -> Tx[Ack | None]:
+    """The ack of a message already stored under this ``client_msg_id`` (a retried send)."""
+    earlier = yield from MessageRepository(ctx).by_client_msg_id(client_msg_id)
+    if earlier is None or earlier.run_id is None:
+        return None
+    return Ack(client_msg_id, earlier.id, earlier.thread_id, earlier.run_id)

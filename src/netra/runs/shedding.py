@@ -26,11 +26,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from netra.config import UnifiedConfigurationManager
 from netra.db.manager import DatabaseManager
 from netra.db.queue import RunQueue
+from netra.db.sql import Tx
 from netra.errors import Overloaded
 from netra.metrics import Metrics
 
@@ -69,13 +68,13 @@ class LoadShedder:
         self._shedding = False
         """Whether the last check here refused: shedding is logged when it starts and ends."""
 
-    async def check(self, conn: AsyncConnection) -> None:
-        """Refuse a new run while the queue is full. ``conn`` is the transaction that would
+    def check(self) -> Tx[None]:
+        """Refuse a new run while the queue is full: part of the transaction that would
         store the run, so a refusal leaves nothing behind."""
         limits = self._config.settings.limits
         if not limits.max_queued_runs:
             return
-        state = QueueState(await RunQueue(conn).depth(), limits.max_queued_runs)
+        state = QueueState((yield from RunQueue.depth()), limits.max_queued_runs)
         if not state.shedding:
             if self._shedding:
                 self._shedding = False
@@ -101,8 +100,8 @@ class LoadShedder:
         limit = self._config.settings.limits.max_queued_runs
         queued: int | None
         try:
-            async with asyncio.timeout(MEASURE_TIMEOUT_S), self._db.read() as conn:
-                queued = await RunQueue(conn).depth()
+            async with asyncio.timeout(MEASURE_TIMEOUT_S):
+                queued = await self._db.transact(RunQueue.depth())
         except Exception:  # /ready and /metrics answer whatever the database does;
             queued = None  # the database check of /ready says what is wrong
         self._metrics.queue_counted(queued)

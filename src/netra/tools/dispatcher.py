@@ -28,12 +28,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from netra.context import UserExecutionContext
 from netra.db.ledger import ToolCallRepository
 from netra.db.manager import DatabaseManager
 from netra.db.records import Decision, ToolCallRecord
+from netra.db.sql import Tx
 from netra.errors import RunError, ToolError
 from netra.events.bridge import RunEmitter
 from netra.events.sanitize import sanitize
@@ -114,6 +113,7 @@ class UnifiedToolDispatcher:
         self._emitter = emitter
         self._settings = settings
         self._attempt = attempt
+        self._ledger = ToolCallRepository(ctx)
         self._recorded: dict[int, Sequence[ToolCallRecord]] = {}
         """Steps an earlier attempt began and the checkpoint does not hold: their calls."""
         self._used_ids: set[str] = set()
@@ -174,18 +174,13 @@ class UnifiedToolDispatcher:
         arguments = sanitize(call.arguments, max_string=2_000, max_items=100)
         tool = self._tool(call.name)
         side_effects = tool.side_effects.value if tool else "none"
+        entry = self._entry(call, arguments, side_effects, step)
         if tool is not None and tool.requires_approval and self._acceptable(tool, call):
-            async with self._db.write() as conn:
-                await self._ledger(conn).begin(
-                    **self._entry(call, arguments, side_effects, step),
-                    status="awaiting_approval",
-                )
+            await self._db.transact(self._ledger.begin(**entry, status="awaiting_approval"))
             return ToolOutcome(call, None, None, 0, pending=True)
 
-        async def begin(conn: AsyncConnection) -> bool:  # fenced with its event
-            await self._ledger(conn).begin(
-                **self._entry(call, arguments, side_effects, step), fenced=False
-            )
+        def begin() -> Tx[bool]:  # fenced with its event
+            yield from self._ledger.begin(**entry, fenced=False)
             return True
 
         await self._emitter.tool_executing(call.id, call.name, arguments, stored_with=begin)
@@ -203,9 +198,6 @@ class UnifiedToolDispatcher:
             "attempt": self._attempt,
             "step": step,
         }
-
-    def _ledger(self, conn: AsyncConnection) -> ToolCallRepository:
-        return ToolCallRepository(conn, self._ctx)
 
     async def _replay_one(self, record: ToolCallRecord) -> ToolOutcome:
         """One call from the ledger. Its events are stored with its ledger entries, so the
@@ -226,8 +218,8 @@ class UnifiedToolDispatcher:
         if record.decision is None:
             return ToolOutcome(call, None, None, 0, pending=True)
 
-        async def reopen(conn: AsyncConnection) -> bool:  # fenced with its event
-            await self._ledger(conn).reopen(
+        def reopen() -> Tx[bool]:  # fenced with its event
+            yield from self._ledger.reopen(
                 self._run_id, call.id, attempt=self._attempt, fenced=False
             )
             return True
@@ -252,8 +244,8 @@ class UnifiedToolDispatcher:
             error = RunError(failure.code, failure.message)
         duration_ms = int((time.monotonic() - started) * 1000)
 
-        async def end(conn: AsyncConnection) -> bool:  # fenced with its event
-            await self._ledger(conn).end(
+        def end() -> Tx[bool]:  # fenced with its event
+            yield from self._ledger.end(
                 fenced=False,
                 run_id=self._run_id,
                 tool_call_id=call.id,

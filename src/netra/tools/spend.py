@@ -64,8 +64,7 @@ class SpendTools:
     async def usage(self, ctx: UserExecutionContext, days: int) -> dict[str, Any]:
         """The user's model usage over the last ``days``: totals, by model, by UTC day."""
         since = utcnow() - timedelta(days=days)
-        async with self._db.read() as conn:
-            rows = await RunRepository(conn, ctx).spend_since(since)
+        rows = await self._db.transact(RunRepository(ctx).spend_since(since))
         total = _Usage()
         by_model: defaultdict[str, _Usage] = defaultdict(_Usage)
         by_day: defaultdict[str, _Usage] = defaultdict(_Usage)
@@ -139,8 +138,7 @@ class SpendTools:
             limit: Annotated[int, Field(ge=1, le=50)] = 10,
         ) -> list[dict[str, Any]]:
             """Find the user's own earlier messages containing some text."""
-            async with db.read() as conn:
-                hits = await MessageRepository(conn, ctx).search(query, limit=limit)
+            hits = await db.transact(MessageRepository(ctx).search(query, limit=limit))
             return [
                 {
                     "thread_id": message.thread_id,
