@@ -5,6 +5,7 @@ transaction, SQLite's group commit, and the database failing as ``StorageUnavail
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -14,10 +15,13 @@ import pytest
 from sqlalchemy import select
 
 from netra.context import UserExecutionContext
+from netra.db import queue, runs
 from netra.db import tables as t
 from netra.db.accounts import UserRepository
 from netra.db.manager import DatabaseManager
+from netra.db.queue import HELD
 from netra.db.repositories import ThreadRepository
+from netra.db.runs import ACTIVE
 from netra.db.sql import (
     JSON_NAMES,
     IntegrityViolation,
@@ -109,6 +113,24 @@ async def test_values_are_the_same_both_ways_on_both_databases(db: DatabaseManag
         stored = (await conn.execute(select(t.messages).where(t.messages.c.id == "m1"))).one()
     assert stored.data == data
     assert stored.created_at.replace(tzinfo=UTC) == row["created_at"]
+
+
+def test_statements_spell_out_the_status_sets_as_the_code_has_them() -> None:
+    """Status sets are literals in the SQL (the planner uses them): held to the code's."""
+    sets = {frozenset(ACTIVE), frozenset(HELD)}
+    statements = [
+        value
+        for module in (queue, runs)
+        for value in vars(module).values()
+        if isinstance(value, Statement)
+    ]
+    spelled = [
+        (statement.name, frozenset(re.findall(r"'(\w+)'", found)))
+        for statement in statements
+        for found in re.findall(r"status IN \(([^)]*)\)", statement.postgres)
+    ]
+    assert len(spelled) >= 10
+    assert [(name, found) for name, found in spelled if found not in sets] == []
 
 
 def test_every_name_holds_one_kind_of_value() -> None:

@@ -45,13 +45,13 @@ from typing import Any
 
 from netra.context import UserExecutionContext
 from netra.db.records import RunRecord, RunStatus, utcnow
-from netra.db.runs import ACTIVE, run_record
+from netra.db.runs import run_record
 from netra.db.sql import Row, Statement, Tx, execute, first, rowcount, rows, scalar
 from netra.errors import LostClaim, RunError
 from netra.ids import new_id
 
 HELD = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
-"""Statuses a holder keeps a lease on."""
+"""Statuses a holder keeps a lease on (the statements spell them out, for the planner)."""
 
 RUN_INSERT = Statement(
     "create: a queued run",
@@ -78,7 +78,7 @@ RUN_FINISH = Statement(
     " input_tokens = :input_tokens, output_tokens = :output_tokens, cost_usd = :cost_usd,"
     " finished_at = :finished_at, lease_expires_at = NULL"
     " WHERE id = :id AND user_id = :user_id AND attempt = :attempt AND owner = :owner"
-    " AND status = ANY(:active)",
+    " AND status IN ('queued', 'running', 'requires_approval')",
 )
 RUN_SUSPEND = Statement(
     "suspend: a running run waits for its user's approval",
@@ -95,7 +95,8 @@ RUN_REQUEUE = Statement(
 RUN_REQUEST_CANCEL = Statement(
     "request_cancel: a cancel noted for whichever instance holds the run",
     "UPDATE runs SET cancel_requested = :cancel_requested"
-    " WHERE id = :id AND user_id = :user_id AND status = ANY(:active)"
+    " WHERE id = :id AND user_id = :user_id"
+    " AND status IN ('queued', 'running', 'requires_approval')"
     " AND cancel_requested IS NULL",
 )
 RUN_ADOPT_UNHELD = Statement(
@@ -103,7 +104,7 @@ RUN_ADOPT_UNHELD = Statement(
     "UPDATE runs SET status = 'queued', owner = :owner, lease_expires_at = :lease_expires_at,"
     " attempt = attempt + CASE WHEN status = 'running' THEN 1 ELSE 0 END"
     " WHERE id = :id AND user_id = :user_id AND (status = 'requires_approval'"
-    " OR (status = ANY(:held) AND (owner IS NULL OR lease_expires_at < :now)))"
+    " OR (status IN ('queued', 'running') AND (owner IS NULL OR lease_expires_at < :now)))"
     " RETURNING *",
 )
 RUN_FENCE = Statement(
@@ -116,13 +117,14 @@ RUN_CURRENT_ATTEMPTS = Statement(
 )
 RUN_LOCK_HELD = Statement(
     "renew: lock the holder's runs in id order first (the event writer's order)",
-    "SELECT id FROM runs WHERE owner = :owner AND status = ANY(:held) ORDER BY id FOR UPDATE",
+    "SELECT id FROM runs WHERE owner = :owner AND status IN ('queued', 'running')"
+    " ORDER BY id FOR UPDATE",
     sqlite=None,
 )
 RUN_RENEW = Statement(
     "renew: extend the lease of every run the holder keeps",
     "UPDATE runs SET lease_expires_at = :lease_expires_at"
-    " WHERE owner = :owner AND status = ANY(:held)"
+    " WHERE owner = :owner AND status IN ('queued', 'running')"
     " RETURNING id, user_id, owner, attempt, status, cancel_requested",
 )
 RUN_LEASES = Statement(
@@ -131,12 +133,12 @@ RUN_LEASES = Statement(
 )
 RUN_ORPHANS = Statement(
     "orphans: runs whose holder's lease expired, or that nobody holds, oldest first",
-    "SELECT id, user_id, status, parent_run_id FROM runs WHERE status = ANY(:held)"
+    "SELECT id, user_id, status, parent_run_id FROM runs WHERE status IN ('queued', 'running')"
     " AND (lease_expires_at < :now OR owner IS NULL) ORDER BY created_at LIMIT :limit",
 )
 RUN_EXPIRED = Statement(
     "orphans: runs whose holder's lease expired, oldest first",
-    "SELECT id, user_id, status, parent_run_id FROM runs WHERE status = ANY(:held)"
+    "SELECT id, user_id, status, parent_run_id FROM runs WHERE status IN ('queued', 'running')"
     " AND lease_expires_at < :now ORDER BY created_at LIMIT :limit",
 )
 RUN_TAKE = Statement(
@@ -145,21 +147,23 @@ RUN_TAKE = Statement(
     " attempt = attempt + CASE WHEN status = 'running' THEN 1 ELSE 0 END,"
     " recoveries = recoveries + CASE WHEN status = 'running' THEN 1 ELSE 0 END,"
     " resume_reason = CASE WHEN status = 'running' THEN 'takeover' ELSE resume_reason END"
-    " WHERE id = :id AND status = ANY(:held) AND (lease_expires_at < :now OR owner IS NULL)",
+    " WHERE id = :id AND status IN ('queued', 'running')"
+    " AND (lease_expires_at < :now OR owner IS NULL)",
 )
 RUN_EXPIRE_ALL = Statement(
     "expire: every held run's lease ends now",
-    "UPDATE runs SET lease_expires_at = :now WHERE status = ANY(:held)",
+    "UPDATE runs SET lease_expires_at = :now WHERE status IN ('queued', 'running')",
 )
 RUN_EXPIRE_OWNED = Statement(
     "expire: the leases of the runs one holder keeps end now",
-    "UPDATE runs SET lease_expires_at = :now WHERE status = ANY(:held) AND owner = :owner",
+    "UPDATE runs SET lease_expires_at = :now"
+    " WHERE status IN ('queued', 'running') AND owner = :owner",
 )
 RUN_RELEASE = Statement(
     "release: every top-level run the holder keeps goes back to the cluster, unheld",
     "UPDATE runs SET status = 'queued', owner = NULL, lease_expires_at = NULL,"
     " resume_reason = CASE WHEN status = 'running' THEN 'handback' ELSE resume_reason END"
-    " WHERE owner = :owner AND status = ANY(:held) AND parent_run_id IS NULL",
+    " WHERE owner = :owner AND status IN ('queued', 'running') AND parent_run_id IS NULL",
 )
 RUN_DEPTH = Statement(
     "depth: runs waiting to execute, every user's",
@@ -292,7 +296,6 @@ class RunQueue:
                 user_id=ctx.user_id,
                 attempt=attempt,
                 owner=owner,
-                active=ACTIVE,
                 status=status.value,
                 error=error.as_dict() if error else None,
                 usage=usage,
@@ -340,9 +343,7 @@ class RunQueue:
     def request_cancel(ctx: UserExecutionContext, run_id: str, why: RunError) -> Tx[bool]:
         """Note a cancel for whichever instance holds the run; False when it is final."""
         changed = yield from rowcount(
-            RUN_REQUEST_CANCEL(
-                id=run_id, user_id=ctx.user_id, active=ACTIVE, cancel_requested=why.as_dict()
-            )
+            RUN_REQUEST_CANCEL(id=run_id, user_id=ctx.user_id, cancel_requested=why.as_dict())
         )
         return changed == 1
 
@@ -360,7 +361,6 @@ class RunQueue:
                 user_id=ctx.user_id,
                 owner=owner,
                 lease_expires_at=lease_until,
-                held=HELD,
                 now=utcnow(),
             )
         )
@@ -390,8 +390,8 @@ class RunQueue:
         """Extend the lease of every run ``owner`` holds (queued or running). The rows are
         locked in id order first — the order the event writer locks them in — so the two
         never deadlock."""
-        yield from execute(RUN_LOCK_HELD(owner=owner, held=HELD))
-        found = yield from rows(RUN_RENEW(owner=owner, held=HELD, lease_expires_at=until))
+        yield from execute(RUN_LOCK_HELD(owner=owner))
+        found = yield from rows(RUN_RENEW(owner=owner, lease_expires_at=until))
         return [_lease(row) for row in found]
 
     @staticmethod
@@ -407,7 +407,7 @@ class RunQueue:
         """Runs whose holder's lease expired, oldest first; with ``include_unheld`` also
         queued runs nobody holds (left for workers, or handed back)."""
         statement = RUN_ORPHANS if include_unheld else RUN_EXPIRED
-        found = yield from rows(statement(held=HELD, now=utcnow(), limit=limit))
+        found = yield from rows(statement(now=utcnow(), limit=limit))
         return [
             Orphan(row["id"], row["user_id"], RunStatus(row["status"]), row["parent_run_id"])
             for row in found
@@ -420,7 +420,7 @@ class RunQueue:
         executor may still be alive (paused), and nothing it writes from now on may land
         (fencing). False when another instance was faster."""
         changed = yield from rowcount(
-            RUN_TAKE(id=run_id, owner=owner, lease_expires_at=until, held=HELD, now=utcnow())
+            RUN_TAKE(id=run_id, owner=owner, lease_expires_at=until, now=utcnow())
         )
         return changed == 1
 
@@ -430,16 +430,16 @@ class RunQueue:
         or every held run (None: SQLite, where no other instance can be executing any),
         become orphans at once instead of when their lease runs out."""
         if owner is None:
-            step = RUN_EXPIRE_ALL(held=HELD, now=utcnow())
+            step = RUN_EXPIRE_ALL(now=utcnow())
         else:
-            step = RUN_EXPIRE_OWNED(held=HELD, now=utcnow(), owner=owner)
+            step = RUN_EXPIRE_OWNED(now=utcnow(), owner=owner)
         return (yield from rowcount(step))
 
     @staticmethod
     def release(owner: str) -> Tx[int]:
         """At shutdown: hand every run ``owner`` holds back to the cluster — running top-level
         runs resume elsewhere as a hand-back, queued ones are adopted as they are."""
-        return (yield from rowcount(RUN_RELEASE(owner=owner, held=HELD)))
+        return (yield from rowcount(RUN_RELEASE(owner=owner)))
 
     @staticmethod
     def depth() -> Tx[int]:

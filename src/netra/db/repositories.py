@@ -53,6 +53,11 @@ MESSAGE_LIST = Statement(
     "SELECT * FROM messages WHERE user_id = :user_id AND thread_id = :thread_id"
     " ORDER BY created_at, id LIMIT :limit",
 )
+MESSAGE_TEXTS = Statement(
+    "messages: a thread's, oldest first, without their data (a run's conversation)",
+    "SELECT id, user_id, thread_id, run_id, role, content, created_at FROM messages"
+    " WHERE user_id = :user_id AND thread_id = :thread_id ORDER BY created_at, id LIMIT :limit",
+)
 MESSAGE_SEARCH = Statement(
     "messages: the user's containing a text (any case), newest first, with the thread title",
     "SELECT m.*, t.title FROM messages m JOIN threads t ON t.id = m.thread_id"
@@ -103,8 +108,8 @@ def message_record(row: Row) -> MessageRecord:
         run_id=row["run_id"],
         role=row["role"],
         content=row["content"],
-        data=row["data"],
-        client_msg_id=row["client_msg_id"],
+        data=row.get("data"),
+        client_msg_id=row.get("client_msg_id"),
         created_at=row["created_at"],
     )
 
@@ -192,11 +197,13 @@ class MessageRepository(Scoped):
         )
         return message_record(row) if row else None
 
-    def list(self, thread_id: str, *, limit: int = 1000) -> Tx[list[MessageRecord]]:
-        """The thread in turn order: each user message, then the answer of its run."""
-        found = yield from rows(
-            MESSAGE_LIST(user_id=self.user_id, thread_id=thread_id, limit=limit)
-        )
+    def list(
+        self, thread_id: str, *, limit: int = 1000, with_data: bool = True
+    ) -> Tx[list[MessageRecord]]:
+        """The thread in turn order: each user message, then the answer of its run;
+        ``with_data=False`` leaves out each message's ``data`` (and ``client_msg_id``)."""
+        statement = MESSAGE_LIST if with_data else MESSAGE_TEXTS
+        found = yield from rows(statement(user_id=self.user_id, thread_id=thread_id, limit=limit))
         return _in_turn_order([message_record(row) for row in found])
 
     def search(self, text: str, *, limit: int) -> Tx[Sequence[tuple[MessageRecord, str]]]:

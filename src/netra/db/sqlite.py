@@ -4,8 +4,8 @@ SQLite has one writer, so the hot path has one: a thread holding one stdlib ``sq
 connection runs every transaction function, whole, and the event loop waits for none of its
 statements (nor for a checkpoint's ``fsync``). Whatever is submitted while the thread works
 forms the next *group*: one ``BEGIN IMMEDIATE … COMMIT`` in which each function runs in a
-savepoint of its own, so one that raises undoes only its own writes, and the group costs one
-commit and one hop however many functions it holds. There is no timer: a lone transaction
+savepoint of its own (a group of one needs none), so one that raises undoes only its own
+writes, and the group costs one commit and one hop however many functions it holds. There is no timer: a lone transaction
 starts at once, and under load groups grow by themselves.
 
 The group holds the database manager's write lock, which the cold paths' SQLAlchemy writes
@@ -183,8 +183,11 @@ class SqliteExecutor:
         try:
             conn = self._connection()
             self._checked(conn, "BEGIN IMMEDIATE")
-            outcomes = [self._one(conn, tx) for tx in group]
-            self._checked(conn, "COMMIT")
+            if len(group) == 1:
+                outcomes = [self._alone(conn, group[0])]
+            else:
+                outcomes = [self._one(conn, tx) for tx in group]
+                self._checked(conn, "COMMIT")
         except _StorageFailed as failure:
             self._abandon()
             return [(False, StorageUnavailable(failure.cause)) for _ in group]
@@ -199,6 +202,18 @@ class SqliteExecutor:
                 self._conn.execute("ROLLBACK")
             except sqlite3.Error:
                 log.debug("rollback after a failed group failed too", exc_info=True)
+
+    def _alone(self, conn: sqlite3.Connection, tx: Tx[Any]) -> Outcome:
+        """A group of one needs no savepoint: its transaction is its own."""
+        try:
+            value = self._drive(conn, tx)
+        except _StorageFailed:
+            raise
+        except Exception as exc:
+            self._checked(conn, "ROLLBACK")
+            return False, exc
+        self._checked(conn, "COMMIT")
+        return True, value
 
     def _one(self, conn: sqlite3.Connection, tx: Tx[Any]) -> Outcome:
         self._checked(conn, "SAVEPOINT tx")

@@ -3,28 +3,33 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 from netra.env import is_secret_key
 
 REDACTED = "[redacted]"
+_is_secret = lru_cache(maxsize=4096)(is_secret_key)
+"""Payloads repeat their keys: each is judged once."""
+_SCALARS = frozenset({bool, int, float})
 
 
 def sanitize(value: Any, *, max_string: int, max_items: int, _depth: int = 0) -> Any:
     """A JSON-safe copy of ``value`` with secrets redacted and sizes bounded."""
     if _depth > 20:
         return "…[truncated: nested too deep]"
-    if isinstance(value, str):
+    kind = type(value)  # the exact types first: most values are, and a check is cheaper
+    if kind is str or isinstance(value, str):
         if len(value) > max_string:
             return f"{value[:max_string]}…[truncated {len(value) - max_string} chars]"
         return value
-    if value is None or isinstance(value, bool | int | float):
+    if value is None or kind in _SCALARS or isinstance(value, bool | int | float):
         return value
-    if isinstance(value, Mapping):
+    if kind is dict or isinstance(value, Mapping):
         out: dict[str, Any] = {}
         for key, item in value.items():
             name = str(key)
-            if is_secret_key(name) and item not in (None, ""):
+            if _is_secret(name) and item not in (None, ""):
                 out[name] = REDACTED
             else:
                 out[name] = sanitize(
