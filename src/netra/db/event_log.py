@@ -9,8 +9,10 @@ with its events, a turn of the checkpoint). In order, each entry
 
 1. is refused when its attempt is no longer the run's (the runs' rows are locked first, in
    id order, so a takeover waits for the batch or the batch sees the takeover);
-2. makes its write in a savepoint: refused when the write says so (``False``), failed alone
-   when it raises (a bug, or ``LostClaim``), the rest of the batch going on either way;
+2. makes its write: refused when the write says so (``False``, having written nothing);
+   when it raises (a bug, or ``LostClaim``) the transaction raises ``EntryFailed`` and the
+   writer stores the batch again with that entry failed alone — no savepoint per write, so
+   the common case costs nothing for the rare one;
 3. gets the next seq of its user.
 
 Seqs are reserved with one statement for all the batch's users (``users.event_seq``, whose
@@ -26,12 +28,12 @@ An event's envelope is encoded once, before it reaches the batch, in two parts a
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from netra.db.queue import RunQueue
-from netra.db.sql import Many, Statement, Tx, TxFactory, execute, rows, savepoint
+from netra.db.sql import Many, Statement, Tx, TxFactory, execute, rows
 
 SEQ_LOCK = Statement(
     "reserve: lock the users' counters in id order (SQLite has one writer)",
@@ -81,7 +83,18 @@ class Entry:
     """The attempt of ``run_id`` that made the entry: stored only while it is the run's
     current one (fencing). None: not fenced."""
     write: TxFactory[bool] | None = None
-    """Commits with the entry; False refuses it (and the event with it)."""
+    """Commits with the entry; False refuses it (and the event with it), and must then have
+    written nothing."""
+
+
+class EntryFailed(Exception):
+    """The write of entry ``index`` raised ``error``: the batch's transaction is rolled back,
+    to be stored again with that entry failed."""
+
+    def __init__(self, index: int, error: Exception) -> None:
+        super().__init__(f"entry {index}: {error!r}")
+        self.index = index
+        self.error = error
 
 
 Outcome = int | None | Exception
@@ -90,23 +103,30 @@ refused (fenced, or its write said no), or what its write raised."""
 
 
 def store(
-    entries: Sequence[Entry], *, before_commit: Callable[[list[Entry]], None] | None = None
+    entries: Sequence[Entry],
+    *,
+    failed: Mapping[int, Exception] | None = None,
+    before_commit: Callable[[list[Entry]], None] | None = None,
 ) -> Tx[list[Outcome]]:
-    """Store a batch (see the module's docstring); ``before_commit`` sees the entries stored,
-    inside the transaction (the crash points)."""
+    """Store a batch (see the module's docstring), the entries of ``failed`` (by index) left
+    out as failed; ``before_commit`` sees the entries stored, inside the transaction (the
+    crash points)."""
+    failed = failed or {}
     fenced = {e.run_id for e in entries if e.attempt is not None and e.run_id is not None}
     current = yield from RunQueue.current_attempts(fenced)
     outcomes: list[Outcome] = []
-    for entry in entries:
+    for index, entry in enumerate(entries):
+        if index in failed:
+            outcomes.append(failed[index])
+            continue
         if entry.attempt is not None and current.get(entry.run_id or "") != entry.attempt:
             outcomes.append(None)
             continue
         if entry.write is not None:
             try:
-                made = yield from savepoint(entry.write())
+                made = yield from entry.write()
             except Exception as exc:
-                outcomes.append(exc)
-                continue
+                raise EntryFailed(index, exc) from exc
             if not made:
                 outcomes.append(None)
                 continue

@@ -5,8 +5,8 @@ connection runs every transaction function, whole, and the event loop waits for 
 statements (nor for a checkpoint's ``fsync``). Whatever is submitted while the thread works
 forms the next *group*: one ``BEGIN IMMEDIATE … COMMIT`` in which each function runs in a
 savepoint of its own (a group of one needs none), so one that raises undoes only its own
-writes, and the group costs one commit and one hop however many functions it holds. There is no timer: a lone transaction
-starts at once, and under load groups grow by themselves.
+writes, and the group costs one commit and one hop however many functions it holds. There
+is no timer: a lone transaction starts at once, and under load groups grow by themselves.
 
 The group holds the database manager's write lock, which the cold paths' SQLAlchemy writes
 (accounts, sessions …) take too: the two never wait on each other inside SQLite.

@@ -29,7 +29,7 @@ import contextlib
 import logging
 from collections import defaultdict
 
-from netra.db.event_log import Entry, Outcome, store
+from netra.db.event_log import Entry, EntryFailed, Outcome, store
 from netra.db.manager import DatabaseManager
 from netra.errors import LostClaim, StorageUnavailable
 from netra.events.bus import EventBus
@@ -174,11 +174,14 @@ class EventLogWriter:
         """The batch stored; None when it could not be (its waiters are told why)."""
         entries = [entry for entry, _ in batch]
         hook = self._before_commit if self._crash_points is not None else None
+        failed: dict[int, Exception] = {}
         failures = 0
         storage_waits = 0
         while True:
             try:
-                return await self._db.transact(store(entries, before_commit=hook))
+                return await self._db.transact(store(entries, failed=failed, before_commit=hook))
+            except EntryFailed as failure:  # that entry alone fails; the rest go on
+                failed[failure.index] = failure.error
             except StorageUnavailable:
                 # The database is away (full disk, lost connection): the batch waits for
                 # it, in order, and the emitters behind it wait for room in the queue. No
