@@ -75,7 +75,7 @@ class IntegrityViolation(Exception):
 class Statement:
     """One named SQL statement, written once with ``:name`` parameters."""
 
-    __slots__ = ("name", "postgres", "postgres_names", "returns_rows", "sqlite")
+    __slots__ = ("name", "plain_read", "postgres", "postgres_names", "returns_rows", "sqlite")
 
     def __init__(
         self,
@@ -104,6 +104,8 @@ class Statement:
         self.postgres_names = tuple(names)
         words = self.postgres.upper()
         self.returns_rows = words.startswith(("SELECT", "WITH")) or " RETURNING " in words
+        self.plain_read = words.startswith("SELECT") and " FOR UPDATE" not in words
+        """A read that takes no lock: it needs no transaction of its own."""
 
     def __call__(self, **params: Any) -> Call:
         return Call(self, params)
