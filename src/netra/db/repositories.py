@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from netra.context import UserExecutionContext
 from netra.db.records import MessageRecord, ThreadRecord, utcnow
@@ -54,8 +54,8 @@ MESSAGE_LIST = Statement(
     " ORDER BY created_at, id LIMIT :limit",
 )
 MESSAGE_TEXTS = Statement(
-    "messages: a thread's, oldest first, without their data (a run's conversation)",
-    "SELECT id, user_id, thread_id, run_id, role, content, created_at FROM messages"
+    "messages: a thread's texts, oldest first (a run's conversation)",
+    "SELECT run_id, role, content FROM messages"
     " WHERE user_id = :user_id AND thread_id = :thread_id ORDER BY created_at, id LIMIT :limit",
 )
 MESSAGE_SEARCH = Statement(
@@ -108,8 +108,8 @@ def message_record(row: Row) -> MessageRecord:
         run_id=row["run_id"],
         role=row["role"],
         content=row["content"],
-        data=row.get("data"),
-        client_msg_id=row.get("client_msg_id"),
+        data=row["data"],
+        client_msg_id=row["client_msg_id"],
         created_at=row["created_at"],
     )
 
@@ -197,13 +197,19 @@ class MessageRepository(Scoped):
         )
         return message_record(row) if row else None
 
-    def list(
-        self, thread_id: str, *, limit: int = 1000, with_data: bool = True
-    ) -> Tx[list[MessageRecord]]:
-        """The thread in turn order: each user message, then the answer of its run;
-        ``with_data=False`` leaves out each message's ``data`` (and ``client_msg_id``)."""
-        statement = MESSAGE_LIST if with_data else MESSAGE_TEXTS
-        found = yield from rows(statement(user_id=self.user_id, thread_id=thread_id, limit=limit))
+    def texts(self, thread_id: str, *, limit: int = 1000) -> Tx[list[Said]]:
+        """What was said in the thread, in turn order, as cheaply as it reads: a run's
+        conversation."""
+        found = yield from rows(
+            MESSAGE_TEXTS(user_id=self.user_id, thread_id=thread_id, limit=limit)
+        )
+        return _in_turn_order([Said(row["role"], row["content"], row["run_id"]) for row in found])
+
+    def list(self, thread_id: str, *, limit: int = 1000) -> Tx[list[MessageRecord]]:
+        """The thread in turn order: each user message, then the answer of its run."""
+        found = yield from rows(
+            MESSAGE_LIST(user_id=self.user_id, thread_id=thread_id, limit=limit)
+        )
         return _in_turn_order([message_record(row) for row in found])
 
     def search(self, text: str, *, limit: int) -> Tx[Sequence[tuple[MessageRecord, str]]]:
@@ -216,10 +222,28 @@ class MessageRepository(Scoped):
         return [(message_record(row), row["title"]) for row in found]
 
 
-def _in_turn_order(messages: list[MessageRecord]) -> list[MessageRecord]:
+class Said(NamedTuple):
+    """One message of a thread as a conversation holds it."""
+
+    role: str
+    content: str
+    run_id: str | None
+
+
+class _Turn(Protocol):
+    @property
+    def role(self) -> str: ...
+    @property
+    def run_id(self) -> str | None: ...
+
+
+_T = TypeVar("_T", bound=_Turn)
+
+
+def _in_turn_order(messages: list[_T]) -> list[_T]:
     # An answer is stored when its run ends, possibly after later questions were sent.
     answers = {m.run_id: m for m in messages if m.role != "user" and m.run_id is not None}
-    ordered: list[MessageRecord] = []
+    ordered: list[_T] = []
     for message in messages:
         if message.role == "user" or message.run_id is None:
             ordered.append(message)

@@ -85,9 +85,7 @@ class AttemptBuilder:
 
     async def _history(self, ctx: UserExecutionContext, run: RunRecord) -> list[ChatMessage]:
         """The conversation up to this run's own message: never what was sent after it."""
-        stored = await self._db.transact(
-            MessageRepository(ctx).list(run.thread_id, with_data=False)
-        )
+        stored = await self._db.transact(MessageRepository(ctx).texts(run.thread_id))
         own = next(
             (i for i, m in enumerate(stored) if m.run_id == run.id and m.role == "user"),
             len(stored) - 1,
