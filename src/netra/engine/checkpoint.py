@@ -67,9 +67,11 @@ class Checkpoint:
         return None
 
     async def record(self, ctx: UserExecutionContext, deps: AgentDeps, state: AgentState) -> None:
-        """Store the turn the step ended with, right after everything it streamed (in the
-        event log's order, fenced there: ``LostClaim`` when the attempt is no longer the
-        run's)."""
+        """Store the turn the step ended with, once everything the step streamed is stored
+        (``LostClaim`` when the attempt is no longer the run's): a turn is only ever written
+        for a step whose calls the ledger holds. The run goes on without waiting for the turn
+        itself: a crash before it commits means the step is asked again, its calls answered
+        from the ledger."""
         turn = state.turn
         if turn is None or turn.step != state.step:
             return  # a step that made no tool calls leaves no turn
@@ -80,7 +82,8 @@ class Checkpoint:
             yield from TurnRepository(ctx).record(run_id, turn, fenced=False)
             return True
 
-        await deps.emitter.settle(write)
+        await deps.emitter.settle()
+        await deps.emitter.store(write)
 
 
 def _saved(ctx: UserExecutionContext, run_id: str) -> Tx[Saved]:

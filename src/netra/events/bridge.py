@@ -62,9 +62,10 @@ class AgentWebSocketBridge:
         thread_id: str | None = None,
         attempt: int | None = None,
         stored_with: StoredWith | None = None,
+        wait: bool = False,
     ) -> Waiter | None:
-        """Queue the event (encoded once, here); one that carries a write (``stored_with``)
-        comes with the future that says whether both were stored."""
+        """Queue the event (encoded once, here); with ``wait``, the future that says whether
+        it was stored (with its write, ``stored_with``)."""
         clean = sanitize(
             payload.as_data(),
             max_string=self._settings.max_string_chars,
@@ -80,18 +81,24 @@ class AgentWebSocketBridge:
             at=utcnow(),
         )
         entry = Entry(ctx.user_id, event, run_id, attempt, stored_with)
-        return await self._writer.append(entry, wait=stored_with is not None)
+        return await self._writer.append(entry, wait=wait)
 
     async def after_events(
-        self, ctx: UserExecutionContext, run_id: str, attempt: int, write: StoredWith | None
+        self,
+        ctx: UserExecutionContext,
+        run_id: str,
+        attempt: int,
+        write: StoredWith | None,
+        *,
+        wait: bool,
     ) -> None:
-        """Wait until everything the attempt emitted so far is stored, with ``write`` (if any)
-        committed right after it; ``LostClaim`` once the attempt is not the run's."""
+        """Store ``write`` (if any) right after everything the attempt emitted so far; with
+        ``wait``, return once it is (``LostClaim`` once the attempt is not the run's)."""
         waiter = await self._writer.append(
-            Entry(ctx.user_id, None, run_id, attempt, write), wait=True
+            Entry(ctx.user_id, None, run_id, attempt, write), wait=wait
         )
-        assert waiter is not None
-        await waiter
+        if waiter is not None:
+            await waiter
 
     async def drain(self) -> None:
         """Wait until every event emitted so far is stored."""
@@ -133,10 +140,12 @@ class RunEmitter:
         self._last_flush = 0.0
 
     async def _emit(
-        self, payload: Payload, *, stored_with: StoredWith | None = None
+        self, payload: Payload, *, stored_with: StoredWith | None = None, wait: bool = False
     ) -> Event | None:
-        """Queue the event; one that carries a write is awaited until both are stored (and
-        returned): the caller goes on only once its write landed (``LostClaim`` if refused)."""
+        """Queue the event, with the write that commits with it (``stored_with``). Most
+        callers go on at once: what the writer stores keeps their order. With ``wait`` the
+        caller goes on only once both landed, and gets the event (``LostClaim`` if
+        refused)."""
         if self._completed:
             raise RuntimeError(f"run {self.run_id} already completed; {payload.TYPE} refused")
         if not isinstance(payload, AgentStarted) and not self._started:
@@ -150,6 +159,7 @@ class RunEmitter:
             run_id=self.run_id,
             attempt=self.attempt,
             stored_with=stored_with,
+            wait=wait,
         )
         return await waiter if waiter is not None else None
 
@@ -205,12 +215,14 @@ class RunEmitter:
         await self._emit(MessageDelta(self._delta_message, text))
 
     async def tool_executing(
-        self, tool_call_id: str, tool: str, arguments: Any, *, stored_with: StoredWith
+        self, tool_call_id: str, tool: str, arguments: Any, *, stored_with: StoredWith, wait: bool
     ) -> None:
-        """Announce a call, stored with its ledger entry (``stored_with``); returns once
-        both are."""
+        """Announce a call, stored with its ledger entry (``stored_with``); with ``wait``,
+        return once both are (a call that must not run before the ledger knows of it)."""
         self._open_tools[tool_call_id] = tool
-        await self._emit(ToolExecuting(tool_call_id, tool, arguments), stored_with=stored_with)
+        await self._emit(
+            ToolExecuting(tool_call_id, tool, arguments), stored_with=stored_with, wait=wait
+        )
 
     def reopen_tool(self, tool_call_id: str, tool: str) -> None:
         """A call whose ``tool_executing`` an earlier attempt stored is to be completed."""
@@ -239,12 +251,18 @@ class RunEmitter:
     ) -> None:
         await self._emit(ApprovalRequired(tool_call_id, tool, arguments, side_effects))
 
-    async def settle(self, write: StoredWith | None = None) -> None:
-        """Wait until everything emitted so far is stored (buffered deltas included), with
-        ``write`` committed right after it: what a checkpoint or a pause records was
-        streamed first. ``LostClaim`` once this attempt is not the run's."""
+    async def settle(self) -> None:
+        """Wait until everything emitted so far is stored (buffered deltas included): what
+        a pause records was streamed first. ``LostClaim`` once this attempt is not the
+        run's."""
         await self._flush_deltas()
-        await self._bridge.after_events(self._ctx, self.run_id, self.attempt, write)
+        await self._bridge.after_events(self._ctx, self.run_id, self.attempt, None, wait=True)
+
+    async def store(self, write: StoredWith) -> None:
+        """Store ``write`` right after everything emitted so far (buffered deltas included),
+        fenced like the events; the caller goes on at once."""
+        await self._flush_deltas()
+        await self._bridge.after_events(self._ctx, self.run_id, self.attempt, write, wait=False)
 
     async def completed(
         self,
@@ -270,7 +288,9 @@ class RunEmitter:
                 duration_ms=0,
             )
         event = await self._emit(
-            AgentCompleted(outcome, usage, message_id, error), stored_with=final_state or _nothing
+            AgentCompleted(outcome, usage, message_id, error),
+            stored_with=final_state or _nothing,
+            wait=True,
         )
         self._completed = True
         assert event is not None

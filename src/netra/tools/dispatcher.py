@@ -1,11 +1,12 @@
 """UnifiedToolDispatcher: runs one user's tool calls, never raising for a tool's failure.
 
 One dispatcher per attempt of a run, bound to that run's ``UserExecutionContext``. For each
-call it enters the call in the ledger and emits ``tool_executing`` (one transaction), checks
+call it enters the call in the ledger and emits ``tool_executing`` (stored together), checks
 the tool exists, the user may use it and the arguments fit its schema, runs it under a time
 limit, bounds its output, then records the outcome and emits the paired ``tool_completed``
-(one transaction). Every failure becomes a structured result the model sees. Calls of one
-model turn run concurrently.
+(stored together). An ``unsafe`` call runs only once its entry is stored; any other runs at
+once, its entry stored meanwhile in order. Every failure becomes a structured result the
+model sees. Calls of one model turn run concurrently.
 
 A tool that ``requires_approval`` is not run: its call is stored as ``awaiting_approval``
 and the outcome is *pending*; the run pauses (the engine asks the user).
@@ -87,6 +88,13 @@ def _unknown_outcome() -> _Failure:
         "the server stopped during this call; it may or may not have taken effect, "
         "and it is not repeated",
     )
+
+
+def _must_wait(tool: Tool | None) -> bool:
+    """An unsafe call runs only once the ledger knows it started: after a crash it is
+    reported, never repeated. Any other call may run while its entry is being stored (after
+    a crash it simply runs again)."""
+    return tool is not None and tool.side_effects is SideEffects.UNSAFE
 
 
 class UnifiedToolDispatcher:
@@ -183,7 +191,9 @@ class UnifiedToolDispatcher:
             yield from self._ledger.begin(**entry, fenced=False)
             return True
 
-        await self._emitter.tool_executing(call.id, call.name, arguments, stored_with=begin)
+        await self._emitter.tool_executing(
+            call.id, call.name, arguments, stored_with=begin, wait=_must_wait(tool)
+        )
         return await self._complete(tool, call)
 
     def _entry(
@@ -224,7 +234,9 @@ class UnifiedToolDispatcher:
             )
             return True
 
-        await self._emitter.tool_executing(call.id, call.name, record.arguments, stored_with=reopen)
+        await self._emitter.tool_executing(
+            call.id, call.name, record.arguments, stored_with=reopen, wait=_must_wait(tool)
+        )
         if record.decision is Decision.DENIED:
             return await self._complete(tool, call, refuse=_denied())
         return await self._complete(tool, call)
