@@ -23,7 +23,8 @@ import httpx
 import psutil
 from websockets.asyncio.client import connect
 
-from load import ServerProcess, machine_info, tree_rss
+from machine import machine_info
+from processes import ServerProcess, tree_rss
 
 
 async def bench(cycles: int, every: int) -> dict[str, object]:
