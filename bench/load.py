@@ -40,6 +40,7 @@ from checks import DELIVERY_VIOLATIONS, Violations, check_delivery
 from client import open_ws, sign_up
 from machine import machine_info
 from processes import HOST, ServerProcess, SetupError, tree_cpu, tree_rss
+from server_env import CHUNK_DELAY_ENV, UNLIMITED_TIER_ENV
 from stats import summarize
 
 JsonObject = dict[str, Any]
@@ -49,14 +50,6 @@ TOOL_PROMPT = "what is 12*7?"
 PLAIN_PROMPT = "hello there!"
 """A greeting: the offline model answers without a tool."""
 TOOL_RESULT = "84"
-CHUNK_DELAY_ENV = "NETRA_MODELS__OFFLINE_CHUNK_DELAY_MS"
-UNLIMITED_TIER_ENV = {
-    "NETRA_TIERS__FREE__RUNS_PER_MINUTE": "0",
-    "NETRA_TIERS__FREE__TOKENS_PER_DAY": "0",
-    "NETRA_TIERS__FREE__MAX_CONCURRENT_RUNS_PER_USER": "64",
-}
-"""The benchmark measures throughput, not quotas: new accounts' tier limits are lifted
-(override with --server-env)."""
 HTTP_TIMEOUT_S = 30.0
 DRAIN_S = 0.5
 """After the load, keep reading this long to catch events sent after `agent_completed`."""
@@ -431,7 +424,8 @@ class LoadBench:
         for position, index in enumerate(indices):
             if session.dead or self.stop_event.is_set():
                 return
-            kind = "tool" if (index + session.index) % 2 == 0 else "plain"
+            alternate = (index + session.index) % 2 == 0
+            kind = "tool" if self.args.prompts == "tool" or alternate else "plain"
             content = TOOL_PROMPT if kind == "tool" else PLAIN_PROMPT
             run = Run(
                 user=session.index,
@@ -721,7 +715,7 @@ class LoadBench:
                 "duration_limit_s": args.duration_limit,
                 "run_timeout_s": args.run_timeout,
                 "chunk_delay_ms": args.chunk_delay_ms,
-                "prompts": {"tool": TOOL_PROMPT, "plain": PLAIN_PROMPT},
+                "prompts": {"tool": TOOL_PROMPT, "plain": PLAIN_PROMPT, "mix": args.prompts},
                 "server_command": " ".join(["python", *self.servers[0].command[1:]]),
                 "server_env": sorted(args.server_env),
                 "instances": len(self.servers),
@@ -819,6 +813,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         default=60.0,
         help="a run without agent_completed after this many seconds is a violation (default 60)",
+    )
+    parser.add_argument(
+        "--prompts",
+        choices=("mixed", "tool"),
+        default="mixed",
+        help="mixed (default): the calculator question and a greeting in turn; tool: the"
+        " calculator question only (the workload of bench/compare.py)",
     )
     parser.add_argument(
         "--chunk-delay-ms",

@@ -23,7 +23,8 @@ import httpx
 import psutil
 
 HOST = "127.0.0.1"
-REPO_ROOT = Path(__file__).resolve().parent.parent
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
 READY_TIMEOUT_S = 30.0
 READY_POLL_S = 0.05
 
@@ -201,6 +202,24 @@ class ServerProcess:
             self.stop()
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+class RawServer(ServerProcess):
+    """raw_ws.py under uvicorn: uvloop, httptools, websockets sans-I/O, no compression."""
+
+    name = "raw-uvicorn"
+
+    def server_command(self) -> list[str]:
+        return [
+            *(sys.executable, "-m", "uvicorn", "raw_ws:app", "--app-dir", str(BENCH_DIR)),
+            *("--host", HOST, "--port", str(self.port)),
+            *("--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio"),
+            *("--ws-per-message-deflate", "false", "--lifespan", "on"),
+            *("--no-access-log", "--log-level", "warning"),
+        ]
+
+    def environment(self) -> dict[str, str]:
+        return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
 
 def tree_rss(proc: psutil.Process) -> int:
