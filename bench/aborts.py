@@ -53,7 +53,7 @@ async def bench(cycles: int, every: int) -> dict[str, object]:
                     health_ms.append((time.perf_counter() - started) * 1000)
                     rss.append(tree_rss(process))
     finally:
-        server.stop()
+        server.cleanup()
     return {
         "bench": "aborts",
         "cycles": cycles,
