@@ -12,7 +12,7 @@ WORKERS ?= 3
 FAST := tests/test_layers.py tests/foundation tests/db tests/events tests/realtime tests/engine \
 	tests/models tests/agents tests/tools
 
-.PHONY: run test test-fast lint format bench clean
+.PHONY: run test test-fast lint format bench compare clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,10 @@ format: $(STAMP)
 ## bench: load benchmark against a real server; prints JSON
 bench: $(STAMP)
 	$(BIN)/python bench/load.py $(ARGS)
+
+## compare: Netra beside the LangGraph dev server and a raw uvicorn server (bench/README.md); JSON
+compare: $(STAMP)
+	$(BIN)/python bench/compare.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -23,7 +23,8 @@ import httpx
 import psutil
 from websockets.asyncio.client import connect
 
-from load import ServerProcess, machine_info, tree_rss
+from machine import machine_info
+from processes import ServerProcess, tree_rss
 
 
 async def bench(cycles: int, every: int) -> dict[str, object]:
@@ -52,7 +53,7 @@ async def bench(cycles: int, every: int) -> dict[str, object]:
                     health_ms.append((time.perf_counter() - started) * 1000)
                     rss.append(tree_rss(process))
     finally:
-        server.stop()
+        server.cleanup()
     return {
         "bench": "aborts",
         "cycles": cycles,

@@ -21,52 +21,39 @@ import asyncio
 import contextlib
 import json
 import math
-import os
-import platform
 import secrets
-import shutil
 import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import httpx
 import psutil
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
-from websockets.typing import Subprotocol
+
+from checks import DELIVERY_VIOLATIONS, Violations, check_delivery
+from client import open_ws, sign_up
+from machine import machine_info
+from processes import HOST, ServerProcess, SetupError, tree_cpu, tree_rss
+from server_env import CHUNK_DELAY_ENV, UNLIMITED_TIER_ENV
+from stats import summarize
 
 JsonObject = dict[str, Any]
 
-HOST = "127.0.0.1"
-REPO_ROOT = Path(__file__).resolve().parent.parent
 TOOL_PROMPT = "what is 12*7?"
 """Asks for what the calculator does, so the offline model calls it."""
 PLAIN_PROMPT = "hello there!"
 """A greeting: the offline model answers without a tool."""
 TOOL_RESULT = "84"
-CHUNK_DELAY_ENV = "NETRA_MODELS__OFFLINE_CHUNK_DELAY_MS"
-UNLIMITED_TIER_ENV = {
-    "NETRA_TIERS__FREE__RUNS_PER_MINUTE": "0",
-    "NETRA_TIERS__FREE__TOKENS_PER_DAY": "0",
-    "NETRA_TIERS__FREE__MAX_CONCURRENT_RUNS_PER_USER": "64",
-}
-"""The benchmark measures throughput, not quotas: new accounts' tier limits are lifted
-(override with --server-env)."""
-READY_TIMEOUT_S = 30.0
 HTTP_TIMEOUT_S = 30.0
 DRAIN_S = 0.5
 """After the load, keep reading this long to catch events sent after `agent_completed`."""
 SAMPLE_INTERVAL_S = 0.1
-EVENTS_PAGE = 500
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 """Where `--instances K>1` without `--database-url` creates (and drops) its throwaway database."""
@@ -109,37 +96,11 @@ VIOLATIONS = (
     "tool_wrong_result",
     "expected_tool_call_missing",
     "run_stalled",
-    "events_missing_on_socket",
-    "events_not_persisted",
-    "event_mismatch",
-    "delivery_check_failed",
+    *DELIVERY_VIOLATIONS,
     "http_send_failed",
     "server_exited",
 )
 """Every correctness check; each key is always present in the report's `errors`."""
-
-
-class SetupError(Exception):
-    """The server or the users could not be brought up; nothing was measured."""
-
-
-class Violations:
-    """Counts correctness violations and keeps the first few descriptions for stderr."""
-
-    def __init__(self, keep_per_kind: int = 3) -> None:
-        self.counts: Counter[str] = Counter(dict.fromkeys(VIOLATIONS, 0))
-        self.examples: list[str] = []
-        self._keep = keep_per_kind
-
-    def add(self, kind: str, detail: str, count: int = 1) -> None:
-        assert kind in VIOLATIONS, kind
-        if self.counts[kind] < self._keep:
-            self.examples.append(f"{kind}: {detail}")
-        self.counts[kind] += count
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
 
 
 @dataclass
@@ -217,194 +178,6 @@ class Totals:
     error_codes: Counter[str] = field(default_factory=Counter)
 
 
-# --------------------------------------------------------------------------- server process
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def tail(path: Path, limit: int = 6000) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return ""
-    return text[-limit:]
-
-
-class ServerProcess:
-    """`python -m netra serve` on a free port with a fresh data dir; always cleaned up."""
-
-    def __init__(self, extra_env: dict[str, str], index: int = 0) -> None:
-        self.index = index
-        self.root = Path(tempfile.mkdtemp(prefix="netra-bench-"))
-        self.data_dir = self.root / "data"
-        self.data_dir.mkdir()
-        self.stdout_path = self.root / "server.stdout.log"
-        self.stderr_path = self.root / "server.stderr.log"
-        self.port = free_port()
-        self.base_url = f"http://{HOST}:{self.port}"
-        self.command = [
-            sys.executable,
-            "-m",
-            "netra",
-            "serve",
-            "--host",
-            HOST,
-            "--port",
-            str(self.port),
-        ]
-        self.extra_env = extra_env
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._t0 = 0.0
-        self.startup_s: float | None = None
-        self.exit_code: int | None = None
-        self.shutdown_s: float | None = None
-
-    def start(self) -> None:
-        self.launch()
-        self.wait_ready()
-
-    def launch(self) -> None:
-        env = os.environ.copy()
-        env["NETRA_SERVER__DATA_DIR"] = str(self.data_dir)
-        src = REPO_ROOT / "src"
-        if (src / "netra").is_dir():
-            # Run the checkout under test even when the venv has no (editable) install of it.
-            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(src), env.get("PYTHONPATH")) if p)
-        env.update(self.extra_env)
-        self._t0 = time.perf_counter()
-        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
-            self.proc = subprocess.Popen(
-                self.command,
-                env=env,
-                cwd=self.root,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                start_new_session=True,  # our Ctrl-C reaches us only; we stop the server
-            )
-
-    def wait_ready(self) -> None:
-        assert self.proc is not None
-        t0 = self._t0
-        deadline = t0 + READY_TIMEOUT_S
-        last_error = "no answer yet"
-        with httpx.Client(base_url=self.base_url, trust_env=False, timeout=2.0) as client:
-            while time.perf_counter() < deadline:
-                if self.proc.poll() is not None:
-                    raise SetupError(
-                        f"server {self.index} exited with status {self.proc.returncode} "
-                        "before ready\n" + self.logs()
-                    )
-                try:
-                    response = client.get("/ready")
-                except httpx.HTTPError as exc:
-                    last_error = repr(exc)
-                else:
-                    if response.status_code == 200:
-                        self.startup_s = time.perf_counter() - t0
-                        return
-                    last_error = f"{response.status_code} {response.text[:300]}"
-                time.sleep(0.05)
-        raise SetupError(
-            f"server {self.index}: GET /ready not 200 within {READY_TIMEOUT_S:.0f} s "
-            f"({last_error})\n" + self.logs()
-        )
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def returncode(self) -> int | None:
-        return None if self.proc is None else self.proc.poll()
-
-    def logs(self) -> str:
-        parts = []
-        for name, path in (("stderr", self.stderr_path), ("stdout", self.stdout_path)):
-            text = tail(path)
-            if text.strip():
-                parts.append(f"--- server {self.index} {name} (tail) ---\n{text}")
-        return "\n".join(parts) or "(the server wrote nothing)"
-
-    def log_problems(self) -> tuple[dict[str, int], list[str]]:
-        """Counts of WARNING / ERROR / CRITICAL / Traceback lines in the server's output."""
-        counts = dict.fromkeys(("warning", "error", "critical", "traceback"), 0)
-        examples: list[str] = []
-        for path in (self.stderr_path, self.stdout_path):
-            with contextlib.suppress(OSError), path.open(errors="replace") as lines:
-                for line in lines:
-                    found = [
-                        name
-                        for name in counts
-                        if (f" {name.upper()} " in line)
-                        or (name == "traceback" and line.startswith("Traceback"))
-                    ]
-                    for name in found:
-                        counts[name] += 1
-                    if found and len(examples) < 10:
-                        examples.append(line.rstrip()[:300])
-        return counts, examples
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL after 10 s; idempotent."""
-        proc = self.proc
-        if proc is None or self.exit_code is not None:
-            return
-        t0 = time.perf_counter()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                print(
-                    f"[bench] server {self.index} ignored SIGTERM for 10 s; killing it",
-                    file=sys.stderr,
-                )
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-            self.shutdown_s = time.perf_counter() - t0
-        # Anything the server left behind in its own session (it was started as a new one).
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        self.exit_code = proc.returncode
-
-    def cleanup(self) -> None:
-        try:
-            self.stop()
-        finally:
-            shutil.rmtree(self.root, ignore_errors=True)
-
-
-def tree_rss(proc: psutil.Process) -> int:
-    """RSS of the server and any children it spawned."""
-    total = 0
-    with contextlib.suppress(psutil.Error):
-        for p in [proc, *proc.children(recursive=True)]:
-            with contextlib.suppress(psutil.Error):
-                total += p.memory_info().rss
-    return total
-
-
-def tree_cpu(proc: psutil.Process) -> float:
-    """User + system CPU seconds of the server and its live children."""
-    total = 0.0
-    with contextlib.suppress(psutil.Error):
-        for p in [proc, *proc.children(recursive=True)]:
-            with contextlib.suppress(psutil.Error):
-                times = p.cpu_times()
-                total += times.user + times.system
-    return total
-
-
 # --------------------------------------------------------------------------- the load
 
 
@@ -417,7 +190,7 @@ class LoadBench:
         self.http: list[httpx.AsyncClient] = []
         """One client per instance, index = `Session.home` / `Run.via`."""
         self.deadline = deadline
-        self.violations = Violations()
+        self.violations = Violations(VIOLATIONS)
         self.totals = Totals()
         self.stop_event = asyncio.Event()
         tag = uuid.uuid4().hex[:8]
@@ -434,44 +207,16 @@ class LoadBench:
     # ---- setup
 
     async def sign_in(self, http: httpx.AsyncClient, session: Session) -> None:
-        body = {"email": session.email, "password": session.password}
-        response = await http.post("/auth/register", json=body)
-        if response.status_code != 201:
-            raise SetupError(f"POST /auth/register -> {response.status_code} {response.text}")
-        session.user_id = str(response.json().get("id", ""))
-        response = await http.post("/auth/login", json=body)
-        if response.status_code != 200:
-            raise SetupError(f"POST /auth/login -> {response.status_code} {response.text}")
-        session.token = response.json()["access_token"]
+        session.user_id, session.token = await sign_up(http, session.email, session.password)
 
     async def open_socket(self, session: Session) -> None:
         url = f"ws://{HOST}:{self.servers[session.home].port}/ws"
-        try:
-            ws = await connect(
-                url,
-                subprotocols=[Subprotocol("bearer"), Subprotocol(session.token)],
-                compression=None,
-                proxy=None,
-                open_timeout=10,
-                ping_interval=None,
-                close_timeout=5,
-                max_size=4 * 1024 * 1024,
-                max_queue=256,
-            )
-        except Exception as exc:
-            raise SetupError(f"user {session.index}: WebSocket connect failed: {exc!r}") from exc
+        ws, frame = await open_ws(url, session.token, f"user {session.index}")
         session.ws = ws
         if ws.subprotocol != "bearer":
             self.violations.add(
                 "wrong_subprotocol", f"user {session.index}: server chose {ws.subprotocol!r}"
             )
-        try:
-            raw = await asyncio.wait_for(ws.recv(), 10)
-            frame = json.loads(raw)
-        except (TimeoutError, ConnectionClosed, ValueError) as exc:
-            raise SetupError(f"user {session.index}: no `connected` frame: {exc!r}") from exc
-        if not isinstance(frame, dict) or frame.get("type") != "connected":
-            raise SetupError(f"user {session.index}: first frame is not `connected`: {raw!r}")
         if session.user_id and frame.get("user_id") != session.user_id:
             self.violations.add(
                 "wrong_user_id",
@@ -679,7 +424,8 @@ class LoadBench:
         for position, index in enumerate(indices):
             if session.dead or self.stop_event.is_set():
                 return
-            kind = "tool" if (index + session.index) % 2 == 0 else "plain"
+            alternate = (index + session.index) % 2 == 0
+            kind = "tool" if self.args.prompts == "tool" or alternate else "plain"
             content = TOOL_PROMPT if kind == "tool" else PLAIN_PROMPT
             run = Run(
                 user=session.index,
@@ -811,48 +557,6 @@ class LoadBench:
                 file=sys.stderr,
             )
 
-    async def check_delivery(self, http: httpx.AsyncClient, session: Session) -> None:
-        """Every stored event up to the newest one seen must have reached the socket."""
-        headers = {"Authorization": f"Bearer {session.token}"}
-        stored: dict[int, str] = {}
-        after = session.connected_last_seq
-        while True:
-            response = await http.get(
-                "/events", params={"after_seq": after, "limit": EVENTS_PAGE}, headers=headers
-            )
-            if response.status_code != 200:
-                self.violations.add(
-                    "delivery_check_failed",
-                    f"user {session.index}: GET /events -> {response.status_code} "
-                    f"{response.text[:200]}",
-                )
-                return
-            items = response.json().get("items", [])
-            for item in items:
-                stored[int(item["seq"])] = str(item.get("event_id"))
-            if len(items) < EVENTS_PAGE:
-                break
-            after = max(int(item["seq"]) for item in items)
-        newest_seen = max(session.received, default=session.connected_last_seq)
-        missing = [seq for seq in stored if seq <= newest_seen and seq not in session.received]
-        if missing:
-            self.violations.add(
-                "events_missing_on_socket",
-                f"user {session.index}: {len(missing)} stored events never sent, "
-                f"seqs {sorted(missing)[:5]}",
-                count=len(missing),
-            )
-        for seq, event_id in session.received.items():
-            if seq not in stored:
-                self.violations.add(
-                    "events_not_persisted", f"user {session.index}: seq {seq} not in GET /events"
-                )
-            elif stored[seq] != event_id:
-                self.violations.add(
-                    "event_mismatch",
-                    f"user {session.index}: seq {seq} is {event_id} live, {stored[seq]} stored",
-                )
-
     def check_leftovers(self, session: Session) -> None:
         for run_id, events in session.pending.items():
             for event, _ in events:
@@ -969,7 +673,14 @@ class LoadBench:
 
         for session in self.sessions:
             if self.servers[session.home].alive():
-                await self.check_delivery(self.http[session.home], session)
+                await check_delivery(
+                    self.http[session.home],
+                    token=session.token,
+                    after_seq=session.connected_last_seq,
+                    received=session.received,
+                    violations=self.violations,
+                    who=f"user {session.index}",
+                )
         for session in self.sessions:
             self.check_leftovers(session)
 
@@ -1004,7 +715,7 @@ class LoadBench:
                 "duration_limit_s": args.duration_limit,
                 "run_timeout_s": args.run_timeout,
                 "chunk_delay_ms": args.chunk_delay_ms,
-                "prompts": {"tool": TOOL_PROMPT, "plain": PLAIN_PROMPT},
+                "prompts": {"tool": TOOL_PROMPT, "plain": PLAIN_PROMPT, "mix": args.prompts},
                 "server_command": " ".join(["python", *self.servers[0].command[1:]]),
                 "server_env": sorted(args.server_env),
                 "instances": len(self.servers),
@@ -1076,39 +787,6 @@ class LoadBench:
         }
 
 
-def summarize(values: list[float]) -> dict[str, float | None]:
-    if not values:
-        return {"n": 0, "p50": None, "p99": None, "max": None, "mean": None}
-    ordered = sorted(values)
-
-    def pct(p: float) -> float:
-        return round(ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)], 3)
-
-    return {
-        "n": len(ordered),
-        "p50": pct(50),
-        "p99": pct(99),
-        "max": round(ordered[-1], 3),
-        "mean": round(sum(ordered) / len(ordered), 3),
-    }
-
-
-def machine_info() -> JsonObject:
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
-
-
 # --------------------------------------------------------------------------- entry point
 
 
@@ -1135,6 +813,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         default=60.0,
         help="a run without agent_completed after this many seconds is a violation (default 60)",
+    )
+    parser.add_argument(
+        "--prompts",
+        choices=("mixed", "tool"),
+        default="mixed",
+        help="mixed (default): the calculator question and a greeting in turn; tool: the"
+        " calculator question only (the workload of bench/compare.py)",
     )
     parser.add_argument(
         "--chunk-delay-ms",

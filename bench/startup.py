@@ -24,7 +24,8 @@ import time
 import httpx
 import psutil
 
-from load import ServerProcess, SetupError, machine_info, tree_cpu, tree_rss
+from machine import machine_info
+from processes import ServerProcess, SetupError, tree_cpu, tree_rss
 
 READY_TIMEOUT_S = 30.0
 POLL_S = 0.01

@@ -3,7 +3,13 @@ from __future__ import annotations
 import pytest
 
 from netra.models.base import ChatMessage, ModelRequest, TextDelta, ToolCallRequest, Usage
-from netra.models.offline import OfflineModel, asks_for_time, find_expression, find_timezone
+from netra.models.offline import (
+    OfflineModel,
+    asks_for_time,
+    count_to,
+    find_expression,
+    find_timezone,
+)
 from netra.tools.calculator import calculator
 from netra.tools.clock import clock
 
@@ -78,3 +84,28 @@ async def test_the_offline_model_is_deterministic_and_says_what_it_is() -> None:
     assert first == second
     text = "".join(p.text for p in first if isinstance(p, TextDelta))
     assert "offline model" in text and "hi, who are you?" in text
+
+
+async def test_count_to_n_streams_the_numbers_one_word_per_chunk() -> None:
+    parts = await _collect(OfflineModel(), [ChatMessage("user", "Count to 12.")])
+    deltas = [p.text for p in parts if isinstance(p, TextDelta)]
+    assert deltas == ["1", *(f" {number}" for number in range(2, 13))]
+    assert not [p for p in parts if isinstance(p, ToolCallRequest)]
+    assert isinstance(parts[-1], Usage)
+
+
+@pytest.mark.parametrize(
+    ("text", "limit"),
+    [
+        ("count to 500", 500),
+        ("  COUNT TO 3!  ", 3),
+        ("count to 10000", 10_000),
+        ("count to 0", None),
+        ("count to 10001", None),
+        ("count to five", None),
+        ("please count to 5", None),
+        ("count to 5 and what is 2*3?", None),
+    ],
+)
+def test_only_a_message_that_is_just_count_to_n_counts(text: str, limit: int | None) -> None:
+    assert count_to(text) == limit

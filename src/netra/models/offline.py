@@ -2,7 +2,9 @@
 
 Deterministic. When the user's message clearly asks for arithmetic it calls the
 ``calculator`` tool; for the time or date it calls ``clock``; both at once when asked both.
-After the tools answer it reports their results. Otherwise it says plainly what it is.
+After the tools answer it reports their results. Asked only to "count to N" (N up to
+10,000), it answers the numbers 1 to N: a long answer of known length and pace, for the
+benchmarks of the event path (bench/compare.py). Otherwise it says plainly what it is.
 Text is streamed word by word, with a configurable pause so streaming is visible.
 """
 
@@ -43,6 +45,8 @@ _TIME_QUESTION = re.compile(
 )
 _IANA = re.compile(r"\b([A-Z][A-Za-z_]+(?:/[A-Z][A-Za-z_+\-0-9]+)+)\b")
 _SIGNATURE = "(Netra's built-in offline model: no API key, no network.)"
+_COUNT = re.compile(r"\s*count to (\d{1,5})\s*[.!]?\s*", re.IGNORECASE)
+MAX_COUNT = 10_000
 
 
 @functools.cache
@@ -97,6 +101,15 @@ def asks_for_time(text: str) -> bool:
     return bool(_TIME_QUESTION.search(text.lower()))
 
 
+def count_to(text: str) -> int | None:
+    """N when the whole message is "count to N" with 1 <= N <= ``MAX_COUNT``, else None."""
+    match = _COUNT.fullmatch(text)
+    if match is None:
+        return None
+    limit = int(match.group(1))
+    return limit if 1 <= limit <= MAX_COUNT else None
+
+
 class OfflineModel:
     """The deterministic built-in model (id ``offline``)."""
 
@@ -112,7 +125,9 @@ class OfflineModel:
         messages = request.messages
         prompt_tokens = sum(estimate_tokens(message.content) for message in messages)
         last = messages[-1] if messages else ChatMessage("user", "")
-        if last.role == "user":
+        if last.role == "user" and (limit := count_to(last.content)) is not None:
+            text = " ".join(str(number) for number in range(1, limit + 1))
+        elif last.role == "user":
             calls = self._plan_tools(last.content, tools, len(messages))
             if calls:
                 for call in calls:
