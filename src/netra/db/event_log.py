@@ -42,12 +42,11 @@ SEQ_LOCK = Statement(
 )
 SEQ_RESERVE = Statement(
     "reserve: add each user's count of new events to its counter, returning the last seq",
-    postgres="UPDATE users SET event_seq = users.event_seq + c.n"
-    " FROM unnest(:ids::text[], :counts::bigint[]) AS c(id, n)"
+    postgres="UPDATE users SET event_seq = users.event_seq + c.n::bigint"
+    " FROM json_each_text(:counts::json) AS c(id, n)"
     " WHERE users.id = c.id RETURNING users.id AS id, users.event_seq AS event_seq",
     sqlite="UPDATE users SET event_seq = users.event_seq + c.n"
-    " FROM (SELECT i.value AS id, n.value AS n FROM json_each(:ids) AS i"
-    " JOIN json_each(:counts) AS n ON n.key = i.key) AS c"
+    " FROM (SELECT key AS id, value AS n FROM json_each(:counts)) AS c"
     " WHERE users.id = c.id RETURNING users.id AS id, users.event_seq AS event_seq",
 )
 EVENT_INSERT = Statement(
@@ -172,5 +171,5 @@ def _reserve(counts: Counter[str]) -> Tx[dict[str, int]]:
         return {}
     ids = sorted(counts)
     yield from execute(SEQ_LOCK(ids=ids))
-    found = yield from rows(SEQ_RESERVE(ids=ids, counts=[counts[i] for i in ids]))
+    found = yield from rows(SEQ_RESERVE(counts={user_id: counts[user_id] for user_id in ids}))
     return {row["id"]: int(row["event_seq"]) for row in found}

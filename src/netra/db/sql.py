@@ -29,7 +29,8 @@ Values follow one rule each way, on both databases, so no statement converts any
 - a parameter or column named after a JSON column of ``netra.db.tables`` holds JSON;
 - a name ending in ``_at`` is a timestamp: an aware UTC ``datetime`` in Python (SQLite
   stores it as SQLAlchemy does, so the cold paths read the same rows);
-- a list or tuple parameter is an array (of text or integers).
+- a list or tuple parameter is an array (of text or integers); a dict parameter is a JSON
+  object (PostgreSQL ``json_each_text(:p::json)``, SQLite ``json_each(:p)``).
 """
 
 from __future__ import annotations
@@ -227,6 +228,8 @@ def sqlite_params(params: Mapping[str, Any]) -> dict[str, Any]:
             out[name] = encode_json(value)
         elif isinstance(value, datetime):
             out[name] = sqlite_timestamp(value)
+        elif isinstance(value, dict):
+            out[name] = encode_json(value)
         elif isinstance(value, list | tuple):
             out[name] = json.dumps(list(value))
     return out
@@ -237,7 +240,7 @@ def postgres_params(statement: Statement, params: Mapping[str, Any]) -> list[Any
     for name in statement.postgres_names:
         value = params[name]
         if value is not None:
-            if name in JSON_NAMES:
+            if name in JSON_NAMES or isinstance(value, dict):
                 value = encode_json(value)
             elif isinstance(value, tuple):
                 value = list(value)

@@ -60,11 +60,11 @@ class EventLogWriter:
         self._metrics = metrics
         self._bus = bus
         self._batch_max = settings.batch_max
-        self._bound = settings.batch_max * 64
+        self._room = asyncio.Semaphore(settings.batch_max * 64)
+        """One unit per entry queued or being stored: past the bound emitters wait, woken
+        first in, first out, one per entry stored."""
         self._queued: list[tuple[Entry, Waiter | None]] = []
         self._wake = asyncio.Event()
-        self._room = asyncio.Event()
-        self._room.set()
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
         self.events_written = 0
@@ -106,9 +106,7 @@ class EventLogWriter:
         """Queue an entry; with ``wait``, the future that says what became of it."""
         if self._task is None:
             raise RuntimeError("the event log writer is not running")
-        while len(self._queued) >= self._bound:
-            self._room.clear()
-            await self._room.wait()
+        await self._room.acquire()
         waiter: Waiter | None = asyncio.get_running_loop().create_future() if wait else None
         self._queued.append((entry, waiter))
         self._wake.set()
@@ -121,9 +119,11 @@ class EventLogWriter:
             while self._queued:
                 batch = self._queued[: self._batch_max]
                 del self._queued[: self._batch_max]
-                if len(self._queued) < self._bound:
-                    self._room.set()
-                await self._store_and_publish(batch)
+                try:
+                    await self._store_and_publish(batch)
+                finally:
+                    for _ in batch:
+                        self._room.release()
 
     async def _store_and_publish(self, batch: list[tuple[Entry, Waiter | None]]) -> None:
         entries = [entry for entry, _ in batch]
