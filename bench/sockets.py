@@ -1,10 +1,11 @@
 """What a socket costs: accepts per second, RSS per idle socket, fan-out events per second.
 
 The server is this script run again with ``--serve`` in a child process pinned to core 0:
-``create_app`` on a fresh SQLite data dir (uvicorn with Netra's own options) plus one route
-of the benchmark's own, ``POST /bench/publish``, which hands synthetic events of the given
-users straight to the bus, the way the event log writer publishes a flush. The writer and
-the database are left out on purpose: this measures the socket side alone. The clients run
+``create_app`` on a fresh SQLite data dir (uvicorn with Netra's own options) plus routes of
+the benchmark's own: ``POST /bench/prepare`` seals synthetic events of the given users, and
+``POST /bench/publish`` hands them straight to the bus, the way the event log writer
+publishes a flush. The writer and the database are left out on purpose: this measures the
+socket side alone. The clients run
 here, pinned to core 1, on a minimal WebSocket client (asyncio protocols, uvloop).
 
 1. ``--users`` users sign up and sign in (argon2 at its cheapest).
@@ -54,8 +55,24 @@ BODY_PAD = "x" * 120
 # --------------------------------------------------------------------------- server side
 
 
+def _envelope(seq: int) -> str:
+    return json.dumps(
+        {
+            "type": "message_delta",
+            "seq": seq,
+            "event_id": f"ev_{seq}",
+            "thread_id": "th_bench",
+            "run_id": "run_bench",
+            "agent": "assistant",
+            "ts": "2026-01-01T00:00:00.000Z",
+            "data": {"message_id": "msg_bench", "delta": BODY_PAD},
+        },
+        separators=(",", ":"),
+    )
+
+
 def serve(port: int, data_dir: Path) -> None:
-    """The server: Netra's application plus ``POST /bench/publish``; runs until killed."""
+    """The server: Netra's application plus the benchmark's routes; runs until killed."""
     import uvicorn
     from fastapi import Body
 
@@ -81,41 +98,30 @@ def serve(port: int, data_dir: Path) -> None:
     app = create_app(config=config)
     netra = app.state.netra
 
+    prepared: dict[str, list[Event]] = {}
+
+    @app.post("/bench/prepare", include_in_schema=False)
+    async def prepare(spec: dict[str, Any] = Body(...)) -> dict[str, int]:  # noqa: B008
+        """Seal the events of a fan-out up front, as the writer hands them over: only their
+        delivery is measured."""
+        count, start = int(spec["count"]), int(spec["after_seq"]) + 1
+        prepared.clear()
+        for user in spec["users"]:
+            prepared[user] = [
+                Event(user, seq, EventType.MESSAGE_DELTA, "run_bench", _envelope(seq))
+                for seq in range(start, start + count)
+            ]
+        return {"events": count * len(prepared)}
+
     @app.post("/bench/publish", include_in_schema=False)
     async def publish(spec: dict[str, Any] = Body(...)) -> dict[str, float]:  # noqa: B008
-        users: list[str] = spec["users"]
-        rounds, batch = int(spec["rounds"]), int(spec["batch"])
-        start = int(spec["after_seq"]) + 1
-        # Sealed up front, as the writer hands them over: only the delivery is measured.
-        events = {
-            user: [
-                Event(
-                    user,
-                    seq,
-                    EventType.MESSAGE_DELTA,
-                    "run_bench",
-                    json.dumps(
-                        {
-                            "type": "message_delta",
-                            "seq": seq,
-                            "event_id": f"ev_{seq}",
-                            "thread_id": "th_bench",
-                            "run_id": "run_bench",
-                            "agent": "assistant",
-                            "ts": "2026-01-01T00:00:00.000Z",
-                            "data": {"message_id": "msg_bench", "delta": BODY_PAD},
-                        },
-                        separators=(",", ":"),
-                    ),
-                )
-                for seq in range(start, start + rounds * batch)
-            ]
-            for user in users
-        }
+        """The prepared events: ``batch`` per user per round, a loop turn after each round."""
+        batch = int(spec["batch"])
+        rounds = len(next(iter(prepared.values()), [])) // batch
         cpu = time.process_time()
         for r in range(rounds):
-            for user in users:
-                await netra.bus.publish(user, events[user][r * batch : (r + 1) * batch])
+            for user, events in prepared.items():
+                await netra.bus.publish(user, events[r * batch : (r + 1) * batch])
             await asyncio.sleep(0)
         return {"publish_cpu_s": time.process_time() - cpu}
 
@@ -337,12 +343,11 @@ async def measure(args: argparse.Namespace, port: int, server: psutil.Process) -
         for client in firsts:
             client.target = client.events + expected
             client.done = loop.create_future()
+        spec = {"users": ids, "count": expected, "after_seq": 0}
+        (await http.post("/bench/prepare", json=spec)).raise_for_status()
         cpu = cpu_s(server)
         started = time.perf_counter()
-        answer = await http.post(
-            "/bench/publish",
-            json={"users": ids, "rounds": args.rounds, "batch": args.batch, "after_seq": 0},
-        )
+        answer = await http.post("/bench/publish", json={"batch": args.batch})
         answer.raise_for_status()
         try:
             await asyncio.wait_for(asyncio.gather(*(c.done for c in firsts if c.done)), 120)
