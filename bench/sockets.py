@@ -71,7 +71,7 @@ def _envelope(seq: int) -> str:
     )
 
 
-def serve(port: int, data_dir: Path) -> None:
+def serve(port: int, data_dir: Path, session_cache_s: float | None) -> None:
     """The server: Netra's application plus the benchmark's routes; runs until killed."""
     import uvicorn
     from fastapi import Body
@@ -87,7 +87,11 @@ def serve(port: int, data_dir: Path) -> None:
         {
             "environment": "development",
             "server": {"data_dir": data_dir, "port": port},
-            "auth": {"password_time_cost": 1, "password_memory_kib": 64},
+            "auth": {
+                "password_time_cost": 1,
+                "password_memory_kib": 64,
+                **({} if session_cache_s is None else {"session_cache_s": session_cache_s}),
+            },
             "websocket": {"max_connections_per_user": 64, "frames_per_s": 100.0},
             "logging": {"level": "WARNING"},
         }
@@ -381,18 +385,24 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=50)
     parser.add_argument("--batch", type=int, default=1, help="events per user per publish")
     parser.add_argument("--idle-s", type=float, default=2.0)
+    parser.add_argument(
+        "--session-cache-s",
+        type=float,
+        help="the server's auth.session_cache_s (0: every socket reads its session)",
+    )
     parser.add_argument("--serve", nargs=2, metavar=("PORT", "DATA_DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         os.sched_setaffinity(0, {0})
-        serve(int(args.serve[0]), Path(args.serve[1]))
+        serve(int(args.serve[0]), Path(args.serve[1]), args.session_cache_s)
         return 0
     with socket.socket() as probe:
         probe.bind((HOST, 0))
         port = probe.getsockname()[1]
     data_dir = Path(tempfile.mkdtemp(prefix="netra-sockets-"))
+    cache = [] if args.session_cache_s is None else ["--session-cache-s", str(args.session_cache_s)]
     child = subprocess.Popen(
-        [sys.executable, __file__, "--serve", str(port), str(data_dir)],
+        [sys.executable, __file__, "--serve", str(port), str(data_dir), *cache],
         env={k: v for k, v in os.environ.items() if not k.startswith("NETRA_")},
     )
     try:

@@ -218,7 +218,7 @@ class Netra:
             bus=self.bus.health().counters,
         )
 
-    def _close_revoked_sockets(self, revocation: Revocation) -> None:
+    async def _close_revoked_sockets(self, revocation: Revocation) -> None:
         reason = f"session ended: {revocation.reason}"
         if revocation.session_id is None:
             self.sockets.close_user(revocation.user_id, CLOSE_POLICY, reason)
