@@ -93,7 +93,7 @@ class AuthSettings(Section):
     session_cache_s: float = Field(10.0, ge=0, le=300)
     """How long a session this instance read stays trusted for new sockets without reading
     it again; 0 reads it for every socket. A revocation on this instance applies at once; on
-    another instance at the latest after this long."""
+    another instance once its notice arrives over Redis, at the latest after this long."""
 
 
 PROVIDER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")

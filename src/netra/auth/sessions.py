@@ -11,8 +11,9 @@ Sockets may skip the lookup: a session read (or opened) by this instance within
 reconnecting, or opening a second tab, costs no database read. Whatever ends a session or
 changes an account here drops what is known of it before anything else happens (and a read
 that raced with the change is not remembered), so on this instance a revoked session or a
-disabled account never authenticates another socket; other instances read it again after
-``auth.session_cache_s`` at the latest.
+disabled account never authenticates another socket. Other instances hear of it through
+the listeners (which tell them over the bus) and otherwise after ``auth.session_cache_s`` at
+the latest.
 
 Refresh tokens are opaque random strings, stored as SHA-256 hashes, used once: each refresh
 returns a new pair. Presenting a token that was already used means it leaked (or a client
