@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from inspect import isawaitable
@@ -33,7 +33,7 @@ from netra.config import UnifiedConfigurationManager
 from netra.instance import Netra
 from netra.models.base import ModelRequest
 from netra.models.scripted import ScriptedModel, ScriptedTurn
-from netra.server import uvicorn_config
+from netra.server import DIRECT, DirectSocket, Written, uvicorn_config
 from netra.tools.tool import SideEffects, tool
 
 T = TypeVar("T")
@@ -113,6 +113,10 @@ class CanaryWatch:
                     self.check(f"{where} header {name!r}", value)
                 await send(message)
 
+            extensions = scope.get("extensions") or {}
+            if DIRECT in extensions:  # frames written past ``send`` are checked too
+                socket = CheckedSocket(self, extensions[DIRECT]["socket"], str(scope.get("path")))
+                scope = {**scope, "extensions": {**extensions, DIRECT: {"socket": socket}}}
             await app(scope, receive, checked_send)
 
         return watched
@@ -134,6 +138,28 @@ class CanaryWatch:
                 await engine.dispose()
 
         run_on_own_loop(scan)
+
+
+class CheckedSocket:
+    """A ``DirectSocket`` whose every frame and close reason the canary watch reads first."""
+
+    def __init__(self, watch: CanaryWatch, socket: DirectSocket, path: str) -> None:
+        self._watch = watch
+        self._socket = socket
+        self._where = f"websocket frame on {path}"
+
+    def write_texts(self, texts: Sequence[str]) -> Written:
+        for text in texts:
+            self._watch.scanned["payloads"] += 1
+            self._watch.check(self._where, text)
+        return self._socket.write_texts(texts)
+
+    async def drained(self) -> None:
+        await self._socket.drained()
+
+    def close_now(self, code: int, reason: str) -> None:
+        self._watch.check(f"{self._where} (close reason)", reason)
+        self._socket.close_now(code, reason)
 
 
 def run_on_own_loop(work: Callable[[], Coroutine[Any, Any, T]], timeout: float = 60) -> T:
@@ -160,11 +186,18 @@ def run_on_own_loop(work: Callable[[], Coroutine[Any, Any, T]], timeout: float =
 
 @contextmanager
 def live_server(
-    config: UnifiedConfigurationManager, watch: CanaryWatch | None = None
+    config: UnifiedConfigurationManager,
+    watch: CanaryWatch | None = None,
+    *,
+    websockets: str | None = None,
 ) -> Iterator[LiveServer]:
+    """``websockets`` names another of uvicorn's WebSocket protocols than Netra's own."""
     app = create_app(config=config)
     served = watch.wrap(app) if watch is not None else app
-    server = uvicorn.Server(uvicorn_config(served, config.settings, port=0))
+    options = uvicorn_config(served, config.settings, port=0)
+    if websockets is not None:
+        options.ws = websockets
+    server = uvicorn.Server(options)
     thread = threading.Thread(target=server.run, name="netra-test-server", daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -187,6 +220,13 @@ def live_server(
         thread.join(timeout=30)
         if watch is not None:
             watch.scan_database(config.settings.database_url)
+
+
+async def on_server_loop(server: LiveServer, work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work`` on the server's own event loop (its thread) and wait for its result:
+    for a test that hands the server's objects something, as its own code would."""
+    loop = server.server.servers[0].get_loop()
+    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, loop))
 
 
 @dataclass

@@ -11,6 +11,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 
 from netra import __version__
 from netra.api import admin, auth, runs, system, threads
@@ -23,6 +24,27 @@ from netra.realtime.endpoint import WebSocketEndpoint
 from netra.settings import Settings
 
 STATIC = Path(__file__).parent / "web" / "static"
+SOCKET_PATH = "/ws"
+
+
+class NetraApp(FastAPI):
+    """FastAPI, with ``/ws`` handed straight to the socket endpoint (``sockets``). A socket
+    lives for hours, and each layer of middleware and routing it went through would stay
+    suspended under it as long (FastAPI's exit stacks among them): about 12 kB a socket.
+    None of them acts on a WebSocket: the HTTP middleware passes it through, the exception
+    handlers answer HTTP requests, and the endpoint handles its own errors."""
+
+    sockets: WebSocketEndpoint | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "websocket"
+            and self.sockets is not None
+            and scope["path"] == self.root_path + SOCKET_PATH
+        ):
+            await self.sockets(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(
@@ -48,21 +70,20 @@ def create_app(
         finally:
             await netra.stop()
 
-    app = FastAPI(title="Netra", version=__version__, lifespan=lifespan)
+    app = NetraApp(title="Netra", version=__version__, lifespan=lifespan)
     app.state.netra = netra
     app.add_middleware(BodyLimitMiddleware, max_bytes=netra.settings.server.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
     for router in (system.router, auth.router, threads.router, runs.router, admin.router):
         app.include_router(router)
-    endpoint = WebSocketEndpoint(
+    app.sockets = WebSocketEndpoint(
         config=netra.config,
         sessions=netra.sessions,
         db=netra.db,
         sockets=netra.sockets,
         runs=netra.runs,
     )
-    app.add_api_websocket_route("/ws", endpoint.serve)
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
 
     @app.get("/", include_in_schema=False)

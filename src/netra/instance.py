@@ -18,7 +18,7 @@ from netra.agents.optimizer import OptimizerAgent
 from netra.agents.registry import AgentRegistry
 from netra.auth.accounts import AccountService
 from netra.auth.passwords import PasswordHasher
-from netra.auth.sessions import Revocation, SessionService
+from netra.auth.sessions import SessionService
 from netra.auth.throttle import LoginThrottle
 from netra.auth.tokens import TokenService
 from netra.config import UnifiedConfigurationManager
@@ -36,8 +36,8 @@ from netra.models.catalog import ModelCatalog, ModelRegistry
 from netra.models.offline import OfflineModel
 from netra.models.provider import Provider
 from netra.models.scripted import ScriptedModel
-from netra.realtime.endpoint import CLOSE_POLICY
 from netra.realtime.manager import UnifiedWebSocketManager
+from netra.realtime.revocations import RevocationRelay
 from netra.runs.quotas import SubAgentAdmission
 from netra.runs.service import DEFAULT_AGENT, RunService
 from netra.runs.shedding import LoadShedder
@@ -194,7 +194,8 @@ class Netra:
             max_connections_per_user=settings.websocket.max_connections_per_user,
             position_check_s=settings.websocket.position_check_s,
         )
-        self.sessions.on_revoke(self._close_revoked_sockets)
+        # Revoked sessions close their sockets here and, over the bus, on every instance.
+        self.revocations = RevocationRelay(self.sessions, self.sockets, self.bus)
         self.supervisor = RunSupervisor(
             role=role,
             db=self.db,
@@ -217,13 +218,6 @@ class Netra:
             sockets_caught_up=self.sockets.caught_up,
             bus=self.bus.health().counters,
         )
-
-    def _close_revoked_sockets(self, revocation: Revocation) -> None:
-        reason = f"session ended: {revocation.reason}"
-        if revocation.session_id is None:
-            self.sockets.close_user(revocation.user_id, CLOSE_POLICY, reason)
-        else:
-            self.sockets.close_session(revocation.session_id, CLOSE_POLICY, reason)
 
     @property
     def settings(self) -> Settings:

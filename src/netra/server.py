@@ -9,12 +9,16 @@ import logging
 import signal
 import socket
 import sys
+from collections.abc import Sequence
+from enum import Enum
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.exceptions import InvalidState
+from websockets.http11 import Request
 
 from netra.errors import ConfigurationError
 from netra.settings import Settings
@@ -27,8 +31,52 @@ _WHAT_TO_DO = {
 }
 
 
+DIRECT = "netra.websocket.direct"
+"""The ASGI extension ``WebSocketProtocol`` adds to every WebSocket scope it serves:
+``scope["extensions"][DIRECT]["socket"]`` is the connection's ``DirectSocket``."""
+
+
+class Written(Enum):
+    """What ``DirectSocket.write_texts`` did."""
+
+    SENT = "sent"
+    """Every frame was handed to the transport, in one write."""
+    PAUSED = "paused"
+    """Nothing was written: the transport's buffer is past its high-water mark (the client
+    reads slower than the server writes). Wait for ``drained`` and write again."""
+    CLOSED = "closed"
+    """Nothing was written, nor ever will be: the socket is closing or gone."""
+
+
+class DirectSocket(Protocol):
+    """A WebSocket's sending side without the ASGI ``send`` coroutine: frames written (and
+    the socket closed) synchronously, from a callback, several frames per system call.
+
+    An ASGI ``send`` costs a chain of coroutines per frame, and a caller that cannot await
+    (the event bus hands events over in a plain callback) needs a task per socket to make
+    it. Writing is synchronous underneath: the coroutine only waits while the transport is
+    paused. This does the same work with the waiting left to the caller."""
+
+    def write_texts(self, texts: Sequence[str]) -> Written:
+        """Frame each text as a text message and write them all at once, unless paused or
+        closed (then nothing is written)."""
+        ...
+
+    async def drained(self) -> None:
+        """Return once the transport takes writes again (at once when it does)."""
+        ...
+
+    def close_now(self, code: int, reason: str) -> None:
+        """Start the closing handshake now, behind what was written, even while paused
+        (a client that stopped reading is closed without waiting for it); no-op when the
+        socket is closing or gone already."""
+        ...
+
+
 class WebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's sans-I/O WebSocket protocol, refusing a client's bad frame cleanly.
+    """uvicorn's sans-I/O WebSocket protocol, refusing a client's bad frame cleanly, and
+    offering its sending side to the application as a ``DirectSocket`` (scope extension
+    ``DIRECT``).
 
     A frame over ``ws_max_size`` (1009) or a text frame that is not UTF-8 (1007) fails the
     connection (RFC 6455 section 7.1.7). uvicorn then writes the close frame and closes the TCP
@@ -39,6 +87,52 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
     closes too; uvicorn's close timeout bounds the wait. Invalid UTF-8, which uvicorn logs at
     ERROR with a traceback and closes without a reason, is the client's fault: it gets a
     reason and no log line, so that anyone who can open a socket cannot fill the error log."""
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        if not self.handshake_complete:  # the application will be asked to accept or refuse
+            self.scope["extensions"][DIRECT] = {"socket": self}
+
+    def write_texts(self, texts: Sequence[str]) -> Written:
+        """``DirectSocket.write_texts``: what uvicorn's ``send`` does for a ``websocket.send``
+        message, for several texts at once, with the wait for a paused transport left to the
+        caller."""
+        if (
+            self.close_sent
+            or self.disconnected
+            or not self.handshake_complete
+            or self.initial_response is not None
+            or self.transport.is_closing()
+        ):
+            return Written.CLOSED
+        if not self.writable.is_set():
+            return Written.PAUSED
+        try:
+            for text in texts:
+                self.conn.send_text(text.encode())
+        except InvalidState:  # the peer's close arrived: nothing more may be sent
+            return Written.CLOSED
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        return Written.SENT
+
+    async def drained(self) -> None:
+        await self.writable.wait()
+
+    def close_now(self, code: int, reason: str) -> None:
+        """``DirectSocket.close_now``: what uvicorn's ``send`` does for ``websocket.close``
+        after the handshake, without first waiting for a paused transport to drain."""
+        if self.close_sent or self.disconnected or self.transport.is_closing():
+            return
+        if not self.handshake_complete or self.initial_response is not None:
+            return
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        self.conn.send_close(code, reason)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        self.close_timer = self.loop.call_later(self.close_timeout, self.transport.close)
 
     def send_receive_event_to_app(self) -> None:
         if self.curr_msg_data_type == "text" and not self.close_sent:

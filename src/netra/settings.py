@@ -91,6 +91,10 @@ class AuthSettings(Section):
     """argon2id passes over memory per password hash (staging and production need 2+)."""
     password_memory_kib: int = Field(65_536, ge=64, le=4_194_304)
     """argon2id memory per password hash in KiB (staging and production need 19,456+)."""
+    session_cache_s: float = Field(10.0, ge=0, le=300)
+    """How long a session this instance read stays trusted for new sockets without reading
+    it again; 0 reads it for every socket. A revocation on this instance applies at once; on
+    another instance once its notice arrives over Redis, at the latest after this long."""
 
 
 PROVIDER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")

@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 import httpx
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import ServerFactory
 from tests.support import LiveServer, User, grant_admin, make_user, open_socket
+
+
+async def _refused(server: LiveServer, token: str) -> int:
+    """The close code of a socket opened with ``token`` (accepted, then closed unserved)."""
+    async with connect(server.ws_url, subprotocols=["bearer", token]) as conn:  # type: ignore[list-item]
+        with pytest.raises(ConnectionClosed) as closed:
+            await conn.recv()
+    assert closed.value.rcvd is not None
+    return closed.value.rcvd.code
 
 
 async def _login(http: httpx.AsyncClient, user: User) -> dict[str, str]:
@@ -51,6 +63,7 @@ async def test_logout_ends_only_that_session_and_closes_its_sockets(
     headers = {"Authorization": f"Bearer {second['access_token']}"}
     assert (await http.post("/auth/logout", headers=headers)).status_code == 204
     assert await doomed.close_code() == 1008
+    assert await _refused(server, second["access_token"]) == 1008  # known here until now
     assert (await http.get("/threads", headers=headers)).status_code == 401
     refresh = await http.post("/auth/refresh", json={"refresh_token": second["refresh_token"]})
     assert refresh.status_code == 401
@@ -85,11 +98,34 @@ async def test_admins_change_tiers_and_disable_users_with_immediate_effect(
     )
     assert disabled.status_code == 200
     assert await socket.close_code() == 1008
+    assert await _refused(server, member.token) == 1008
     assert (await http.get("/me", headers=member.auth)).status_code == 401
     login = await http.post(
         "/auth/login", json={"email": member.email, "password": member.password}
     )
     assert login.status_code == 401
+
+
+async def test_a_tier_change_reaches_the_next_socket_of_a_session_known_here(
+    server: LiveServer, http: httpx.AsyncClient
+) -> None:
+    """The session is known to the instance (its sockets do not read it), yet the tier an
+    admin sets applies to the next socket: a message too long for ``free`` fits ``pro``."""
+    admin, member = await make_user(http, "admin"), await make_user(http, "member")
+    grant_admin(server, admin.email)
+    long = "x" * 9_000  # free: at most 8,000 characters; pro: 32,000
+    socket = await open_socket(server, member.token)
+    refused = await socket.send_message(long)
+    assert refused["type"] == "error" and refused["code"] == "message_too_large", refused
+    changed = await http.patch(
+        f"/admin/users/{member.id}", json={"tier": "pro"}, headers=admin.auth
+    )
+    assert changed.status_code == 200
+    again = await open_socket(server, member.token)
+    accepted = await again.send_message(long)
+    assert accepted["type"] == "ack", accepted
+    for open_ in (socket, again):
+        await open_.close()
 
 
 async def test_a_socket_closes_when_its_token_expires(server_factory: ServerFactory) -> None:

@@ -9,63 +9,28 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 import redis.asyncio
 
-from netra.config import UnifiedConfigurationManager
-from netra.env import IsolatedEnvironment
 from netra.models.scripted import ScriptedModel, ScriptedTurn
-from tests.conftest import settings_for_test
+from tests.e2e.conftest import Cluster
 from tests.redis_process import RedisProcess
 from tests.support import (
-    CanaryWatch,
-    LiveServer,
     Socket,
     User,
     answer_text,
     assert_run_grammar,
     eventually,
     grant_admin,
-    live_server,
     make_user,
     open_socket,
 )
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
-Cluster = Callable[..., tuple[LiveServer, LiveServer]]
-
-
-@pytest.fixture
-def cluster(tmp_path: Path, postgres_url: str, canaries: CanaryWatch) -> Iterator[Cluster]:
-    """Start instances A and B on this test's PostgreSQL database and the given Redis."""
-    with ExitStack() as stack:
-
-        def start(redis_url: str, **sections: Any) -> tuple[LiveServer, LiveServer]:
-            bus = {
-                "url": redis_url,
-                "channel_prefix": f"netra-test-{uuid.uuid4().hex[:8]}",
-                **sections.pop("redis", {}),
-            }
-            servers = []
-            for name in ("a", "b"):
-                # The session's canary secrets: one JWT secret for both, as in production.
-                settings = settings_for_test(
-                    tmp_path / name, postgres_url, canaries, redis=bus, **sections
-                )
-                config = UnifiedConfigurationManager(
-                    IsolatedEnvironment.isolated(),
-                    overrides=settings.model_dump(exclude_unset=True),
-                )
-                servers.append(stack.enter_context(live_server(config, canaries)))
-            return servers[0], servers[1]
-
-        yield start
 
 
 def gapless(events: list[dict[str, Any]], after: int) -> None:

@@ -12,9 +12,16 @@ from typing import Any
 import pytest
 import redis.asyncio
 
+from netra.events.bus import Notice
 from netra.events.envelope import Event, EventType, encode
 from netra.events.redis_bus import LinkState, RedisBus
-from netra.events.redis_wire import BusMessage, MalformedMessage, UserChannels
+from netra.events.redis_wire import (
+    BusMessage,
+    MalformedMessage,
+    UserChannels,
+    decode_notice,
+    encode_notice,
+)
 from netra.settings import RedisSettings, Settings
 from tests.redis_process import free_port
 from tests.support import eventually
@@ -63,6 +70,32 @@ def test_a_message_round_trips_with_envelopes_byte_for_byte() -> None:
     assert decoded.origin == "bus_a"
     assert list(decoded.events) == events
     assert [e.body for e in decoded.events] == [e.body for e in events]
+
+
+@pytest.mark.parametrize(
+    "notice",
+    [
+        Notice("queued", "usr_1", "run_1"),
+        Notice("cancel", "usr_1", "run_1"),
+        Notice("revoked", "usr_1", None, session_id="ses_1"),
+        Notice("revoked", "usr_1", None),
+        Notice("account", "usr_1", None),
+    ],
+)
+def test_every_kind_of_notice_round_trips(notice: Notice) -> None:
+    assert decode_notice(encode_notice("bus_a", notice)) == ("bus_a", notice)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"origin":"bus_a","kind":"reboot","user_id":null,"run_id":null}',
+        b'{"origin":"bus_a","kind":"revoked","user_id":"usr_1","run_id":null,"session_id":7}',
+    ],
+)
+def test_a_notice_of_an_unknown_kind_or_shape_is_refused(data: bytes) -> None:
+    with pytest.raises(MalformedMessage):
+        decode_notice(data)
 
 
 @pytest.mark.parametrize(

@@ -93,7 +93,9 @@ class AccountService:
         disabled: bool | None,
         known_tiers: Sequence[str],
     ) -> UserRecord:
-        """Change a user's roles, tier or disabled flag. Disabling ends every session."""
+        """Change a user's roles, tier or disabled flag. Disabling ends every session; any
+        other change makes every instance read the user's sessions again before trusting
+        them for a socket."""
         if roles is not None and (not roles or any(r not in ROLE_PERMISSIONS for r in roles)):
             known = ", ".join(sorted(ROLE_PERMISSIONS))
             raise InvalidRequest(f"roles must be a non-empty list of: {known}")
@@ -107,6 +109,8 @@ class AccountService:
             raise NotFound("user not found")
         if disabled:
             await self._sessions.revoke_user(user_id, "account_disabled")
+        elif roles is not None or tier is not None or disabled is not None:
+            await self._sessions.account_changed(user_id)
         return user
 
 

@@ -1,10 +1,19 @@
 """Sessions: sign-in, rotating refresh tokens, logout, revocation, and authenticating a token.
 
-A session is one sign-in. Its access tokens name it (``sid``); every authenticated request and
-socket checks it with one indexed lookup joined with the user, so logging out, disabling the
-user or reusing a refresh token cuts off its access tokens at once — and the listeners close
-its live sockets. Roles and tier come from the stored user, not the token, so an admin's
-change applies to the next request.
+A session is one sign-in. Its access tokens name it (``sid``); every authenticated request
+checks it with one indexed lookup joined with the user, so logging out, disabling the user
+or reusing a refresh token cuts off its access tokens at once — and the listeners close its
+live sockets. Roles and tier come from the stored user, not the token, so an admin's change
+applies to the next request.
+
+Sockets may skip the lookup: a session read (or opened) by this instance within
+``auth.session_cache_s`` is trusted without reading it again (``known``), so a client
+reconnecting, or opening a second tab, costs no database read. Whatever ends a session or
+changes an account here drops what is known of it before anything else happens (and a read
+that raced with the change is not remembered), so on this instance a revoked session or a
+disabled account never authenticates another socket. Other instances hear of it through
+the listeners (which tell them over the bus) and otherwise after ``auth.session_cache_s`` at
+the latest.
 
 Refresh tokens are opaque random strings, stored as SHA-256 hashes, used once: each refresh
 returns a new pair. Presenting a token that was already used means it leaked (or a client
@@ -16,14 +25,17 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from netra.auth.permissions import permissions_for
-from netra.auth.tokens import IssuedToken, TokenService
+from netra.auth.tokens import AccessClaims, IssuedToken, TokenService
 from netra.context import UserExecutionContext
-from netra.db.accounts import SessionRepository
+from netra.db.accounts import SessionRepository, SessionState
 from netra.db.manager import DatabaseManager
 from netra.db.records import UserRecord, utcnow
 from netra.errors import Unauthenticated
@@ -58,7 +70,19 @@ class Revocation:
     reason: str
 
 
-RevocationListener = Callable[[Revocation], None]
+RevocationListener = Callable[[Revocation], Awaitable[None]]
+"""Told after sessions were revoked here (and forgotten by this service)."""
+AccountListener = Callable[[str], Awaitable[None]]
+"""Told after a user's roles or tier changed here (and the user's sessions were forgotten)."""
+KNOWN_MAX = 100_000
+"""Sessions remembered at most; past it the oldest are read again when next used."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Known:
+    ctx: UserExecutionContext
+    at: float
+    """When the session was read (the service's clock)."""
 
 
 def _hash(token: str) -> str:
@@ -66,29 +90,71 @@ def _hash(token: str) -> str:
 
 
 class SessionService:
-    def __init__(self, db: DatabaseManager, tokens: TokenService, settings: AuthSettings) -> None:
+    def __init__(
+        self,
+        db: DatabaseManager,
+        tokens: TokenService,
+        settings: AuthSettings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._db = db
         self._tokens = tokens
         self._settings = settings
-        self._listeners: list[RevocationListener] = []
+        self._clock = clock
+        self._revocation_listeners: list[RevocationListener] = []
+        self._account_listeners: list[AccountListener] = []
+        self._known: dict[str, _Known] = {}
+        """Sessions read here lately, by id, oldest first."""
+        self._generation = 0
+        """Counts what was forgotten: a read that began before a change is not remembered."""
 
     def on_revoke(self, listener: RevocationListener) -> None:
-        self._listeners.append(listener)
+        self._revocation_listeners.append(listener)
 
-    def _announce(self, revocation: Revocation) -> None:
-        for listener in self._listeners:
-            listener(revocation)
+    def on_account_change(self, listener: AccountListener) -> None:
+        self._account_listeners.append(listener)
+
+    async def _announce(self, revocation: Revocation) -> None:
+        self.forget(revocation.user_id, revocation.session_id)
+        for listener in self._revocation_listeners:
+            await listener(revocation)
+
+    async def account_changed(self, user_id: str) -> None:
+        """A user's roles or tier changed: its sessions are read again before they are
+        trusted, here and (through the listeners) elsewhere."""
+        self.forget(user_id)
+        for listener in self._account_listeners:
+            await listener(user_id)
+
+    def forget(self, user_id: str, session_id: str | None = None) -> None:
+        """Drop what is known of one session (``session_id``) or of every session of a
+        user; a read in flight is not remembered either."""
+        self._generation += 1
+        if session_id is not None:
+            self._known.pop(session_id, None)
+            return
+        for known_id in [sid for sid, known in self._known.items() if known.ctx.user_id == user_id]:
+            del self._known[known_id]
 
     async def open(self, user: UserRecord) -> TokenPair:
         """Sign in: a new session with its first token pair."""
+        generation = self._generation
         async with self._db.write() as conn:
             sessions = SessionRepository(conn)
             session_id = await sessions.create(user.id)
             refresh = await self._add_refresh(sessions, user.id, session_id)
+        state = SessionState(
+            user.id, revoked=False, disabled=False, roles=user.roles, tier=user.tier
+        )
+        self._remember(session_id, _context(session_id, state), generation)
         return self._pair(user.id, session_id, user.roles, user.tier, refresh)
 
     async def refresh(self, refresh_token: str) -> TokenPair:
         """Rotate: the presented token is spent and a new pair returned; reuse revokes."""
+        generation = self._generation
+        pair: TokenPair | None = None
+        fresh: UserExecutionContext | None = None
         async with self._db.write() as conn:
             sessions = SessionRepository(conn)
             record = await sessions.use_refresh(_hash(refresh_token))
@@ -103,12 +169,16 @@ class SessionService:
                 if record.expires_at <= utcnow():
                     raise Unauthenticated("refresh token expired", code="token_expired")
                 refresh = await self._add_refresh(sessions, record.user_id, record.session_id)
-                return self._pair(
+                pair = self._pair(
                     record.user_id, record.session_id, state.roles, state.tier, refresh
                 )
+                fresh = _context(record.session_id, state)
+        if pair is not None and fresh is not None:
+            self._remember(record.session_id, fresh, generation)
+            return pair
         # Reuse: the transaction revoking the session has committed; now cut everything off.
         log.warning("refresh token reused; session %s revoked", record.session_id)
-        self._announce(Revocation(record.user_id, record.session_id, "refresh_token_reuse"))
+        await self._announce(Revocation(record.user_id, record.session_id, "refresh_token_reuse"))
         raise Unauthenticated(
             "refresh token already used; the session is revoked", code="session_revoked"
         )
@@ -119,40 +189,68 @@ class SessionService:
             return
         async with self._db.write() as conn:
             await SessionRepository(conn).revoke(ctx.session_id, "logout")
-        self._announce(Revocation(ctx.user_id, ctx.session_id, "logout"))
+        await self._announce(Revocation(ctx.user_id, ctx.session_id, "logout"))
 
     async def revoke_user(self, user_id: str, reason: str) -> int:
         """End every session of a user (disabled account, role change, admin action)."""
         async with self._db.write() as conn:
             count = await SessionRepository(conn).revoke_all(user_id, reason)
-        self._announce(Revocation(user_id, None, reason))
+        await self._announce(Revocation(user_id, None, reason))
         return count
 
     async def authenticate(
         self, token: str, *, request_id: str | None = None
     ) -> tuple[UserExecutionContext, float]:
         """The context of a presented access token and when it expires; ``Unauthenticated``
-        when the token, its session or its user is no longer good."""
-        claims = self._tokens.verify_access(token)
+        when the token, its session or its user is no longer good. Always reads the
+        session (an HTTP request: roles and tier as stored now)."""
+        claims = self.verify(token)
         async with self._db.read() as conn:
-            state = await SessionRepository(conn).state(claims.session_id)
+            ctx = await self.load(conn, claims)
+        if request_id is not None:
+            ctx = ctx.for_request("http", request_id)
+        return ctx, claims.expires_at
+
+    def verify(self, token: str) -> AccessClaims:
+        """The token's signature and claims, without I/O; ``Unauthenticated`` for any fault.
+        Its session is checked by ``known`` or ``load``."""
+        return self._tokens.verify_access(token)
+
+    def known(self, claims: AccessClaims) -> UserExecutionContext | None:
+        """The context of a verified token's session when this instance read it within
+        ``auth.session_cache_s`` and nothing changed it since; None: ``load`` it."""
+        known = self._known.get(claims.session_id)
+        if known is None or known.ctx.user_id != claims.user_id:
+            return None
+        if self._clock() - known.at >= self._settings.session_cache_s:
+            del self._known[claims.session_id]
+            return None
+        return known.ctx
+
+    async def load(self, conn: AsyncConnection, claims: AccessClaims) -> UserExecutionContext:
+        """Read a verified token's session on ``conn`` (one indexed statement, in the
+        caller's transaction): its context, remembered for ``known``; ``Unauthenticated``
+        when the session ended or the account is disabled."""
+        generation = self._generation
+        state = await SessionRepository(conn).state(claims.session_id)
         if state is None or state.user_id != claims.user_id:
             raise Unauthenticated("invalid token")
         if state.revoked:
             raise Unauthenticated("session ended", code="session_revoked")
         if state.disabled:
             raise Unauthenticated("account disabled", code="account_disabled")
-        ctx = UserExecutionContext(
-            user_id=state.user_id,
-            roles=state.roles,
-            permissions=permissions_for(state.roles),
-            tier=state.tier,
-            session_id=claims.session_id,
-            trail=(f"session:{claims.session_id}",),
-        )
-        if request_id is not None:
-            ctx = ctx.for_request("http", request_id)
-        return ctx, claims.expires_at
+        ctx = _context(claims.session_id, state)
+        self._remember(claims.session_id, ctx, generation)
+        return ctx
+
+    def _remember(self, session_id: str, ctx: UserExecutionContext, generation: int) -> None:
+        """Remember a session read while nothing was forgotten (``generation`` unchanged)."""
+        if generation != self._generation or self._settings.session_cache_s <= 0:
+            return
+        self._known.pop(session_id, None)
+        if len(self._known) >= KNOWN_MAX:
+            del self._known[next(iter(self._known))]
+        self._known[session_id] = _Known(ctx, self._clock())
 
     async def _add_refresh(self, sessions: SessionRepository, user_id: str, session_id: str) -> str:
         token = secrets.token_urlsafe(32)
@@ -167,3 +265,14 @@ class SessionService:
     ) -> TokenPair:
         access = self._tokens.issue_access(user_id, session_id=session_id, roles=roles, tier=tier)
         return TokenPair(access, refresh, self._settings.refresh_token_ttl_s, session_id)
+
+
+def _context(session_id: str, state: SessionState) -> UserExecutionContext:
+    return UserExecutionContext(
+        user_id=state.user_id,
+        roles=state.roles,
+        permissions=permissions_for(state.roles),
+        tier=state.tier,
+        session_id=session_id,
+        trail=(f"session:{session_id}",),
+    )

@@ -6,8 +6,9 @@ the Redis bus after a reconnect — tells the subscribers through their ``resync
 and they read the event log past what they have.
 
 Besides events, the bus carries *notices* between instances: hints that something changed
-in the runs table (a run was queued for the executors, a cancel was asked for). Notices may
-be lost too; every instance also finds the same facts at its next heartbeat.
+in the runs table (a run was queued for the executors, a cancel was asked for) or in the
+sessions (one was revoked, an account's rights changed). Notices may be lost too; every
+instance also finds the same facts at its next heartbeat, or when it next reads the session.
 
 Two implementations: ``InProcessBus`` (one process, the embedded default) and
 ``netra.events.redis_bus.RedisBus`` (several instances sharing one Redis).
@@ -27,14 +28,22 @@ Resync = Callable[[], None]
 """Told that deliveries to this subscriber may have been lost; must not block."""
 
 
+NoticeKind = Literal["queued", "cancel", "revoked", "account"]
+NOTICE_KINDS: frozenset[str] = frozenset(("queued", "cancel", "revoked", "account"))
+
+
 @dataclass(frozen=True, slots=True)
 class Notice:
-    """A hint to the other instances about the runs table."""
+    """A hint to the other instances about the runs table or the sessions."""
 
-    kind: Literal["queued", "cancel"]
-    """``queued``: a run waits for an executor; ``cancel``: its user cancelled it."""
+    kind: NoticeKind
+    """``queued``: a run waits for an executor; ``cancel``: its user cancelled it;
+    ``revoked``: a session of the user (``session_id``; None: every session) ended;
+    ``account``: the user's roles or tier changed."""
     user_id: str | None
     run_id: str | None
+    session_id: str | None = None
+    """For ``revoked``: the session that ended, or None for all of the user's."""
 
 
 NoticeHandler = Callable[[Notice], None]

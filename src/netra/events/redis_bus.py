@@ -283,7 +283,7 @@ class RedisBus:
                 self._subscribed.clear()
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(self._timeout):
-                        await pubsub.aclose()
+                        await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]  # typed in newer redis
             await asyncio.sleep(delay)
             delay = min(delay * 2, self._settings.reconnect_max_s)
 

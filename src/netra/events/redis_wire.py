@@ -15,8 +15,9 @@ envelope never contains a raw newline. ``origin`` names the publishing instance,
 delivers to its own sockets directly and ignores its own messages.
 
 Notices travel on ``<prefix>:notices`` as one JSON object,
-``{"origin":"bus_…","kind":"queued"|"cancel","user_id":…,"run_id":…}``; the publishing
-instance handled its own when it sent it and ignores the echo.
+``{"origin":"bus_…","kind":"queued"|"cancel"|"revoked"|"account","user_id":…,"run_id":…,
+"session_id":…}``; the publishing instance handled its own when it sent it and ignores the
+echo.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from netra.events.bus import Notice
+from netra.events.bus import NOTICE_KINDS, Notice
 from netra.events.envelope import Event, EventType
 
 _NEWLINE = b"\n"
@@ -99,6 +100,7 @@ def encode_notice(origin: str, notice: Notice) -> bytes:
             "kind": notice.kind,
             "user_id": notice.user_id,
             "run_id": notice.run_id,
+            "session_id": notice.session_id,
         }
     ).encode()
 
@@ -109,11 +111,12 @@ def decode_notice(data: bytes | str) -> tuple[str, Notice]:
         raw = json.loads(data)
     except ValueError as exc:
         raise MalformedMessage("not JSON") from exc
-    if not isinstance(raw, dict) or raw.get("kind") not in ("queued", "cancel"):
+    if not isinstance(raw, dict) or raw.get("kind") not in NOTICE_KINDS:
         raise MalformedMessage("not a notice")
     origin, user_id, run_id = raw.get("origin"), raw.get("user_id"), raw.get("run_id")
+    session_id = raw.get("session_id")
     if not isinstance(origin, str) or not all(
-        value is None or isinstance(value, str) for value in (user_id, run_id)
+        value is None or isinstance(value, str) for value in (user_id, run_id, session_id)
     ):
         raise MalformedMessage("not a notice")
-    return origin, Notice(raw["kind"], user_id, run_id)
+    return origin, Notice(raw["kind"], user_id, run_id, session_id)

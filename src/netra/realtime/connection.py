@@ -1,11 +1,18 @@
 """One live socket of one user: an ordered, gapless, duplicate-free stream of that user's events.
 
-Everything the server writes to the socket goes through one bounded queue drained by one
-sender task, so frames never interleave and a client that stops reading is disconnected
-instead of growing memory. The sender keeps a cursor (the last seq the client stands at): a
-live event at or below it is a duplicate and is dropped; one beyond ``cursor + 1`` means the
-bus skipped something, and the gap is read from the event log before the event is sent. When
-the bus says it may have lost events (``catch_up``), the log is read past the cursor.
+Frames reach the client in the order they were handed to the connection. A socket with
+nothing waiting writes what it is handed at once, from the caller's own call: the bus hands a
+user's events to each of that user's sockets, and each writes them in one system call, with
+no task, queue or await per socket (``netra.server.DirectSocket``). Only when something has
+to wait — the event log read that fills a gap, a resume or catch-up, a client that reads
+slower than the server writes (the transport pauses) — do frames wait in a backlog, which one
+task drains in order and ends with. The backlog is bounded (``max_pending``): a client that
+stops reading is disconnected with 1013 instead of growing memory.
+
+The connection keeps a cursor (the last seq the client stands at): a live event at or below
+it is a duplicate and is dropped; one beyond ``cursor + 1`` means the bus skipped something,
+and the gap is read from the event log before the event is sent. When the bus says it may
+have lost events (``catch_up``), the log is read past the cursor.
 
 Per socket every seq is sent at most once and in increasing order, always. A client that
 names its resume point when it connects gets its replay before any live event; a ``resume``
@@ -18,18 +25,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from starlette.websockets import WebSocket, WebSocketState
+from starlette.types import Send
 
 from netra.context import UserExecutionContext
 from netra.db.manager import DatabaseManager
 from netra.db.repositories import EventRepository
 from netra.db.sql import Tx
 from netra.events.envelope import Event
-from netra.ids import new_id
-from netra.realtime.frames import Connected, Outgoing, Resumed, ResumeFailure
+from netra.realtime.frames import Outgoing, Resumed, ResumeFailure
+from netra.server import DirectSocket, Written
 
 log = logging.getLogger(__name__)
 
@@ -63,31 +71,53 @@ _Item = Event | str | _ResumeRequest | _CatchUp | _Close
 
 
 class Connection:
-    """A user's socket and its sender task."""
+    """A user's socket: its cursor, and the backlog (with the task draining it) while one
+    exists."""
+
+    __slots__ = (
+        "_backlog",
+        "_catch_up_queued",
+        "_cursor",
+        "_db",
+        "_direct",
+        "_flushing",
+        "_max_pending",
+        "_replay_page",
+        "_send",
+        "_sent_max",
+        "_task",
+        "close_code",
+        "ctx",
+        "sent_events",
+        "user_id",
+    )
 
     def __init__(
         self,
-        websocket: WebSocket,
+        send: Send,
+        direct: DirectSocket | None,
         ctx: UserExecutionContext,
         *,
         db: DatabaseManager,
         max_pending: int,
         replay_page: int,
     ) -> None:
-        self.id = new_id("conn")
         self.ctx = ctx
         self.user_id = ctx.user_id
-        self._ws = websocket
+        self._send = send
+        """The ASGI ``send``: used only where the server offers no ``DirectSocket``."""
+        self._direct = direct
         self._db = db
         self._max_pending = max_pending
         self._replay_page = replay_page
-        self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._cursor = 0
         self._sent_max = 0
         """The highest seq this socket has sent: no later frame may go back behind it."""
+        self._backlog: deque[_Item] | None = None
+        """What waits to be sent, in order, while the task drains it; None when nothing
+        waits (and no task runs)."""
+        self._task: asyncio.Task[None] | None = None
         self._catch_up_queued = False
-        self._sender: asyncio.Task[None] | None = None
-        self._closing: asyncio.Task[None] | None = None
         self._flushing = False
         self.close_code: int | None = None
         self.sent_events = 0
@@ -96,35 +126,52 @@ class Connection:
     def cursor(self) -> int:
         return self._cursor
 
-    def start(self, cursor: int, greeting: Connected, *, resume_from: int | None) -> None:
-        """Start sending: ``greeting`` first; then, when the client named where it stands
-        (``resume_from``), the replay after it; then whatever was queued meanwhile (live
-        events may arrive between subscribing and reading the cursor)."""
+    def start(self, cursor: int, greeting: Outgoing, *, resume_from: int | None) -> None:
+        """Start sending, right after the manager attached the socket (nothing is handed
+        over before): ``greeting`` first; then, when the client named where it stands
+        (``resume_from``), the replay after it, before any live event."""
         self._cursor = cursor
-        first = greeting.dumps()
-        self._sender = asyncio.create_task(
-            self._send_loop(first, resume_from), name=f"ws-send:{self.id}"
-        )
+        self._emit(greeting.dumps())
+        if resume_from is not None:
+            self._put(_ResumeRequest(resume_from))
 
     async def stop(self) -> None:
-        """End the sender; one that is flushing frames before a close gets a short while."""
-        if self._sender is not None:
-            if self._flushing:
-                with contextlib.suppress(Exception, TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(self._sender), FLUSH_S)
-            self._sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sender
+        """End the backlog's task; one that is flushing frames before a close gets a short
+        while."""
+        task = self._task
+        if task is None:
+            return
+        if self._flushing:
+            with contextlib.suppress(Exception, TimeoutError):
+                await asyncio.wait_for(asyncio.shield(task), FLUSH_S)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
     # ---- called from the manager and the receive loop (never block) ----------------------
     def offer(self, events: Sequence[Event]) -> None:
-        """Queue live events; a client too far behind is disconnected (it can resume)."""
-        for event in events:
+        """Send live events (one user's, in seq order): at once when nothing waits and they
+        follow the cursor, else through the backlog."""
+        if self.close_code is not None:
+            return
+        if self._backlog is None:
+            texts: list[str] = []
+            top = self._cursor
+            for event in events:
+                if event.seq > top + 1:  # a gap: the log is read first, in the task
+                    break
+                if event.seq == top + 1:
+                    texts.append(event.body)
+                    top = event.seq
+            else:
+                if not texts or self._write_now(texts, top):
+                    return
+        for event in events:  # everything goes through the backlog, in order
             if not self._put(event):
                 return
 
     def send_frame(self, frame: Outgoing) -> None:
-        self._put(frame.dumps())
+        self._emit(frame.dumps())
 
     def request_resume(self, after_seq: int) -> None:
         self._put(_ResumeRequest(after_seq))
@@ -134,89 +181,162 @@ class Connection:
         if not self._catch_up_queued and self._put(_CatchUp()):
             self._catch_up_queued = True
 
-    def _put(self, item: _Item) -> bool:
-        """Queue one item; past the bound the client is too far behind and is disconnected."""
-        if self.close_code is not None:
-            return False
-        if self._queue.qsize() >= self._max_pending:
-            self.close(CLOSE_TOO_SLOW, "client too slow; reconnect and resume")
-            return False
-        self._queue.put_nowait(item)
-        return True
-
     def close(self, code: int, reason: str = "", *, flush: bool = False) -> None:
         """Close the socket with ``code`` (idempotent). With ``flush`` the frames already
-        queued are sent first (an explanation the client should read); otherwise sending
+        waiting are sent first (an explanation the client should read); otherwise sending
         stops at once."""
         if self.close_code is not None:
             return
         self.close_code = code
-        if flush and self._sender is not None and not self._sender.done():
+        if flush and self._backlog is not None:
             self._flushing = True
-            self._queue.put_nowait(_Close(code, reason))
+            self._backlog.append(_Close(code, reason))
             return
-        if self._sender is not None and self._sender is not asyncio.current_task():
-            self._sender.cancel()
-        self._closing = asyncio.get_running_loop().create_task(self._close(code, reason))
+        if self._task is not None and self._task is not asyncio.current_task():
+            self._task.cancel()
+            self._task = None
+        if self._direct is not None:
+            self._backlog = None
+            self._direct.close_now(code, reason)
+        else:  # plain ASGI: a close is a coroutine, which a task makes
+            self._backlog = deque((_Close(code, reason),))
+            self._task = asyncio.get_running_loop().create_task(self._drain())
 
-    async def _close(self, code: int, reason: str) -> None:
-        if self._ws.application_state is WebSocketState.CONNECTED:
-            with contextlib.suppress(Exception):  # the peer may be gone already
-                async with asyncio.timeout(2):
-                    await self._ws.close(code, reason)
+    # ---- writing -------------------------------------------------------------------------
+    def _emit(self, text: str) -> None:
+        """One frame: at once when nothing waits, else behind what does."""
+        if self.close_code is not None:
+            return
+        if self._backlog is not None or not self._write_now((text,), self._cursor):
+            self._put(text)
 
-    # ---- the sender task -----------------------------------------------------------------
-    async def _send_loop(self, first: str, resume_from: int | None) -> None:
+    def _write_now(self, texts: Sequence[str], top: int) -> bool:
+        """Write without waiting; True when written (the cursor moves to ``top``), False when
+        the caller must queue instead (a socket found gone is closed)."""
+        if self._direct is None:
+            return False
+        written = self._direct.write_texts(texts)
+        if written is Written.SENT:
+            if top > self._cursor:
+                self.sent_events += len(texts)
+                self._cursor = self._sent_max = top
+            return True
+        if written is Written.CLOSED:
+            self.close(CLOSE_INTERNAL, "socket closed")
+        return False
+
+    def _put(self, item: _Item) -> bool:
+        """Queue one item, starting the task that drains the backlog; past the bound the
+        client is too far behind and is disconnected."""
+        if self.close_code is not None:
+            return False
+        backlog = self._backlog
+        if backlog is None:
+            backlog = self._backlog = deque()
+            self._task = asyncio.get_running_loop().create_task(self._drain())
+        elif len(backlog) >= self._max_pending:
+            self.close(CLOSE_TOO_SLOW, "client too slow; reconnect and resume")
+            return False
+        backlog.append(item)
+        return True
+
+    async def _write(self, texts: Sequence[str]) -> None:
+        """Write, waiting while the client is behind; ``ConnectionError`` when it is gone."""
+        if self._direct is None:
+            for text in texts:
+                await self._send({"type": "websocket.send", "text": text})
+            return
+        while True:
+            written = self._direct.write_texts(texts)
+            if written is Written.SENT:
+                return
+            if written is Written.CLOSED:
+                raise ConnectionError("socket closed")
+            await self._direct.drained()
+
+    # ---- the backlog's task --------------------------------------------------------------
+    async def _drain(self) -> None:
+        """Send the backlog in order, then end: the socket is idle again."""
+        backlog = self._backlog
+        assert backlog is not None
         try:
-            await self._ws.send_text(first)
-            if resume_from is not None:
-                await self._resume(resume_from)
-            while True:
-                item = await self._queue.get()
+            while backlog and self._backlog is backlog:  # a close without flush ends it
+                item = backlog.popleft()
                 if isinstance(item, Event):
-                    await self._send_event(item)
+                    await self._send_events(item, backlog)
+                elif isinstance(item, str):
+                    await self._write((item,))
                 elif isinstance(item, _ResumeRequest):
                     await self._resume(item.after_seq)
                 elif isinstance(item, _CatchUp):
                     self._catch_up_queued = False
                     await self._replay()
-                elif isinstance(item, _Close):
-                    await self._close(item.code, item.reason)
-                    return
                 else:
-                    await self._ws.send_text(item)
+                    await self._finish(item)
+                    return
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            # A dead peer (or a frame that cannot be sent) ends the sender; without a sender
-            # the socket is useless, so it is closed rather than left open and counted.
-            log.debug("sender of %s stopped: %s", self.id, exc)
+            # A dead peer (or a frame that cannot be sent) ends the sending; without it the
+            # socket is useless, so it is closed rather than left open and counted.
+            log.debug("sending to a socket of %s stopped: %s", self.user_id, exc)
+            self._task = None
             self.close(CLOSE_INTERNAL, "internal error")
-
-    async def _send_event(self, event: Event) -> None:
-        if event.seq <= self._cursor:
             return
-        if event.seq > self._cursor + 1:
-            await self._replay(until=event.seq - 1)
-        await self._send_stored(event.seq, event.body)
+        if self._backlog is backlog:
+            self._backlog = None
+            self._task = None
 
-    async def _send_stored(self, seq: int, body: str) -> None:
-        await self._ws.send_text(body)
-        self._cursor = self._sent_max = seq
-        self.sent_events += 1
+    async def _finish(self, close: _Close) -> None:
+        self._backlog = None
+        if self._direct is not None:
+            self._direct.close_now(close.code, close.reason)
+            return
+        with contextlib.suppress(Exception):  # the peer may be gone already
+            async with asyncio.timeout(2):
+                await self._send(
+                    {"type": "websocket.close", "code": close.code, "reason": close.reason}
+                )
+
+    async def _send_events(self, first: Event, backlog: deque[_Item]) -> None:
+        """``first`` and the events right behind it in the backlog, in one write: duplicates
+        dropped, a gap filled from the log first."""
+        texts: list[str] = []
+        top = self._cursor
+        event: Event | None = first
+        while event is not None:
+            if event.seq > top + 1:
+                if texts:
+                    await self._sent(texts, top)
+                    texts = []
+                await self._replay(until=event.seq - 1)
+                top = self._cursor
+            if event.seq > top:  # sent even where the log had nothing to fill the gap with
+                texts.append(event.body)
+                top = event.seq
+            following = backlog[0] if backlog else None
+            event = following if isinstance(following, Event) else None
+            if event is not None:
+                backlog.popleft()
+        if texts:
+            await self._sent(texts, top)
+
+    async def _sent(self, texts: Sequence[str], top: int) -> None:
+        await self._write(texts)
+        self.sent_events += len(texts)
+        self._cursor = self._sent_max = top
 
     async def _replay(self, *, until: int | None = None) -> None:
-        """Send stored events after the cursor (up to ``until``), page by page."""
+        """Send stored events after the cursor (up to ``until``), a page per write."""
         while until is None or self._cursor < until:
             rows = await self._db.transact(
                 EventRepository(self.ctx).after(self._cursor, limit=self._replay_page)
             )
+            if until is not None:
+                rows = [(seq, body) for seq, body in rows if seq <= until]
             if not rows:
                 return
-            for seq, body in rows:
-                if until is not None and seq > until:
-                    return
-                await self._send_stored(seq, body)
+            await self._sent([body for _, body in rows], rows[-1][0])
 
     async def _resume(self, after_seq: int) -> None:
         """Answer a resume point with ``resumed``, then replay every stored event after it,
@@ -230,7 +350,7 @@ class Connection:
             if reason is None
             else Resumed(after_seq=after_seq, last_seq=last_seq, recovered=False, reason=reason)
         )
-        await self._ws.send_text(frame.dumps())
+        await self._write((frame.dumps(),))
         if reason is not None:
             # The client reloads over HTTP, which holds everything up to last_seq.
             self._cursor = max(self._cursor, last_seq)

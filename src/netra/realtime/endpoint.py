@@ -1,5 +1,15 @@
 """The ``/ws`` endpoint: authenticate, attach the socket to its user, read client frames.
 
+It is a plain ASGI application, served straight from the server's protocol (``netra.app``
+routes ``/ws`` to it ahead of FastAPI): a socket lives for hours, and every layer of routing
+and middleware it passed through would keep its frames alive for as long.
+
+What a connect costs. The token's signature is checked without I/O; its session is trusted
+without a read when this instance read it lately (``SessionService.known``), and the user's
+newest seq is known without a read when the user already has a socket here
+(``UnifiedWebSocketManager.known_seq``). What is not known is read in one read transaction
+shared by the sockets connecting at that moment (``netra.realtime.admission``).
+
 The endpoint is handed the objects it serves sockets with (``WebSocketEndpoint``) where the
 application is wired, rather than reading them off the application object: the application
 holds this layer's socket manager, so this layer cannot name the application."""
@@ -10,17 +20,19 @@ import asyncio
 import json
 import logging
 import time
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import ValidationError
-from starlette.websockets import WebSocket
+from starlette.types import Receive, Scope, Send
 
 from netra.auth.sessions import SessionService
+from netra.auth.tokens import AccessClaims
 from netra.config import UnifiedConfigurationManager
+from netra.context import UserExecutionContext
 from netra.db.manager import DatabaseManager
 from netra.db.records import Decision
-from netra.db.repositories import EventRepository
 from netra.errors import InvalidRequest, QuotaExceeded, Unauthenticated
+from netra.realtime.admission import AdmissionReads
 from netra.realtime.connection import Connection
 from netra.realtime.frames import (
     CLIENT_FRAME,
@@ -40,9 +52,10 @@ from netra.realtime.frames import (
     ref_of,
     refusal,
 )
-from netra.realtime.manager import UnifiedWebSocketManager
+from netra.realtime.manager import Admission, UnifiedWebSocketManager
 from netra.realtime.rate import TokenBucket
 from netra.runs.service import RunService
+from netra.server import DIRECT, DirectSocket
 
 log = logging.getLogger(__name__)
 CLOSE_POLICY = 1008
@@ -50,42 +63,56 @@ CLOSE_POLICY = 1008
 CLOSE_TRY_AGAIN = 1013
 """Too many sockets for this user right now."""
 SUBPROTOCOL = "bearer"
+_WANTED = (b"sec-websocket-protocol", b"authorization", b"origin", b"host")
 
 
-def _credentials(websocket: WebSocket) -> tuple[str | None, str | None]:
-    """``(token, subprotocol to select)`` from ``Sec-WebSocket-Protocol: bearer, <token>`` or
-    ``Authorization: Bearer <token>``. Tokens in the URL are never read."""
-    offered = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",")]
-    if len(offered) >= 2 and offered[0].lower() == SUBPROTOCOL and offered[1]:
-        return offered[1], SUBPROTOCOL
-    scheme, _, token = websocket.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip(), None
-    return None, None
+class Handshake:
+    """What the endpoint reads of a WebSocket request: four headers and the query string."""
 
+    __slots__ = ("headers", "query")
 
-def _origin_allowed(websocket: WebSocket, allowed: list[str]) -> bool:
-    origin = websocket.headers.get("origin")
-    if origin is None or "*" in allowed or origin in allowed:
-        return True  # non-browser clients send no Origin
-    host = websocket.headers.get("host", "")
-    return urlsplit(origin).netloc == host
+    def __init__(self, scope: Scope) -> None:
+        self.headers: dict[bytes, str] = {}
+        """The first value of each header in ``_WANTED``."""
+        for name, value in scope["headers"]:
+            if name in _WANTED and name not in self.headers:
+                self.headers[name] = value.decode("latin-1")
+        self.query: bytes = scope.get("query_string", b"")
 
+    def credentials(self) -> tuple[str | None, str | None]:
+        """``(token, subprotocol to select)`` from ``Sec-WebSocket-Protocol: bearer, <token>``
+        or ``Authorization: Bearer <token>``. Tokens in the URL are never read."""
+        offered = [p.strip() for p in self.headers.get(b"sec-websocket-protocol", "").split(",")]
+        if len(offered) >= 2 and offered[0].lower() == SUBPROTOCOL and offered[1]:
+            return offered[1], SUBPROTOCOL
+        scheme, _, token = self.headers.get(b"authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip(), None
+        return None, None
 
-def _resume_point(websocket: WebSocket) -> int | None:
-    """The client's ``?after_seq=N``: where it stands, so its replay comes before any live
-    event. Absent: the client starts from the ``last_seq`` of its ``connected`` frame."""
-    raw = websocket.query_params.get("after_seq")
-    if raw is None:
-        return None
-    # Digits only, and few enough to convert cheaply before comparing with the bound.
-    if raw.isascii() and raw.isdigit() and len(raw) <= len(str(MAX_SEQ)) and int(raw) <= MAX_SEQ:
-        return int(raw)
-    raise InvalidRequest("after_seq must be a non-negative integer", code="invalid_request")
+    def origin_allowed(self, allowed: list[str]) -> bool:
+        origin = self.headers.get(b"origin")
+        if origin is None or "*" in allowed or origin in allowed:
+            return True  # non-browser clients send no Origin
+        return urlsplit(origin).netloc == self.headers.get(b"host", "")
+
+    def resume_point(self) -> int | None:
+        """The client's ``?after_seq=N``: where it stands, so its replay comes before any
+        live event. Absent: the client starts from the ``last_seq`` of its ``connected``
+        frame. ``InvalidRequest`` for anything but a non-negative integer."""
+        values = [v for k, v in parse_qsl(self.query.decode("latin-1"), True) if k == "after_seq"]
+        if not values:
+            return None
+        raw = values[-1]
+        # Digits only, and few enough to convert cheaply before comparing with the bound.
+        digits = raw.isascii() and raw.isdigit() and len(raw) <= len(str(MAX_SEQ))
+        if digits and int(raw) <= MAX_SEQ:
+            return int(raw)
+        raise InvalidRequest("after_seq must be a non-negative integer", code="invalid_request")
 
 
 class WebSocketEndpoint:
-    """``/ws``: one call of ``serve`` per socket, for as long as the socket lives."""
+    """``/ws`` as an ASGI application: one call per socket, for as long as the socket lives."""
 
     def __init__(
         self,
@@ -102,73 +129,127 @@ class WebSocketEndpoint:
         self._db = db
         self._sockets = sockets
         self._runs = runs
+        self._reads = AdmissionReads(db, sessions)
 
-    async def serve(self, websocket: WebSocket) -> None:
-        settings = self._config.settings.websocket
-        token, subprotocol = _credentials(websocket)
-        await websocket.accept(subprotocol=subprotocol)
-        if not _origin_allowed(websocket, settings.allowed_origins):
-            await websocket.close(CLOSE_POLICY, "origin not allowed")
-            return
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # What the handshake held (headers, token) is dropped once the socket is admitted:
+        # this frame stays suspended for the socket's life, so it holds only what serving needs.
+        admitted = await self._admit(scope, receive, send)
+        if admitted is not None:
+            await self._serve(receive, admitted)
+
+    async def _admit(self, scope: Scope, receive: Receive, send: Send) -> _Admitted | None:
+        """Accept the socket, check the origin, the token and its session, and attach the
+        socket to its user: the socket to serve, or None when it was refused (and closed)."""
+        if (await receive())["type"] != "websocket.connect":
+            return None
+        handshake = Handshake(scope)
+        token, subprotocol = handshake.credentials()
+        extension = (scope.get("extensions") or {}).get(DIRECT)
+        direct: DirectSocket | None = extension["socket"] if extension else None
+        try:
+            await send({"type": "websocket.accept", "subprotocol": subprotocol, "headers": []})
+            return await self._check(handshake, token, send, direct)
+        except OSError:  # the client went away during the handshake
+            return None
+
+    async def _check(
+        self, handshake: Handshake, token: str | None, send: Send, direct: DirectSocket | None
+    ) -> _Admitted | None:
+        if not handshake.origin_allowed(self._config.settings.websocket.allowed_origins):
+            await _refuse(send, CLOSE_POLICY, "origin not allowed")
+            return None
         try:
             if token is None:
                 raise Unauthenticated("missing bearer token")
-            ctx, expires_at = await self._sessions.authenticate(token)
+            claims = self._sessions.verify(token)
         except Unauthenticated as exc:
-            await websocket.close(CLOSE_POLICY, exc.message)
-            return
+            await _refuse(send, CLOSE_POLICY, exc.message)
+            return None
+        resume_from: int | None = None
+        bad_resume: InvalidRequest | None = None  # told once the session is known good
         try:
-            resume_from = _resume_point(websocket)
+            resume_from = handshake.resume_point()
         except InvalidRequest as exc:
-            await websocket.send_text(error_frame(exc, None).dumps())
-            await websocket.close(CLOSE_POLICY, exc.message)
-            return
+            bad_resume = exc
+        try:
+            admission = self._sockets.admit(claims.user_id, claims.session_id)
+        except QuotaExceeded as exc:
+            await _refuse(send, CLOSE_TRY_AGAIN, exc.message)
+            return None
+        try:
+            ctx, read_seq = await self._identify(claims, admission)
+        except Unauthenticated as exc:
+            self._sockets.release(admission)
+            await _refuse(send, CLOSE_POLICY, exc.message)
+            return None
+        except BaseException:
+            self._sockets.release(admission)
+            raise
+        if admission.refused is not None:  # its session ended while it was read
+            self._sockets.release(admission)
+            await _refuse(send, *admission.refused)
+            return None
+        if bad_resume is not None:
+            self._sockets.release(admission)
+            await send({"type": "websocket.send", "text": error_frame(bad_resume, None).dumps()})
+            await _refuse(send, CLOSE_POLICY, bad_resume.message)
+            return None
+        settings = self._config.settings
         connection = Connection(
-            websocket,
+            send,
+            direct,
             ctx,
             db=self._db,
-            max_pending=settings.send_queue_max,
-            replay_page=self._config.settings.events.replay_page,
+            max_pending=settings.websocket.send_queue_max,
+            replay_page=settings.events.replay_page,
+        )
+        # From here to ``start`` nothing awaits: no event can reach the socket before its
+        # greeting, and every event after the cursor reaches it.
+        cursor = self._sockets.attach(admission, connection, read_seq)
+        connection.start(
+            cursor, Connected(user_id=ctx.user_id, last_seq=cursor), resume_from=resume_from
+        )
+        return _Admitted(connection, claims.expires_at)
+
+    async def _identify(
+        self, claims: AccessClaims, admission: Admission
+    ) -> tuple[UserExecutionContext, int | None]:
+        """The socket's context, and the user's newest seq when it was read: from memory
+        where this instance knows them, else in a read shared with the sockets connecting
+        at the moment (after ``admit`` subscribed the user)."""
+        ctx = self._sessions.known(claims)
+        seq = self._sockets.known_seq(admission) is None
+        if ctx is not None and not seq:
+            return ctx, None
+        return await self._reads.identify(claims, ctx, seq=seq)
+
+    async def _serve(self, receive: Receive, admitted: _Admitted) -> None:
+        connection = admitted.connection
+        # The socket lives no longer than its token: the client reconnects with a fresh one.
+        expiry = asyncio.get_running_loop().call_later(
+            max(0.0, admitted.expires_at - time.time()),
+            connection.close,
+            CLOSE_POLICY,
+            "token expired",
         )
         try:
-            self._sockets.add(connection)
-        except QuotaExceeded as exc:
-            await websocket.close(CLOSE_TRY_AGAIN, exc.message)
-            return
-        expiry: asyncio.TimerHandle | None = None
-        try:
-            # Subscribed first, cursor second: nothing published in between is missed.
-            last_seq = await self._db.transact(EventRepository(ctx).last_seq())
-            connection.start(
-                cursor=last_seq,
-                greeting=Connected(user_id=ctx.user_id, last_seq=last_seq),
-                resume_from=resume_from,
-            )
-            # The socket lives no longer than its token: the client reconnects with a fresh one.
-            expiry = asyncio.get_running_loop().call_later(
-                max(0.0, expires_at - time.time()), connection.close, CLOSE_POLICY, "token expired"
-            )
-            await self._receive_loop(websocket, connection)
+            await self._receive_loop(receive, connection)
         finally:
-            if expiry is not None:
-                expiry.cancel()
+            expiry.cancel()
             self._sockets.remove(connection)
             await connection.stop()
 
-    async def _receive_loop(self, websocket: WebSocket, connection: Connection) -> None:
+    async def _receive_loop(self, receive: Receive, connection: Connection) -> None:
         """Read frames until the peer goes away or the server closes the socket. Every read
         awaits the transport, so a vanished peer ends the loop instead of spinning it."""
         settings = self._config.settings.websocket
         bucket = TokenBucket(settings.frames_per_s, settings.frame_burst)
         refused = 0
         while connection.close_code is None:
-            try:
-                message = await websocket.receive()
-            except RuntimeError:  # the socket is no longer connected (closed by either side)
-                return
-            if message["type"] == "websocket.disconnect":
-                return
-            text = message.get("text")
+            message = await receive()
+            if message["type"] != "websocket.receive":
+                return  # websocket.disconnect: closed by either side
             if not bucket.take():
                 # A client that keeps sending past its limit is cut off rather than answered.
                 refused += 1
@@ -183,6 +264,7 @@ class WebSocketEndpoint:
                 connection.send_frame(error_frame(problem, None))
                 continue
             refused = 0
+            text = message.get("text")
             if text is None:  # a binary frame
                 connection.send_frame(
                     error_frame(
@@ -243,3 +325,16 @@ class WebSocketEndpoint:
                 frame.client_msg_id if isinstance(frame, SendMessage) else None
             )
             connection.send_frame(error_frame(exc, reference))
+
+
+class _Admitted:
+    __slots__ = ("connection", "expires_at")
+
+    def __init__(self, connection: Connection, expires_at: float) -> None:
+        self.connection = connection
+        self.expires_at = expires_at
+
+
+async def _refuse(send: Send, code: int, reason: str) -> None:
+    """Close a socket that was accepted but is not served (its reason says why)."""
+    await send({"type": "websocket.close", "code": code, "reason": reason})

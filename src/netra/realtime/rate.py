@@ -11,6 +11,8 @@ class TokenBucket:
     """``burst`` frames at once, then ``rate`` per second. Not thread-safe (one socket's
     frames are read by one task)."""
 
+    __slots__ = ("_at", "_clock", "_tokens", "burst", "rate")
+
     def __init__(
         self, rate: float, burst: int, *, clock: Callable[[], float] = time.monotonic
     ) -> None:

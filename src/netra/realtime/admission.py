@@ -1,0 +1,97 @@
+"""What a connecting socket needs from the database, read together with the sockets
+connecting at the same moment.
+
+A socket needs its session checked (unless ``SessionService.known`` trusts it) and its
+user's newest seq (unless the manager knows it). Each is a statement; a read transaction
+around each socket's statements costs more than the statements. So the admissions waiting
+at one moment share one read transaction: one statement per session, then one for the seqs
+of every user in it (up to ``BATCH`` admissions). A crowd reconnecting at once — every
+client after a restart or a network blip — costs a read per batch, not one per socket; a
+lone socket costs one read, as before.
+
+A seq must be read after its user was subscribed (``UnifiedWebSocketManager.admit``), or an
+event published in between would be neither in the read nor delivered: an admission joins
+the next read to start, never one already under way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from netra.auth.sessions import SessionService
+from netra.auth.tokens import AccessClaims
+from netra.context import UserExecutionContext
+from netra.db.manager import DatabaseManager
+from netra.db.repositories import EventRepository
+from netra.errors import Unauthenticated
+
+BATCH = 500
+"""Most admissions one read serves (the seqs are one ``IN`` of this many users)."""
+
+
+@dataclass(eq=False, slots=True)
+class _Wanted:
+    claims: AccessClaims
+    ctx: UserExecutionContext | None
+    """Known already; None: read the session."""
+    seq: bool
+    """Read the user's newest seq."""
+    answer: asyncio.Future[tuple[UserExecutionContext, int | None]] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class AdmissionReads:
+    """Reads sessions and seqs for the sockets being admitted, a shared read at a time."""
+
+    def __init__(self, db: DatabaseManager, sessions: SessionService) -> None:
+        self._db = db
+        self._sessions = sessions
+        self._wanted: list[_Wanted] = []
+        self._reader: asyncio.Task[None] | None = None
+        """Runs while admissions wait; ends when none does."""
+
+    async def identify(
+        self, claims: AccessClaims, ctx: UserExecutionContext | None, *, seq: bool
+    ) -> tuple[UserExecutionContext, int | None]:
+        """The socket's context (``ctx``, or its session read: ``Unauthenticated`` when it
+        ended) and, with ``seq``, its user's newest stored seq."""
+        wanted = _Wanted(claims, ctx, seq)
+        self._wanted.append(wanted)
+        if self._reader is None:
+            self._reader = asyncio.create_task(self._read(), name="ws-admission-reads")
+        return await wanted.answer
+
+    async def _read(self) -> None:
+        try:
+            while self._wanted:
+                batch, self._wanted = self._wanted[:BATCH], self._wanted[BATCH:]
+                try:
+                    await self._read_batch(batch)
+                except Exception as exc:  # the database is away: each admission fails
+                    for wanted in batch:
+                        if not wanted.answer.done():
+                            wanted.answer.set_exception(exc)
+        finally:
+            self._reader = None
+
+    async def _read_batch(self, batch: list[_Wanted]) -> None:
+        identified: list[tuple[_Wanted, UserExecutionContext]] = []
+        async with self._db.read() as conn:
+            for wanted in batch:
+                if wanted.answer.done():  # given up (the client left)
+                    continue
+                ctx = wanted.ctx
+                if ctx is None:
+                    try:
+                        ctx = await self._sessions.load(conn, wanted.claims)
+                    except Unauthenticated as exc:
+                        wanted.answer.set_exception(exc)
+                        continue
+                identified.append((wanted, ctx))
+        users = [ctx.user_id for wanted, ctx in identified if wanted.seq]
+        tops = await self._db.transact(EventRepository.last_seqs(users)) if users else {}
+        for wanted, ctx in identified:
+            if not wanted.answer.done():
+                wanted.answer.set_result((ctx, tops.get(ctx.user_id, 0) if wanted.seq else None))
