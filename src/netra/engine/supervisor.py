@@ -137,7 +137,7 @@ class RunSupervisor:
     def _on_notice(self, notice: Notice) -> None:
         """Beat now: a cancel is read with its reason from the runs table; a queued run is
         taken as an orphan."""
-        if notice.kind == "cancel" or self._engine.executes:
+        if notice.kind == "cancel" or (notice.kind == "queued" and self._engine.executes):
             self._wake.set()
 
     async def _loop(self) -> None:
