@@ -205,6 +205,24 @@ def private_redis(tmp_path: Path) -> Iterator[RedisProcess]:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database: a new SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'netra.db'}"
+    postgres: str = request.getfixturevalue("postgres_url")
+    return postgres
+
+
+@pytest.fixture
+async def db(url: str) -> AsyncIterator[DatabaseManager]:
+    """A DatabaseManager on the ``url`` database, at the newest migration."""
+    manager = DatabaseManager(url, DatabaseSettings(pool_size=3, max_overflow=2))
+    await manager.upgrade()
+    yield manager
+    await manager.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def backend(request: pytest.FixtureRequest) -> str | None:
     """The database URL of the test's servers: None (SQLite file) or a fresh PostgreSQL
     database at the newest migration."""

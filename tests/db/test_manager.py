@@ -7,7 +7,6 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -28,23 +27,6 @@ from netra.db.revisions import head_revision
 from netra.errors import NotFound
 from netra.settings import DatabaseSettings
 from tests.support import run_netra, run_python
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database: a new SQLite file, or a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'netra.db'}"
-    postgres: str = request.getfixturevalue("postgres_url")
-    return postgres
-
-
-@pytest.fixture
-async def db(url: str) -> AsyncIterator[DatabaseManager]:
-    manager = DatabaseManager(url, DatabaseSettings(pool_size=3, max_overflow=2))
-    await manager.upgrade()
-    yield manager
-    await manager.close()
 
 
 async def _user(db: DatabaseManager, email: str) -> str:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -48,23 +47,6 @@ MESSAGES_IN = Statement(
 MESSAGE_COUNT = Statement("test: messages", "SELECT count(*) AS n FROM messages")
 QUERY_ONLY = Statement("test: refuse writes", "PRAGMA query_only = 1", postgres="SELECT 1")
 NONSENSE = Statement("test: a bug", "SELECT no_such_column FROM messages")
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database: a new SQLite file, or a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'netra.db'}"
-    postgres: str = request.getfixturevalue("postgres_url")
-    return postgres
-
-
-@pytest.fixture
-async def db(url: str) -> AsyncIterator[DatabaseManager]:
-    manager = DatabaseManager(url, DatabaseSettings(pool_size=3, max_overflow=2))
-    await manager.upgrade()
-    yield manager
-    await manager.close()
 
 
 async def _thread(db: DatabaseManager) -> tuple[str, str]:

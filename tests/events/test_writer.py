@@ -3,10 +3,7 @@ writes that ride with events, and one failing write failing alone."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
-
-import pytest
+from collections.abc import Sequence
 
 from netra.db.accounts import UserRepository
 from netra.db.event_log import Entry
@@ -16,27 +13,11 @@ from netra.db.sql import Statement, Tx, execute, scalar
 from netra.events.bus import InProcessBus
 from netra.events.envelope import Event, EventType, encode
 from netra.events.writer import EventLogWriter
-from netra.settings import DatabaseSettings, EventSettings
+from netra.settings import EventSettings
 
 SEQ = Statement("test: a user's counter", "SELECT event_seq FROM users WHERE id = :id")
 STORED = Statement("test: a user's events", "SELECT count(*) AS n FROM events WHERE user_id = :id")
 RENAME = Statement("test: rename", "UPDATE users SET email = :email WHERE id = :id")
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'netra.db'}"
-    postgres: str = request.getfixturevalue("postgres_url")
-    return postgres
-
-
-@pytest.fixture
-async def db(url: str) -> AsyncIterator[DatabaseManager]:
-    manager = DatabaseManager(url, DatabaseSettings(pool_size=3, max_overflow=2))
-    await manager.upgrade()
-    yield manager
-    await manager.close()
 
 
 def _entry(user_id: str, text: str, write: object = None) -> Entry:
