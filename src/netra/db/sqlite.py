@@ -91,8 +91,6 @@ class SqliteExecutor:
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
         self.listeners: list[Listener] = []
-        self.groups = 0
-        """Groups committed (or failed) so far."""
 
     async def run(self, tx: Tx[Any]) -> Any:
         """Run one transaction function, in the next group."""
@@ -179,14 +177,12 @@ class SqliteExecutor:
         return self._conn
 
     def _group(self, group: list[Tx[Any]]) -> list[Outcome]:
-        self.groups += 1
         try:
             conn = self._connection()
             self._checked(conn, "BEGIN IMMEDIATE")
-            if len(group) == 1:
-                outcomes = [self._alone(conn, group[0])]
-            else:
-                outcomes = [self._one(conn, tx) for tx in group]
+            alone = len(group) == 1
+            outcomes = [self._one(conn, tx, alone=alone) for tx in group]
+            if conn.in_transaction:  # not when a group of one rolled itself back
                 self._checked(conn, "COMMIT")
         except _StorageFailed as failure:
             self._abandon()
@@ -203,29 +199,24 @@ class SqliteExecutor:
             except sqlite3.Error:
                 log.debug("rollback after a failed group failed too", exc_info=True)
 
-    def _alone(self, conn: sqlite3.Connection, tx: Tx[Any]) -> Outcome:
-        """A group of one needs no savepoint: its transaction is its own."""
+    def _one(self, conn: sqlite3.Connection, tx: Tx[Any], *, alone: bool) -> Outcome:
+        """Run one function of the group, in a savepoint of its own unless it is ``alone``
+        (its transaction is then its own)."""
+        if not alone:
+            self._checked(conn, "SAVEPOINT tx")
         try:
             value = self._drive(conn, tx)
         except _StorageFailed:
             raise
         except Exception as exc:
-            self._checked(conn, "ROLLBACK")
+            if alone:
+                self._checked(conn, "ROLLBACK")
+            else:
+                self._checked(conn, "ROLLBACK TO tx")
+                self._checked(conn, "RELEASE tx")
             return False, exc
-        self._checked(conn, "COMMIT")
-        return True, value
-
-    def _one(self, conn: sqlite3.Connection, tx: Tx[Any]) -> Outcome:
-        self._checked(conn, "SAVEPOINT tx")
-        try:
-            value = self._drive(conn, tx)
-        except _StorageFailed:
-            raise
-        except Exception as exc:
-            self._checked(conn, "ROLLBACK TO tx")
+        if not alone:
             self._checked(conn, "RELEASE tx")
-            return False, exc
-        self._checked(conn, "RELEASE tx")
         return True, value
 
     def _drive(self, conn: sqlite3.Connection, tx: Tx[Any]) -> Any:
