@@ -1,5 +1,16 @@
+"""``python -m netra`` and the ``netra`` command."""
+
 from __future__ import annotations
 
-from netra.cli import main
+from netra import process
 
-raise SystemExit(main())
+
+def main() -> int:
+    process.starting()
+    from netra.cli import main as run
+
+    return run()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from netra import process
 from netra.config import CONFIG_VARIABLE, UnifiedConfigurationManager
 from netra.db.manager import DatabaseManager
 from netra.env import IsolatedEnvironment
@@ -89,6 +90,7 @@ def _worker(args: argparse.Namespace) -> int:
             loop.add_signal_handler(signum, on_signal, signum)
         await netra.start()
         print(f"Netra worker {netra.instance_id} executing runs", flush=True)
+        process.started()
         try:
             await stop.wait()
         finally:
@@ -189,6 +191,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.handler not in (_serve, _worker):
+        process.started()  # a command that works at once: ready as soon as it is parsed
     try:
         code: int = args.handler(args)
     except StorageUnavailable as exc:

@@ -20,6 +20,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.exceptions import InvalidState
 from websockets.http11 import Request
 
+from netra import process
 from netra.errors import ConfigurationError
 from netra.settings import Settings
 
@@ -244,6 +245,7 @@ class Server(uvicorn.Server):
         if self.started:
             host, port = self.socket.getsockname()[:2]
             print(f"Netra serving on http://{_address(host, port)}/", flush=True)
+            process.started()
 
 
 class _JsonFormatter(logging.Formatter):
