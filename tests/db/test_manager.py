@@ -22,7 +22,7 @@ from netra.db.accounts import UserRepository
 from netra.db.manager import DatabaseManager
 from netra.db.migration import alembic_config
 from netra.db.records import utcnow
-from netra.db.repositories import ThreadRepository
+from netra.db.repositories import MessageRepository, ThreadRepository
 from netra.db.revisions import head_revision
 from netra.errors import NotFound
 from netra.settings import DatabaseSettings
@@ -284,3 +284,28 @@ def test_replicas_started_together_on_an_empty_database_all_migrate(
     results = [(replica.wait(timeout=60), *replica.communicate()) for replica in replicas]
     assert [code for code, _, _ in results] == [0, 0, 0, 0], results
     assert all(err == "" or "Traceback" not in err for _, _, err in results), results
+
+
+async def test_a_long_thread_gives_a_run_its_newest_messages_in_turn_order(
+    db: DatabaseManager,
+) -> None:
+    """A run's conversation is the end of its thread: a thread past the read's limit once
+    gave the oldest messages, and a run never saw the question it answered."""
+    ctx = UserExecutionContext(user_id=await _user(db, "long@example.com"))
+    thread = await db.transact(ThreadRepository(ctx).create(title="long", agent="assistant"))
+    messages = MessageRepository(ctx)
+    for turn in range(5):
+        for role in ("user", "assistant"):
+            await db.transact(
+                messages.add(thread_id=thread.id, role=role, content=f"{role} {turn}")
+            )
+    newest = await db.transact(messages.texts(thread.id, limit=4))
+    assert [(m.role, m.content) for m in newest] == [
+        ("user", "user 3"),
+        ("assistant", "assistant 3"),
+        ("user", "user 4"),
+        ("assistant", "assistant 4"),
+    ]
+    everything = await db.transact(messages.texts(thread.id))
+    assert [m.content for m in everything][:2] == ["user 0", "assistant 0"]
+    assert len(everything) == 10

@@ -41,7 +41,7 @@ OTHERS = {
     "thread: its last activity is now": 1,
     # the claim; the conversation
     "start: the holder claims its queued run, under a new attempt number": 1,
-    "messages: a thread's texts, oldest first (a run's conversation)": 1,
+    "messages: a thread's newest texts, oldest first (a run's conversation)": 1,
     # with the events: started_at, the call's two ledger entries, the turn, the final state
     "mark_started: the run's stream began": 1,
     "begin: a call entered before it runs (or while it waits for approval)": 1,

@@ -54,9 +54,10 @@ MESSAGE_LIST = Statement(
     " ORDER BY created_at, id LIMIT :limit",
 )
 MESSAGE_TEXTS = Statement(
-    "messages: a thread's texts, oldest first (a run's conversation)",
-    "SELECT run_id, role, content FROM messages"
-    " WHERE user_id = :user_id AND thread_id = :thread_id ORDER BY created_at, id LIMIT :limit",
+    "messages: a thread's newest texts, oldest first (a run's conversation)",
+    "SELECT run_id, role, content FROM (SELECT run_id, role, content, created_at, id"
+    " FROM messages WHERE user_id = :user_id AND thread_id = :thread_id"
+    " ORDER BY created_at DESC, id DESC LIMIT :limit) AS newest ORDER BY created_at, id",
 )
 MESSAGE_SEARCH = Statement(
     "messages: the user's containing a text (any case), newest first, with the thread title",
@@ -199,7 +200,8 @@ class MessageRepository(Scoped):
 
     def texts(self, thread_id: str, *, limit: int = 1000) -> Tx[list[Said]]:
         """What was said in the thread, in turn order, as cheaply as it reads: a run's
-        conversation."""
+        conversation. A thread longer than ``limit`` gives its newest ``limit`` messages,
+        the ones a new question follows."""
         found = yield from rows(
             MESSAGE_TEXTS(user_id=self.user_id, thread_id=thread_id, limit=limit)
         )
