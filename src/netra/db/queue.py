@@ -115,17 +115,21 @@ RUN_CURRENT_ATTEMPTS = Statement(
     "current_attempts: each run's attempt, rows locked in id order until commit",
     "SELECT id, attempt FROM runs WHERE id = ANY(:ids) ORDER BY id FOR UPDATE",
 )
-RUN_LOCK_HELD = Statement(
-    "renew: lock the holder's runs in id order first (the event writer's order)",
-    "SELECT id FROM runs WHERE owner = :owner AND status IN ('queued', 'running')"
-    " ORDER BY id FOR UPDATE",
-    sqlite=None,
+RUN_DUE = Statement(
+    "renew: the holder's runs whose leases end first, before a time, locked in id order",
+    "SELECT id FROM runs WHERE id IN (SELECT id FROM runs WHERE owner = :owner"
+    " AND status IN ('queued', 'running') AND lease_expires_at < :due"
+    " ORDER BY lease_expires_at LIMIT :limit) ORDER BY id FOR UPDATE",
 )
 RUN_RENEW = Statement(
-    "renew: extend the lease of every run the holder keeps",
+    "renew: extend these leases, of runs the holder still keeps",
     "UPDATE runs SET lease_expires_at = :lease_expires_at"
-    " WHERE owner = :owner AND status IN ('queued', 'running')"
-    " RETURNING id, user_id, owner, attempt, status, cancel_requested",
+    " WHERE id = ANY(:ids) AND owner = :owner AND status IN ('queued', 'running')",
+)
+RUN_HELD = Statement(
+    "held: the holder's runs, queued or running",
+    "SELECT id, user_id, owner, attempt, status, cancel_requested FROM runs"
+    " WHERE owner = :owner AND status IN ('queued', 'running')",
 )
 RUN_LEASES = Statement(
     "of: the holder and attempt of each run",
@@ -386,12 +390,21 @@ class RunQueue:
         return {row["id"]: row["attempt"] for row in found}
 
     @staticmethod
-    def renew(owner: str, until: datetime) -> Tx[list[Lease]]:
-        """Extend the lease of every run ``owner`` holds (queued or running). The rows are
-        locked in id order first — the order the event writer locks them in — so the two
-        never deadlock."""
-        yield from execute(RUN_LOCK_HELD(owner=owner))
-        found = yield from rows(RUN_RENEW(owner=owner, lease_expires_at=until))
+    def renew(owner: str, until: datetime, *, due: datetime, limit: int) -> Tx[int]:
+        """Extend to ``until`` the leases that end before ``due`` of runs ``owner`` holds
+        (queued or running): at most ``limit`` of them, those that end first; how many.
+        The rows are locked in id order first — the order the event writer locks them
+        in — so the two never deadlock."""
+        found = yield from rows(RUN_DUE(owner=owner, due=due, limit=limit))
+        if not found:
+            return 0
+        ids = [row["id"] for row in found]
+        return (yield from rowcount(RUN_RENEW(ids=ids, owner=owner, lease_expires_at=until)))
+
+    @staticmethod
+    def held(owner: str) -> Tx[list[Lease]]:
+        """The runs ``owner`` holds, queued or running."""
+        found = yield from rows(RUN_HELD(owner=owner))
         return [_lease(row) for row in found]
 
     @staticmethod

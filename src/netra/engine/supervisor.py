@@ -2,8 +2,10 @@
 
 Every ``cluster.heartbeat_s`` it
 
-1. renews the lease of every run this instance holds and records its own heartbeat in the
-   instances table;
+1. renews the leases of the runs this instance holds that end within half a lease (or two
+   heartbeats, if longer), in pages, soonest first — a run's lease is written about once
+   every half lease, not at every beat — and records its own heartbeat in the instances
+   table;
 2. applies cancels asked for on other instances to the runs held here;
 3. stops the runs executing here that another instance took over meanwhile (this one was
    paused or cut off past its lease) — their writes are refused anyway (fencing);
@@ -43,6 +45,8 @@ log = logging.getLogger(__name__)
 ContextLoader = Callable[[str], Awaitable[UserExecutionContext | None]]
 """Builds a user's context server-side (a run taken over has no token to build it from)."""
 ORPHANS_PER_BEAT = 50
+RENEW_PAGE = 500
+"""Leases renewed per transaction: a beat never holds the writer for long."""
 
 
 class RunSupervisor:
@@ -159,7 +163,8 @@ class RunSupervisor:
 
     async def beat(self) -> None:
         executing = self._engine.executing()  # before renewing: each was claimed by then
-        leases = await self._db.transact(self._renew(len(executing)))
+        await self._renew()
+        leases = await self._db.transact(self._held(len(executing)))
         self.beats += 1
         renewed = {lease.run_id: lease for lease in leases}
         for lease in leases:
@@ -180,8 +185,23 @@ class RunSupervisor:
         if self._engine.executes:
             await self._take_orphans()
 
-    def _renew(self, executing: int) -> Tx[list[Lease]]:
-        leases = yield from RunQueue.renew(self.instance_id, self._engine.lease_until())
+    async def _renew(self) -> None:
+        """Extend the leases that end within half a lease, or within two heartbeats if that
+        is longer (a lease must outlive a missed beat), in pages. A renewed lease ends at
+        ``until``, never before ``due``: no page takes it again."""
+        cluster = self._config.settings.cluster
+        now = utcnow()
+        until = now + timedelta(seconds=cluster.lease_s)
+        due = now + timedelta(
+            seconds=min(cluster.lease_s, max(cluster.lease_s / 2, 2 * cluster.heartbeat_s))
+        )
+        while True:
+            page = RunQueue.renew(self.instance_id, until, due=due, limit=RENEW_PAGE)
+            if await self._db.transact(page) < RENEW_PAGE:
+                return
+
+    def _held(self, executing: int) -> Tx[list[Lease]]:
+        leases = yield from RunQueue.held(self.instance_id)
         yield from InstanceRepository.beat(
             self.instance_id, runs_executing=executing, sockets=self._sockets()
         )
