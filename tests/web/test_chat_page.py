@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -321,3 +322,22 @@ def test_a_message_over_the_tier_limit_stays_in_the_composer_with_the_error(
         "Not sent: message longer than 40 characters"
     )
     expect(runs(page)).to_have_count(0)
+
+
+def test_older_chats_load_a_page_at_a_time(server: LiveServer, page: Page) -> None:
+    """The sidebar shows the newest page of threads; the rest come with "Older chats"."""
+    person = sign_up(page, server, "many")
+    token = page.evaluate("localStorage.getItem('netra.token')")
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}) as http:
+        for number in range(53):
+            created = http.post("/threads", json={"title": f"chat {number:02d}"})
+            assert created.status_code == 201, created.text
+    page.reload()
+    expect_signed_in(page, person.email)
+    titles = page.locator("#thread-list .thread-title")
+    expect(titles).to_have_count(50)
+    expect(titles.first).to_have_text("chat 52")
+    page.get_by_role("button", name="Older chats").click()
+    expect(titles).to_have_count(53)
+    expect(titles.last).to_have_text("chat 00")
+    expect(page.get_by_role("button", name="Older chats")).to_have_count(0)

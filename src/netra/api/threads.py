@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from netra.api.deps import AppState, CurrentUser, PathId
 from netra.api.errors import DocumentedRoute, error_responses
+from netra.api.paging import Cursor, PageLimit, cursor_for, position_of
 from netra.api.views import AckView, MessagePage, ThreadPage, ThreadView
 from netra.context import UserExecutionContext
 from netra.db.records import MessageRecord
@@ -50,9 +51,19 @@ class NewRun(BaseModel):
 
 
 @router.get("/threads")
-async def list_threads(ctx: CurrentUser, netra: AppState) -> ThreadPage:
-    threads = await netra.db.transact(ThreadRepository(ctx).list())
-    return ThreadPage.model_validate({"items": [thread.public() for thread in threads]})
+async def list_threads(
+    ctx: CurrentUser, netra: AppState, limit: PageLimit = 50, cursor: Cursor = None
+) -> ThreadPage:
+    after = position_of(cursor) if cursor else None
+    found = await netra.db.transact(ThreadRepository(ctx).list(limit=limit + 1, after=after))
+    page = found[:limit]
+    last = page[-1] if len(found) > limit else None
+    return ThreadPage.model_validate(
+        {
+            "items": [thread.public() for thread in page],
+            "next_cursor": cursor_for(last.updated_at, last.id) if last else None,
+        }
+    )
 
 
 @router.post("/threads", status_code=201, responses=error_responses(403, 404))

@@ -110,6 +110,8 @@ class ThreadView(View):
 class ThreadPage(View):
     items: list[ThreadView]
     """Newest activity first."""
+    next_cursor: str | None
+    """Pass as ``cursor`` for the next page; none after the last page."""
 
 
 class MessageView(View):

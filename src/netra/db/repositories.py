@@ -34,6 +34,12 @@ THREAD_LIST = Statement(
     "threads: the user's, latest activity first",
     "SELECT * FROM threads WHERE user_id = :user_id ORDER BY updated_at DESC, id DESC LIMIT :limit",
 )
+THREAD_LIST_AFTER = Statement(
+    "threads: the user's, latest activity first, after a position",
+    "SELECT * FROM threads WHERE user_id = :user_id"
+    " AND (updated_at < :updated_at OR (updated_at = :updated_at AND id < :id))"
+    " ORDER BY updated_at DESC, id DESC LIMIT :limit",
+)
 THREAD_TOUCH = Statement(
     "thread: its last activity is now",
     "UPDATE threads SET updated_at = :updated_at WHERE id = :id AND user_id = :user_id",
@@ -143,8 +149,19 @@ class ThreadRepository(Scoped):
             raise NotFound("thread not found")
         return thread_record(row)
 
-    def list(self, *, limit: int = 100) -> Tx[list[ThreadRecord]]:
-        found = yield from rows(THREAD_LIST(user_id=self.user_id, limit=limit))
+    def list(
+        self, *, limit: int, after: tuple[datetime, str] | None = None
+    ) -> Tx[list[ThreadRecord]]:
+        """The caller's threads, latest activity first: the first ``limit``, or those past
+        ``after`` (a thread's ``(updated_at, id)``) in that order."""
+        if after is None:
+            statement = THREAD_LIST(user_id=self.user_id, limit=limit)
+        else:
+            at, thread_id = after
+            statement = THREAD_LIST_AFTER(
+                user_id=self.user_id, updated_at=at, id=thread_id, limit=limit
+            )
+        found = yield from rows(statement)
         return [thread_record(row) for row in found]
 
     def touch(self, thread_id: str, *, at: datetime | None = None) -> Tx[None]:

@@ -232,7 +232,8 @@ const FINAL = new Set(['completed', 'failed', 'cancelled', 'timed_out', 'interru
 function freshState() {
   return {
     user: null,
-    threads: [],              // GET /threads, newest activity first
+    threads: [],              // GET /threads, newest activity first, as many pages as loaded
+    olderThreads: null,       // the cursor of the next page of threads; null: all are here
     activity: new Set(),      // ids of other threads that had events since we last opened them
     view: newView(null),      // the open thread; threadId null = a new, unsent chat
     pendingSends: new Map(),  // client_msg_id -> send_message frame, until its ack
@@ -366,10 +367,39 @@ function activeRun(view) {
 // ---------------------------------------------------------------------------------------
 // 5. Loading over HTTP
 
+const THREAD_PAGE = 50;
+
+/** Newer first: by last activity, then id (the server's order). */
+const threadBefore = (a, b) => a.updated_at > b.updated_at || (a.updated_at === b.updated_at && a.id > b.id);
+
+/**
+ * Reload the first page of threads; the older pages already loaded stay, minus what moved
+ * up into the first page.
+ */
 async function refreshThreads() {
   try {
-    const { items } = await api('/threads');
-    state.threads = items;
+    const { items, next_cursor: next } = await api(`/threads?limit=${THREAD_PAGE}`);
+    const edge = items[items.length - 1];
+    const fresh = new Set(items.map((t) => t.id));
+    const older = next === null ? [] : state.threads.filter((t) => !fresh.has(t.id) && threadBefore(edge, t));
+    state.threads = [...items, ...older];
+    state.olderThreads = older.length ? state.olderThreads : next;
+    scheduleRender();
+  } catch (err) {
+    reportBackgroundError(err);
+  }
+}
+
+/** The next page of older threads, appended. */
+async function loadOlderThreads() {
+  const cursor = state.olderThreads;
+  if (!cursor) return;
+  try {
+    const page = await api(`/threads?limit=${THREAD_PAGE}&cursor=${encodeURIComponent(cursor)}`);
+    if (state.olderThreads !== cursor) return;  // refreshed meanwhile: that page is stale
+    const known = new Set(state.threads.map((t) => t.id));
+    state.threads = [...state.threads, ...page.items.filter((t) => !known.has(t.id))];
+    state.olderThreads = page.next_cursor;
     scheduleRender();
   } catch (err) {
     reportBackgroundError(err);
@@ -477,7 +507,7 @@ function renderSidebar() {
   const current = state.threads.find((t) => t.id === view.threadId);
   setText(dom.title, current?.title || (view.threadId ? 'Untitled chat' : 'New chat'));
   // Rebuild only on change: replacing buttons every streaming frame would swallow clicks.
-  const sig = JSON.stringify([state.threads, [...state.activity], view.threadId]);
+  const sig = JSON.stringify([state.threads, [...state.activity], view.threadId, state.olderThreads]);
   if (dom.threadList.sig === sig) return;
   dom.threadList.sig = sig;
   dom.threadList.replaceChildren(...state.threads.map((t) => {
@@ -493,6 +523,13 @@ function renderSidebar() {
     li.append(btn);
     return li;
   }));
+  if (state.olderThreads) {
+    const more = h('button', 'more-threads', 'Older chats');
+    more.type = 'button';
+    const li = h('li');
+    li.append(more);
+    dom.threadList.append(li);
+  }
 }
 
 /**
@@ -935,6 +972,7 @@ dom.newChat.addEventListener('click', () => openThread(null, { force: true }));
 dom.threadList.addEventListener('click', (e) => {
   const btn = e.target.closest('button.thread');
   if (btn) openThread(btn.dataset.id);
+  else if (e.target.closest('button.more-threads')) loadOlderThreads();
 });
 dom.toggle.addEventListener('click', () => setSidebar(!dom.appView.classList.contains('sidebar-open')));
 dom.scrim.addEventListener('click', closeSidebar);
