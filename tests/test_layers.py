@@ -29,7 +29,7 @@ PACKAGE = SRC / "netra"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
     # Leaves: they import nothing of Netra.
-    ("netra", "netra.errors", "netra.ids", "netra.text", "netra.metrics"),
+    ("netra", "netra.errors", "netra.ids", "netra.text", "netra.metrics", "netra.process"),
     # Foundations on the error tree alone.
     ("netra.env", "netra.circuit", "netra.registry", "netra.model_ids"),
     # The typed settings tree; ServiceRegistry (health, circuit breakers).

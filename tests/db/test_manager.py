@@ -98,7 +98,7 @@ async def test_commit_on_success_and_rollback_on_any_error(db: DatabaseManager) 
         assert (await conn.scalar(select(func.count()).select_from(t.threads))) == 0
     ctx = UserExecutionContext(user_id=user_id)
     await db.transact(ThreadRepository(ctx).create(title="kept", agent="assistant"))
-    assert [th.title for th in await db.transact(ThreadRepository(ctx).list())] == ["kept"]
+    assert [th.title for th in await db.transact(ThreadRepository(ctx).list(limit=10))] == ["kept"]
 
 
 async def test_twenty_tasks_of_fifty_inserts_store_exactly_a_thousand_rows(
@@ -120,7 +120,7 @@ async def test_repositories_hide_other_users_rows(db: DatabaseManager) -> None:
     alice = UserExecutionContext(user_id=await _user(db, "alice@example.com"))
     bob = UserExecutionContext(user_id=await _user(db, "bob@example.com"))
     thread = await db.transact(ThreadRepository(alice).create(title="private", agent="assistant"))
-    assert await db.transact(ThreadRepository(bob).list()) == []
+    assert await db.transact(ThreadRepository(bob).list(limit=10)) == []
     with pytest.raises(NotFound):
         await db.transact(ThreadRepository(bob).get(thread.id))
     assert (await db.transact(ThreadRepository(alice).get(thread.id))).title == "private"
@@ -187,7 +187,7 @@ async def test_upgrading_a_populated_database_keeps_its_rows(url: str) -> None:
     async with db.read() as conn:
         row = (await conn.execute(select(t.runs).where(t.runs.c.id == "run_old"))).one()
         assert (row.input_tokens, row.output_tokens, row.cost_usd) == (0, 0, 0)
-    assert [th.title for th in await db.transact(ThreadRepository(ctx).list())] == ["old"]
+    assert [th.title for th in await db.transact(ThreadRepository(ctx).list(limit=10))] == ["old"]
     await db.close()
 
 
