@@ -356,6 +356,9 @@ async def test_the_servers_real_answers_match_their_documented_bodies(
         await call("GET", "/events", user, query={"after_seq": 0})
         await call("GET", "/threads", user)
         await call("GET", "/threads/{thread_id}", user, thread_id=thread["id"])
+        await call(
+            "PATCH", "/threads/{thread_id}", user, thread_id=thread["id"], json={"title": "Sums!"}
+        )
         await call("GET", "/threads/{thread_id}/messages", user, thread_id=thread["id"])
         await call("GET", "/me", user)
         await call("GET", "/agents", user)

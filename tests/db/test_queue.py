@@ -27,30 +27,23 @@ async def test_only_leases_near_expiry_are_renewed_and_every_held_run_is_reporte
     ctx = UserExecutionContext(user_id=user.id)
     thread = await db.transact(ThreadRepository(ctx).create(title="t", agent="assistant"))
     now = utcnow()
-    # Three runs held here: two whose leases end soon, one renewed a moment ago.
-    expiring = {}
-    for seconds in (1, 2, 14):
+
+    async def held_by(owner: str, seconds: int) -> str:
         run = await db.transact(
             RunQueue.create(
                 ctx,
                 thread_id=thread.id,
                 agent="assistant",
                 model="offline",
-                owner=OWNER,
+                owner=owner,
                 lease_until=now + timedelta(seconds=seconds),
             )
         )
-        expiring[run.id] = seconds
-    elsewhere = await db.transact(
-        RunQueue.create(
-            ctx,
-            thread_id=thread.id,
-            agent="assistant",
-            model="offline",
-            owner="inst_other",
-            lease_until=now + timedelta(seconds=1),
-        )
-    )
+        return run.id
+
+    # Three runs held here: two whose leases end soon, one renewed a moment ago.
+    expiring = {await held_by(OWNER, seconds): seconds for seconds in (1, 2, 14)}
+    elsewhere = await held_by("inst_other", 1)
     until = now + timedelta(seconds=15)
     due = now + timedelta(seconds=7)
     # Pages of one: the soonest first, then the next; the fresh lease is left alone.
@@ -64,7 +57,7 @@ async def test_only_leases_near_expiry_are_renewed_and_every_held_run_is_reporte
     for run_id, seconds in expiring.items():
         expected = until if seconds < 7 else now + timedelta(seconds=seconds)
         assert abs((leases[run_id] - expected).total_seconds()) < 0.01, run_id
-    assert abs((leases[elsewhere.id] - (now + timedelta(seconds=1))).total_seconds()) < 0.01
+    assert abs((leases[elsewhere] - (now + timedelta(seconds=1))).total_seconds()) < 0.01
 
     held = await db.transact(RunQueue.held(OWNER))
     assert {lease.run_id for lease in held} == set(expiring)

@@ -34,10 +34,12 @@ class World:
     who: Principals
     thread_id: str
     run_id: str
+    doomed_thread_id: str
+    """A second thread of the owner's, for the route that deletes one."""
 
-    def path(self, template: str) -> str:
+    def path(self, template: str, route: Route) -> str:
         return template.format(
-            thread_id=self.thread_id,
+            thread_id=self.doomed_thread_id if route.doomed else self.thread_id,
             run_id=self.run_id,
             tool_call_id=TOOL_CALL_ID,
             user_id=self.who.other.id,
@@ -72,6 +74,10 @@ async def _thread(_world: World, _principal: str) -> dict[str, str]:
     return {"title": "matrix thread"}
 
 
+async def _rename(_world: World, _principal: str) -> dict[str, str]:
+    return {"title": "matrix rename"}
+
+
 async def _decision(_world: World, _principal: str) -> dict[str, str]:
     return {"decision": "deny"}
 
@@ -88,6 +94,8 @@ class Route:
     body: Body = _nothing
     own_session: bool = False
     """Callers with a valid credential spend a fresh sign-in of their own (logout)."""
+    doomed: bool = False
+    """Aimed at the owner's second thread, which the owner's call deletes."""
 
 
 ROUTES: dict[tuple[str, str], Route] = {
@@ -105,6 +113,8 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/threads"): Route("user", 201, _thread),
     ("GET", "/events"): Route("user", 200),
     ("GET", "/threads/{thread_id}"): Route("owned", 200),
+    ("PATCH", "/threads/{thread_id}"): Route("owned", 200, _rename),
+    ("DELETE", "/threads/{thread_id}"): Route("owned", 204, doomed=True),
     ("GET", "/threads/{thread_id}/messages"): Route("owned", 200),
     ("POST", "/threads/{thread_id}/runs"): Route("owned", 202, _message),
     ("GET", "/runs/{run_id}"): Route("owned", 200),
@@ -166,7 +176,8 @@ async def _world(server: LiveServer, http: httpx.AsyncClient) -> World:
     ack = await socket.send_message(FIRST_MESSAGE)
     await socket.first(lambda f: f["type"] == "approval_required")
     await socket.close()
-    return World(server, http, who, ack["thread_id"], ack["run_id"])
+    doomed = await http.post("/threads", json={"title": "doomed"}, headers=who.owner.auth)
+    return World(server, http, who, ack["thread_id"], ack["run_id"], doomed.json()["id"])
 
 
 async def test_authorization_matrix(server_factory: ServerFactory) -> None:
@@ -188,7 +199,7 @@ async def test_authorization_matrix(server_factory: ServerFactory) -> None:
                     headers = {"Authorization": f"Bearer {await fresh_token(http, user)}"}
                 response = await http.request(
                     method,
-                    world.path(template),
+                    world.path(template, route),
                     json=await route.body(world, principal),
                     headers=headers,
                 )
@@ -206,17 +217,18 @@ async def test_authorization_matrix(server_factory: ServerFactory) -> None:
                 if want == 404 and route.access == "owned":
                     missing = await http.request(
                         method,
-                        world.path(template)
+                        world.path(template, route)
                         .replace(world.thread_id, "th_" + uuid.uuid4().hex)
+                        .replace(world.doomed_thread_id, "th_" + uuid.uuid4().hex)
                         .replace(world.run_id, "run_" + uuid.uuid4().hex),
                         json=await route.body(world, principal),
                         headers=headers,
                     )
                     assert missing.status_code == 404
                     ids = re.findall(r"(?:th|run)_[0-9a-z]+", missing.text)
-                    assert _shape(response, world.thread_id, world.run_id) == _shape(
-                        missing, *ids
-                    ), (method, template, principal)
+                    assert _shape(
+                        response, world.thread_id, world.doomed_thread_id, world.run_id
+                    ) == _shape(missing, *ids), (method, template, principal)
         assert not failures, "\n".join(failures)
 
         # Nothing the refused callers sent reached the owner's thread.

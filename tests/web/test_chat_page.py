@@ -341,3 +341,28 @@ def test_older_chats_load_a_page_at_a_time(server: LiveServer, page: Page) -> No
     expect(titles).to_have_count(53)
     expect(titles.last).to_have_text("chat 00")
     expect(page.get_by_role("button", name="Older chats")).to_have_count(0)
+
+
+def test_rename_and_delete_a_chat_and_another_tab_follows(server: LiveServer, page: Page) -> None:
+    person = sign_up(page, server, "tidy")
+    send(page, "a chat to rename")
+    expect_completed(runs(page))
+    thread_id = person.thread_id()
+    other_tab = page.context.new_page()
+    other_tab.goto(server.url + "/")
+    expect_signed_in(other_tab, person.email)
+    titles = other_tab.locator("#thread-list .thread-title")
+    expect(titles).to_have_text(["a chat to rename"])
+
+    page.once("dialog", lambda dialog: dialog.accept("Trip to Porto"))
+    page.get_by_role("button", name="Rename", exact=True).click()
+    expect(page.locator("#thread-title")).to_have_text("Trip to Porto")
+    expect(titles).to_have_text(["Trip to Porto"])  # the other tab, from thread_updated
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete", exact=True).click()
+    expect(page.locator("#thread-title")).to_have_text("New chat")
+    expect(page.locator("#thread-list li")).to_have_count(0)
+    expect(titles).to_have_count(0)  # the other tab, from thread_deleted
+    assert person.api("/threads")["items"] == []
+    assert thread_id not in page.content()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from netra.api.deps import AppState, CurrentUser, PathId
@@ -15,6 +15,7 @@ from netra.context import UserExecutionContext
 from netra.db.records import MessageRecord
 from netra.db.repositories import MessageRepository, ThreadRepository
 from netra.db.sql import Tx
+from netra.events.payloads import ThreadUpdated
 from netra.runs.service import DEFAULT_AGENT
 from netra.text import Text
 
@@ -85,6 +86,31 @@ async def get_thread(thread_id: PathId, ctx: CurrentUser, netra: AppState) -> Th
 async def list_messages(thread_id: PathId, ctx: CurrentUser, netra: AppState) -> MessagePage:
     messages = await netra.db.transact(_messages(ctx, thread_id))
     return MessagePage.model_validate({"items": [message.public() for message in messages]})
+
+
+class ThreadChange(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"title": "Trip to Porto"}]}
+    )
+    title: Annotated[Text, Field(min_length=1, max_length=200)]
+
+
+@router.patch("/threads/{thread_id}")
+async def update_thread(
+    thread_id: PathId, body: ThreadChange, ctx: CurrentUser, netra: AppState
+) -> ThreadView:
+    """Rename the thread; every open tab hears ``thread_updated``."""
+    thread = await netra.db.transact(ThreadRepository(ctx).rename(thread_id, body.title))
+    await netra.bridge.emit(ctx, ThreadUpdated(thread.public()), thread_id=thread.id)
+    return ThreadView.model_validate(thread.public())
+
+
+@router.delete("/threads/{thread_id}", status_code=204)
+async def delete_thread(thread_id: PathId, ctx: CurrentUser, netra: AppState) -> Response:
+    """Delete the thread: its messages, runs (cancelled first if active) and events. Every
+    open tab hears ``thread_deleted``."""
+    await netra.runs.delete_thread(ctx, thread_id)
+    return Response(status_code=204)
 
 
 @router.post("/threads/{thread_id}/runs", status_code=202, responses=error_responses(403, 409, 429))

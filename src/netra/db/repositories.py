@@ -40,6 +40,24 @@ THREAD_LIST_AFTER = Statement(
     " AND (updated_at < :updated_at OR (updated_at = :updated_at AND id < :id))"
     " ORDER BY updated_at DESC, id DESC LIMIT :limit",
 )
+THREAD_RENAME = Statement(
+    "thread: a new title",
+    "UPDATE threads SET title = :title WHERE id = :id AND user_id = :user_id RETURNING *",
+)
+THREAD_LOCK_RUNS = Statement(
+    "thread delete: lock its runs in id order first (the event writer's order)",
+    "SELECT id FROM runs WHERE user_id = :user_id AND thread_id = :thread_id ORDER BY id"
+    " FOR UPDATE",
+    sqlite=None,
+)
+THREAD_DROP_EVENTS = Statement(
+    "thread delete: its events leave the user's log",
+    "DELETE FROM events WHERE user_id = :user_id AND thread_id = :thread_id",
+)
+THREAD_DROP = Statement(
+    "thread delete: the thread, and with it its messages, runs, tool calls and turns",
+    "DELETE FROM threads WHERE id = :id AND user_id = :user_id",
+)
 THREAD_TOUCH = Statement(
     "thread: its last activity is now",
     "UPDATE threads SET updated_at = :updated_at WHERE id = :id AND user_id = :user_id",
@@ -163,6 +181,21 @@ class ThreadRepository(Scoped):
             )
         found = yield from rows(statement)
         return [thread_record(row) for row in found]
+
+    def rename(self, thread_id: str, title: str) -> Tx[ThreadRecord]:
+        row = yield from first(THREAD_RENAME(id=thread_id, user_id=self.user_id, title=title))
+        if row is None:
+            raise NotFound("thread not found")
+        return thread_record(row)
+
+    def delete(self, thread_id: str) -> Tx[None]:
+        """The thread and everything of it: messages, runs (their tool calls and turns go
+        with them) and the events in the user's log. A run of it that still writes finds
+        its row gone and is refused (fencing); nothing can take it over."""
+        yield from self.get(thread_id)
+        yield from execute(THREAD_LOCK_RUNS(user_id=self.user_id, thread_id=thread_id))
+        yield from execute(THREAD_DROP_EVENTS(user_id=self.user_id, thread_id=thread_id))
+        yield from execute(THREAD_DROP(id=thread_id, user_id=self.user_id))
 
     def touch(self, thread_id: str, *, at: datetime | None = None) -> Tx[None]:
         yield from execute(

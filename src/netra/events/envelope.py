@@ -40,6 +40,8 @@ class EventType(StrEnum):
     """A run waits for one of the user's concurrency slots."""
     THREAD_UPDATED = "thread_updated"
     """A thread was created or changed."""
+    THREAD_DELETED = "thread_deleted"
+    """A thread and everything of it were deleted."""
     QUOTA_WARNING = "quota_warning"
     """The user's usage passed the warning share of a quota."""
 

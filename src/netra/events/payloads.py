@@ -156,6 +156,15 @@ class ThreadUpdated:
 
 
 @dataclass(frozen=True, slots=True)
+class ThreadDeleted:
+    TYPE: ClassVar[EventType] = EventType.THREAD_DELETED
+    thread_id: str
+
+    def as_data(self) -> dict[str, Any]:
+        return {"thread_id": self.thread_id}
+
+
+@dataclass(frozen=True, slots=True)
 class RunQueued:
     TYPE: ClassVar[EventType] = EventType.RUN_QUEUED
     run_id: str
@@ -193,6 +202,7 @@ Payload = (
     | AgentCompleted
     | MessageCreated
     | ThreadUpdated
+    | ThreadDeleted
     | RunQueued
     | QuotaWarning
 )

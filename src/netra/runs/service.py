@@ -7,6 +7,7 @@ the server-wide bound on queued runs (``netra.runs.shedding``)."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, replace
 
 from netra.agents.registry import AgentRegistry
@@ -24,7 +25,7 @@ from netra.engine.execution import ExecutionEngine
 from netra.errors import Conflict, InvalidRequest, RunError
 from netra.events.bridge import AgentWebSocketBridge
 from netra.events.bus import EventBus, Notice
-from netra.events.payloads import MessageCreated, QuotaWarning, ThreadUpdated
+from netra.events.payloads import MessageCreated, QuotaWarning, ThreadDeleted, ThreadUpdated
 from netra.runs.quotas import admit, measure
 from netra.runs.shedding import LoadShedder
 from netra.settings import LimitSettings
@@ -32,6 +33,8 @@ from netra.settings import LimitSettings
 DEFAULT_AGENT = "assistant"
 SUPERSEDED = RunError("superseded", "a newer message on the thread interrupted this run")
 TITLE_CHARS = 60
+CANCEL_WAIT_S = 5.0
+"""How long deleting a thread waits for its runs executing here to end after the cancel."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +207,23 @@ class RunService:
             await self._bus.notify(Notice("cancel", ctx.user_id, run_id))
         return await self._db.transact(RunRepository(ctx).get(run_id))
 
+    async def delete_thread(self, ctx: UserExecutionContext, thread_id: str) -> None:
+        """Delete the caller's thread with everything of it. Its active runs are cancelled
+        first, and those executing here get a moment (``CANCEL_WAIT_S``) to end, so open
+        tabs see them end before the thread goes; a run of it that still writes afterwards
+        (held elsewhere) finds its row gone and is refused. Then every tab hears
+        ``thread_deleted``."""
+        active = await self._db.transact(_active_in(ctx, thread_id))  # not the caller's: 404
+        for run in active:
+            await self.cancel(ctx, run.id)
+        attempts = (self._engine.attempt_of(ctx.user_id, run.id) for run in active)
+        ending = [a.task for a in attempts if a is not None and a.task is not None]
+        if ending:
+            await asyncio.wait(ending, timeout=CANCEL_WAIT_S)
+        await self._bridge.drain()  # what the thread emitted so far is stored, then goes
+        await self._db.transact(ThreadRepository(ctx).delete(thread_id))
+        await self._bridge.emit(ctx, ThreadDeleted(thread_id), thread_id=thread_id)
+
     def _request_cancel(
         self, ctx: UserExecutionContext, run_id: str, why: RunError | None
     ) -> Tx[RunRecord | None]:
@@ -271,6 +291,11 @@ class _Admitted:
     superseded: list[RunRecord]
     """Active runs of the thread the message interrupts (double-texting "interrupt")."""
     warnings: list[QuotaWarning]
+
+
+def _active_in(ctx: UserExecutionContext, thread_id: str) -> Tx[list[RunRecord]]:
+    yield from ThreadRepository(ctx).get(thread_id)
+    return (yield from RunRepository(ctx).active_in_thread(thread_id))
 
 
 def _earlier(ctx: UserExecutionContext, client_msg_id: str) -> Tx[Ack | None]:

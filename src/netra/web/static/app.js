@@ -26,7 +26,8 @@ const dom = {
   userEmail: $('user-email'), title: $('thread-title'), conn: $('conn-status'),
   messages: $('messages'), composer: $('composer'), input: $('composer-input'),
   send: $('send-btn'), stop: $('stop-btn'), composerError: $('composer-error'),
-  agent: $('agent-select'),
+  agent: $('agent-select'), threadActions: $('thread-actions'),
+  renameThread: $('rename-thread'), deleteThread: $('delete-thread'),
 };
 
 /** Create an element; text always goes through textContent, never innerHTML. */
@@ -390,6 +391,41 @@ async function refreshThreads() {
   }
 }
 
+/** Ask for a new title; every open tab hears thread_updated and refreshes its list. */
+async function renameThread() {
+  const threadId = state.view.threadId;
+  const current = state.threads.find((t) => t.id === threadId);
+  const title = window.prompt('Rename this chat', current?.title ?? '');
+  if (!threadId || title === null || !title.trim()) return;
+  try {
+    const renamed = await api(`/threads/${encodeURIComponent(threadId)}`, { method: 'PATCH', body: { title: title.trim() } });
+    state.threads = state.threads.map((t) => (t.id === renamed.id ? renamed : t));
+    scheduleRender();
+  } catch (err) {
+    reportBackgroundError(err);
+  }
+}
+
+/** Delete the open thread, once confirmed; its runs are cancelled, nothing of it is kept. */
+async function deleteThread() {
+  const threadId = state.view.threadId;
+  if (!threadId || !window.confirm('Delete this chat and everything in it? This cannot be undone.')) return;
+  try {
+    await api(`/threads/${encodeURIComponent(threadId)}`, { method: 'DELETE' });
+    forgetThread(threadId);
+  } catch (err) {
+    reportBackgroundError(err);
+  }
+}
+
+/** A thread deleted here or in another tab: out of the list, and closed if open. */
+function forgetThread(threadId) {
+  state.threads = state.threads.filter((t) => t.id !== threadId);
+  state.activity.delete(threadId);
+  if (state.view.threadId === threadId) openThread(null, { force: true });
+  else scheduleRender();
+}
+
 /** The next page of older threads, appended. */
 async function loadOlderThreads() {
   const cursor = state.olderThreads;
@@ -506,6 +542,7 @@ function renderSidebar() {
   const { view } = state;
   const current = state.threads.find((t) => t.id === view.threadId);
   setText(dom.title, current?.title || (view.threadId ? 'Untitled chat' : 'New chat'));
+  dom.threadActions.hidden = !view.threadId;
   // Rebuild only on change: replacing buttons every streaming frame would swallow clicks.
   const sig = JSON.stringify([state.threads, [...state.activity], view.threadId, state.olderThreads]);
   if (dom.threadList.sig === sig) return;
@@ -841,6 +878,10 @@ function onEvent(ev) {
   if (state.lastSeq !== null && ev.seq <= state.lastSeq) return;  // seen already
   setLastSeq(ev.seq);
   const { view } = state;
+  if (ev.type === 'thread_deleted') {
+    forgetThread(ev.data?.thread_id ?? ev.thread_id);
+    return;
+  }
   if (ev.thread_id && ev.thread_id === view.threadId) {
     applyToView(view, ev);
   } else if (ev.thread_id) {
@@ -974,6 +1015,8 @@ dom.threadList.addEventListener('click', (e) => {
   if (btn) openThread(btn.dataset.id);
   else if (e.target.closest('button.more-threads')) loadOlderThreads();
 });
+dom.renameThread.addEventListener('click', renameThread);
+dom.deleteThread.addEventListener('click', deleteThread);
 dom.toggle.addEventListener('click', () => setSidebar(!dom.appView.classList.contains('sidebar-open')));
 dom.scrim.addEventListener('click', closeSidebar);
 document.addEventListener('keydown', (e) => { if (e.key === 'Escape') closeSidebar(); });
