@@ -51,10 +51,10 @@ class DatabaseSettings(Section):
     url: str | None = None
     """SQLAlchemy async URL; empty means `sqlite+aiosqlite:///<data_dir>/netra.db`."""
     pool_size: int = Field(10, ge=1)
-    """PostgreSQL connections of each pool: the hot path's (asyncpg, opened as needed) and
-    the cold paths' (SQLAlchemy)."""
+    """PostgreSQL connections of the instance's pool (asyncpg, opened as needed); also of
+    the engine that runs migrations."""
     max_overflow: int = Field(20, ge=0)
-    """PostgreSQL connections the cold paths' pool may open beyond its size under load."""
+    """PostgreSQL connections the migrations' engine may open beyond `pool_size`."""
     pool_timeout_s: float = Field(30.0, gt=0)
     """Seconds to wait for a pooled connection before failing."""
     sqlite_busy_timeout_ms: int = Field(5000, ge=0)

@@ -51,16 +51,14 @@ def instance(db: DatabaseManager, clock: Clock) -> SessionService:
 
 
 async def signed_in(db: DatabaseManager, sessions: SessionService) -> tuple[UserRecord, TokenPair]:
-    async with db.write() as conn:
-        user = await UserRepository(conn).create(
-            "someone@example.com", "hash", roles=["user"], tier="free"
-        )
+    user = await db.transact(
+        UserRepository.create("someone@example.com", "hash", roles=["user"], tier="free")
+    )
     return user, await sessions.open(user)
 
 
 async def load(db: DatabaseManager, sessions: SessionService, token: str) -> None:
-    async with db.read() as conn:
-        await sessions.load(conn, sessions.verify(token))
+    await sessions.load(sessions.verify(token))
 
 
 async def test_a_session_is_trusted_where_it_was_read_and_only_within_the_window(
@@ -131,11 +129,10 @@ async def test_a_read_that_raced_with_a_revocation_is_not_remembered(
     user, pair = await signed_in(db, here)
     here.forget(user.id)
     claims = here.verify(pair.access.token)
-    async with db.read() as conn:
-        reading = asyncio.create_task(here.load(conn, claims))
-        await asyncio.sleep(0)  # the read is under way: its statement awaits the database
-        here.forget(user.id, pair.session_id)  # a revocation lands meanwhile
-        ctx = await reading
+    reading = asyncio.create_task(here.load(claims))
+    await asyncio.sleep(0)  # the read is under way: its statement awaits the database
+    here.forget(user.id, pair.session_id)  # a revocation lands meanwhile
+    ctx = await reading
     assert ctx.session_id == pair.session_id  # what the read saw, returned to its caller
     assert here.known(claims) is None  # but not trusted by the next socket
 

@@ -30,8 +30,7 @@ from tests.support import run_netra, run_python
 
 
 async def _user(db: DatabaseManager, email: str) -> str:
-    async with db.write() as conn:
-        user = await UserRepository(conn).create(email, "hash", roles=["user"], tier="free")
+    user = await db.transact(UserRepository.create(email, "hash", roles=["user"], tier="free"))
     return user.id
 
 

@@ -20,10 +20,9 @@ OWNER = "inst_here"
 async def test_only_leases_near_expiry_are_renewed_and_every_held_run_is_reported(
     db: DatabaseManager,
 ) -> None:
-    async with db.write() as conn:
-        user = await UserRepository(conn).create(
-            "beat@example.com", "h", roles=["user"], tier="free"
-        )
+    user = await db.transact(
+        UserRepository.create("beat@example.com", "h", roles=["user"], tier="free")
+    )
     ctx = UserExecutionContext(user_id=user.id)
     thread = await db.transact(ThreadRepository(ctx).create(title="t", agent="assistant"))
     now = utcnow()

@@ -50,10 +50,9 @@ NONSENSE = Statement("test: a bug", "SELECT no_such_column FROM messages")
 
 
 async def _thread(db: DatabaseManager) -> tuple[str, str]:
-    async with db.write() as conn:
-        user = await UserRepository(conn).create(
-            "a@example.com", "hash", roles=["user"], tier="free"
-        )
+    user = await db.transact(
+        UserRepository.create("a@example.com", "hash", roles=["user"], tier="free")
+    )
     ctx = UserExecutionContext(user_id=user.id)
     thread = await db.transact(ThreadRepository(ctx).create(title="t", agent="assistant"))
     return user.id, thread.id

@@ -34,8 +34,9 @@ def _entry(user_id: str, text: str, write: object = None) -> Entry:
 
 
 async def test_a_failing_write_fails_its_entry_alone(db: DatabaseManager) -> None:
-    async with db.write() as conn:
-        user = await UserRepository(conn).create("a@example.com", "h", roles=["user"], tier="free")
+    user = await db.transact(
+        UserRepository.create("a@example.com", "h", roles=["user"], tier="free")
+    )
     bus = InProcessBus()
     published: list[Event] = []
 
@@ -77,6 +78,5 @@ async def test_a_failing_write_fails_its_entry_alone(db: DatabaseManager) -> Non
     assert '"text":"four"' in stored[2].body
     assert await db.transact(scalar(SEQ(id=user.id))) == 3
     assert await db.transact(scalar(STORED(id=user.id))) == 3
-    async with db.read() as conn:
-        found = await UserRepository(conn).by_email("renamed@example.com")
+    found = await db.transact(UserRepository.by_email("renamed@example.com"))
     assert found is not None  # the write that rode with "two" stands; the broken one does not

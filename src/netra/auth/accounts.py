@@ -12,6 +12,7 @@ from netra.context import UserExecutionContext
 from netra.db.accounts import UserRepository
 from netra.db.manager import DatabaseManager
 from netra.db.records import UserRecord
+from netra.db.sql import Tx
 from netra.errors import InvalidRequest, NotFound, PermissionDenied, Unauthenticated
 
 DEFAULT_ROLES = ("user",)
@@ -39,18 +40,18 @@ class AccountService:
         if not allowed:
             raise PermissionDenied("registration is closed on this server")
         password_hash = await self._hasher.hash(password)
-        async with self._db.write() as conn:
-            return await UserRepository(conn).create(
+        return await self._db.transact(
+            UserRepository.create(
                 normalize_email(email), password_hash, roles=DEFAULT_ROLES, tier=DEFAULT_TIER
             )
+        )
 
     async def login(self, email: str, password: str, *, address: str) -> TokenPair:
         """A new session for valid credentials; the same error, in the same time, for an
         unknown email, a wrong password and a disabled account."""
         email = normalize_email(email)
         self._throttle.check(email, address)
-        async with self._db.read() as conn:
-            user = await UserRepository(conn).by_email(email)
+        user = await self._db.transact(UserRepository.by_email(email))
         ok = await self._hasher.verify(user.password_hash if user else None, password)
         if user is None or not ok or user.disabled:
             self._throttle.failure(email, address)
@@ -59,16 +60,14 @@ class AccountService:
         return await self._sessions.open(user)
 
     async def user(self, ctx: UserExecutionContext) -> UserRecord:
-        async with self._db.read() as conn:
-            user = await UserRepository(conn).by_id(ctx.user_id)
+        user = await self._db.transact(UserRepository.by_id(ctx.user_id))
         if user is None or user.disabled:
             raise Unauthenticated("account not found or disabled")
         return user
 
     async def context_for(self, user_id: str) -> UserExecutionContext | None:
         """A context built server-side from the stored account (for recovery and workers)."""
-        async with self._db.read() as conn:
-            user = await UserRepository(conn).by_id(user_id)
+        user = await self._db.transact(UserRepository.by_id(user_id))
         if user is None:
             return None
         return UserExecutionContext(
@@ -81,8 +80,7 @@ class AccountService:
 
     # ---- administration ------------------------------------------------------------------
     async def list_users(self, *, limit: int, offset: int) -> list[UserRecord]:
-        async with self._db.read() as conn:
-            return await UserRepository(conn).list(limit=limit, offset=offset)
+        return await self._db.transact(UserRepository.list(limit=limit, offset=offset))
 
     async def update_user(
         self,
@@ -101,10 +99,9 @@ class AccountService:
             raise InvalidRequest(f"roles must be a non-empty list of: {known}")
         if tier is not None and tier not in known_tiers:
             raise InvalidRequest(f"unknown tier {tier!r} (known: {', '.join(known_tiers)})")
-        async with self._db.write() as conn:
-            user = await UserRepository(conn).update(
-                user_id, roles=roles, tier=tier, disabled=disabled
-            )
+        user = await self._db.transact(
+            UserRepository.update(user_id, roles=roles, tier=tier, disabled=disabled)
+        )
         if user is None:
             raise NotFound("user not found")
         if disabled:
@@ -117,12 +114,14 @@ class AccountService:
 async def grant_admin(db: DatabaseManager, email: str) -> UserRecord:
     """Make an existing account an admin (``netra users grant-admin``): the database alone,
     so the command starts without the rest of the server."""
-    async with db.write() as conn:
-        users = UserRepository(conn)
-        user = await users.by_email(normalize_email(email))
-        if user is None:
-            raise NotFound(f"no account with email {email!r}")
-        roles = tuple(dict.fromkeys((*user.roles, "admin")))
-        updated = await users.update(user.id, roles=roles)
+    return await db.transact(_grant_admin(normalize_email(email)))
+
+
+def _grant_admin(email: str) -> Tx[UserRecord]:
+    user = yield from UserRepository.by_email(email)
+    if user is None:
+        raise NotFound(f"no account with email {email!r}")
+    roles = tuple(dict.fromkeys((*user.roles, "admin")))
+    updated = yield from UserRepository.update(user.id, roles=roles)
     assert updated is not None
     return updated

@@ -30,14 +30,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from netra.auth.permissions import permissions_for
 from netra.auth.tokens import AccessClaims, IssuedToken, TokenService
 from netra.context import UserExecutionContext
-from netra.db.accounts import SessionRepository, SessionState
+from netra.db.accounts import RefreshRecord, SessionRepository, SessionState
 from netra.db.manager import DatabaseManager
 from netra.db.records import UserRecord, utcnow
+from netra.db.sql import Tx
 from netra.errors import Unauthenticated
 from netra.settings import AuthSettings
 
@@ -140,10 +139,7 @@ class SessionService:
     async def open(self, user: UserRecord) -> TokenPair:
         """Sign in: a new session with its first token pair."""
         generation = self._generation
-        async with self._db.write() as conn:
-            sessions = SessionRepository(conn)
-            session_id = await sessions.create(user.id)
-            refresh = await self._add_refresh(sessions, user.id, session_id)
+        session_id, refresh = await self._db.transact(self._open(user.id))
         state = SessionState(
             user.id, revoked=False, disabled=False, roles=user.roles, tier=user.tier
         )
@@ -153,29 +149,10 @@ class SessionService:
     async def refresh(self, refresh_token: str) -> TokenPair:
         """Rotate: the presented token is spent and a new pair returned; reuse revokes."""
         generation = self._generation
-        pair: TokenPair | None = None
-        fresh: UserExecutionContext | None = None
-        async with self._db.write() as conn:
-            sessions = SessionRepository(conn)
-            record = await sessions.use_refresh(_hash(refresh_token))
-            if record is None:
-                raise Unauthenticated("invalid refresh token")
-            if record.used:
-                await sessions.revoke(record.session_id, "refresh_token_reuse")
-            else:
-                state = await sessions.state(record.session_id)
-                if state is None or state.revoked or state.disabled:
-                    raise Unauthenticated("session ended", code="session_revoked")
-                if record.expires_at <= utcnow():
-                    raise Unauthenticated("refresh token expired", code="token_expired")
-                refresh = await self._add_refresh(sessions, record.user_id, record.session_id)
-                pair = self._pair(
-                    record.user_id, record.session_id, state.roles, state.tier, refresh
-                )
-                fresh = _context(record.session_id, state)
-        if pair is not None and fresh is not None:
-            self._remember(record.session_id, fresh, generation)
-            return pair
+        record, state, refresh = await self._db.transact(self._rotate(_hash(refresh_token)))
+        if state is not None and refresh is not None:
+            self._remember(record.session_id, _context(record.session_id, state), generation)
+            return self._pair(record.user_id, record.session_id, state.roles, state.tier, refresh)
         # Reuse: the transaction revoking the session has committed; now cut everything off.
         log.warning("refresh token reused; session %s revoked", record.session_id)
         await self._announce(Revocation(record.user_id, record.session_id, "refresh_token_reuse"))
@@ -187,14 +164,12 @@ class SessionService:
         """Log out: the caller's session ends, with its tokens and sockets."""
         if ctx.session_id is None:
             return
-        async with self._db.write() as conn:
-            await SessionRepository(conn).revoke(ctx.session_id, "logout")
+        await self._db.transact(SessionRepository.revoke(ctx.session_id, "logout"))
         await self._announce(Revocation(ctx.user_id, ctx.session_id, "logout"))
 
     async def revoke_user(self, user_id: str, reason: str) -> int:
         """End every session of a user (disabled account, role change, admin action)."""
-        async with self._db.write() as conn:
-            count = await SessionRepository(conn).revoke_all(user_id, reason)
+        count = await self._db.transact(SessionRepository.revoke_all(user_id, reason))
         await self._announce(Revocation(user_id, None, reason))
         return count
 
@@ -205,8 +180,7 @@ class SessionService:
         when the token, its session or its user is no longer good. Always reads the
         session (an HTTP request: roles and tier as stored now)."""
         claims = self.verify(token)
-        async with self._db.read() as conn:
-            ctx = await self.load(conn, claims)
+        ctx = await self.load(claims)
         if request_id is not None:
             ctx = ctx.for_request("http", request_id)
         return ctx, claims.expires_at
@@ -227,12 +201,20 @@ class SessionService:
             return None
         return known.ctx
 
-    async def load(self, conn: AsyncConnection, claims: AccessClaims) -> UserExecutionContext:
-        """Read a verified token's session on ``conn`` (one indexed statement, in the
-        caller's transaction): its context, remembered for ``known``; ``Unauthenticated``
-        when the session ended or the account is disabled."""
+    async def load(self, claims: AccessClaims) -> UserExecutionContext:
+        """Read a verified token's session (one indexed statement): its context, as
+        ``admit`` gives it."""
         generation = self._generation
-        state = await SessionRepository(conn).state(claims.session_id)
+        state = await self._db.transact(SessionRepository.state(claims.session_id))
+        return self.admit(claims, state, generation)
+
+    def admit(
+        self, claims: AccessClaims, state: SessionState | None, generation: int
+    ) -> UserExecutionContext:
+        """The context of a verified token whose session was read as ``state``, the read
+        having begun at ``generation`` (a read that raced with a change is not remembered
+        for ``known``); ``Unauthenticated`` when the session ended or the account is
+        disabled."""
         if state is None or state.user_id != claims.user_id:
             raise Unauthenticated("invalid token")
         if state.revoked:
@@ -243,6 +225,35 @@ class SessionService:
         self._remember(claims.session_id, ctx, generation)
         return ctx
 
+    @property
+    def generation(self) -> int:
+        """Counts what was forgotten: a session read before it changed is not remembered."""
+        return self._generation
+
+    def _open(self, user_id: str) -> Tx[tuple[str, str]]:
+        """A new session and its first refresh token: ``(session id, refresh token)``."""
+        session_id = yield from SessionRepository.create(user_id)
+        refresh = yield from self._add_refresh(user_id, session_id)
+        return session_id, refresh
+
+    def _rotate(self, token_hash: str) -> Tx[tuple[RefreshRecord, SessionState | None, str | None]]:
+        """Spend a refresh token: ``(record, session, new refresh token)``; a reused one
+        revokes its session and comes back without either (the revocation commits, and
+        the caller then cuts everything off)."""
+        record = yield from SessionRepository.use_refresh(token_hash)
+        if record is None:
+            raise Unauthenticated("invalid refresh token")
+        if record.used:
+            yield from SessionRepository.revoke(record.session_id, "refresh_token_reuse")
+            return record, None, None
+        state = yield from SessionRepository.state(record.session_id)
+        if state is None or state.revoked or state.disabled:
+            raise Unauthenticated("session ended", code="session_revoked")
+        if record.expires_at <= utcnow():
+            raise Unauthenticated("refresh token expired", code="token_expired")
+        refresh = yield from self._add_refresh(record.user_id, record.session_id)
+        return record, state, refresh
+
     def _remember(self, session_id: str, ctx: UserExecutionContext, generation: int) -> None:
         """Remember a session read while nothing was forgotten (``generation`` unchanged)."""
         if generation != self._generation or self._settings.session_cache_s <= 0:
@@ -252,10 +263,10 @@ class SessionService:
             del self._known[next(iter(self._known))]
         self._known[session_id] = _Known(ctx, self._clock())
 
-    async def _add_refresh(self, sessions: SessionRepository, user_id: str, session_id: str) -> str:
+    def _add_refresh(self, user_id: str, session_id: str) -> Tx[str]:
         token = secrets.token_urlsafe(32)
         expires_at = utcnow() + timedelta(seconds=self._settings.refresh_token_ttl_s)
-        await sessions.add_refresh(
+        yield from SessionRepository.add_refresh(
             _hash(token), session_id=session_id, user_id=user_id, expires_at=expires_at
         )
         return token

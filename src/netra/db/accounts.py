@@ -1,45 +1,87 @@
 """Accounts and sessions: looked up before a ``UserExecutionContext`` exists (sign-up, sign-in,
-token refresh, and checking a presented token's session), so not user-scoped."""
+token refresh, and checking a presented token's session), so not user-scoped. Transaction
+functions (``netra.db.sql``), like the rest of the storage path."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Row, insert, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from netra.db import tables as t
-from netra.db.records import UserRecord, aware, utcnow
+from netra.db.records import UserRecord, utcnow
+from netra.db.sql import IntegrityViolation, Row, Statement, Tx, execute, first, rowcount, rows
 from netra.errors import Conflict
 from netra.ids import new_id
 
+USER_INSERT = Statement(
+    "user: a new account",
+    "INSERT INTO users (id, email, password_hash, roles, tier, disabled, event_seq, created_at)"
+    " VALUES (:id, :email, :password_hash, :roles, :tier, :disabled, 0, :created_at)",
+)
+USER_BY_EMAIL = Statement("user: by email", "SELECT * FROM users WHERE email = :email")
+USER_BY_ID = Statement("user: by id", "SELECT * FROM users WHERE id = :id")
+USER_LIST = Statement(
+    "users: oldest first, a page",
+    "SELECT * FROM users ORDER BY created_at, id LIMIT :limit OFFSET :offset",
+)
+USER_SET_ROLES = Statement("user: new roles", "UPDATE users SET roles = :roles WHERE id = :id")
+USER_SET_TIER = Statement("user: a new tier", "UPDATE users SET tier = :tier WHERE id = :id")
+USER_SET_DISABLED = Statement(
+    "user: disabled or enabled", "UPDATE users SET disabled = :disabled WHERE id = :id"
+)
+SESSION_INSERT = Statement(
+    "session: a new sign-in",
+    "INSERT INTO sessions (id, user_id, created_at) VALUES (:id, :user_id, :created_at)",
+)
+SESSION_STATES = Statement(
+    "sessions: each with its user's standing (a token's check)",
+    "SELECT s.id, s.user_id, s.revoked_at, u.disabled, u.roles, u.tier"
+    " FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ANY(:ids)",
+)
+SESSION_REVOKE = Statement(
+    "session: ended",
+    "UPDATE sessions SET revoked_at = :revoked_at, revoked_reason = :reason"
+    " WHERE id = :id AND revoked_at IS NULL",
+)
+SESSION_REVOKE_ALL = Statement(
+    "sessions: every one of a user's ended",
+    "UPDATE sessions SET revoked_at = :revoked_at, revoked_reason = :reason"
+    " WHERE user_id = :user_id AND revoked_at IS NULL",
+)
+REFRESH_INSERT = Statement(
+    "refresh token: a new one of a session",
+    "INSERT INTO refresh_tokens (token_hash, session_id, user_id, issued_at, expires_at)"
+    " VALUES (:token_hash, :session_id, :user_id, :issued_at, :expires_at)",
+)
+REFRESH_GET = Statement(
+    "refresh token: by its hash", "SELECT * FROM refresh_tokens WHERE token_hash = :token_hash"
+)
+REFRESH_USE = Statement(
+    "refresh token: spent, if it was not",
+    "UPDATE refresh_tokens SET used_at = :used_at WHERE token_hash = :token_hash"
+    " AND used_at IS NULL",
+)
 
-def _user(row: Row[Any]) -> UserRecord:
-    m = row._mapping
+
+def _user(row: Row) -> UserRecord:
     return UserRecord(
-        id=m["id"],
-        email=m["email"],
-        password_hash=m["password_hash"],
-        roles=tuple(m["roles"]),
-        tier=m["tier"],
-        disabled=bool(m["disabled"]),
-        created_at=aware(m["created_at"]) or utcnow(),
+        id=row["id"],
+        email=row["email"],
+        password_hash=row["password_hash"],
+        roles=tuple(row["roles"]),
+        tier=row["tier"],
+        disabled=bool(row["disabled"]),
+        created_at=row["created_at"],
     )
 
 
 class UserRepository:
     """Accounts. Not user-scoped: used by sign-up and sign-in, before a context exists."""
 
-    def __init__(self, conn: AsyncConnection) -> None:
-        self._conn = conn
-
-    async def create(
-        self, email: str, password_hash: str, *, roles: Sequence[str], tier: str
-    ) -> UserRecord:
+    @staticmethod
+    def create(
+        email: str, password_hash: str, *, roles: Sequence[str], tier: str
+    ) -> Tx[UserRecord]:
         user = UserRecord(
             id=new_id("usr"),
             email=email,
@@ -50,57 +92,52 @@ class UserRepository:
             created_at=utcnow(),
         )
         try:
-            async with self._conn.begin_nested():
-                await self._conn.execute(
-                    insert(t.users).values(
-                        id=user.id,
-                        email=email,
-                        password_hash=password_hash,
-                        roles=list(roles),
-                        tier=tier,
-                        disabled=False,
-                        event_seq=0,
-                        created_at=user.created_at,
-                    )
+            yield from execute(
+                USER_INSERT(
+                    id=user.id,
+                    email=email,
+                    password_hash=password_hash,
+                    roles=list(roles),
+                    tier=tier,
+                    disabled=False,
+                    created_at=user.created_at,
                 )
-        except IntegrityError as exc:
+            )
+        except IntegrityViolation as exc:
             raise Conflict("an account with this email already exists") from exc
         return user
 
-    async def by_email(self, email: str) -> UserRecord | None:
-        row = (await self._conn.execute(select(t.users).where(t.users.c.email == email))).first()
+    @staticmethod
+    def by_email(email: str) -> Tx[UserRecord | None]:
+        row = yield from first(USER_BY_EMAIL(email=email))
         return _user(row) if row else None
 
-    async def by_id(self, user_id: str) -> UserRecord | None:
-        row = (await self._conn.execute(select(t.users).where(t.users.c.id == user_id))).first()
+    @staticmethod
+    def by_id(user_id: str) -> Tx[UserRecord | None]:
+        row = yield from first(USER_BY_ID(id=user_id))
         return _user(row) if row else None
 
-    async def list(self, *, limit: int = 100, offset: int = 0) -> list[UserRecord]:
-        rows = await self._conn.execute(
-            select(t.users).order_by(t.users.c.created_at, t.users.c.id).limit(limit).offset(offset)
-        )
-        return [_user(row) for row in rows]
+    @staticmethod
+    def list(*, limit: int = 100, offset: int = 0) -> Tx[list[UserRecord]]:
+        found = yield from rows(USER_LIST(limit=limit, offset=offset))
+        return [_user(row) for row in found]
 
-    async def update(
-        self,
+    @staticmethod
+    def update(
         user_id: str,
         *,
         roles: Sequence[str] | None = None,
         tier: str | None = None,
         disabled: bool | None = None,
-    ) -> UserRecord | None:
-        values: dict[str, Any] = {}
+    ) -> Tx[UserRecord | None]:
+        """Change what is given; the account as it is then (None: no such account)."""
         if roles is not None:
-            values["roles"] = list(roles)
+            yield from execute(USER_SET_ROLES(id=user_id, roles=list(roles)))
         if tier is not None:
-            values["tier"] = tier
+            yield from execute(USER_SET_TIER(id=user_id, tier=tier))
         if disabled is not None:
-            values["disabled"] = disabled
-        if values:
-            await self._conn.execute(
-                update(t.users).where(t.users.c.id == user_id).values(**values)
-            )
-        return await self.by_id(user_id)
+            yield from execute(USER_SET_DISABLED(id=user_id, disabled=disabled))
+        return (yield from UserRepository.by_id(user_id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,62 +162,56 @@ class RefreshRecord:
 class SessionRepository:
     """Sign-in sessions and their rotating refresh tokens (stored as hashes)."""
 
-    def __init__(self, conn: AsyncConnection) -> None:
-        self._conn = conn
-
-    async def create(self, user_id: str) -> str:
+    @staticmethod
+    def create(user_id: str) -> Tx[str]:
         session_id = new_id("ses")
-        await self._conn.execute(
-            insert(t.sessions).values(id=session_id, user_id=user_id, created_at=utcnow())
-        )
+        yield from execute(SESSION_INSERT(id=session_id, user_id=user_id, created_at=utcnow()))
         return session_id
 
-    async def state(self, session_id: str) -> SessionState | None:
-        """The session joined with its user: one indexed lookup per authenticated request."""
-        row = (
-            await self._conn.execute(
-                select(
-                    t.sessions.c.user_id,
-                    t.sessions.c.revoked_at,
-                    t.users.c.disabled,
-                    t.users.c.roles,
-                    t.users.c.tier,
-                )
-                .join(t.users, t.users.c.id == t.sessions.c.user_id)
-                .where(t.sessions.c.id == session_id)
+    @staticmethod
+    def states(session_ids: Sequence[str]) -> Tx[dict[str, SessionState]]:
+        """Each session joined with its user, in one indexed statement (a token's check;
+        many sockets' at once); a session that does not exist is absent."""
+        if not session_ids:
+            return {}
+        found = yield from rows(SESSION_STATES(ids=list(session_ids)))
+        return {
+            row["id"]: SessionState(
+                user_id=row["user_id"],
+                revoked=row["revoked_at"] is not None,
+                disabled=bool(row["disabled"]),
+                roles=tuple(row["roles"]),
+                tier=row["tier"],
             )
-        ).first()
-        if row is None:
-            return None
-        return SessionState(
-            user_id=row.user_id,
-            revoked=row.revoked_at is not None,
-            disabled=bool(row.disabled),
-            roles=tuple(row.roles),
-            tier=row.tier,
+            for row in found
+        }
+
+    @staticmethod
+    def state(session_id: str) -> Tx[SessionState | None]:
+        found = yield from SessionRepository.states([session_id])
+        return found.get(session_id)
+
+    @staticmethod
+    def revoke(session_id: str, reason: str) -> Tx[bool]:
+        changed = yield from rowcount(
+            SESSION_REVOKE(id=session_id, reason=reason, revoked_at=utcnow())
+        )
+        return changed == 1
+
+    @staticmethod
+    def revoke_all(user_id: str, reason: str) -> Tx[int]:
+        return (
+            yield from rowcount(
+                SESSION_REVOKE_ALL(user_id=user_id, reason=reason, revoked_at=utcnow())
+            )
         )
 
-    async def revoke(self, session_id: str, reason: str) -> bool:
-        result = await self._conn.execute(
-            update(t.sessions)
-            .where(t.sessions.c.id == session_id, t.sessions.c.revoked_at.is_(None))
-            .values(revoked_at=utcnow(), revoked_reason=reason)
-        )
-        return result.rowcount == 1
-
-    async def revoke_all(self, user_id: str, reason: str) -> int:
-        result = await self._conn.execute(
-            update(t.sessions)
-            .where(t.sessions.c.user_id == user_id, t.sessions.c.revoked_at.is_(None))
-            .values(revoked_at=utcnow(), revoked_reason=reason)
-        )
-        return int(result.rowcount)
-
-    async def add_refresh(
-        self, token_hash: str, *, session_id: str, user_id: str, expires_at: datetime
-    ) -> None:
-        await self._conn.execute(
-            insert(t.refresh_tokens).values(
+    @staticmethod
+    def add_refresh(
+        token_hash: str, *, session_id: str, user_id: str, expires_at: datetime
+    ) -> Tx[None]:
+        yield from execute(
+            REFRESH_INSERT(
                 token_hash=token_hash,
                 session_id=session_id,
                 user_id=user_id,
@@ -189,35 +220,20 @@ class SessionRepository:
             )
         )
 
-    async def use_refresh(self, token_hash: str) -> RefreshRecord | None:
+    @staticmethod
+    def use_refresh(token_hash: str) -> Tx[RefreshRecord | None]:
         """Mark a refresh token used; returns it as it was before (``used`` tells reuse)."""
-        row = (
-            await self._conn.execute(
-                select(t.refresh_tokens).where(t.refresh_tokens.c.token_hash == token_hash)
-            )
-        ).first()
+        row = yield from first(REFRESH_GET(token_hash=token_hash))
         if row is None:
             return None
-        record = _refresh(row)
+        record = RefreshRecord(
+            session_id=row["session_id"],
+            user_id=row["user_id"],
+            expires_at=row["expires_at"],
+            used=row["used_at"] is not None,
+        )
         if not record.used:
-            result = await self._conn.execute(
-                update(t.refresh_tokens)
-                .where(
-                    t.refresh_tokens.c.token_hash == token_hash,
-                    t.refresh_tokens.c.used_at.is_(None),
-                )
-                .values(used_at=utcnow())
-            )
-            if result.rowcount != 1:  # lost a race with a concurrent use: that is reuse
+            spent = yield from rowcount(REFRESH_USE(token_hash=token_hash, used_at=utcnow()))
+            if spent != 1:  # lost a race with a concurrent use: that is reuse
                 return RefreshRecord(record.session_id, record.user_id, record.expires_at, True)
         return record
-
-
-def _refresh(row: Row[Any]) -> RefreshRecord:
-    m = row._mapping
-    return RefreshRecord(
-        session_id=m["session_id"],
-        user_id=m["user_id"],
-        expires_at=aware(m["expires_at"]) or utcnow(),
-        used=m["used_at"] is not None,
-    )

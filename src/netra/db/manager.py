@@ -1,10 +1,10 @@
-"""DatabaseManager: async engines, transactions, health and migrations.
+"""DatabaseManager: transactions, health and migrations.
 
-Two ways in. The hot path — admission, claims, the event log, the tool-call ledger, the
-runs' checkpoints and ends — runs *transaction functions* (``netra.db.sql``) through
+Everything a server does runs *transaction functions* (``netra.db.sql``) through
 ``transact``: whole transactions, one hop each, on SQLite's own thread (``netra.db.sqlite``,
-group-committed) or on asyncpg directly (``netra.db.postgres``). The cold paths (accounts,
-sessions, migrations) use SQLAlchemy's async engine through ``read``/``write``.
+group-committed) or on asyncpg directly (``netra.db.postgres``, one pool). SQLAlchemy's
+async engine (``read``/``write``) is made only when asked for: by migrations, and by tests
+that look at the tables directly; a serving process never imports it.
 
 SQLite (the embedded default) runs in WAL mode with foreign keys on and a busy timeout; one
 writer at a time inside the process (``write()`` and the SQLite thread's groups share one
@@ -23,21 +23,22 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Connection, column, event, inspect, select, table, text
+from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.sql.expression import ColumnClause
 
 from netra.db.postgres import PostgresExecutor
-from netra.db.revisions import VERSION_TABLE, head_revision
-from netra.db.sql import Listener, Tx
+from netra.db.revisions import head_revision
+from netra.db.sql import Listener, Statement, Tx, first
 from netra.db.sqlite import SqliteExecutor
 from netra.errors import ConfigurationError, StorageUnavailable
 from netra.settings import DatabaseSettings
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 log = logging.getLogger(__name__)
 MIGRATION_LOCK = 0x6E65747261  # "netra": the advisory lock key that serializes migrations
@@ -46,6 +47,15 @@ _STORAGE_FAILURES = (OperationalError, InterfaceError, PoolTimeout, OSError)
 lock timeout, lost or refused connection, exhausted pool."""
 RETRY_MAX_S = 2.0
 T = TypeVar("T")
+VERSIONED = Statement(
+    "revision: whether the database has a schema revision",
+    "SELECT to_regclass('alembic_version') IS NOT NULL AS versioned",
+    sqlite="SELECT count(*) AS versioned FROM sqlite_master"
+    " WHERE type = 'table' AND name = 'alembic_version'",
+)
+"""Alembic keeps a database's revision in ``alembic_version``."""
+REVISION = Statement("revision: the schema's", "SELECT version_num FROM alembic_version")
+PING = Statement("health: the database answers", "SELECT 1 AS one")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +66,8 @@ class DatabaseHealth:
 
 
 class DatabaseManager:
-    """Owns the engine of one database; every transaction goes through ``read``/``write``."""
+    """Owns the way to one database: ``transact`` for transaction functions, and
+    SQLAlchemy's engine for migrations and tests (``read``/``write``), made on first use."""
 
     def __init__(self, url: str, settings: DatabaseSettings) -> None:
         parsed = _async_url(url)
@@ -65,11 +76,40 @@ class DatabaseManager:
         self._closed_reason: str | None = None
         self.storage_failure: str | None = None
         """Why the last write failed, until a write succeeds again (``/ready`` reports it)."""
-        kwargs: dict[str, Any] = {"echo": settings.echo}
+        self._settings = settings
+        self._engine: AsyncEngine | None = None
         if self.backend == "sqlite":
             database = parsed.database or ""
             if database and database != ":memory:":
                 _prepare_sqlite_file(Path(database))
+        self._write_lock: asyncio.Lock | None = None
+        self._executor: SqliteExecutor | PostgresExecutor
+        if self.backend == "sqlite":
+            self._write_lock = asyncio.Lock()
+            self._executor = SqliteExecutor(
+                parsed.database or "",
+                busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+                write_lock=self._write_lock,
+            )
+        else:
+            dsn = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+            self._executor = PostgresExecutor(dsn, settings)
+        log.info("database %s", self.masked_url)
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """SQLAlchemy's async engine (migrations, tests), made on first use: importing
+        ``sqlalchemy.ext.asyncio`` loads the ORM, which a serving process never needs."""
+        if self._engine is None:
+            self._engine = self._make_engine()
+        return self._engine
+
+    def _make_engine(self) -> AsyncEngine:
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        settings = self._settings
+        kwargs: dict[str, Any] = {"echo": settings.echo}
+        if self.backend == "sqlite":
             kwargs["connect_args"] = {"timeout": settings.sqlite_busy_timeout_ms / 1000}
         else:
             kwargs.update(
@@ -88,21 +128,10 @@ class DatabaseManager:
                     }
                 },
             )
-        self.engine: AsyncEngine = create_async_engine(parsed, **kwargs)
-        self._write_lock: asyncio.Lock | None = None
-        self._executor: SqliteExecutor | PostgresExecutor
+        engine = create_async_engine(self.url, **kwargs)
         if self.backend == "sqlite":
-            self._write_lock = asyncio.Lock()
-            self._configure_sqlite(settings.sqlite_busy_timeout_ms)
-            self._executor = SqliteExecutor(
-                parsed.database or "",
-                busy_timeout_ms=settings.sqlite_busy_timeout_ms,
-                write_lock=self._write_lock,
-            )
-        else:
-            dsn = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
-            self._executor = PostgresExecutor(dsn, settings)
-        log.info("database %s", self.masked_url)
+            _configure_sqlite(engine, settings.sqlite_busy_timeout_ms)
+        return engine
 
     @property
     def masked_url(self) -> str:
@@ -111,25 +140,6 @@ class DatabaseManager:
     @property
     def is_sqlite(self) -> bool:
         return self.backend == "sqlite"
-
-    def _configure_sqlite(self, busy_timeout_ms: int) -> None:
-        sync_engine = self.engine.sync_engine
-
-        @event.listens_for(sync_engine, "connect")
-        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-            # Take transaction control from the driver so BEGIN can be IMMEDIATE for writers.
-            dbapi_connection.isolation_level = None
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.close()
-
-        @event.listens_for(sync_engine, "begin")
-        def _on_begin(connection: Connection) -> None:
-            immediate = connection.get_execution_options().get("netra_write", False)
-            connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -199,8 +209,8 @@ class DatabaseManager:
         if self.storage_failure is not None:
             return DatabaseHealth(False, self.backend, f"writes failing: {self.storage_failure}")
         try:
-            async with asyncio.timeout(5), self.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
+            async with asyncio.timeout(5):
+                await self._executor.run(first(PING()))
         except Exception as exc:  # health reports every failure as a reason, never raises
             return DatabaseHealth(False, self.backend, f"{type(exc).__name__}: {exc}")
         return DatabaseHealth(True, self.backend)
@@ -218,10 +228,15 @@ class DatabaseManager:
         target = head_revision() if revision == "head" else revision
         try:
             current = await self.revision()
-            if current == target:
-                return current, current
-            from netra.db.migration import upgrade_to
+        except StorageUnavailable as exc:
+            if self.is_sqlite and "not a database" in exc.cause:
+                raise self._not_sqlite() from None
+            raise
+        if current == target:
+            return current, current
+        from netra.db.migration import upgrade_to
 
+        try:
             async with self.write() as conn:
                 if not self.is_sqlite:
                     await conn.execute(
@@ -230,29 +245,54 @@ class DatabaseManager:
                 return await conn.run_sync(upgrade_to, revision)
         except DBAPIError as exc:
             if self.is_sqlite and "not a database" in str(exc.orig):
-                raise ConfigurationError(
-                    f"{self.url.database} is not a SQLite database (corrupt, truncated or "
-                    "another file): restore it from a backup, or move it away to start empty"
-                ) from None
+                raise self._not_sqlite() from None
             raise
+
+    def _not_sqlite(self) -> ConfigurationError:
+        return ConfigurationError(
+            f"{self.url.database} is not a SQLite database (corrupt, truncated or another "
+            "file): restore it from a backup, or move it away to start empty"
+        )
 
     async def revision(self) -> str | None:
         """The schema's Alembic revision, read from ``alembic_version``; ``None`` for a
         database that has none (empty)."""
-        async with self.read() as conn:
-            versioned = await conn.run_sync(lambda sync: inspect(sync).has_table(VERSION_TABLE))
-            if not versioned:
-                return None
-            version: ColumnClause[str] = column("version_num")
-            found: str | None = await conn.scalar(
-                select(version).select_from(table(VERSION_TABLE, version))
-            )
-            return found
+        found: str | None = await self._executor.run(_revision())
+        return found
 
     async def close(self) -> None:
         self._closed_reason = "database manager closed"
         await self._executor.close()
-        await self.engine.dispose()
+        if self._engine is not None:
+            await self._engine.dispose()
+
+
+def _revision() -> Tx[str | None]:
+    versioned = yield from first(VERSIONED())
+    if versioned is None or not versioned["versioned"]:
+        return None
+    found = yield from first(REVISION())
+    return None if found is None else str(found["version_num"])
+
+
+def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control from the driver so BEGIN can be IMMEDIATE for writers.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        immediate = connection.get_execution_options().get("netra_write", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def _cause(exc: BaseException) -> str:

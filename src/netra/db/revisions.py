@@ -6,8 +6,6 @@ from pathlib import Path
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 """Alembic's script location."""
-VERSION_TABLE = "alembic_version"
-"""The table Alembic keeps a database's revision in."""
 
 
 def head_revision() -> str:

@@ -4,8 +4,8 @@ connecting at the same moment.
 A socket needs its session checked (unless ``SessionService.known`` trusts it) and its
 user's newest seq (unless the manager knows it). Each is a statement; a read transaction
 around each socket's statements costs more than the statements. So the admissions waiting
-at one moment share one read transaction: one statement per session, then one for the seqs
-of every user in it (up to ``BATCH`` admissions). A crowd reconnecting at once — every
+at one moment share one read transaction: one statement for all their sessions, one for the
+seqs of all their users (up to ``BATCH`` admissions). A crowd reconnecting at once — every
 client after a restart or a network blip — costs a read per batch, not one per socket; a
 lone socket costs one read, as before.
 
@@ -22,8 +22,10 @@ from dataclasses import dataclass, field
 from netra.auth.sessions import SessionService
 from netra.auth.tokens import AccessClaims
 from netra.context import UserExecutionContext
+from netra.db.accounts import SessionRepository, SessionState
 from netra.db.manager import DatabaseManager
 from netra.db.repositories import EventRepository
+from netra.db.sql import Tx
 from netra.errors import Unauthenticated
 
 BATCH = 500
@@ -77,21 +79,32 @@ class AdmissionReads:
             self._reader = None
 
     async def _read_batch(self, batch: list[_Wanted]) -> None:
+        generation = self._sessions.generation
+        waiting = [wanted for wanted in batch if not wanted.answer.done()]
+        unread = [wanted.claims.session_id for wanted in waiting if wanted.ctx is None]
+        users = [wanted.claims.user_id for wanted in waiting if wanted.seq]
+        states, tops = await self._db.transact(_read(unread, users))
         identified: list[tuple[_Wanted, UserExecutionContext]] = []
-        async with self._db.read() as conn:
-            for wanted in batch:
-                if wanted.answer.done():  # given up (the client left)
+        for wanted in batch:
+            if wanted.answer.done():  # given up (the client left)
+                continue
+            ctx = wanted.ctx
+            if ctx is None:
+                state = states.get(wanted.claims.session_id)
+                try:
+                    ctx = self._sessions.admit(wanted.claims, state, generation)
+                except Unauthenticated as exc:
+                    wanted.answer.set_exception(exc)
                     continue
-                ctx = wanted.ctx
-                if ctx is None:
-                    try:
-                        ctx = await self._sessions.load(conn, wanted.claims)
-                    except Unauthenticated as exc:
-                        wanted.answer.set_exception(exc)
-                        continue
-                identified.append((wanted, ctx))
-        users = [ctx.user_id for wanted, ctx in identified if wanted.seq]
-        tops = await self._db.transact(EventRepository.last_seqs(users)) if users else {}
+            identified.append((wanted, ctx))
         for wanted, ctx in identified:
             if not wanted.answer.done():
                 wanted.answer.set_result((ctx, tops.get(ctx.user_id, 0) if wanted.seq else None))
+
+
+def _read(
+    session_ids: list[str], user_ids: list[str]
+) -> Tx[tuple[dict[str, SessionState], dict[str, int]]]:
+    states = yield from SessionRepository.states(session_ids)
+    tops = (yield from EventRepository.last_seqs(user_ids)) if user_ids else {}
+    return states, tops
