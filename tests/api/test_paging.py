@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from tests.conftest import ServerFactory
-from tests.support import make_user
+from tests.support import make_user, open_socket
 
 
 async def test_threads_come_in_pages_that_hold_still_while_threads_are_added(
@@ -64,3 +64,64 @@ async def test_a_cursor_or_limit_the_server_did_not_give_is_a_clear_error(
             response = await http.get("/threads", params={"limit": limit}, headers=auth)
             assert response.status_code == 422, (limit, response.text)
             assert response.json()["error"]["code"] == "invalid_request"
+
+
+async def test_a_long_thread_reads_in_pages_of_turns_back_to_its_start(
+    server_factory: ServerFactory,
+) -> None:
+    """A thread past the page limit: the newest turns first, then older pages back to the
+    first turn; each turn whole (the question, then its answer); then forward again."""
+    server = server_factory()
+    async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
+        user = await make_user(http)
+        socket = await open_socket(server, user.token)
+        thread_id = None
+        for number in range(7):
+            extra = {"thread_id": thread_id} if thread_id else {}
+            ack = await socket.send_message(f"what is {number}*7?", **extra)
+            thread_id = ack["thread_id"]
+            await socket.run_to_end(ack["run_id"])
+        path = f"/threads/{thread_id}/messages"
+
+        def questions(page: dict[str, object]) -> list[str]:
+            items = page["items"]
+            assert isinstance(items, list)
+            assert [m["role"] for m in items] == ["user", "assistant"] * (len(items) // 2)
+            assert all(
+                q["run_id"] == a["run_id"] for q, a in zip(items[::2], items[1::2], strict=True)
+            )
+            return [m["content"] for m in items[::2]]
+
+        newest = (await http.get(path, params={"limit": 3}, headers=user.auth)).json()
+        assert questions(newest) == [f"what is {n}*7?" for n in (4, 5, 6)]
+        assert newest["newer_cursor"] is None
+        middle = (
+            await http.get(
+                path, params={"limit": 3, "before": newest["older_cursor"]}, headers=user.auth
+            )
+        ).json()
+        assert questions(middle) == [f"what is {n}*7?" for n in (1, 2, 3)]
+        first = (
+            await http.get(
+                path, params={"limit": 3, "before": middle["older_cursor"]}, headers=user.auth
+            )
+        ).json()
+        assert questions(first) == ["what is 0*7?"]
+        assert first["older_cursor"] is None
+        forward = (
+            await http.get(
+                path, params={"limit": 5, "after": first["newer_cursor"]}, headers=user.auth
+            )
+        ).json()
+        assert questions(forward) == [f"what is {n}*7?" for n in (1, 2, 3, 4, 5)]
+        assert forward["newer_cursor"] is not None
+        whole = (await http.get(path, headers=user.auth)).json()
+        assert questions(whole) == [f"what is {n}*7?" for n in range(7)]
+        assert whole["older_cursor"] is None and whole["newer_cursor"] is None
+        both = await http.get(
+            path,
+            params={"before": newest["older_cursor"], "after": first["newer_cursor"]},
+            headers=user.auth,
+        )
+        assert both.status_code == 422 and both.json()["error"]["code"] == "invalid_cursor"
+        await socket.close()

@@ -12,12 +12,17 @@ import itertools
 import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from netra.context import UserExecutionContext
+from netra.db.records import utcnow
+from netra.db.repositories import MessageRepository, ThreadRepository
+from netra.db.sql import Tx
 from netra.events.bridge import DELTA_WINDOW_S
 from netra.models.base import ModelRequest, StreamPart, TextDelta, Usage
 from netra.models.scripted import ScriptedModel, ScriptedTurn
@@ -366,3 +371,40 @@ def test_rename_and_delete_a_chat_and_another_tab_follows(server: LiveServer, pa
     expect(titles).to_have_count(0)  # the other tab, from thread_deleted
     assert person.api("/threads")["items"] == []
     assert thread_id not in page.content()
+
+
+def test_earlier_turns_of_a_long_thread_load_on_request(server: LiveServer, page: Page) -> None:
+    """The page opens a thread on its newest 50 turns; "Show earlier messages" brings the
+    rest, in order, ahead of them."""
+    person = sign_up(page, server, "long")
+    user_id = person.api("/me")["id"]
+    ctx = UserExecutionContext(user_id=user_id)
+    start = utcnow() - timedelta(hours=1)
+
+    def turns() -> Tx[str]:
+        thread = yield from ThreadRepository(ctx).create(title="long", agent="assistant")
+        messages = MessageRepository(ctx)
+        for number in range(53):
+            run_id, at = f"run_long{number:03d}", start + timedelta(seconds=number)
+            for role, text in (("user", f"question {number}"), ("assistant", f"answer {number}")):
+                yield from messages.add(
+                    thread_id=thread.id, role=role, content=text, run_id=run_id, at=at
+                )
+        return thread.id
+
+    async def store() -> str:
+        return await server.netra.db.transact(turns())
+
+    thread_id = asyncio.run_coroutine_threadsafe(
+        store(), server.server.servers[0].get_loop()
+    ).result(timeout=30)
+    page.goto(f"{server.url}/#{thread_id}")
+    expect_signed_in(page, person.email)
+    asked = page.locator("#messages article.msg.user")
+    expect(asked).to_have_count(50)
+    expect(asked.first).to_have_text("question 3")
+    page.get_by_role("button", name="Show earlier messages").click()
+    expect(asked).to_have_count(53)
+    expect(asked.first).to_have_text("question 0")
+    expect(asked.last).to_have_text("question 52")
+    expect(page.get_by_role("button", name="Show earlier messages")).to_be_hidden()

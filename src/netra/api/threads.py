@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Response
@@ -15,6 +16,7 @@ from netra.context import UserExecutionContext
 from netra.db.records import MessageRecord
 from netra.db.repositories import MessageRepository, ThreadRepository
 from netra.db.sql import Tx
+from netra.errors import InvalidRequest
 from netra.events.payloads import ThreadUpdated
 from netra.runs.service import DEFAULT_AGENT
 from netra.text import Text
@@ -83,9 +85,35 @@ async def get_thread(thread_id: PathId, ctx: CurrentUser, netra: AppState) -> Th
 
 
 @router.get("/threads/{thread_id}/messages")
-async def list_messages(thread_id: PathId, ctx: CurrentUser, netra: AppState) -> MessagePage:
-    messages = await netra.db.transact(_messages(ctx, thread_id))
-    return MessagePage.model_validate({"items": [message.public() for message in messages]})
+async def list_messages(
+    thread_id: PathId,
+    ctx: CurrentUser,
+    netra: AppState,
+    *,
+    limit: PageLimit = 50,
+    before: Cursor = None,
+    after: Cursor = None,
+) -> MessagePage:
+    """A page of the thread's turns — each user message, then its run's answer — oldest
+    first: the newest ``limit`` turns, or those before or after a cursor of a page."""
+    if before and after:
+        raise InvalidRequest("give before or after, not both", code="invalid_cursor")
+    older_than = position_of(before) if before else None
+    newer_than = position_of(after) if after else None
+    messages, more = await netra.db.transact(
+        _messages(ctx, thread_id, limit=limit, before=older_than, after=newer_than)
+    )
+    questions = [m for m in messages if m.role == "user"]
+    first, last = (questions[0], questions[-1]) if questions else (None, None)
+    older = more if newer_than is None else True
+    newer = more if newer_than is not None else older_than is not None
+    return MessagePage.model_validate(
+        {
+            "items": [message.public() for message in messages],
+            "older_cursor": cursor_for(first.created_at, first.id) if older and first else None,
+            "newer_cursor": cursor_for(last.created_at, last.id) if newer and last else None,
+        }
+    )
 
 
 class ThreadChange(BaseModel):
@@ -125,6 +153,15 @@ async def create_run(thread_id: PathId, body: NewRun, ctx: CurrentUser, netra: A
     return AckView.model_validate(ack.as_dict())
 
 
-def _messages(ctx: UserExecutionContext, thread_id: str) -> Tx[list[MessageRecord]]:
+def _messages(
+    ctx: UserExecutionContext,
+    thread_id: str,
+    *,
+    limit: int,
+    before: tuple[datetime, str] | None,
+    after: tuple[datetime, str] | None,
+) -> Tx[tuple[list[MessageRecord], bool]]:
     yield from ThreadRepository(ctx).get(thread_id)  # another user's thread: not found
-    return (yield from MessageRepository(ctx).list(thread_id))
+    return (
+        yield from MessageRepository(ctx).turns(thread_id, limit=limit, before=before, after=after)
+    )

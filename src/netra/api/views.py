@@ -126,7 +126,11 @@ class MessageView(View):
 
 class MessagePage(View):
     items: list[MessageView]
-    """Oldest first."""
+    """Turn order, oldest first: each user message, then its run's answer."""
+    older_cursor: str | None
+    """Pass as ``before`` for the turns before this page; none at the thread's start."""
+    newer_cursor: str | None
+    """Pass as ``after`` for the turns after this page; none at the thread's end (as read)."""
 
 
 class AckView(View):

@@ -72,10 +72,29 @@ MESSAGE_BY_CLIENT_ID = Statement(
     "message: the user's with this client_msg_id (a retried send)",
     "SELECT * FROM messages WHERE user_id = :user_id AND client_msg_id = :client_msg_id",
 )
-MESSAGE_LIST = Statement(
-    "messages: a thread's, oldest first",
+QUESTIONS_NEWEST = Statement(
+    "messages: a thread's newest user messages (a page of turns)",
     "SELECT * FROM messages WHERE user_id = :user_id AND thread_id = :thread_id"
+    " AND role = 'user' ORDER BY created_at DESC, id DESC LIMIT :limit",
+)
+QUESTIONS_BEFORE = Statement(
+    "messages: a thread's user messages before a position, newest first",
+    "SELECT * FROM messages WHERE user_id = :user_id AND thread_id = :thread_id"
+    " AND role = 'user'"
+    " AND (created_at < :created_at OR (created_at = :created_at AND id < :id))"
+    " ORDER BY created_at DESC, id DESC LIMIT :limit",
+)
+QUESTIONS_AFTER = Statement(
+    "messages: a thread's user messages after a position, oldest first",
+    "SELECT * FROM messages WHERE user_id = :user_id AND thread_id = :thread_id"
+    " AND role = 'user'"
+    " AND (created_at > :created_at OR (created_at = :created_at AND id > :id))"
     " ORDER BY created_at, id LIMIT :limit",
+)
+ANSWERS = Statement(
+    "messages: the answers of these runs",
+    "SELECT * FROM messages WHERE user_id = :user_id AND thread_id = :thread_id"
+    " AND role <> 'user' AND run_id = ANY(:run_ids)",
 )
 MESSAGE_TEXTS = Statement(
     "messages: a thread's newest texts, oldest first (a run's conversation)",
@@ -257,12 +276,36 @@ class MessageRepository(Scoped):
         )
         return _in_turn_order([Said(row["role"], row["content"], row["run_id"]) for row in found])
 
-    def list(self, thread_id: str, *, limit: int = 1000) -> Tx[list[MessageRecord]]:
-        """The thread in turn order: each user message, then the answer of its run."""
-        found = yield from rows(
-            MESSAGE_LIST(user_id=self.user_id, thread_id=thread_id, limit=limit)
-        )
-        return _in_turn_order([message_record(row) for row in found])
+    def turns(
+        self,
+        thread_id: str,
+        *,
+        limit: int,
+        before: tuple[datetime, str] | None = None,
+        after: tuple[datetime, str] | None = None,
+    ) -> Tx[tuple[list[MessageRecord], bool]]:
+        """A page of the thread's turns (a user message, then the answer of its run), in
+        turn order: the newest ``limit``, those just ``before`` a user message's
+        ``(created_at, id)`` or just ``after`` it; and whether the thread goes on past the
+        page's far end (older turns for the newest page or ``before``, newer for ``after``)."""
+        scope = {"user_id": self.user_id, "thread_id": thread_id, "limit": limit + 1}
+        if after is not None:
+            statement = QUESTIONS_AFTER(**scope, created_at=after[0], id=after[1])
+        elif before is not None:
+            statement = QUESTIONS_BEFORE(**scope, created_at=before[0], id=before[1])
+        else:
+            statement = QUESTIONS_NEWEST(**scope)
+        found = [message_record(row) for row in (yield from rows(statement))]
+        more = len(found) > limit
+        questions = sorted(found[:limit], key=lambda m: (m.created_at, m.id))
+        run_ids = [m.run_id for m in questions if m.run_id is not None]
+        answers: list[MessageRecord] = []
+        if run_ids:
+            answered = yield from rows(
+                ANSWERS(user_id=self.user_id, thread_id=thread_id, run_ids=run_ids)
+            )
+            answers = [message_record(row) for row in answered]
+        return _in_turn_order(questions + answers), more
 
     def search(self, text: str, *, limit: int) -> Tx[Sequence[tuple[MessageRecord, str]]]:
         """The caller's messages containing ``text`` (any case), newest first, with their

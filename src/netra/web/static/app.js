@@ -28,6 +28,7 @@ const dom = {
   send: $('send-btn'), stop: $('stop-btn'), composerError: $('composer-error'),
   agent: $('agent-select'), threadActions: $('thread-actions'),
   renameThread: $('rename-thread'), deleteThread: $('delete-thread'),
+  olderMessages: $('older-messages'),
 };
 
 /** Create an element; text always goes through textContent, never innerHTML. */
@@ -253,6 +254,9 @@ function newView(threadId) {
     pendingNew: null,     // client_msg_id of the first message of a new chat, until its ack
     loadGen: 0,           // to drop HTTP answers that a newer load superseded
     stickToBottom: true,
+    olderCursor: null,    // where the turns before the loaded ones are read from; null: none
+    olderLoaded: false,   // an earlier page was loaded: a reload keeps it and its cursor
+    keepScroll: null,     // distance from the bottom to restore after earlier turns came in
   };
 }
 
@@ -461,8 +465,9 @@ async function loadThread(view) {
   const gen = ++view.loadGen;
   const threadId = view.threadId;
   let items;
+  let olderCursor;
   try {
-    ({ items } = await api(`/threads/${encodeURIComponent(threadId)}/messages`));
+    ({ items, older_cursor: olderCursor } = await api(`/threads/${encodeURIComponent(threadId)}/messages`));
   } catch (err) {
     if (err.status === 404 && state.view === view) openThread(null);
     else reportBackgroundError(err);
@@ -470,11 +475,21 @@ async function loadThread(view) {
   }
   if (state.view !== view || gen !== view.loadGen) return;  // the user moved on
 
-  // Server order first, then anything we hold that the server list does not have yet
-  // (an optimistic message, or a message_created that raced this request).
-  const merged = new Map(items.map((m) => [m.id, m]));
+  // Earlier turns loaded before stay ahead of this page (the newest turns); then the page
+  // in server order; then anything we hold that it does not have yet (an optimistic
+  // message, or a message_created that raced this request).
+  const page = new Map(items.map((m) => [m.id, m]));
+  const oldest = items[0];
+  const merged = new Map();
+  if (oldest) {
+    for (const [id, m] of view.messages) {
+      if (!page.has(id) && !m.pending && m.created_at && isEarlier(m, oldest)) merged.set(id, m);
+    }
+  }
+  for (const [id, m] of page) merged.set(id, m);
   for (const [id, m] of view.messages) if (!merged.has(id)) merged.set(id, m);
   view.messages = merged;
+  if (!view.olderLoaded) view.olderCursor = olderCursor ?? null;
 
   const answered = new Set(items.filter((m) => m.role === 'assistant').map((m) => m.run_id));
   const runIds = new Set([...items.map((m) => m.run_id).filter(Boolean), ...view.runs.keys()]);
@@ -485,6 +500,32 @@ async function loadThread(view) {
   scheduleRender();
   // Only the few most recent: older unanswered runs (e.g. failed long ago) need no live view.
   await Promise.all(pending.slice(-3).map((id) => loadRun(view, id)));
+}
+
+const isEarlier = (a, b) => a.created_at < b.created_at || (a.created_at === b.created_at && a.id < b.id);
+
+/** The page of turns before those loaded, put ahead of them; the reader keeps their place. */
+async function loadOlderMessages() {
+  const view = state.view;
+  const cursor = view.olderCursor;
+  if (!cursor || view.loadingOlder) return;
+  view.loadingOlder = true;
+  try {
+    const path = `/threads/${encodeURIComponent(view.threadId)}/messages?before=${encodeURIComponent(cursor)}`;
+    const page = await api(path);
+    if (state.view !== view || view.olderCursor !== cursor) return;
+    const merged = new Map(page.items.map((m) => [m.id, m]));
+    for (const [id, m] of view.messages) if (!merged.has(id)) merged.set(id, m);
+    view.messages = merged;
+    view.olderCursor = page.older_cursor;
+    view.olderLoaded = true;
+    view.keepScroll = dom.messages.scrollHeight - dom.messages.scrollTop;
+    scheduleRender();
+  } catch (err) {
+    reportBackgroundError(err);
+  } finally {
+    view.loadingOlder = false;
+  }
 }
 
 async function loadRun(view, runId) {
@@ -624,8 +665,14 @@ function renderMessages() {
   for (const [key, node] of view.nodes) {
     if (!keep.has(key)) { node.remove(); view.nodes.delete(key); }
   }
-  if (stick) box.scrollTop = box.scrollHeight;
+  if (view.keepScroll !== null) {
+    box.scrollTop = box.scrollHeight - view.keepScroll;
+    view.keepScroll = null;
+  } else if (stick) {
+    box.scrollTop = box.scrollHeight;
+  }
   view.stickToBottom = false;
+  dom.olderMessages.hidden = !view.olderCursor;
 }
 
 function messageNode() {
@@ -1016,6 +1063,7 @@ dom.threadList.addEventListener('click', (e) => {
   else if (e.target.closest('button.more-threads')) loadOlderThreads();
 });
 dom.renameThread.addEventListener('click', renameThread);
+dom.olderMessages.addEventListener('click', loadOlderMessages);
 dom.deleteThread.addEventListener('click', deleteThread);
 dom.toggle.addEventListener('click', () => setSidebar(!dom.appView.classList.contains('sidebar-open')));
 dom.scrim.addEventListener('click', closeSidebar);
