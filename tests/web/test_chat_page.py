@@ -408,3 +408,48 @@ def test_earlier_turns_of_a_long_thread_load_on_request(server: LiveServer, page
     expect(asked.first).to_have_text("question 0")
     expect(asked.last).to_have_text("question 52")
     expect(page.get_by_role("button", name="Show earlier messages")).to_be_hidden()
+
+
+MARKDOWN_ANSWER = """## Spend by model
+
+| model | cost |
+|---|---|
+| small | $1.20 |
+
+- cheaper **by far**
+- see [the docs](https://example.com/docs)
+
+```python
+print("hello")
+```
+
+<script>window.__pwned = "script"</script>
+<img src="x" onerror="window.__pwned = 'img'">
+[click me](javascript:window.__pwned='link')
+"""
+
+
+def test_an_answer_renders_as_markdown_and_model_output_never_runs_script(
+    server_factory: ServerFactory, page: Page
+) -> None:
+    server = server_factory(models={"default": "scripted"})
+    model = server.netra.models.get("scripted")
+    assert isinstance(model, ScriptedModel)
+    model.push(ScriptedTurn.text(MARKDOWN_ANSWER))
+    sign_up(page, server, "markdown")
+    send(page, "show me a table")
+    run = runs(page)
+    expect_completed(run)
+    shown = answer(run)
+    expect(shown.locator("h2")).to_have_text("Spend by model")
+    expect(shown.locator("td")).to_have_text(["small", "$1.20"])
+    expect(shown.locator("li strong")).to_have_text("by far")
+    expect(shown.locator("a", has_text="the docs")).to_have_attribute("target", "_blank")
+    expect(shown.locator("pre code")).to_have_text('print("hello")')
+    expect(shown.locator("pre button")).to_have_text("Copy")
+    # Nothing the model wrote ran, or can run: no script, no handler, no javascript: link.
+    assert shown.locator("script").count() == 0
+    assert shown.locator("[onerror]").count() == 0
+    hrefs = shown.locator("a").evaluate_all("links => links.map(a => a.getAttribute('href'))")
+    assert not any(str(href).startswith("javascript:") for href in hrefs), hrefs
+    assert page.evaluate("window.__pwned") is None

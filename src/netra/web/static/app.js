@@ -44,6 +44,38 @@ function setText(node, text) {
   if (node.textContent !== text) node.textContent = text;
 }
 
+/**
+ * A model's answer as Markdown (marked, vendored), sanitised by DOMPurify (vendored) before
+ * it reaches the DOM, so model output can never inject script; links open in a new tab, and
+ * each code block gets a Copy button. Rendered again only when the text changed.
+ */
+function setMarkdown(node, text) {
+  if (node.markdownSource === text) return;
+  node.markdownSource = text;
+  const html = window.marked.parse(text, { gfm: true, breaks: true, async: false }).trim();
+  node.innerHTML = window.DOMPurify.sanitize(html);
+  for (const link of node.querySelectorAll('a[href]')) {
+    link.target = '_blank';
+    link.rel = 'noopener noreferrer';
+  }
+  for (const pre of node.querySelectorAll('pre')) {
+    const copy = h('button', 'copy-code', 'Copy');
+    copy.type = 'button';
+    copy.addEventListener('click', () => copyText(pre.querySelector('code')?.textContent ?? '', copy));
+    pre.append(copy);
+  }
+}
+
+async function copyText(text, button) {
+  try {
+    await navigator.clipboard.writeText(text);
+    button.textContent = 'Copied';
+  } catch {
+    button.textContent = 'Copy failed';  // no clipboard outside a secure context
+  }
+  setTimeout(() => { button.textContent = 'Copy'; }, 1500);
+}
+
 // crypto.randomUUID exists only in secure contexts (https, localhost); a plain-http LAN
 // install still needs unique client_msg_ids, so fall back to getRandomValues.
 function uuid() {
@@ -719,7 +751,12 @@ function updateRunNode(node, run, answer) {
   const list = (!partial && run?.steps) || [];
   const answerText = answer?.content ?? (partial ? '' : run?.text ?? '');
   const waiting = active && !answerText && !list.length;
-  setText(text, waiting ? 'Working…' : answerText);
+  if (waiting) {
+    text.markdownSource = null;
+    setText(text, 'Working…');
+  } else {
+    setMarkdown(text, answerText);
+  }
   text.classList.toggle('placeholder', waiting);
   text.hidden = !waiting && !answerText;
   setText(error, run?.error?.message ?? '');
