@@ -86,9 +86,13 @@ def test_a_question_shows_thinking_the_calculator_and_the_answer(
     calculator = run.locator(".step.tool")
     expect(calculator).to_have_count(1)
     expect(calculator.locator(".step-label")).to_have_text("calculator")
-    expect(calculator.locator(".step-args")).to_have_text('{"expression":"12*7"}')
+    expect(calculator.locator(".step-args summary")).to_have_text('{"expression":"12*7"}')
     expect(calculator).to_have_attribute("data-status", "ok")
-    expect(calculator.locator(".step-result")).to_contain_text('"result":84')
+    expect(calculator.locator(".step-result summary")).to_contain_text('"result":84')
+    # Opened, a tool's arguments are pretty-printed JSON.
+    expect(calculator.locator(".step-args pre")).to_be_hidden()
+    calculator.locator(".step-args summary").click()
+    expect(calculator.locator(".step-args pre")).to_have_text('{\n  "expression": "12*7"\n}')
     expect_completed(run)
     expect(answer(run)).to_contain_text("12*7 = 84.")
     expect(page.locator("#thread-list .thread-title")).to_have_text(["what is 12*7?"])
@@ -256,7 +260,9 @@ def test_the_approval_card_survives_a_reload_and_approve_runs_the_tool_once(
     card.get_by_role("button", name="Approve").click()
     email = run.locator(".step.tool")
     expect(email).to_have_attribute("data-status", "ok")
-    expect(email.locator(".step-result")).to_have_text('{"status":"sent","to":"boss@example.com"}')
+    expect(email.locator(".step-result summary")).to_have_text(
+        '{"status":"sent","to":"boss@example.com"}'
+    )
     expect_completed(run)
     expect(answer(run)).to_contain_text('Tool said: {"status": "sent"')
     expect(card.get_by_role("button")).to_have_count(0)  # answered: the buttons are gone

@@ -814,11 +814,19 @@ function stepNode(step, isLast) {
   const icon = { running: '\u25CC', ok: '\u2713', error: '\u2717' }[step.status] ?? '\u25CC';
   li.append(h('span', 'step-icon', icon), h('span', 'visually-hidden', `${step.status ?? 'running'}: `));
   li.append(h('span', 'step-label', step.tool ?? 'tool'));
-  if (step.args !== undefined) li.append(h('code', 'step-args', asText(step.args)));
-  if (step.status === 'ok') li.append(h('span', 'arrow', '\u2192'), h('code', 'step-result', asText(step.result)));
+  if (step.args !== undefined) li.append(jsonNode('step-args', step.args));
+  if (step.status === 'ok') li.append(h('span', 'arrow', '\u2192'), jsonNode('step-result', step.result));
   if (step.status === 'error') li.append(h('span', 'step-error', step.error?.message ?? 'failed'));
   if (step.ms != null) li.append(h('span', 'step-ms', `${Math.round(step.ms)} ms`));
   return li;
+}
+
+/** A tool's arguments or result: one line, as sent; opened, pretty-printed JSON. */
+function jsonNode(className, value) {
+  const box = h('details', `json ${className}`);
+  const pretty = typeof value === 'string' ? value : JSON.stringify(value, null, 2);
+  box.append(h('summary', null, asText(value)), h('pre', null, pretty));
+  return box;
 }
 
 function renderComposer() {
