@@ -360,6 +360,8 @@ async def test_the_servers_real_answers_match_their_documented_bodies(
             "PATCH", "/threads/{thread_id}", user, thread_id=thread["id"], json={"title": "Sums!"}
         )
         await call("GET", "/threads/{thread_id}/messages", user, thread_id=thread["id"])
+        await call("GET", "/threads/{thread_id}/runs", user, thread_id=thread["id"])
+        await call("GET", "/threads/{thread_id}/events", user, thread_id=thread["id"])
         await call("GET", "/me", user)
         await call("GET", "/agents", user)
         await call("GET", "/tools", user)

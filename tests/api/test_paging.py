@@ -125,3 +125,44 @@ async def test_a_long_thread_reads_in_pages_of_turns_back_to_its_start(
         )
         assert both.status_code == 422 and both.json()["error"]["code"] == "invalid_cursor"
         await socket.close()
+
+
+async def test_a_threads_runs_and_events_come_in_pages_and_only_its_own(
+    server_factory: ServerFactory,
+) -> None:
+    server = server_factory()
+    async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
+        user = await make_user(http)
+        socket = await open_socket(server, user.token)
+        elsewhere = await socket.send_message("what is 1*7?")
+        await socket.run_to_end(elsewhere["run_id"])
+        thread_id, run_ids = None, []
+        for number in range(3):
+            extra = {"thread_id": thread_id} if thread_id else {}
+            ack = await socket.send_message(f"what is {number}*7?", **extra)
+            thread_id = ack["thread_id"]
+            run_ids.append(ack["run_id"])
+            await socket.run_to_end(ack["run_id"])
+        await socket.close()
+
+        runs = f"/threads/{thread_id}/runs"
+        first = (await http.get(runs, params={"limit": 2}, headers=user.auth)).json()
+        assert [r["id"] for r in first["items"]] == run_ids[:0:-1]
+        rest = (
+            await http.get(
+                runs, params={"limit": 2, "cursor": first["next_cursor"]}, headers=user.auth
+            )
+        ).json()
+        assert [r["id"] for r in rest["items"]] == run_ids[:1]
+        assert rest["next_cursor"] is None
+
+        events = f"/threads/{thread_id}/events"
+        every = (await http.get(events, headers=user.auth)).json()["items"]
+        assert {e["thread_id"] for e in every} == {thread_id}
+        assert {e["run_id"] for e in every if e["run_id"]} == set(run_ids)
+        seqs = [e["seq"] for e in every]
+        assert seqs == sorted(seqs)
+        later = (
+            await http.get(events, params={"after_seq": seqs[2], "limit": 3}, headers=user.auth)
+        ).json()["items"]
+        assert [e["seq"] for e in later] == seqs[3:6]

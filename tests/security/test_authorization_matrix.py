@@ -116,6 +116,8 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("PATCH", "/threads/{thread_id}"): Route("owned", 200, _rename),
     ("DELETE", "/threads/{thread_id}"): Route("owned", 204, doomed=True),
     ("GET", "/threads/{thread_id}/messages"): Route("owned", 200),
+    ("GET", "/threads/{thread_id}/runs"): Route("owned", 200),
+    ("GET", "/threads/{thread_id}/events"): Route("owned", 200),
     ("POST", "/threads/{thread_id}/runs"): Route("owned", 202, _message),
     ("GET", "/runs/{run_id}"): Route("owned", 200),
     ("POST", "/runs/{run_id}/cancel"): Route("owned", 202),

@@ -11,8 +11,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Query
 
@@ -29,6 +30,18 @@ Cursor = Annotated[
         description="The `next_cursor` of the previous page; none for the first page.",
     ),
 ]
+
+
+T = TypeVar("T")
+
+
+def page_of(
+    found: Sequence[T], limit: int, position: Callable[[T], tuple[datetime, str]]
+) -> tuple[Sequence[T], str | None]:
+    """A page from the ``limit + 1`` items read: the first ``limit``, and the cursor of the
+    last of them when more follow (None: this is the last page)."""
+    page = found[:limit]
+    return page, cursor_for(*position(page[-1])) if len(found) > limit else None
 
 
 def cursor_for(at: datetime, item_id: str) -> str:

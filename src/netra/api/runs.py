@@ -4,6 +4,7 @@ JSON text, which its view parses and checks in one step (``model_validate_json``
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
@@ -11,10 +12,18 @@ from pydantic import BaseModel, ConfigDict
 
 from netra.api.deps import AppState, CurrentUser, PathId
 from netra.api.errors import DocumentedRoute, error_responses
-from netra.api.views import EventPage, EventView, RunView, StreamPage, ToolDecisionView
+from netra.api.paging import Cursor, PageLimit, page_of, position_of
+from netra.api.views import (
+    EventPage,
+    EventView,
+    RunPage,
+    RunView,
+    StreamPage,
+    ToolDecisionView,
+)
 from netra.context import UserExecutionContext
-from netra.db.records import Decision
-from netra.db.repositories import EventRepository
+from netra.db.records import Decision, RunRecord
+from netra.db.repositories import EventRepository, ThreadRepository
 from netra.db.runs import RunRepository
 from netra.db.sql import Tx
 
@@ -63,6 +72,37 @@ async def run_events(
     return EventPage(items=[EventView.model_validate_json(body) for _, body in rows])
 
 
+@router.get("/threads/{thread_id}/runs")
+async def thread_runs(
+    thread_id: PathId,
+    ctx: CurrentUser,
+    netra: AppState,
+    *,
+    limit: PageLimit = 50,
+    cursor: Cursor = None,
+) -> RunPage:
+    """The thread's runs, newest first, a page at a time."""
+    before = position_of(cursor) if cursor else None
+    found = await netra.db.transact(_thread_runs(ctx, thread_id, limit + 1, before))
+    page, next_cursor = page_of(found, limit, lambda run: (run.created_at, run.id))
+    items = [run.public() for run in page]
+    return RunPage.model_validate({"items": items, "next_cursor": next_cursor})
+
+
+@router.get("/threads/{thread_id}/events")
+async def thread_events(
+    thread_id: PathId,
+    ctx: CurrentUser,
+    netra: AppState,
+    after_seq: AfterSeq = 0,
+    limit: Limit = 1000,
+) -> EventPage:
+    """The thread's events after ``after_seq``, in seq order (continue from the last one's
+    seq)."""
+    rows = await netra.db.transact(_thread_events(ctx, thread_id, after_seq, limit))
+    return EventPage(items=[EventView.model_validate_json(body) for _, body in rows])
+
+
 @router.get("/events")
 async def user_events(
     ctx: CurrentUser, netra: AppState, after_seq: AfterSeq = 0, limit: Limit = 500
@@ -77,6 +117,20 @@ def _run_events(
 ) -> Tx[list[tuple[int, str]]]:
     yield from RunRepository(ctx).get(run_id)  # another user's run: not found
     return (yield from EventRepository(ctx).for_run(run_id, after_seq, limit=limit))
+
+
+def _thread_runs(
+    ctx: UserExecutionContext, thread_id: str, limit: int, before: tuple[datetime, str] | None
+) -> Tx[list[RunRecord]]:
+    yield from ThreadRepository(ctx).get(thread_id)  # another user's thread: not found
+    return (yield from RunRepository(ctx).of_thread(thread_id, limit=limit, before=before))
+
+
+def _thread_events(
+    ctx: UserExecutionContext, thread_id: str, after_seq: int, limit: int
+) -> Tx[list[tuple[int, str]]]:
+    yield from ThreadRepository(ctx).get(thread_id)  # another user's thread: not found
+    return (yield from EventRepository(ctx).for_thread(thread_id, after_seq, limit=limit))
 
 
 def _stream(

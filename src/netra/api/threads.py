@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from netra.api.deps import AppState, CurrentUser, PathId
 from netra.api.errors import DocumentedRoute, error_responses
-from netra.api.paging import Cursor, PageLimit, cursor_for, position_of
+from netra.api.paging import Cursor, PageLimit, cursor_for, page_of, position_of
 from netra.api.views import AckView, MessagePage, ThreadPage, ThreadView
 from netra.context import UserExecutionContext
 from netra.db.records import MessageRecord
@@ -59,14 +59,9 @@ async def list_threads(
 ) -> ThreadPage:
     after = position_of(cursor) if cursor else None
     found = await netra.db.transact(ThreadRepository(ctx).list(limit=limit + 1, after=after))
-    page = found[:limit]
-    last = page[-1] if len(found) > limit else None
-    return ThreadPage.model_validate(
-        {
-            "items": [thread.public() for thread in page],
-            "next_cursor": cursor_for(last.updated_at, last.id) if last else None,
-        }
-    )
+    page, next_cursor = page_of(found, limit, lambda thread: (thread.updated_at, thread.id))
+    items = [thread.public() for thread in page]
+    return ThreadPage.model_validate({"items": items, "next_cursor": next_cursor})
 
 
 @router.post("/threads", status_code=201, responses=error_responses(403, 404))

@@ -209,6 +209,13 @@ class EventView(View):
     """The payload of the event's type (the event table of ``docs/protocol.md``)."""
 
 
+class RunPage(View):
+    items: list[RunView]
+    """Newest first."""
+    next_cursor: str | None
+    """Pass as ``cursor`` for the next page; none after the last page."""
+
+
 class EventPage(View):
     items: list[EventView]
     """In seq order."""

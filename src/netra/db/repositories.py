@@ -119,6 +119,11 @@ EVENTS_OF_RUN = Statement(
     "SELECT seq, body FROM events WHERE user_id = :user_id AND run_id = :run_id"
     " AND seq > :after_seq ORDER BY seq LIMIT :limit",
 )
+EVENTS_OF_THREAD = Statement(
+    "events: one thread's after a seq, in order",
+    "SELECT seq, body FROM events WHERE user_id = :user_id AND thread_id = :thread_id"
+    " AND seq > :after_seq ORDER BY seq LIMIT :limit",
+)
 LAST_SEQ = Statement(
     "events: the user's last seq",
     "SELECT event_seq FROM users WHERE id = :user_id",
@@ -368,6 +373,16 @@ class EventRepository(Scoped):
     def for_run(self, run_id: str, after_seq: int, *, limit: int) -> Tx[list[tuple[int, str]]]:
         found = yield from rows(
             EVENTS_OF_RUN(user_id=self.user_id, run_id=run_id, after_seq=after_seq, limit=limit)
+        )
+        return [(row["seq"], row["body"]) for row in found]
+
+    def for_thread(
+        self, thread_id: str, after_seq: int, *, limit: int
+    ) -> Tx[list[tuple[int, str]]]:
+        found = yield from rows(
+            EVENTS_OF_THREAD(
+                user_id=self.user_id, thread_id=thread_id, after_seq=after_seq, limit=limit
+            )
         )
         return [(row["seq"], row["body"]) for row in found]
 

@@ -37,6 +37,17 @@ RUN_SPEND_SINCE = Statement(
     " WHERE user_id = :user_id AND created_at >= :since"
     " AND input_tokens + output_tokens > 0 ORDER BY created_at",
 )
+RUNS_OF_THREAD = Statement(
+    "runs: a thread's, newest first",
+    "SELECT * FROM runs WHERE user_id = :user_id AND thread_id = :thread_id"
+    " ORDER BY created_at DESC, id DESC LIMIT :limit",
+)
+RUNS_OF_THREAD_BEFORE = Statement(
+    "runs: a thread's, newest first, before a position",
+    "SELECT * FROM runs WHERE user_id = :user_id AND thread_id = :thread_id"
+    " AND (created_at < :created_at OR (created_at = :created_at AND id < :id))"
+    " ORDER BY created_at DESC, id DESC LIMIT :limit",
+)
 RUN_ACTIVE_IN_THREAD = Statement(
     "runs: a thread's not yet final, oldest first",
     "SELECT * FROM runs WHERE thread_id = :thread_id AND user_id = :user_id"
@@ -108,6 +119,19 @@ class RunRepository(Scoped):
             )
             for r in found
         ]
+
+    def of_thread(
+        self, thread_id: str, *, limit: int, before: tuple[datetime, str] | None = None
+    ) -> Tx[list[RunRecord]]:
+        """The thread's runs, newest first: the first ``limit``, or those past ``before``
+        (a run's ``(created_at, id)``)."""
+        scope = {"user_id": self.user_id, "thread_id": thread_id, "limit": limit}
+        if before is None:
+            statement = RUNS_OF_THREAD(**scope)
+        else:
+            statement = RUNS_OF_THREAD_BEFORE(**scope, created_at=before[0], id=before[1])
+        found = yield from rows(statement)
+        return [run_record(row) for row in found]
 
     def active_in_thread(self, thread_id: str) -> Tx[list[RunRecord]]:
         """Runs of the thread not yet final (queued, running or waiting for approval)."""
