@@ -336,7 +336,7 @@ def test_a_message_over_the_tier_limit_stays_in_the_composer_with_the_error(
 
 
 def test_older_chats_load_a_page_at_a_time(server: LiveServer, page: Page) -> None:
-    """The sidebar shows the newest page of threads; the rest come with "Older chats"."""
+    """The sidebar shows the newest page of threads; scrolling to its end brings the rest."""
     person = sign_up(page, server, "many")
     token = page.evaluate("localStorage.getItem('netra.token')")
     with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}) as http:
@@ -348,7 +348,8 @@ def test_older_chats_load_a_page_at_a_time(server: LiveServer, page: Page) -> No
     titles = page.locator("#thread-list .thread-title")
     expect(titles).to_have_count(50)
     expect(titles.first).to_have_text("chat 52")
-    page.get_by_role("button", name="Older chats").click()
+    expect(page.get_by_role("button", name="Older chats")).to_have_count(1)
+    page.locator(".thread-nav").evaluate("nav => { nav.scrollTop = nav.scrollHeight; }")
     expect(titles).to_have_count(53)
     expect(titles.last).to_have_text("chat 00")
     expect(page.get_by_role("button", name="Older chats")).to_have_count(0)
@@ -380,7 +381,7 @@ def test_rename_and_delete_a_chat_and_another_tab_follows(server: LiveServer, pa
 
 
 def test_earlier_turns_of_a_long_thread_load_on_request(server: LiveServer, page: Page) -> None:
-    """The page opens a thread on its newest 50 turns; "Show earlier messages" brings the
+    """The page opens a thread on its newest 50 turns; scrolling up to the top brings the
     rest, in order, ahead of them."""
     person = sign_up(page, server, "long")
     user_id = person.api("/me")["id"]
@@ -409,7 +410,8 @@ def test_earlier_turns_of_a_long_thread_load_on_request(server: LiveServer, page
     asked = page.locator("#messages article.msg.user")
     expect(asked).to_have_count(50)
     expect(asked.first).to_have_text("question 3")
-    page.get_by_role("button", name="Show earlier messages").click()
+    expect(page.get_by_role("button", name="Show earlier messages")).to_be_visible()
+    page.locator("#messages").evaluate("box => { box.scrollTop = 0; }")
     expect(asked).to_have_count(53)
     expect(asked.first).to_have_text("question 0")
     expect(asked.last).to_have_text("question 52")

@@ -462,6 +462,16 @@ function forgetThread(threadId) {
   else scheduleRender();
 }
 
+/** Scrolling to the end of what is loaded loads the next page (the buttons stay, for
+ * keyboards and for screens that show everything already). */
+const autoLoad = new IntersectionObserver((entries) => {
+  for (const entry of entries) {
+    if (!entry.isIntersecting) continue;
+    if (entry.target === dom.olderMessages) loadOlderMessages();
+    else if (entry.target.classList.contains('more-threads')) loadOlderThreads();
+  }
+});
+
 /** The next page of older threads, appended. */
 async function loadOlderThreads() {
   const cursor = state.olderThreads;
@@ -620,6 +630,8 @@ function renderSidebar() {
   const sig = JSON.stringify([state.threads, [...state.activity], view.threadId, state.olderThreads]);
   if (dom.threadList.sig === sig) return;
   dom.threadList.sig = sig;
+  const shown = dom.threadList.querySelector('button.more-threads');
+  if (shown) autoLoad.unobserve(shown);
   dom.threadList.replaceChildren(...state.threads.map((t) => {
     const li = h('li');
     const btn = h('button', 'thread');
@@ -639,6 +651,7 @@ function renderSidebar() {
     const li = h('li');
     li.append(more);
     dom.threadList.append(li);
+    autoLoad.observe(more);
   }
 }
 
@@ -674,12 +687,12 @@ function renderMessages() {
   const { view } = state;
   const box = dom.messages;
   if (box.view !== view) {  // another thread: start from an empty list
-    box.replaceChildren();
+    box.replaceChildren(dom.olderMessages);
     box.view = view;
   }
   const stick = view.stickToBottom || box.scrollHeight - box.scrollTop - box.clientHeight < 80;
   const keep = new Set();
-  let prev = null;
+  let prev = dom.olderMessages;  // always first: the way to the earlier turns
   for (const block of layout(view)) {
     let node = view.nodes.get(block.key);
     if (!node) {
@@ -1109,6 +1122,7 @@ dom.threadList.addEventListener('click', (e) => {
 });
 dom.renameThread.addEventListener('click', renameThread);
 dom.olderMessages.addEventListener('click', loadOlderMessages);
+autoLoad.observe(dom.olderMessages);
 dom.deleteThread.addEventListener('click', deleteThread);
 dom.toggle.addEventListener('click', () => setSidebar(!dom.appView.classList.contains('sidebar-open')));
 dom.scrim.addEventListener('click', closeSidebar);
