@@ -13,8 +13,7 @@ from netra.api.errors import DocumentedRoute, error_responses
 from netra.api.paging import Cursor, PageLimit, cursor_for, page_of, position_of
 from netra.api.views import AckView, MessagePage, ThreadPage, ThreadView
 from netra.context import UserExecutionContext
-from netra.db.records import MessageRecord
-from netra.db.repositories import MessageRepository, ThreadRepository
+from netra.db.repositories import MessageRepository, ThreadRepository, Turns
 from netra.db.sql import Tx
 from netra.errors import InvalidRequest
 from netra.events.payloads import ThreadUpdated
@@ -95,18 +94,18 @@ async def list_messages(
         raise InvalidRequest("give before or after, not both", code="invalid_cursor")
     older_than = position_of(before) if before else None
     newer_than = position_of(after) if after else None
-    messages, more = await netra.db.transact(
+    turns = await netra.db.transact(
         _messages(ctx, thread_id, limit=limit, before=older_than, after=newer_than)
     )
-    questions = [m for m in messages if m.role == "user"]
+    questions = [m for m in turns.messages if m.role == "user"]
     first, last = (questions[0], questions[-1]) if questions else (None, None)
-    older = more if newer_than is None else True
-    newer = more if newer_than is not None else older_than is not None
     return MessagePage.model_validate(
         {
-            "items": [message.public() for message in messages],
-            "older_cursor": cursor_for(first.created_at, first.id) if older and first else None,
-            "newer_cursor": cursor_for(last.created_at, last.id) if newer and last else None,
+            "items": [message.public() for message in turns.messages],
+            "older_cursor": cursor_for(first.created_at, first.id)
+            if turns.older and first
+            else None,
+            "newer_cursor": cursor_for(last.created_at, last.id) if turns.newer and last else None,
         }
     )
 
@@ -155,7 +154,7 @@ def _messages(
     limit: int,
     before: tuple[datetime, str] | None,
     after: tuple[datetime, str] | None,
-) -> Tx[tuple[list[MessageRecord], bool]]:
+) -> Tx[Turns]:
     yield from ThreadRepository(ctx).get(thread_id)  # another user's thread: not found
     return (
         yield from MessageRepository(ctx).turns(thread_id, limit=limit, before=before, after=after)

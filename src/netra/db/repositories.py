@@ -288,11 +288,11 @@ class MessageRepository(Scoped):
         limit: int,
         before: tuple[datetime, str] | None = None,
         after: tuple[datetime, str] | None = None,
-    ) -> Tx[tuple[list[MessageRecord], bool]]:
+    ) -> Tx[Turns]:
         """A page of the thread's turns (a user message, then the answer of its run), in
-        turn order: the newest ``limit``, those just ``before`` a user message's
-        ``(created_at, id)`` or just ``after`` it; and whether the thread goes on past the
-        page's far end (older turns for the newest page or ``before``, newer for ``after``)."""
+        turn order: the newest ``limit``, or those just ``before`` a user message's
+        ``(created_at, id)`` or just ``after`` it; with whether turns come before and after
+        the page."""
         scope = {"user_id": self.user_id, "thread_id": thread_id, "limit": limit + 1}
         if after is not None:
             statement = QUESTIONS_AFTER(**scope, created_at=after[0], id=after[1])
@@ -310,7 +310,11 @@ class MessageRepository(Scoped):
                 ANSWERS(user_id=self.user_id, thread_id=thread_id, run_ids=run_ids)
             )
             answers = [message_record(row) for row in answered]
-        return _in_turn_order(questions + answers), more
+        return Turns(
+            _in_turn_order(questions + answers),
+            older=more if after is None else True,
+            newer=more if after is not None else before is not None,
+        )
 
     def search(self, text: str, *, limit: int) -> Tx[Sequence[tuple[MessageRecord, str]]]:
         """The caller's messages containing ``text`` (any case), newest first, with their
@@ -320,6 +324,16 @@ class MessageRepository(Scoped):
             MESSAGE_SEARCH(user_id=self.user_id, pattern=f"%{literal}%", limit=limit)
         )
         return [(message_record(row), row["title"]) for row in found]
+
+
+class Turns(NamedTuple):
+    """A page of a thread's turns."""
+
+    messages: list[MessageRecord]
+    older: bool
+    """Turns come before the page."""
+    newer: bool
+    """Turns come after the page (as read)."""
 
 
 class Said(NamedTuple):

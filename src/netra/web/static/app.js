@@ -406,8 +406,8 @@ function activeRun(view) {
 
 const THREAD_PAGE = 50;
 
-/** Newer first: by last activity, then id (the server's order). */
-const threadBefore = (a, b) => a.updated_at > b.updated_at || (a.updated_at === b.updated_at && a.id > b.id);
+/** Whether ``a`` is later than ``b`` by one of their times, then by id (the server's order). */
+const later = (field, a, b) => a[field] > b[field] || (a[field] === b[field] && a.id > b.id);
 
 /**
  * Reload the first page of threads; the older pages already loaded stay, minus what moved
@@ -418,7 +418,7 @@ async function refreshThreads() {
     const { items, next_cursor: next } = await api(`/threads?limit=${THREAD_PAGE}`);
     const edge = items[items.length - 1];
     const fresh = new Set(items.map((t) => t.id));
-    const older = next === null ? [] : state.threads.filter((t) => !fresh.has(t.id) && threadBefore(edge, t));
+    const older = next === null ? [] : state.threads.filter((t) => !fresh.has(t.id) && later('updated_at', edge, t));
     state.threads = [...items, ...older];
     state.olderThreads = older.length ? state.olderThreads : next;
     scheduleRender();
@@ -525,7 +525,7 @@ async function loadThread(view) {
   const merged = new Map();
   if (oldest) {
     for (const [id, m] of view.messages) {
-      if (!page.has(id) && !m.pending && m.created_at && isEarlier(m, oldest)) merged.set(id, m);
+      if (!page.has(id) && !m.pending && m.created_at && later('created_at', oldest, m)) merged.set(id, m);
     }
   }
   for (const [id, m] of page) merged.set(id, m);
@@ -543,8 +543,6 @@ async function loadThread(view) {
   // Only the few most recent: older unanswered runs (e.g. failed long ago) need no live view.
   await Promise.all(pending.slice(-3).map((id) => loadRun(view, id)));
 }
-
-const isEarlier = (a, b) => a.created_at < b.created_at || (a.created_at === b.created_at && a.id < b.id);
 
 /** The page of turns before those loaded, put ahead of them; the reader keeps their place. */
 async function loadOlderMessages() {
