@@ -104,4 +104,9 @@ class Model(Protocol):
 
 def estimate_tokens(text: str) -> int:
     """A rough token count (≈ 4 characters a token) for models that report none."""
-    return max(1, (len(text) + 3) // 4) if text else 0
+    return tokens_of_length(len(text))
+
+
+def tokens_of_length(chars: int) -> int:
+    """``estimate_tokens`` of a text of ``chars`` characters."""
+    return max(1, (chars + 3) // 4) if chars else 0

@@ -26,6 +26,7 @@ from netra.models.base import (
     ToolCallRequest,
     Usage,
     estimate_tokens,
+    tokens_of_length,
 )
 
 _WORD_OPERATORS = (
@@ -126,8 +127,14 @@ class OfflineModel:
         prompt_tokens = sum(estimate_tokens(message.content) for message in messages)
         last = messages[-1] if messages else ChatMessage("user", "")
         if last.role == "user" and (limit := count_to(last.content)) is not None:
-            text = " ".join(str(number) for number in range(1, limit + 1))
-        elif last.role == "user":
+            # Word by word: a long count holds no list of its words while it streams.
+            for number in range(1, limit + 1):
+                if self._delay:
+                    await asyncio.sleep(self._delay)
+                yield TextDelta(str(number) if number == 1 else f" {number}")
+            yield Usage(prompt_tokens, _count_tokens(limit))
+            return
+        if last.role == "user":
             calls = self._plan_tools(last.content, tools, len(messages))
             if calls:
                 for call in calls:
@@ -209,3 +216,13 @@ def _describe_result(tool: str, content: str) -> str:
             f"in {payload.get('timezone')}."
         )
     return f"The {tool} tool returned: {content}"
+
+
+def _count_tokens(limit: int) -> int:
+    """``estimate_tokens`` of "1 2 … limit", without writing it out."""
+    chars, width, low = limit - 1, 1, 1  # the spaces, then the digits, width by width
+    while low <= limit:
+        high = min(limit, low * 10 - 1)
+        chars += (high - low + 1) * width
+        width, low = width + 1, low * 10
+    return tokens_of_length(chars)
