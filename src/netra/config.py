@@ -43,6 +43,9 @@ RELOADABLE = (
     "models.default",
     "models.fallbacks",
     "models.prices",
+    "models.context_windows",
+    "models.default_context_window",
+    "models.reserve_output_tokens",
     "tools.",
     "logging.level",
 )

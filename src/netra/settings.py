@@ -130,6 +130,15 @@ def builtin_providers() -> dict[str, ProviderSettings]:
     }
 
 
+class ContextWindowSettings(Section):
+    """A model's context window, overriding or extending the shipped table's."""
+
+    model: str = Field(min_length=1)
+    """A model name (`gpt-4o`, for every provider) or an exact id (`ollama:llama3.1`)."""
+    tokens: int = Field(ge=256)
+    """How many tokens the model reads and writes in one call."""
+
+
 class PriceSettings(Section):
     """A model price that overrides or extends the shipped price table."""
 
@@ -150,6 +159,15 @@ class ModelSettings(Section):
     """Model ids tried in order when a run's model fails before it has streamed anything."""
     prices: list[PriceSettings] = Field(default_factory=list)
     """Prices overriding or extending the shipped table (`[[models.prices]]`)."""
+    context_windows: list[ContextWindowSettings] = Field(default_factory=list)
+    """Context windows overriding or extending the shipped table's
+    (`[[models.context_windows]]`)."""
+    default_context_window: int = Field(128_000, ge=1_000)
+    """Context window of a model neither the table nor `context_windows` knows (`offline`,
+    `scripted`, a local model)."""
+    reserve_output_tokens: int = Field(4_096, ge=0)
+    """Tokens of a model's window kept for its answer: a prompt fills at most the rest (and
+    at most three quarters of the window)."""
     offline_chunk_delay_ms: int = Field(15, ge=0, le=5000)
     """Pause between streamed chunks of the offline model, so streaming is visible."""
     circuit_failure_threshold: int = Field(3, ge=1)

@@ -298,13 +298,15 @@ async def test_a_long_thread_gives_a_run_its_newest_messages_in_turn_order(
             await db.transact(
                 messages.add(thread_id=thread.id, role=role, content=f"{role} {turn}")
             )
-    newest = await db.transact(messages.texts(thread.id, limit=4))
+    newest, unread = await db.transact(messages.texts(thread.id, limit=4))
+    assert unread == 3, "the questions of turns 0, 1 and 2 were not read"
     assert [(m.role, m.content) for m in newest] == [
         ("user", "user 3"),
         ("assistant", "assistant 3"),
         ("user", "user 4"),
         ("assistant", "assistant 4"),
     ]
-    everything = await db.transact(messages.texts(thread.id))
+    everything, unread = await db.transact(messages.texts(thread.id))
+    assert unread == 0
     assert [m.content for m in everything][:2] == ["user 0", "assistant 0"]
     assert len(everything) == 10

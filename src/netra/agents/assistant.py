@@ -12,7 +12,7 @@ from netra.agents.base import (
     pause_for,
 )
 from netra.errors import NetraError
-from netra.models.base import ChatMessage, ModelRequest, TextDelta, ToolCallRequest, Usage
+from netra.models.base import ModelRequest, TextDelta, ToolCallRequest, Usage
 
 
 class TokenBudgetExceeded(NetraError):
@@ -29,14 +29,18 @@ class ToolLoopAgent:
         self.definition = definition
 
     async def step(self, deps: AgentDeps, state: AgentState) -> Next:
-        messages = state.messages
-        if self.definition.system_prompt:
-            messages = [ChatMessage("system", self.definition.system_prompt), *messages]
-        await deps.emitter.thinking("Thinking…" if state.step == 0 else "Reading the tool results…")
+        tools = deps.dispatcher.specs()
+        messages, sent = deps.context.fit(
+            self.definition.system_prompt, tools, state.earlier, state.messages, unread=state.unread
+        )
+        await deps.emitter.thinking(
+            "Thinking…" if state.step == 0 else "Reading the tool results…",
+            context=sent.as_dict(),
+        )
         calls: list[ToolCallRequest] = []
         text: list[str] = []
         usage = Usage()
-        request = ModelRequest(messages, deps.dispatcher.specs())
+        request = ModelRequest(messages, tools)
         async for part in deps.model.stream(request):
             if isinstance(part, TextDelta):
                 text.append(part.text)

@@ -18,6 +18,7 @@ from netra.context import UserExecutionContext
 from netra.db.records import TurnCall, TurnRecord
 from netra.events.bridge import RunEmitter
 from netra.models.base import ChatMessage, Model, Usage
+from netra.models.context import ContextBudget
 from netra.tools.dispatcher import ToolOutcome, UnifiedToolDispatcher
 
 
@@ -31,6 +32,8 @@ class AgentDeps:
     emitter: RunEmitter
     message_id: str
     """Id of the assistant message this run writes."""
+    context: ContextBudget
+    """What of the conversation fits the model's window."""
     token_budget: int = 0
     """Model tokens (in + out) the run may use; 0 means no limit."""
 
@@ -42,7 +45,13 @@ class AgentState:
     attempt: int
     """The attempt the state is being advanced by (it writes the next turn)."""
     messages: list[ChatMessage]
-    """The conversation: the thread up to the user's message, then the run's turns."""
+    """The run's own part of the conversation: its user message (a sub-agent's task), then
+    its turns."""
+    earlier: list[ChatMessage] = field(default_factory=list)
+    """The thread's turns before the run's message, oldest first: each model call is sent
+    the newest of them that fit (``AgentDeps.context``)."""
+    unread: int = 0
+    """Turns of the thread before ``earlier``, not read: never sent."""
     step: int = 0
     """The step being taken (steps before it are done)."""
     text: list[str] = field(default_factory=list)

@@ -98,9 +98,15 @@ ANSWERS = Statement(
 )
 MESSAGE_TEXTS = Statement(
     "messages: a thread's newest texts, oldest first (a run's conversation)",
-    "SELECT run_id, role, content FROM (SELECT run_id, role, content, created_at, id"
-    " FROM messages WHERE user_id = :user_id AND thread_id = :thread_id"
+    "SELECT run_id, role, content, created_at, id FROM (SELECT run_id, role, content,"
+    " created_at, id FROM messages WHERE user_id = :user_id AND thread_id = :thread_id"
     " ORDER BY created_at DESC, id DESC LIMIT :limit) AS newest ORDER BY created_at, id",
+)
+QUESTIONS_BEFORE_COUNT = Statement(
+    "messages: how many questions of a thread come before a message",
+    "SELECT count(*) AS n FROM messages WHERE user_id = :user_id AND thread_id = :thread_id"
+    " AND role = 'user'"
+    " AND (created_at < :created_at OR (created_at = :created_at AND id < :id))",
 )
 MESSAGE_SEARCH = Statement(
     "messages: the user's containing a text (any case), newest first, with the thread title",
@@ -272,14 +278,26 @@ class MessageRepository(Scoped):
         )
         return message_record(row) if row else None
 
-    def texts(self, thread_id: str, *, limit: int = 1000) -> Tx[list[Said]]:
+    def texts(self, thread_id: str, *, limit: int = 1000) -> Tx[Conversation]:
         """What was said in the thread, in turn order, as cheaply as it reads: a run's
         conversation. A thread longer than ``limit`` gives its newest ``limit`` messages,
-        the ones a new question follows."""
+        the ones a new question follows, and counts the questions before them."""
         found = yield from rows(
             MESSAGE_TEXTS(user_id=self.user_id, thread_id=thread_id, limit=limit)
         )
-        return _in_turn_order([Said(row["role"], row["content"], row["run_id"]) for row in found])
+        unread = 0
+        if len(found) == limit:
+            oldest = found[0]
+            unread = yield from scalar(
+                QUESTIONS_BEFORE_COUNT(
+                    user_id=self.user_id,
+                    thread_id=thread_id,
+                    created_at=oldest["created_at"],
+                    id=oldest["id"],
+                )
+            )
+        said = [Said(row["role"], row["content"], row["run_id"]) for row in found]
+        return Conversation(_in_turn_order(said), int(unread or 0))
 
     def turns(
         self,
@@ -334,6 +352,14 @@ class Turns(NamedTuple):
     """Turns come before the page."""
     newer: bool
     """Turns come after the page (as read)."""
+
+
+class Conversation(NamedTuple):
+    """The newest part of a thread, as a run reads it."""
+
+    said: list[Said]
+    unread: int
+    """Questions of the thread before those read (each the start of a turn)."""
 
 
 class Said(NamedTuple):

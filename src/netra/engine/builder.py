@@ -17,6 +17,7 @@ from netra.db.repositories import MessageRepository
 from netra.events.bridge import RunEmitter
 from netra.models.base import ChatMessage
 from netra.models.catalog import ModelCatalog
+from netra.models.context import ContextBudget
 from netra.models.failover import FailoverNote
 from netra.settings import LimitSettings
 from netra.tools.dispatcher import ToolRegistry, UnifiedToolDispatcher
@@ -58,8 +59,18 @@ class AttemptBuilder:
         async def note_failover(note: FailoverNote) -> None:
             await emitter.thinking(note.text, failover=note.as_dict())
 
-        model = self._models.for_run([run.model, *fallbacks], notify=note_failover)
-        history = [ChatMessage("user", task)] if task is not None else await self._history(ctx, run)
+        model_ids = [run.model, *fallbacks]
+        model = self._models.for_run(model_ids, notify=note_failover)
+        context = ContextBudget(
+            self._models.context_window(model_ids),
+            reserve_output=settings.models.reserve_output_tokens,
+        )
+        earlier: list[ChatMessage] = []
+        unread = 0
+        if task is not None:
+            own = [ChatMessage("user", task)]
+        else:
+            earlier, own, unread = await self._history(ctx, run)
         allowed = definition.tools
         if limits.allowed_tools is not None:
             wanted = allowed if allowed is not None else limits.allowed_tools
@@ -79,19 +90,25 @@ class AttemptBuilder:
             dispatcher=dispatcher,
             emitter=emitter,
             message_id=run.message_id,
+            context=context,
             token_budget=limits.run_token_budget,
         )
-        return deps, AgentState(attempt=run.attempt, messages=history)
+        state = AgentState(attempt=run.attempt, messages=own, earlier=earlier, unread=unread)
+        return deps, state
 
-    async def _history(self, ctx: UserExecutionContext, run: RunRecord) -> list[ChatMessage]:
-        """The conversation up to this run's own message: never what was sent after it."""
-        stored = await self._db.transact(MessageRepository(ctx).texts(run.thread_id))
-        own = next(
+    async def _history(
+        self, ctx: UserExecutionContext, run: RunRecord
+    ) -> tuple[list[ChatMessage], list[ChatMessage], int]:
+        """The conversation before this run's own message (never what was sent after it),
+        that message, and how many turns before them were not read."""
+        stored, unread = await self._db.transact(MessageRepository(ctx).texts(run.thread_id))
+        at = next(
             (i for i, m in enumerate(stored) if m.run_id == run.id and m.role == "user"),
             len(stored) - 1,
         )
-        return [
+        said = [
             ChatMessage("user" if m.role == "user" else "assistant", m.content)
-            for m in stored[: own + 1]
+            for m in stored[: at + 1]
             if m.role in ("user", "assistant") and m.content
         ]
+        return said[:-1], said[-1:], unread

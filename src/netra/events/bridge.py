@@ -188,10 +188,11 @@ class RunEmitter:
         *,
         failover: Mapping[str, Any] | None = None,
         resumed: Resumed | None = None,
+        context: Mapping[str, Any] | None = None,
     ) -> None:
         """A note on what the run is doing; ``failover`` when it switched model, ``resumed``
-        where it continues an earlier attempt."""
-        await self._emit(AgentThinking(text, failover, resumed))
+        where it continues an earlier attempt, ``context`` what a model call is sent."""
+        await self._emit(AgentThinking(text, failover, resumed, context))
 
     async def delta(self, message_id: str, text: str) -> None:
         if not text:

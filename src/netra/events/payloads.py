@@ -49,6 +49,8 @@ class AgentThinking:
     failover: Mapping[str, Any] | None = None
     """When the run switched model: from which, to which, why."""
     resumed: Resumed | None = None
+    context: Mapping[str, Any] | None = None
+    """Before a model call: what of the conversation it is sent (``ContextReport``)."""
 
     def as_data(self) -> dict[str, Any]:
         data: dict[str, Any] = {"text": self.text}
@@ -56,6 +58,8 @@ class AgentThinking:
             data["failover"] = dict(self.failover)
         if self.resumed is not None:
             data["resumed"] = self.resumed.as_data()
+        if self.context is not None:
+            data["context"] = dict(self.context)
         return data
 
 

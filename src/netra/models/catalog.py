@@ -86,11 +86,24 @@ class ModelCatalog:
         return provider
 
     def prices(self) -> PriceTable:
-        """The shipped table under the overrides currently configured (``models.prices``)."""
-        overrides = self._config.settings.models.prices
+        """The shipped table under the overrides currently configured (``models.prices``,
+        ``models.context_windows``)."""
+        models = self._config.settings.models
         return self._shipped_prices.with_overrides(
-            (entry.model, ModelPrice(entry.input_per_mtok, entry.output_per_mtok))
-            for entry in overrides
+            (
+                (entry.model, ModelPrice(entry.input_per_mtok, entry.output_per_mtok))
+                for entry in models.prices
+            ),
+            {entry.model: entry.tokens for entry in models.context_windows},
+        )
+
+    def context_window(self, model_ids: Sequence[str]) -> int:
+        """The smallest context window of these models (a run's model and its fallbacks: its
+        prompt must fit whichever answers)."""
+        table, default = self.prices(), self._config.settings.models.default_context_window
+        return min(
+            (table.window(ModelId.parse(model_id)) or default for model_id in model_ids),
+            default=default,
         )
 
     def resolve(self, model_id: str) -> Candidate:

@@ -1,6 +1,7 @@
-"""What model calls cost: the price table shipped in ``prices.toml``, plus settings overrides.
+"""What model calls cost, and how much each model reads: the table shipped in ``prices.toml``
+(prices and context windows), plus settings overrides.
 
-A price is found for a model id in this order: an entry for the exact id
+A price (or a context window) is found for a model id in this order: an entry for the exact id
 (``openai:gpt-4o-mini``), then an entry for its model name, where a dated snapshot
 (``-2024-07-18``, ``-20250929``), a revision number (``-0``) or a ``-latest`` alias counts as
 the name it extends: ``gpt-4o-mini-2024-07-18`` is priced as ``gpt-4o-mini``, but
@@ -15,11 +16,12 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 from netra.errors import ConfigurationError
 from netra.model_ids import ModelId
 
+V = TypeVar("V")
 SHIPPED = "prices.toml"
 _SNAPSHOT = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|\d{1,2}|(?:chat-)?latest)$")
 """What a name may add to a priced name and keep its price: a date, a revision, -latest."""
@@ -38,7 +40,8 @@ class ModelPrice:
 
 
 class PriceTable:
-    """Prices by model name or exact model id; immutable, overrides make a new table."""
+    """Prices and context windows by model name or exact model id; immutable, overrides make
+    a new table."""
 
     def __init__(
         self,
@@ -46,8 +49,11 @@ class PriceTable:
         *,
         as_of: str,
         providers: Mapping[str, str] | None = None,
+        windows: Mapping[str, int] | None = None,
     ) -> None:
         self._prices = dict(prices)
+        self._windows = dict(windows or {})
+        """Context window in tokens by model name or exact id."""
         self._providers = dict(providers or {})
         """Provider of each shipped model name (its section in the table)."""
         self.as_of = as_of
@@ -60,20 +66,33 @@ class PriceTable:
         data = tomllib.loads(text)
         prices: dict[str, ModelPrice] = {}
         providers: dict[str, str] = {}
+        windows: dict[str, int] = {}
         for section, entries in data.items():
             if not isinstance(entries, dict):
                 continue
             for name, entry in entries.items():
                 prices[name] = _price(f"{section}.{name}", entry)
                 providers[name] = section
-        return cls(prices, as_of=str(data.get("as_of", "")), providers=providers)
+                if "context_window" in entry:
+                    windows[name] = int(entry["context_window"])
+        return cls(prices, as_of=str(data.get("as_of", "")), providers=providers, windows=windows)
 
-    def with_overrides(self, overrides: Iterable[tuple[str, ModelPrice]]) -> PriceTable:
-        """A copy where each ``(model name or id, price)`` replaces or adds an entry."""
+    def with_overrides(
+        self,
+        overrides: Iterable[tuple[str, ModelPrice]],
+        windows: Mapping[str, int] | None = None,
+    ) -> PriceTable:
+        """A copy where each ``(model name or id, price)`` and each ``windows`` entry
+        replaces or adds one."""
         extra = dict(overrides)
-        if not extra:
+        if not extra and not windows:
             return self
-        return PriceTable({**self._prices, **extra}, as_of=self.as_of, providers=self._providers)
+        return PriceTable(
+            {**self._prices, **extra},
+            as_of=self.as_of,
+            providers=self._providers,
+            windows={**self._windows, **(windows or {})},
+        )
 
     def names(self) -> list[str]:
         """Every priced model name (not the exact-id entries): known names for suggestions."""
@@ -88,18 +107,26 @@ class PriceTable:
         ]
 
     def lookup(self, model_id: ModelId) -> ModelPrice | None:
-        exact = self._prices.get(str(model_id))
-        if exact is not None:
-            return exact
-        name = model_id.name.rsplit("/", 1)[-1]
-        while True:
-            price = self._prices.get(name)
-            if price is not None:
-                return price
-            base = _SNAPSHOT.sub("", name, count=1)
-            if base == name:
-                return None
-            name = base
+        return _find(self._prices, model_id)
+
+    def window(self, model_id: ModelId) -> int | None:
+        """The model's context window in tokens; None when the table does not know it."""
+        return _find(self._windows, model_id)
+
+
+def _find(entries: Mapping[str, V], model_id: ModelId) -> V | None:
+    exact = entries.get(str(model_id))
+    if exact is not None:
+        return exact
+    name = model_id.name.rsplit("/", 1)[-1]
+    while True:
+        found = entries.get(name)
+        if found is not None:
+            return found
+        base = _SNAPSHOT.sub("", name, count=1)
+        if base == name:
+            return None
+        name = base
 
 
 def _price(where: str, entry: Any) -> ModelPrice:

@@ -1,0 +1,114 @@
+"""ContextBudget: what of a conversation a model is sent, so that its prompt fits its window.
+
+A model call's prompt is the agent's system prompt, the tools' definitions, the thread's
+earlier turns and the run's own part (its user message, then the tool calls and results of
+its steps so far). The system prompt, the tools and the run's own part are always sent. The
+earlier turns fill what is left of the budget newest first, whole turns only (a question with
+its answer), and stop at the first that does not fit: the model sees the latest stretch of
+the conversation, never a hole in it. What is left out is dropped (``ContextReport.dropped``).
+
+The budget is the model's context window less what is kept for the answer
+(``models.reserve_output_tokens``, at most a quarter of the window). Tokens are estimated as
+for models that report none (``estimate_tokens``) plus ``MESSAGE_OVERHEAD`` per message: a
+count the provider's tokenizer may exceed by a little for text that tokenizes densely.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from netra.models.base import ChatMessage, ToolSpec, estimate_tokens
+
+MESSAGE_OVERHEAD = 4
+"""Tokens a message costs beyond its text (its role and separators)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ContextReport:
+    """What one model call was sent."""
+
+    turns: int
+    """Earlier turns of the thread sent."""
+    dropped: int
+    """Earlier turns left out: they did not fit."""
+    tokens: int
+    """The prompt's estimated size."""
+    window: int
+    """The model's context window."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "turns": self.turns,
+            "dropped": self.dropped,
+            "tokens": self.tokens,
+            "window": self.window,
+        }
+
+
+class ContextBudget:
+    """The prompt budget of one run's model (the smallest window of it and its fallbacks)."""
+
+    def __init__(self, window: int, *, reserve_output: int) -> None:
+        self.window = window
+        self.budget = window - min(reserve_output, window // 4)
+        """Most tokens a prompt may take."""
+
+    def fit(
+        self,
+        system: str | None,
+        tools: Sequence[ToolSpec],
+        earlier: Sequence[ChatMessage],
+        own: Sequence[ChatMessage],
+        *,
+        unread: int = 0,
+    ) -> tuple[list[ChatMessage], ContextReport]:
+        """The messages to send — the system prompt, the newest earlier turns that fit, the
+        run's own part — and what was kept and left out (``unread``: turns before
+        ``earlier`` the caller did not read, left out too)."""
+        head = [ChatMessage("system", system)] if system else []
+        spent = sum(map(message_tokens, head)) + sum(map(message_tokens, own))
+        spent += sum(tool_tokens(tool) for tool in tools)
+        turns = _turns(earlier)
+        kept = 0
+        for turn in reversed(turns):
+            cost = sum(map(message_tokens, turn))
+            if spent + cost > self.budget:
+                break
+            spent += cost
+            kept += 1
+        sent = [message for turn in turns[len(turns) - kept :] for message in turn]
+        report = ContextReport(
+            turns=kept, dropped=len(turns) - kept + unread, tokens=spent, window=self.window
+        )
+        return [*head, *sent, *own], report
+
+
+def message_tokens(message: ChatMessage) -> int:
+    """A message's estimated size in a prompt."""
+    tokens = MESSAGE_OVERHEAD + estimate_tokens(message.content)
+    for call in message.tool_calls:
+        tokens += estimate_tokens(call.name) + estimate_tokens(json.dumps(call.arguments))
+    if message.name:
+        tokens += estimate_tokens(message.name)
+    return tokens
+
+
+def tool_tokens(tool: ToolSpec) -> int:
+    """A tool definition's estimated size in a prompt."""
+    return estimate_tokens(
+        json.dumps({"name": tool.name, "description": tool.description, "schema": tool.parameters})
+    )
+
+
+def _turns(messages: Sequence[ChatMessage]) -> list[list[ChatMessage]]:
+    """The conversation cut before each user message: a turn is a question and its answer."""
+    turns: list[list[ChatMessage]] = []
+    for message in messages:
+        if message.role == "user" or not turns:
+            turns.append([message])
+        else:
+            turns[-1].append(message)
+    return turns

@@ -1,0 +1,100 @@
+"""A long thread against a small context window, on a real server: every model call's prompt
+fits the window, ends with the run's own question, and holds the newest turns that fit."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import httpx
+
+from netra.models.base import ChatMessage, ModelRequest, ToolCallRequest
+from netra.models.context import message_tokens, tool_tokens
+from netra.models.scripted import ScriptedModel, ScriptedTurn
+from tests.conftest import ServerFactory
+from tests.support import make_user, open_socket
+
+WINDOW = 2_000
+BUDGET = WINDOW - WINDOW // 4  # the reserve for the answer is capped at a quarter
+TURNS = 600
+QUESTION = re.compile(r"what is (\d+)\*7\?")
+
+
+def prompt_tokens(request: ModelRequest) -> int:
+    return sum(map(message_tokens, request.messages)) + sum(map(tool_tokens, request.tools))
+
+
+def calculating(request: ModelRequest) -> ScriptedTurn:
+    """Asks the calculator about the last question, then answers with its result; checks
+    every prompt on the way."""
+    messages = request.messages
+    assert prompt_tokens(request) <= BUDGET, "the prompt is over the budget"
+    questions = [m for m in messages if m.role == "user"]
+    last = messages[-1]
+    if last.role == "user":
+        match = QUESTION.fullmatch(last.content)
+        assert match is not None, last.content
+        call = ToolCallRequest(
+            f"call_{match.group(1)}", "calculator", {"expression": f"{match.group(1)}*7"}
+        )
+        return ScriptedTurn(tool_calls=(call,))
+    assert last.role == "tool", "a step after the tools ends with their results"
+    asked = questions[-1]
+    assert messages[messages.index(asked) + 1].tool_calls, "the question, then its call"
+    return ScriptedTurn.text(f"It is {json.loads(last.content)['result']}.")
+
+
+def earlier_questions(request: ModelRequest) -> list[str]:
+    return [m.content for m in request.messages if m.role == "user"][:-1]
+
+
+async def test_the_newest_turns_that_fit_are_sent_and_the_question_always_is(
+    server_factory: ServerFactory,
+) -> None:
+    server = server_factory(
+        models={
+            "default": "scripted",
+            "context_windows": [{"model": "scripted", "tokens": WINDOW}],
+        },
+        # 600 runs in a row, as fast as they go
+        tiers={"free": {"runs_per_minute": 0, "tokens_per_day": 0}},
+        websocket={"frames_per_s": 10_000},
+    )
+    model = server.netra.models.get("scripted")
+    assert isinstance(model, ScriptedModel)
+    model.responder = calculating
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        user = await make_user(http, "long")
+        socket = await open_socket(server, user.token)
+        thread_id = None
+        for n in range(1, TURNS + 1):
+            fields = {"thread_id": thread_id} if thread_id else {}
+            ack = await socket.send_message(f"what is {n}*7?", **fields)
+            assert ack["type"] == "ack", (n, ack)
+            thread_id = ack["thread_id"]
+            events = await socket.run_to_end(ack["run_id"])
+            socket.frames.clear()
+        completed = events[-1]
+        assert completed["type"] == "agent_completed"
+        assert completed["data"]["outcome"] == "completed"
+        answer = await http.get(
+            f"/threads/{thread_id}/messages", params={"limit": 1}, headers=user.auth
+        )
+        assert [m["content"] for m in answer.json()["items"]] == ["what is 600*7?", "It is 4200."]
+
+        notes = [e["data"]["context"] for e in events if e["type"] == "agent_thinking"]
+        assert len(notes) == 2, "each model call says what it was sent"
+        first = notes[0]
+        assert first["window"] == WINDOW
+        assert first["turns"] + first["dropped"] == TURNS - 1
+        assert first["dropped"] > 0 and first["turns"] > 0
+        assert first["tokens"] <= BUDGET
+
+        last_call = model.requests[-2]  # the last question's first call
+        assert last_call.messages[-1] == ChatMessage("user", "what is 600*7?")
+        sent = earlier_questions(last_call)
+        assert len(sent) == first["turns"]
+        assert sent == [f"what is {n}*7?" for n in range(TURNS - len(sent), TURNS)], (
+            "the newest turns, without a hole"
+        )
+        await socket.close()
