@@ -319,6 +319,26 @@ def test_two_people_never_see_each_others_threads(
         assert theirs not in person.page.content(), f"{person.email} saw {theirs!r}"
 
 
+def test_each_chat_shows_the_agent_it_uses(server: LiveServer, page: Page) -> None:
+    sign_up(page, server, "agents")
+    expect(page.locator("#agent-select option")).to_have_count(2)  # assistant, optimizer
+    expect(page.locator("#thread-agent")).to_be_hidden()  # a new chat has none yet
+    page.locator("#agent-select").select_option("optimizer")
+    send(page, "how can I cut my AI costs?")
+    expect_completed(runs(page))
+    expect(page.locator("#thread-agent")).to_have_text("optimizer")
+    expect(page.locator("#agent-select")).to_be_hidden()  # a chat keeps its agent
+
+    page.get_by_role("button", name="New chat").click()
+    page.locator("#agent-select").select_option("assistant")
+    send(page, "what is 2*3?")
+    expect_completed(runs(page))
+    expect(page.locator("#thread-agent")).to_have_text("assistant")
+    expect(page.locator("#thread-list .thread-agent")).to_have_text(["assistant", "optimizer"])
+    page.reload()
+    expect(page.locator("#thread-list .thread-agent")).to_have_text(["assistant", "optimizer"])
+
+
 def test_a_message_over_the_tier_limit_stays_in_the_composer_with_the_error(
     server_factory: ServerFactory, page: Page
 ) -> None:

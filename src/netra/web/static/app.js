@@ -26,7 +26,7 @@ const dom = {
   userEmail: $('user-email'), title: $('thread-title'), conn: $('conn-status'),
   messages: $('messages'), composer: $('composer'), input: $('composer-input'),
   send: $('send-btn'), stop: $('stop-btn'), composerError: $('composer-error'),
-  agent: $('agent-select'), threadActions: $('thread-actions'),
+  agent: $('agent-select'), threadAgent: $('thread-agent'), threadActions: $('thread-actions'),
   renameThread: $('rename-thread'), deleteThread: $('delete-thread'),
   olderMessages: $('older-messages'),
 };
@@ -232,6 +232,7 @@ async function loadAgents() {
     return option;
   }));
   state.agents = items;
+  renderSidebar();
   renderComposer();
 }
 
@@ -623,9 +624,13 @@ function renderSidebar() {
   const { view } = state;
   const current = state.threads.find((t) => t.id === view.threadId);
   setText(dom.title, current?.title || (view.threadId ? 'Untitled chat' : 'New chat'));
+  setText(dom.threadAgent, current?.agent ?? '');
+  dom.threadAgent.hidden = !current;
   dom.threadActions.hidden = !view.threadId;
+  // Which agent each chat uses, in the list too, once there is more than one to choose from.
+  const tagged = (state.agents?.length ?? 0) > 1;
   // Rebuild only on change: replacing buttons every streaming frame would swallow clicks.
-  const sig = JSON.stringify([state.threads, [...state.activity], view.threadId, state.olderThreads]);
+  const sig = JSON.stringify([state.threads, [...state.activity], view.threadId, state.olderThreads, tagged]);
   if (dom.threadList.sig === sig) return;
   dom.threadList.sig = sig;
   const shown = dom.threadList.querySelector('button.more-threads');
@@ -637,6 +642,7 @@ function renderSidebar() {
     btn.dataset.id = t.id;
     if (t.id === view.threadId) btn.setAttribute('aria-current', 'page');
     btn.append(h('span', 'thread-title ellipsis', t.title || 'Untitled chat'));
+    if (tagged) btn.append(h('span', 'thread-agent', t.agent));
     if (state.activity.has(t.id)) btn.append(h('span', 'dot', '\u25CF'));
     btn.append(h('span', 'thread-time', shortTime(t.updated_at)));
     if (state.activity.has(t.id)) btn.title = 'New activity';
