@@ -355,6 +355,7 @@ async def test_the_servers_real_answers_match_their_documented_bodies(
         await call("POST", "/runs/{run_id}/cancel", user, run_id=ack["run_id"])
         await call("GET", "/events", user, query={"after_seq": 0})
         await call("GET", "/threads", user)
+        await call("GET", "/threads/search", user, query={"q": "sums"})
         await call("GET", "/threads/{thread_id}", user, thread_id=thread["id"])
         await call(
             "PATCH", "/threads/{thread_id}", user, thread_id=thread["id"], json={"title": "Sums!"}

@@ -38,12 +38,13 @@ class World:
     """A second thread of the owner's, for the route that deletes one."""
 
     def path(self, template: str, route: Route) -> str:
-        return template.format(
+        path = template.format(
             thread_id=self.doomed_thread_id if route.doomed else self.thread_id,
             run_id=self.run_id,
             tool_call_id=TOOL_CALL_ID,
             user_id=self.who.other.id,
         )
+        return f"{path}?{route.query}" if route.query else path
 
 
 Body = Callable[[World, str], Awaitable[Any]]
@@ -96,6 +97,8 @@ class Route:
     """Callers with a valid credential spend a fresh sign-in of their own (logout)."""
     doomed: bool = False
     """Aimed at the owner's second thread, which the owner's call deletes."""
+    query: str = ""
+    """The query string a caller who may use the route sends."""
 
 
 ROUTES: dict[tuple[str, str], Route] = {
@@ -110,6 +113,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/agents"): Route("user", 200),
     ("GET", "/tools"): Route("user", 200),
     ("GET", "/threads"): Route("user", 200),
+    ("GET", "/threads/search"): Route("user", 200, query="q=matrix"),
     ("POST", "/threads"): Route("user", 201, _thread),
     ("GET", "/events"): Route("user", 200),
     ("GET", "/threads/{thread_id}"): Route("owned", 200),

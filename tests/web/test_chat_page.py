@@ -319,6 +319,41 @@ def test_two_people_never_see_each_others_threads(
         assert theirs not in person.page.content(), f"{person.email} saw {theirs!r}"
 
 
+def test_the_search_box_finds_a_chat_by_its_words_and_opens_it(
+    server: LiveServer, page: Page
+) -> None:
+    sign_up(page, server, "search")
+    tag = uuid.uuid4().hex[:8]
+    for words in (f"remember the okapi{tag}", f"remember the quokka{tag}"):
+        page.get_by_role("button", name="New chat").click()
+        send(page, words)
+        expect_completed(runs(page))
+    expect(page.locator("#thread-list .thread-title")).to_have_count(2)
+
+    box = page.get_by_role("searchbox", name="Search chats")
+    box.fill(f"OKAPI{tag}")
+    hits = page.locator("#search-results .search-hit")
+    expect(hits.first).to_be_visible()
+    expect(page.locator("#thread-list")).to_be_hidden()
+    expect(hits.locator(".thread-title")).to_have_text([f"remember the okapi{tag}"] * hits.count())
+    expect(hits.filter(has_text="in the title")).to_have_count(1)
+    asked = hits.locator(".search-excerpt").filter(
+        has_text=re.compile(rf"^remember the okapi{tag}$")
+    )
+    expect(asked).to_have_count(1)  # the question; the answer quoting it is a hit of its own
+    asked.click()
+    expect(page.locator("#thread-title")).to_have_text(f"remember the okapi{tag}")
+    expect(page.locator("#messages article.msg.user")).to_have_text(f"remember the okapi{tag}")
+
+    box.fill("?!")
+    expect(page.locator("#search-results .search-empty")).to_contain_text("at least one word")
+    box.fill(f"nothing{tag}")
+    expect(page.locator("#search-results .search-empty")).to_have_text("No chats match.")
+    box.press("Escape")
+    expect(page.locator("#search-results")).to_be_hidden()
+    expect(page.locator("#thread-list .thread-title")).to_have_count(2)
+
+
 def test_each_chat_shows_the_agent_it_uses(server: LiveServer, page: Page) -> None:
     sign_up(page, server, "agents")
     expect(page.locator("#agent-select option")).to_have_count(2)  # assistant, optimizer

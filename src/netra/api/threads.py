@@ -5,15 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from netra.api.deps import AppState, CurrentUser, PathId
 from netra.api.errors import DocumentedRoute, error_responses
 from netra.api.paging import Cursor, PageLimit, cursor_for, page_of, position_of
-from netra.api.views import AckView, MessagePage, ThreadPage, ThreadView
+from netra.api.views import AckView, MessagePage, SearchPage, ThreadPage, ThreadView
 from netra.context import UserExecutionContext
 from netra.db.repositories import MessageRepository, ThreadRepository, Turns
+from netra.db.search import search, terms
 from netra.db.sql import Tx
 from netra.errors import InvalidRequest
 from netra.events.payloads import ThreadUpdated
@@ -70,6 +71,35 @@ async def create_thread(body: NewThread, ctx: CurrentUser, netra: AppState) -> T
         ThreadRepository(ctx).create(title=body.title, agent=body.agent)
     )
     return ThreadView.model_validate(thread.public())
+
+
+@router.get("/threads/search", responses=error_responses(422))
+async def search_threads(
+    ctx: CurrentUser,
+    netra: AppState,
+    q: Annotated[Text, Query(min_length=1, max_length=200, description="Words to find")],
+    limit: Annotated[int, Query(ge=1, le=50)] = 20,
+) -> SearchPage:
+    """The caller's threads whose title, and messages whose text, have every word of ``q``
+    (each as the start of a word), newest first."""
+    words = terms(q)
+    if not words:
+        raise InvalidRequest("search for at least one word (letters or digits)", code="bad_query")
+    hits = await netra.db.transact(
+        search(ctx.user_id, words, limit=limit, sqlite=netra.db.is_sqlite)
+    )
+    items = [
+        {
+            "thread_id": hit.thread_id,
+            "title": hit.title,
+            "message_id": hit.message_id,
+            "role": hit.role,
+            "excerpt": hit.excerpt(words),
+            "at": hit.at.isoformat(),
+        }
+        for hit in hits
+    ]
+    return SearchPage.model_validate({"items": items, "terms": words})
 
 
 @router.get("/threads/{thread_id}")

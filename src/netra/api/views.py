@@ -114,6 +114,26 @@ class ThreadPage(View):
     """Pass as ``cursor`` for the next page; none after the last page."""
 
 
+class SearchHitView(View):
+    thread_id: str
+    title: str
+    """The thread's title."""
+    message_id: str | None
+    """The message that matched; none when the title did."""
+    role: Literal["user", "assistant"] | None
+    excerpt: str
+    """The matching text (a long message: around its first matching word)."""
+    at: Timestamp
+    """When the message was written, or the thread last changed."""
+
+
+class SearchPage(View):
+    items: list[SearchHitView]
+    """Newest first."""
+    terms: list[str]
+    """The words searched for, as understood (lowercased, letters and digits)."""
+
+
 class MessageView(View):
     id: str
     thread_id: str

@@ -28,7 +28,8 @@ const dom = {
   send: $('send-btn'), stop: $('stop-btn'), composerError: $('composer-error'),
   agent: $('agent-select'), threadAgent: $('thread-agent'), threadActions: $('thread-actions'),
   renameThread: $('rename-thread'), deleteThread: $('delete-thread'),
-  olderMessages: $('older-messages'),
+  olderMessages: $('older-messages'), search: $('thread-search'),
+  searchResults: $('search-results'),
 };
 
 /** Create an element; text always goes through textContent, never innerHTML. */
@@ -247,6 +248,7 @@ function signOut(message = '') {
   localStorage.removeItem(TOKEN_KEY);
   localStorage.removeItem(REFRESH_KEY);
   disconnect();
+  clearSearch();
   Object.assign(state, freshState());
   history.replaceState(null, '', location.pathname);
   showAuth(message);
@@ -599,6 +601,57 @@ function openThread(threadId, { force = false } = {}) {
   scheduleRender();
   if (threadId) loadThread(state.view);
   dom.input.focus();
+}
+
+// Search: the sidebar's box finds the user's chats by their words (GET /threads/search); the
+// hits stand in for the chat list while the box holds any.
+const search = { asked: 0, timer: 0 };
+
+function searchSoon() {
+  clearTimeout(search.timer);
+  search.timer = setTimeout(runSearch, 200);
+}
+
+async function runSearch() {
+  const q = dom.search.value.trim();
+  const asked = ++search.asked;  // an older answer arriving late is dropped
+  if (!q) { showHits(null); return; }
+  let found;
+  try {
+    found = await api(`/threads/search?q=${encodeURIComponent(q)}&limit=30`);
+  } catch (err) {
+    found = { items: [], error: err.message };
+  }
+  if (asked === search.asked) showHits(found);
+}
+
+function clearSearch() {
+  clearTimeout(search.timer);
+  search.asked += 1;
+  dom.search.value = '';
+  showHits(null);
+}
+
+function showHits(found) {
+  dom.searchResults.hidden = !found;
+  dom.threadList.hidden = Boolean(found);
+  if (!found) { dom.searchResults.replaceChildren(); return; }
+  if (!found.items.length) {
+    dom.searchResults.replaceChildren(h('li', 'muted search-empty', found.error || 'No chats match.'));
+    return;
+  }
+  dom.searchResults.replaceChildren(...found.items.map((hit) => {
+    const btn = h('button', 'search-hit');
+    btn.type = 'button';
+    btn.dataset.id = hit.thread_id;
+    btn.append(
+      h('span', 'thread-title ellipsis', hit.title || 'Untitled chat'),
+      h('span', 'search-excerpt', hit.message_id ? hit.excerpt : 'in the title'),
+    );
+    const li = h('li');
+    li.append(btn);
+    return li;
+  }));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1123,6 +1176,12 @@ dom.threadList.addEventListener('click', (e) => {
   const btn = e.target.closest('button.thread');
   if (btn) openThread(btn.dataset.id);
   else if (e.target.closest('button.more-threads')) loadOlderThreads();
+});
+dom.search.addEventListener('input', searchSoon);
+dom.search.addEventListener('keydown', (e) => { if (e.key === 'Escape') clearSearch(); });
+dom.searchResults.addEventListener('click', (e) => {
+  const btn = e.target.closest('button.search-hit');
+  if (btn) openThread(btn.dataset.id);
 });
 dom.renameThread.addEventListener('click', renameThread);
 dom.olderMessages.addEventListener('click', loadOlderMessages);
