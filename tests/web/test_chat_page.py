@@ -354,6 +354,40 @@ def test_the_search_box_finds_a_chat_by_its_words_and_opens_it(
     expect(page.locator("#thread-list .thread-title")).to_have_count(2)
 
 
+def test_a_pinned_chat_is_listed_first_and_an_archived_one_apart(
+    server: LiveServer, page: Page
+) -> None:
+    sign_up(page, server, "pins")
+    for words in ("oldest chat", "middle chat", "newest chat"):
+        page.get_by_role("button", name="New chat").click()
+        send(page, words)
+        expect_completed(runs(page))
+    titles = page.locator("#thread-list .thread-title")
+    expect(titles).to_have_text(["newest chat", "middle chat", "oldest chat"])
+
+    titles.filter(has_text="oldest chat").click()
+    expect(page.locator("#thread-title")).to_have_text("oldest chat")
+    page.get_by_role("button", name="Pin", exact=True).click()
+    expect(titles).to_have_text(["oldest chat", "newest chat", "middle chat"])
+    expect(page.locator("#thread-list .pin")).to_have_count(1)
+    expect(page.get_by_role("button", name="Unpin")).to_be_visible()
+
+    titles.filter(has_text="middle chat").click()
+    expect(page.locator("#thread-title")).to_have_text("middle chat")
+    page.get_by_role("button", name="Archive", exact=True).click()
+    expect(titles).to_have_text(["oldest chat", "newest chat"])
+    page.reload()
+    expect(titles).to_have_text(["oldest chat", "newest chat"])
+
+    page.get_by_role("button", name="Archived chats").click()
+    expect(titles).to_have_text(["middle chat"])
+    titles.first.click()
+    page.get_by_role("button", name="Unarchive").click()
+    expect(titles).to_have_count(0)
+    page.get_by_role("button", name="Back to chats").click()
+    expect(titles).to_have_text(["oldest chat", "newest chat", "middle chat"])
+
+
 def test_each_chat_shows_the_agent_it_uses(server: LiveServer, page: Page) -> None:
     sign_up(page, server, "agents")
     expect(page.locator("#agent-select option")).to_have_count(2)  # assistant, optimizer

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from netra.api.deps import AppState, CurrentUser, PathId
 from netra.api.errors import DocumentedRoute, error_responses
@@ -55,10 +55,22 @@ class NewRun(BaseModel):
 
 @router.get("/threads")
 async def list_threads(
-    ctx: CurrentUser, netra: AppState, limit: PageLimit = 50, cursor: Cursor = None
+    ctx: CurrentUser,
+    netra: AppState,
+    *,
+    limit: PageLimit = 50,
+    cursor: Cursor = None,
+    archived: Annotated[bool, Query(description="The archived threads, not the others")] = False,
+    pinned: Annotated[
+        bool | None, Query(description="Only the pinned threads (true) or the others (false)")
+    ] = None,
 ) -> ThreadPage:
+    """The caller's threads, latest activity first; a cursor continues a listing with the
+    same ``archived`` and ``pinned``."""
     after = position_of(cursor) if cursor else None
-    found = await netra.db.transact(ThreadRepository(ctx).list(limit=limit + 1, after=after))
+    found = await netra.db.transact(
+        ThreadRepository(ctx).list(limit=limit + 1, after=after, archived=archived, pinned=pinned)
+    )
     page, next_cursor = page_of(found, limit, lambda thread: (thread.updated_at, thread.id))
     items = [thread.public() for thread in page]
     return ThreadPage.model_validate({"items": items, "next_cursor": next_cursor})
@@ -141,18 +153,36 @@ async def list_messages(
 
 
 class ThreadChange(BaseModel):
+    """What to change: any of the three, at least one (an omitted one stays as it is)."""
+
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"title": "Trip to Porto"}]}
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"title": "Trip to Porto"}, {"pinned": True}],
+            "minProperties": 1,
+        },
     )
-    title: Annotated[Text, Field(min_length=1, max_length=200)]
+    # Omitted, not null: the defaults are never validated, a null sent is refused.
+    title: Annotated[Text, Field(min_length=1, max_length=200)] = None  # type: ignore[assignment]
+    pinned: bool = None  # type: ignore[assignment]
+    archived: bool = None  # type: ignore[assignment]
+
+    @model_validator(mode="after")
+    def _something(self) -> ThreadChange:
+        if not self.model_fields_set:
+            raise ValueError("change at least one of title, pinned, archived")
+        return self
 
 
 @router.patch("/threads/{thread_id}")
 async def update_thread(
     thread_id: PathId, body: ThreadChange, ctx: CurrentUser, netra: AppState
 ) -> ThreadView:
-    """Rename the thread; every open tab hears ``thread_updated``."""
-    thread = await netra.db.transact(ThreadRepository(ctx).rename(thread_id, body.title))
+    """Rename, pin or unpin, archive or bring back the thread; every open tab hears
+    ``thread_updated``."""
+    thread = await netra.db.transact(
+        ThreadRepository(ctx).change(thread_id, **body.model_dump(exclude_unset=True))
+    )
     await netra.bridge.emit(ctx, ThreadUpdated(thread.public()), thread_id=thread.id)
     return ThreadView.model_validate(thread.public())
 

@@ -103,6 +103,10 @@ class ThreadView(View):
     title: str
     agent: str
     """The agent that answers the thread's messages."""
+    pinned: bool
+    """Shown first by the chat page (``GET /threads?pinned=true``)."""
+    archived: bool
+    """Left out of ``GET /threads`` unless asked for (``archived=true``)."""
     created_at: Timestamp
     updated_at: Timestamp
 

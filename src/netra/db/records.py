@@ -83,12 +83,16 @@ class ThreadRecord:
     agent: str
     created_at: datetime
     updated_at: datetime
+    pinned: bool = False
+    archived: bool = False
 
     def public(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "title": self.title,
             "agent": self.agent,
+            "pinned": self.pinned,
+            "archived": self.archived,
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
         }

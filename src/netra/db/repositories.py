@@ -32,17 +32,22 @@ THREAD_GET = Statement(
 )
 THREAD_LIST = Statement(
     "threads: the user's, latest activity first",
-    "SELECT * FROM threads WHERE user_id = :user_id ORDER BY updated_at DESC, id DESC LIMIT :limit",
+    "SELECT * FROM threads WHERE user_id = :user_id AND archived = :archived"
+    " AND (:any_pin OR pinned = :pinned)"
+    " ORDER BY updated_at DESC, id DESC LIMIT :limit",
 )
 THREAD_LIST_AFTER = Statement(
     "threads: the user's, latest activity first, after a position",
-    "SELECT * FROM threads WHERE user_id = :user_id"
+    "SELECT * FROM threads WHERE user_id = :user_id AND archived = :archived"
+    " AND (:any_pin OR pinned = :pinned)"
     " AND (updated_at < :updated_at OR (updated_at = :updated_at AND id < :id))"
     " ORDER BY updated_at DESC, id DESC LIMIT :limit",
 )
-THREAD_RENAME = Statement(
-    "thread: a new title",
-    "UPDATE threads SET title = :title WHERE id = :id AND user_id = :user_id RETURNING *",
+THREAD_CHANGE = Statement(
+    "thread: a new title, pinned or not, archived or not (each left as it is when null)",
+    "UPDATE threads SET title = COALESCE(:title, title), pinned = COALESCE(:pinned, pinned),"
+    " archived = COALESCE(:archived, archived)"
+    " WHERE id = :id AND user_id = :user_id RETURNING *",
 )
 THREAD_LOCK_RUNS = Statement(
     "thread delete: lock its runs in id order first (the event writer's order)",
@@ -152,6 +157,8 @@ def thread_record(row: Row) -> ThreadRecord:
         agent=row["agent"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        pinned=bool(row["pinned"]),
+        archived=bool(row["archived"]),
     )
 
 
@@ -198,22 +205,46 @@ class ThreadRepository(Scoped):
         return thread_record(row)
 
     def list(
-        self, *, limit: int, after: tuple[datetime, str] | None = None
+        self,
+        *,
+        limit: int,
+        after: tuple[datetime, str] | None = None,
+        archived: bool = False,
+        pinned: bool | None = None,
     ) -> Tx[list[ThreadRecord]]:
         """The caller's threads, latest activity first: the first ``limit``, or those past
-        ``after`` (a thread's ``(updated_at, id)``) in that order."""
+        ``after`` (a thread's ``(updated_at, id)``) in that order; archived ones or the
+        others, and with ``pinned`` only those pinned (True) or not (False)."""
+        scope = {
+            "user_id": self.user_id,
+            "archived": archived,
+            "any_pin": pinned is None,
+            "pinned": bool(pinned),
+            "limit": limit,
+        }
         if after is None:
-            statement = THREAD_LIST(user_id=self.user_id, limit=limit)
+            statement = THREAD_LIST(**scope)
         else:
             at, thread_id = after
-            statement = THREAD_LIST_AFTER(
-                user_id=self.user_id, updated_at=at, id=thread_id, limit=limit
-            )
+            statement = THREAD_LIST_AFTER(**scope, updated_at=at, id=thread_id)
         found = yield from rows(statement)
         return [thread_record(row) for row in found]
 
-    def rename(self, thread_id: str, title: str) -> Tx[ThreadRecord]:
-        row = yield from first(THREAD_RENAME(id=thread_id, user_id=self.user_id, title=title))
+    def change(
+        self,
+        thread_id: str,
+        *,
+        title: str | None = None,
+        pinned: bool | None = None,
+        archived: bool | None = None,
+    ) -> Tx[ThreadRecord]:
+        """Rename, pin or unpin, archive or bring back (what is None stays as it is); the
+        last activity (``updated_at``) does not change."""
+        row = yield from first(
+            THREAD_CHANGE(
+                id=thread_id, user_id=self.user_id, title=title, pinned=pinned, archived=archived
+            )
+        )
         if row is None:
             raise NotFound("thread not found")
         return thread_record(row)

@@ -28,6 +28,7 @@ const dom = {
   send: $('send-btn'), stop: $('stop-btn'), composerError: $('composer-error'),
   agent: $('agent-select'), threadAgent: $('thread-agent'), threadActions: $('thread-actions'),
   renameThread: $('rename-thread'), deleteThread: $('delete-thread'),
+  pinThread: $('pin-thread'), archiveThread: $('archive-thread'), showArchived: $('show-archived'),
   olderMessages: $('older-messages'), search: $('thread-search'),
   searchResults: $('search-results'),
 };
@@ -250,6 +251,7 @@ function signOut(message = '') {
   disconnect();
   clearSearch();
   Object.assign(state, freshState());
+  setText(dom.showArchived, 'Archived chats');
   history.replaceState(null, '', location.pathname);
   showAuth(message);
 }
@@ -270,6 +272,8 @@ function freshState() {
   return {
     user: null,
     threads: [],              // GET /threads, newest activity first, as many pages as loaded
+    pinned: [],               // the pinned threads, listed above the others
+    archive: false,           // the list shows the archived threads instead
     olderThreads: null,       // the cursor of the next page of threads; null: all are here
     activity: new Set(),      // ids of other threads that had events since we last opened them
     view: newView(null),      // the open thread; threadId null = a new, unsent chat
@@ -418,7 +422,13 @@ const later = (field, a, b) => a[field] > b[field] || (a[field] === b[field] && 
  */
 async function refreshThreads() {
   try {
-    const { items, next_cursor: next } = await api(`/threads?limit=${THREAD_PAGE}`);
+    const archive = state.archive;
+    const [pinned, { items, next_cursor: next }] = await Promise.all([
+      archive ? { items: [] } : api('/threads?pinned=true&limit=200'),
+      api(`/threads?limit=${THREAD_PAGE}&${listing()}`),
+    ]);
+    if (archive !== state.archive) return;  // the other list was asked for meanwhile
+    state.pinned = pinned.items;
     const edge = items[items.length - 1];
     const fresh = new Set(items.map((t) => t.id));
     const older = next === null ? [] : state.threads.filter((t) => !fresh.has(t.id) && later('updated_at', edge, t));
@@ -430,19 +440,49 @@ async function refreshThreads() {
   }
 }
 
-/** Ask for a new title; every open tab hears thread_updated and refreshes its list. */
-async function renameThread() {
+/** What the list holds: the archived threads, or the others less the pinned ones. */
+const listing = () => (state.archive ? 'archived=true' : 'pinned=false');
+
+/** Every thread loaded, pinned ones first. */
+const loadedThreads = () => [...state.pinned, ...state.threads];
+
+/** Change the open thread (its title, pin, archive); every open tab hears thread_updated. */
+async function changeThread(change) {
   const threadId = state.view.threadId;
-  const current = state.threads.find((t) => t.id === threadId);
-  const title = window.prompt('Rename this chat', current?.title ?? '');
-  if (!threadId || title === null || !title.trim()) return;
+  if (!threadId) return;
   try {
-    const renamed = await api(`/threads/${encodeURIComponent(threadId)}`, { method: 'PATCH', body: { title: title.trim() } });
-    state.threads = state.threads.map((t) => (t.id === renamed.id ? renamed : t));
-    scheduleRender();
+    await api(`/threads/${encodeURIComponent(threadId)}`, { method: 'PATCH', body: change });
+    await refreshThreads();
   } catch (err) {
     reportBackgroundError(err);
   }
+}
+
+function renameThread() {
+  const current = loadedThreads().find((t) => t.id === state.view.threadId);
+  const title = window.prompt('Rename this chat', current?.title ?? '');
+  if (title !== null && title.trim()) changeThread({ title: title.trim() });
+}
+
+function togglePin() {
+  const current = loadedThreads().find((t) => t.id === state.view.threadId);
+  if (current) changeThread({ pinned: !current.pinned });
+}
+
+function toggleArchive() {
+  const current = loadedThreads().find((t) => t.id === state.view.threadId);
+  if (current) changeThread({ archived: !current.archived });
+}
+
+/** Show the archived threads in the list, or the others again. */
+function showArchive(archive) {
+  state.archive = archive;
+  state.threads = [];
+  state.pinned = [];
+  state.olderThreads = null;
+  setText(dom.showArchived, archive ? 'Back to chats' : 'Archived chats');
+  scheduleRender();
+  refreshThreads();
 }
 
 /** Delete the open thread, once confirmed; its runs are cancelled, nothing of it is kept. */
@@ -460,6 +500,7 @@ async function deleteThread() {
 /** A thread deleted here or in another tab: out of the list, and closed if open. */
 function forgetThread(threadId) {
   state.threads = state.threads.filter((t) => t.id !== threadId);
+  state.pinned = state.pinned.filter((t) => t.id !== threadId);
   state.activity.delete(threadId);
   if (state.view.threadId === threadId) openThread(null, { force: true });
   else scheduleRender();
@@ -480,7 +521,7 @@ async function loadOlderThreads() {
   const cursor = state.olderThreads;
   if (!cursor) return;
   try {
-    const page = await api(`/threads?limit=${THREAD_PAGE}&cursor=${encodeURIComponent(cursor)}`);
+    const page = await api(`/threads?limit=${THREAD_PAGE}&${listing()}&cursor=${encodeURIComponent(cursor)}`);
     if (state.olderThreads !== cursor) return;  // refreshed meanwhile: that page is stale
     const known = new Set(state.threads.map((t) => t.id));
     state.threads = [...state.threads, ...page.items.filter((t) => !known.has(t.id))];
@@ -635,6 +676,7 @@ function clearSearch() {
 function showHits(found) {
   dom.searchResults.hidden = !found;
   dom.threadList.hidden = Boolean(found);
+  dom.showArchived.hidden = Boolean(found);
   if (!found) { dom.searchResults.replaceChildren(); return; }
   if (!found.items.length) {
     dom.searchResults.replaceChildren(h('li', 'muted search-empty', found.error || 'No chats match.'));
@@ -675,25 +717,29 @@ function render() {
 
 function renderSidebar() {
   const { view } = state;
-  const current = state.threads.find((t) => t.id === view.threadId);
+  const threads = loadedThreads();
+  const current = threads.find((t) => t.id === view.threadId);
   setText(dom.title, current?.title || (view.threadId ? 'Untitled chat' : 'New chat'));
   setText(dom.threadAgent, current?.agent ?? '');
   dom.threadAgent.hidden = !current;
   dom.threadActions.hidden = !view.threadId;
+  setText(dom.pinThread, current?.pinned ? 'Unpin' : 'Pin');
+  setText(dom.archiveThread, current?.archived ? 'Unarchive' : 'Archive');
   // Which agent each chat uses, in the list too, once there is more than one to choose from.
   const tagged = (state.agents?.length ?? 0) > 1;
   // Rebuild only on change: replacing buttons every streaming frame would swallow clicks.
-  const sig = JSON.stringify([state.threads, [...state.activity], view.threadId, state.olderThreads, tagged]);
+  const sig = JSON.stringify([threads, [...state.activity], view.threadId, state.olderThreads, tagged]);
   if (dom.threadList.sig === sig) return;
   dom.threadList.sig = sig;
   const shown = dom.threadList.querySelector('button.more-threads');
   if (shown) autoLoad.unobserve(shown);
-  dom.threadList.replaceChildren(...state.threads.map((t) => {
+  dom.threadList.replaceChildren(...threads.map((t) => {
     const li = h('li');
     const btn = h('button', 'thread');
     btn.type = 'button';
     btn.dataset.id = t.id;
     if (t.id === view.threadId) btn.setAttribute('aria-current', 'page');
+    if (t.pinned) btn.append(h('span', 'pin', '\u{1F4CC}'));
     btn.append(h('span', 'thread-title ellipsis', t.title || 'Untitled chat'));
     if (tagged) btn.append(h('span', 'thread-agent', t.agent));
     if (state.activity.has(t.id)) btn.append(h('span', 'dot', '\u25CF'));
@@ -1184,6 +1230,9 @@ dom.searchResults.addEventListener('click', (e) => {
   if (btn) openThread(btn.dataset.id);
 });
 dom.renameThread.addEventListener('click', renameThread);
+dom.pinThread.addEventListener('click', togglePin);
+dom.archiveThread.addEventListener('click', toggleArchive);
+dom.showArchived.addEventListener('click', () => showArchive(!state.archive));
 dom.olderMessages.addEventListener('click', loadOlderMessages);
 autoLoad.observe(dom.olderMessages);
 dom.deleteThread.addEventListener('click', deleteThread);
