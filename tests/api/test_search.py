@@ -6,9 +6,33 @@ from __future__ import annotations
 import uuid
 
 import httpx
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.conftest import ServerFactory
-from tests.support import User, make_user, open_socket
+from tests.support import LiveServer, User, make_user, open_socket, run_on_own_loop
+
+
+def tables_holding(server: LiveServer, needle: str) -> list[str]:
+    """Every table of the server's database (search indexes and their shadow tables
+    included) with a row whose values hold ``needle``, as text or bytes."""
+
+    async def scan() -> list[str]:
+        engine = create_async_engine(server.netra.db.url)
+        try:
+            async with engine.connect() as conn:
+                names = await conn.run_sync(lambda sync: sa.inspect(sync).get_table_names())
+                holding = []
+                for name in names:
+                    for row in await conn.execute(sa.text(f'SELECT * FROM "{name}"')):  # noqa: S608
+                        if needle in repr(tuple(row)):
+                            holding.append(name)
+                            break
+                return holding
+        finally:
+            await engine.dispose()
+
+    return run_on_own_loop(scan)
 
 
 async def _chat(server: object, user: User, title: str, *said: str) -> str:
@@ -35,10 +59,11 @@ async def test_search_finds_the_callers_own_words_and_never_another_users(
 ) -> None:
     server = server_factory()
     canary = f"zebra{uuid.uuid4().hex[:10]}"
+    hers = f"mole{uuid.uuid4().hex[:10]}"  # in the thread she deletes, and nowhere else
     async with httpx.AsyncClient(base_url=server.url) as http:
         alice, bob = await make_user(http, "alice"), await make_user(http, "bob")
         trip = await _chat(
-            server, alice, "Trip to Lisbon", f"pack the {canary} hat", "what is 12*7?"
+            server, alice, "Trip to Lisbon", f"pack the {canary} hat", "what is 12*7?", hers
         )
         other = await _chat(server, alice, "Groceries", "buy bread and olives")
         await _chat(server, bob, f"Bob's {canary}", f"my own {canary} note")
@@ -73,8 +98,10 @@ async def test_search_finds_the_callers_own_words_and_never_another_users(
         assert (await _search(bob, "lisbon")).json()["items"] == []
 
         # A deleted thread's words are gone from the search with it.
+        assert "messages" in tables_holding(server, hers)
         deleted = await http.delete(f"/threads/{trip}", headers=alice.auth)
         assert deleted.status_code == 204, deleted.text
+        assert tables_holding(server, hers) == [], "the deleted thread left its words behind"
         assert (await _search(alice, canary)).json()["items"] == []
         assert (await _search(alice, "lisbon")).json()["items"] == []
 

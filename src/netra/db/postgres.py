@@ -142,6 +142,8 @@ class PostgresExecutor:
 
     async def _execute(self, connection: PoolConnectionProxy[Any], step: Step) -> Result:
         statement = step.statement
+        if statement.postgres is None:  # nothing to do here (an SQLite index's upkeep, say)
+            return Result([], 0)
         self._tell(statement.name)
         if isinstance(step, Many):
             await connection.executemany(

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 
 from netra.context import UserExecutionContext
 from netra.db.records import MessageRecord, ThreadRecord, utcnow
+from netra.db.search import forget_deleted
 from netra.db.sql import Row, Statement, Tx, execute, first, rows, scalar
 from netra.errors import NotFound
 from netra.ids import new_id
@@ -257,6 +258,7 @@ class ThreadRepository(Scoped):
         yield from execute(THREAD_LOCK_RUNS(user_id=self.user_id, thread_id=thread_id))
         yield from execute(THREAD_DROP_EVENTS(user_id=self.user_id, thread_id=thread_id))
         yield from execute(THREAD_DROP(id=thread_id, user_id=self.user_id))
+        yield from forget_deleted()
 
     def touch(self, thread_id: str, *, at: datetime | None = None) -> Tx[None]:
         yield from execute(

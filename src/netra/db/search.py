@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from netra.db.sql import Statement, Tx, rows
+from netra.db.sql import Statement, Tx, execute, rows
 
 SEARCH_INDEXES = ("message_search", "thread_search")
 """SQLite's search indexes: each a virtual table with shadow tables named after it."""
@@ -51,6 +51,28 @@ TITLE_SEARCH = Statement(
     " @@ to_tsquery('simple', :query)"
     " ORDER BY t.updated_at DESC, t.id DESC LIMIT :limit",
 )
+
+
+MESSAGES_FORGET = Statement(
+    "search: the messages' index keeps nothing of deleted rows",
+    sqlite="INSERT INTO message_search (message_search) VALUES ('optimize')",
+    postgres=None,
+)
+TITLES_FORGET = Statement(
+    "search: the titles' index keeps nothing of deleted rows",
+    sqlite="INSERT INTO thread_search (thread_search) VALUES ('optimize')",
+    postgres=None,
+)
+
+
+def forget_deleted() -> Tx[None]:
+    """Make the indexes drop what deleted rows left in them. SQLite's FTS5 index marks a
+    deleted row's words as gone but keeps their bytes until its segments merge; a deleted
+    thread must leave nothing, so its deletion merges them all (the cost grows with the
+    index: a deletion is rare and the embedded database small). PostgreSQL's GIN index
+    holds nothing a query can read after a commit: nothing to do there."""
+    yield from execute(MESSAGES_FORGET())
+    yield from execute(TITLES_FORGET())
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,14 +84,16 @@ class Statement:
         sql: str | None = None,
         *,
         sqlite: str | None = _UNSET,
-        postgres: str = _UNSET,
+        postgres: str | None = _UNSET,
     ) -> None:
         self.name = name
         pg = postgres if postgres is not _UNSET else sql
         shared = sql if sql is not None else pg
-        if pg is None or shared is None:
+        if shared is None and sqlite in (None, _UNSET):
             raise ValueError(f"statement {name} has no SQL")
-        self.sqlite: str | None = sqlite if sqlite is not _UNSET else _for_sqlite(shared)
+        self.sqlite: str | None = (
+            sqlite if sqlite is not _UNSET else _for_sqlite(shared) if shared else None
+        )
         """The text SQLite runs (``:name`` parameters); None: nothing to do on SQLite."""
         names: list[str] = []
 
@@ -100,10 +102,11 @@ class Statement:
                 names.append(match.group(1))
             return f"${names.index(match.group(1)) + 1}"
 
-        self.postgres = _PARAM.sub(number, " ".join(pg.split()))
-        """The text PostgreSQL runs (``$n`` parameters, in ``postgres_names`` order)."""
+        self.postgres: str | None = _PARAM.sub(number, " ".join(pg.split())) if pg else None
+        """The text PostgreSQL runs (``$n`` parameters, in ``postgres_names`` order); None:
+        nothing to do on PostgreSQL."""
         self.postgres_names = tuple(names)
-        words = self.postgres.upper()
+        words = (self.postgres or self.sqlite or "").upper()
         self.returns_rows = words.startswith(("SELECT", "WITH")) or " RETURNING " in words
         self.plain_read = words.startswith("SELECT") and " FOR UPDATE" not in words
         """A read that takes no lock: it needs no transaction of its own."""
