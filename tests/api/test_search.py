@@ -120,3 +120,24 @@ async def test_a_search_without_words_is_refused_with_a_clear_error(
             response = await http.get("/threads/search", params=params, headers=user.auth)
             assert response.status_code == 422, (params, response.text)
         assert (await http.get("/threads/search", params={"q": "x"})).status_code == 401
+
+
+async def test_a_renamed_title_leaves_nothing_of_the_old_one(
+    server_factory: ServerFactory,
+) -> None:
+    server = server_factory()
+    old = f"heron{uuid.uuid4().hex[:10]}"
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        user = await make_user(http)
+        created = await http.post("/threads", json={"title": f"Plans {old}"}, headers=user.auth)
+        thread_id = created.json()["id"]
+        assert [h["thread_id"] for h in (await _search(user, old)).json()["items"]] == [thread_id]
+        renamed = await http.patch(
+            f"/threads/{thread_id}", json={"title": "Plans"}, headers=user.auth
+        )
+        assert renamed.status_code == 200, renamed.text
+        assert (await _search(user, old)).json()["items"] == []
+        assert [h["thread_id"] for h in (await _search(user, "plans")).json()["items"]] == [
+            thread_id
+        ]
+        assert tables_holding(server, old) == []

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 
 from netra.context import UserExecutionContext
 from netra.db.records import MessageRecord, ThreadRecord, utcnow
-from netra.db.search import forget_deleted
+from netra.db.search import forget_deleted, forget_old_titles
 from netra.db.sql import Row, Statement, Tx, execute, first, rows, scalar
 from netra.errors import NotFound
 from netra.ids import new_id
@@ -248,6 +248,8 @@ class ThreadRepository(Scoped):
         )
         if row is None:
             raise NotFound("thread not found")
+        if title is not None:
+            yield from forget_old_titles()
         return thread_record(row)
 
     def delete(self, thread_id: str) -> Tx[None]:

@@ -72,6 +72,11 @@ def forget_deleted() -> Tx[None]:
     index: a deletion is rare and the embedded database small). PostgreSQL's GIN index
     holds nothing a query can read after a commit: nothing to do there."""
     yield from execute(MESSAGES_FORGET())
+    yield from forget_old_titles()
+
+
+def forget_old_titles() -> Tx[None]:
+    """The same for the titles' index alone, after a rename (one row per thread: cheap)."""
     yield from execute(TITLES_FORGET())
 
 
