@@ -102,3 +102,24 @@ async def test_a_tier_limits_agents_and_tools(server_factory: ServerFactory) -> 
         assert refused["code"] == "permission_denied"
         assert (await http.get("/threads", headers=user.auth)).json()["items"] == []
         await socket.close()
+
+
+async def test_the_offline_model_is_priced_from_the_settings_and_its_spend_is_shown(
+    server_factory: ServerFactory,
+) -> None:
+    """No API key needed to see spend: a price for ``offline`` costs its runs like any."""
+    server = server_factory(
+        models={"prices": [{"model": "offline", "input_per_mtok": 3.0, "output_per_mtok": 15.0}]}
+    )
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        user = await make_user(http, "priced")
+        socket = await open_socket(server, user.token)
+        ack = await socket.send_message("what is 12*7?")
+        events = await socket.run_to_end(ack["run_id"])
+        usage = events[-1]["data"]["usage"]
+        expected = (usage["input_tokens"] * 3.0 + usage["output_tokens"] * 15.0) / 1_000_000
+        assert usage["cost_usd"] > 0
+        assert abs(usage["cost_usd"] - expected) < 2e-8  # each call rounds to 8 places
+        me = (await http.get("/me", headers=user.auth)).json()
+        assert abs(me["usage"]["today"]["cost_usd"] - expected) < 1e-6
+        await socket.close()

@@ -10,6 +10,7 @@ from netra.config import UnifiedConfigurationManager
 from netra.env import IsolatedEnvironment
 from netra.errors import ConfigurationError, UnknownModel
 from netra.model_ids import ModelId
+from netra.models.base import ChatMessage, ModelRequest, TextDelta, Usage
 from netra.models.catalog import ModelCatalog, ModelRegistry, provider_service
 from netra.models.offline import OfflineModel
 from netra.models.prices import ModelPrice, PriceTable
@@ -171,3 +172,23 @@ def test_prices_are_dated_and_cost_is_per_million_tokens() -> None:
     cheaper = table.with_overrides([("gpt-4o", ModelPrice(1.0, 2.0))])
     assert cheaper.lookup(ModelId.parse("openai:gpt-4o-2024-08-06")) == ModelPrice(1.0, 2.0)
     assert table.lookup(ModelId.parse("openai:gpt-4o")) == price  # the original is unchanged
+
+
+async def test_a_builtin_model_is_priced_when_the_table_has_it() -> None:
+    env = IsolatedEnvironment.isolated(
+        {
+            "NETRA_MODELS__PRICES": '[{"model": "offline", "input_per_mtok": 2.0,'
+            ' "output_per_mtok": 10.0}]'
+        }
+    )
+    catalog, _ = _catalog(UnifiedConfigurationManager(env))
+    request = ModelRequest([ChatMessage("user", "hello there")])
+    parts = [part async for part in catalog.resolve("offline").model.stream(request)]
+    usage = parts[-1]
+    assert isinstance(usage, Usage) and usage.input_tokens > 0 and usage.output_tokens > 0
+    expected = (usage.input_tokens * 2.0 + usage.output_tokens * 10.0) / 1_000_000
+    assert usage.cost_usd == pytest.approx(expected)
+    assert [p for p in parts if isinstance(p, TextDelta)], "the answer streams as before"
+
+    unpriced, _ = _catalog(UnifiedConfigurationManager(IsolatedEnvironment.isolated()))
+    assert isinstance(unpriced.resolve("offline").model, OfflineModel), "no price, no wrapper"

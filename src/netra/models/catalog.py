@@ -1,7 +1,9 @@
 """ModelCatalog: turns model ids into models.
 
 A built-in model (``offline``, ``scripted``, or any model registered in code) is found by
-its name in the model registry. ``provider:model`` goes through the provider of that name,
+its name in the model registry, and priced like any other when the price table has it
+(``[[models.prices]]`` with ``model = "offline"``): a deployment without an API key can show
+and enforce spend end to end. ``provider:model`` goes through the provider of that name,
 configured under ``models.providers``: each is built once and registered as an endpoint of
 the service ``model-provider:<name>`` in the ``ServiceRegistry``, where its circuit breaker
 lives. A run gets a ``FailoverModel`` over its model and its fallbacks.
@@ -14,15 +16,15 @@ server on the offline model never loads either.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 
 from netra.config import UnifiedConfigurationManager
 from netra.errors import UnknownModel, did_you_mean
 from netra.model_ids import ModelId
-from netra.models.base import Model
+from netra.models.base import Model, ModelRequest, StreamPart, Usage
 from netra.models.failover import Candidate, FailoverModel, Notify
 from netra.models.prices import ModelPrice, PriceTable
-from netra.models.provider import Provider
+from netra.models.provider import Provider, priced
 from netra.registry import UniversalRegistry
 from netra.services import ServiceRegistry
 from netra.settings import ProviderSettings
@@ -111,7 +113,9 @@ class ModelCatalog:
         parsed = ModelId.parse(model_id)
         if parsed.provider is None:
             if self._builtins.has(parsed.name):
-                return Candidate(self._builtins.get(parsed.name))
+                builtin = self._builtins.get(parsed.name)
+                price = self.prices().lookup(parsed)
+                return Candidate(builtin if price is None else PricedModel(builtin, price))
             known = [*self._builtins.keys(), *(f"{p}:…" for p in self._settings)]
             raise UnknownModel(
                 f"unknown model {model_id!r}{did_you_mean(parsed.name, self._builtins.keys())}; "
@@ -136,3 +140,23 @@ def _provider_names(model_ids: Iterable[str]) -> list[str]:
     """The providers the ids name, in order, each once (built-in names name none)."""
     names = (ModelId.parse(model_id).provider for model_id in model_ids)
     return list(dict.fromkeys(name for name in names if name is not None))
+
+
+class PricedModel:
+    """A built-in model under a price of the table: each usage it reports gets the cost its
+    tokens come to (built-in models count tokens, not dollars)."""
+
+    def __init__(self, model: Model, price: ModelPrice) -> None:
+        self._model = model
+        self._price = price
+
+    @property
+    def id(self) -> str:
+        return self._model.id
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[StreamPart]:
+        async for part in self._model.stream(request):
+            if isinstance(part, Usage):
+                yield priced(self._price, part.input_tokens, part.output_tokens)
+            else:
+                yield part
