@@ -35,13 +35,13 @@ def tables_holding(server: LiveServer, needle: str) -> list[str]:
     return run_on_own_loop(scan)
 
 
-async def _chat(server: object, user: User, title: str, *said: str) -> str:
+async def _chat(server: LiveServer, user: User, title: str, *said: str) -> str:
     """A thread titled ``title`` where ``user`` said each of ``said`` (each answered)."""
     http = user.http
     thread = await http.post("/threads", json={"title": title}, headers=user.auth)
     assert thread.status_code == 201, thread.text
     thread_id: str = thread.json()["id"]
-    socket = await open_socket(server, user.token)  # type: ignore[arg-type]
+    socket = await open_socket(server, user.token)
     for text in said:
         ack = await socket.send_message(text, thread_id=thread_id)
         assert ack["type"] == "ack", ack

@@ -446,6 +446,9 @@ const listing = () => (state.archive ? 'archived=true' : 'pinned=false');
 /** Every thread loaded, pinned ones first. */
 const loadedThreads = () => [...state.pinned, ...state.threads];
 
+/** The open thread's record, once the list has it. */
+const openRecord = () => loadedThreads().find((t) => t.id === state.view.threadId);
+
 /** Change the open thread (its title, pin, archive); every open tab hears thread_updated. */
 async function changeThread(change) {
   const threadId = state.view.threadId;
@@ -459,18 +462,18 @@ async function changeThread(change) {
 }
 
 function renameThread() {
-  const current = loadedThreads().find((t) => t.id === state.view.threadId);
+  const current = openRecord();
   const title = window.prompt('Rename this chat', current?.title ?? '');
   if (title !== null && title.trim()) changeThread({ title: title.trim() });
 }
 
 function togglePin() {
-  const current = loadedThreads().find((t) => t.id === state.view.threadId);
+  const current = openRecord();
   if (current) changeThread({ pinned: !current.pinned });
 }
 
 function toggleArchive() {
-  const current = loadedThreads().find((t) => t.id === state.view.threadId);
+  const current = openRecord();
   if (current) changeThread({ archived: !current.archived });
 }
 
@@ -718,7 +721,7 @@ function render() {
 function renderSidebar() {
   const { view } = state;
   const threads = loadedThreads();
-  const current = threads.find((t) => t.id === view.threadId);
+  const current = openRecord();
   setText(dom.title, current?.title || (view.threadId ? 'Untitled chat' : 'New chat'));
   setText(dom.threadAgent, current?.agent ?? '');
   dom.threadAgent.hidden = !current;
