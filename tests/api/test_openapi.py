@@ -329,6 +329,39 @@ async def test_the_servers_real_answers_match_their_documented_bodies(
             json={"content": "what is 12*7?"},
         )
         await socket.run_to_end(ack["run_id"])
+        edited = await call(
+            "POST",
+            "/threads/{thread_id}/messages/{message_id}/edit",
+            user,
+            thread_id=thread["id"],
+            message_id=ack["message_id"],
+            json={"content": "what is 12*8?"},
+        )
+        await socket.run_to_end(edited["run_id"])
+        again = await call(
+            "POST",
+            "/threads/{thread_id}/messages/{message_id}/regenerate",
+            user,
+            thread_id=thread["id"],
+            message_id=edited["message_id"],
+            json={},
+        )
+        await socket.run_to_end(again["run_id"])
+        await call(
+            "PUT",
+            "/threads/{thread_id}/active_leaf",
+            user,
+            thread_id=thread["id"],
+            json={"message_id": ack["message_id"]},
+        )
+        await call("GET", "/threads/{thread_id}/tree", user, thread_id=thread["id"])
+        await call(
+            "POST",
+            "/threads/{thread_id}/fork",
+            user,
+            thread_id=thread["id"],
+            json={"at_message_id": ack["message_id"]},
+        )
         mail = await call("POST", "/threads", user, json={"agent": "mailer"})
         paused = await call(
             "POST",

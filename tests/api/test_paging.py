@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import httpx
 
+from netra.context import UserExecutionContext
+from netra.db.records import utcnow
+from netra.db.repositories import MessageRepository, ThreadRepository
+from netra.db.sql import Tx
 from tests.conftest import ServerFactory
 from tests.support import make_user, open_socket
 
@@ -166,3 +172,62 @@ async def test_a_threads_runs_and_events_come_in_pages_and_only_its_own(
             await http.get(events, params={"after_seq": seqs[2], "limit": 3}, headers=user.auth)
         ).json()["items"]
         assert [e["seq"] for e in later] == seqs[3:6]
+
+
+async def test_a_thread_of_1500_messages_pages_completely_both_ways(
+    server_factory: ServerFactory,
+) -> None:
+    """750 turns, read 200 turns a page: back from the newest to the first, then forward
+    from the first to the newest — every message once, in turn order, either way."""
+    server = server_factory()
+    async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
+        user = await make_user(http, "pager")
+        ctx = UserExecutionContext(user_id=(await http.get("/me", headers=user.auth)).json()["id"])
+        start = utcnow() - timedelta(hours=1)
+
+        def store() -> Tx[str]:
+            thread = yield from ThreadRepository(ctx).create(title="long", agent="assistant")
+            messages = MessageRepository(ctx)
+            parent_id = None
+            for n in range(1500):
+                message = yield from messages.add(
+                    thread_id=thread.id,
+                    role="assistant" if n % 2 else "user",
+                    content=f"message {n}",
+                    parent_id=parent_id,
+                    at=start + timedelta(milliseconds=n),
+                )
+                parent_id = message.id
+            assert parent_id is not None
+            yield from ThreadRepository(ctx).touch(thread.id, leaf=parent_id)
+            return thread.id
+
+        async def stored() -> str:
+            return await server.netra.db.transact(store())
+
+        thread_id = await server.call(stored)
+        path = f"/threads/{thread_id}/messages"
+        expected = [f"message {n}" for n in range(1500)]
+
+        backward: list[str] = []
+        params: dict[str, str | int] = {"limit": 200}
+        pages = []
+        while True:
+            page = (await http.get(path, params=params, headers=user.auth)).json()
+            pages.append(page)
+            backward[:0] = [m["content"] for m in page["items"]]
+            if page["older_cursor"] is None:
+                break
+            params = {"limit": 200, "before": page["older_cursor"]}
+        assert backward == expected
+        assert len(pages) == 4  # 200 + 200 + 200 + 150 turns
+
+        forward = [m["content"] for m in pages[-1]["items"]]
+        cursor = pages[-1]["newer_cursor"]
+        while cursor is not None:
+            page = (
+                await http.get(path, params={"limit": 200, "after": cursor}, headers=user.auth)
+            ).json()
+            forward += [m["content"] for m in page["items"]]
+            cursor = page["newer_cursor"]
+        assert forward == expected

@@ -7,6 +7,7 @@ import logging
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -181,25 +182,68 @@ async def test_the_migrations_build_exactly_the_declared_schema(db: DatabaseMana
 
 
 async def test_upgrading_a_populated_database_keeps_its_rows(url: str) -> None:
+    """Rows written by the first schema survive every migration; a thread of it becomes one
+    branch that reads as it did (an answer stored after the next question still comes
+    between them)."""
     db = DatabaseManager(url, DatabaseSettings())
     await db.upgrade("0001")
     user_id = await _user(db, "old@example.com")
     ctx = UserExecutionContext(user_id=user_id)
-    thread = await db.transact(ThreadRepository(ctx).create(title="old", agent="assistant"))
+    rows = [  # (message, run, role, second): the answer to q1 was stored after q2
+        ("msg_q1", "run_1", "user", 1),
+        ("msg_q2", "run_2", "user", 2),
+        ("msg_a1", "run_1", "assistant", 3),
+        ("msg_a2", "run_2", "assistant", 4),
+        ("msg_q3", "run_3", "user", 5),
+    ]
     async with db.write() as conn:
         await conn.execute(
             text(
-                "INSERT INTO runs (id, user_id, thread_id, agent, model, status, attempt, "
-                "message_id, created_at) VALUES ('run_old', :u, :t, 'assistant', 'offline', "
-                "'completed', 1, 'msg_old', CURRENT_TIMESTAMP)"
+                "INSERT INTO threads (id, user_id, title, agent, created_at, updated_at)"
+                " VALUES ('th_old', :u, 'old', 'assistant', :at, :at)"
             ),
-            {"u": user_id, "t": thread.id},
+            {"u": user_id, "at": datetime(2026, 1, 1, tzinfo=UTC)},
         )
+        for run_id in ("run_1", "run_2", "run_3"):
+            await conn.execute(
+                text(
+                    "INSERT INTO runs (id, user_id, thread_id, agent, model, status, attempt,"
+                    " message_id, created_at) VALUES (:r, :u, 'th_old', 'assistant', 'offline',"
+                    " 'completed', 1, :m, :at)"
+                ),
+                {"r": run_id, "u": user_id, "m": f"msg_for_{run_id}", "at": datetime.now(UTC)},
+            )
+        for message_id, run_id, role, second in rows:
+            await conn.execute(
+                text(
+                    "INSERT INTO messages (id, user_id, thread_id, run_id, role, content,"
+                    " created_at) VALUES (:id, :u, 'th_old', :r, :role, :content, :at)"
+                ),
+                {
+                    "id": message_id,
+                    "content": message_id,
+                    "u": user_id,
+                    "r": run_id,
+                    "role": role,
+                    "at": datetime(2026, 1, 1, 0, 0, second, tzinfo=UTC),
+                },
+            )
     await db.upgrade()
     async with db.read() as conn:
-        row = (await conn.execute(select(t.runs).where(t.runs.c.id == "run_old"))).one()
+        row = (await conn.execute(select(t.runs).where(t.runs.c.id == "run_1"))).one()
         assert (row.input_tokens, row.output_tokens, row.cost_usd) == (0, 0, 0)
-    assert [th.title for th in await db.transact(ThreadRepository(ctx).list(limit=10))] == ["old"]
+        assert row.question_id == "msg_q1"
+    threads = ThreadRepository(ctx)
+    [thread] = await db.transact(threads.list(limit=10))
+    assert (thread.title, thread.active_leaf) == ("old", "msg_q3")
+    path = await db.transact(MessageRepository(ctx).path("msg_q3"))
+    assert [(m.id, m.parent_id, m.turn) for m in path] == [
+        ("msg_q1", None, 1),
+        ("msg_a1", "msg_q1", 1),
+        ("msg_q2", "msg_a1", 2),
+        ("msg_a2", "msg_q2", 2),
+        ("msg_q3", "msg_a2", 3),
+    ]
     await db.close()
 
 
@@ -301,25 +345,34 @@ def test_replicas_started_together_on_an_empty_database_all_migrate(
 async def test_a_long_thread_gives_a_run_its_newest_messages_in_turn_order(
     db: DatabaseManager,
 ) -> None:
-    """A run's conversation is the end of its thread: a thread past the read's limit once
+    """A run's conversation is the end of its branch: a thread past the read's limit once
     gave the oldest messages, and a run never saw the question it answered."""
     ctx = UserExecutionContext(user_id=await _user(db, "long@example.com"))
     thread = await db.transact(ThreadRepository(ctx).create(title="long", agent="assistant"))
     messages = MessageRepository(ctx)
+    parent_id = None
     for turn in range(5):
         for role in ("user", "assistant"):
-            await db.transact(
-                messages.add(thread_id=thread.id, role=role, content=f"{role} {turn}")
+            message = await db.transact(
+                messages.add(
+                    thread_id=thread.id, role=role, content=f"{role} {turn}", parent_id=parent_id
+                )
             )
-    newest, unread = await db.transact(messages.texts(thread.id, limit=4))
+            assert message.turn == turn + 1
+            parent_id = message.id
+    question = await db.transact(
+        messages.add(thread_id=thread.id, role="user", content="user 5", parent_id=parent_id)
+    )
+    newest, unread = await db.transact(messages.texts(question.id, limit=5))
     assert unread == 3, "the questions of turns 0, 1 and 2 were not read"
     assert [(m.role, m.content) for m in newest] == [
         ("user", "user 3"),
         ("assistant", "assistant 3"),
         ("user", "user 4"),
         ("assistant", "assistant 4"),
+        ("user", "user 5"),
     ]
-    everything, unread = await db.transact(messages.texts(thread.id))
+    everything, unread = await db.transact(messages.texts(question.id))
     assert unread == 0
     assert [m.content for m in everything][:2] == ["user 0", "assistant 0"]
-    assert len(everything) == 10
+    assert len(everything) == 11

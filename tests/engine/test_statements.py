@@ -37,17 +37,17 @@ OTHERS = {
     "usage: the user's runs and spend today, runs in the last minute, runs not yet final": 1,
     "depth: runs waiting to execute, every user's": 1,
     "create: a queued run": 1,
-    "message: a new one": 2,
-    "thread: its last activity is now": 1,
+    "message: a new one, in the turn after its parent's (a question) or in it (an answer)": 2,
     # the claim; the conversation
     "start: the holder claims its queued run, under a new attempt number": 1,
-    "messages: a thread's newest texts, oldest first (a run's conversation)": 1,
+    "messages: the branch ending at a message, back to a bound (a run's conversation, a page)": 1,
     # with the events: started_at, the call's two ledger entries, the turn, the final state
     "mark_started: the run's stream began": 1,
     "begin: a call entered before it runs (or while it waits for approval)": 1,
     "end: a call's outcome": 1,
     "record: a turn of the run's checkpoint": 1,
     "finish: the final state, by the attempt that holds the run": 1,
+    "thread: an answer came; its branch ends there if it ended at the question": 1,
 }
 """Everything else one calculator run does, and how often: admission (the retried-message
 check, the new thread, one read of the quotas, the queue's depth, the run and the message),

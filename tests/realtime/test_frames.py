@@ -24,6 +24,8 @@ from netra.realtime.frames import (
 def test_every_frame_type_is_tagged_and_parsed_to_its_class() -> None:
     frames = {
         "send_message": {"content": "hi", "client_msg_id": "c1"},
+        "edit_message": {"thread_id": "th_1", "message_id": "msg_1", "content": "hi again"},
+        "regenerate": {"thread_id": "th_1", "message_id": "msg_2"},
         "cancel_run": {"run_id": "run_1"},
         "resume": {"after_seq": 7},
         "ping": {},

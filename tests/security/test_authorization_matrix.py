@@ -34,6 +34,8 @@ class World:
     who: Principals
     thread_id: str
     run_id: str
+    message_id: str
+    """The thread's first message: edited, answered again, the branch switched to."""
     doomed_thread_id: str
     """A second thread of the owner's, for the route that deletes one."""
 
@@ -41,6 +43,7 @@ class World:
         path = template.format(
             thread_id=self.doomed_thread_id if route.doomed else self.thread_id,
             run_id=self.run_id,
+            message_id=self.message_id,
             tool_call_id=TOOL_CALL_ID,
             user_id=self.who.other.id,
         )
@@ -77,6 +80,22 @@ async def _thread(_world: World, _principal: str) -> dict[str, str]:
 
 async def _rename(_world: World, _principal: str) -> dict[str, str]:
     return {"title": "matrix rename"}
+
+
+async def _edit(_world: World, principal: str) -> dict[str, str]:
+    return {"content": f"matrix edit from {principal}"}
+
+
+async def _empty(_world: World, _principal: str) -> dict[str, str]:
+    return {}
+
+
+async def _branch(world: World, _principal: str) -> dict[str, str]:
+    return {"message_id": world.message_id}
+
+
+async def _fork(world: World, _principal: str) -> dict[str, str]:
+    return {"at_message_id": world.message_id}
 
 
 async def _decision(_world: World, _principal: str) -> dict[str, str]:
@@ -123,6 +142,12 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/threads/{thread_id}/runs"): Route("owned", 200),
     ("GET", "/threads/{thread_id}/events"): Route("owned", 200),
     ("POST", "/threads/{thread_id}/runs"): Route("owned", 202, _message),
+    # the owner's edit and regeneration branch off the first message; the switch goes back
+    ("POST", "/threads/{thread_id}/messages/{message_id}/edit"): Route("owned", 202, _edit),
+    ("POST", "/threads/{thread_id}/messages/{message_id}/regenerate"): Route("owned", 202, _empty),
+    ("PUT", "/threads/{thread_id}/active_leaf"): Route("owned", 200, _branch),
+    ("GET", "/threads/{thread_id}/tree"): Route("owned", 200),
+    ("POST", "/threads/{thread_id}/fork"): Route("owned", 201, _fork),
     ("GET", "/runs/{run_id}"): Route("owned", 200),
     ("POST", "/runs/{run_id}/cancel"): Route("owned", 202),
     ("POST", "/runs/{run_id}/tool_calls/{tool_call_id}/decision"): Route("owned", 200, _decision),
@@ -183,7 +208,15 @@ async def _world(server: LiveServer, http: httpx.AsyncClient) -> World:
     await socket.first(lambda f: f["type"] == "approval_required")
     await socket.close()
     doomed = await http.post("/threads", json={"title": "doomed"}, headers=who.owner.auth)
-    return World(server, http, who, ack["thread_id"], ack["run_id"], doomed.json()["id"])
+    return World(
+        server,
+        http,
+        who,
+        ack["thread_id"],
+        ack["run_id"],
+        ack["message_id"],
+        doomed.json()["id"],
+    )
 
 
 async def test_authorization_matrix(server_factory: ServerFactory) -> None:

@@ -69,6 +69,31 @@ async def test_handshake_and_id_frames_for_every_kind_of_caller(
             assert approval["code"] == "not_found" and approval["message"] == missing["message"]
             posted = await intruder.send_message("sneaky", thread_id=ack["thread_id"])
             assert posted["type"] == "error" and posted["code"] == "not_found"
+            for ref, thread_id in (("d", ack["thread_id"]), ("e", "th_nothing")):
+                await intruder.send(
+                    {
+                        "type": "edit_message",
+                        "thread_id": thread_id,
+                        "message_id": ack["message_id"],
+                        "content": "sneaky edit",
+                        "ref": ref,
+                    }
+                )
+                await intruder.send(
+                    {
+                        "type": "regenerate",
+                        "thread_id": thread_id,
+                        "message_id": ack["message_id"],
+                        "ref": ref * 2,
+                    }
+                )
+            refusals = [
+                await intruder.first(lambda f, ref=ref: f.get("ref") == ref)
+                for ref in ("d", "dd", "e", "ee")
+            ]
+            assert {(f["type"], f["code"], f["message"]) for f in refusals} == {
+                ("error", "not_found", "thread not found")
+            }
             await intruder.send({"type": "resume", "after_seq": 0})
             await intruder.send({"type": "ping", "ref": "done"})
             await intruder.first(lambda f: f["type"] == "pong")
@@ -79,6 +104,8 @@ async def test_handshake_and_id_frames_for_every_kind_of_caller(
             await intruder.close()
         messages = await http.get(f"/threads/{ack['thread_id']}/messages", headers=who.owner.auth)
         assert "sneaky" not in messages.text
+        tree = await http.get(f"/threads/{ack['thread_id']}/tree", headers=who.owner.auth)
+        assert len(tree.json()["items"]) == 2, "no branch was added"
         run = await http.get(f"/runs/{ack['run_id']}", headers=who.owner.auth)
         assert run.json()["status"] == "completed"
         await owner.close()

@@ -77,7 +77,7 @@ def test_a_question_shows_thinking_the_calculator_and_the_answer(
 ) -> None:
     sign_up(page, server)
     send(page, "what is 12*7?")
-    expect(page.locator("#messages article.msg.user")).to_have_text("what is 12*7?")
+    expect(page.locator("#messages article.msg.user .bubble")).to_have_text("what is 12*7?")
     expect(page.locator("#composer-input")).to_have_value("")
 
     run = runs(page)
@@ -343,7 +343,9 @@ def test_the_search_box_finds_a_chat_by_its_words_and_opens_it(
     expect(asked).to_have_count(1)  # the question; the answer quoting it is a hit of its own
     asked.click()
     expect(page.locator("#thread-title")).to_have_text(f"remember the okapi{tag}")
-    expect(page.locator("#messages article.msg.user")).to_have_text(f"remember the okapi{tag}")
+    expect(page.locator("#messages article.msg.user .bubble")).to_have_text(
+        f"remember the okapi{tag}"
+    )
 
     box.fill("?!")
     expect(page.locator("#search-results .search-empty")).to_contain_text("at least one word")
@@ -497,12 +499,21 @@ def test_earlier_turns_of_a_long_thread_load_on_request(server: LiveServer, page
     def turns() -> Tx[str]:
         thread = yield from ThreadRepository(ctx).create(title="long", agent="assistant")
         messages = MessageRepository(ctx)
+        parent_id = None
         for number in range(53):
             run_id, at = f"run_long{number:03d}", start + timedelta(seconds=number)
             for role, text in (("user", f"question {number}"), ("assistant", f"answer {number}")):
-                yield from messages.add(
-                    thread_id=thread.id, role=role, content=text, run_id=run_id, at=at
+                message = yield from messages.add(
+                    thread_id=thread.id,
+                    role=role,
+                    content=text,
+                    parent_id=parent_id,
+                    run_id=run_id,
+                    at=at,
                 )
+                parent_id = message.id
+        assert parent_id is not None
+        yield from ThreadRepository(ctx).touch(thread.id, leaf=parent_id)
         return thread.id
 
     async def store() -> str:
@@ -513,7 +524,7 @@ def test_earlier_turns_of_a_long_thread_load_on_request(server: LiveServer, page
     ).result(timeout=30)
     page.goto(f"{server.url}/#{thread_id}")
     expect_signed_in(page, person.email)
-    asked = page.locator("#messages article.msg.user")
+    asked = page.locator("#messages article.msg.user .bubble")
     expect(asked).to_have_count(50)
     expect(asked.first).to_have_text("question 3")
     expect(page.get_by_role("button", name="Show earlier messages")).to_be_visible()
@@ -567,3 +578,39 @@ def test_an_answer_renders_as_markdown_and_model_output_never_runs_script(
     hrefs = shown.locator("a").evaluate_all("links => links.map(a => a.getAttribute('href'))")
     assert not any(str(href).startswith("javascript:") for href in hrefs), hrefs
     assert page.evaluate("window.__pwned") is None
+
+
+def test_edit_regenerate_and_the_branch_arrows(server: LiveServer, page: Page) -> None:
+    """Editing a question makes a second version of it (‹ 2/2 ›) with its own answer; the
+    arrows go back to the first, whole; regenerating an answer adds one beside it."""
+    person = sign_up(page, server, "brancher")
+    send(page, "what is 2*3?")
+    expect_completed(runs(page))
+    expect(answer(runs(page))).to_contain_text("6")
+    asked = page.locator("#messages article.msg.user")
+    asked.get_by_role("button", name="Edit").click()
+    page.get_by_label("Edit message").fill("what is 2*4?")
+    page.locator(".edit-form").get_by_role("button", name="Send").click()
+    expect(asked.locator(".bubble")).to_have_text("what is 2*4?")
+    expect(asked.locator(".branch-count")).to_have_text("2/2")
+    expect_completed(runs(page))
+    expect(answer(runs(page))).to_contain_text("8")
+    expect(asked).to_have_count(1)
+
+    asked.get_by_role("button", name="Previous version").click()
+    expect(asked.locator(".bubble")).to_have_text("what is 2*3?")
+    expect(asked.locator(".branch-count")).to_have_text("1/2")
+    expect(answer(runs(page))).to_contain_text("6")
+
+    runs(page).get_by_role("button", name="Regenerate").click()
+    expect(runs(page).locator(".branch-count")).to_have_text("2/2")
+    expect_completed(runs(page))
+    expect(runs(page)).to_have_count(1)
+    tree = person.api(f"/threads/{person.thread_id()}/tree")
+    assert [node["role"] for node in tree["items"]] == [
+        "user",
+        "assistant",
+        "user",
+        "assistant",
+        "assistant",
+    ]

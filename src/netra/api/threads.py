@@ -10,13 +10,21 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from netra.api.deps import AppState, CurrentUser, PathId
 from netra.api.errors import DocumentedRoute, error_responses
-from netra.api.paging import Cursor, PageLimit, cursor_for, page_of, position_of
-from netra.api.views import AckView, MessagePage, SearchPage, ThreadPage, ThreadView
+from netra.api.paging import PAGE_MAX, Cursor, PageLimit, cursor_for, page_of, position_of
+from netra.api.views import (
+    AckView,
+    MessagePage,
+    SearchPage,
+    ThreadPage,
+    ThreadView,
+    TreePage,
+)
 from netra.context import UserExecutionContext
+from netra.db.records import ThreadRecord
 from netra.db.repositories import MessageRepository, ThreadRepository, Turns
 from netra.db.search import search, terms
-from netra.db.sql import Tx
-from netra.errors import InvalidRequest
+from netra.db.sql import Row, Tx
+from netra.errors import InvalidRequest, NotFound
 from netra.events.payloads import ThreadUpdated
 from netra.runs.service import DEFAULT_AGENT
 from netra.text import Text
@@ -130,26 +138,141 @@ async def list_messages(
     before: Cursor = None,
     after: Cursor = None,
 ) -> MessagePage:
-    """A page of the thread's turns — each user message, then its run's answer — oldest
-    first: the newest ``limit`` turns, or those before or after a cursor of a page."""
+    """A page of the turns of the thread's branch (the path to its ``active_leaf``) — each
+    question, then its answer — oldest first: the newest ``limit`` turns, or those before or
+    after a cursor of a page."""
     if before and after:
         raise InvalidRequest("give before or after, not both", code="invalid_cursor")
-    older_than = position_of(before) if before else None
-    newer_than = position_of(after) if after else None
-    turns = await netra.db.transact(
+    older_than = position_of(before)[1] if before else None
+    newer_than = position_of(after)[1] if after else None
+    turns, siblings = await netra.db.transact(
         _messages(ctx, thread_id, limit=limit, before=older_than, after=newer_than)
     )
     questions = [m for m in turns.messages if m.role == "user"]
     first, last = (questions[0], questions[-1]) if questions else (None, None)
     return MessagePage.model_validate(
         {
-            "items": [message.public() for message in turns.messages],
+            "items": [
+                {**message.public(), "siblings": siblings[message.id]} for message in turns.messages
+            ],
             "older_cursor": cursor_for(first.created_at, first.id)
             if turns.older and first
             else None,
             "newer_cursor": cursor_for(last.created_at, last.id) if turns.newer and last else None,
         }
     )
+
+
+@router.get("/threads/{thread_id}/tree")
+async def message_tree(
+    thread_id: PathId,
+    ctx: CurrentUser,
+    netra: AppState,
+    *,
+    limit: PageLimit = PAGE_MAX,
+    cursor: Cursor = None,
+) -> TreePage:
+    """Every message of the thread, each branch's too, as ids and parents (no texts),
+    oldest first: where the branches are, to draw or to switch to."""
+    after = position_of(cursor) if cursor else None
+    thread, found = await netra.db.transact(_tree(ctx, thread_id, limit=limit + 1, after=after))
+    page, next_cursor = page_of(found, limit, lambda node: (node["created_at"], node["id"]))
+    items = [{**node, "created_at": node["created_at"].isoformat()} for node in page]
+    return TreePage.model_validate(
+        {"items": items, "active_leaf": thread.active_leaf, "next_cursor": next_cursor}
+    )
+
+
+class LeafChoice(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"message_id": "msg_…"}]}
+    )
+    message_id: _Id
+    """A message of the thread: its branch is shown and continued from now on."""
+
+
+@router.put("/threads/{thread_id}/active_leaf", responses=error_responses(404))
+async def switch_branch(
+    thread_id: PathId, body: LeafChoice, ctx: CurrentUser, netra: AppState
+) -> ThreadView:
+    """Show and continue another branch: the one through ``message_id``, to its newest end
+    (the message's newest reply, that one's newest, and so on). Every open tab hears
+    ``thread_updated``."""
+    thread = await netra.db.transact(ThreadRepository(ctx).switch(thread_id, body.message_id))
+    await netra.bridge.emit(ctx, ThreadUpdated(thread.public()), thread_id=thread.id)
+    return ThreadView.model_validate(thread.public())
+
+
+class Regenerate(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{}]})
+    agent: _Id | None = None
+    """Another agent to answer this time (one the caller may use); none: the thread's."""
+
+
+_NO_CHOICE = Regenerate()
+"""No body: the thread's agent answers again."""
+
+
+@router.post(
+    "/threads/{thread_id}/messages/{message_id}/edit",
+    status_code=202,
+    responses=error_responses(403, 404, 409, 429),
+)
+async def edit_message(
+    thread_id: PathId, message_id: PathId, body: NewRun, ctx: CurrentUser, netra: AppState
+) -> AckView:
+    """A new version of a question of the caller's: stored beside it (the thread's branch
+    now goes through the new one) and answered by a new run that sees only that branch.
+    Admitted like a message sent: the double-texting policy and the quotas apply."""
+    ack = await netra.runs.edit(
+        ctx,
+        thread_id=thread_id,
+        message_id=message_id,
+        content=body.content,
+        agent=body.agent,
+        client_msg_id=body.client_msg_id,
+    )
+    return AckView.model_validate(ack.as_dict())
+
+
+@router.post(
+    "/threads/{thread_id}/messages/{message_id}/regenerate",
+    status_code=202,
+    responses=error_responses(403, 404, 409, 429),
+)
+async def regenerate_answer(
+    thread_id: PathId,
+    message_id: PathId,
+    ctx: CurrentUser,
+    netra: AppState,
+    body: Regenerate = _NO_CHOICE,
+) -> AckView:
+    """A new answer to a question (``message_id``: the question, or an answer of it): a new
+    run, whose answer goes beside the earlier ones; the thread's branch ends at the
+    question until it comes."""
+    ack = await netra.runs.regenerate(
+        ctx, thread_id=thread_id, message_id=message_id, agent=body.agent
+    )
+    return AckView.model_validate(ack.as_dict())
+
+
+class Fork(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"at_message_id": "msg_…"}]}
+    )
+    at_message_id: _Id
+    """The last message to copy: the new thread holds the path to it."""
+
+
+@router.post("/threads/{thread_id}/fork", status_code=201, responses=error_responses(404))
+async def fork_thread(
+    thread_id: PathId, body: Fork, ctx: CurrentUser, netra: AppState
+) -> ThreadView:
+    """A new thread holding a copy of the path to ``at_message_id`` (texts and turns; no
+    runs), to go on from there on its own. Every open tab hears ``thread_updated``."""
+    thread = await netra.db.transact(ThreadRepository(ctx).fork(thread_id, body.at_message_id))
+    await netra.bridge.emit(ctx, ThreadUpdated(thread.public()), thread_id=thread.id)
+    return ThreadView.model_validate(thread.public())
 
 
 class ThreadChange(BaseModel):
@@ -212,10 +335,20 @@ def _messages(
     thread_id: str,
     *,
     limit: int,
-    before: tuple[datetime, str] | None,
-    after: tuple[datetime, str] | None,
-) -> Tx[Turns]:
-    yield from ThreadRepository(ctx).get(thread_id)  # another user's thread: not found
-    return (
-        yield from MessageRepository(ctx).turns(thread_id, limit=limit, before=before, after=after)
-    )
+    before: str | None,
+    after: str | None,
+) -> Tx[tuple[Turns, dict[str, list[str]]]]:
+    thread = yield from ThreadRepository(ctx).get(thread_id)  # another user's: not found
+    messages = MessageRepository(ctx)
+    try:
+        turns = yield from messages.turns(thread, limit=limit, before=before, after=after)
+    except NotFound:  # the cursor's message: gone with its thread, or never given
+        raise InvalidRequest("cursor is not one this server gave", code="invalid_cursor") from None
+    return turns, (yield from messages.siblings(thread_id, turns.messages))
+
+
+def _tree(
+    ctx: UserExecutionContext, thread_id: str, *, limit: int, after: tuple[datetime, str] | None
+) -> Tx[tuple[ThreadRecord, list[Row]]]:
+    thread = yield from ThreadRepository(ctx).get(thread_id)
+    return thread, (yield from MessageRepository(ctx).tree(thread_id, limit=limit, after=after))

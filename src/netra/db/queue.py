@@ -56,9 +56,9 @@ HELD = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
 RUN_INSERT = Statement(
     "create: a queued run",
     "INSERT INTO runs (id, user_id, thread_id, parent_run_id, agent, model, status, attempt,"
-    " message_id, created_at, owner, lease_expires_at) VALUES (:id, :user_id, :thread_id,"
-    " :parent_run_id, :agent, :model, 'queued', 0, :message_id, :created_at, :owner,"
-    " :lease_expires_at)",
+    " message_id, created_at, owner, lease_expires_at, question_id) VALUES (:id, :user_id,"
+    " :thread_id, :parent_run_id, :agent, :model, 'queued', 0, :message_id, :created_at,"
+    " :owner, :lease_expires_at, :question_id)",
 )
 RUN_START = Statement(
     "start: the holder claims its queued run, under a new attempt number",
@@ -219,13 +219,15 @@ class RunQueue:
         thread_id: str,
         agent: str,
         model: str,
+        question_id: str | None = None,
         parent_run_id: str | None = None,
         owner: str | None = None,
         lease_until: datetime | None = None,
         at: datetime | None = None,
     ) -> Tx[RunRecord]:
-        """A queued run; ``owner`` is the instance that will execute it (none: the first
-        executing instance that adopts it)."""
+        """A queued run answering ``question_id`` (none: a child run, given its task);
+        ``owner`` is the instance that will execute it (none: the first executing instance
+        that adopts it)."""
         now = at or utcnow()
         record = RunRecord(
             id=new_id("run"),
@@ -244,6 +246,7 @@ class RunQueue:
             started_at=None,
             finished_at=None,
             owner=owner,
+            question_id=question_id,
         )
         yield from execute(
             RUN_INSERT(
@@ -257,6 +260,7 @@ class RunQueue:
                 created_at=now,
                 owner=owner,
                 lease_expires_at=lease_until,
+                question_id=question_id,
             )
         )
         return record

@@ -85,6 +85,8 @@ class ThreadRecord:
     updated_at: datetime
     pinned: bool = False
     archived: bool = False
+    active_leaf: str | None = None
+    """The last message of the branch shown and continued (None: no message yet)."""
 
     def public(self) -> dict[str, Any]:
         return {
@@ -93,6 +95,7 @@ class ThreadRecord:
             "agent": self.agent,
             "pinned": self.pinned,
             "archived": self.archived,
+            "active_leaf": self.active_leaf,
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
         }
@@ -109,6 +112,11 @@ class MessageRecord:
     data: dict[str, Any] | None
     client_msg_id: str | None
     created_at: datetime
+    parent_id: str | None = None
+    """The message this one follows: a question the answer before it, an answer its
+    question (None: the first of its thread, or an edit of that)."""
+    turn: int = 0
+    """The turn's number on the message's path, from 1."""
 
     def public(self) -> dict[str, Any]:
         return {
@@ -117,6 +125,8 @@ class MessageRecord:
             "run_id": self.run_id,
             "role": self.role,
             "content": self.content,
+            "parent_id": self.parent_id,
+            "turn": self.turn,
             "created_at": self.created_at.isoformat(),
         }
 
@@ -146,6 +156,8 @@ class RunRecord:
     """Times the run was taken over after its executor died."""
     resume_reason: str | None = None
     """Why its next attempt continues an earlier one: approval, takeover or handback."""
+    question_id: str | None = None
+    """The user message it answers (None: a child run, which is given its task)."""
 
     def public(self) -> dict[str, Any]:
         return {
@@ -160,6 +172,7 @@ class RunRecord:
             "usage": self.usage,
             "attempt": self.attempt,
             "message_id": self.message_id,
+            "question_id": self.question_id,
             "created_at": self.created_at.isoformat(),
             "started_at": self.started_at.isoformat() if self.started_at else None,
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,

@@ -80,6 +80,7 @@ def run_record(row: Row) -> RunRecord:
         cancel_requested=row["cancel_requested"],
         recoveries=row["recoveries"],
         resume_reason=row["resume_reason"],
+        question_id=row["question_id"],
     )
 
 

@@ -55,6 +55,9 @@ threads = Table(
     Column("updated_at", TS, nullable=False),
     Column("pinned", Boolean, nullable=False, server_default=false()),
     Column("archived", Boolean, nullable=False, server_default=false()),
+    Column("active_leaf", String(40), nullable=True),
+    # The last message of the branch shown and continued: reads give the path to it, a new
+    # message follows it. Null only while the thread has no message.
     Index(None, "user_id", "updated_at"),
 )
 
@@ -70,8 +73,16 @@ messages = Table(
     Column("data", JSON, nullable=True),
     Column("client_msg_id", String(100), nullable=True),
     Column("created_at", TS, nullable=False),
+    Column("parent_id", String(40), nullable=True),
+    # The message this one follows (null: the thread's first, or an edit of it): a question
+    # follows the answer before it, an answer its question. Messages form a tree; its
+    # branches are edits (questions with one parent) and regenerations (answers).
+    Column("turn", Integer, nullable=False, server_default="0"),
+    # The turn's number on its path: a question's is its parent's + 1, an answer's its
+    # question's.
     UniqueConstraint("user_id", "client_msg_id"),
     Index(None, "thread_id", "created_at"),
+    Index(None, "parent_id"),
 )
 
 runs = Table(
@@ -100,6 +111,8 @@ runs = Table(
     Column("cancel_requested", JSON, nullable=True),
     Column("recoveries", Integer, nullable=False, server_default="0"),
     Column("resume_reason", String(20), nullable=True),
+    Column("question_id", String(40), nullable=True),
+    # The user message the run answers (null: a child run, given its task).
     Index(None, "user_id", "status"),
     Index(None, "user_id", "created_at"),
     Index(None, "status", "created_at"),

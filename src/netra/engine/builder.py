@@ -99,16 +99,14 @@ class AttemptBuilder:
     async def _history(
         self, ctx: UserExecutionContext, run: RunRecord
     ) -> tuple[list[ChatMessage], list[ChatMessage], int]:
-        """The conversation before this run's own message (never what was sent after it),
-        that message, and how many turns before them were not read."""
-        stored, unread = await self._db.transact(MessageRepository(ctx).texts(run.thread_id))
-        at = next(
-            (i for i, m in enumerate(stored) if m.run_id == run.id and m.role == "user"),
-            len(stored) - 1,
-        )
+        """The branch the run's question ends (never what was sent after it, nor another
+        branch), that question, and how many turns before them were not read."""
+        if run.question_id is None:
+            return [], [], 0
+        stored, unread = await self._db.transact(MessageRepository(ctx).texts(run.question_id))
         said = [
             ChatMessage("user" if m.role == "user" else "assistant", m.content)
-            for m in stored[: at + 1]
+            for m in stored
             if m.role in ("user", "assistant") and m.content
         ]
         return said[:-1], said[-1:], unread

@@ -129,6 +129,7 @@ class AttemptEnds:
                     thread_id=run.thread_id,
                     role="assistant",
                     content=text,
+                    parent_id=run.question_id,
                     run_id=run.id,
                     message_id=run.message_id,
                     data={
@@ -136,8 +137,13 @@ class AttemptEnds:
                         "tool_calls": state.tool_trace if state else [],
                     },
                 )
-            if finished and store_answer:
-                yield from ThreadRepository(ctx).touch(run.thread_id)
+                if run.question_id is not None:
+                    yield from ThreadRepository(ctx).answered(
+                        run.thread_id,
+                        question_id=run.question_id,
+                        answer_id=run.message_id,
+                        since=run.created_at,
+                    )
             return finished
 
         try:

@@ -41,9 +41,12 @@ from netra.realtime.frames import (
     ApproveTool,
     CancelAccepted,
     CancelRun,
+    ClientFrame,
     Connected,
+    EditMessage,
     Ping,
     Pong,
+    Regenerate,
     Resume,
     SendMessage,
     ToolDecision,
@@ -295,36 +298,52 @@ class WebSocketEndpoint:
         except ValidationError as exc:
             connection.send_frame(error_frame(refusal(raw, exc), ref_of(raw)))
             return
-        ctx = connection.ctx.for_request("ws")
         try:
-            if isinstance(frame, SendMessage):
-                ack = await self._runs.submit(
-                    ctx,
-                    content=frame.content,
-                    thread_id=frame.thread_id,
-                    agent=frame.agent,
-                    client_msg_id=frame.client_msg_id,
-                )
-                connection.send_frame(Ack.of(ack))
-            elif isinstance(frame, CancelRun):
-                run = await self._runs.cancel(ctx, frame.run_id)
-                connection.send_frame(
-                    CancelAccepted(ref=frame.ref, run_id=run.id, status=run.status)
-                )
-            elif isinstance(frame, Resume):
-                connection.request_resume(frame.after_seq)
-            elif isinstance(frame, Ping):
-                connection.send_frame(Pong())
-            elif isinstance(frame, ApproveTool):
-                answer = await self._runs.decide(
-                    ctx, frame.run_id, frame.tool_call_id, Decision.of(frame.decision)
-                )
-                connection.send_frame(ToolDecision.of(answer, frame.ref))
+            await self._dispatch(frame, connection)
         except Exception as exc:  # every failure becomes an error frame; the socket stays open
             reference = frame.ref or (
-                frame.client_msg_id if isinstance(frame, SendMessage) else None
+                frame.client_msg_id if isinstance(frame, SendMessage | EditMessage) else None
             )
             connection.send_frame(error_frame(exc, reference))
+
+    async def _dispatch(self, frame: ClientFrame, connection: Connection) -> None:
+        ctx = connection.ctx.for_request("ws")
+        if isinstance(frame, SendMessage):
+            ack = await self._runs.submit(
+                ctx,
+                content=frame.content,
+                thread_id=frame.thread_id,
+                agent=frame.agent,
+                client_msg_id=frame.client_msg_id,
+            )
+            connection.send_frame(Ack.of(ack, frame.ref))
+        elif isinstance(frame, EditMessage):
+            ack = await self._runs.edit(
+                ctx,
+                thread_id=frame.thread_id,
+                message_id=frame.message_id,
+                content=frame.content,
+                agent=frame.agent,
+                client_msg_id=frame.client_msg_id,
+            )
+            connection.send_frame(Ack.of(ack, frame.ref))
+        elif isinstance(frame, Regenerate):
+            ack = await self._runs.regenerate(
+                ctx, thread_id=frame.thread_id, message_id=frame.message_id, agent=frame.agent
+            )
+            connection.send_frame(Ack.of(ack, frame.ref))
+        elif isinstance(frame, CancelRun):
+            run = await self._runs.cancel(ctx, frame.run_id)
+            connection.send_frame(CancelAccepted(ref=frame.ref, run_id=run.id, status=run.status))
+        elif isinstance(frame, Resume):
+            connection.request_resume(frame.after_seq)
+        elif isinstance(frame, Ping):
+            connection.send_frame(Pong())
+        elif isinstance(frame, ApproveTool):
+            answer = await self._runs.decide(
+                ctx, frame.run_id, frame.tool_call_id, Decision.of(frame.decision)
+            )
+            connection.send_frame(ToolDecision.of(answer, frame.ref))
 
 
 class _Admitted:

@@ -44,6 +44,26 @@ class SendMessage(Frame):
     client_msg_id: _Id | None = None
 
 
+class EditMessage(Frame):
+    """A new version of a question of the thread: a new branch, answered by a new run."""
+
+    type: Literal["edit_message"]
+    thread_id: _Id
+    message_id: _Id
+    content: Annotated[Text, Field(min_length=1)]
+    agent: _Id | None = None
+    client_msg_id: _Id | None = None
+
+
+class Regenerate(Frame):
+    """A new answer to a question (``message_id``: the question, or an answer of it)."""
+
+    type: Literal["regenerate"]
+    thread_id: _Id
+    message_id: _Id
+    agent: _Id | None = None
+
+
 class CancelRun(Frame):
     type: Literal["cancel_run"]
     run_id: _Id
@@ -65,11 +85,22 @@ class ApproveTool(Frame):
     decision: Literal["approve", "deny"]
 
 
-FRAME_TYPES = frozenset({"send_message", "cancel_run", "resume", "ping", "approve_tool"})
+FRAME_TYPES = frozenset(
+    {
+        "send_message",
+        "edit_message",
+        "regenerate",
+        "cancel_run",
+        "resume",
+        "ping",
+        "approve_tool",
+    }
+)
 """The ``type`` of every frame a client may send."""
 
 ClientFrame = Annotated[
-    SendMessage | CancelRun | Resume | Ping | ApproveTool, Field(discriminator="type")
+    SendMessage | EditMessage | Regenerate | CancelRun | Resume | Ping | ApproveTool,
+    Field(discriminator="type"),
 ]
 CLIENT_FRAME: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
 
@@ -99,21 +130,27 @@ class Connected(Outgoing):
 
 
 class Ack(Outgoing):
-    """A ``send_message`` was stored and its run queued."""
+    """A ``send_message``, ``edit_message`` or ``regenerate`` was admitted: its message
+    stored (none for a regeneration) and its run queued."""
 
     type: Literal["ack"] = "ack"
     client_msg_id: str | None
     message_id: str
+    """The question the run answers."""
     thread_id: str
     run_id: str
+    ref: str | None = None
+    """The frame's ``ref`` (sent only when it had one)."""
 
     @classmethod
-    def of(cls, ack: Acknowledgement) -> Ack:
+    def of(cls, ack: Acknowledgement, ref: str | None = None) -> Ack:
+        fields = {"ref": ref} if ref is not None else {}
         return cls(
             client_msg_id=ack.client_msg_id,
             message_id=ack.message_id,
             thread_id=ack.thread_id,
             run_id=ack.run_id,
+            **fields,
         )
 
 

@@ -26,6 +26,7 @@ from netra.errors import Conflict, InvalidRequest, RunError
 from netra.events.bridge import AgentWebSocketBridge
 from netra.events.bus import EventBus, Notice
 from netra.events.payloads import MessageCreated, QuotaWarning, ThreadDeleted, ThreadUpdated
+from netra.ids import new_id
 from netra.runs.quotas import admit, measure
 from netra.runs.shedding import LoadShedder
 from netra.settings import LimitSettings
@@ -109,7 +110,41 @@ class RunService:
         agent: str | None = None,
         client_msg_id: str | None = None,
     ) -> Ack:
-        """Store the message and queue its run; a retried ``client_msg_id`` stores nothing."""
+        """Store the message at the end of the thread's branch and queue its run; a
+        retried ``client_msg_id`` stores nothing."""
+        self._check_content(ctx, content)
+        return await self._start(_Request(ctx, content, thread_id, agent, client_msg_id))
+
+    async def edit(
+        self,
+        ctx: UserExecutionContext,
+        *,
+        thread_id: str,
+        message_id: str,
+        content: str,
+        agent: str | None = None,
+        client_msg_id: str | None = None,
+    ) -> Ack:
+        """A new version of one of the caller's messages: stored beside it (a new branch,
+        which the thread now shows) and answered by a new run that sees only that branch."""
+        self._check_content(ctx, content)
+        request = _Request(ctx, content, thread_id, agent, client_msg_id, edit_of=message_id)
+        return await self._start(request)
+
+    async def regenerate(
+        self,
+        ctx: UserExecutionContext,
+        *,
+        thread_id: str,
+        message_id: str,
+        agent: str | None = None,
+    ) -> Ack:
+        """A new answer to a question (``message_id``, or the question an answer of it
+        answers): a new run whose answer goes beside the earlier ones; the thread's branch
+        ends at the question until it comes."""
+        return await self._start(_Request(ctx, None, thread_id, agent, None, regenerate=message_id))
+
+    def _check_content(self, ctx: UserExecutionContext, content: str) -> None:
         limits = self._config.limits_for(ctx.user_id, ctx.tier)
         if not content.strip():
             raise InvalidRequest("content must not be empty")
@@ -118,9 +153,12 @@ class RunService:
                 f"message longer than {limits.max_message_chars} characters",
                 code="message_too_large",
             )
-        request = _Request(ctx, limits, content, thread_id, agent, client_msg_id)
+
+    async def _start(self, request: _Request) -> Ack:
+        ctx, client_msg_id = request.ctx, request.client_msg_id
+        limits = self._config.limits_for(ctx.user_id, ctx.tier)
         try:
-            admitted = await self._db.transact(self._admit(request))
+            admitted = await self._db.transact(self._admit(request, limits))
         except IntegrityViolation:
             if client_msg_id is None:
                 raise
@@ -132,9 +170,10 @@ class RunService:
         if isinstance(admitted, Ack):
             return admitted
         thread, run, message = admitted.thread, admitted.run, admitted.message
-        if admitted.created_thread:
+        if admitted.created_thread or request.branches:
             await self._bridge.emit(ctx, ThreadUpdated(thread.public()), thread_id=thread.id)
-        await self._bridge.emit(ctx, MessageCreated(message.public()), thread_id=thread.id)
+        if request.content is not None:
+            await self._bridge.emit(ctx, MessageCreated(message.public()), thread_id=thread.id)
         for warning in admitted.warnings:
             await self._bridge.emit(ctx, warning, thread_id=thread.id)
         for active in admitted.superseded:  # double-texting policy "interrupt"
@@ -142,24 +181,36 @@ class RunService:
         await self._engine.submit(ctx, run)
         return Ack(client_msg_id, message.id, thread.id, run.id)
 
-    def _admit(self, request: _Request) -> Tx[Ack | _Admitted]:
+    def _admit(self, request: _Request, limits: LimitSettings) -> Tx[Ack | _Admitted]:
         """Admission, in the transaction that stores the message and its run: the thread is
         the caller's, the agent is allowed, the double-texting policy, the quotas, the
-        server-wide bound on queued runs."""
+        server-wide bound on queued runs. The thread's row is held until commit, so the
+        message joins the end of its branch as it is."""
         ctx = request.ctx
         if request.client_msg_id is not None:
             earlier = yield from _earlier(ctx, request.client_msg_id)
             if earlier is not None:
                 return earlier
         threads = ThreadRepository(ctx)
+        messages = MessageRepository(ctx)
+        question_id = new_id("msg")
         created = request.thread_id is None
         if request.thread_id is None:
             name = request.agent or DEFAULT_AGENT
             self._agents.check_access(ctx, name)
-            thread = yield from threads.create(title=title_from(request.content), agent=name)
+            title = title_from(request.content or "")
+            thread = yield from threads.create(title=title, agent=name, first_message=question_id)
         else:
-            thread = yield from threads.get(request.thread_id)
-            yield from threads.touch(thread.id)
+            thread = yield from threads.get(request.thread_id, hold=True)
+        parent_id = None if created else thread.active_leaf
+        question: MessageRecord | None = None
+        if request.regenerate is not None:
+            question = yield from _question_of(messages, thread.id, request.regenerate)
+        elif request.edit_of is not None:
+            edited = yield from messages.get(thread.id, request.edit_of)
+            if edited.role != "user":
+                raise InvalidRequest("only a message of yours can be edited", code="not_editable")
+            parent_id = edited.parent_id
         agent_name = request.agent or thread.agent
         definition = self._agents.check_access(ctx, agent_name)
         runs = RunRepository(ctx)
@@ -171,7 +222,7 @@ class RunService:
                     "a run is still active on this thread; wait for it or cancel it",
                     code="thread_busy",
                 )
-        warnings = admit(request.limits, (yield from measure(runs)), agent=agent_name)
+        warnings = admit(limits, (yield from measure(runs)), agent=agent_name)
         yield from self._shedder.check()
         owner, lease_until = self._engine.holding()
         run = yield from RunQueue.create(
@@ -179,17 +230,24 @@ class RunService:
             thread_id=thread.id,
             agent=agent_name,
             model=definition.model or self._config.settings.models.default,
+            question_id=question.id if question else question_id,
             owner=owner,
             lease_until=lease_until,
         )
-        message = yield from MessageRepository(ctx).add(
-            thread_id=thread.id,
-            role="user",
-            content=request.content,
-            run_id=run.id,
-            client_msg_id=request.client_msg_id,
-        )
-        return _Admitted(created, thread, run, message, superseded, warnings)
+        if question is None:
+            question = yield from messages.add(
+                thread_id=thread.id,
+                role="user",
+                content=request.content or "",
+                parent_id=parent_id,
+                run_id=run.id,
+                client_msg_id=request.client_msg_id,
+                message_id=question_id,
+            )
+        if not created:
+            yield from threads.touch(thread.id, leaf=question.id, at=question.created_at)
+        thread = replace(thread, active_leaf=question.id, updated_at=question.created_at)
+        return _Admitted(created, thread, run, question, superseded, warnings)
 
     async def cancel(
         self, ctx: UserExecutionContext, run_id: str, *, why: RunError | None = None
@@ -270,14 +328,23 @@ class RunService:
 
 @dataclass(frozen=True, slots=True)
 class _Request:
-    """A message to admit."""
+    """A run to admit: a message sent, a message edited, or an answer made again."""
 
     ctx: UserExecutionContext
-    limits: LimitSettings
-    content: str
+    content: str | None
+    """The new message (None: a regeneration, which adds none)."""
     thread_id: str | None
     agent: str | None
     client_msg_id: str | None
+    edit_of: str | None = None
+    """The message the new one is a version of (its sibling)."""
+    regenerate: str | None = None
+    """The question to answer again, or an answer of it."""
+
+    @property
+    def branches(self) -> bool:
+        """It starts a new branch: the thread's branch no longer ends where it did."""
+        return self.edit_of is not None or self.regenerate is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,6 +358,16 @@ class _Admitted:
     superseded: list[RunRecord]
     """Active runs of the thread the message interrupts (double-texting "interrupt")."""
     warnings: list[QuotaWarning]
+
+
+def _question_of(messages: MessageRepository, thread_id: str, message_id: str) -> Tx[MessageRecord]:
+    """The question a message is (a user message) or answers (an answer: its parent)."""
+    message = yield from messages.get(thread_id, message_id)
+    if message.role == "user":
+        return message
+    if message.parent_id is None:
+        raise InvalidRequest("this message answers no question", code="not_regenerable")
+    return (yield from messages.get(thread_id, message.parent_id))
 
 
 def _active_in(ctx: UserExecutionContext, thread_id: str) -> Tx[list[RunRecord]]:

@@ -387,6 +387,7 @@ function applyRunEvent(run, ev) {
     }
     case 'message_delta': run.text += d.delta ?? ''; break;
     case 'agent_completed':
+      run.answerId = d.message_id ?? null;
       run.outcome = d.outcome;
       run.status = d.outcome;
       run.error = d.error ?? null;
@@ -771,13 +772,15 @@ function layout(view) {
   const placed = new Set();
   const answers = new Map();
   for (const m of view.messages.values()) if (m.role === 'assistant' && m.run_id) answers.set(m.run_id, m);
+  let question = null;
   const placeRun = (runId) => {
     if (placed.has(runId)) return;
     placed.add(runId);
     const run = view.runs.get(runId);
-    if (run || answers.has(runId)) blocks.push({ key: `r:${runId}`, run, answer: answers.get(runId) });
+    if (run || answers.has(runId)) blocks.push({ key: `r:${runId}`, run, answer: answers.get(runId), question });
   };
   for (const m of view.messages.values()) {
+    if (m.role === 'user') question = m;
     if (m.run_id) {
       if (m.role === 'user') blocks.push({ key: `m:${m.id}`, msg: m });
       placeRun(m.run_id);
@@ -806,7 +809,7 @@ function renderMessages() {
       view.nodes.set(block.key, node);
     }
     if (block.msg) updateMessageNode(node, block.msg);
-    else updateRunNode(node, block.run, block.answer);
+    else updateRunNode(node, block);
     // Keep DOM order equal to the layout, moving only nodes that are out of place.
     const want = prev ? prev.nextSibling : box.firstChild;
     if (node !== want) box.insertBefore(node, want);
@@ -828,16 +831,65 @@ function renderMessages() {
 
 function messageNode() {
   const node = h('article', 'msg');
-  node.parts = { text: h('div', 'bubble text'), note: h('p', 'note error') };
-  node.append(node.parts.text, node.parts.note);
+  node.parts = { text: h('div', 'bubble text'), note: h('p', 'note error'), tools: h('div', 'msg-tools') };
+  node.append(node.parts.text, node.parts.note, node.parts.tools);
   return node;
 }
 
 function updateMessageNode(node, msg) {
   node.className = `msg ${msg.role}${msg.pending ? ' pending' : ''}`;
   node.setAttribute('aria-label', msg.role === 'user' ? 'You' : 'Assistant');
-  setText(node.parts.text, msg.content);
+  const editing = state.view.editing === msg.id;
+  if (editing) showEditor(node, msg);
+  else if (msg.role === 'assistant') setMarkdown(node.parts.text, msg.content);  // a forked copy
+  else setText(node.parts.text, msg.content);
+  node.parts.text.hidden = editing;
   setText(node.parts.note, msg.failed ? `Not sent: ${msg.failed}` : '');
+  const stored = !msg.pending && !msg.failed && state.view.threadId;
+  const tools = [];
+  if (stored) tools.push(...branchArrows(msg));
+  if (stored && msg.role === 'user' && !editing) tools.push(toolButton('Edit', 'Edit this message', () => startEdit(msg)));
+  if (stored && msg.role === 'assistant') tools.push(copyButton(msg.content));
+  setTools(node.parts.tools, [msg.id, msg.siblings, editing, stored], tools);
+}
+
+/** Rebuild a message's buttons only when what they depend on changed. */
+function setTools(box, key, buttons) {
+  const sig = JSON.stringify(key);
+  if (box.sig === sig) return;
+  box.sig = sig;
+  box.replaceChildren(...buttons);
+}
+
+function toolButton(label, title, onClick) {
+  const button = h('button', 'msg-tool', label);
+  button.type = 'button';
+  button.title = title;
+  button.addEventListener('click', onClick);
+  return button;
+}
+
+function copyButton(text) {
+  const button = toolButton('Copy', 'Copy the answer', () => copyText(text, button));
+  return button;
+}
+
+/** ‹ 2/3 › between the versions of a question or the answers to it. */
+function branchArrows(msg) {
+  const ids = msg.siblings ?? [msg.id];
+  if (ids.length < 2) return [];
+  const at = ids.indexOf(msg.id);
+  const go = (to) => () => switchBranch(ids[to]);
+  const prev = toolButton('\u2039', 'Previous version', go(at - 1));
+  const next = toolButton('\u203A', 'Next version', go(at + 1));
+  prev.setAttribute('aria-label', 'Previous version');
+  next.setAttribute('aria-label', 'Next version');
+  prev.disabled = at <= 0;
+  next.disabled = at >= ids.length - 1;
+  const where = h('span', 'branch-count', `${at + 1}/${ids.length}`);
+  const box = h('span', 'branch');
+  box.append(prev, where, next);
+  return [box];
 }
 
 function runNode() {
@@ -845,11 +897,11 @@ function runNode() {
   node.setAttribute('aria-label', 'Assistant');
   node.parts = {
     badge: h('span', 'badge'), steps: h('ol', 'steps'),
-    text: h('div', 'text'), error: h('p', 'run-error error'),
+    text: h('div', 'text'), error: h('p', 'run-error error'), tools: h('div', 'msg-tools'),
   };
   const head = h('div', 'run-head');
   head.append(h('span', 'who', 'Assistant'), node.parts.badge);
-  node.append(head, node.parts.steps, node.parts.text, node.parts.error);
+  node.append(head, node.parts.steps, node.parts.text, node.parts.error, node.parts.tools);
   return node;
 }
 
@@ -858,7 +910,7 @@ const BADGES = {
   timed_out: 'Timed out', interrupted: 'Interrupted',
 };
 
-function updateRunNode(node, run, answer) {
+function updateRunNode(node, { run, answer, question }) {
   const status = run ? runStatus(run) : 'completed';
   const active = run ? isActive(run) : false;
   const { badge, steps, text, error } = node.parts;
@@ -880,6 +932,13 @@ function updateRunNode(node, run, answer) {
   text.hidden = !waiting && !answerText;
   setText(error, run?.error?.message ?? '');
   node.setAttribute('aria-busy', String(active));
+  const tools = [];
+  if (answer) tools.push(...branchArrows(answer), copyButton(answer.content));
+  const again = answer?.id ?? (question && !question.pending ? question.id : null);
+  if (!active && again && state.view.threadId) {
+    tools.push(toolButton('Regenerate', 'Answer this again', () => regenerate(again)));
+  }
+  setTools(node.parts.tools, [answer?.id, answer?.siblings, answer?.content, active, again], tools);
 
   // Rebuild the step list only when it changed (cheap to compare, steps are few).
   const sig = JSON.stringify([list, active]);
@@ -887,6 +946,73 @@ function updateRunNode(node, run, answer) {
   steps.sig = sig;
   steps.hidden = list.length === 0;
   steps.replaceChildren(...list.map((step, i) => stepNode(step, active && i === list.length - 1)));
+}
+
+// Branches: an edit or a regeneration makes one, and the arrows switch between them; each
+// reloads the open thread, whose branch then ends elsewhere.
+
+function reopenThread() {
+  const threadId = state.view.threadId;
+  if (threadId) openThread(threadId, { force: true });
+}
+
+async function branchAction(path, body, method = 'POST') {
+  try {
+    await api(`/threads/${encodeURIComponent(state.view.threadId)}${path}`, { method, body });
+    reopenThread();
+  } catch (err) {
+    showComposerError(err.message || 'Something went wrong.');
+  }
+}
+
+const switchBranch = (messageId) => branchAction('/active_leaf', { message_id: messageId }, 'PUT');
+const regenerate = (messageId) => branchAction(`/messages/${encodeURIComponent(messageId)}/regenerate`, {});
+
+function startEdit(msg) {
+  state.view.editing = msg.id;
+  scheduleRender();
+}
+
+/** The editor that stands in for a question's bubble while it is edited. */
+function showEditor(node, msg) {
+  if (node.editor?.msgId === msg.id) return;
+  node.editor?.remove();
+  const form = h('form', 'edit-form');
+  form.msgId = msg.id;
+  const box = h('textarea', 'edit-input');
+  box.value = msg.content;
+  box.setAttribute('aria-label', 'Edit message');
+  const save = h('button', 'primary', 'Send');
+  save.type = 'submit';
+  const cancel = toolButton('Cancel', 'Keep the message as it is', () => {
+    state.view.editing = null;
+    node.editor = null;
+    form.remove();
+    scheduleRender();
+  });
+  const actions = h('div', 'edit-actions');
+  actions.append(save, cancel);
+  form.append(box, actions);
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const content = box.value.trim();
+    if (!content) return;
+    save.disabled = true;
+    branchAction(`/messages/${encodeURIComponent(msg.id)}/edit`, { content, client_msg_id: uuid() });
+  });
+  node.editor = form;
+  node.parts.text.after(form);
+  box.focus();
+}
+
+/** Whether the thread's branch now ends somewhere this view does not: another tab switched it. */
+function branchMoved(view, leaf) {
+  if (!leaf) return false;
+  const messages = [...view.messages.values()];
+  if (messages.at(-1)?.id === leaf) return false;
+  const asked = messages.filter((m) => m.role === 'user').at(-1);
+  const run = asked && view.runs.get(asked.run_id);
+  return !(run && run.answerId === leaf);  // an answer still shown from its run's events
 }
 
 /** Answer a tool call that waits for approval: over the socket, or HTTP when it is down. */
@@ -1109,8 +1235,17 @@ function onEvent(ev) {
 }
 
 function applyToView(view, ev) {
+  if (ev.type === 'thread_updated' && branchMoved(view, ev.data?.thread?.active_leaf)) {
+    reopenThread();
+    return;
+  }
   if (ev.type === 'message_created') {
     const msg = ev.data?.message;
+    const turns = [...view.messages.values()].map((m) => m.turn ?? 0);
+    if (msg && !view.messages.has(msg.id) && msg.turn <= Math.max(0, ...turns)) {
+      reopenThread();  // an edit, in another tab: a new branch at an earlier turn
+      return;
+    }
     if (msg && !view.messages.has(msg.id)) {
       // Nothing orders this event against our ack: if it comes first, take over our
       // optimistic copy (same text, still pending) rather than show the message twice.
