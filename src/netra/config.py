@@ -46,6 +46,7 @@ RELOADABLE = (
     "models.context_windows",
     "models.default_context_window",
     "models.reserve_output_tokens",
+    "models.summarize",
     "tools.",
     "logging.level",
 )

@@ -168,6 +168,9 @@ class ModelSettings(Section):
     reserve_output_tokens: int = Field(4_096, ge=0)
     """Tokens of a model's window kept for its answer: a prompt fills at most the rest (and
     at most three quarters of the window)."""
+    summarize: bool = True
+    """Earlier turns that do not fit a model's window are summarised (a call of the run's
+    model, metered to the run, stored for the thread's next runs); false: left out."""
     offline_chunk_delay_ms: int = Field(15, ge=0, le=5000)
     """Pause between streamed chunks of the offline model, so streaming is visible."""
     circuit_failure_threshold: int = Field(3, ge=1)

@@ -151,6 +151,7 @@ async def test_migrations_are_idempotent_and_reach_head(db: DatabaseManager) -> 
         "refresh_tokens",
         "runs",
         "sessions",
+        "summaries",
         "threads",
         "tool_calls",
         "turns",

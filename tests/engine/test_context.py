@@ -7,10 +7,12 @@ import json
 import re
 
 import httpx
+from sqlalchemy import text
 
-from netra.models.base import ChatMessage, ModelRequest, ToolCallRequest
+from netra.models.base import ChatMessage, ModelRequest, ToolCallRequest, estimate_tokens
 from netra.models.context import message_tokens, tool_tokens
 from netra.models.scripted import ScriptedModel, ScriptedTurn
+from netra.models.summary import is_summary_request, offline_summary
 from tests.conftest import ServerFactory
 from tests.support import make_user, open_socket
 
@@ -55,6 +57,7 @@ async def test_the_newest_turns_that_fit_are_sent_and_the_question_always_is(
         models={
             "default": "scripted",
             "context_windows": [{"model": "scripted", "tokens": WINDOW}],
+            "summarize": False,  # what does not fit is left out (summaries: below)
         },
         # 600 runs in a row, as fast as they go
         tiers={"free": {"runs_per_minute": 0, "tokens_per_day": 0}},
@@ -85,7 +88,7 @@ async def test_the_newest_turns_that_fit_are_sent_and_the_question_always_is(
         notes = [e["data"]["context"] for e in events if e["type"] == "agent_thinking"]
         assert len(notes) == 2, "each model call says what it was sent"
         first = notes[0]
-        assert first["window"] == WINDOW
+        assert first["window"] == WINDOW and first["summarized"] == 0
         assert first["turns"] + first["dropped"] == TURNS - 1
         assert first["dropped"] > 0 and first["turns"] > 0
         assert first["tokens"] <= BUDGET
@@ -97,4 +100,87 @@ async def test_the_newest_turns_that_fit_are_sent_and_the_question_always_is(
         assert sent == [f"what is {n}*7?" for n in range(TURNS - len(sent), TURNS)], (
             "the newest turns, without a hole"
         )
+        await socket.close()
+
+
+SUMMARISED_TURNS = 150
+
+
+async def test_turns_that_do_not_fit_are_summarised_now_and_then_and_the_run_pays(
+    server_factory: ServerFactory,
+) -> None:
+    """With summaries on, what does not fit is folded into the thread's stored summary: a
+    call of the run's model, sent the summary so far and the turns to add, that fits the
+    window too. The newest turns still come as they are, nothing is left out, a summary is
+    made only now and then (the turns kept after one fill half the room), and each call's
+    usage is the run's."""
+    server = server_factory(
+        models={
+            "default": "scripted",
+            "context_windows": [{"model": "scripted", "tokens": WINDOW}],
+        },
+        tiers={"free": {"runs_per_minute": 0, "tokens_per_day": 0}},
+        websocket={"frames_per_s": 10_000},
+    )
+    model = server.netra.models.get("scripted")
+    assert isinstance(model, ScriptedModel)
+
+    def answering(request: ModelRequest) -> ScriptedTurn:
+        assert prompt_tokens(request) <= BUDGET, "the prompt is over the budget"
+        if is_summary_request(request):
+            return ScriptedTurn.text(offline_summary(request))
+        return calculating(request)
+
+    model.responder = answering
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        user = await make_user(http, "summed")
+        socket = await open_socket(server, user.token)
+        thread_id = None
+        made, summarising_runs = 0, 0
+        for n in range(1, SUMMARISED_TURNS + 1):
+            before = len(model.requests)
+            fields = {"thread_id": thread_id} if thread_id else {}
+            ack = await socket.send_message(f"what is {n}*7?", **fields)
+            thread_id = ack["thread_id"]
+            events = await socket.run_to_end(ack["run_id"])
+            socket.frames.clear()
+            calls = model.requests[before:]
+            summaries = [r for r in calls if is_summary_request(r)]
+            made += len(summaries)
+            summarising_runs += bool(summaries)
+            usage = events[-1]["data"]["usage"]
+            assert usage["input_tokens"] == sum(
+                sum(estimate_tokens(m.content) for m in r.messages) for r in calls
+            ), "every call of the run is metered to it, summaries too"
+            notes = [
+                e["data"]["context"]
+                for e in events
+                if e["type"] == "agent_thinking" and "context" in e["data"]
+            ]
+            assert notes[0]["dropped"] == 0, (n, notes[0])
+            assert notes[0]["summarized"] + notes[0]["turns"] == n - 1, (n, notes[0])
+        assert 1 <= made <= 10, f"{made} summaries for {SUMMARISED_TURNS} turns"
+        last = model.requests[-2]  # the last question's first call
+        assert last.messages[-1] == ChatMessage("user", f"what is {SUMMARISED_TURNS}*7?")
+        heading = [
+            m
+            for m in last.messages
+            if m.role == "system" and m.content.startswith("Summary of the conversation")
+        ]
+        assert len(heading) == 1
+        assert "«what is 1*7?»" in heading[0].content, "the summary reaches back to turn 1"
+        answer = await http.get(
+            f"/threads/{thread_id}/messages", params={"limit": 1}, headers=user.auth
+        )
+        last_answer = answer.json()["items"][-1]["content"]
+        assert last_answer == f"It is {SUMMARISED_TURNS * 7}."
+
+        async def summaries_stored() -> int:
+            async with server.netra.db.read() as conn:
+                return int(await conn.scalar(text("SELECT count(*) FROM summaries")) or 0)
+
+        assert await server.call(summaries_stored) == summarising_runs
+        deleted = await http.delete(f"/threads/{thread_id}", headers=user.auth)
+        assert deleted.status_code == 204
+        assert await server.call(summaries_stored) == 0, "the summaries go with their thread"
         await socket.close()

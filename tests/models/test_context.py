@@ -50,6 +50,7 @@ def test_the_newest_whole_turns_that_fit_are_sent_after_the_system_prompt() -> N
     assert report.as_dict() == {
         "turns": 3,
         "dropped": 7,
+        "summarized": 0,
         "tokens": fixed + 3 * turn,
         "window": 10_000,
     }
@@ -103,3 +104,18 @@ def test_context_windows_come_from_the_table_the_settings_and_the_default(
     assert catalog.context_window(["openai:gpt-4o", "ollama:llama3.1"]) == 8_192, (
         "the smallest of a run's model and fallbacks"
     )
+
+
+def test_a_summary_goes_right_after_the_system_prompt_and_counts_against_the_budget() -> None:
+    budget = ContextBudget(10_000, reserve_output=0)
+    earlier = [ChatMessage("user", "q2"), ChatMessage("assistant", "a2")]
+    own = [ChatMessage("user", "q3")]
+    plain, _ = budget.fit("be brief", [], earlier, own)
+    messages, report = budget.fit(
+        "be brief", [], earlier, own, summary="The user asked 1 question before.", summarized=1
+    )
+    assert messages[0] == ChatMessage("system", "be brief")
+    assert messages[1].role == "system" and "asked 1 question" in messages[1].content
+    assert messages[2:] == plain[1:]
+    assert (report.turns, report.summarized, report.dropped) == (1, 1, 0)
+    assert report.tokens == sum(map(message_tokens, messages))

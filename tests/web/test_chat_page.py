@@ -390,20 +390,28 @@ def test_a_pinned_chat_is_listed_first_and_an_archived_one_apart(
     expect(titles).to_have_text(["oldest chat", "newest chat", "middle chat"])
 
 
-def test_a_step_says_when_earlier_turns_were_left_out_to_fit_the_model(
-    server_factory: ServerFactory, page: Page
+@pytest.mark.parametrize("summarize", [True, False])
+def test_a_step_says_when_earlier_turns_were_summarised_or_left_out(
+    server_factory: ServerFactory, page: Page, summarize: bool
 ) -> None:
     # A window of 400 tokens holds the assistant's prompt, its tools and the question, and
-    # at most one earlier turn: the third question goes without the first.
-    server = server_factory(models={"context_windows": [{"model": "offline", "tokens": 400}]})
+    # at most one earlier turn: the third question goes without the first, which the offline
+    # model summarised (or, with summaries off, which was left out).
+    server = server_factory(
+        models={
+            "context_windows": [{"model": "offline", "tokens": 400}],
+            "summarize": summarize,
+        }
+    )
     sign_up(page, server, "window")
     for index, words in enumerate(("hello one", "hello two", "hello three")):
         send(page, words)
         expect(runs(page)).to_have_count(index + 1)
         expect_completed(runs(page).nth(index))
     expect(runs(page).first.locator(".step-note")).to_have_count(0)
-    expect(runs(page).last.locator(".step-note")).to_have_text(
-        re.compile(r"^\((1 earlier turn|2 earlier turns) left out to fit the model\)$")
+    how = "summarised" if summarize else "left out"
+    expect(runs(page).last.locator(".step-note").first).to_have_text(
+        re.compile(rf"^\((1 earlier turn|2 earlier turns) {how} to fit the model\)$")
     )
 
 

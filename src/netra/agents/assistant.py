@@ -31,7 +31,13 @@ class ToolLoopAgent:
     async def step(self, deps: AgentDeps, state: AgentState) -> Next:
         tools = deps.dispatcher.specs()
         messages, sent = deps.context.fit(
-            self.definition.system_prompt, tools, state.earlier, state.messages, unread=state.unread
+            self.definition.system_prompt,
+            tools,
+            state.earlier,
+            state.messages,
+            unread=state.unread,
+            summary=state.summary,
+            summarized=state.summarized,
         )
         await deps.emitter.thinking(
             "Thinking…" if state.step == 0 else "Reading the tool results…",

@@ -51,7 +51,13 @@ class AgentState:
     """The thread's turns before the run's message, oldest first: each model call is sent
     the newest of them that fit (``AgentDeps.context``)."""
     unread: int = 0
-    """Turns of the thread before ``earlier``, not read: never sent."""
+    """Turns of the thread before ``earlier`` that are neither read nor summarised: never
+    sent."""
+    summary: str | None = None
+    """The thread's summary of the turns before ``earlier`` (``netra.engine.summary``),
+    sent after the system prompt."""
+    summarized: int = 0
+    """Turns the summary holds."""
     step: int = 0
     """The step being taken (steps before it are done)."""
     text: list[str] = field(default_factory=list)

@@ -234,3 +234,19 @@ class TurnRecord:
     tool_calls: tuple[TurnCall, ...]
     usage: dict[str, Any]
     """The turn's model usage: ``input_tokens``, ``output_tokens``, ``cost_usd``."""
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryRecord:
+    """A thread's summary of its branch up to a message (see ``tables.summaries``)."""
+
+    thread_id: str
+    through_id: str
+    """The last message it holds."""
+    turn: int
+    """That message's turn: the summary holds turns 1 to ``turn`` of the branch."""
+    text: str
+    run_id: str
+    """The run whose model call wrote it, and was charged for it."""
+    usage: dict[str, Any]
+    """That call's ``input_tokens``, ``output_tokens`` and ``cost_usd``."""

@@ -501,7 +501,9 @@ class MessageRepository(Scoped):
             unread = found[0].turn - 1 if found[0].role == "user" else found[0].turn
             while found[0].role != "user":  # an answer whose question was not read
                 del found[0]
-        return Conversation([Said(m.role, m.content, m.run_id) for m in found], unread)
+        return Conversation(
+            [Said(m.role, m.content, m.run_id, m.id, m.turn) for m in found], unread
+        )
 
     def turns(
         self,
@@ -643,6 +645,8 @@ class Said(NamedTuple):
     role: str
     content: str
     run_id: str | None
+    id: str
+    turn: int
 
 
 class EventRepository(Scoped):

@@ -202,6 +202,27 @@ arguments, as the ledger keys them) and the turn's ``usage``. What became of eac
 the ledger's. A later attempt of the run (after an approval, a hand-back or a takeover)
 rebuilds the conversation from its turns and the ledger and goes on from the next step."""
 
+summaries = Table(
+    "summaries",
+    metadata,
+    Column("thread_id", String(40), ForeignKey("threads.id", ondelete="CASCADE"), primary_key=True),
+    Column("through_id", String(40), primary_key=True),
+    Column("user_id", String(40), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("turn", Integer, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("run_id", String(40), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("cost_usd", Float, nullable=False),
+    Column("created_at", TS, nullable=False),
+)
+"""A thread's summary of its branch up to a message (``through_id``, of turn ``turn``): what
+a run is sent instead of the turns its model's window cannot hold. Each one folds newer
+turns into the one before it on the branch; the call that wrote it is metered to the run
+that needed it (``run_id``; ``model``, tokens and cost kept here too, so a later attempt of
+that run counts it again)."""
+
 sessions = Table(
     "sessions",
     metadata,

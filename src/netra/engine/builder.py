@@ -1,7 +1,8 @@
 """AttemptBuilder: what one attempt of a run starts from.
 
-An attempt gets the conversation up to its own message, a model with its fallbacks, and a
-tool dispatcher limited to what the agent, the user's role and tier allow. An attempt that
+An attempt gets the conversation up to its own message (what of it its model's window cannot
+hold, summarised: ``netra.engine.summary``), a model with its fallbacks, and a tool
+dispatcher limited to what the agent, the user's role and tier allow. An attempt that
 continues an earlier one then has its state advanced from the run's checkpoint
 (``netra.engine.checkpoint``).
 """
@@ -13,7 +14,8 @@ from netra.config import UnifiedConfigurationManager
 from netra.context import UserExecutionContext
 from netra.db.manager import DatabaseManager
 from netra.db.records import RunRecord
-from netra.db.repositories import MessageRepository
+from netra.db.repositories import MessageRepository, Said
+from netra.engine.summary import Summarizer
 from netra.events.bridge import RunEmitter
 from netra.models.base import ChatMessage
 from netra.models.catalog import ModelCatalog
@@ -38,6 +40,7 @@ class AttemptBuilder:
         self._tools = tools
         self._models = models
         self._config = config
+        self._summarizer = Summarizer(db)
 
     async def prepare(
         self,
@@ -65,12 +68,6 @@ class AttemptBuilder:
             self._models.context_window(model_ids),
             reserve_output=settings.models.reserve_output_tokens,
         )
-        earlier: list[ChatMessage] = []
-        unread = 0
-        if task is not None:
-            own = [ChatMessage("user", task)]
-        else:
-            earlier, own, unread = await self._history(ctx, run)
         allowed = definition.tools
         if limits.allowed_tools is not None:
             wanted = allowed if allowed is not None else limits.allowed_tools
@@ -93,20 +90,37 @@ class AttemptBuilder:
             context=context,
             token_budget=limits.run_token_budget,
         )
-        state = AgentState(attempt=run.attempt, messages=own, earlier=earlier, unread=unread)
+        if task is not None:
+            return deps, AgentState(attempt=run.attempt, messages=[ChatMessage("user", task)])
+        said, unread = await self._history(ctx, run)
+        own = [ChatMessage("user", said[-1].content)] if said else []
+        recap = await self._summarizer.recap(
+            ctx,
+            run_id=run.id,
+            thread_id=run.thread_id,
+            said=said[:-1],
+            unread=unread,
+            room=context.room(definition.system_prompt, dispatcher.specs(), own),
+            context=context,
+            model=model,
+            emitter=emitter,
+            enabled=settings.models.summarize,
+        )
+        state = AgentState(
+            attempt=run.attempt,
+            messages=own,
+            earlier=recap.earlier,
+            unread=recap.unread,
+            summary=recap.summary,
+            summarized=recap.summarized,
+            usage=recap.usage,
+        )
         return deps, state
 
-    async def _history(
-        self, ctx: UserExecutionContext, run: RunRecord
-    ) -> tuple[list[ChatMessage], list[ChatMessage], int]:
-        """The branch the run's question ends (never what was sent after it, nor another
-        branch), that question, and how many turns before them were not read."""
+    async def _history(self, ctx: UserExecutionContext, run: RunRecord) -> tuple[list[Said], int]:
+        """The branch the run's question ends, ending with that question (never what was
+        sent after it, nor another branch), and how many turns before it were not read."""
         if run.question_id is None:
-            return [], [], 0
+            return [], 0
         stored, unread = await self._db.transact(MessageRepository(ctx).texts(run.question_id))
-        said = [
-            ChatMessage("user" if m.role == "user" else "assistant", m.content)
-            for m in stored
-            if m.role in ("user", "assistant") and m.content
-        ]
-        return said[:-1], said[-1:], unread
+        return stored, unread

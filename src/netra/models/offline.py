@@ -4,7 +4,9 @@ Deterministic. When the user's message clearly asks for arithmetic it calls the
 ``calculator`` tool; for the time or date it calls ``clock``; both at once when asked both.
 After the tools answer it reports their results. Asked only to "count to N" (N up to
 10,000), it answers the numbers 1 to N: a long answer of known length and pace, for the
-benchmarks of the event path (bench/compare.py). Otherwise it says plainly what it is.
+benchmarks of the event path (bench/compare.py). Asked for a summary of turns that no longer
+fit a window, it counts the questions (``netra.models.summary.offline_summary``). Otherwise it
+says plainly what it is.
 Text is streamed word by word, with a configurable pause so streaming is visible.
 """
 
@@ -28,6 +30,7 @@ from netra.models.base import (
     estimate_tokens,
     tokens_of_length,
 )
+from netra.models.summary import is_summary_request, offline_summary
 
 _WORD_OPERATORS = (
     (re.compile(r"\bmultiplied by\b|\btimes\b|×"), "*"),
@@ -134,7 +137,9 @@ class OfflineModel:
                 yield TextDelta(str(number) if number == 1 else f" {number}")
             yield Usage(prompt_tokens, _count_tokens(limit))
             return
-        if last.role == "user":
+        if is_summary_request(request):
+            text = offline_summary(request)
+        elif last.role == "user":
             calls = self._plan_tools(last.content, tools, len(messages))
             if calls:
                 for call in calls:

@@ -367,7 +367,9 @@ function applyRunEvent(run, ev) {
     case 'agent_thinking':
       // A run continuing after a pause or on another server: text past text_chars is streamed again.
       if (d.resumed) run.text = run.text.slice(0, d.resumed.text_chars ?? run.text.length);
-      run.steps.push({ kind: 'thinking', text: d.text ?? '', dropped: d.context?.dropped ?? 0 });
+      run.steps.push({
+        kind: 'thinking', text: d.text ?? '', dropped: d.context?.dropped ?? 0, summarized: d.context?.summarized ?? 0,
+      });
       break;
     case 'approval_required':
       run.status = 'requires_approval';
@@ -1052,11 +1054,11 @@ function stepNode(step, isLast) {
     const li = h('li', 'step thinking');
     li.dataset.status = isLast ? 'running' : 'done';
     li.append(h('span', 'step-icon', isLast ? '\u25CC' : '\u2022'), h('span', 'step-detail', step.text || 'Thinking…'));
-    if (step.dropped) {
-      // What the model was not sent: the reader knows why it may not remember.
-      const turns = step.dropped === 1 ? '1 earlier turn' : `${step.dropped} earlier turns`;
-      li.append(h('span', 'step-note', `(${turns} left out to fit the model)`));
-    }
+    // What the model was sent only in summary, or not at all: the reader knows why it may
+    // not remember.
+    const turns = (n) => (n === 1 ? '1 earlier turn' : `${n} earlier turns`);
+    if (step.summarized) li.append(h('span', 'step-note', `(${turns(step.summarized)} summarised to fit the model)`));
+    if (step.dropped) li.append(h('span', 'step-note', `(${turns(step.dropped)} left out to fit the model)`));
     return li;
   }
   const li = h('li', 'step tool');
