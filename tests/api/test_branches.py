@@ -247,5 +247,9 @@ async def test_a_question_sent_while_the_answer_is_awaited_follows_the_answer(
         items = await branch(http, user, one["thread_id"])
         assert [m["content"] for m in items] == ["first", "done waiting", "second", "done at once"]
         assert [m["parent_id"] for m in items[1:]] == [m["id"] for m in items[:-1]]
-        assert said(model.requests[-1]) == ["first", "done waiting", "second"]
+        assert said(model.requests[-1]) == [
+            "first",
+            "[tools used: hold {} → released]\ndone waiting",  # the answer, its call in brief
+            "second",
+        ]
         await socket.close()

@@ -184,3 +184,31 @@ async def test_turns_that_do_not_fit_are_summarised_now_and_then_and_the_run_pay
         assert deleted.status_code == 204
         assert await server.call(summaries_stored) == 0, "the summaries go with their thread"
         await socket.close()
+
+
+async def test_earlier_answers_come_with_their_tool_calls_in_brief(
+    server_factory: ServerFactory,
+) -> None:
+    """An earlier turn is sent as its question and answer, the answer with the tool calls
+    that made it in one line each — arguments and result cut short — not the whole
+    exchange."""
+    server = server_factory(models={"default": "scripted"})
+    model = server.netra.models.get("scripted")
+    assert isinstance(model, ScriptedModel)
+    model.responder = calculating
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        user = await make_user(http, "briefed")
+        socket = await open_socket(server, user.token)
+        first = await socket.send_message("what is 3*7?")
+        await socket.run_to_end(first["run_id"])
+        second = await socket.send_message("what is 4*7?", thread_id=first["thread_id"])
+        await socket.run_to_end(second["run_id"])
+        asked = model.requests[-2]  # the second question's first call
+        earlier = [m for m in asked.messages if m.role == "assistant"]
+        assert len(earlier) == 1
+        brief, answer = earlier[0].content.split("\n", 1)
+        assert brief.startswith('[tools used: calculator {"expression": "3*7"} → ')
+        assert "21" in brief and brief.endswith("]")
+        assert answer == "It is 21."
+        assert not earlier[0].tool_calls, "in brief: no call to answer"
+        await socket.close()

@@ -75,13 +75,16 @@ class AgentState:
 
     @property
     def tool_trace(self) -> list[dict[str, object]]:
-        """The tool calls made, with their outcome, as the answer's message records them."""
+        """The tool calls made, with their outcome, as the answer's message records them:
+        each with a ``line`` saying it in brief, which later runs of the thread are sent
+        with the answer (``ToolOutcome.brief``)."""
         return [
             {
                 "tool_call_id": outcome.call.id,
                 "tool": outcome.call.name,
                 "ok": outcome.ok,
                 "duration_ms": outcome.duration_ms,
+                "line": outcome.brief(),
             }
             for outcome in self.outcomes
             if not outcome.pending

@@ -501,9 +501,7 @@ class MessageRepository(Scoped):
             unread = found[0].turn - 1 if found[0].role == "user" else found[0].turn
             while found[0].role != "user":  # an answer whose question was not read
                 del found[0]
-        return Conversation(
-            [Said(m.role, m.content, m.run_id, m.id, m.turn) for m in found], unread
-        )
+        return Conversation([_said(m) for m in found], unread)
 
     def turns(
         self,
@@ -602,6 +600,19 @@ class MessageRepository(Scoped):
         return [(message_record(row), row["title"]) for row in found]
 
 
+def _said(message: MessageRecord) -> Said:
+    calls = (message.data or {}).get("tool_calls") or []
+    lines = [call.get("line") for call in calls if isinstance(call, dict)]
+    return Said(
+        message.role,
+        message.content,
+        message.run_id,
+        message.id,
+        message.turn,
+        tuple(line for line in lines if isinstance(line, str)),
+    )
+
+
 def _cut_oldest_turn(found: list[MessageRecord], limit: int) -> bool:
     """Drop the oldest turn of a path read with one question more than ``limit``: True when
     it had that many (more turns come before the page)."""
@@ -647,6 +658,8 @@ class Said(NamedTuple):
     run_id: str | None
     id: str
     turn: int
+    tools: tuple[str, ...] = ()
+    """An answer's tool calls, a line each (``ToolOutcome.brief``)."""
 
 
 class EventRepository(Scoped):

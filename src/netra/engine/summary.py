@@ -142,7 +142,14 @@ class Summarizer:
 
 
 def _chat(said: Said) -> ChatMessage:
-    return ChatMessage("user" if said.role == "user" else "assistant", said.content)
+    """A message of an earlier turn as a prompt holds it: an answer with its tool calls in
+    brief before it."""
+    if said.role == "user":
+        return ChatMessage("user", said.content)
+    if not said.tools:
+        return ChatMessage("assistant", said.content)
+    tools = "; ".join(said.tools)
+    return ChatMessage("assistant", f"[tools used: {tools}]\n{said.content}")
 
 
 def _messages(turns: Sequence[Sequence[Said]]) -> list[ChatMessage]:

@@ -61,6 +61,22 @@ class ToolOutcome:
     def ok(self) -> bool:
         return self.error is None
 
+    def brief(self) -> str:
+        """The call in one short line, as later turns recall it:
+        ``calculator {"expression": "12*7"} → 84``."""
+        arguments = _brief(json.dumps(self.call.arguments, ensure_ascii=False), BRIEF_ARGUMENTS)
+        if self.error is not None:
+            return (
+                f"{self.call.name} {arguments} → failed: {_brief(self.error.message, BRIEF_RESULT)}"
+            )
+        result = self.result
+        text = (
+            result
+            if isinstance(result, str)
+            else json.dumps(result, default=str, ensure_ascii=False)
+        )
+        return f"{self.call.name} {arguments} → {_brief(text, BRIEF_RESULT)}"
+
     def as_message(self) -> ChatMessage:
         payload = {"error": self.error.as_dict()} if self.error else self.result
         return ChatMessage(
@@ -69,6 +85,17 @@ class ToolOutcome:
             tool_call_id=self.call.id,
             name=self.call.name,
         )
+
+
+BRIEF_ARGUMENTS = 120
+"""Characters of a call's arguments its brief line keeps …"""
+BRIEF_RESULT = 200
+"""… and of its result."""
+
+
+def _brief(text: str, limit: int) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 class _Failure(Exception):
