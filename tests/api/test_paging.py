@@ -231,3 +231,40 @@ async def test_a_thread_of_1500_messages_pages_completely_both_ways(
             forward += [m["content"] for m in page["items"]]
             cursor = page["newer_cursor"]
         assert forward == expected
+
+
+async def test_250_threads_page_exactly_once_each_while_threads_are_created(
+    server_factory: ServerFactory,
+) -> None:
+    """Paging 20 at a time through 250 threads while a new thread is created before every
+    page: each of the 250 is listed exactly once, in order, and nothing twice."""
+    server = server_factory()
+    async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
+        user = await make_user(http, "many")
+        ctx = UserExecutionContext(user_id=(await http.get("/me", headers=user.auth)).json()["id"])
+        start = utcnow() - timedelta(hours=1)
+
+        def store() -> Tx[None]:
+            threads = ThreadRepository(ctx)
+            for n in range(250):
+                yield from threads.create(
+                    title=f"chat {n}", agent="assistant", at=start + timedelta(seconds=n)
+                )
+
+        async def stored() -> None:
+            await server.netra.db.transact(store())
+
+        await server.call(stored)
+        seen: list[str] = []
+        params: dict[str, str | int] = {"limit": 20}
+        while True:
+            created = await http.post("/threads", json={"title": "newer"}, headers=user.auth)
+            assert created.status_code == 201
+            page = (await http.get("/threads", params=params, headers=user.auth)).json()
+            seen += [thread["title"] for thread in page["items"]]
+            if page["next_cursor"] is None:
+                break
+            params = {"limit": 20, "cursor": page["next_cursor"]}
+        old = [title for title in seen if title != "newer"]
+        assert old == [f"chat {n}" for n in reversed(range(250))]
+        assert seen.count("newer") == 1, "only the one created before the first page"
