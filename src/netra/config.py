@@ -177,7 +177,6 @@ class UnifiedConfigurationManager:
         self._lock = threading.RLock()
         self._layers = _Layers()
         self._listeners: list[Listener] = []
-        self._user_limits: dict[str, dict[str, Any]] = {}
         self._file_mtime = self._mtime()
         self.history: list[Change] = []
         """Accepted changes, oldest first."""
@@ -344,35 +343,18 @@ class UnifiedConfigurationManager:
             self._listeners.append(listener)
 
     # ---- scoped limits -------------------------------------------------------------------
-    def limits_for(self, user_id: str, tier: str) -> LimitSettings:
-        """The limits in force for one user: user override > tier > global ``limits``."""
+    def limits_for(self, tier: str, overrides: Mapping[str, Any] | None = None) -> LimitSettings:
+        """The limits in force for one user: its own ``overrides`` (stored with the account,
+        ``UserExecutionContext.limits``) > its tier's > the global ``limits``. An override
+        of a limit no longer known is ignored."""
         settings = self.settings
         values = settings.limits.model_dump()
         tier_settings = settings.tiers.get(tier)
         if tier_settings is not None:
             values.update(tier_settings.model_dump(exclude_none=True))
-        with self._lock:
-            values.update(self._user_limits.get(user_id, {}))
+        if overrides:
+            values.update({k: v for k, v in overrides.items() if k in LIMIT_NAMES})
         return LimitSettings.model_validate(values)
-
-    def set_user_limit(self, user_id: str, name: str, value: Any) -> None:
-        """Override one limit for one user; an invalid name or value changes nothing."""
-        if name not in LIMIT_NAMES:
-            known = ", ".join(sorted(LIMIT_NAMES))
-            raise ConfigurationError(f"{name!r} is not a per-user limit (known: {known})")
-        try:
-            checked = TierSettings.model_validate({name: value})
-        except ValidationError as exc:
-            raise ConfigurationError(
-                self._describe(exc, {name: value}).replace("invalid settings", "invalid limit")
-            ) from None
-        with self._lock:
-            self._user_limits.setdefault(user_id, {})[name] = getattr(checked, name)
-            self.history.append(Change(datetime.now(UTC), f"user:{user_id}", (name,)))
-
-    def clear_user_limits(self, user_id: str) -> None:
-        with self._lock:
-            self._user_limits.pop(user_id, None)
 
     # ---- hot reload ----------------------------------------------------------------------
     def _mtime(self) -> float | None:

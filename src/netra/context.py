@@ -44,6 +44,9 @@ class UserExecutionContext:
     """Permissions derived from the roles."""
     tier: str = "free"
     """Quota tier of the user."""
+    limits: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    """The user's own limit overrides, stored with the account: over the tier's
+    (``UnifiedConfigurationManager.limits_for``)."""
     session_id: str | None = None
     """Sign-in session the credential belongs to (None for server-side contexts)."""
     request_id: str = field(default_factory=lambda: new_id("req"))
@@ -74,6 +77,8 @@ class UserExecutionContext:
         if self.correlation_id is None:
             object.__setattr__(self, "correlation_id", self.request_id)
         object.__setattr__(self, "metadata", _frozen_metadata(self.metadata))
+        if not isinstance(self.limits, MappingProxyType):
+            object.__setattr__(self, "limits", MappingProxyType(copy.deepcopy(dict(self.limits))))
 
     def for_request(self, via: str, request_id: str | None = None) -> UserExecutionContext:
         """The same identity acting for a new client action (an HTTP request, a frame)."""
@@ -113,6 +118,7 @@ class UserExecutionContext:
             "roles": list(self.roles),
             "permissions": sorted(self.permissions),
             "tier": self.tier,
+            "limits": dict(self.limits),
             "session_id": self.session_id,
             "request_id": self.request_id,
             "correlation_id": self.correlation_id,

@@ -406,6 +406,14 @@ async def test_the_servers_real_answers_match_their_documented_bodies(
         grant_admin(server, admin.email)
         await call("GET", "/admin/users", admin)
         await call("PATCH", "/admin/users/{user_id}", admin, user_id=user.id, json={"tier": "pro"})
+        await call("GET", "/admin/users/{user_id}", admin, user_id=user.id)
+        await call(
+            "PUT",
+            "/admin/users/{user_id}/limits",
+            admin,
+            user_id=user.id,
+            json={"max_steps": 8, "allowed_tools": None},
+        )
         await call("GET", "/admin/instances", admin)
 
         schema = (await http.get("/openapi.json")).json()

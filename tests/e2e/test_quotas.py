@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
 from netra.models.scripted import ScriptedModel, ScriptedTurn
 from tests.conftest import ServerFactory
-from tests.support import make_user, open_socket
+from tests.security.principals import fresh_token
+from tests.support import grant_admin, make_user, open_socket
 
 
 async def test_runs_per_minute_refuse_the_excess_with_retry_after(
@@ -122,4 +125,66 @@ async def test_the_offline_model_is_priced_from_the_settings_and_its_spend_is_sh
         assert abs(usage["cost_usd"] - expected) < 2e-8  # each call rounds to 8 places
         me = (await http.get("/me", headers=user.auth)).json()
         assert abs(me["usage"]["today"]["cost_usd"] - expected) < 1e-6
+        await socket.close()
+
+
+def own(user: dict[str, Any]) -> dict[str, Any]:
+    """A user's own limits as shown: those it has (null: its tier's applies)."""
+    return {name: value for name, value in user["limit_overrides"].items() if value is not None}
+
+
+async def test_an_admin_sets_a_users_own_limits_and_its_open_socket_follows(
+    server_factory: ServerFactory,
+) -> None:
+    """``PUT /admin/users/{id}/limits`` stores the user's own values over its tier's: shown
+    in ``GET /me`` and ``GET /admin/users/{id}``, applied to the user's next message — on a
+    socket it already holds too — and removed again with null."""
+    server = server_factory()
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        user, other = await make_user(http, "limited"), await make_user(http, "free")
+        admin = await make_user(http, "boss")
+        grant_admin(server, admin.email)
+        admin_token = await fresh_token(http, admin)
+        boss = {"Authorization": f"Bearer {admin_token}"}
+        socket = await open_socket(server, user.token)
+        first = await socket.send_message("a long enough message")
+        assert first["type"] == "ack"
+
+        path = f"/admin/users/{user.id}/limits"
+        changed = await http.put(path, json={"max_message_chars": 10, "max_steps": 3}, headers=boss)
+        assert changed.status_code == 200, changed.text
+        assert own(changed.json()) == {"max_message_chars": 10, "max_steps": 3}
+        assert changed.json()["limits"]["max_message_chars"] == 10
+        refused = await socket.send_message("a long enough message")
+        assert (refused["type"], refused["code"]) == ("error", "message_too_large")
+        over_http = await http.post(
+            f"/threads/{first['thread_id']}/runs",
+            json={"content": "a long enough message"},
+            headers=user.auth,
+        )
+        assert over_http.json()["error"]["code"] == "message_too_large"
+        me = (await http.get("/me", headers=user.auth)).json()
+        assert me["limits"]["max_message_chars"] == 10 and me["limits"]["max_steps"] == 3
+        assert own(me) == {"max_message_chars": 10, "max_steps": 3}
+        theirs = (await http.get("/me", headers=other.auth)).json()
+        assert theirs["limits"]["max_message_chars"] > 10 and own(theirs) == {}
+
+        cleared = await http.put(path, json={"max_message_chars": None}, headers=boss)
+        assert own(cleared.json()) == {"max_steps": 3}
+        assert (await socket.send_message("a long enough message"))["type"] == "ack"
+        shown = (await http.get(f"/admin/users/{user.id}", headers=boss)).json()
+        assert own(shown) == {"max_steps": 3} and shown["limits"]["max_steps"] == 3
+
+        for body in ({"max_steps": 0}, {"colour": 1}, {}, {"max_steps": "many"}):
+            bad = await http.put(path, json=body, headers=boss)
+            assert bad.status_code == 422, (body, bad.text)
+        missing = await http.put(
+            "/admin/users/usr_nobody/limits", json={"max_steps": 1}, headers=boss
+        )
+        assert missing.status_code == 404
+        not_admin = await http.put(path, json={"max_steps": 100}, headers=user.auth)
+        assert not_admin.status_code == 403
+        assert own((await http.get(f"/admin/users/{user.id}", headers=boss)).json()) == {
+            "max_steps": 3
+        }
         await socket.close()

@@ -363,3 +363,34 @@ async def test_every_instance_registers_and_the_admin_sees_them_alive(
         ready = (await http.get("/ready")).json()
         assert ready["instance"] == b.netra.instance_id
         assert ready["checks"]["cluster"]["healthy"] is True
+
+
+async def test_a_users_own_limits_set_on_one_instance_hold_on_every_other(
+    cluster: Cluster, redis_url: str
+) -> None:
+    """Overrides are stored with the account, not in one process: set through one instance,
+    the next message to another is admitted under them."""
+    a, b = cluster(redis_url)
+    async with (
+        httpx.AsyncClient(base_url=a.url) as at_a,
+        httpx.AsyncClient(base_url=b.url) as at_b,
+    ):
+        user = await make_user(at_b, "spread")
+        admin = await make_user(at_a, "admin")
+        grant_admin(a, admin.email)
+        login = await at_a.post(
+            "/auth/login", json={"email": admin.email, "password": admin.password}
+        )
+        boss = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        ack = await submit(at_b, user, "what is 2*3?")
+        changed = await at_a.put(
+            f"/admin/users/{user.id}/limits", json={"max_message_chars": 5}, headers=boss
+        )
+        assert changed.status_code == 200, changed.text
+        refused = await at_b.post(
+            f"/threads/{ack['thread_id']}/runs", json={"content": "what is 2*4?"}, headers=user.auth
+        )
+        assert refused.status_code == 422
+        assert refused.json()["error"]["code"] == "message_too_large"
+        me = (await at_b.get("/me", headers=user.auth)).json()
+        assert me["limit_overrides"]["max_message_chars"] == 5

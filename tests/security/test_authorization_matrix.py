@@ -102,6 +102,10 @@ async def _decision(_world: World, _principal: str) -> dict[str, str]:
     return {"decision": "deny"}
 
 
+async def _limits(_world: World, _principal: str) -> dict[str, int]:
+    return {"max_steps": 12}
+
+
 async def _user_change(_world: World, _principal: str) -> dict[str, str]:
     return {"tier": "free"}
 
@@ -155,6 +159,8 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/admin/users"): Route("admin", 200),
     ("GET", "/admin/instances"): Route("admin", 200),
     ("PATCH", "/admin/users/{user_id}"): Route("admin", 200, _user_change),
+    ("GET", "/admin/users/{user_id}"): Route("admin", 200),
+    ("PUT", "/admin/users/{user_id}/limits"): Route("admin", 200, _limits),
 }
 
 

@@ -3,16 +3,19 @@ instances. Admins only."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from netra.api.deps import AdminUser, AppState, PathId
-from netra.api.errors import DocumentedRoute
-from netra.api.views import AdminUserView, InstancePage, UserPage
+from netra.api.errors import DocumentedRoute, error_responses
+from netra.api.views import AdminUserDetail, AdminUserView, InstancePage, UserPage
 from netra.auth.permissions import ROLE_PERMISSIONS
 from netra.db.records import UserRecord, utcnow
+from netra.errors import InvalidRequest
+from netra.instance import Netra
+from netra.settings import TierSettings
 
 router = APIRouter(tags=["admin"], prefix="/admin", route_class=DocumentedRoute)
 
@@ -34,8 +37,25 @@ class UserChange(BaseModel):
     disabled: bool | None = None
 
 
+class LimitChange(TierSettings):
+    """The limits to set for the user (a value) or to give back to its tier (null)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"max_steps": 8, "tokens_per_day": None}]}
+    )
+
+
+def _fields(user: UserRecord) -> dict[str, Any]:
+    return {**user.public(), "disabled": user.disabled, "limit_overrides": user.limits}
+
+
 def _view(user: UserRecord) -> AdminUserView:
-    return AdminUserView.model_validate({**user.public(), "disabled": user.disabled})
+    return AdminUserView.model_validate(_fields(user))
+
+
+def _detail(netra: Netra, user: UserRecord) -> AdminUserDetail:
+    limits = netra.config.limits_for(user.tier, user.limits)
+    return AdminUserDetail.model_validate({**_fields(user), "limits": limits})
 
 
 @router.get("/users")
@@ -61,6 +81,26 @@ async def update_user(
         known_tiers=sorted(netra.settings.tiers),
     )
     return _view(user)
+
+
+@router.get("/users/{user_id}")
+async def get_user(user_id: PathId, _: AdminUser, netra: AppState) -> AdminUserDetail:
+    """A user, its own limit overrides and the limits in force for it."""
+    return _detail(netra, await netra.accounts.get_user(user_id))
+
+
+@router.put("/users/{user_id}/limits", responses=error_responses(404))
+async def set_user_limits(
+    user_id: PathId, body: LimitChange, _: AdminUser, netra: AppState
+) -> AdminUserDetail:
+    """Set the user's own value of each limit given, over its tier's; ``null`` removes the
+    user's own value (the tier's applies again); a limit not given stays as it is. Stored
+    with the account: every instance applies it to the user's next message, over HTTP at
+    once, on a socket it already holds once it hears of the change."""
+    changes = body.model_dump(mode="json", include=body.model_fields_set)
+    if not changes:
+        raise InvalidRequest("name at least one limit to set or clear")
+    return _detail(netra, await netra.accounts.set_limits(user_id, changes))
 
 
 @router.get("/instances")

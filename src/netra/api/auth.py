@@ -87,5 +87,12 @@ async def me(ctx: CurrentUser, netra: AppState) -> AccountView:
     """The caller, with roles, tier, usage and the limits in force."""
     user = await netra.accounts.user(ctx)
     usage = await netra.db.transact(measure(RunRepository(ctx)))
-    limits = netra.config.limits_for(ctx.user_id, ctx.tier)
-    return AccountView.model_validate({**user.public(), "usage": usage.as_dict(), "limits": limits})
+    limits = netra.config.limits_for(user.tier, user.limits)
+    return AccountView.model_validate(
+        {
+            **user.public(),
+            "usage": usage.as_dict(),
+            "limits": limits,
+            "limit_overrides": user.limits,
+        }
+    )

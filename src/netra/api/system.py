@@ -91,7 +91,7 @@ async def metrics(netra: AppState) -> Response:
 @router.get("/agents")
 async def agents(ctx: CurrentUser, netra: AppState) -> AgentPage:
     """The agents the caller's role and tier allow."""
-    allowed = netra.config.limits_for(ctx.user_id, ctx.tier).allowed_agents
+    allowed = netra.config.limits_for(ctx.tier, ctx.limits).allowed_agents
     return AgentPage(
         items=[
             AgentView(name=d.name, description=d.description, model=d.model)
@@ -104,7 +104,7 @@ async def agents(ctx: CurrentUser, netra: AppState) -> AgentPage:
 @router.get("/tools")
 async def tools(ctx: CurrentUser, netra: AppState) -> ToolPage:
     """The tools the caller's role and tier allow."""
-    allowed = netra.config.limits_for(ctx.user_id, ctx.tier).allowed_tools
+    allowed = netra.config.limits_for(ctx.tier, ctx.limits).allowed_tools
     items = []
     for _, tool in netra.tools.items():
         if allowed is not None and tool.name not in allowed:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from netra.db.records import Decision, RunStatus
 from netra.events.envelope import EventType
-from netra.settings import LimitSettings
+from netra.settings import LimitSettings, TierSettings
 from netra.tools.mcp_status import McpState
 from netra.tools.tool import SideEffects
 
@@ -51,6 +51,16 @@ class AdminUserView(UserView):
 
     disabled: bool
     """A disabled user's sessions end and it cannot sign in."""
+    limit_overrides: TierSettings
+    """The user's own limits, over its tier's (``PUT /admin/users/{id}/limits``); null: the
+    tier's applies."""
+
+
+class AdminUserDetail(AdminUserView):
+    """One user as administrators see it, with the limits in force for it."""
+
+    limits: LimitSettings
+    """Its own overrides over its tier's over the global ``limits``."""
 
 
 class UsageToday(View):
@@ -78,6 +88,8 @@ class AccountView(UserView):
     usage: UsageNow
     limits: LimitSettings
     """The user's own overrides over its tier over the global ``limits``."""
+    limit_overrides: TierSettings
+    """The user's own limits, set by an administrator; null: the tier's applies."""
 
 
 class UserPage(View):

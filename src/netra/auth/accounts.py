@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from netra.auth.passwords import PasswordHasher
 from netra.auth.permissions import ROLE_PERMISSIONS, permissions_for
@@ -75,12 +76,29 @@ class AccountService:
             roles=user.roles,
             permissions=permissions_for(user.roles),
             tier=user.tier,
+            limits=user.limits,
             trail=("server:account",),
         )
 
     # ---- administration ------------------------------------------------------------------
     async def list_users(self, *, limit: int, offset: int) -> list[UserRecord]:
         return await self._db.transact(UserRepository.list(limit=limit, offset=offset))
+
+    async def get_user(self, user_id: str) -> UserRecord:
+        user = await self._db.transact(UserRepository.by_id(user_id))
+        if user is None:
+            raise NotFound("user not found")
+        return user
+
+    async def set_limits(self, user_id: str, changes: Mapping[str, Any]) -> UserRecord:
+        """Set the user's own overrides of the limits in ``changes`` (None: remove one), in
+        the account, so every instance applies them: from the next request over HTTP, and
+        to the sockets it holds once it hears of the change (this one's at once)."""
+        user = await self._db.transact(UserRepository.change_limits(user_id, changes))
+        if user is None:
+            raise NotFound("user not found")
+        await self._sessions.account_changed(user_id)
+        return user
 
     async def update_user(
         self,

@@ -27,7 +27,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from netra.auth.permissions import permissions_for
@@ -141,7 +141,12 @@ class SessionService:
         generation = self._generation
         session_id, refresh = await self._db.transact(self._open(user.id))
         state = SessionState(
-            user.id, revoked=False, disabled=False, roles=user.roles, tier=user.tier
+            user.id,
+            revoked=False,
+            disabled=False,
+            roles=user.roles,
+            tier=user.tier,
+            limits=user.limits,
         )
         self._remember(session_id, _context(session_id, state), generation)
         return self._pair(user.id, session_id, user.roles, user.tier, refresh)
@@ -225,6 +230,22 @@ class SessionService:
         self._remember(claims.session_id, ctx, generation)
         return ctx
 
+    async def reread(self, ctx: UserExecutionContext) -> UserExecutionContext | None:
+        """``ctx`` with its user's rights as stored now (roles, tier, limit overrides): for
+        a socket that outlives an account change. None: its session ended meanwhile."""
+        if ctx.session_id is None:
+            return None
+        state = await self._db.transact(SessionRepository.state(ctx.session_id))
+        if state is None or state.revoked or state.disabled or state.user_id != ctx.user_id:
+            return None
+        return replace(
+            ctx,
+            roles=state.roles,
+            permissions=permissions_for(state.roles),
+            tier=state.tier,
+            limits=state.limits,
+        )
+
     @property
     def generation(self) -> int:
         """Counts what was forgotten: a session read before it changed is not remembered."""
@@ -284,6 +305,7 @@ def _context(session_id: str, state: SessionState) -> UserExecutionContext:
         roles=state.roles,
         permissions=permissions_for(state.roles),
         tier=state.tier,
+        limits=state.limits,
         session_id=session_id,
         trail=(f"session:{session_id}",),
     )

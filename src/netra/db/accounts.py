@@ -4,9 +4,10 @@ functions (``netra.db.sql``), like the rest of the storage path."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from netra.db.records import UserRecord, utcnow
 from netra.db.sql import IntegrityViolation, Row, Statement, Tx, execute, first, rowcount, rows
@@ -26,6 +27,12 @@ USER_LIST = Statement(
 )
 USER_SET_ROLES = Statement("user: new roles", "UPDATE users SET roles = :roles WHERE id = :id")
 USER_SET_TIER = Statement("user: a new tier", "UPDATE users SET tier = :tier WHERE id = :id")
+USER_HOLD = Statement(
+    "user: by id, locked until commit", "SELECT * FROM users WHERE id = :id FOR UPDATE"
+)
+USER_SET_LIMITS = Statement(
+    "user: its own limit overrides", "UPDATE users SET limits = :limits WHERE id = :id"
+)
 USER_SET_DISABLED = Statement(
     "user: disabled or enabled", "UPDATE users SET disabled = :disabled WHERE id = :id"
 )
@@ -35,7 +42,7 @@ SESSION_INSERT = Statement(
 )
 SESSION_STATES = Statement(
     "sessions: each with its user's standing (a token's check)",
-    "SELECT s.id, s.user_id, s.revoked_at, u.disabled, u.roles, u.tier"
+    "SELECT s.id, s.user_id, s.revoked_at, u.disabled, u.roles, u.tier, u.limits"
     " FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ANY(:ids)",
 )
 SESSION_REVOKE = Statement(
@@ -72,6 +79,7 @@ def _user(row: Row) -> UserRecord:
         tier=row["tier"],
         disabled=bool(row["disabled"]),
         created_at=row["created_at"],
+        limits=dict(row["limits"] or {}),
     )
 
 
@@ -139,6 +147,19 @@ class UserRepository:
             yield from execute(USER_SET_DISABLED(id=user_id, disabled=disabled))
         return (yield from UserRepository.by_id(user_id))
 
+    @staticmethod
+    def change_limits(user_id: str, changes: Mapping[str, Any]) -> Tx[UserRecord | None]:
+        """Set the user's own overrides of ``changes`` (a value of None removes one); the
+        account as it is then (None: no such account)."""
+        row = yield from first(USER_HOLD(id=user_id))
+        if row is None:
+            return None
+        user = _user(row)
+        limits = {**user.limits, **changes}
+        limits = {name: value for name, value in limits.items() if value is not None}
+        yield from execute(USER_SET_LIMITS(id=user_id, limits=limits))
+        return replace(user, limits=limits)
+
 
 @dataclass(frozen=True, slots=True)
 class SessionState:
@@ -149,6 +170,8 @@ class SessionState:
     disabled: bool
     roles: tuple[str, ...]
     tier: str
+    limits: Mapping[str, Any]
+    """The user's own limit overrides."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +205,7 @@ class SessionRepository:
                 disabled=bool(row["disabled"]),
                 roles=tuple(row["roles"]),
                 tier=row["tier"],
+                limits=row["limits"] or {},
             )
             for row in found
         }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -64,6 +64,8 @@ class UserRecord:
     tier: str
     disabled: bool
     created_at: datetime
+    limits: dict[str, Any] = field(default_factory=dict)
+    """The user's own limit overrides, over the tier's."""
 
     def public(self) -> dict[str, Any]:
         return {

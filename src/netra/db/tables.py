@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 
 metadata = MetaData(
@@ -41,6 +42,8 @@ users = Table(
     Column("tier", String(40), nullable=False),
     Column("disabled", Boolean, nullable=False, default=False),
     Column("event_seq", BigInteger, nullable=False, default=0),
+    Column("limits", JSON, nullable=False, server_default=text("'{}'")),
+    # The user's own limit overrides ({name: value}): over the tier's, set by an admin.
     Column("created_at", TS, nullable=False),
 )
 

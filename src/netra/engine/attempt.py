@@ -140,7 +140,7 @@ class Attempt:
         self.ctx = ctx.with_run(thread_id=run.thread_id, run_id=run.id)
         self.run = run
         """As submitted, then as claimed (its attempt number the one executing)."""
-        self.limits: LimitSettings = kit.config.limits_for(ctx.user_id, ctx.tier)
+        self.limits: LimitSettings = kit.config.limits_for(ctx.tier, ctx.limits)
         self.phase = Phase.SUBMITTED
         self.stop: Stop | None = None
         self.why: RunError | None = None

@@ -182,7 +182,7 @@ class UserEngines:
     def of(self, ctx: UserExecutionContext) -> UserExecutionEngine:
         """The user's engine; a changed limit takes effect once the user's runs are done."""
         engine = self._engines.get(ctx.user_id)
-        limit = self._config.limits_for(ctx.user_id, ctx.tier).max_concurrent_runs_per_user
+        limit = self._config.limits_for(ctx.tier, ctx.limits).max_concurrent_runs_per_user
         if engine is None or (engine.idle and engine.limit != limit):
             engine = UserExecutionEngine(ctx.user_id, limit, self.slots)
             self._engines[ctx.user_id] = engine

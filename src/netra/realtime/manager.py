@@ -209,6 +209,10 @@ class UnifiedWebSocketManager:
         user = self._users.get(user_id)
         return len(user.sockets) if user is not None else 0
 
+    def sockets_of(self, user_id: str) -> tuple[Connection, ...]:
+        user = self._users.get(user_id)
+        return tuple(user.sockets) if user is not None else ()
+
     def stats(self) -> dict[str, int]:
         sockets, users = self.counts()
         return {"users": users, "sockets": sockets}

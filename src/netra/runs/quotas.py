@@ -125,4 +125,4 @@ class SubAgentAdmission:
 
     def __call__(self, ctx: UserExecutionContext, agent: str) -> Tx[None]:
         usage = yield from measure(RunRepository(ctx))
-        admit(self.config.limits_for(ctx.user_id, ctx.tier), usage, agent=agent)
+        admit(self.config.limits_for(ctx.tier, ctx.limits), usage, agent=agent)

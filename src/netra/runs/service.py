@@ -145,7 +145,7 @@ class RunService:
         return await self._start(_Request(ctx, None, thread_id, agent, None, regenerate=message_id))
 
     def _check_content(self, ctx: UserExecutionContext, content: str) -> None:
-        limits = self._config.limits_for(ctx.user_id, ctx.tier)
+        limits = self._config.limits_for(ctx.tier, ctx.limits)
         if not content.strip():
             raise InvalidRequest("content must not be empty")
         if len(content) > limits.max_message_chars:
@@ -156,7 +156,7 @@ class RunService:
 
     async def _start(self, request: _Request) -> Ack:
         ctx, client_msg_id = request.ctx, request.client_msg_id
-        limits = self._config.limits_for(ctx.user_id, ctx.tier)
+        limits = self._config.limits_for(ctx.tier, ctx.limits)
         try:
             admitted = await self._db.transact(self._admit(request, limits))
         except IntegrityViolation:
