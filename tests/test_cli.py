@@ -243,3 +243,72 @@ def test_every_request_is_one_access_line_without_its_query(tmp_path: Path) -> N
         [record] = [entry for entry in log.splitlines() if request_id in entry]
         assert "INFO" in record and line in record, record
         assert re.search(r" \d+\.\d ms ", record), record
+
+
+def test_netra_usage_prints_the_report_as_a_table(tmp_path: Path) -> None:
+    """``netra usage`` reads the database the server uses and prints what
+    ``GET /admin/usage`` answers, as a table with its totals."""
+    from sqlalchemy import text
+
+    from netra.db.manager import DatabaseManager
+    from netra.settings import DatabaseSettings
+
+    data = tmp_path / "data"
+    data.mkdir()
+    env = {"NETRA_SERVER__DATA_DIR": str(data)}
+
+    async def store() -> None:
+        db = DatabaseManager(f"sqlite+aiosqlite:///{data / 'netra.db'}", DatabaseSettings())
+        await db.upgrade()
+        async with db.write() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO users (id, email, password_hash, roles, tier, disabled,"
+                    " event_seq, created_at) VALUES ('usr_cli', 'cli@example.com', 'x',"
+                    " '[\"user\"]', 'pro', 0, 0, '2026-11-01 00:00:00.000000')"
+                )
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO threads (id, user_id, title, agent, created_at, updated_at)"
+                    " VALUES ('th_cli', 'usr_cli', 't', 'assistant', '2026-11-01 00:00:00.000000',"
+                    " '2026-11-01 00:00:00.000000')"
+                )
+            )
+            for n, (model, cost) in enumerate((("offline", 0.25), ("openai:gpt-4o", 1.5))):
+                await conn.execute(
+                    text(
+                        "INSERT INTO runs (id, user_id, thread_id, agent, model, status, attempt,"
+                        " message_id, created_at, input_tokens, output_tokens, cost_usd)"
+                        " VALUES (:id, 'usr_cli', 'th_cli', 'assistant', :model, 'completed', 1,"
+                        " :m, '2026-11-02 10:00:00.000000', 1200, 300, :cost)"
+                    ),
+                    {"id": f"run_cli{n}", "model": model, "m": f"msg_cli{n}", "cost": cost},
+                )
+        await db.close()
+
+    asyncio.run(store())
+    done = run_netra(
+        "usage", "--from", "2026-11-01", "--to", "2026-11-30", "--group-by", "model", env=env
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert lines[0] == "usage from 2026-11-01 to 2026-11-30 (UTC), by model"
+    assert lines[1].split() == [
+        "model",
+        "runs",
+        "input",
+        "tokens",
+        "output",
+        "tokens",
+        "cost",
+        "(USD)",
+    ]
+    assert lines[2].split() == ["offline", "1", "1,200", "300", "0.250000"]
+    assert lines[3].split() == ["openai:gpt-4o", "1", "1,200", "300", "1.500000"]
+    assert lines[4].split() == ["total", "2", "2,400", "600", "1.750000"]
+    by_user = run_netra("usage", "--from", "2026-11-01", "--user", "nobody@example.com", env=env)
+    assert by_user.returncode == 2
+    assert by_user.stderr.strip() == "netra: no account with email 'nobody@example.com'"
+    backwards = run_netra("usage", "--from", "2026-11-30", "--to", "2026-11-01", env=env)
+    assert backwards.returncode == 2 and "--from is after --to" in backwards.stderr

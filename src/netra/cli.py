@@ -1,4 +1,5 @@
-"""The ``netra`` command: serve, worker, database migrations, configuration."""
+"""The ``netra`` command: serve, worker, database migrations, accounts, usage reports,
+configuration."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import asyncio
 import signal
 import sys
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,13 @@ from netra import process
 from netra.config import CONFIG_VARIABLE, UnifiedConfigurationManager
 from netra.db.manager import DatabaseManager
 from netra.env import IsolatedEnvironment
-from netra.errors import ConfigurationError, NetraError, StorageUnavailable
+from netra.errors import (
+    ConfigurationError,
+    InvalidRequest,
+    NetraError,
+    NotFound,
+    StorageUnavailable,
+)
 from netra.settings import Settings
 
 
@@ -135,6 +143,67 @@ def _grant_admin(args: argparse.Namespace) -> int:
     return 0
 
 
+def _usage(args: argparse.Namespace) -> int:
+    """``netra usage``: the usage report of ``GET /admin/usage``, as a table."""
+    from netra.db.accounts import UserRepository
+    from netra.db.usage import usage_report
+
+    settings = _config(args, {}).settings
+    last = args.to or datetime.now(UTC).date()
+    first = args.first or last - timedelta(days=29)
+    if first > last:
+        raise InvalidRequest("--from is after --to: give the first day, then the last")
+
+    async def report() -> tuple[list[list[str]], list[str]]:
+        db = DatabaseManager(settings.database_url, settings.database)
+        try:
+            await db.upgrade()
+            scope = None
+            if args.user:
+                user = await db.transact(UserRepository.by_email(args.user.strip().lower()))
+                if user is None:
+                    raise NotFound(f"no account with email {args.user!r}")
+                scope = user.id
+            found, totals = await db.transact(
+                usage_report(
+                    scope=scope, group=args.group_by, first_day=first, last_day=last, limit=100_000
+                )
+            )
+        finally:
+            await db.close()
+        rows = [_usage_row(line.key or "", line.as_dict()) for line in found]
+        return rows, _usage_row("total", totals.as_dict())
+
+    rows, total = asyncio.run(report())
+    print(f"usage from {first} to {last} (UTC), by {args.group_by}")
+    header = [args.group_by, "runs", "input tokens", "output tokens", "cost (USD)"]
+    table = [header, *rows, total]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        cells = [row[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)
+        ]
+        print("  ".join(cells).rstrip())
+    return 0
+
+
+def _usage_row(key: str, line: dict[str, Any]) -> list[str]:
+    return [
+        key,
+        f"{line['runs']:,}",
+        f"{line['input_tokens']:,}",
+        f"{line['output_tokens']:,}",
+        f"{line['cost_usd']:.6f}",
+    ]
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a day (YYYY-MM-DD)") from None
+
+
 def _config_show(args: argparse.Namespace) -> int:
     for path, value, source in _config(args, {}).describe():
         print(f"{path} = {value}    [{source}]")
@@ -178,6 +247,20 @@ def parser() -> argparse.ArgumentParser:
     grant = users.add_parser("grant-admin", help="give an existing account the admin role")
     grant.add_argument("email")
     grant.set_defaults(handler=_grant_admin)
+
+    usage = commands.add_parser(
+        "usage",
+        help="runs and spend over a span of days, summed by user, tier, agent, model or day",
+    )
+    usage.add_argument(
+        "--from", dest="first", type=_day, help="first day, UTC (29 days before --to)"
+    )
+    usage.add_argument("--to", type=_day, help="last day, UTC, included (today)")
+    usage.add_argument(
+        "--group-by", choices=("user", "tier", "agent", "model", "day"), default="user"
+    )
+    usage.add_argument("--user", help="only this account's runs (its email)")
+    usage.set_defaults(handler=_usage)
 
     config = commands.add_parser("config", help="configuration").add_subparsers(
         dest="config_command", required=True

@@ -397,6 +397,7 @@ async def test_the_servers_real_answers_match_their_documented_bodies(
         await call("GET", "/threads/{thread_id}/runs", user, thread_id=thread["id"])
         await call("GET", "/threads/{thread_id}/events", user, thread_id=thread["id"])
         await call("GET", "/me", user)
+        await call("GET", "/me/usage", user, query={"group_by": "model"})
         await call("GET", "/agents", user)
         await call("GET", "/tools", user)
         await call("GET", "/health")
@@ -407,6 +408,7 @@ async def test_the_servers_real_answers_match_their_documented_bodies(
         await call("GET", "/admin/users", admin)
         await call("PATCH", "/admin/users/{user_id}", admin, user_id=user.id, json={"tier": "pro"})
         await call("GET", "/admin/users/{user_id}", admin, user_id=user.id)
+        await call("GET", "/admin/usage", admin, query={"group_by": "tier"})
         await call(
             "PUT",
             "/admin/users/{user_id}/limits",

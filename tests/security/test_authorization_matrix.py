@@ -133,6 +133,8 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/auth/refresh"): Route("public", 200, _refresh),
     ("POST", "/auth/logout"): Route("user", 204, own_session=True),
     ("GET", "/me"): Route("user", 200),
+    ("GET", "/me/usage"): Route("user", 200),
+    ("GET", "/admin/usage"): Route("admin", 200),
     ("GET", "/agents"): Route("user", 200),
     ("GET", "/tools"): Route("user", 200),
     ("GET", "/threads"): Route("user", 200),

@@ -218,6 +218,37 @@ class TreePage(View):
     """Pass as ``cursor`` for the next page; none after the last page."""
 
 
+# ---- usage reports -------------------------------------------------------------------------
+class UsageTotalsView(View):
+    runs: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    """US dollars, at the prices of when each call was made."""
+
+
+class UsageLineView(UsageTotalsView):
+    key: str
+    """The group: a day (``YYYY-MM-DD``, UTC), a model id, an agent, a user's email or a
+    tier."""
+
+
+class UsageReportView(View):
+    """Runs and their spend over a span of days, by group."""
+
+    group_by: Literal["day", "model", "agent", "user", "tier"]
+    first_day: str
+    """The span's first day (UTC), included."""
+    last_day: str
+    """Its last day, included."""
+    items: list[UsageLineView]
+    """In key order."""
+    totals: UsageTotalsView
+    """Of every group, not only this page's."""
+    next_cursor: str | None
+    """Pass as ``cursor`` (same span and grouping) for the next page; none after the last."""
+
+
 # ---- runs and events -----------------------------------------------------------------------
 class RunErrorView(View):
     """Why a run failed or was stopped."""

@@ -1,0 +1,111 @@
+"""Usage reports: what runs used and cost, summed in SQL by day, model, agent, user or tier,
+over a span of days, on both databases alike.
+
+A run counts on the day (UTC) it was created, under the model and agent it was admitted
+with, at the cost its calls were priced at when they were made (``runs.cost_usd``); a
+user's tier is the one it has now. One user's report (``scope`` its id) or everyone's
+(``scope`` None: administrators). Groups come in key order, a page at a time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, Literal
+
+from netra.db.sql import Statement, Tx, first, rows
+
+Group = Literal["day", "model", "agent", "user", "tier"]
+GROUPS: tuple[Group, ...] = ("day", "model", "agent", "user", "tier")
+_KEYS: dict[Group, tuple[str, str]] = {
+    # (PostgreSQL, SQLite): SQLite holds a time as text, "YYYY-MM-DD HH:MM:SS…", in UTC
+    "day": (
+        "to_char(r.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+        "substr(r.created_at, 1, 10)",
+    ),
+    "model": ("r.model", "r.model"),
+    "agent": ("r.agent", "r.agent"),
+    "user": ("u.email", "u.email"),
+    "tier": ("u.tier", "u.tier"),
+}
+_SUMS = (
+    "count(*) AS runs, coalesce(sum(r.input_tokens), 0) AS input_tokens,"
+    " coalesce(sum(r.output_tokens), 0) AS output_tokens,"
+    " coalesce(sum(r.cost_usd), 0.0) AS cost_usd"
+)
+_FROM = (
+    "FROM runs r JOIN users u ON u.id = r.user_id"
+    " WHERE (:everyone OR r.user_id = :user_id)"
+    " AND r.created_at >= :start_at AND r.created_at < :end_at"
+)
+
+
+def _grouped(group: Group) -> Statement:
+    postgres, sqlite = _KEYS[group]
+    # Built from this module's constants alone: what a client chooses is a key of _KEYS.
+    shape = (
+        f"SELECT * FROM (SELECT {{key}} AS key, {_SUMS} {_FROM} GROUP BY {{key}})"  # noqa: S608
+        " AS g WHERE g.key > :after ORDER BY g.key LIMIT :limit"
+    )
+    return Statement(
+        f"usage report: runs and spend by {group}, a page",
+        postgres=shape.format(key=postgres),
+        sqlite=shape.format(key=sqlite),
+    )
+
+
+REPORTS = {group: _grouped(group) for group in GROUPS}
+TOTALS = Statement("usage report: runs and spend in all", f"SELECT {_SUMS} {_FROM}")
+
+
+@dataclass(frozen=True, slots=True)
+class UsageLine:
+    """One group's runs and spend, or the report's totals (``key`` None)."""
+
+    key: str | None
+    runs: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "runs": self.runs,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cost_usd": round(self.cost_usd, 6),
+        }
+
+
+def _line(row: dict[str, Any]) -> UsageLine:
+    return UsageLine(
+        row.get("key"),
+        int(row["runs"]),
+        int(row["input_tokens"]),
+        int(row["output_tokens"]),
+        float(row["cost_usd"]),
+    )
+
+
+def usage_report(
+    *,
+    scope: str | None,
+    group: Group,
+    first_day: date,
+    last_day: date,
+    after: str = "",
+    limit: int,
+) -> Tx[tuple[list[UsageLine], UsageLine]]:
+    """A page of the groups of runs created from ``first_day`` to ``last_day`` (UTC, both
+    included) whose key comes after ``after``, and the totals of them all."""
+    span = {
+        "everyone": scope is None,
+        "user_id": scope or "",
+        "start_at": datetime.combine(first_day, time(), UTC),
+        "end_at": datetime.combine(last_day + timedelta(days=1), time(), UTC),
+    }
+    found = yield from rows(REPORTS[group](**span, after=after, limit=limit))
+    totals = yield from first(TOTALS(**span))
+    assert totals is not None  # an aggregate always has its row
+    return [_line(row) for row in found], _line(totals)

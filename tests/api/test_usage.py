@@ -1,0 +1,163 @@
+"""Usage reports on a real server, both backends: runs and spend summed in SQL by day, model,
+agent, user and tier, over a span of days, a page at a time or as CSV — a user's own only,
+everyone's for administrators."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, date, datetime
+from typing import Any
+
+import httpx
+from sqlalchemy import text
+
+from tests.conftest import ServerFactory
+from tests.security.principals import fresh_token
+from tests.support import LiveServer, User, grant_admin, make_user
+
+RUNS = [  # (who, day, model, agent, input, output, cost)
+    ("ann", date(2026, 11, 1), "openai:gpt-4o", "assistant", 1000, 100, 0.0035),
+    ("ann", date(2026, 11, 1), "offline", "assistant", 10, 10, 0.0),
+    ("ann", date(2026, 11, 2), "openai:gpt-4o", "optimizer", 2000, 200, 0.007),
+    ("bob", date(2026, 11, 2), "offline", "assistant", 30, 30, 0.0001),
+    ("bob", date(2026, 12, 1), "openai:gpt-4o", "assistant", 5, 5, 0.5),  # past the span
+]
+SPAN = {"from": "2026-11-01", "to": "2026-11-30"}
+
+
+async def store_runs(server: LiveServer, users: dict[str, User]) -> None:
+    async def write() -> None:
+        async with server.netra.db.write() as conn:
+            for n, (who, day, model, agent, tokens_in, tokens_out, cost) in enumerate(RUNS):
+                at = datetime(day.year, day.month, day.day, 12, n, tzinfo=UTC)
+                thread = f"th_usage{n}"
+                await conn.execute(
+                    text(
+                        "INSERT INTO threads (id, user_id, title, agent, created_at, updated_at)"
+                        " VALUES (:id, :u, 'usage', :agent, :at, :at)"
+                    ),
+                    {"id": thread, "u": users[who].id, "agent": agent, "at": at},
+                )
+                await conn.execute(
+                    text(
+                        "INSERT INTO runs (id, user_id, thread_id, agent, model, status, attempt,"
+                        " message_id, created_at, input_tokens, output_tokens, cost_usd)"
+                        " VALUES (:id, :u, :t, :agent, :model, 'completed', 1, :m, :at, :i,"
+                        " :o, :c)"
+                    ),
+                    {
+                        "id": f"run_usage{n}",
+                        "u": users[who].id,
+                        "t": thread,
+                        "agent": agent,
+                        "model": model,
+                        "m": f"msg_usage{n}",
+                        "at": at,
+                        "i": tokens_in,
+                        "o": tokens_out,
+                        "c": cost,
+                    },
+                )
+
+    await server.call(write)
+
+
+def lines(report: dict[str, Any]) -> list[tuple[str, int, int, int, float]]:
+    return [
+        (i["key"], i["runs"], i["input_tokens"], i["output_tokens"], i["cost_usd"])
+        for i in report["items"]
+    ]
+
+
+async def test_usage_is_summed_by_day_model_agent_user_and_tier(
+    server_factory: ServerFactory,
+) -> None:
+    server = server_factory()
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        users = {who: await make_user(http, who) for who in ("ann", "bob", "boss")}
+        grant_admin(server, users["boss"].email)
+        boss = {"Authorization": f"Bearer {await fresh_token(http, users['boss'])}"}
+        await store_runs(server, users)
+        ann = users["ann"]
+
+        by_day = (await http.get("/me/usage", params=SPAN, headers=ann.auth)).json()
+        assert lines(by_day) == [
+            ("2026-11-01", 2, 1010, 110, 0.0035),
+            ("2026-11-02", 1, 2000, 200, 0.007),
+        ]
+        assert by_day["totals"] == {
+            "runs": 3,
+            "input_tokens": 3010,
+            "output_tokens": 310,
+            "cost_usd": 0.0105,
+        }
+        assert (by_day["first_day"], by_day["last_day"]) == ("2026-11-01", "2026-11-30")
+        by_model = await http.get(
+            "/me/usage", params={**SPAN, "group_by": "model"}, headers=ann.auth
+        )
+        assert lines(by_model.json()) == [
+            ("offline", 1, 10, 10, 0.0),
+            ("openai:gpt-4o", 2, 3000, 300, 0.0105),
+        ]
+        by_agent = await http.get(
+            "/me/usage", params={**SPAN, "group_by": "agent"}, headers=ann.auth
+        )
+        assert [line[:2] for line in lines(by_agent.json())] == [
+            ("assistant", 2),
+            ("optimizer", 1),
+        ]
+        nobody = await http.get("/me/usage", params=SPAN, headers=users["boss"].auth)
+        assert nobody.json()["items"] == [] and nobody.json()["totals"]["runs"] == 0
+
+        by_user = (await http.get("/admin/usage", params=SPAN, headers=boss)).json()
+        assert [line[:2] for line in lines(by_user)] == sorted(
+            [(ann.email, 3), (users["bob"].email, 1)]
+        )
+        assert by_user["totals"]["runs"] == 4 and by_user["totals"]["cost_usd"] == 0.0106
+        by_tier = await http.get("/admin/usage", params={**SPAN, "group_by": "tier"}, headers=boss)
+        assert lines(by_tier.json()) == [("free", 4, 3040, 340, 0.0106)]
+
+        # Pages of one group each, in key order, every group once.
+        seen, cursor = [], None
+        while True:
+            params: dict[str, Any] = {**SPAN, "group_by": "day", "limit": 1}
+            if cursor:
+                params["cursor"] = cursor
+            page = (await http.get("/admin/usage", params=params, headers=boss)).json()
+            seen += [item["key"] for item in page["items"]]
+            assert page["totals"]["runs"] == 4, "totals are the whole span's, on every page"
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert seen == ["2026-11-01", "2026-11-02"]
+
+        exported = await http.get(
+            "/admin/usage", params={**SPAN, "group_by": "model", "format": "csv"}, headers=boss
+        )
+        assert exported.status_code == 200
+        assert exported.headers["content-type"].startswith("text/csv")
+        assert list(csv.reader(io.StringIO(exported.text))) == [
+            ["model", "runs", "input_tokens", "output_tokens", "cost_usd"],
+            ["offline", "2", "40", "40", "0.0001"],
+            ["openai:gpt-4o", "2", "3000", "300", "0.0105"],
+        ]
+
+        # The spend of every day counts: a span that reaches December sees bob's big run.
+        wide = await http.get(
+            "/admin/usage", params={"from": "2026-11-01", "to": "2026-12-31"}, headers=boss
+        )
+        assert wide.json()["totals"]["runs"] == 5
+
+        refused = [
+            ("/me/usage", {"group_by": "user"}, ann.auth, 422),  # everyone's: admins only
+            ("/me/usage", {"from": "2026-11-02", "to": "2026-11-01"}, ann.auth, 422),
+            ("/me/usage", {"from": "2025-01-01", "to": "2026-11-01"}, ann.auth, 422),
+            ("/me/usage", {"from": "yesterday"}, ann.auth, 422),
+            ("/me/usage", {"cursor": "nonsense"}, ann.auth, 422),
+            ("/admin/usage", {}, ann.auth, 403),
+        ]
+        for path, params, headers, status in refused:
+            response = await http.get(path, params=params, headers=headers)
+            assert response.status_code == status, (path, params, response.text)
+            assert set(response.json()) == {"error"}
