@@ -323,6 +323,13 @@ class LimitSettings(Section):
     """Runs one user may start in any 60 seconds; 0 means no limit."""
     tokens_per_day: int = Field(0, ge=0)
     """Model tokens (in + out) one user may use per UTC day; 0 means no limit."""
+    usd_per_day: float = Field(0.0, ge=0)
+    """US dollars of model calls one user may spend per UTC day; 0 means no limit."""
+    usd_per_month: float = Field(0.0, ge=0)
+    """US dollars of model calls one user may spend per UTC calendar month; 0: no limit."""
+    run_usd_budget: float = Field(0.0, ge=0)
+    """US dollars of model calls one run may spend before it fails (`cost_budget`); 0: no
+    limit."""
     concurrency_policy: Literal["queue", "reject"] = "queue"
     """Past `max_concurrent_runs_per_user`, new runs wait (`queue`) or are refused (`reject`)."""
     allowed_agents: list[str] | None = None
@@ -358,6 +365,12 @@ class TierSettings(Section):
     """Runs started in any 60 seconds; 0 means no limit."""
     tokens_per_day: int | None = Field(None, ge=0)
     """Model tokens per UTC day; 0 means no limit."""
+    usd_per_day: float | None = Field(None, ge=0)
+    """US dollars of model calls per UTC day; 0 means no limit."""
+    usd_per_month: float | None = Field(None, ge=0)
+    """US dollars of model calls per UTC calendar month; 0 means no limit."""
+    run_usd_budget: float | None = Field(None, ge=0)
+    """US dollars of model calls one run may spend; 0 means no limit."""
     concurrency_policy: Literal["queue", "reject"] | None = None
     """What happens past the concurrency limit."""
     allowed_agents: list[str] | None = None

@@ -34,7 +34,8 @@ OTHERS = {
     # admission, one transaction (the message starts a thread)
     "message: the user's with this client_msg_id (a retried send)": 1,
     "thread: a new one": 1,
-    "usage: the user's runs and spend today, runs in the last minute, runs not yet final": 1,
+    "usage: the user's runs and spend today and this month, runs in the last minute, runs"
+    " not yet final": 1,
     "depth: runs waiting to execute, every user's": 1,
     "create: a queued run": 1,
     "message: a new one, in the turn after its parent's (a question) or in it (an answer)": 2,

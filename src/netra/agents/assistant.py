@@ -62,6 +62,8 @@ class ToolLoopAgent:
             raise TokenBudgetExceeded(
                 f"the run used {spent} tokens, over its budget of {deps.token_budget}"
             )
+        if deps.costs is not None:
+            await deps.costs.after_call(state.usage)
         if not calls:
             return Final(state.answer)
         outcomes = await deps.dispatcher.execute(calls, step=state.step)

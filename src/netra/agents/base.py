@@ -36,6 +36,14 @@ class AgentDeps:
     """What of the conversation fits the model's window."""
     token_budget: int = 0
     """Model tokens (in + out) the run may use; 0 means no limit."""
+    costs: CostCheck | None = None
+    """The dollar budgets, checked after every model call."""
+
+
+class CostCheck(Protocol):
+    async def after_call(self, usage: Usage) -> None:
+        """Raise when the run's ``usage`` so far passes a dollar budget in force."""
+        ...
 
 
 @dataclass(slots=True)

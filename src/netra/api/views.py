@@ -72,6 +72,10 @@ class UsageToday(View):
     cost_usd: float
 
 
+class UsageMonth(View):
+    cost_usd: float
+
+
 class UsageNow(View):
     """The caller's usage, as the quotas count it."""
 
@@ -80,6 +84,8 @@ class UsageNow(View):
     """Runs queued, running or waiting for approval."""
     today: UsageToday
     """Since midnight UTC."""
+    month: UsageMonth
+    """Since the 1st of the month, 00:00 UTC."""
 
 
 class AccountView(UserView):
@@ -254,8 +260,8 @@ class RunErrorView(View):
     """Why a run failed or was stopped."""
 
     code: str
-    """``model_behavior``, ``step_limit``, ``token_budget``, ``timed_out``, ``cancelled``,
-    ``superseded``, ``interrupted``, ``internal_error`` …"""
+    """``model_behavior``, ``step_limit``, ``token_budget``, ``cost_budget``, ``timed_out``,
+    ``cancelled``, ``superseded``, ``interrupted``, ``internal_error`` …"""
     message: str
 
 

@@ -14,22 +14,50 @@ from netra.errors import NotFound
 ACTIVE = (RunStatus.QUEUED.value, RunStatus.RUNNING.value, RunStatus.REQUIRES_APPROVAL.value)
 """Statuses of a run not yet final (the statements spell them out, for the planner)."""
 
+
+def day_start(now: datetime) -> datetime:
+    """The UTC day ``now`` is in starts then: daily quotas and budgets count from it."""
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def month_start(now: datetime) -> datetime:
+    """The UTC calendar month ``now`` is in starts then (monthly budgets)."""
+    return day_start(now).replace(day=1)
+
+
+def next_month(now: datetime) -> datetime:
+    start = month_start(now)
+    if start.month == 12:
+        return start.replace(year=start.year + 1, month=1)
+    return start.replace(month=start.month + 1)
+
+
 RUN_GET = Statement(
     "run: one of the user's",
     "SELECT * FROM runs WHERE id = :id AND user_id = :user_id",
 )
 RUN_USAGE = Statement(
-    "usage: the user's runs and spend today, runs in the last minute, runs not yet final",
+    "usage: the user's runs and spend today and this month, runs in the last minute, runs"
+    " not yet final",
     "SELECT today.runs_today, today.input_tokens, today.output_tokens, today.cost_usd,"
-    " minute.runs_last_minute, minute.oldest_in_minute_at, active.active FROM"
+    " month.cost_usd_month, minute.runs_last_minute, minute.oldest_in_minute_at,"
+    " active.active FROM"
     " (SELECT count(*) AS runs_today, coalesce(sum(input_tokens), 0) AS input_tokens,"
     " coalesce(sum(output_tokens), 0) AS output_tokens, coalesce(sum(cost_usd), 0.0) AS cost_usd"
     " FROM runs WHERE user_id = :user_id AND created_at >= :day_start) AS today,"
+    " (SELECT coalesce(sum(cost_usd), 0.0) AS cost_usd_month"
+    " FROM runs WHERE user_id = :user_id AND created_at >= :month_start) AS month,"
     " (SELECT count(*) AS runs_last_minute, min(created_at) AS oldest_in_minute_at"
     " FROM runs WHERE user_id = :user_id AND created_at >= :minute_start) AS minute,"
     " (SELECT count(*) AS active FROM runs"
     " WHERE user_id = :user_id AND status IN ('queued', 'running', 'requires_approval'))"
     " AS active",
+)
+RUN_SPENT = Statement(
+    "spend: the user's today and this month (a run's check after a model call)",
+    "SELECT coalesce(sum(CASE WHEN created_at >= :day_start THEN cost_usd ELSE 0 END), 0.0)"
+    " AS today, coalesce(sum(cost_usd), 0.0) AS month FROM runs"
+    " WHERE user_id = :user_id AND created_at >= :month_start",
 )
 RUN_SPEND_SINCE = Statement(
     "runs: each one since a time that used a model, oldest first",
@@ -91,20 +119,33 @@ class RunRepository(Scoped):
             raise NotFound("run not found")
         return run_record(row)
 
-    def usage(self, *, day_start: datetime, minute_start: datetime) -> Tx[Row]:
+    def usage(
+        self, *, day_start: datetime, month_start: datetime, minute_start: datetime
+    ) -> Tx[Row]:
         """One read of what the quotas check: ``runs_today``, ``input_tokens``,
         ``output_tokens``, ``cost_usd`` (of runs created since ``day_start``),
-        ``runs_last_minute`` and ``oldest_in_minute_at`` (since ``minute_start``), and
-        ``active`` (runs not yet final, whenever created)."""
+        ``cost_usd_month`` (since ``month_start``), ``runs_last_minute`` and
+        ``oldest_in_minute_at`` (since ``minute_start``), and ``active`` (runs not yet
+        final, whenever created)."""
         row = yield from first(
             RUN_USAGE(
                 user_id=self.user_id,
                 day_start=day_start,
+                month_start=month_start,
                 minute_start=minute_start,
             )
         )
         assert row is not None
         return row
+
+    def spent(self, *, day_start: datetime, month_start: datetime) -> Tx[tuple[float, float]]:
+        """What the user's runs cost since ``day_start`` and since ``month_start``, as
+        recorded (finished runs, and running ones up to their last model call)."""
+        row = yield from first(
+            RUN_SPENT(user_id=self.user_id, day_start=day_start, month_start=month_start)
+        )
+        assert row is not None
+        return float(row["today"]), float(row["month"])
 
     def spend_since(self, since: datetime) -> Tx[list[tuple[datetime, str, int, int, float]]]:
         """``(created_at, model, input_tokens, output_tokens, cost_usd)`` of every run

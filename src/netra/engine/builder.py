@@ -15,6 +15,7 @@ from netra.context import UserExecutionContext
 from netra.db.manager import DatabaseManager
 from netra.db.records import RunRecord
 from netra.db.repositories import MessageRepository, Said
+from netra.engine.costs import CostGuard
 from netra.engine.summary import Summarizer
 from netra.events.bridge import RunEmitter
 from netra.models.base import ChatMessage
@@ -89,6 +90,7 @@ class AttemptBuilder:
             message_id=run.message_id,
             context=context,
             token_budget=limits.run_token_budget,
+            costs=CostGuard(self._db, ctx, run, owner=run.owner or "", limits=limits),
         )
         if task is not None:
             return deps, AgentState(attempt=run.attempt, messages=[ChatMessage("user", task)])

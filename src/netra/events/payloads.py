@@ -189,8 +189,8 @@ class RunQueued:
 class QuotaWarning:
     TYPE: ClassVar[EventType] = EventType.QUOTA_WARNING
     quota: str
-    used: int
-    limit: int
+    used: int | float
+    limit: int | float
 
     def as_data(self) -> dict[str, Any]:
         return {"quota": self.quota, "used": self.used, "limit": self.limit}

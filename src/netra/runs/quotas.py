@@ -2,7 +2,9 @@
 
 Each check reads the user's own runs (indexed by user and creation time; one statement for
 all of them) inside the same transaction that would store the new run, so two racing sends
-cannot both slip past a limit on one database. Refusals are ``QuotaExceeded`` (HTTP 429
+cannot both slip past a limit on one database. Dollar budgets (``usd_per_day``,
+``usd_per_month``) count what the user's runs cost as recorded: finished runs, and running
+ones up to their last model call (``netra.engine.costs``). Refusals are ``QuotaExceeded`` (HTTP 429
 with ``Retry-After``, WS error frame ``quota_exceeded`` with ``retry_after``); usage near a
 limit yields ``quota_warning`` events.
 """
@@ -17,7 +19,7 @@ from typing import Any
 from netra.config import UnifiedConfigurationManager
 from netra.context import UserExecutionContext
 from netra.db.records import utcnow
-from netra.db.runs import RunRepository
+from netra.db.runs import RunRepository, day_start, month_start, next_month
 from netra.db.sql import Tx
 from netra.errors import PermissionDenied, QuotaExceeded
 from netra.events.payloads import QuotaWarning
@@ -26,8 +28,23 @@ from netra.settings import LimitSettings
 MINUTE = timedelta(minutes=1)
 
 
-def day_start(now: datetime) -> datetime:
-    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+def budget_left(limits: LimitSettings, *, today: float, month: float, at: datetime) -> None:
+    """Refuse when the user's daily or monthly dollar budget is spent (``budget_exceeded``,
+    with the seconds until it renews)."""
+    if limits.usd_per_day and today >= limits.usd_per_day:
+        renews = day_start(at) + timedelta(days=1)
+        raise QuotaExceeded(
+            f"the daily budget of ${limits.usd_per_day:g} is spent; it renews at 00:00 UTC",
+            retry_after=max(1, math.ceil((renews - at).total_seconds())),
+            code="budget_exceeded",
+        )
+    if limits.usd_per_month and month >= limits.usd_per_month:
+        raise QuotaExceeded(
+            f"the monthly budget of ${limits.usd_per_month:g} is spent; it renews on the 1st "
+            "at 00:00 UTC",
+            retry_after=max(1, math.ceil((next_month(at) - at).total_seconds())),
+            code="budget_exceeded",
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +57,7 @@ class UsageSnapshot:
     input_tokens_today: int
     output_tokens_today: int
     cost_usd_today: float
+    cost_usd_month: float
     active_runs: int
     at: datetime
 
@@ -58,13 +76,16 @@ class UsageSnapshot:
                 "tokens": self.tokens_today,
                 "cost_usd": round(self.cost_usd_today, 6),
             },
+            "month": {"cost_usd": round(self.cost_usd_month, 6)},
         }
 
 
 def measure(runs: RunRepository) -> Tx[UsageSnapshot]:
     """The user's usage now, in one read."""
     now = utcnow()
-    row = yield from runs.usage(day_start=day_start(now), minute_start=now - MINUTE)
+    row = yield from runs.usage(
+        day_start=day_start(now), month_start=month_start(now), minute_start=now - MINUTE
+    )
     return UsageSnapshot(
         runs_last_minute=int(row["runs_last_minute"]),
         oldest_in_minute=row["oldest_in_minute_at"],
@@ -72,6 +93,7 @@ def measure(runs: RunRepository) -> Tx[UsageSnapshot]:
         input_tokens_today=int(row["input_tokens"]),
         output_tokens_today=int(row["output_tokens"]),
         cost_usd_today=float(row["cost_usd"]),
+        cost_usd_month=float(row["cost_usd_month"]),
         active_runs=int(row["active"]),
         at=now,
     )
@@ -95,6 +117,7 @@ def admit(limits: LimitSettings, usage: UsageSnapshot, *, agent: str) -> list[Qu
             "it renews at 00:00 UTC",
             retry_after=max(1, math.ceil((tomorrow - usage.at).total_seconds())),
         )
+    budget_left(limits, today=usage.cost_usd_today, month=usage.cost_usd_month, at=usage.at)
     if (
         limits.concurrency_policy == "reject"
         and usage.active_runs >= limits.max_concurrent_runs_per_user
@@ -105,9 +128,11 @@ def admit(limits: LimitSettings, usage: UsageSnapshot, *, agent: str) -> list[Qu
             retry_after=5,
         )
     warnings = []
-    checks = (
+    checks: tuple[tuple[str, float, float], ...] = (
         ("runs_per_minute", usage.runs_last_minute + 1, limits.runs_per_minute),
         ("tokens_per_day", usage.tokens_today, limits.tokens_per_day),
+        ("usd_per_day", round(usage.cost_usd_today, 6), limits.usd_per_day),
+        ("usd_per_month", round(usage.cost_usd_month, 6), limits.usd_per_month),
     )
     for quota, used, limit in checks:
         if limit and used >= limits.quota_warning_ratio * limit:
