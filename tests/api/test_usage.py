@@ -143,6 +143,39 @@ async def test_usage_is_summed_by_day_model_agent_user_and_tier(
             ["openai:gpt-4o", "2", "3000", "300", "0.0105"],
         ]
 
+        # Each day split by model: the parts of a stacked chart, paged one part at a time.
+        parts, cursor = [], None
+        while True:
+            params = {**SPAN, "group_by": "day", "split_by": "model", "limit": 1}
+            if cursor:
+                params["cursor"] = cursor
+            page = (await http.get("/admin/usage", params=params, headers=boss)).json()
+            assert page["split_by"] == "model"
+            parts += [(i["key"], i["split"], i["runs"], i["cost_usd"]) for i in page["items"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert parts == [
+            ("2026-11-01", "offline", 1, 0.0),
+            ("2026-11-01", "openai:gpt-4o", 1, 0.0035),
+            ("2026-11-02", "offline", 1, 0.0001),
+            ("2026-11-02", "openai:gpt-4o", 1, 0.007),
+        ]
+        split_csv = await http.get(
+            "/admin/usage",
+            params={**SPAN, "group_by": "tier", "split_by": "agent", "format": "csv"},
+            headers=boss,
+        )
+        assert list(csv.reader(io.StringIO(split_csv.text))) == [
+            ["tier", "agent", "runs", "input_tokens", "output_tokens", "cost_usd"],
+            ["free", "assistant", "3", "1040", "140", "0.0036"],
+            ["free", "optimizer", "1", "2000", "200", "0.007"],
+        ]
+        same = await http.get(
+            "/admin/usage", params={"group_by": "day", "split_by": "day"}, headers=boss
+        )
+        assert same.status_code == 422 and same.json()["error"]["code"] == "bad_grouping"
+
         # The spend of every day counts: a span that reaches December sees bob's big run.
         wide = await http.get(
             "/admin/usage", params={"from": "2026-11-01", "to": "2026-12-31"}, headers=boss

@@ -28,7 +28,7 @@ from netra.models.base import ModelRequest, StreamPart, TextDelta, Usage
 from netra.models.scripted import ScriptedModel, ScriptedTurn
 from netra.tools.tool import SideEffects, tool
 from tests.conftest import ServerFactory
-from tests.support import LiveServer
+from tests.support import LiveServer, grant_admin
 from tests.web.chat import (
     PASSWORD,
     Person,
@@ -622,3 +622,39 @@ def test_edit_regenerate_and_the_branch_arrows(server: LiveServer, page: Page) -
         "assistant",
         "assistant",
     ]
+
+
+def test_an_admin_sees_the_spend_by_day_stacked_with_top_users_models_and_budgets(
+    server_factory: ServerFactory, page: Page
+) -> None:
+    """The spend page: a bar a day stacked by model (or by tier), the users and models that
+    cost most, the budgets in force for those users; for admins only."""
+    server = server_factory(
+        models={"prices": [{"model": "offline", "input_per_mtok": 0, "output_per_mtok": 1000}]},
+        tiers={"free": {"usd_per_day": 5}},
+    )
+    person = sign_up(page, server, "boss")
+    expect(page.get_by_role("button", name="Spend")).to_be_hidden()
+    send(page, "count to 20")
+    expect_completed(runs(page))
+    grant_admin(server, person.email)
+    page.reload()
+    expect_signed_in(page, person.email)
+    page.get_by_role("button", name="Spend").click()
+    expect(page.locator("#spend-status")).to_contain_text("over 1 run,")
+    expect(page.locator("#messages")).to_be_hidden()
+    datasets = "Chart.getChart(document.getElementById('spend-chart')).data.datasets"
+    assert page.evaluate(f"{datasets}.map((d) => d.label)") == ["offline"]
+    today = page.evaluate(f"{datasets}[0].data.at(-1)")
+    assert today > 0, "today's bar holds the run's cost"
+    expect(page.locator("#spend-users tbody tr")).to_have_count(1)
+    expect(page.locator("#spend-users tbody td").first).to_have_text(person.email)
+    expect(page.locator("#spend-models tbody td").first).to_have_text("offline")
+    expect(page.locator("#spend-budgets tbody td")).to_have_text(
+        [person.email, "free", "$5.00", "none", "none"]
+    )
+    page.locator("#spend-stack").select_option("tier")
+    expect(page.locator("#spend-status")).to_contain_text("over 1 run,")
+    page.wait_for_function(f"{datasets}[0]?.label === 'free'")
+    page.get_by_role("button", name="Back to chat").click()
+    expect(page.locator("#messages")).to_be_visible()

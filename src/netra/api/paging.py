@@ -50,22 +50,22 @@ def cursor_for(at: datetime, item_id: str) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def key_cursor(key: str) -> str:
-    """The cursor of a position in a list ordered by a text key (a report's groups)."""
-    raw = json.dumps(["key", key], separators=(",", ":")).encode()
+def key_cursor(*keys: str) -> str:
+    """The cursor of a position in a list ordered by text keys (a report's groups)."""
+    raw = json.dumps(["keys", *keys], separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def key_of(cursor: str) -> str:
-    """The key a ``key_cursor`` holds; any other cursor is a client mistake."""
+def keys_of(cursor: str, count: int) -> tuple[str, ...]:
+    """The ``count`` keys a ``key_cursor`` holds; any other cursor is a client mistake."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        kind, key = json.loads(raw)
+        kind, *keys = json.loads(raw)
     except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
-        kind, key = None, None
-    if kind != "key" or not isinstance(key, str):
+        kind, keys = None, []
+    if kind != "keys" or len(keys) != count or not all(isinstance(k, str) for k in keys):
         raise InvalidRequest("cursor is not one this server gave", code="invalid_cursor")
-    return key
+    return tuple(keys)
 
 
 def position_of(cursor: str) -> tuple[datetime, str]:

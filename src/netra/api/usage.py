@@ -13,10 +13,10 @@ from fastapi import APIRouter, Query, Response
 
 from netra.api.deps import AdminUser, AppState, CurrentUser
 from netra.api.errors import DocumentedRoute, error_responses
-from netra.api.paging import Cursor, key_cursor, key_of
+from netra.api.paging import Cursor, key_cursor, keys_of
 from netra.api.views import UsageReportView
 from netra.db.records import utcnow
-from netra.db.usage import Group, usage_report
+from netra.db.usage import Group, UsageLine, usage_report
 from netra.errors import InvalidRequest
 from netra.instance import Netra
 
@@ -51,33 +51,44 @@ async def _page(
     *,
     scope: str | None,
     group: Group,
+    split: Group | None,
     days: tuple[date, date],
     limit: int,
     cursor: str | None,
 ) -> UsageReportView:
-    after = key_of(cursor) if cursor else ""
+    if split == group:
+        raise InvalidRequest("split_by must differ from group_by", code="bad_grouping")
+    after = keys_of(cursor, 2) if cursor else ("", "")
     lines, totals = await netra.db.transact(
         usage_report(
             scope=scope,
             group=group,
+            split=split,
             first_day=days[0],
             last_day=days[1],
-            after=after,
+            after=(after[0], after[1]),
             limit=limit + 1,
         )
     )
     page = lines[:limit]
-    more = len(lines) > limit and page[-1].key is not None
+    more = len(lines) > limit
     return UsageReportView.model_validate(
         {
             "group_by": group,
+            "split_by": split,
             "first_day": days[0].isoformat(),
             "last_day": days[1].isoformat(),
             "items": [line.as_dict() for line in page],
-            "totals": {k: v for k, v in totals.as_dict().items() if k != "key"},
-            "next_cursor": key_cursor(page[-1].key or "") if more else None,
+            "totals": {k: v for k, v in totals.as_dict().items() if k not in ("key", "split")},
+            "next_cursor": key_cursor(page[-1].key or "", page[-1].split) if more else None,
         }
     )
+
+
+_Split = Annotated[
+    Literal["day", "model", "agent", "user", "tier"] | None,
+    Query(description="Split each group by this too (the parts of a stacked chart)."),
+]
 
 
 @router.get("/me/usage", responses=error_responses(422))
@@ -86,16 +97,27 @@ async def my_usage(
     netra: AppState,
     *,
     group_by: Literal["day", "model", "agent"] = "day",
+    split_by: Annotated[
+        Literal["day", "model", "agent"] | None,
+        Query(description="Split each group by this too (the parts of a stacked chart)."),
+    ] = None,
     first: _First = None,
     to: _Last = None,
     limit: _Limit = 100,
     cursor: Cursor = None,
 ) -> UsageReportView:
     """The caller's runs and their spend over a span of days (the last 30 by default, at
-    most 366), summed by day, model or agent, in key order."""
+    most 366), summed by day, model or agent — each split by another if asked — in key
+    order."""
     days = span(first, to)
     return await _page(
-        netra, scope=ctx.user_id, group=group_by, days=days, limit=limit, cursor=cursor
+        netra,
+        scope=ctx.user_id,
+        group=group_by,
+        split=split_by,
+        days=days,
+        limit=limit,
+        cursor=cursor,
     )
 
 
@@ -112,6 +134,7 @@ async def all_usage(
     netra: AppState,
     *,
     group_by: Literal["user", "tier", "agent", "model", "day"] = "user",
+    split_by: _Split = None,
     first: _First = None,
     to: _Last = None,
     limit: _Limit = 100,
@@ -119,47 +142,55 @@ async def all_usage(
     format: Literal["json", "csv"] = "json",
 ) -> UsageReportView | Response:
     """Every user's runs and their spend over a span of days, summed by user (email), tier
-    (as the users have it now), agent, model or day. ``format=csv``: every group at once, a
-    row each (``key,runs,input_tokens,output_tokens,cost_usd``), no paging."""
+    (as the users have it now), agent, model or day — each split by another if asked.
+    ``format=csv``: every group at once, a row each
+    (``<group_by>[,<split_by>],runs,input_tokens,output_tokens,cost_usd``), no paging."""
     days = span(first, to)
     if format == "csv":
-        return _csv(await _all_lines(netra, group_by, days), group_by)
-    return await _page(netra, scope=None, group=group_by, days=days, limit=limit, cursor=cursor)
+        if split_by == group_by:
+            raise InvalidRequest("split_by must differ from group_by", code="bad_grouping")
+        return _csv(await _all_lines(netra, group_by, split_by, days), group_by, split_by)
+    return await _page(
+        netra,
+        scope=None,
+        group=group_by,
+        split=split_by,
+        days=days,
+        limit=limit,
+        cursor=cursor,
+    )
 
 
-async def _all_lines(netra: Netra, group: Group, days: tuple[date, date]) -> list[list[object]]:
-    lines: list[list[object]] = []
-    after = ""
+async def _all_lines(
+    netra: Netra, group: Group, split: Group | None, days: tuple[date, date]
+) -> list[UsageLine]:
+    lines: list[UsageLine] = []
+    after = ("", "")
     while True:
         page, _ = await netra.db.transact(
             usage_report(
                 scope=None,
                 group=group,
+                split=split,
                 first_day=days[0],
                 last_day=days[1],
                 after=after,
                 limit=CSV_PAGE,
             )
         )
-        for line in page:
-            row = line.as_dict()
-            lines.append(
-                [
-                    row["key"],
-                    row["runs"],
-                    row["input_tokens"],
-                    row["output_tokens"],
-                    row["cost_usd"],
-                ]
-            )
+        lines += page
         if len(page) < CSV_PAGE:
             return lines
-        after = page[-1].key or ""
+        after = (page[-1].key or "", page[-1].split)
 
 
-def _csv(lines: list[list[object]], group: str) -> Response:
+def _csv(lines: list[UsageLine], group: str, split: str | None) -> Response:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([group, "runs", "input_tokens", "output_tokens", "cost_usd"])
-    writer.writerows(lines)
+    sums = ["runs", "input_tokens", "output_tokens", "cost_usd"]
+    writer.writerow([group, *([split] if split else []), *sums])
+    for line in lines:
+        row = line.as_dict()
+        keys = [row["key"], *([row["split"]] if split else [])]
+        writer.writerow([*keys, *(row[name] for name in sums)])
     return Response(out.getvalue(), media_type="text/csv; charset=utf-8")

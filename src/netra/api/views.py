@@ -237,12 +237,16 @@ class UsageLineView(UsageTotalsView):
     key: str
     """The group: a day (``YYYY-MM-DD``, UTC), a model id, an agent, a user's email or a
     tier."""
+    split: str
+    """Its part of the second grouping (``split_by``); "" without one."""
 
 
 class UsageReportView(View):
     """Runs and their spend over a span of days, by group."""
 
     group_by: Literal["day", "model", "agent", "user", "tier"]
+    split_by: Literal["day", "model", "agent", "user", "tier"] | None
+    """Each group split by this too (a stacked chart's parts), or none."""
     first_day: str
     """The span's first day (UTC), included."""
     last_day: str

@@ -1,16 +1,19 @@
-"""Usage reports: what runs used and cost, summed in SQL by day, model, agent, user or tier,
-over a span of days, on both databases alike.
+"""Usage reports: what runs used and cost, summed in SQL by day, model, agent, user or tier
+— and within each group, split by a second of them — over a span of days, on both databases
+alike.
 
 A run counts on the day (UTC) it was created, under the model and agent it was admitted
 with, at the cost its calls were priced at when they were made (``runs.cost_usd``); a
 user's tier is the one it has now. One user's report (``scope`` its id) or everyone's
-(``scope`` None: administrators). Groups come in key order, a page at a time.
+(``scope`` None: administrators). Groups come in key order (then split order), a page at a
+time.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import cache
 from typing import Any, Literal
 
 from netra.db.sql import Statement, Tx, first, rows
@@ -40,29 +43,36 @@ _FROM = (
 )
 
 
-def _grouped(group: Group) -> Statement:
-    postgres, sqlite = _KEYS[group]
-    # Built from this module's constants alone: what a client chooses is a key of _KEYS.
-    shape = (
-        f"SELECT * FROM (SELECT {{key}} AS key, {_SUMS} {_FROM} GROUP BY {{key}})"  # noqa: S608
-        " AS g WHERE g.key > :after ORDER BY g.key LIMIT :limit"
-    )
-    return Statement(
-        f"usage report: runs and spend by {group}, a page",
-        postgres=shape.format(key=postgres),
-        sqlite=shape.format(key=sqlite),
-    )
+@cache
+def _grouped(group: Group, split: Group | None) -> Statement:
+    """The statement of one grouping (each is built once, from this module's constants
+    alone: what a client chooses is a key of ``_KEYS``)."""
+
+    def sql(dialect: int) -> str:
+        key = _KEYS[group][dialect]
+        second = _KEYS[split][dialect] if split else "''"
+        grouping = f"{key}, {second}" if split else key
+        return (
+            f"SELECT * FROM (SELECT {key} AS key, {second} AS split, {_SUMS} {_FROM}"  # noqa: S608
+            f" GROUP BY {grouping}) AS g"
+            " WHERE g.key > :after OR (g.key = :after AND g.split > :after_split)"
+            " ORDER BY g.key, g.split LIMIT :limit"
+        )
+
+    name = f"usage report: runs and spend by {group}" + (f", split by {split}" if split else "")
+    return Statement(f"{name}, a page", postgres=sql(0), sqlite=sql(1))
 
 
-REPORTS = {group: _grouped(group) for group in GROUPS}
 TOTALS = Statement("usage report: runs and spend in all", f"SELECT {_SUMS} {_FROM}")
 
 
 @dataclass(frozen=True, slots=True)
 class UsageLine:
-    """One group's runs and spend, or the report's totals (``key`` None)."""
+    """One group's runs and spend (``split``: its part of a second grouping, "" without
+    one), or the report's totals (``key`` None)."""
 
     key: str | None
+    split: str
     runs: int
     input_tokens: int
     output_tokens: int
@@ -71,6 +81,7 @@ class UsageLine:
     def as_dict(self) -> dict[str, Any]:
         return {
             "key": self.key,
+            "split": self.split,
             "runs": self.runs,
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
@@ -81,6 +92,7 @@ class UsageLine:
 def _line(row: dict[str, Any]) -> UsageLine:
     return UsageLine(
         row.get("key"),
+        str(row.get("split") or ""),
         int(row["runs"]),
         int(row["input_tokens"]),
         int(row["output_tokens"]),
@@ -94,18 +106,21 @@ def usage_report(
     group: Group,
     first_day: date,
     last_day: date,
-    after: str = "",
+    split: Group | None = None,
+    after: tuple[str, str] = ("", ""),
     limit: int,
 ) -> Tx[tuple[list[UsageLine], UsageLine]]:
     """A page of the groups of runs created from ``first_day`` to ``last_day`` (UTC, both
-    included) whose key comes after ``after``, and the totals of them all."""
+    included), each split by ``split`` if given, that come after ``after`` (a group's key
+    and split), and the totals of them all."""
     span = {
         "everyone": scope is None,
         "user_id": scope or "",
         "start_at": datetime.combine(first_day, time(), UTC),
         "end_at": datetime.combine(last_day + timedelta(days=1), time(), UTC),
     }
-    found = yield from rows(REPORTS[group](**span, after=after, limit=limit))
+    statement = _grouped(group, split)
+    found = yield from rows(statement(**span, after=after[0], after_split=after[1], limit=limit))
     totals = yield from first(TOTALS(**span))
     assert totals is not None  # an aggregate always has its row
     return [_line(row) for row in found], _line(totals)

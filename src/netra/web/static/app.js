@@ -15,6 +15,8 @@
 //   - a run's view is a pure fold of its events kept sorted by seq, so events can arrive from
 //     HTTP and from the socket in any order and overlap freely; the result is the same.
 
+import { spendPage } from './spend.js';
+
 // ---------------------------------------------------------------------------------------
 // 1. DOM handles and helpers
 
@@ -31,6 +33,8 @@ const dom = {
   pinThread: $('pin-thread'), archiveThread: $('archive-thread'), showArchived: $('show-archived'),
   olderMessages: $('older-messages'), search: $('thread-search'),
   searchResults: $('search-results'),
+  chatView: $('chat-view'), spendView: $('spend-view'), openSpend: $('open-spend'),
+  closeSpend: $('close-spend'),
 };
 
 /** Create an element; text always goes through textContent, never innerHTML. */
@@ -216,6 +220,8 @@ async function startSession() {
     return;
   }
   dom.userEmail.textContent = state.user.email;
+  dom.openSpend.hidden = !state.user.roles?.includes('admin');
+  showSpend(false);
   dom.authView.hidden = true;
   dom.appView.hidden = false;
   refreshThreads();
@@ -236,6 +242,16 @@ async function loadAgents() {
   state.agents = items;
   renderSidebar();
   renderComposer();
+}
+
+/** The admins' spend page in place of the chat, or the chat again. */
+function showSpend(open) {
+  dom.spendView.hidden = !open;
+  dom.chatView.hidden = open;
+  if (open) {
+    closeSidebar();
+    spend.show();
+  }
 }
 
 function signOut(message = '') {
@@ -300,6 +316,7 @@ function newView(threadId) {
 }
 
 const state = { token: localStorage.getItem(TOKEN_KEY), ...freshState() };
+const spend = spendPage({ api, h, root: dom.spendView });
 
 const seqKey = (userId) => `netra.lastSeq.${userId}`;
 
@@ -1362,6 +1379,8 @@ function closeSidebar() { setSidebar(false); }
 
 dom.authForm.addEventListener('submit', submitAuth);
 dom.signOut.addEventListener('click', () => signOut());
+dom.openSpend.addEventListener('click', () => showSpend(true));
+dom.closeSpend.addEventListener('click', () => showSpend(false));
 dom.newChat.addEventListener('click', () => openThread(null, { force: true }));
 dom.threadList.addEventListener('click', (e) => {
   const btn = e.target.closest('button.thread');
