@@ -148,6 +148,9 @@ class PriceSettings(Section):
     """US dollars per million input tokens."""
     output_per_mtok: float = Field(ge=0)
     """US dollars per million output tokens."""
+    cached_input_per_mtok: float | None = Field(None, ge=0)
+    """US dollars per million input tokens read from the provider's prompt cache; unset:
+    the input price."""
 
 
 class ModelSettings(Section):

@@ -162,7 +162,8 @@ def _chunk(delta: dict[str, Any], finish: str | None = None) -> str:
     )
 
 
-def _openai_usage(usage: tuple[int, int]) -> str:
+def _openai_usage(usage: tuple[int, int], cached: int = 0) -> str:
+    details = {"prompt_tokens_details": {"cached_tokens": cached}} if cached else {}
     return _data(
         {
             "id": "chatcmpl-fake",
@@ -174,19 +175,25 @@ def _openai_usage(usage: tuple[int, int]) -> str:
                 "prompt_tokens": usage[0],
                 "completion_tokens": usage[1],
                 "total_tokens": sum(usage),
+                **details,
             },
         }
     )
 
 
 def openai_text(
-    text: str, *, usage: tuple[int, int] = (20, 10), finish: str = "stop", delay_s: float = 0.0
+    text: str,
+    *,
+    usage: tuple[int, int] = (20, 10),
+    cached: int = 0,
+    finish: str = "stop",
+    delay_s: float = 0.0,
 ) -> Reply:
     """The text streamed word by word (one event per word, ``delay_s`` before each event)."""
     words = text.split(" ")
     frames = [_chunk({"role": "assistant", "content": ""})]
     frames += [_chunk({"content": w if i == 0 else f" {w}"}) for i, w in enumerate(words)]
-    frames += [_chunk({}, finish), _openai_usage(usage), "data: [DONE]\n\n"]
+    frames += [_chunk({}, finish), _openai_usage(usage, cached), "data: [DONE]\n\n"]
     return Reply(events=tuple(frames), delay_s=delay_s)
 
 
@@ -225,7 +232,7 @@ def _event(kind: str, payload: dict[str, Any]) -> str:
     return f"event: {kind}\ndata: {json.dumps({'type': kind, **payload})}\n\n"
 
 
-def _anthropic_start(input_tokens: int) -> str:
+def _anthropic_start(input_tokens: int, cache_read: int = 0) -> str:
     message = {
         "id": "msg_fake",
         "type": "message",
@@ -234,7 +241,11 @@ def _anthropic_start(input_tokens: int) -> str:
         "content": [],
         "stop_reason": None,
         "stop_sequence": None,
-        "usage": {"input_tokens": input_tokens, "output_tokens": 1},
+        "usage": {
+            "input_tokens": input_tokens,
+            "output_tokens": 1,
+            "cache_read_input_tokens": cache_read,
+        },
     }
     return _event("message_start", {"message": message})
 
@@ -253,11 +264,17 @@ def _anthropic_end(stop_reason: str, output_tokens: int) -> list[str]:
 
 
 def anthropic_text(
-    text: str, *, usage: tuple[int, int] = (20, 10), stop_reason: str = "end_turn"
+    text: str,
+    *,
+    usage: tuple[int, int] = (20, 10),
+    cache_read: int = 0,
+    stop_reason: str = "end_turn",
 ) -> Reply:
+    """``usage``: input tokens not from the cache (as Anthropic counts them), output;
+    ``cache_read``: input tokens read from the prompt cache."""
     words = text.split(" ")
     frames = [
-        _anthropic_start(usage[0]),
+        _anthropic_start(usage[0], cache_read),
         _event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
         'event: ping\ndata: {"type": "ping"}\n\n',
     ]

@@ -32,7 +32,7 @@ from tests.models.fake_providers import (
 )
 
 CLOCK = ToolSpec("clock", "The time.", {"type": "object", "properties": {"timezone": {}}})
-PRICES = PriceTable({"claude-haiku-4-5": ModelPrice(1.0, 5.0)}, as_of="test")
+PRICES = PriceTable({"claude-haiku-4-5": ModelPrice(1.0, 5.0, 0.10)}, as_of="test")
 
 
 async def _model(provider: FakeProvider, timeout_s: float) -> AsyncIterator[Model]:
@@ -82,6 +82,7 @@ async def test_text_streams_and_the_system_prompt_travels_apart(
     parts = await _parts(model, ChatMessage("system", "Be brief."), ChatMessage("user", "time?"))
     assert [p.text for p in parts if isinstance(p, TextDelta)] == ["It", " is", " noon."]
     assert parts[-1] == Usage(2000, 400, cost_usd=round((2000 * 1.0 + 400 * 5.0) / 1e6, 8))
+
     sent = provider.received[0]
     assert sent.path == "/v1/messages"
     assert FAKE_KEY in sent.headers.get("x-api-key", sent.headers.get("authorization", ""))
@@ -94,6 +95,17 @@ async def test_text_streams_and_the_system_prompt_travels_apart(
     assert sent.body["tools"] == [
         {"name": "clock", "description": "The time.", "input_schema": CLOCK.parameters}
     ]
+
+
+async def test_input_read_from_the_prompt_cache_counts_as_input_at_the_cached_price(
+    model: Model, provider: FakeProvider
+) -> None:
+    """claude-haiku-4-5: $1 per million input tokens, $0.10 read from the cache; Anthropic
+    counts cache reads apart from ``input_tokens``."""
+    provider.push(anthropic_text("noon", usage=(200, 10), cache_read=1800))
+    parts = await _parts(model, ChatMessage("user", "time?"))
+    cost = round((200 * 1.0 + 1800 * 0.10 + 10 * 5.0) / 1e6, 8)
+    assert parts[-1] == Usage(2000, 10, cost_usd=cost, cached_input_tokens=1800)
 
 
 async def test_tool_use_input_is_assembled_and_results_go_back_as_tool_result_blocks(

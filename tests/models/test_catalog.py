@@ -75,7 +75,7 @@ def test_providers_in_a_toml_file_extend_the_builtin_ones(tmp_path: Path) -> Non
     )
     prices = catalog.prices()
     assert prices.lookup(ModelId.parse("openrouter:openai/gpt-4o-mini")) == ModelPrice(0.2, 0.7)
-    assert prices.lookup(ModelId.parse("openai:gpt-4o-mini")) == ModelPrice(0.15, 0.6)
+    assert prices.lookup(ModelId.parse("openai:gpt-4o-mini")) == ModelPrice(0.15, 0.6, 0.075)
 
 
 @pytest.mark.parametrize(
@@ -141,17 +141,17 @@ def test_config_check_lists_models_whose_provider_has_no_key() -> None:
 @pytest.mark.parametrize(
     ("model_id", "price"),
     [
-        ("openai:gpt-4o-mini", ModelPrice(0.15, 0.60)),
-        ("openai:gpt-4o-mini-2024-07-18", ModelPrice(0.15, 0.60)),
-        ("openai:gpt-4o", ModelPrice(2.50, 10.00)),
-        ("azure:gpt-4.1-nano", ModelPrice(0.10, 0.40)),
-        ("openrouter:anthropic/claude-sonnet-4-5", ModelPrice(3.00, 15.00)),
-        ("anthropic:claude-haiku-4-5-20251001", ModelPrice(1.00, 5.00)),
-        ("anthropic:claude-opus-4-5-20251101", ModelPrice(5.00, 25.00)),
-        ("anthropic:claude-opus-4-0", ModelPrice(15.00, 75.00)),
+        ("openai:gpt-4o-mini", ModelPrice(0.15, 0.60, 0.075)),
+        ("openai:gpt-4o-mini-2024-07-18", ModelPrice(0.15, 0.60, 0.075)),
+        ("openai:gpt-4o", ModelPrice(2.50, 10.00, 1.25)),
+        ("azure:gpt-4.1-nano", ModelPrice(0.10, 0.40, 0.025)),
+        ("openrouter:anthropic/claude-sonnet-4-5", ModelPrice(3.00, 15.00, 0.30)),
+        ("anthropic:claude-haiku-4-5-20251001", ModelPrice(1.00, 5.00, 0.10)),
+        ("anthropic:claude-opus-4-5-20251101", ModelPrice(5.00, 25.00, 0.50)),
+        ("anthropic:claude-opus-4-0", ModelPrice(15.00, 75.00, 1.50)),
         ("openai:chatgpt-4o-latest", None),
-        ("openai:gpt-4.1-2025-04-14", ModelPrice(2.00, 8.00)),
-        ("anthropic:claude-3-5-haiku-latest", ModelPrice(0.80, 4.00)),
+        ("openai:gpt-4.1-2025-04-14", ModelPrice(2.00, 8.00, 0.50)),
+        ("anthropic:claude-3-5-haiku-latest", ModelPrice(0.80, 4.00, 0.08)),
         ("ollama:llama3.1:8b", None),
         ("openai:gpt-4oo", None),
         ("openai:gpt-4o-audio-preview", None),

@@ -45,7 +45,7 @@ CALCULATOR = ToolSpec(
     "Evaluate arithmetic.",
     {"type": "object", "properties": {"expression": {"type": "string"}}},
 )
-PRICES = PriceTable({"gpt-4o-mini": ModelPrice(0.15, 0.60)}, as_of="test")
+PRICES = PriceTable({"gpt-4o-mini": ModelPrice(0.15, 0.60, 0.075)}, as_of="test")
 
 
 async def _model(provider: FakeProvider, timeout_s: float) -> AsyncIterator[Model]:
@@ -100,6 +100,7 @@ async def test_text_streams_in_pieces_and_usage_is_reported_and_priced(
     assert parts[-1] == Usage(1000, 2000, cost_usd=round((1000 * 0.15 + 2000 * 0.60) / 1e6, 8))
     sent = provider.received[0]
     assert sent.path == "/v1/chat/completions"
+
     assert sent.headers["authorization"] == f"Bearer {FAKE_KEY}"
     assert sent.body["model"] == "gpt-4o-mini"
     assert sent.body["stream"] is True
@@ -109,6 +110,16 @@ async def test_text_streams_in_pieces_and_usage_is_reported_and_priced(
         {"role": "user", "content": "12*7?"},
     ]
     assert sent.body["tools"][0]["function"]["name"] == "calculator"
+
+
+async def test_input_read_from_the_prompt_cache_is_priced_at_the_cached_price(
+    model: Model, provider: FakeProvider
+) -> None:
+    """gpt-4o-mini: $0.15 per million input tokens, $0.075 read from the cache."""
+    provider.push(openai_text("84", usage=(1000, 10), cached=800))
+    parts = await _parts(model, ChatMessage("user", "12*7?"))
+    cost = round((200 * 0.15 + 800 * 0.075 + 10 * 0.60) / 1e6, 8)
+    assert parts[-1] == Usage(1000, 10, cost_usd=cost, cached_input_tokens=800)
 
 
 async def test_tool_call_fragments_are_assembled_and_results_go_back_as_tool_messages(

@@ -106,7 +106,12 @@ async def test_a_tool_calling_conversation_streams_through_an_openai_compatible_
     price = ModelPrice(0.15, 0.60)  # gpt-4o-mini in the shipped table
     cost = round(price.cost(5000, 2000) + price.cost(8000, 1000), 8)
     usage = events[-1]["data"]["usage"]
-    assert usage == {"input_tokens": 13000, "output_tokens": 3000, "cost_usd": pytest.approx(cost)}
+    assert usage == {
+        "input_tokens": 13000,
+        "output_tokens": 3000,
+        "cached_input_tokens": 0,
+        "cost_usd": pytest.approx(cost),
+    }
     assert events[-1]["data"]["outcome"] == "completed"
     assert run["usage"] == usage and run["status"] == "completed"
     assert me["usage"]["today"]["cost_usd"] == pytest.approx(cost) == 0.00375

@@ -273,7 +273,10 @@ class UsageView(View):
     """What a run's model calls used."""
 
     input_tokens: int
+    """Every input token, those read from the provider's prompt cache too."""
     output_tokens: int
+    cached_input_tokens: int = 0
+    """Input tokens read from the provider's prompt cache (priced at its cached price)."""
     cost_usd: float
 
 

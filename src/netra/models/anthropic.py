@@ -157,8 +157,8 @@ class AnthropicModel:
             await stream.close()
         for call in reader.tool_calls():
             yield call
-        input_tokens, output_tokens = reader.usage()
-        yield priced(self._price, input_tokens, output_tokens)
+        input_tokens, output_tokens, cached = reader.usage()
+        yield priced(self._price, input_tokens, output_tokens, cached)
 
     def _failure(self, exc: anthropic.AnthropicError) -> NetraError:
         if isinstance(exc, anthropic.APIResponseValidationError):
@@ -231,6 +231,7 @@ class _EventReader:
         self._drafts: dict[int, _DraftCall] = {}
         self._input_tokens = 0
         self._output_tokens = 0
+        self._cached_input_tokens = 0
         self._stop_reason: str | None = None
         self._stopped = False
 
@@ -287,8 +288,11 @@ class _EventReader:
             self._stop_reason = event.delta.stop_reason
 
     def _count(self, input_tokens: int, usage: Any) -> None:
-        cached = (usage.cache_creation_input_tokens or 0) + (usage.cache_read_input_tokens or 0)
-        self._input_tokens = int(input_tokens) + int(cached)
+        # Anthropic counts the cache apart from input_tokens: written to it, and read from
+        # it (which is what is priced as cached input).
+        read = int(usage.cache_read_input_tokens or 0)
+        self._cached_input_tokens = read
+        self._input_tokens = int(input_tokens) + int(usage.cache_creation_input_tokens or 0) + read
 
     def tool_calls(self) -> list[ToolCallRequest]:
         """The assembled tool calls, once the message has stopped."""
@@ -304,5 +308,6 @@ class _EventReader:
             calls.append(ToolCallRequest(draft.id, draft.name, arguments))
         return calls
 
-    def usage(self) -> tuple[int, int]:
-        return self._input_tokens, self._output_tokens
+    def usage(self) -> tuple[int, int, int]:
+        """``(input, output, cached input)`` tokens; input counts the cached too."""
+        return self._input_tokens, self._output_tokens, self._cached_input_tokens

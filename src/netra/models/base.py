@@ -51,14 +51,18 @@ class TextDelta:
 @dataclass(frozen=True, slots=True)
 class Usage:
     input_tokens: int = 0
+    """Every input token, the cached ones too."""
     output_tokens: int = 0
     cost_usd: float = 0.0
+    cached_input_tokens: int = 0
+    """Input tokens the provider read from its prompt cache (priced apart)."""
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
             self.input_tokens + other.input_tokens,
             self.output_tokens + other.output_tokens,
             round(self.cost_usd + other.cost_usd, 8),
+            self.cached_input_tokens + other.cached_input_tokens,
         )
 
     @classmethod
@@ -69,12 +73,14 @@ class Usage:
             int(stored.get("input_tokens", 0)),
             int(stored.get("output_tokens", 0)),
             float(stored.get("cost_usd", 0.0)),
+            int(stored.get("cached_input_tokens", 0)),
         )
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
+            "cached_input_tokens": self.cached_input_tokens,
             "cost_usd": self.cost_usd,
         }
 

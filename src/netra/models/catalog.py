@@ -93,7 +93,12 @@ class ModelCatalog:
         models = self._config.settings.models
         return self._shipped_prices.with_overrides(
             (
-                (entry.model, ModelPrice(entry.input_per_mtok, entry.output_per_mtok))
+                (
+                    entry.model,
+                    ModelPrice(
+                        entry.input_per_mtok, entry.output_per_mtok, entry.cached_input_per_mtok
+                    ),
+                )
                 for entry in models.prices
             ),
             {entry.model: entry.tokens for entry in models.context_windows},
@@ -157,6 +162,8 @@ class PricedModel:
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamPart]:
         async for part in self._model.stream(request):
             if isinstance(part, Usage):
-                yield priced(self._price, part.input_tokens, part.output_tokens)
+                yield priced(
+                    self._price, part.input_tokens, part.output_tokens, part.cached_input_tokens
+                )
             else:
                 yield part

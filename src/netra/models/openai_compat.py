@@ -131,8 +131,8 @@ class OpenAIChatModel:
         for call in reader.tool_calls():
             yield call
         prompt = sum(estimate_tokens(m.content) for m in request.messages)
-        input_tokens, output_tokens = reader.usage(prompt)
-        yield priced(self._price, input_tokens, output_tokens)
+        input_tokens, output_tokens, cached = reader.usage(prompt)
+        yield priced(self._price, input_tokens, output_tokens, cached)
 
     def _failure(self, exc: openai.OpenAIError) -> NetraError:
         if isinstance(exc, openai.APIResponseValidationError):
@@ -214,7 +214,7 @@ class _StreamReader:
         self._model_id = model_id
         self._drafts: dict[int, _DraftCall] = {}
         self._finish: str | None = None
-        self._usage: tuple[int, int] | None = None
+        self._usage: tuple[int, int, int] | None = None
         self._output: list[str] = []
 
     def feed(self, chunk: ChatCompletionChunk) -> list[str]:
@@ -228,7 +228,13 @@ class _StreamReader:
 
     def _read(self, chunk: ChatCompletionChunk) -> list[str]:
         if chunk.usage is not None:
-            self._usage = (int(chunk.usage.prompt_tokens), int(chunk.usage.completion_tokens))
+            details = chunk.usage.prompt_tokens_details
+            cached = int(details.cached_tokens or 0) if details is not None else 0
+            self._usage = (
+                int(chunk.usage.prompt_tokens),
+                int(chunk.usage.completion_tokens),
+                cached,
+            )
         texts: list[str] = []
         for choice in chunk.choices:
             if choice.index != 0:
@@ -268,8 +274,9 @@ class _StreamReader:
             calls.append(ToolCallRequest(draft.id or new_id("call"), draft.name, arguments))
         return calls
 
-    def usage(self, prompt_estimate: int) -> tuple[int, int]:
-        """``(input, output)`` tokens as reported; estimated when the server reports none."""
+    def usage(self, prompt_estimate: int) -> tuple[int, int, int]:
+        """``(input, output, cached input)`` tokens as reported; estimated when the server
+        reports none."""
         if self._usage is not None:
             return self._usage
-        return prompt_estimate, estimate_tokens("".join(self._output))
+        return prompt_estimate, estimate_tokens("".join(self._output)), 0

@@ -33,9 +33,20 @@ class ModelPrice:
 
     input_per_mtok: float
     output_per_mtok: float
+    cached_input_per_mtok: float | None = None
+    """Input tokens the provider read from its prompt cache; None: priced as any input."""
 
-    def cost(self, input_tokens: int, output_tokens: int) -> float:
-        dollars = input_tokens * self.input_per_mtok + output_tokens * self.output_per_mtok
+    def cost(self, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0) -> float:
+        """The dollars of a call; ``input_tokens`` counts the cached ones too."""
+        cached = min(cached_input_tokens, input_tokens)
+        cached_price = self.cached_input_per_mtok
+        if cached_price is None:
+            cached_price = self.input_per_mtok
+        dollars = (
+            (input_tokens - cached) * self.input_per_mtok
+            + cached * cached_price
+            + output_tokens * self.output_per_mtok
+        )
         return round(dollars / 1_000_000, 8)
 
 
@@ -131,8 +142,13 @@ def _find(entries: Mapping[str, V], model_id: ModelId) -> V | None:
 
 def _price(where: str, entry: Any) -> ModelPrice:
     try:
-        return ModelPrice(float(entry["input"]), float(entry["output"]))
-    except (KeyError, TypeError, ValueError) as exc:
+        cached = entry.get("cached")
+        return ModelPrice(
+            float(entry["input"]),
+            float(entry["output"]),
+            None if cached is None else float(cached),
+        )
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise ConfigurationError(
-            f"{SHIPPED}: {where} needs numeric 'input' and 'output' prices"
+            f"{SHIPPED}: {where} needs numeric 'input' and 'output' prices (and 'cached', if any)"
         ) from exc

@@ -144,6 +144,11 @@ def tool_arguments(model_id: ModelId, tool: str, raw: str) -> dict[str, Any]:
     return value
 
 
-def priced(price: ModelPrice | None, input_tokens: int, output_tokens: int) -> Usage:
-    cost = price.cost(input_tokens, output_tokens) if price is not None else 0.0
-    return Usage(input_tokens, output_tokens, cost)
+def priced(
+    price: ModelPrice | None, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0
+) -> Usage:
+    """A call's usage at its price: ``input_tokens`` counts the cached ones too."""
+    cost = (
+        price.cost(input_tokens, output_tokens, cached_input_tokens) if price is not None else 0.0
+    )
+    return Usage(input_tokens, output_tokens, cost, cached_input_tokens)
