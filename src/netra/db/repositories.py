@@ -154,13 +154,6 @@ MESSAGE_BY_CLIENT_ID = Statement(
     "message: the user's with this client_msg_id (a retried send)",
     "SELECT * FROM messages WHERE user_id = :user_id AND client_msg_id = :client_msg_id",
 )
-MESSAGE_SEARCH = Statement(
-    "messages: the user's containing a text (any case), newest first, with the thread title",
-    "SELECT m.*, t.title FROM messages m JOIN threads t ON t.id = m.thread_id"
-    " WHERE m.user_id = :user_id AND t.user_id = :user_id"
-    " AND lower(m.content) LIKE :pattern ESCAPE '\\'"
-    " ORDER BY m.created_at DESC, m.id DESC LIMIT :limit",
-)
 EVENTS_AFTER = Statement(
     "events: the user's after a seq, in order",
     "SELECT seq, body FROM events WHERE user_id = :user_id AND seq > :after_seq"
@@ -589,15 +582,6 @@ class MessageRepository(Scoped):
                 )
             )
         )
-
-    def search(self, text: str, *, limit: int) -> Tx[Sequence[tuple[MessageRecord, str]]]:
-        """The caller's messages containing ``text`` (any case), newest first, with their
-        thread's title."""
-        literal = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        found = yield from rows(
-            MESSAGE_SEARCH(user_id=self.user_id, pattern=f"%{literal}%", limit=limit)
-        )
-        return [(message_record(row), row["title"]) for row in found]
 
 
 def _said(message: MessageRecord) -> Said:

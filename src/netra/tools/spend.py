@@ -14,8 +14,8 @@ from pydantic import Field
 from netra.context import UserExecutionContext
 from netra.db.manager import DatabaseManager
 from netra.db.records import utcnow
-from netra.db.repositories import MessageRepository
 from netra.db.runs import RunRepository
+from netra.db.search import search, terms
 from netra.model_ids import ModelId
 from netra.models.catalog import ModelCatalog
 from netra.tools.tool import Tool, tool
@@ -27,6 +27,9 @@ QUALITY_NOTE = (
     "Cheaper models are often smaller: try the suggestion on a sample of your own prompts "
     "before switching."
 )
+
+SNIPPET_CHARS = 80
+"""Characters of a hit the search tool quotes, around the first word found."""
 
 
 @dataclass(slots=True)
@@ -137,18 +140,20 @@ class SpendTools:
             query: Annotated[str, Field(min_length=2, max_length=200)],
             limit: Annotated[int, Field(ge=1, le=50)] = 10,
         ) -> list[dict[str, Any]]:
-            """Find the user's own earlier messages containing some text."""
-            hits = await db.transact(MessageRepository(ctx).search(query, limit=limit))
+            """Find the user's own chats whose title or messages have every word of a query
+            (each as the start of a word), newest first."""
+            words = terms(query)
+            hits = await db.transact(search(ctx.user_id, words, limit=limit, sqlite=db.is_sqlite))
             return [
                 {
-                    "thread_id": message.thread_id,
-                    "thread_title": title,
-                    "message_id": message.id,
-                    "role": message.role,
-                    "snippet": _snippet(message.content, query),
-                    "created_at": message.created_at.isoformat(),
+                    "thread_id": hit.thread_id,
+                    "thread_title": hit.title,
+                    "message_id": hit.message_id,
+                    "role": hit.role,
+                    "snippet": hit.excerpt(words, SNIPPET_CHARS),
+                    "created_at": hit.at.isoformat(),
                 }
-                for message, title in hits
+                for hit in hits
             ]
 
         return search_threads
@@ -172,10 +177,3 @@ class SpendTools:
             return await recommendations(ctx, days)
 
         return recommend_models
-
-
-def _snippet(content: str, query: str, width: int = 80) -> str:
-    at = max(0, content.lower().find(query.lower()))
-    start = max(0, at - width // 2)
-    text = content[start : start + width]
-    return ("…" if start else "") + text + ("…" if start + width < len(content) else "")
