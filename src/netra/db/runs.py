@@ -8,7 +8,7 @@ from datetime import datetime
 
 from netra.db.records import RunRecord, RunStatus
 from netra.db.repositories import Scoped
-from netra.db.sql import Row, Statement, Tx, first, rows
+from netra.db.sql import Row, Statement, Tx, execute, first, rows
 from netra.errors import NotFound
 
 ACTIVE = (RunStatus.QUEUED.value, RunStatus.RUNNING.value, RunStatus.REQUIRES_APPROVAL.value)
@@ -52,6 +52,11 @@ RUN_USAGE = Statement(
     " (SELECT count(*) AS active FROM runs"
     " WHERE user_id = :user_id AND status IN ('queued', 'running', 'requires_approval'))"
     " AS active",
+)
+USER_SPEND_LOCK = Statement(
+    "spend: the user's row held until commit, so that its runs' charges count in turn",
+    "SELECT id FROM users WHERE id = :user_id FOR UPDATE",
+    sqlite=None,  # one writer: every charge waits its turn already
 )
 RUN_SPENT = Statement(
     "spend: the user's today and this month (a run's check after a model call)",
@@ -140,7 +145,11 @@ class RunRepository(Scoped):
 
     def spent(self, *, day_start: datetime, month_start: datetime) -> Tx[tuple[float, float]]:
         """What the user's runs cost since ``day_start`` and since ``month_start``, as
-        recorded (finished runs, and running ones up to their last model call)."""
+        recorded (finished runs, and running ones up to their last model call). The user's
+        row is held until commit (PostgreSQL; taken after the run's row, the event log's
+        order): the transactions that read it follow one another, each seeing every charge
+        before it."""
+        yield from execute(USER_SPEND_LOCK(user_id=self.user_id))
         row = yield from first(
             RUN_SPENT(user_id=self.user_id, day_start=day_start, month_start=month_start)
         )

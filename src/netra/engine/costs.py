@@ -3,10 +3,11 @@
 ``run_usd_budget`` is the run's own: what its calls cost so far, held in memory. The user's
 ``usd_per_day`` and ``usd_per_month`` span every run of the user, on every instance: when
 either is set, each model call's usage is recorded on the run's row at once (fenced by the
-attempt), and the user's spend read back in the same transaction. A run that finds a budget
-spent ends ``failed`` with error ``cost_budget``; what it streamed stays. So a user
-overshoots a budget by at most the model calls its runs had in flight when it was crossed:
-one per run then running, whichever instance executes it.
+attempt), and the user's spend read back in the same transaction, which holds the user's row
+so that the charges of its runs, on any instance, are counted one after another. A run that
+finds a budget spent ends ``failed`` with error ``cost_budget``; what it streamed stays. So a
+user overshoots a budget by at most the model calls its runs had in flight when it was
+crossed: one per run then running, whichever instance executes it.
 """
 
 from __future__ import annotations
