@@ -112,7 +112,6 @@ class RunService:
     ) -> Ack:
         """Store the message at the end of the thread's branch and queue its run; a
         retried ``client_msg_id`` stores nothing."""
-        self._check_content(ctx, content)
         return await self._start(_Request(ctx, content, thread_id, agent, client_msg_id))
 
     async def edit(
@@ -127,7 +126,6 @@ class RunService:
     ) -> Ack:
         """A new version of one of the caller's messages: stored beside it (a new branch,
         which the thread now shows) and answered by a new run that sees only that branch."""
-        self._check_content(ctx, content)
         request = _Request(ctx, content, thread_id, agent, client_msg_id, edit_of=message_id)
         return await self._start(request)
 
@@ -144,19 +142,11 @@ class RunService:
         ends at the question until it comes."""
         return await self._start(_Request(ctx, None, thread_id, agent, None, regenerate=message_id))
 
-    def _check_content(self, ctx: UserExecutionContext, content: str) -> None:
-        limits = self._config.limits_for(ctx.tier, ctx.limits)
-        if not content.strip():
-            raise InvalidRequest("content must not be empty")
-        if len(content) > limits.max_message_chars:
-            raise InvalidRequest(
-                f"message longer than {limits.max_message_chars} characters",
-                code="message_too_large",
-            )
-
     async def _start(self, request: _Request) -> Ack:
         ctx, client_msg_id = request.ctx, request.client_msg_id
         limits = self._config.limits_for(ctx.tier, ctx.limits)
+        if request.content is not None:
+            _check_content(request.content, limits)
         try:
             admitted = await self._db.transact(self._admit(request, limits))
         except IntegrityViolation:
@@ -358,6 +348,16 @@ class _Admitted:
     superseded: list[RunRecord]
     """Active runs of the thread the message interrupts (double-texting "interrupt")."""
     warnings: list[QuotaWarning]
+
+
+def _check_content(content: str, limits: LimitSettings) -> None:
+    if not content.strip():
+        raise InvalidRequest("content must not be empty")
+    if len(content) > limits.max_message_chars:
+        raise InvalidRequest(
+            f"message longer than {limits.max_message_chars} characters",
+            code="message_too_large",
+        )
 
 
 def _question_of(messages: MessageRepository, thread_id: str, message_id: str) -> Tx[MessageRecord]:
