@@ -7,8 +7,9 @@ from datetime import timedelta
 import httpx
 
 from netra.context import UserExecutionContext
+from netra.db.messages import MessageRepository
 from netra.db.records import utcnow
-from netra.db.repositories import MessageRepository, ThreadRepository
+from netra.db.repositories import ThreadRepository
 from netra.db.sql import Tx
 from tests.conftest import ServerFactory
 from tests.support import make_user, open_socket

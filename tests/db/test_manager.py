@@ -21,9 +21,10 @@ from netra.context import UserExecutionContext
 from netra.db import tables as t
 from netra.db.accounts import UserRepository
 from netra.db.manager import DatabaseManager
+from netra.db.messages import MessageRepository
 from netra.db.migration import alembic_config
 from netra.db.records import utcnow
-from netra.db.repositories import MessageRepository, ThreadRepository
+from netra.db.repositories import ThreadRepository
 from netra.db.revisions import head_revision
 from netra.db.search import SEARCH_INDEXES
 from netra.errors import NotFound

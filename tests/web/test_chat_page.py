@@ -20,8 +20,9 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from netra.context import UserExecutionContext
+from netra.db.messages import MessageRepository
 from netra.db.records import utcnow
-from netra.db.repositories import MessageRepository, ThreadRepository
+from netra.db.repositories import ThreadRepository
 from netra.db.sql import Tx
 from netra.events.bridge import DELTA_WINDOW_S
 from netra.models.base import ModelRequest, StreamPart, TextDelta, Usage

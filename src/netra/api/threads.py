@@ -20,8 +20,9 @@ from netra.api.views import (
     TreePage,
 )
 from netra.context import UserExecutionContext
+from netra.db.messages import MessageRepository, Turns
 from netra.db.records import ThreadRecord
-from netra.db.repositories import MessageRepository, ThreadRepository, Turns
+from netra.db.repositories import ThreadRepository
 from netra.db.search import search, terms
 from netra.db.sql import Row, Tx
 from netra.errors import InvalidRequest, NotFound
@@ -270,7 +271,7 @@ async def fork_thread(
 ) -> ThreadView:
     """A new thread holding a copy of the path to ``at_message_id`` (texts and turns; no
     runs), to go on from there on its own. Every open tab hears ``thread_updated``."""
-    thread = await netra.db.transact(ThreadRepository(ctx).fork(thread_id, body.at_message_id))
+    thread = await netra.db.transact(MessageRepository(ctx).fork(thread_id, body.at_message_id))
     await netra.bridge.emit(ctx, ThreadUpdated(thread.public()), thread_id=thread.id)
     return ThreadView.model_validate(thread.public())
 

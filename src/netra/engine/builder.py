@@ -13,8 +13,8 @@ from netra.agents.base import AgentDefinition, AgentDeps, AgentState
 from netra.config import UnifiedConfigurationManager
 from netra.context import UserExecutionContext
 from netra.db.manager import DatabaseManager
+from netra.db.messages import MessageRepository, Said
 from netra.db.records import RunRecord
-from netra.db.repositories import MessageRepository, Said
 from netra.engine.costs import CostGuard
 from netra.engine.summary import Summarizer
 from netra.events.bridge import RunEmitter

@@ -13,9 +13,10 @@ from netra.agents.base import AgentState
 from netra.context import UserExecutionContext
 from netra.db.ledger import ToolCallRepository
 from netra.db.manager import DatabaseManager
+from netra.db.messages import MessageRepository
 from netra.db.queue import RunQueue
 from netra.db.records import RunRecord, RunStatus, ToolCallRecord, utcnow
-from netra.db.repositories import MessageRepository, ThreadRepository
+from netra.db.repositories import ThreadRepository
 from netra.db.sql import Tx
 from netra.db.turns import TurnRepository
 from netra.errors import LostClaim, RunError

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 from netra.context import UserExecutionContext
 from netra.db.manager import DatabaseManager
+from netra.db.messages import Said
 from netra.db.records import SummaryRecord
-from netra.db.repositories import Said
 from netra.db.summaries import SummaryRepository
 from netra.events.bridge import RunEmitter
 from netra.models.base import ChatMessage, Model, TextDelta, Usage, estimate_tokens

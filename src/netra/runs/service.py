@@ -15,9 +15,10 @@ from netra.config import UnifiedConfigurationManager
 from netra.context import UserExecutionContext
 from netra.db.ledger import ToolCallRepository
 from netra.db.manager import DatabaseManager
+from netra.db.messages import MessageRepository
 from netra.db.queue import RunQueue
 from netra.db.records import Decision, MessageRecord, RunRecord, ThreadRecord, ToolCallRecord
-from netra.db.repositories import MessageRepository, ThreadRepository
+from netra.db.repositories import ThreadRepository
 from netra.db.runs import RunRepository
 from netra.db.sql import IntegrityViolation, Tx
 from netra.engine.attempt import CANCELLED_BY_USER
