@@ -146,11 +146,11 @@ def _grant_admin(args: argparse.Namespace) -> int:
 def _usage(args: argparse.Namespace) -> int:
     """``netra usage``: the usage report of ``GET /admin/usage``, as a table."""
     from netra.db.accounts import UserRepository
-    from netra.db.usage import usage_report
+    from netra.db.usage import DEFAULT_DAYS, usage_report
 
     settings = _config(args, {}).settings
     last = args.to or datetime.now(UTC).date()
-    first = args.first or last - timedelta(days=29)
+    first = args.first or last - timedelta(days=DEFAULT_DAYS - 1)
     if first > last:
         raise InvalidRequest("--from is after --to: give the first day, then the last")
 

@@ -16,14 +16,13 @@ from netra.api.errors import DocumentedRoute, error_responses
 from netra.api.paging import Cursor, key_cursor, keys_of
 from netra.api.views import UsageReportView
 from netra.db.records import utcnow
-from netra.db.usage import Group, UsageLine, usage_report
+from netra.db.usage import DEFAULT_DAYS, Group, UsageLine, usage_report
 from netra.errors import InvalidRequest
 from netra.instance import Netra
 
 router = APIRouter(tags=["usage"], route_class=DocumentedRoute)
 
 SPAN_MAX_DAYS = 366
-DEFAULT_DAYS = 30
 CSV_PAGE = 1000
 _First = Annotated[
     date | None,

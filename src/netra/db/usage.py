@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 from netra.db.sql import Statement, Tx, first, rows
 
+DEFAULT_DAYS = 30
+"""A report's span when none is asked for: the last 30 days, today included."""
 Group = Literal["day", "model", "agent", "user", "tier"]
 GROUPS: tuple[Group, ...] = ("day", "model", "agent", "user", "tier")
 _KEYS: dict[Group, tuple[str, str]] = {

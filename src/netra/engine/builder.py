@@ -124,5 +124,4 @@ class AttemptBuilder:
         sent after it, nor another branch), and how many turns before it were not read."""
         if run.question_id is None:
             return [], 0
-        stored, unread = await self._db.transact(MessageRepository(ctx).texts(run.question_id))
-        return stored, unread
+        return await self._db.transact(MessageRepository(ctx).texts(run.question_id))
