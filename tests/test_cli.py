@@ -268,22 +268,15 @@ def test_netra_usage_prints_the_report_as_a_table(tmp_path: Path) -> None:
                     " '[\"user\"]', 'pro', 0, 0, '2026-11-01 00:00:00.000000')"
                 )
             )
-            await conn.execute(
-                text(
-                    "INSERT INTO threads (id, user_id, title, agent, created_at, updated_at)"
-                    " VALUES ('th_cli', 'usr_cli', 't', 'assistant', '2026-11-01 00:00:00.000000',"
-                    " '2026-11-01 00:00:00.000000')"
-                )
-            )
             for n, (model, cost) in enumerate((("offline", 0.25), ("openai:gpt-4o", 1.5))):
                 await conn.execute(
                     text(
-                        "INSERT INTO runs (id, user_id, thread_id, agent, model, status, attempt,"
-                        " message_id, created_at, input_tokens, output_tokens, cost_usd)"
-                        " VALUES (:id, 'usr_cli', 'th_cli', 'assistant', :model, 'completed', 1,"
-                        " :m, '2026-11-02 10:00:00.000000', 1200, 300, :cost)"
+                        "INSERT INTO model_calls (id, user_id, run_id, attempt, agent, model,"
+                        " input_tokens, output_tokens, cached_input_tokens, cost_usd, created_at)"
+                        " VALUES (:id, 'usr_cli', :run, 1, 'assistant', :model, 1200, 300, 0,"
+                        " :cost, '2026-11-02 10:00:00.000000')"
                     ),
-                    {"id": f"run_cli{n}", "model": model, "m": f"msg_cli{n}", "cost": cost},
+                    {"id": f"mc_cli{n}", "run": f"run_cli{n}", "model": model, "cost": cost},
                 )
         await db.close()
 
@@ -297,6 +290,7 @@ def test_netra_usage_prints_the_report_as_a_table(tmp_path: Path) -> None:
     assert lines[1].split() == [
         "model",
         "runs",
+        "calls",
         "input",
         "tokens",
         "output",
@@ -304,9 +298,9 @@ def test_netra_usage_prints_the_report_as_a_table(tmp_path: Path) -> None:
         "cost",
         "(USD)",
     ]
-    assert lines[2].split() == ["offline", "1", "1,200", "300", "0.250000"]
-    assert lines[3].split() == ["openai:gpt-4o", "1", "1,200", "300", "1.500000"]
-    assert lines[4].split() == ["total", "2", "2,400", "600", "1.750000"]
+    assert lines[2].split() == ["offline", "1", "1", "1,200", "300", "0.250000"]
+    assert lines[3].split() == ["openai:gpt-4o", "1", "1", "1,200", "300", "1.500000"]
+    assert lines[4].split() == ["total", "2", "2", "2,400", "600", "1.750000"]
     by_user = run_netra("usage", "--from", "2026-11-01", "--user", "nobody@example.com", env=env)
     assert by_user.returncode == 2
     assert by_user.stderr.strip() == "netra: no account with email 'nobody@example.com'"

@@ -176,7 +176,7 @@ def _usage(args: argparse.Namespace) -> int:
 
     rows, total = asyncio.run(report())
     print(f"usage from {first} to {last} (UTC), by {args.group_by}")
-    header = [args.group_by, "runs", "input tokens", "output tokens", "cost (USD)"]
+    header = [args.group_by, "runs", "calls", "input tokens", "output tokens", "cost (USD)"]
     table = [header, *rows, total]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
@@ -191,6 +191,7 @@ def _usage_row(key: str, line: dict[str, Any]) -> list[str]:
     return [
         key,
         f"{line['runs']:,}",
+        f"{line['calls']:,}",
         f"{line['input_tokens']:,}",
         f"{line['output_tokens']:,}",
         f"{line['cost_usd']:.6f}",

@@ -12,9 +12,11 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
+from netra.models.base import ToolCallRequest
+from netra.models.scripted import ScriptedModel, ScriptedTurn
 from tests.conftest import ServerFactory
 from tests.security.principals import fresh_token
-from tests.support import LiveServer, User, grant_admin, make_user
+from tests.support import LiveServer, User, grant_admin, make_user, open_socket
 
 RUNS = [  # (who, day, model, agent, input, output, cost)
     ("ann", date(2026, 11, 1), "openai:gpt-4o", "assistant", 1000, 100, 0.0035),
@@ -27,40 +29,127 @@ SPAN = {"from": "2026-11-01", "to": "2026-11-30"}
 
 
 async def store_runs(server: LiveServer, users: dict[str, User]) -> None:
+    """One run of one model call each, as the calls' records hold them."""
+
     async def write() -> None:
         async with server.netra.db.write() as conn:
             for n, (who, day, model, agent, tokens_in, tokens_out, cost) in enumerate(RUNS):
-                at = datetime(day.year, day.month, day.day, 12, n, tzinfo=UTC)
-                thread = f"th_usage{n}"
                 await conn.execute(
                     text(
-                        "INSERT INTO threads (id, user_id, title, agent, created_at, updated_at)"
-                        " VALUES (:id, :u, 'usage', :agent, :at, :at)"
-                    ),
-                    {"id": thread, "u": users[who].id, "agent": agent, "at": at},
-                )
-                await conn.execute(
-                    text(
-                        "INSERT INTO runs (id, user_id, thread_id, agent, model, status, attempt,"
-                        " message_id, created_at, input_tokens, output_tokens, cost_usd)"
-                        " VALUES (:id, :u, :t, :agent, :model, 'completed', 1, :m, :at, :i,"
-                        " :o, :c)"
+                        "INSERT INTO model_calls (id, user_id, run_id, attempt, agent, model,"
+                        " input_tokens, output_tokens, cached_input_tokens, cost_usd,"
+                        " created_at) VALUES (:id, :u, :run, 1, :agent, :model, :i, :o, 0, :c,"
+                        " :at)"
                     ),
                     {
-                        "id": f"run_usage{n}",
+                        "id": f"mc_usage{n}",
                         "u": users[who].id,
-                        "t": thread,
+                        "run": f"run_usage{n}",
                         "agent": agent,
                         "model": model,
-                        "m": f"msg_usage{n}",
-                        "at": at,
                         "i": tokens_in,
                         "o": tokens_out,
                         "c": cost,
+                        "at": datetime(day.year, day.month, day.day, 12, n, tzinfo=UTC),
                     },
                 )
 
     await server.call(write)
+
+
+def priced(input_per_mtok: float, output_per_mtok: float) -> list[dict[str, Any]]:
+    return [
+        {
+            "model": "scripted",
+            "input_per_mtok": input_per_mtok,
+            "output_per_mtok": output_per_mtok,
+        }
+    ]
+
+
+async def test_real_runs_are_reported_exactly_and_a_price_edit_changes_no_past_figure(
+    server_factory: ServerFactory,
+) -> None:
+    """Runs of the scripted model at known token counts and prices: each call is recorded as
+    it is made with the price it was charged at, every report sums them exactly, the CSV
+    says what the JSON says, and a later price edit changes none of it."""
+    server = server_factory(models={"default": "scripted", "prices": priced(2.0, 10.0)})
+    model = server.netra.models.get("scripted")
+    assert isinstance(model, ScriptedModel)
+    calculate = ToolCallRequest("call_1", "calculator", {"expression": "6*7"})
+    model.push(
+        ScriptedTurn(tool_calls=(calculate,), tokens=(1000, 20)),  # ann, run 1: $0.0022
+        ScriptedTurn(chunks=("42",), tokens=(1500, 100)),  # ann, run 1: $0.004
+        ScriptedTurn(chunks=("hello",), tokens=(3000, 300)),  # ann, run 2: $0.009
+        ScriptedTurn(chunks=("hi",), tokens=(500, 50)),  # bob, run 1: $0.0015
+        ScriptedTurn(chunks=("hi",), tokens=(500, 50)),  # bob, run 2, repriced: $0.003
+    )
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        users = {who: await make_user(http, who) for who in ("ann", "bob", "boss")}
+        grant_admin(server, users["boss"].email)
+        boss = {"Authorization": f"Bearer {await fresh_token(http, users['boss'])}"}
+
+        async def run(who: str, content: str) -> None:
+            socket = await open_socket(server, users[who].token)
+            ack = await socket.send_message(content)
+            events = await socket.run_to_end(ack["run_id"])
+            assert events[-1]["data"]["outcome"] == "completed", events[-1]
+            await socket.close()
+
+        for who, content in (("ann", "what is 6*7?"), ("ann", "hello"), ("bob", "hi")):
+            await run(who, content)
+        before = (await http.get("/admin/usage", headers=boss)).json()
+        assert lines(before) == sorted(
+            [(users["ann"].email, 2, 5500, 420, 0.0152), (users["bob"].email, 1, 500, 50, 0.0015)]
+        )
+        assert {item["key"]: item["calls"] for item in before["items"]} == {
+            users["ann"].email: 3,
+            users["bob"].email: 1,
+        }
+        ann_by_model = (
+            await http.get("/me/usage", params={"group_by": "model"}, headers=users["ann"].auth)
+        ).json()
+        assert lines(ann_by_model) == [("scripted", 2, 5500, 420, 0.0152)]
+
+        async def reprice() -> None:
+            server.netra.config.update({"models.prices": priced(4.0, 20.0)})
+
+        await server.call(reprice)
+        await run("bob", "hi again")
+        after = (await http.get("/admin/usage", headers=boss)).json()
+        assert lines(after) == sorted(
+            [(users["ann"].email, 2, 5500, 420, 0.0152), (users["bob"].email, 2, 1000, 100, 0.0045)]
+        ), "the earlier calls keep the price they were made at"
+        exported = await http.get("/admin/usage", params={"format": "csv"}, headers=boss)
+        rows = list(csv.reader(io.StringIO(exported.text)))
+        assert rows[0] == ["user", "runs", "calls", "input_tokens", "output_tokens", "cost_usd"]
+        assert rows[1:] == [
+            [
+                item["key"],
+                *(str(item[k]) for k in ("runs", "calls", "input_tokens", "output_tokens")),
+                str(item["cost_usd"]),
+            ]
+            for item in after["items"]
+        ], "the CSV says what the JSON says"
+
+    async def snapshots() -> list[tuple[Any, ...]]:
+        async with server.netra.db.read() as conn:
+            found = await conn.execute(
+                text(
+                    "SELECT input_tokens, input_per_mtok, output_per_mtok, prices_as_of, cost_usd"
+                    " FROM model_calls ORDER BY created_at, id"
+                )
+            )
+            return [tuple(row) for row in found]
+
+    as_of = server.netra.catalog.prices().as_of
+    assert await server.call(snapshots) == [
+        (1000, 2.0, 10.0, as_of, 0.0022),
+        (1500, 2.0, 10.0, as_of, 0.004),
+        (3000, 2.0, 10.0, as_of, 0.009),
+        (500, 2.0, 10.0, as_of, 0.0015),
+        (500, 4.0, 20.0, as_of, 0.003),
+    ]
 
 
 def lines(report: dict[str, Any]) -> list[tuple[str, int, int, int, float]]:
@@ -88,6 +177,7 @@ async def test_usage_is_summed_by_day_model_agent_user_and_tier(
         ]
         assert by_day["totals"] == {
             "runs": 3,
+            "calls": 3,
             "input_tokens": 3010,
             "output_tokens": 310,
             "cost_usd": 0.0105,
@@ -138,9 +228,9 @@ async def test_usage_is_summed_by_day_model_agent_user_and_tier(
         assert exported.status_code == 200
         assert exported.headers["content-type"].startswith("text/csv")
         assert list(csv.reader(io.StringIO(exported.text))) == [
-            ["model", "runs", "input_tokens", "output_tokens", "cost_usd"],
-            ["offline", "2", "40", "40", "0.0001"],
-            ["openai:gpt-4o", "2", "3000", "300", "0.0105"],
+            ["model", "runs", "calls", "input_tokens", "output_tokens", "cost_usd"],
+            ["offline", "2", "2", "40", "40", "0.0001"],
+            ["openai:gpt-4o", "2", "2", "3000", "300", "0.0105"],
         ]
 
         # Each day split by model: the parts of a stacked chart, paged one part at a time.
@@ -167,9 +257,9 @@ async def test_usage_is_summed_by_day_model_agent_user_and_tier(
             headers=boss,
         )
         assert list(csv.reader(io.StringIO(split_csv.text))) == [
-            ["tier", "agent", "runs", "input_tokens", "output_tokens", "cost_usd"],
-            ["free", "assistant", "3", "1040", "140", "0.0036"],
-            ["free", "optimizer", "1", "2000", "200", "0.007"],
+            ["tier", "agent", "runs", "calls", "input_tokens", "output_tokens", "cost_usd"],
+            ["free", "assistant", "3", "3", "1040", "140", "0.0036"],
+            ["free", "optimizer", "1", "1", "2000", "200", "0.007"],
         ]
         same = await http.get(
             "/admin/usage", params={"group_by": "day", "split_by": "day"}, headers=boss

@@ -149,6 +149,7 @@ async def test_migrations_are_idempotent_and_reach_head(db: DatabaseManager) -> 
         "events",
         "instances",
         "messages",
+        "model_calls",
         "refresh_tokens",
         "runs",
         "sessions",
@@ -186,7 +187,7 @@ async def test_the_migrations_build_exactly_the_declared_schema(db: DatabaseMana
 async def test_upgrading_a_populated_database_keeps_its_rows(url: str) -> None:
     """Rows written by the first schema survive every migration; a thread of it becomes one
     branch that reads as it did (an answer stored after the next question still comes
-    between them)."""
+    between them); a run's recorded usage becomes its one model call."""
     db = DatabaseManager(url, DatabaseSettings())
     await db.upgrade("0001")
     user_id = await _user(db, "old@example.com")
@@ -230,11 +231,23 @@ async def test_upgrading_a_populated_database_keeps_its_rows(url: str) -> None:
                     "at": datetime(2026, 1, 1, 0, 0, second, tzinfo=UTC),
                 },
             )
+    await db.upgrade("0010")  # runs kept their usage on their rows then
+    async with db.write() as conn:
+        await conn.execute(
+            text(
+                "UPDATE runs SET input_tokens = 100, output_tokens = 50, cost_usd = 0.01"
+                " WHERE id = 'run_2'"
+            )
+        )
     await db.upgrade()
     async with db.read() as conn:
         row = (await conn.execute(select(t.runs).where(t.runs.c.id == "run_1"))).one()
         assert (row.input_tokens, row.output_tokens, row.cost_usd) == (0, 0, 0)
         assert row.question_id == "msg_q1"
+        calls = (await conn.execute(select(t.model_calls))).all()
+        assert [(c.run_id, c.input_tokens, c.output_tokens, c.cost_usd) for c in calls] == [
+            ("run_2", 100, 50, 0.01)
+        ], "a run that used a model before calls were recorded counts as one call"
     threads = ThreadRepository(ctx)
     [thread] = await db.transact(threads.list(limit=10))
     assert (thread.title, thread.active_leaf) == ("old", "msg_q3")

@@ -7,7 +7,8 @@ turns table and the tool-call ledger (never from the event log) and finishes it.
 Both kinds of agent are checked: the optimizer, which calls its tools itself, and the
 assistant's model-driven tool loop. In each, the crash lands between a tool call's outcome
 and the turn that would record the step, so the resumed attempt takes that step again and
-the ledger answers it.
+the ledger answers it. What the killed attempt's model call cost is in the usage reports
+beside the calls of the attempt that finished.
 """
 
 from __future__ import annotations
@@ -74,6 +75,12 @@ async def test_a_run_killed_after_a_tool_call_resumes_and_makes_each_call_once(
         async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
             run = await http.get(f"/runs/{ack['run_id']}", headers=user.auth)
             assert run.json()["attempt"] == 2, run.json()
+            report = (await http.get("/me/usage", headers=user.auth)).json()["totals"]
+            if agent == "assistant":  # the killed attempt's call, then the two that finished
+                assert (report["runs"], report["calls"]) == (1, 3), report
+                assert report["input_tokens"] > run.json()["usage"]["input_tokens"], report
+            else:  # the optimizer computes its answer: no model call
+                assert report["calls"] == 0, report
             await assert_same_stream(follower, http, user)
         await follower.detach()
     finally:

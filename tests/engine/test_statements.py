@@ -34,16 +34,18 @@ OTHERS = {
     # admission, one transaction (the message starts a thread)
     "message: the user's with this client_msg_id (a retried send)": 1,
     "thread: a new one": 1,
-    "usage: the user's runs and spend today and this month, runs in the last minute, runs"
-    " not yet final": 1,
+    "usage: the user's runs today, model calls' tokens and spend today and this month, runs"
+    " in the last minute, runs not yet final": 1,
     "depth: runs waiting to execute, every user's": 1,
     "create: a queued run": 1,
     "message: a new one, in the turn after its parent's (a question) or in it (an answer)": 2,
     # the claim; the conversation
     "start: the holder claims its queued run, under a new attempt number": 1,
     "messages: the branch ending at a message, back to a bound (a run's conversation, a page)": 1,
-    # with the events: started_at, the call's two ledger entries, the turn, the final state
+    # with the events: started_at, the two model calls' usage, the tool call's two ledger
+    # entries, the turn, the final state
     "mark_started: the run's stream began": 1,
+    "model call: its usage and price, as it was made": 2,
     "begin: a call entered before it runs (or while it waits for approval)": 1,
     "end: a call's outcome": 1,
     "record: a turn of the run's checkpoint": 1,
@@ -52,9 +54,9 @@ OTHERS = {
 }
 """Everything else one calculator run does, and how often: admission (the retried-message
 check, the new thread, one read of the quotas, the queue's depth, the run and the message),
-the claim, the conversation read; then, each carried by its event: ``started_at``, the
-call's two ledger writes, the turn, and the final state with the answer and the thread's
-touch."""
+the claim, the conversation read; then, each carried by its event: ``started_at``, the two
+model calls, the tool call's two ledger writes, the turn, and the final state with the
+answer and the thread's touch."""
 TRANSACTIONS = 4
 """Transactions besides the writer's batches: admission, the claim, the conversation read.
 (On SQLite they may share one with a batch: groups are what was queued together.)"""

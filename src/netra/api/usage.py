@@ -1,5 +1,5 @@
 """Usage reports: the caller's own (``GET /me/usage``) and everyone's (``GET /admin/usage``,
-administrators only), runs and spend summed by day, model or agent — and for administrators
+administrators only), model calls and spend summed by day, model or agent — and for administrators
 by user or tier — as JSON pages, or for administrators as CSV."""
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ async def all_usage(
     """Every user's runs and their spend over a span of days, summed by user (email), tier
     (as the users have it now), agent, model or day — each split by another if asked.
     ``format=csv``: every group at once, a row each
-    (``<group_by>[,<split_by>],runs,input_tokens,output_tokens,cost_usd``), no paging."""
+    (``<group_by>[,<split_by>],runs,calls,input_tokens,output_tokens,cost_usd``), no paging."""
     days = span(first, to)
     if format == "csv":
         if split_by == group_by:
@@ -186,7 +186,7 @@ async def _all_lines(
 def _csv(lines: list[UsageLine], group: str, split: str | None) -> Response:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    sums = ["runs", "input_tokens", "output_tokens", "cost_usd"]
+    sums = ["runs", "calls", "input_tokens", "output_tokens", "cost_usd"]
     writer.writerow([group, *([split] if split else []), *sums])
     for line in lines:
         row = line.as_dict()

@@ -227,6 +227,9 @@ class TreePage(View):
 # ---- usage reports -------------------------------------------------------------------------
 class UsageTotalsView(View):
     runs: int
+    """Runs with a model call in the group."""
+    calls: int
+    """Model calls."""
     input_tokens: int
     output_tokens: int
     cost_usd: float
@@ -242,7 +245,7 @@ class UsageLineView(UsageTotalsView):
 
 
 class UsageReportView(View):
-    """Runs and their spend over a span of days, by group."""
+    """Model calls and their spend over a span of days, by group."""
 
     group_by: Literal["day", "model", "agent", "user", "tier"]
     split_by: Literal["day", "model", "agent", "user", "tier"] | None

@@ -80,12 +80,6 @@ RUN_FINISH = Statement(
     " WHERE id = :id AND user_id = :user_id AND attempt = :attempt AND owner = :owner"
     " AND status IN ('queued', 'running', 'requires_approval')",
 )
-RUN_CHARGE = Statement(
-    "charge: a running run's usage so far, after a model call",
-    "UPDATE runs SET input_tokens = :input_tokens, output_tokens = :output_tokens,"
-    " cost_usd = :cost_usd WHERE id = :id AND user_id = :user_id AND attempt = :attempt"
-    " AND owner = :owner AND status = 'running'",
-)
 RUN_SUSPEND = Statement(
     "suspend: a running run waits for its user's approval",
     "UPDATE runs SET status = 'requires_approval', usage = :usage, lease_expires_at = NULL"
@@ -317,30 +311,6 @@ class RunQueue:
                 output_tokens=int(spent.get("output_tokens", 0)),
                 cost_usd=float(spent.get("cost_usd", 0.0)),
                 finished_at=utcnow(),
-            )
-        )
-        return changed == 1
-
-    @staticmethod
-    def charge(
-        ctx: UserExecutionContext,
-        run_id: str,
-        *,
-        attempt: int,
-        owner: str,
-        usage: dict[str, Any],
-    ) -> Tx[bool]:
-        """Record what a running run's model calls used so far, so the user's spend counts
-        it before the run ends; refused (False) when ``owner`` no longer holds ``attempt``."""
-        changed = yield from rowcount(
-            RUN_CHARGE(
-                id=run_id,
-                user_id=ctx.user_id,
-                attempt=attempt,
-                owner=owner,
-                input_tokens=int(usage.get("input_tokens", 0)),
-                output_tokens=int(usage.get("output_tokens", 0)),
-                cost_usd=float(usage.get("cost_usd", 0.0)),
             )
         )
         return changed == 1

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from netra.db.records import RunRecord, RunStatus
 from netra.db.repositories import Scoped
-from netra.db.sql import Row, Statement, Tx, execute, first, rows
+from netra.db.sql import Row, Statement, Tx, first, rows
 from netra.errors import NotFound
 
 ACTIVE = (RunStatus.QUEUED.value, RunStatus.RUNNING.value, RunStatus.REQUIRES_APPROVAL.value)
@@ -37,38 +37,25 @@ RUN_GET = Statement(
     "SELECT * FROM runs WHERE id = :id AND user_id = :user_id",
 )
 RUN_USAGE = Statement(
-    "usage: the user's runs and spend today and this month, runs in the last minute, runs"
-    " not yet final",
-    "SELECT today.runs_today, today.input_tokens, today.output_tokens, today.cost_usd,"
-    " month.cost_usd_month, minute.runs_last_minute, minute.oldest_in_minute_at,"
+    "usage: the user's runs today, model calls' tokens and spend today and this month, runs"
+    " in the last minute, runs not yet final",
+    "SELECT today.runs_today, spend.input_tokens, spend.output_tokens, spend.cost_usd,"
+    " spend.cost_usd_month, minute.runs_last_minute, minute.oldest_in_minute_at,"
     " active.active FROM"
-    " (SELECT count(*) AS runs_today, coalesce(sum(input_tokens), 0) AS input_tokens,"
-    " coalesce(sum(output_tokens), 0) AS output_tokens, coalesce(sum(cost_usd), 0.0) AS cost_usd"
-    " FROM runs WHERE user_id = :user_id AND created_at >= :day_start) AS today,"
-    " (SELECT coalesce(sum(cost_usd), 0.0) AS cost_usd_month"
-    " FROM runs WHERE user_id = :user_id AND created_at >= :month_start) AS month,"
+    " (SELECT count(*) AS runs_today FROM runs"
+    " WHERE user_id = :user_id AND created_at >= :day_start) AS today,"
+    " (SELECT coalesce(sum(CASE WHEN created_at >= :day_start THEN input_tokens ELSE 0 END), 0)"
+    " AS input_tokens,"
+    " coalesce(sum(CASE WHEN created_at >= :day_start THEN output_tokens ELSE 0 END), 0)"
+    " AS output_tokens,"
+    " coalesce(sum(CASE WHEN created_at >= :day_start THEN cost_usd ELSE 0 END), 0.0)"
+    " AS cost_usd, coalesce(sum(cost_usd), 0.0) AS cost_usd_month"
+    " FROM model_calls WHERE user_id = :user_id AND created_at >= :month_start) AS spend,"
     " (SELECT count(*) AS runs_last_minute, min(created_at) AS oldest_in_minute_at"
     " FROM runs WHERE user_id = :user_id AND created_at >= :minute_start) AS minute,"
     " (SELECT count(*) AS active FROM runs"
     " WHERE user_id = :user_id AND status IN ('queued', 'running', 'requires_approval'))"
     " AS active",
-)
-USER_SPEND_LOCK = Statement(
-    "spend: the user's row held until commit, so that its runs' charges count in turn",
-    "SELECT id FROM users WHERE id = :user_id FOR UPDATE",
-    sqlite=None,  # one writer: every charge waits its turn already
-)
-RUN_SPENT = Statement(
-    "spend: the user's today and this month (a run's check after a model call)",
-    "SELECT coalesce(sum(CASE WHEN created_at >= :day_start THEN cost_usd ELSE 0 END), 0.0)"
-    " AS today, coalesce(sum(cost_usd), 0.0) AS month FROM runs"
-    " WHERE user_id = :user_id AND created_at >= :month_start",
-)
-RUN_SPEND_SINCE = Statement(
-    "runs: each one since a time that used a model, oldest first",
-    "SELECT created_at, model, input_tokens, output_tokens, cost_usd FROM runs"
-    " WHERE user_id = :user_id AND created_at >= :since"
-    " AND input_tokens + output_tokens > 0 ORDER BY created_at",
 )
 RUNS_OF_THREAD = Statement(
     "runs: a thread's, newest first",
@@ -127,9 +114,9 @@ class RunRepository(Scoped):
     def usage(
         self, *, day_start: datetime, month_start: datetime, minute_start: datetime
     ) -> Tx[Row]:
-        """One read of what the quotas check: ``runs_today``, ``input_tokens``,
-        ``output_tokens``, ``cost_usd`` (of runs created since ``day_start``),
-        ``cost_usd_month`` (since ``month_start``), ``runs_last_minute`` and
+        """One read of what the quotas check: ``runs_today`` (created since ``day_start``),
+        ``input_tokens``, ``output_tokens``, ``cost_usd`` (of model calls made since
+        ``day_start``), ``cost_usd_month`` (since ``month_start``), ``runs_last_minute`` and
         ``oldest_in_minute_at`` (since ``minute_start``), and ``active`` (runs not yet
         final, whenever created)."""
         row = yield from first(
@@ -142,34 +129,6 @@ class RunRepository(Scoped):
         )
         assert row is not None
         return row
-
-    def spent(self, *, day_start: datetime, month_start: datetime) -> Tx[tuple[float, float]]:
-        """What the user's runs cost since ``day_start`` and since ``month_start``, as
-        recorded (finished runs, and running ones up to their last model call). The user's
-        row is held until commit (PostgreSQL; taken after the run's row, the event log's
-        order): the transactions that read it follow one another, each seeing every charge
-        before it."""
-        yield from execute(USER_SPEND_LOCK(user_id=self.user_id))
-        row = yield from first(
-            RUN_SPENT(user_id=self.user_id, day_start=day_start, month_start=month_start)
-        )
-        assert row is not None
-        return float(row["today"]), float(row["month"])
-
-    def spend_since(self, since: datetime) -> Tx[list[tuple[datetime, str, int, int, float]]]:
-        """``(created_at, model, input_tokens, output_tokens, cost_usd)`` of every run
-        created since ``since`` that used the model, oldest first."""
-        found = yield from rows(RUN_SPEND_SINCE(user_id=self.user_id, since=since))
-        return [
-            (
-                r["created_at"],
-                str(r["model"]),
-                int(r["input_tokens"]),
-                int(r["output_tokens"]),
-                float(r["cost_usd"]),
-            )
-            for r in found
-        ]
 
     def of_thread(
         self, thread_id: str, *, limit: int, before: tuple[datetime, str] | None = None

@@ -226,6 +226,35 @@ turns into the one before it on the branch; the call that wrote it is metered to
 that needed it (``run_id``; ``model``, tokens and cost kept here too, so a later attempt of
 that run counts it again)."""
 
+model_calls = Table(
+    "model_calls",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("user_id", String(40), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("run_id", String(40), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("agent", String(100), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("cached_input_tokens", BigInteger, nullable=False),
+    Column("cost_usd", Float, nullable=False),
+    Column("input_per_mtok", Float, nullable=True),
+    Column("output_per_mtok", Float, nullable=True),
+    Column("cached_input_per_mtok", Float, nullable=True),
+    Column("prices_as_of", String(40), nullable=True),
+    Column("created_at", TS, nullable=False),
+    Index(None, "user_id", "created_at"),
+    Index(None, "created_at"),
+    Index(None, "run_id"),
+)
+"""Every model call's usage, stored when the call is made (not when its run ends: a killed
+attempt's calls count), under the model that answered, with the price it was charged at
+(``*_per_mtok``, null for a model the table does not price; ``prices_as_of``, the shipped
+table's date) and its cost then: a later price edit changes no row. Reports, budgets and
+quotas sum these. ``run_id`` is no foreign key: deleting a chat deletes its words, not what
+it cost."""
+
 sessions = Table(
     "sessions",
     metadata,

@@ -1,12 +1,12 @@
-"""Usage reports: what runs used and cost, summed in SQL by day, model, agent, user or tier
-— and within each group, split by a second of them — over a span of days, on both databases
-alike.
+"""Usage reports: what model calls used and cost, summed in SQL by day, model, agent, user
+or tier — and within each group, split by a second of them — over a span of days, on both
+databases alike.
 
-A run counts on the day (UTC) it was created, under the model and agent it was admitted
-with, at the cost its calls were priced at when they were made (``runs.cost_usd``); a
-user's tier is the one it has now. One user's report (``scope`` its id) or everyone's
-(``scope`` None: administrators). Groups come in key order (then split order), a page at a
-time.
+A call counts on the day (UTC) it was made, under the model that answered and the agent of
+its run, at the cost it was charged then (``model_calls``: a price edit changes no past
+figure); ``runs`` counts the runs with a call in the group. A user's tier is the one it has
+now. One user's report (``scope`` its id) or everyone's (``scope`` None: administrators).
+Groups come in key order (then split order), a page at a time.
 """
 
 from __future__ import annotations
@@ -25,23 +25,24 @@ GROUPS: tuple[Group, ...] = ("day", "model", "agent", "user", "tier")
 _KEYS: dict[Group, tuple[str, str]] = {
     # (PostgreSQL, SQLite): SQLite holds a time as text, "YYYY-MM-DD HH:MM:SS…", in UTC
     "day": (
-        "to_char(r.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
-        "substr(r.created_at, 1, 10)",
+        "to_char(c.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+        "substr(c.created_at, 1, 10)",
     ),
-    "model": ("r.model", "r.model"),
-    "agent": ("r.agent", "r.agent"),
+    "model": ("c.model", "c.model"),
+    "agent": ("c.agent", "c.agent"),
     "user": ("u.email", "u.email"),
     "tier": ("u.tier", "u.tier"),
 }
 _SUMS = (
-    "count(*) AS runs, coalesce(sum(r.input_tokens), 0) AS input_tokens,"
-    " coalesce(sum(r.output_tokens), 0) AS output_tokens,"
-    " coalesce(sum(r.cost_usd), 0.0) AS cost_usd"
+    "count(DISTINCT c.run_id) AS runs, count(*) AS calls,"
+    " coalesce(sum(c.input_tokens), 0) AS input_tokens,"
+    " coalesce(sum(c.output_tokens), 0) AS output_tokens,"
+    " coalesce(sum(c.cost_usd), 0.0) AS cost_usd"
 )
 _FROM = (
-    "FROM runs r JOIN users u ON u.id = r.user_id"
-    " WHERE (:everyone OR r.user_id = :user_id)"
-    " AND r.created_at >= :start_at AND r.created_at < :end_at"
+    "FROM model_calls c JOIN users u ON u.id = c.user_id"
+    " WHERE (:everyone OR c.user_id = :user_id)"
+    " AND c.created_at >= :start_at AND c.created_at < :end_at"
 )
 
 
@@ -61,21 +62,24 @@ def _grouped(group: Group, split: Group | None) -> Statement:
             " ORDER BY g.key, g.split LIMIT :limit"
         )
 
-    name = f"usage report: runs and spend by {group}" + (f", split by {split}" if split else "")
+    name = f"usage report: model calls and spend by {group}" + (
+        f", split by {split}" if split else ""
+    )
     return Statement(f"{name}, a page", postgres=sql(0), sqlite=sql(1))
 
 
-TOTALS = Statement("usage report: runs and spend in all", f"SELECT {_SUMS} {_FROM}")
+TOTALS = Statement("usage report: model calls and spend in all", f"SELECT {_SUMS} {_FROM}")
 
 
 @dataclass(frozen=True, slots=True)
 class UsageLine:
-    """One group's runs and spend (``split``: its part of a second grouping, "" without
-    one), or the report's totals (``key`` None)."""
+    """One group's runs, calls and spend (``split``: its part of a second grouping, ""
+    without one), or the report's totals (``key`` None)."""
 
     key: str | None
     split: str
     runs: int
+    calls: int
     input_tokens: int
     output_tokens: int
     cost_usd: float
@@ -85,6 +89,7 @@ class UsageLine:
             "key": self.key,
             "split": self.split,
             "runs": self.runs,
+            "calls": self.calls,
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "cost_usd": round(self.cost_usd, 6),
@@ -96,6 +101,7 @@ def _line(row: dict[str, Any]) -> UsageLine:
         row.get("key"),
         str(row.get("split") or ""),
         int(row["runs"]),
+        int(row["calls"]),
         int(row["input_tokens"]),
         int(row["output_tokens"]),
         float(row["cost_usd"]),
@@ -112,7 +118,7 @@ def usage_report(
     after: tuple[str, str] = ("", ""),
     limit: int,
 ) -> Tx[tuple[list[UsageLine], UsageLine]]:
-    """A page of the groups of runs created from ``first_day`` to ``last_day`` (UTC, both
+    """A page of the groups of model calls made from ``first_day`` to ``last_day`` (UTC, both
     included), each split by ``split`` if given, that come after ``after`` (a group's key
     and split), and the totals of them all."""
     span = {

@@ -63,8 +63,9 @@ class AttemptBuilder:
         async def note_failover(note: FailoverNote) -> None:
             await emitter.thinking(note.text, failover=note.as_dict())
 
+        costs = CostGuard(self._db, ctx, run, emitter, limits=limits)
         model_ids = [run.model, *fallbacks]
-        model = self._models.for_run(model_ids, notify=note_failover)
+        model = self._models.for_run(model_ids, notify=note_failover, meter=costs.record)
         context = ContextBudget(
             self._models.context_window(model_ids),
             reserve_output=settings.models.reserve_output_tokens,
@@ -90,7 +91,7 @@ class AttemptBuilder:
             message_id=run.message_id,
             context=context,
             token_budget=limits.run_token_budget,
-            costs=CostGuard(self._db, ctx, run, owner=run.owner or "", limits=limits),
+            costs=costs,
         )
         if task is not None:
             return deps, AgentState(attempt=run.attempt, messages=[ChatMessage("user", task)])

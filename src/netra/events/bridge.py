@@ -87,13 +87,14 @@ class AgentWebSocketBridge:
         self,
         ctx: UserExecutionContext,
         run_id: str,
-        attempt: int,
+        attempt: int | None,
         write: StoredWith | None,
         *,
         wait: bool,
     ) -> None:
-        """Store ``write`` (if any) right after everything the attempt emitted so far; with
-        ``wait``, return once it is (``LostClaim`` once the attempt is not the run's)."""
+        """Store ``write`` (if any) right after everything the attempt emitted so far, fenced
+        by ``attempt`` (None: not fenced); with ``wait``, return once it is (``LostClaim``
+        once the attempt is not the run's)."""
         waiter = await self._writer.append(
             Entry(ctx.user_id, None, run_id, attempt, write), wait=wait
         )
@@ -264,6 +265,13 @@ class RunEmitter:
         fenced like the events; the caller goes on at once."""
         await self._flush_deltas()
         await self._bridge.after_events(self._ctx, self.run_id, self.attempt, write, wait=False)
+
+    async def meter(self, write: StoredWith, *, wait: bool) -> None:
+        """Store ``write``, a model call's usage, right after everything emitted so far,
+        *not* fenced: what a call cost counts even when its attempt has lost the run. With
+        ``wait``, return once it is stored."""
+        await self._flush_deltas()
+        await self._bridge.after_events(self._ctx, self.run_id, None, write, wait=wait)
 
     async def completed(
         self,

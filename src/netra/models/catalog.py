@@ -22,7 +22,7 @@ from netra.config import UnifiedConfigurationManager
 from netra.errors import UnknownModel, did_you_mean
 from netra.model_ids import ModelId
 from netra.models.base import Model, ModelRequest, StreamPart, Usage
-from netra.models.failover import Candidate, FailoverModel, Notify
+from netra.models.failover import Candidate, FailoverModel, Meter, Notify
 from netra.models.prices import ModelPrice, PriceTable
 from netra.models.provider import Provider, priced
 from netra.registry import UniversalRegistry
@@ -116,11 +116,16 @@ class ModelCatalog:
     def resolve(self, model_id: str) -> Candidate:
         """The model an id names; ``UnknownModel`` (with a suggestion) when none."""
         parsed = ModelId.parse(model_id)
+        prices = self.prices()
+        price = prices.lookup(parsed)
         if parsed.provider is None:
             if self._builtins.has(parsed.name):
                 builtin = self._builtins.get(parsed.name)
-                price = self.prices().lookup(parsed)
-                return Candidate(builtin if price is None else PricedModel(builtin, price))
+                return Candidate(
+                    builtin if price is None else PricedModel(builtin, price),
+                    price=price,
+                    prices_as_of=prices.as_of,
+                )
             known = [*self._builtins.keys(), *(f"{p}:…" for p in self._settings)]
             raise UnknownModel(
                 f"unknown model {model_id!r}{did_you_mean(parsed.name, self._builtins.keys())}; "
@@ -128,13 +133,18 @@ class ModelCatalog:
             )
         parsed.check_provider(self._settings)
         provider = self._provider(parsed.provider)
-        model = provider.model(parsed.name, self.prices())
-        return Candidate(model, provider_service(provider.name), provider.endpoint)
+        model = provider.model(parsed.name, prices)
+        return Candidate(
+            model, provider_service(provider.name), provider.endpoint, price, prices.as_of
+        )
 
-    def for_run(self, model_ids: Sequence[str], *, notify: Notify) -> FailoverModel:
-        """The model of a run: its own model first, then its fallbacks, each id once."""
+    def for_run(
+        self, model_ids: Sequence[str], *, notify: Notify, meter: Meter | None = None
+    ) -> FailoverModel:
+        """The model of a run: its own model first, then its fallbacks, each id once; each
+        call's usage goes to ``meter``."""
         candidates = [self.resolve(model_id) for model_id in dict.fromkeys(model_ids)]
-        return FailoverModel(candidates, services=self._services, notify=notify)
+        return FailoverModel(candidates, services=self._services, notify=notify, meter=meter)
 
     async def aclose(self) -> None:
         for provider in self._providers.values():

@@ -9,6 +9,9 @@ seen part of an answer, and another model would start a different one. Any other
 Each provider endpoint has a circuit breaker in the ``ServiceRegistry``: only unavailability
 counts against it, and a provider whose circuit is open is skipped without a call until its
 cool-down has passed.
+
+Every call's usage goes to the run's ``meter`` as it arrives, under the model that answered
+and the price it was charged at (``PricedCall``), before the caller sees it.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 
 from netra.errors import ModelUnavailable
 from netra.models.base import Model, ModelRequest, StreamPart, Usage
+from netra.models.prices import ModelPrice
 from netra.models.provider import Provider
 from netra.services import ServiceRegistry, ServiceUnavailable
 
@@ -34,6 +38,20 @@ class Candidate:
     """The provider's service in the ``ServiceRegistry``; None for built-in models."""
     endpoint: str | None = None
     """The provider's instance id in that service (its base URL)."""
+    price: ModelPrice | None = None
+    """What the model's calls are charged at; None: the price table does not know it."""
+    prices_as_of: str = ""
+    """The date of the price table ``price`` comes from."""
+
+
+@dataclass(frozen=True, slots=True)
+class PricedCall:
+    """One model call's usage, the model that made it, and the price it was charged at."""
+
+    model: str
+    usage: Usage
+    price: ModelPrice | None
+    prices_as_of: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +71,7 @@ class FailoverNote:
 
 
 Notify = Callable[[FailoverNote], Awaitable[None]]
+Meter = Callable[[PricedCall], Awaitable[None]]
 
 
 class FailoverModel:
@@ -64,12 +83,14 @@ class FailoverModel:
         *,
         services: ServiceRegistry[Provider],
         notify: Notify,
+        meter: Meter | None = None,
     ) -> None:
         if not candidates:
             raise ValueError("a FailoverModel needs at least one candidate")
         self._candidates = tuple(candidates)
         self._services = services
         self._notify = notify
+        self._meter = meter
 
     @property
     def id(self) -> str:
@@ -89,7 +110,13 @@ class FailoverModel:
             streamed = False
             try:
                 async for part in candidate.model.stream(request):
-                    streamed = streamed or not isinstance(part, Usage)
+                    if isinstance(part, Usage):
+                        if self._meter is not None:
+                            await self._meter(
+                                PricedCall(model_id, part, candidate.price, candidate.prices_as_of)
+                            )
+                    else:
+                        streamed = True
                     yield part
             except ModelUnavailable as exc:
                 self._settle(candidate, ok=False)

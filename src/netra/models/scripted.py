@@ -28,6 +28,8 @@ class ScriptedTurn:
     """Pause before each chunk (and before the tool calls), to make runs last."""
     fail: str | None = None
     """When set, the model raises ``ModelBehaviorError`` with this message instead."""
+    tokens: tuple[int, int] | None = None
+    """The input and output tokens the call reports; None: estimated from the text."""
 
     @classmethod
     def text(cls, text: str, *, delay_s: float = 0.0) -> ScriptedTurn:
@@ -94,5 +96,8 @@ class ScriptedModel:
             await asyncio.sleep(turn.delay_s)
         for call in turn.tool_calls:
             yield call
+        if turn.tokens is not None:
+            yield Usage(input_tokens=turn.tokens[0], output_tokens=turn.tokens[1])
+            return
         prompt = sum(estimate_tokens(message.content) for message in request.messages)
         yield Usage(input_tokens=prompt, output_tokens=out + 8 * len(turn.tool_calls))

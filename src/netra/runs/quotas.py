@@ -2,9 +2,9 @@
 
 Each check reads the user's own runs (indexed by user and creation time; one statement for
 all of them) inside the same transaction that would store the new run, so two racing sends
-cannot both slip past a limit on one database. Dollar budgets (``usd_per_day``,
-``usd_per_month``) count what the user's runs cost as recorded: finished runs, and running
-ones up to their last model call (``netra.engine.costs``). Refusals are ``QuotaExceeded`` (HTTP 429
+cannot both slip past a limit on one database. Token allowances and dollar budgets
+(``usd_per_day``, ``usd_per_month``) count the user's model calls as recorded when each was
+made (``netra.db.calls``), running runs' calls included. Refusals are ``QuotaExceeded`` (HTTP 429
 with ``Retry-After``, WS error frame ``quota_exceeded`` with ``retry_after``); usage near a
 limit yields ``quota_warning`` events.
 """

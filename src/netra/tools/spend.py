@@ -1,11 +1,10 @@
 """The AI-spend tools: what the user asked before, what their model use cost, and where it
-could cost less. Every figure is read from the user's own runs (through repositories that
-take the caller's context) and priced from the model catalog's price table."""
+could cost less. Every figure is the user's own: their model calls as recorded (the usage
+reports of ``netra.db.usage``, scoped to the caller), compared by the model catalog's price
+table."""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -14,8 +13,9 @@ from pydantic import Field
 from netra.context import UserExecutionContext
 from netra.db.manager import DatabaseManager
 from netra.db.records import utcnow
-from netra.db.runs import RunRepository
 from netra.db.search import search, terms
+from netra.db.sql import Tx
+from netra.db.usage import UsageLine, usage_report
 from netra.model_ids import ModelId
 from netra.models.catalog import ModelCatalog
 from netra.tools.tool import Tool, tool
@@ -32,28 +32,6 @@ SNIPPET_CHARS = 80
 """Characters of a hit the search tool quotes, around the first word found."""
 
 
-@dataclass(slots=True)
-class _Usage:
-    runs: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float = 0.0
-
-    def add(self, input_tokens: int, output_tokens: int, cost_usd: float) -> None:
-        self.runs += 1
-        self.input_tokens += input_tokens
-        self.output_tokens += output_tokens
-        self.cost_usd += cost_usd
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "runs": self.runs,
-            "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens,
-            "cost_usd": round(self.cost_usd, 6),
-        }
-
-
 class SpendTools:
     """Builds the three tools, bound to the database and the model catalog."""
 
@@ -65,24 +43,30 @@ class SpendTools:
         return [self._search_threads(), self._usage_report(), self._recommend_models()]
 
     async def usage(self, ctx: UserExecutionContext, days: int) -> dict[str, Any]:
-        """The user's model usage over the last ``days``: totals, by model, by UTC day."""
-        since = utcnow() - timedelta(days=days)
-        rows = await self._db.transact(RunRepository(ctx).spend_since(since))
-        total = _Usage()
-        by_model: defaultdict[str, _Usage] = defaultdict(_Usage)
-        by_day: defaultdict[str, _Usage] = defaultdict(_Usage)
-        for created_at, model, tokens_in, tokens_out, cost in rows:
-            for bucket in (total, by_model[model], by_day[created_at.date().isoformat()]):
-                bucket.add(tokens_in, tokens_out, cost)
+        """The user's model usage over the last ``days`` (UTC days, today included): totals,
+        by model, by day."""
+        last = utcnow().date()
+        first = last - timedelta(days=days - 1)
+
+        def report() -> Tx[tuple[list[UsageLine], list[UsageLine], UsageLine]]:
+            by_model, totals = yield from usage_report(
+                scope=ctx.user_id, group="model", first_day=first, last_day=last, limit=1000
+            )
+            by_day, _ = yield from usage_report(
+                scope=ctx.user_id, group="day", first_day=first, last_day=last, limit=days
+            )
+            return by_model, by_day, totals
+
+        by_model, by_day, totals = await self._db.transact(report())
         return {
             "days": days,
-            "since": since.isoformat(),
-            "totals": total.as_dict(),
+            "since": first.isoformat(),
+            "totals": _sums(totals),
             "by_model": [
-                {"model": model, **usage.as_dict()}
-                for model, usage in sorted(by_model.items(), key=lambda kv: -kv[1].cost_usd)
+                {"model": line.key, **_sums(line)}
+                for line in sorted(by_model, key=lambda line: -line.cost_usd)
             ],
-            "by_day": [{"day": day, **usage.as_dict()} for day, usage in sorted(by_day.items())],
+            "by_day": [{"day": line.key, **_sums(line)} for line in by_day],
         }
 
     async def recommendations(self, ctx: UserExecutionContext, days: int) -> dict[str, Any]:
@@ -177,3 +161,9 @@ class SpendTools:
             return await recommendations(ctx, days)
 
         return recommend_models
+
+
+def _sums(line: UsageLine) -> dict[str, Any]:
+    sums = line.as_dict()
+    del sums["key"], sums["split"]
+    return sums

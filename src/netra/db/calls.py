@@ -1,0 +1,84 @@
+"""Model calls: each call's usage, stored when it is made, at the price it was charged then
+(table ``model_calls``). The writes go with the event log's batches; the reads are what a
+user's runs cost over a span, for budgets and quotas. Reports group the same rows
+(``netra.db.usage``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from netra.db.repositories import Scoped
+from netra.db.sql import Statement, Tx, execute, first
+
+CALL_INSERT = Statement(
+    "model call: its usage and price, as it was made",
+    "INSERT INTO model_calls (id, user_id, run_id, attempt, agent, model, input_tokens,"
+    " output_tokens, cached_input_tokens, cost_usd, input_per_mtok, output_per_mtok,"
+    " cached_input_per_mtok, prices_as_of, created_at) VALUES (:id, :user_id, :run_id,"
+    " :attempt, :agent, :model, :input_tokens, :output_tokens, :cached_input_tokens, :cost_usd,"
+    " :input_per_mtok, :output_per_mtok, :cached_input_per_mtok, :prices_as_of, :created_at)",
+)
+CALLS_SPENT = Statement(
+    "spend: the user's today and this month (a run's check after a model call)",
+    "SELECT coalesce(sum(CASE WHEN created_at >= :day_start THEN cost_usd ELSE 0 END), 0.0)"
+    " AS today, coalesce(sum(cost_usd), 0.0) AS month FROM model_calls"
+    " WHERE user_id = :user_id AND created_at >= :month_start",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCallRecord:
+    """One model call of a run's attempt: tokens, cost, and the price per million tokens it
+    was charged at (None: the model had no price)."""
+
+    id: str
+    user_id: str
+    run_id: str
+    attempt: int
+    agent: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    cost_usd: float
+    input_per_mtok: float | None
+    output_per_mtok: float | None
+    cached_input_per_mtok: float | None
+    prices_as_of: str | None
+    created_at: datetime
+
+    def store(self) -> Tx[bool]:
+        """Insert the row (a write that goes with the event log's batch)."""
+        yield from execute(
+            CALL_INSERT(
+                id=self.id,
+                user_id=self.user_id,
+                run_id=self.run_id,
+                attempt=self.attempt,
+                agent=self.agent,
+                model=self.model,
+                input_tokens=self.input_tokens,
+                output_tokens=self.output_tokens,
+                cached_input_tokens=self.cached_input_tokens,
+                cost_usd=self.cost_usd,
+                input_per_mtok=self.input_per_mtok,
+                output_per_mtok=self.output_per_mtok,
+                cached_input_per_mtok=self.cached_input_per_mtok,
+                prices_as_of=self.prices_as_of,
+                created_at=self.created_at,
+            )
+        )
+        return True
+
+
+class CallRepository(Scoped):
+    """One user's model calls."""
+
+    def spent(self, *, day_start: datetime, month_start: datetime) -> Tx[tuple[float, float]]:
+        """What the user's model calls cost since ``day_start`` and since ``month_start``."""
+        row = yield from first(
+            CALLS_SPENT(user_id=self.user_id, day_start=day_start, month_start=month_start)
+        )
+        assert row is not None
+        return float(row["today"]), float(row["month"])
