@@ -258,7 +258,7 @@ def parser() -> argparse.ArgumentParser:
     )
     usage.add_argument("--to", type=_day, help="last day, UTC, included (today)")
     usage.add_argument(
-        "--group-by", choices=("user", "tier", "agent", "model", "day"), default="user"
+        "--group-by", choices=("user", "tier", "org", "agent", "model", "day"), default="user"
     )
     usage.add_argument("--user", help="only this account's runs (its email)")
     usage.set_defaults(handler=_usage)

@@ -33,6 +33,24 @@ def _check_id(name: str, value: str | None, *, required: bool) -> None:
 
 
 @dataclass(frozen=True, slots=True)
+class Membership:
+    """A user's place in an organisation."""
+
+    org_id: str
+    role: str
+    """``member`` or ``admin`` (an org admin sees the organisation's usage figures)."""
+
+    @property
+    def admin(self) -> bool:
+        return self.role == "admin"
+
+    @classmethod
+    def of(cls, org_id: str | None, role: str | None) -> Membership | None:
+        """From a user's stored columns; none without an organisation."""
+        return cls(org_id, role or "member") if org_id else None
+
+
+@dataclass(frozen=True, slots=True)
 class UserExecutionContext:
     """Who is acting, on what, and with which rights. Frozen: derive, never mutate."""
 
@@ -47,6 +65,8 @@ class UserExecutionContext:
     limits: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     """The user's own limit overrides, stored with the account: over the tier's
     (``UnifiedConfigurationManager.limits_for``)."""
+    org: Membership | None = None
+    """The organisation the user belongs to, if any."""
     session_id: str | None = None
     """Sign-in session the credential belongs to (None for server-side contexts)."""
     request_id: str = field(default_factory=lambda: new_id("req"))
@@ -119,6 +139,7 @@ class UserExecutionContext:
             "permissions": sorted(self.permissions),
             "tier": self.tier,
             "limits": dict(self.limits),
+            "org_id": self.org.org_id if self.org else None,
             "session_id": self.session_id,
             "request_id": self.request_id,
             "correlation_id": self.correlation_id,

@@ -417,6 +417,23 @@ async def test_the_servers_real_answers_match_their_documented_bodies(
             json={"max_steps": 8, "allowed_tools": None},
         )
         await call("GET", "/admin/instances", admin)
+        org = await call("POST", "/admin/orgs", admin, json={"name": "Docs", "usd_per_day": 5})
+        await call(
+            "PUT",
+            "/admin/orgs/{org_id}/members/{user_id}",
+            admin,
+            org_id=org["id"],
+            user_id=user.id,
+            json={"role": "admin"},
+        )
+        await call("GET", "/admin/orgs", admin)
+        await call("GET", "/admin/orgs/{org_id}", admin, org_id=org["id"])
+        await call(
+            "PATCH", "/admin/orgs/{org_id}", admin, org_id=org["id"], json={"usd_per_month": 50}
+        )
+        await call("GET", "/org/members", user)
+        await call("GET", "/org/usage", user, query={"group_by": "model"})
+        await call("GET", "/me", user)  # a member now
 
         schema = (await http.get("/openapi.json")).json()
         documented = {(m, p, s): body for m, p, s, body in _success_bodies(schema)}

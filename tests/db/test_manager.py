@@ -150,6 +150,7 @@ async def test_migrations_are_idempotent_and_reach_head(db: DatabaseManager) -> 
         "instances",
         "messages",
         "model_calls",
+        "orgs",
         "refresh_tokens",
         "runs",
         "sessions",

@@ -22,7 +22,7 @@ from tests.conftest import ServerFactory
 from tests.security.principals import ALL, BAD, Principals, build_principals, fresh_token
 from tests.support import LiveServer, open_socket
 
-Access = Literal["public", "user", "owned", "admin"]
+Access = Literal["public", "user", "owned", "admin", "org_admin"]
 
 
 @dataclass(frozen=True)
@@ -38,9 +38,14 @@ class World:
     """The thread's first message: edited, answered again, the branch switched to."""
     doomed_thread_id: str
     """A second thread of the owner's, for the route that deletes one."""
+    org_id: str
+    """The owner's organisation: the owner is its admin, the other user a member."""
+    doomed_org_id: str
+    """A second organisation, for the route that deletes one."""
 
     def path(self, template: str, route: Route) -> str:
         path = template.format(
+            org_id=self.doomed_org_id if route.doomed else self.org_id,
             thread_id=self.doomed_thread_id if route.doomed else self.thread_id,
             run_id=self.run_id,
             message_id=self.message_id,
@@ -110,6 +115,18 @@ async def _user_change(_world: World, _principal: str) -> dict[str, str]:
     return {"tier": "free"}
 
 
+async def _new_org(_world: World, _principal: str) -> dict[str, str]:
+    return {"name": f"org-{uuid.uuid4().hex[:10]}"}
+
+
+async def _org_change(_world: World, _principal: str) -> dict[str, float]:
+    return {"usd_per_month": 100.0}
+
+
+async def _member(_world: World, _principal: str) -> dict[str, str]:
+    return {"role": "member"}
+
+
 @dataclass(frozen=True)
 class Route:
     access: Access
@@ -119,7 +136,8 @@ class Route:
     own_session: bool = False
     """Callers with a valid credential spend a fresh sign-in of their own (logout)."""
     doomed: bool = False
-    """Aimed at the owner's second thread, which the owner's call deletes."""
+    """Aimed at the owner's second thread (or the second organisation), which the call
+    that may delete it deletes."""
     query: str = ""
     """The query string a caller who may use the route sends."""
 
@@ -163,6 +181,16 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("PATCH", "/admin/users/{user_id}"): Route("admin", 200, _user_change),
     ("GET", "/admin/users/{user_id}"): Route("admin", 200),
     ("PUT", "/admin/users/{user_id}/limits"): Route("admin", 200, _limits),
+    ("POST", "/admin/orgs"): Route("admin", 201, _new_org),
+    ("GET", "/admin/orgs"): Route("admin", 200),
+    ("GET", "/admin/orgs/{org_id}"): Route("admin", 200),
+    ("PATCH", "/admin/orgs/{org_id}"): Route("admin", 200, _org_change),
+    ("DELETE", "/admin/orgs/{org_id}"): Route("admin", 204, doomed=True),
+    # the other user, a member already, stays one; then leaves the owner's organisation
+    ("PUT", "/admin/orgs/{org_id}/members/{user_id}"): Route("admin", 200, _member),
+    ("DELETE", "/admin/orgs/{org_id}/members/{user_id}"): Route("admin", 204),
+    ("GET", "/org/members"): Route("org_admin", 200),
+    ("GET", "/org/usage"): Route("org_admin", 200),
 }
 
 
@@ -175,6 +203,8 @@ def expected(route: Route, principal: str) -> int:
         return 404  # another user's object, whoever asks: the same as a missing one
     if route.access == "admin" and principal != "admin":
         return 403
+    if route.access == "org_admin" and principal != "owner":
+        return 403  # a member of the organisation, and a user (an admin) in none
     return route.ok
 
 
@@ -216,6 +246,15 @@ async def _world(server: LiveServer, http: httpx.AsyncClient) -> World:
     await socket.first(lambda f: f["type"] == "approval_required")
     await socket.close()
     doomed = await http.post("/threads", json={"title": "doomed"}, headers=who.owner.auth)
+    admin = who.headers("admin")
+    orgs = [
+        (await http.post("/admin/orgs", json={"name": name}, headers=admin)).json()["id"]
+        for name in ("matrix", "matrix doomed")
+    ]
+    for user, role in ((who.owner, "admin"), (who.other, "member")):
+        await http.put(
+            f"/admin/orgs/{orgs[0]}/members/{user.id}", json={"role": role}, headers=admin
+        )
     return World(
         server,
         http,
@@ -224,6 +263,8 @@ async def _world(server: LiveServer, http: httpx.AsyncClient) -> World:
         ack["run_id"],
         ack["message_id"],
         doomed.json()["id"],
+        orgs[0],
+        orgs[1],
     )
 
 

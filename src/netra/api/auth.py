@@ -12,7 +12,6 @@ from pydantic.config import JsonDict
 from netra.api.deps import AppState, CurrentUser, client_address
 from netra.api.errors import DocumentedRoute, error_responses
 from netra.api.views import AccountView, TokenPairView, UserView
-from netra.db.runs import RunRepository
 from netra.runs.quotas import measure
 from netra.text import Text
 
@@ -84,13 +83,18 @@ async def logout(ctx: CurrentUser, netra: AppState) -> Response:
 
 @router.get("/me")
 async def me(ctx: CurrentUser, netra: AppState) -> AccountView:
-    """The caller, with roles, tier, usage and the limits in force."""
+    """The caller, with roles, tier, organisation, usage and the limits in force."""
     user = await netra.accounts.user(ctx)
-    usage = await netra.db.transact(measure(RunRepository(ctx)))
+    usage = await netra.db.transact(measure(ctx))
     limits = netra.config.limits_for(user.tier, user.limits)
+    org = None
+    if user.org is not None:
+        found = await netra.orgs.get(user.org.org_id)
+        org = {"id": found.id, "name": found.name, "role": user.org.role}
     return AccountView.model_validate(
         {
             **user.public(),
+            "org": org,
             "usage": usage.as_dict(),
             "limits": limits,
             "limit_overrides": user.limits,

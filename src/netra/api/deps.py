@@ -1,5 +1,5 @@
 """FastAPI dependencies as ``Annotated`` aliases: ``AppState``, ``CurrentUser``, ``AdminUser``,
-and ``PathId``, the type of every id in a URL path."""
+``OrgAdmin``, and ``PathId``, the type of every id in a URL path."""
 
 from __future__ import annotations
 
@@ -50,6 +50,16 @@ async def _current_user(
 
 
 CurrentUser = Annotated[UserExecutionContext, Depends(_current_user)]
+
+
+def _org_admin(ctx: CurrentUser) -> UserExecutionContext:
+    if ctx.org is None or not ctx.org.admin:
+        raise PermissionDenied("organisation admins only")
+    return ctx
+
+
+OrgAdmin = Annotated[UserExecutionContext, Depends(_org_admin)]
+"""A signed-in admin of an organisation (``ctx.org`` is its membership)."""
 
 
 def _admin(ctx: CurrentUser) -> UserExecutionContext:

@@ -1,6 +1,7 @@
-"""Usage reports: the caller's own (``GET /me/usage``) and everyone's (``GET /admin/usage``,
-administrators only), model calls and spend summed by day, model or agent — and for administrators
-by user or tier — as JSON pages, or for administrators as CSV."""
+"""Usage reports: the caller's own (``GET /me/usage``), an organisation's (``GET /org/usage``,
+its admins only) and everyone's (``GET /admin/usage``, administrators only): model calls and
+spend summed by day, model or agent — and beyond one's own by user, tier or organisation —
+as JSON pages, or as CSV."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
 
-from netra.api.deps import AdminUser, AppState, CurrentUser
+from netra.api.deps import AdminUser, AppState, CurrentUser, OrgAdmin
 from netra.api.errors import DocumentedRoute, error_responses
 from netra.api.paging import Cursor, key_cursor, keys_of
 from netra.api.views import UsageReportView
@@ -49,6 +50,7 @@ async def _page(
     netra: Netra,
     *,
     scope: str | None,
+    org: str | None = None,
     group: Group,
     split: Group | None,
     days: tuple[date, date],
@@ -61,6 +63,7 @@ async def _page(
     lines, totals = await netra.db.transact(
         usage_report(
             scope=scope,
+            org=org,
             group=group,
             split=split,
             first_day=days[0],
@@ -85,7 +88,7 @@ async def _page(
 
 
 _Split = Annotated[
-    Literal["day", "model", "agent", "user", "tier"] | None,
+    Literal["day", "model", "agent", "user", "tier", "org"] | None,
     Query(description="Split each group by this too (the parts of a stacked chart)."),
 ]
 
@@ -132,7 +135,7 @@ async def all_usage(
     _: AdminUser,
     netra: AppState,
     *,
-    group_by: Literal["user", "tier", "agent", "model", "day"] = "user",
+    group_by: Literal["user", "tier", "org", "agent", "model", "day"] = "user",
     split_by: _Split = None,
     first: _First = None,
     to: _Last = None,
@@ -140,15 +143,14 @@ async def all_usage(
     cursor: Cursor = None,
     format: Literal["json", "csv"] = "json",
 ) -> UsageReportView | Response:
-    """Every user's runs and their spend over a span of days, summed by user (email), tier
-    (as the users have it now), agent, model or day — each split by another if asked.
+    """Every user's model calls and their spend over a span of days, summed by user
+    (email), tier (as the users have it now), organisation (the one the call was made in;
+    "" for none), agent, model or day — each split by another if asked.
     ``format=csv``: every group at once, a row each
     (``<group_by>[,<split_by>],runs,calls,input_tokens,output_tokens,cost_usd``), no paging."""
     days = span(first, to)
     if format == "csv":
-        if split_by == group_by:
-            raise InvalidRequest("split_by must differ from group_by", code="bad_grouping")
-        return _csv(await _all_lines(netra, group_by, split_by, days), group_by, split_by)
+        return await _csv(netra, None, group_by, split_by, days)
     return await _page(
         netra,
         scope=None,
@@ -160,8 +162,50 @@ async def all_usage(
     )
 
 
+@router.get(
+    "/org/usage",
+    response_model=UsageReportView,
+    responses={
+        **error_responses(422),
+        200: {"content": {"text/csv": {"schema": {"type": "string"}}}},
+    },
+)
+async def org_usage(
+    ctx: OrgAdmin,
+    netra: AppState,
+    *,
+    group_by: Literal["user", "agent", "model", "day"] = "user",
+    split_by: Annotated[
+        Literal["user", "agent", "model", "day"] | None,
+        Query(description="Split each group by this too (the parts of a stacked chart)."),
+    ] = None,
+    first: _First = None,
+    to: _Last = None,
+    limit: _Limit = 100,
+    cursor: Cursor = None,
+    format: Literal["json", "csv"] = "json",
+) -> UsageReportView | Response:
+    """Organisation admins only: the model calls the organisation's members made while in
+    it, and their spend, summed by user (email), agent, model or day — figures only, never
+    what was said. ``format=csv`` as for ``GET /admin/usage``."""
+    assert ctx.org is not None  # an org admin's
+    days = span(first, to)
+    if format == "csv":
+        return await _csv(netra, ctx.org.org_id, group_by, split_by, days)
+    return await _page(
+        netra,
+        scope=None,
+        org=ctx.org.org_id,
+        group=group_by,
+        split=split_by,
+        days=days,
+        limit=limit,
+        cursor=cursor,
+    )
+
+
 async def _all_lines(
-    netra: Netra, group: Group, split: Group | None, days: tuple[date, date]
+    netra: Netra, org: str | None, group: Group, split: Group | None, days: tuple[date, date]
 ) -> list[UsageLine]:
     lines: list[UsageLine] = []
     after = ("", "")
@@ -169,6 +213,7 @@ async def _all_lines(
         page, _ = await netra.db.transact(
             usage_report(
                 scope=None,
+                org=org,
                 group=group,
                 split=split,
                 first_day=days[0],
@@ -183,7 +228,13 @@ async def _all_lines(
         after = (page[-1].key or "", page[-1].split)
 
 
-def _csv(lines: list[UsageLine], group: str, split: str | None) -> Response:
+async def _csv(
+    netra: Netra, org: str | None, group: Group, split: Group | None, days: tuple[date, date]
+) -> Response:
+    """Every group at once, as CSV: everyone's (``org`` None) or one organisation's."""
+    if split == group:
+        raise InvalidRequest("split_by must differ from group_by", code="bad_grouping")
+    lines = await _all_lines(netra, org, group, split, days)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     sums = ["runs", "calls", "input_tokens", "output_tokens", "cost_usd"]

@@ -76,6 +76,17 @@ class UsageMonth(View):
     cost_usd: float
 
 
+class OrgUsageNow(View):
+    """What the members of the caller's organisation spent together, against its budgets."""
+
+    cost_usd_today: float
+    cost_usd_month: float
+    usd_per_day: float
+    """0: no limit."""
+    usd_per_month: float
+    """0: no limit."""
+
+
 class UsageNow(View):
     """The caller's usage, as the quotas count it."""
 
@@ -86,11 +97,24 @@ class UsageNow(View):
     """Since midnight UTC."""
     month: UsageMonth
     """Since the 1st of the month, 00:00 UTC."""
+    org: OrgUsageNow | None
+    """The caller's organisation's spend and budgets; null: no organisation."""
+
+
+class MembershipView(View):
+    """The organisation a user belongs to."""
+
+    id: str
+    name: str
+    role: Literal["member", "admin"]
+    """An organisation's admins see its usage figures (``GET /org/usage``)."""
 
 
 class AccountView(UserView):
     """The caller (``GET /me``): the user, its usage, and the limits in force for it."""
 
+    org: MembershipView | None
+    """The caller's organisation; null: none."""
     usage: UsageNow
     limits: LimitSettings
     """The user's own overrides over its tier over the global ``limits``."""
@@ -100,6 +124,44 @@ class AccountView(UserView):
 
 class UserPage(View):
     items: list[AdminUserView]
+
+
+# ---- organisations -------------------------------------------------------------------------
+class OrgView(View):
+    """An organisation."""
+
+    id: str
+    name: str
+    usd_per_day: float
+    """US dollars its members' model calls may cost together per UTC day; 0: no limit."""
+    usd_per_month: float
+    """The same per UTC calendar month; 0: no limit."""
+    members: int
+    created_at: str
+
+
+class MemberView(View):
+    user_id: str
+    email: str
+    role: Literal["member", "admin"]
+
+
+class OrgDetail(OrgView):
+    """An organisation with its members, by email."""
+
+    member_list: list[MemberView]
+
+
+class OrgPage(View):
+    items: list[OrgView]
+    """By name."""
+    next_cursor: str | None
+    """Pass it back as ``cursor`` for the next page; null on the last."""
+
+
+class MemberPage(View):
+    items: list[MemberView]
+    """By email."""
 
 
 class TokenPairView(View):
@@ -238,8 +300,8 @@ class UsageTotalsView(View):
 
 class UsageLineView(UsageTotalsView):
     key: str
-    """The group: a day (``YYYY-MM-DD``, UTC), a model id, an agent, a user's email or a
-    tier."""
+    """The group: a day (``YYYY-MM-DD``, UTC), a model id, an agent, a user's email, a
+    tier or an organisation's name ("" for calls made in none)."""
     split: str
     """Its part of the second grouping (``split_by``); "" without one."""
 
@@ -247,8 +309,8 @@ class UsageLineView(UsageTotalsView):
 class UsageReportView(View):
     """Model calls and their spend over a span of days, by group."""
 
-    group_by: Literal["day", "model", "agent", "user", "tier"]
-    split_by: Literal["day", "model", "agent", "user", "tier"] | None
+    group_by: Literal["day", "model", "agent", "user", "tier", "org"]
+    split_by: Literal["day", "model", "agent", "user", "tier", "org"] | None
     """Each group split by this too (a stacked chart's parts), or none."""
     first_day: str
     """The span's first day (UTC), included."""

@@ -77,6 +77,7 @@ class AccountService:
             permissions=permissions_for(user.roles),
             tier=user.tier,
             limits=user.limits,
+            org=user.org,
             trail=("server:account",),
         )
 

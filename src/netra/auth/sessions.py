@@ -147,6 +147,7 @@ class SessionService:
             roles=user.roles,
             tier=user.tier,
             limits=user.limits,
+            org=user.org,
         )
         self._remember(session_id, _context(session_id, state), generation)
         return self._pair(user.id, session_id, user.roles, user.tier, refresh)
@@ -244,6 +245,7 @@ class SessionService:
             permissions=permissions_for(state.roles),
             tier=state.tier,
             limits=state.limits,
+            org=state.org,
         )
 
     @property
@@ -306,6 +308,7 @@ def _context(session_id: str, state: SessionState) -> UserExecutionContext:
         permissions=permissions_for(state.roles),
         tier=state.tier,
         limits=state.limits,
+        org=state.org,
         session_id=session_id,
         trail=(f"session:{session_id}",),
     )

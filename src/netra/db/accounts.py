@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from netra.context import Membership
 from netra.db.records import UserRecord, utcnow
 from netra.db.sql import IntegrityViolation, Row, Statement, Tx, execute, first, rowcount, rows
 from netra.errors import Conflict
@@ -42,7 +43,8 @@ SESSION_INSERT = Statement(
 )
 SESSION_STATES = Statement(
     "sessions: each with its user's standing (a token's check)",
-    "SELECT s.id, s.user_id, s.revoked_at, u.disabled, u.roles, u.tier, u.limits"
+    "SELECT s.id, s.user_id, s.revoked_at, u.disabled, u.roles, u.tier, u.limits, u.org_id,"
+    " u.org_role"
     " FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ANY(:ids)",
 )
 SESSION_REVOKE = Statement(
@@ -80,6 +82,7 @@ def _user(row: Row) -> UserRecord:
         disabled=bool(row["disabled"]),
         created_at=row["created_at"],
         limits=dict(row["limits"] or {}),
+        org=Membership.of(row["org_id"], row["org_role"]),
     )
 
 
@@ -172,6 +175,7 @@ class SessionState:
     tier: str
     limits: Mapping[str, Any]
     """The user's own limit overrides."""
+    org: Membership | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +210,7 @@ class SessionRepository:
                 roles=tuple(row["roles"]),
                 tier=row["tier"],
                 limits=row["limits"] or {},
+                org=Membership.of(row["org_id"], row["org_role"]),
             )
             for row in found
         }

@@ -15,9 +15,10 @@ CALL_INSERT = Statement(
     "model call: its usage and price, as it was made",
     "INSERT INTO model_calls (id, user_id, run_id, attempt, agent, model, input_tokens,"
     " output_tokens, cached_input_tokens, cost_usd, input_per_mtok, output_per_mtok,"
-    " cached_input_per_mtok, prices_as_of, created_at) VALUES (:id, :user_id, :run_id,"
+    " cached_input_per_mtok, prices_as_of, created_at, org_id) VALUES (:id, :user_id, :run_id,"
     " :attempt, :agent, :model, :input_tokens, :output_tokens, :cached_input_tokens, :cost_usd,"
-    " :input_per_mtok, :output_per_mtok, :cached_input_per_mtok, :prices_as_of, :created_at)",
+    " :input_per_mtok, :output_per_mtok, :cached_input_per_mtok, :prices_as_of, :created_at,"
+    " :org_id)",
 )
 CALLS_SPENT = Statement(
     "spend: the user's today and this month (a run's check after a model call)",
@@ -47,6 +48,8 @@ class ModelCallRecord:
     cached_input_per_mtok: float | None
     prices_as_of: str | None
     created_at: datetime
+    org_id: str | None
+    """The organisation the user was in: its budgets and reports count the call."""
 
     def store(self) -> Tx[bool]:
         """Insert the row (a write that goes with the event log's batch)."""
@@ -67,6 +70,7 @@ class ModelCallRecord:
                 cached_input_per_mtok=self.cached_input_per_mtok,
                 prices_as_of=self.prices_as_of,
                 created_at=self.created_at,
+                org_id=self.org_id,
             )
         )
         return True

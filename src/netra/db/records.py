@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from netra.context import Membership
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -66,6 +68,8 @@ class UserRecord:
     created_at: datetime
     limits: dict[str, Any] = field(default_factory=dict)
     """The user's own limit overrides, over the tier's."""
+    org: Membership | None = None
+    """The organisation the user belongs to, if any."""
 
     def public(self) -> dict[str, Any]:
         return {

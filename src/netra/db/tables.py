@@ -45,7 +45,24 @@ users = Table(
     Column("limits", JSON, nullable=False, server_default=text("'{}'")),
     # The user's own limit overrides ({name: value}): over the tier's, set by an admin.
     Column("created_at", TS, nullable=False),
+    Column("org_id", String(40), nullable=True),
+    # The organisation the user belongs to (none: its own), as "member" or "admin"
+    # (org_role): an org's admins see its members' usage figures, never their messages.
+    Column("org_role", String(20), nullable=True),
+    Index(None, "org_id"),
 )
+
+orgs = Table(
+    "orgs",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("usd_per_day", Float, nullable=False, server_default="0"),
+    Column("usd_per_month", Float, nullable=False, server_default="0"),
+    Column("created_at", TS, nullable=False),
+)
+"""An organisation: its members are the users whose ``org_id`` names it. Its dollar budgets
+(0: none) span every member's model calls, beside each member's own."""
 
 threads = Table(
     "threads",
@@ -244,7 +261,10 @@ model_calls = Table(
     Column("cached_input_per_mtok", Float, nullable=True),
     Column("prices_as_of", String(40), nullable=True),
     Column("created_at", TS, nullable=False),
+    Column("org_id", String(40), nullable=True),
+    # The organisation the user was in when the call was made: its budgets and reports.
     Index(None, "user_id", "created_at"),
+    Index(None, "org_id", "created_at"),
     Index(None, "created_at"),
     Index(None, "run_id"),
 )

@@ -1,11 +1,13 @@
-"""Usage reports: what model calls used and cost, summed in SQL by day, model, agent, user
-or tier — and within each group, split by a second of them — over a span of days, on both
-databases alike.
+"""Usage reports: what model calls used and cost, summed in SQL by day, model, agent, user,
+tier or organisation — and within each group, split by a second of them — over a span of
+days, on both databases alike.
 
 A call counts on the day (UTC) it was made, under the model that answered and the agent of
 its run, at the cost it was charged then (``model_calls``: a price edit changes no past
 figure); ``runs`` counts the runs with a call in the group. A user's tier is the one it has
-now. One user's report (``scope`` its id) or everyone's (``scope`` None: administrators).
+now, an organisation the one the call was made in. One user's report (``scope`` its id),
+one organisation's (``org``: the calls its members made while in it) or everyone's (neither:
+administrators).
 Groups come in key order (then split order), a page at a time.
 """
 
@@ -20,8 +22,8 @@ from netra.db.sql import Statement, Tx, first, rows
 
 DEFAULT_DAYS = 30
 """A report's span when none is asked for: the last 30 days, today included."""
-Group = Literal["day", "model", "agent", "user", "tier"]
-GROUPS: tuple[Group, ...] = ("day", "model", "agent", "user", "tier")
+Group = Literal["day", "model", "agent", "user", "tier", "org"]
+GROUPS: tuple[Group, ...] = ("day", "model", "agent", "user", "tier", "org")
 _KEYS: dict[Group, tuple[str, str]] = {
     # (PostgreSQL, SQLite): SQLite holds a time as text, "YYYY-MM-DD HH:MM:SS…", in UTC
     "day": (
@@ -32,6 +34,7 @@ _KEYS: dict[Group, tuple[str, str]] = {
     "agent": ("c.agent", "c.agent"),
     "user": ("u.email", "u.email"),
     "tier": ("u.tier", "u.tier"),
+    "org": ("coalesce(o.name, '')", "coalesce(o.name, '')"),
 }
 _SUMS = (
     "count(DISTINCT c.run_id) AS runs, count(*) AS calls,"
@@ -40,8 +43,8 @@ _SUMS = (
     " coalesce(sum(c.cost_usd), 0.0) AS cost_usd"
 )
 _FROM = (
-    "FROM model_calls c JOIN users u ON u.id = c.user_id"
-    " WHERE (:everyone OR c.user_id = :user_id)"
+    "FROM model_calls c JOIN users u ON u.id = c.user_id LEFT JOIN orgs o ON o.id = c.org_id"
+    " WHERE (:everyone OR c.user_id = :user_id OR c.org_id = :org_id)"
     " AND c.created_at >= :start_at AND c.created_at < :end_at"
 )
 
@@ -111,6 +114,7 @@ def _line(row: dict[str, Any]) -> UsageLine:
 def usage_report(
     *,
     scope: str | None,
+    org: str | None = None,
     group: Group,
     first_day: date,
     last_day: date,
@@ -122,8 +126,9 @@ def usage_report(
     included), each split by ``split`` if given, that come after ``after`` (a group's key
     and split), and the totals of them all."""
     span = {
-        "everyone": scope is None,
+        "everyone": scope is None and org is None,
         "user_id": scope or "",
+        "org_id": org or "",
         "start_at": datetime.combine(first_day, time(), UTC),
         "end_at": datetime.combine(last_day + timedelta(days=1), time(), UTC),
     }

@@ -7,8 +7,9 @@ attempt made counts even when the attempt is killed or loses the run, and every 
 budget and quota sums these rows.
 
 ``run_usd_budget`` is the run's own: what its calls cost so far, held in memory. The user's
-``usd_per_day`` and ``usd_per_month`` span every run of the user, on every instance: when
-either is set, the run waits until its call is stored, then reads the user's spend. Each
+``usd_per_day`` and ``usd_per_month`` span every run of the user, on every instance, and its
+organisation's every run of its members: when any of them is set, the run waits until its
+call is stored, then reads the spend. Each
 check reads after its own call committed, so of two runs charging at once the later reader
 sees both. A run that finds a budget spent ends ``failed`` with error ``cost_budget``; what
 it streamed stays. So a user overshoots a budget by at most the model calls its runs had in
@@ -20,6 +21,7 @@ from __future__ import annotations
 from netra.context import UserExecutionContext
 from netra.db.calls import CallRepository, ModelCallRecord
 from netra.db.manager import DatabaseManager
+from netra.db.orgs import OrgRepository, OrgSpend
 from netra.db.records import RunRecord, utcnow
 from netra.db.runs import day_start, month_start
 from netra.errors import NetraError
@@ -47,17 +49,21 @@ class CostGuard:
         emitter: RunEmitter,
         *,
         limits: LimitSettings,
+        org: OrgSpend | None = None,
     ) -> None:
         self._db = db
         self._ctx = ctx
         self._run = run
         self._emitter = emitter
         self._limits = limits
+        self._org = org if org is not None and org.budgeted else None
+        """The user's organisation, when it has budgets (as the attempt began)."""
 
     @property
     def shared(self) -> bool:
-        """The user's own budgets apply: each call is stored before the spend is read."""
-        return bool(self._limits.usd_per_day or self._limits.usd_per_month)
+        """Budgets beyond the run apply (the user's, its organisation's): each call is
+        stored before the spend is read."""
+        return bool(self._limits.usd_per_day or self._limits.usd_per_month or self._org)
 
     async def record(self, call: PricedCall) -> None:
         """Store one call's usage (``FailoverModel``'s meter), waited for when the user's
@@ -79,6 +85,7 @@ class CostGuard:
             cached_input_per_mtok=price.cached_input_per_mtok if price else None,
             prices_as_of=call.prices_as_of if price else None,
             created_at=utcnow(),
+            org_id=self._ctx.org.org_id if self._ctx.org else None,
         )
         await self._emitter.meter(record.store, wait=self.shared)
 
@@ -90,19 +97,28 @@ class CostGuard:
             raise CostBudgetExceeded(
                 f"the run cost ${usage.cost_usd:.6f}, past its budget of ${budget:g}"
             )
-        if not self.shared:
-            return
         now = utcnow()
-        today, month = await self._db.transact(
-            CallRepository(self._ctx).spent(day_start=day_start(now), month_start=month_start(now))
+        since = {"day_start": day_start(now), "month_start": month_start(now)}
+        limits = self._limits
+        if limits.usd_per_day or limits.usd_per_month:
+            today, month = await self._db.transact(CallRepository(self._ctx).spent(**since))
+            _check("your", limits.usd_per_day, limits.usd_per_month, today, month)
+        if self._org is not None and self._ctx.org is not None:
+            org = await self._db.transact(OrgRepository.spent(self._ctx.org.org_id, **since))
+            if org is not None:  # budgets as they are now: an admin may have changed them
+                _check(
+                    "your organisation's", org.usd_per_day, org.usd_per_month, org.today, org.month
+                )
+
+
+def _check(whose: str, per_day: float, per_month: float, today: float, month: float) -> None:
+    if per_day and today > per_day:
+        raise CostBudgetExceeded(
+            f"{whose} daily budget of ${per_day:g} is spent "
+            f"(${today:.6f} today); it renews at 00:00 UTC"
         )
-        if self._limits.usd_per_day and today > self._limits.usd_per_day:
-            raise CostBudgetExceeded(
-                f"your daily budget of ${self._limits.usd_per_day:g} is spent "
-                f"(${today:.6f} today); it renews at 00:00 UTC"
-            )
-        if self._limits.usd_per_month and month > self._limits.usd_per_month:
-            raise CostBudgetExceeded(
-                f"your monthly budget of ${self._limits.usd_per_month:g} is spent "
-                f"(${month:.6f} this month); it renews on the 1st"
-            )
+    if per_month and month > per_month:
+        raise CostBudgetExceeded(
+            f"{whose} monthly budget of ${per_month:g} is spent "
+            f"(${month:.6f} this month); it renews on the 1st"
+        )

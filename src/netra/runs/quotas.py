@@ -1,12 +1,14 @@
 """Quotas: what a user's tier allows, checked at admission, before a run exists.
 
-Each check reads the user's own runs (indexed by user and creation time; one statement for
-all of them) inside the same transaction that would store the new run, so two racing sends
-cannot both slip past a limit on one database. Token allowances and dollar budgets
-(``usd_per_day``, ``usd_per_month``) count the user's model calls as recorded when each was
-made (``netra.db.calls``), running runs' calls included. Refusals are ``QuotaExceeded`` (HTTP 429
-with ``Retry-After``, WS error frame ``quota_exceeded`` with ``retry_after``); usage near a
-limit yields ``quota_warning`` events.
+Each check reads the user's own runs and model calls (indexed by user and time; one
+statement for all of them) inside the same transaction that would store the new run, so two
+racing sends cannot both slip past a limit on one database. Token allowances and dollar
+budgets (``usd_per_day``, ``usd_per_month``) count the user's model calls as recorded when
+each was made (``netra.db.calls``), running runs' calls included. A member of an
+organisation is held to its dollar budgets too, which count every member's calls (one more
+statement). Refusals are ``QuotaExceeded`` (HTTP 429 with ``Retry-After``, WS error frame
+``quota_exceeded`` with ``retry_after``); usage near a limit yields ``quota_warning``
+events.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 from netra.config import UnifiedConfigurationManager
 from netra.context import UserExecutionContext
+from netra.db.orgs import OrgRepository, OrgSpend
 from netra.db.records import utcnow
 from netra.db.runs import RunRepository, day_start, month_start, next_month
 from netra.db.sql import Tx
@@ -28,20 +31,21 @@ from netra.settings import LimitSettings
 MINUTE = timedelta(minutes=1)
 
 
-def budget_left(limits: LimitSettings, *, today: float, month: float, at: datetime) -> None:
-    """Refuse when the user's daily or monthly dollar budget is spent (``budget_exceeded``,
-    with the seconds until it renews)."""
-    if limits.usd_per_day and today >= limits.usd_per_day:
+def budget_left(
+    per_day: float, per_month: float, *, today: float, month: float, at: datetime, whose: str
+) -> None:
+    """Refuse when a daily or monthly dollar budget (``whose``: "the", "your
+    organisation's") is spent (``budget_exceeded``, with the seconds until it renews)."""
+    if per_day and today >= per_day:
         renews = day_start(at) + timedelta(days=1)
         raise QuotaExceeded(
-            f"the daily budget of ${limits.usd_per_day:g} is spent; it renews at 00:00 UTC",
+            f"{whose} daily budget of ${per_day:g} is spent; it renews at 00:00 UTC",
             retry_after=max(1, math.ceil((renews - at).total_seconds())),
             code="budget_exceeded",
         )
-    if limits.usd_per_month and month >= limits.usd_per_month:
+    if per_month and month >= per_month:
         raise QuotaExceeded(
-            f"the monthly budget of ${limits.usd_per_month:g} is spent; it renews on the 1st "
-            "at 00:00 UTC",
+            f"{whose} monthly budget of ${per_month:g} is spent; it renews on the 1st at 00:00 UTC",
             retry_after=max(1, math.ceil((next_month(at) - at).total_seconds())),
             code="budget_exceeded",
         )
@@ -60,6 +64,8 @@ class UsageSnapshot:
     cost_usd_month: float
     active_runs: int
     at: datetime
+    org: OrgSpend | None = None
+    """The user's organisation's budgets and spend; None: no organisation."""
 
     @property
     def tokens_today(self) -> int:
@@ -77,15 +83,28 @@ class UsageSnapshot:
                 "cost_usd": round(self.cost_usd_today, 6),
             },
             "month": {"cost_usd": round(self.cost_usd_month, 6)},
+            "org": None
+            if self.org is None
+            else {
+                "cost_usd_today": round(self.org.today, 6),
+                "cost_usd_month": round(self.org.month, 6),
+                "usd_per_day": self.org.usd_per_day,
+                "usd_per_month": self.org.usd_per_month,
+            },
         }
 
 
-def measure(runs: RunRepository) -> Tx[UsageSnapshot]:
-    """The user's usage now, in one read."""
+def measure(ctx: UserExecutionContext) -> Tx[UsageSnapshot]:
+    """The user's usage now, in one read (two for a member of an organisation)."""
     now = utcnow()
-    row = yield from runs.usage(
+    row = yield from RunRepository(ctx).usage(
         day_start=day_start(now), month_start=month_start(now), minute_start=now - MINUTE
     )
+    org = None
+    if ctx.org is not None:
+        org = yield from OrgRepository.spent(
+            ctx.org.org_id, day_start=day_start(now), month_start=month_start(now)
+        )
     return UsageSnapshot(
         runs_last_minute=int(row["runs_last_minute"]),
         oldest_in_minute=row["oldest_in_minute_at"],
@@ -96,6 +115,7 @@ def measure(runs: RunRepository) -> Tx[UsageSnapshot]:
         cost_usd_month=float(row["cost_usd_month"]),
         active_runs=int(row["active"]),
         at=now,
+        org=org,
     )
 
 
@@ -117,7 +137,24 @@ def admit(limits: LimitSettings, usage: UsageSnapshot, *, agent: str) -> list[Qu
             "it renews at 00:00 UTC",
             retry_after=max(1, math.ceil((tomorrow - usage.at).total_seconds())),
         )
-    budget_left(limits, today=usage.cost_usd_today, month=usage.cost_usd_month, at=usage.at)
+    budget_left(
+        limits.usd_per_day,
+        limits.usd_per_month,
+        today=usage.cost_usd_today,
+        month=usage.cost_usd_month,
+        at=usage.at,
+        whose="the",
+    )
+    org = usage.org
+    if org is not None:
+        budget_left(
+            org.usd_per_day,
+            org.usd_per_month,
+            today=org.today,
+            month=org.month,
+            at=usage.at,
+            whose="your organisation's",
+        )
     if (
         limits.concurrency_policy == "reject"
         and usage.active_runs >= limits.max_concurrent_runs_per_user
@@ -134,6 +171,11 @@ def admit(limits: LimitSettings, usage: UsageSnapshot, *, agent: str) -> list[Qu
         ("usd_per_day", round(usage.cost_usd_today, 6), limits.usd_per_day),
         ("usd_per_month", round(usage.cost_usd_month, 6), limits.usd_per_month),
     )
+    if org is not None:
+        checks += (
+            ("org_usd_per_day", round(org.today, 6), org.usd_per_day),
+            ("org_usd_per_month", round(org.month, 6), org.usd_per_month),
+        )
     for quota, used, limit in checks:
         if limit and used >= limits.quota_warning_ratio * limit:
             warnings.append(QuotaWarning(quota, used, limit))
@@ -149,5 +191,5 @@ class SubAgentAdmission:
     config: UnifiedConfigurationManager
 
     def __call__(self, ctx: UserExecutionContext, agent: str) -> Tx[None]:
-        usage = yield from measure(RunRepository(ctx))
+        usage = yield from measure(ctx)
         admit(self.config.limits_for(ctx.tier, ctx.limits), usage, agent=agent)

@@ -213,7 +213,7 @@ class RunService:
                     "a run is still active on this thread; wait for it or cancel it",
                     code="thread_busy",
                 )
-        warnings = admit(limits, (yield from measure(runs)), agent=agent_name)
+        warnings = admit(limits, (yield from measure(ctx)), agent=agent_name)
         yield from self._shedder.check()
         owner, lease_until = self._engine.holding()
         run = yield from RunQueue.create(

@@ -1,6 +1,6 @@
 // The admins' spend page: what the users' runs cost, day by day (a bar chart stacked by
-// model or by tier), the users and models that cost most, and the dollar budgets in force
-// for those users. It reads GET /admin/usage and GET /admin/users; Chart.js (vendored, see
+// model, tier or organisation), the users and models that cost most, and the dollar budgets
+// in force for those users. It reads GET /admin/usage and GET /admin/users; Chart.js (vendored, see
 // vendor/README.md) is loaded the first time the page opens, never for anyone else.
 
 const CHART_JS = '/static/vendor/chart.umd.min.js';
@@ -96,7 +96,7 @@ export function spendPage({ api, h, root }) {
       }
       const data = {
         labels,
-        datasets: [...series].map(([label, values]) => ({ label, data: values, stack: 'spend' })),
+        datasets: [...series].map(([label, values]) => ({ label: label || '(none)', data: values, stack: 'spend' })),
       };
       chart?.destroy();
       chart = new Chart(canvas, {
