@@ -83,6 +83,7 @@ def create_app(
         sessions=netra.sessions,
         db=netra.db,
         sockets=netra.sockets,
+        admissions=netra.admissions,
         runs=netra.runs,
     )
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
