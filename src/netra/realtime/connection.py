@@ -23,6 +23,12 @@ that names its resume point when it connects gets its replay before any live eve
 ``recovered: false`` (reload over HTTP) rather than repeating events.
 
 A connection lives no longer than the token it was opened with (``expire_at``).
+
+A connection may carry one run's events only (``run_id``: ``GET /runs/{id}/stream``). Its
+cursor still walks the user's whole stream — every seq, the run's or not, moves it, so gaps
+and duplicates are told apart exactly as for the user's stream — but only the run's events
+are written, the log is read for the run's events only, and the connection closes (1000)
+once the run's ``agent_completed`` is written.
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ from netra.server import Written
 
 log = logging.getLogger(__name__)
 
+CLOSE_NORMAL = 1000
+"""A run's stream ended: its run's ``agent_completed`` was sent."""
 CLOSE_POLICY = 1008
 """Bad, expired or revoked credentials, or an Origin not allowed."""
 CLOSE_TOO_SLOW = 1013
@@ -91,6 +99,7 @@ class Connection:
         "_flushing",
         "_max_pending",
         "_replay_page",
+        "_run_id",
         "_sent_max",
         "_task",
         "_transport",
@@ -108,10 +117,13 @@ class Connection:
         db: DatabaseManager,
         max_pending: int,
         replay_page: int,
+        run_id: str | None = None,
     ) -> None:
         self.ctx = ctx
         self.user_id = ctx.user_id
         self._transport = transport
+        self._run_id = run_id
+        """The one run whose events this connection carries; None: all of the user's."""
         self._db = db
         self._max_pending = max_pending
         self._replay_page = replay_page
@@ -132,13 +144,14 @@ class Connection:
     def cursor(self) -> int:
         return self._cursor
 
-    def start(self, cursor: int, greeting: Outgoing, *, resume_from: int | None) -> None:
+    def start(self, cursor: int, greeting: Outgoing | None, *, resume_from: int | None) -> None:
         """Start sending, right after the manager attached the connection (nothing is
-        handed over before): ``greeting`` first; then, when the client named where it
-        stands (``resume_from``), the replay after it, before any live event."""
+        handed over before): ``greeting`` first (if any); then, when the client named where
+        it stands (``resume_from``), the replay after it, before any live event."""
         self._cursor = cursor
-        at = cursor if resume_from is None else resume_from
-        self._emit(self._transport.frame_text(greeting, at))
+        if greeting is not None:
+            at = cursor if resume_from is None else resume_from
+            self._emit(self._transport.frame_text(greeting, at))
         if resume_from is not None:
             self._put(_ResumeRequest(resume_from))
 
@@ -173,14 +186,20 @@ class Connection:
         if self._backlog is None:
             texts: list[str] = []
             top = self._cursor
+            last = False
             for event in events:
                 if event.seq > top + 1:  # a gap: the log is read first, in the task
                     break
                 if event.seq == top + 1:
-                    texts.append(self._transport.event_text(event))
+                    last = self._carry(event, texts) or last
                     top = event.seq
             else:
-                if not texts or self._write_now(texts, top):
+                if not texts:  # duplicates, or none of this connection's run
+                    self._cursor = top
+                    return
+                if self._write_now(texts, top):
+                    if last:
+                        self._end()
                     return
         for event in events:  # everything goes through the backlog, in order
             if not self._put(event):
@@ -218,6 +237,21 @@ class Connection:
             self._task = asyncio.get_running_loop().create_task(self._drain())
 
     # ---- writing -------------------------------------------------------------------------
+    def _carry(self, event: Event, texts: list[str]) -> bool:
+        """Add ``event``'s text when this connection carries it; True when it is the last
+        one it carries (its run's ``agent_completed``)."""
+        if self._run_id is None:
+            texts.append(self._transport.event_text(event))
+            return False
+        if event.run_id != self._run_id:
+            return False
+        texts.append(self._transport.event_text(event))
+        return event.type is EventType.AGENT_COMPLETED
+
+    def _end(self) -> None:
+        """The run's stream is complete: close once what was handed over is sent."""
+        self.close(CLOSE_NORMAL, "run ended", flush=True)
+
     def _emit(self, text: str) -> None:
         """One frame: at once when nothing waits, else behind what does."""
         if self.close_code is not None:
@@ -295,41 +329,65 @@ class Connection:
         dropped, a gap filled from the log first."""
         texts: list[str] = []
         top = self._cursor
+        last = False
         event: Event | None = first
         while event is not None:
             if event.seq > top + 1:
-                if texts:
+                if top > self._cursor:
                     await self._sent(texts, top)
                     texts = []
                 await self._replay(until=event.seq - 1)
                 top = self._cursor
             if event.seq > top:  # sent even where the log had nothing to fill the gap with
-                texts.append(self._transport.event_text(event))
+                last = self._carry(event, texts) or last
                 top = event.seq
             following = backlog[0] if backlog else None
             event = following if isinstance(following, Event) else None
             if event is not None:
                 backlog.popleft()
-        if texts:
-            await self._sent(texts, top)
+        if top > self._cursor:
+            await self._sent(texts, top, last=last)
 
-    async def _sent(self, texts: Sequence[str], top: int) -> None:
-        await self._transport.write(texts)
-        self.sent_events += len(texts)
-        self._cursor = self._sent_max = top
+    async def _sent(self, texts: Sequence[str], top: int, *, last: bool = False) -> None:
+        """Write ``texts``; the cursor moves to ``top`` (past events not carried too)."""
+        if texts:
+            await self._transport.write(texts)
+            self.sent_events += len(texts)
+            self._sent_max = top
+        self._cursor = top
+        if last:
+            self._end()
 
     async def _replay(self, *, until: int | None = None) -> None:
-        """Send stored events after the cursor (up to ``until``), a page per write."""
+        """Send stored events after the cursor (up to ``until``), a page per write; then the
+        cursor stands at ``until``: everything up to it was read."""
+        events = EventRepository(self.ctx)
+        if until is None and self._run_id is not None:
+            # A run's events are a few of the user's: read up to the user's newest seq,
+            # so the cursor passes the others' too.
+            until = await self._db.transact(events.last_seq())
         while until is None or self._cursor < until:
+            after = self._cursor
             rows = await self._db.transact(
-                EventRepository(self.ctx).after(self._cursor, limit=self._replay_page)
+                events.after(after, limit=self._replay_page)
+                if self._run_id is None
+                else events.for_run(self._run_id, after, limit=self._replay_page)
             )
+            complete = len(rows) < self._replay_page  # the log holds nothing after these
             if until is not None:
                 rows = [row for row in rows if row.seq <= until]
-            if not rows:
+            if rows:
+                texts: list[str] = []
+                last = False
+                for row in rows:
+                    last = self._carry(self._event(row), texts) or last
+                await self._sent(texts, rows[-1].seq, last=last)
+                if self.close_code is not None:
+                    return
+            if complete or not rows:
+                if until is not None:
+                    self._cursor = max(self._cursor, until)
                 return
-            texts = [self._transport.event_text(self._event(row)) for row in rows]
-            await self._sent(texts, rows[-1].seq)
 
     def _event(self, row: LoggedEvent) -> Event:
         return Event(self.user_id, row.seq, EventType(row.type), row.run_id, row.body)
@@ -338,6 +396,10 @@ class Connection:
         """Answer a resume point with ``resumed``, then replay every stored event after it,
         unless that would repeat what this socket already sent or the log no longer holds
         it: then ``recovered`` is false with the reason, and the client reloads over HTTP."""
+        if self._run_id is not None:  # a run's stream: its events after the point, nothing else
+            self._cursor = after_seq
+            await self._replay()
+            return
         last_seq, first_seq = await self._db.transact(_bounds(self.ctx))
         oldest_available = first_seq if first_seq is not None else last_seq + 1
         reason = self._failure(after_seq, last_seq, oldest_available)
