@@ -334,8 +334,10 @@ class Connection:
         while event is not None:
             if event.seq > top + 1:
                 if top > self._cursor:
-                    await self._sent(texts, top)
-                    texts = []
+                    await self._sent(texts, top, last=last)
+                    texts, last = [], False
+                    if self.close_code is not None:
+                        return
                 await self._replay(until=event.seq - 1)
                 top = self._cursor
             if event.seq > top:  # sent even where the log had nothing to fill the gap with
