@@ -534,3 +534,94 @@ def add_mailer(server: LiveServer) -> LiveServer:
     assert isinstance(model, ScriptedModel)
     model.responder = _mailer
     return server
+
+
+@dataclass
+class SseMessage:
+    """One Server-Sent Events message: its fields, and ``data`` parsed as JSON."""
+
+    id: str | None
+    event: str | None
+    data: dict[str, Any]
+
+
+@dataclass
+class EventStream:
+    """An SSE client on a real streaming HTTP response: keeps every message it received
+    and counts the comment lines (pings)."""
+
+    response: httpx.Response
+    messages: list[SseMessage] = field(default_factory=list)
+    pings: int = 0
+    ended: bool = False
+    _lines: Any = None
+
+    async def next(self, timeout: float = 10.0) -> SseMessage | None:
+        """The next message (comments counted on the way); None once the response ended."""
+        if self._lines is None:
+            self._lines = self.response.aiter_lines()
+        fields: dict[str, str] = {}
+        async with asyncio.timeout(timeout):
+            while True:
+                try:
+                    line = await anext(self._lines)
+                except StopAsyncIteration:
+                    self.ended = True
+                    return None
+                if line.startswith(":"):
+                    self.pings += 1
+                elif line:
+                    name, _, value = line.partition(":")
+                    fields[name] = value.removeprefix(" ")
+                elif fields:
+                    message = SseMessage(
+                        fields.get("id"), fields.get("event"), json.loads(fields["data"])
+                    )
+                    self.messages.append(message)
+                    return message
+
+    async def until(self, predicate: Any, timeout: float = 15.0) -> SseMessage:
+        """Receive until a message's data matches ``predicate``; that message."""
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await self.next(timeout)
+                if message is None:
+                    raise AssertionError("the stream ended first")
+                if predicate(message.data):
+                    return message
+
+    async def to_end(self, timeout: float = 20.0) -> list[SseMessage]:
+        """Every message until the server ends the response."""
+        async with asyncio.timeout(timeout):
+            while await self.next(timeout) is not None:
+                pass
+        return self.messages
+
+    def events(self) -> list[dict[str, Any]]:
+        """The event envelopes received, in order."""
+        return [m.data for m in self.messages if "seq" in m.data]
+
+    async def close(self) -> None:
+        """Drop the connection, as a client killed mid-stream does."""
+        await self.response.aclose()
+
+
+async def open_stream(
+    http: httpx.AsyncClient,
+    path: str,
+    user: User,
+    *,
+    last_event_id: int | None = None,
+    after_seq: int | None = None,
+) -> EventStream:
+    """``GET path`` as an SSE client of ``user``: the response open, its body not read."""
+    headers = dict(user.auth)
+    if last_event_id is not None:
+        headers["Last-Event-ID"] = str(last_event_id)
+    params = {"after_seq": after_seq} if after_seq is not None else None
+    # No read timeout: a stream is quiet between events (the reader bounds its own waits).
+    timeout = httpx.Timeout(10.0, read=None)
+    request = http.build_request("GET", path, headers=headers, params=params, timeout=timeout)
+    response = await http.send(request, stream=True)
+    assert response.status_code == 200, (await response.aread()).decode()
+    return EventStream(response)

@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
 from netra import __version__
-from netra.api import admin, auth, orgs, runs, system, threads, usage
+from netra.api import admin, auth, orgs, runs, streams, system, threads, usage
 from netra.api.errors import install as install_error_handlers
 from netra.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from netra.config import UnifiedConfigurationManager
@@ -80,6 +80,7 @@ def create_app(
         auth.router,
         threads.router,
         runs.router,
+        streams.router,
         admin.router,
         orgs.router,
         usage.router,
@@ -91,6 +92,7 @@ def create_app(
         sessions=netra.sessions,
         db=netra.db,
         sockets=netra.sockets,
+        admissions=netra.admissions,
         runs=netra.runs,
     )
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")

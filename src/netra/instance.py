@@ -37,6 +37,7 @@ from netra.models.catalog import ModelCatalog, ModelRegistry
 from netra.models.offline import OfflineModel
 from netra.models.provider import Provider
 from netra.models.scripted import ScriptedModel
+from netra.realtime.admission import AdmissionReads
 from netra.realtime.manager import UnifiedWebSocketManager
 from netra.realtime.revocations import RevocationRelay
 from netra.runs.quotas import SubAgentAdmission
@@ -196,7 +197,9 @@ class Netra:
             max_connections_per_user=settings.websocket.max_connections_per_user,
             position_check_s=settings.websocket.position_check_s,
         )
-        # Revoked sessions close their sockets here and, over the bus, on every instance.
+        self.admissions = AdmissionReads(self.db, self.sessions, self.sockets)
+        """The way in of every connection, socket or SSE stream."""
+        # Revoked sessions close their connections here and, over the bus, on every instance.
         self.revocations = RevocationRelay(self.sessions, self.sockets, self.bus)
         self.supervisor = RunSupervisor(
             role=role,

@@ -28,6 +28,7 @@ from tests.support import (
     grant_admin,
     make_user,
     open_socket,
+    open_stream,
 )
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
@@ -394,3 +395,51 @@ async def test_a_users_own_limits_set_on_one_instance_hold_on_every_other(
         assert refused.json()["error"]["code"] == "message_too_large"
         me = (await at_b.get("/me", headers=user.auth)).json()
         assert me["limit_overrides"]["max_message_chars"] == 5
+
+
+async def test_sse_on_one_instance_streams_a_run_executed_on_another_and_resumes_on_either(
+    cluster: Cluster, redis_url: str
+) -> None:
+    """A run submitted to B executes there; A streams it over SSE. The client is killed
+    mid-run and resumes on B with ``Last-Event-ID``: no gap, no duplicate; A's stream of
+    the run alone ends after its ``agent_completed``."""
+    a, b = cluster(redis_url, models={"offline_chunk_delay_ms": 15})
+    async with (
+        httpx.AsyncClient(base_url=a.url) as http_a,
+        httpx.AsyncClient(base_url=b.url) as http_b,
+    ):
+        user = await make_user(http_a)
+        first = await open_stream(http_a, "/events/stream", user)
+        connected = await first.next()
+        assert connected is not None and connected.event == "connected"
+        ack = await submit(http_b, user, "tell me about yourself")
+        run_stream = await open_stream(http_a, f"/runs/{ack['run_id']}/stream", user)
+        await first.until(lambda d: d["type"] == "message_delta")
+        await first.close()
+        last_id = first.messages[-1].id
+        assert last_id is not None
+
+        second = await open_stream(http_b, "/events/stream", user, last_event_id=int(last_id))
+        await second.next()  # connected
+        resumed = await second.next()
+        assert resumed is not None and resumed.data["recovered"] is True
+        await second.until(
+            lambda d: d["type"] == "agent_completed" and d["run_id"] == ack["run_id"]
+        )
+        combined = first.events() + second.events()
+        gapless(combined, after=connected.data["last_seq"])
+        assert (
+            combined
+            == (await stored_events(http_a, user, connected.data["last_seq"]))[: len(combined)]
+        )
+        run_events = [m.data for m in await run_stream.to_end()]
+        assert_run_grammar(run_events)
+        assert run_events == [e for e in combined if e["run_id"] == ack["run_id"]]
+        assert "offline model" in answer_text(run_events)
+        # Instance A stored no event at all: everything its streams got came from B.
+        assert a.netra.writer.events_written == 0
+        await second.close()
+        for server in (a, b):
+            await eventually(
+                lambda server=server: server.netra.sockets.counts() == (0, 0), "streams released"
+            )

@@ -140,6 +140,9 @@ class Route:
     that may delete it deletes."""
     query: str = ""
     """The query string a caller who may use the route sends."""
+    stream: bool = False
+    """Answers a stream that need not end (Server-Sent Events): its status is read, and an
+    error's body, then the connection is closed."""
 
 
 ROUTES: dict[tuple[str, str], Route] = {
@@ -176,6 +179,8 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/runs/{run_id}/cancel"): Route("owned", 202),
     ("POST", "/runs/{run_id}/tool_calls/{tool_call_id}/decision"): Route("owned", 200, _decision),
     ("GET", "/runs/{run_id}/events"): Route("owned", 200),
+    ("GET", "/events/stream"): Route("user", 200, stream=True),
+    ("GET", "/runs/{run_id}/stream"): Route("owned", 200, stream=True),
     ("GET", "/admin/users"): Route("admin", 200),
     ("GET", "/admin/instances"): Route("admin", 200),
     ("PATCH", "/admin/users/{user_id}"): Route("admin", 200, _user_change),
@@ -268,6 +273,18 @@ async def _world(server: LiveServer, http: httpx.AsyncClient) -> World:
     )
 
 
+async def _call(
+    http: httpx.AsyncClient, route: Route, method: str, url: str, **kwargs: Any
+) -> httpx.Response:
+    """The route's answer; a stream's body is read only when it is an error."""
+    if not route.stream:
+        return await http.request(method, url, **kwargs)
+    async with http.stream(method, url, **kwargs) as response:
+        if response.status_code >= 400:
+            await response.aread()
+        return response
+
+
 async def test_authorization_matrix(server_factory: ServerFactory) -> None:
     server = server_factory(models={"default": "scripted"})
     async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
@@ -285,7 +302,9 @@ async def test_authorization_matrix(server_factory: ServerFactory) -> None:
                 if route.own_session and principal not in BAD:
                     user = getattr(world.who, principal)
                     headers = {"Authorization": f"Bearer {await fresh_token(http, user)}"}
-                response = await http.request(
+                response = await _call(
+                    http,
+                    route,
                     method,
                     world.path(template, route),
                     json=await route.body(world, principal),
@@ -303,7 +322,9 @@ async def test_authorization_matrix(server_factory: ServerFactory) -> None:
                 if want == 401:
                     assert response.json()["error"]["code"] != "invalid_request"
                 if want == 404 and route.access == "owned":
-                    missing = await http.request(
+                    missing = await _call(
+                        http,
+                        route,
                         method,
                         world.path(template, route)
                         .replace(world.thread_id, "th_" + uuid.uuid4().hex)

@@ -1,5 +1,5 @@
 """FastAPI dependencies as ``Annotated`` aliases: ``AppState``, ``CurrentUser``, ``AdminUser``,
-``OrgAdmin``, and ``PathId``, the type of every id in a URL path."""
+``OrgAdmin``, ``StreamToken`` and ``PathId``, the type of every id in a URL path."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from netra.auth.tokens import AccessClaims
 from netra.context import UserExecutionContext
 from netra.errors import PermissionDenied, Unauthenticated
 
@@ -62,6 +63,25 @@ OrgAdmin = Annotated[UserExecutionContext, Depends(_org_admin)]
 """A signed-in admin of an organisation (``ctx.org`` is its membership)."""
 
 
+async def _stream_token(
+    request: Request,
+    netra: AppState,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> AccessClaims:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthenticated("missing bearer token")
+    claims = netra.sessions.verify(credentials.credentials)
+    request.state.user_id = claims.user_id
+    return claims
+
+
+StreamToken = Annotated[AccessClaims, Depends(_stream_token)]
+"""The bearer token of a connection that outlives its request (an SSE stream): signature
+and claims verified, its session NOT yet — the stream is admitted like a socket
+(``AdmissionReads.enter``), which checks the session after subscribing, so a revocation
+that arrives meanwhile refuses it. Any other route takes ``CurrentUser``."""
+
+
 def _admin(ctx: CurrentUser) -> UserExecutionContext:
     if not ctx.has_permission("admin"):
         raise PermissionDenied("administrators only")
@@ -69,7 +89,12 @@ def _admin(ctx: CurrentUser) -> UserExecutionContext:
 
 
 AdminUser = Annotated[UserExecutionContext, Depends(_admin)]
-REFUSALS: dict[Callable[..., object], tuple[int, ...]] = {_current_user: (401,), _admin: (403,)}
+REFUSALS: dict[Callable[..., object], tuple[int, ...]] = {
+    _current_user: (401,),
+    _stream_token: (401,),
+    _admin: (403,),
+    _org_admin: (403,),
+}
 """The statuses each dependency answers instead of the route (the schema documents them)."""
 
 

@@ -28,6 +28,7 @@ from netra.api.deps import REFUSALS
 from netra.errors import ANSWERED, RETRY_LATER, InvalidRequest, NetraError
 
 log = logging.getLogger(__name__)
+JSON = "application/json"
 
 _HTTP_CODES = {
     400: "bad_request",
@@ -122,7 +123,20 @@ class DocumentedRoute(APIRoute):
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         declared = kwargs.pop("responses", None) or {}
         responses = {**error_responses(*_answers(path, endpoint)), **declared}
+        answers = kwargs.get("response_class")
+        if isinstance(answers, type) and getattr(answers, "media_type", None) != JSON:
+            responses = {status: _json_error(answer) for status, answer in responses.items()}
         super().__init__(path, endpoint, responses=responses, **kwargs)
+
+
+def _json_error(answer: dict[str, Any]) -> dict[str, Any]:
+    """An error answer of a route whose success is no JSON (an event stream), which FastAPI
+    would document under the success's media type: its body is JSON all the same."""
+    if answer.get("model") is not ErrorBody:
+        return answer
+    body = {"schema": {"$ref": f"#/components/schemas/{ErrorBody.__name__}"}}
+    rest = {key: value for key, value in answer.items() if key != "model"}
+    return {**rest, "content": {JSON: body}}
 
 
 def request_id_of(request: Request) -> str:

@@ -22,7 +22,7 @@ from netra.api.views import (
     ToolDecisionView,
 )
 from netra.context import UserExecutionContext
-from netra.db.records import Decision, RunRecord
+from netra.db.records import Decision, LoggedEvent, RunRecord
 from netra.db.repositories import EventRepository, ThreadRepository
 from netra.db.runs import RunRepository
 from netra.db.sql import Tx
@@ -68,8 +68,8 @@ async def run_events(
     after_seq: AfterSeq = 0,
     limit: Limit = 1000,
 ) -> EventPage:
-    rows = await netra.db.transact(_run_events(ctx, run_id, after_seq, limit))
-    return EventPage(items=[EventView.model_validate_json(body) for _, body in rows])
+    found = await netra.db.transact(_run_events(ctx, run_id, after_seq, limit))
+    return EventPage(items=[EventView.model_validate_json(event.body) for event in found])
 
 
 @router.get("/threads/{thread_id}/runs")
@@ -107,14 +107,14 @@ async def thread_events(
 async def user_events(
     ctx: CurrentUser, netra: AppState, after_seq: AfterSeq = 0, limit: Limit = 500
 ) -> StreamPage:
-    rows, last_seq = await netra.db.transact(_stream(ctx, after_seq, limit))
-    items = [EventView.model_validate_json(body) for _, body in rows]
+    found, last_seq = await netra.db.transact(_stream(ctx, after_seq, limit))
+    items = [EventView.model_validate_json(event.body) for event in found]
     return StreamPage(items=items, last_seq=last_seq)
 
 
 def _run_events(
     ctx: UserExecutionContext, run_id: str, after_seq: int, limit: int
-) -> Tx[list[tuple[int, str]]]:
+) -> Tx[list[LoggedEvent]]:
     yield from RunRepository(ctx).get(run_id)  # another user's run: not found
     return (yield from EventRepository(ctx).for_run(run_id, after_seq, limit=limit))
 
@@ -135,7 +135,7 @@ def _thread_events(
 
 def _stream(
     ctx: UserExecutionContext, after_seq: int, limit: int
-) -> Tx[tuple[list[tuple[int, str]], int]]:
+) -> Tx[tuple[list[LoggedEvent], int]]:
     events = EventRepository(ctx)
-    rows = yield from events.after(after_seq, limit=limit)
-    return rows, (yield from events.last_seq())
+    found = yield from events.after(after_seq, limit=limit)
+    return found, (yield from events.last_seq())

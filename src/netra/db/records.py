@@ -256,3 +256,15 @@ class SummaryRecord:
     """The run whose model call wrote it, and was charged for it."""
     usage: dict[str, Any]
     """That call's ``input_tokens``, ``output_tokens`` and ``cost_usd``."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedEvent:
+    """One event of the user's log as stored: its envelope's text and what a reader sorts
+    and filters it by without parsing it."""
+
+    seq: int
+    type: str
+    run_id: str | None
+    body: str
+    """The envelope's JSON text, byte for byte what every connection sends."""

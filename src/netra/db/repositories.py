@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from netra.context import UserExecutionContext
-from netra.db.records import ThreadRecord, utcnow
+from netra.db.records import LoggedEvent, ThreadRecord, utcnow
 from netra.db.search import forget_deleted, forget_old_titles
 from netra.db.sql import Row, Statement, Tx, execute, first, rows, scalar
 from netra.errors import NotFound
@@ -100,12 +100,12 @@ MESSAGE_NEWEST_LEAF = Statement(
 )
 EVENTS_AFTER = Statement(
     "events: the user's after a seq, in order",
-    "SELECT seq, body FROM events WHERE user_id = :user_id AND seq > :after_seq"
+    "SELECT seq, type, run_id, body FROM events WHERE user_id = :user_id AND seq > :after_seq"
     " ORDER BY seq LIMIT :limit",
 )
 EVENTS_OF_RUN = Statement(
     "events: one run's after a seq, in order",
-    "SELECT seq, body FROM events WHERE user_id = :user_id AND run_id = :run_id"
+    "SELECT seq, type, run_id, body FROM events WHERE user_id = :user_id AND run_id = :run_id"
     " AND seq > :after_seq ORDER BY seq LIMIT :limit",
 )
 EVENTS_OF_THREAD = Statement(
@@ -125,6 +125,10 @@ FIRST_SEQ = Statement(
     "events: the user's oldest stored seq",
     "SELECT min(seq) AS seq FROM events WHERE user_id = :user_id",
 )
+
+
+def logged_event(row: Row) -> LoggedEvent:
+    return LoggedEvent(row["seq"], row["type"], row["run_id"], row["body"])
 
 
 def thread_record(row: Row) -> ThreadRecord:
@@ -303,17 +307,17 @@ class EventRepository(Scoped):
         found = yield from rows(LAST_SEQS(ids=list(user_ids)))
         return {row["id"]: int(row["event_seq"] or 0) for row in found}
 
-    def after(self, after_seq: int, *, limit: int) -> Tx[list[tuple[int, str]]]:
+    def after(self, after_seq: int, *, limit: int) -> Tx[list[LoggedEvent]]:
         found = yield from rows(
             EVENTS_AFTER(user_id=self.user_id, after_seq=after_seq, limit=limit)
         )
-        return [(row["seq"], row["body"]) for row in found]
+        return [logged_event(row) for row in found]
 
-    def for_run(self, run_id: str, after_seq: int, *, limit: int) -> Tx[list[tuple[int, str]]]:
+    def for_run(self, run_id: str, after_seq: int, *, limit: int) -> Tx[list[LoggedEvent]]:
         found = yield from rows(
             EVENTS_OF_RUN(user_id=self.user_id, run_id=run_id, after_seq=after_seq, limit=limit)
         )
-        return [(row["seq"], row["body"]) for row in found]
+        return [logged_event(row) for row in found]
 
     def for_thread(
         self, thread_id: str, after_seq: int, *, limit: int

@@ -1,5 +1,9 @@
-"""What a connecting socket needs from the database, read together with the sockets
-connecting at the same moment.
+"""Letting a connection in (a WebSocket or an SSE stream), with what it needs from the
+database read together with the connections arriving at the same moment.
+
+``AdmissionReads.enter`` is the one way in: the connection is counted against its user's cap
+and its user subscribed (``UnifiedWebSocketManager.admit``), then its session and its
+user's newest seq are known or read; the caller attaches it to the manager.
 
 A socket needs its session checked (unless ``SessionService.known`` trusts it) and its
 user's newest seq (unless the manager knows it). Each is a statement; a read transaction
@@ -27,6 +31,7 @@ from netra.db.manager import DatabaseManager
 from netra.db.repositories import EventRepository
 from netra.db.sql import Tx
 from netra.errors import Unauthenticated
+from netra.realtime.manager import Admission, UnifiedWebSocketManager
 
 BATCH = 500
 """Most admissions one read serves (the seqs are one ``IN`` of this many users)."""
@@ -45,14 +50,37 @@ class _Wanted:
 
 
 class AdmissionReads:
-    """Reads sessions and seqs for the sockets being admitted, a shared read at a time."""
+    """Admits connections; reads sessions and seqs for them, a shared read at a time."""
 
-    def __init__(self, db: DatabaseManager, sessions: SessionService) -> None:
+    def __init__(
+        self, db: DatabaseManager, sessions: SessionService, sockets: UnifiedWebSocketManager
+    ) -> None:
         self._db = db
         self._sessions = sessions
+        self._sockets = sockets
         self._wanted: list[_Wanted] = []
         self._reader: asyncio.Task[None] | None = None
         """Runs while admissions wait; ends when none does."""
+
+    async def enter(
+        self, claims: AccessClaims
+    ) -> tuple[Admission, UserExecutionContext, int | None]:
+        """Admit a connection of a verified token: ``(its admission, its context, the
+        user's newest seq when it was read)``. ``QuotaExceeded`` past the user's cap,
+        ``Unauthenticated`` when its session ended (the admission released). Reads nothing
+        where this instance knows the session and the user's newest seq; else one read,
+        after the user was subscribed, shared with the connections arriving meanwhile."""
+        admission = self._sockets.admit(claims.user_id, claims.session_id)
+        try:
+            ctx = self._sessions.known(claims)
+            seq = self._sockets.known_seq(admission) is None
+            if ctx is not None and not seq:
+                return admission, ctx, None
+            ctx, read_seq = await self.identify(claims, ctx, seq=seq)
+        except BaseException:
+            self._sockets.release(admission)
+            raise
+        return admission, ctx, read_seq
 
     async def identify(
         self, claims: AccessClaims, ctx: UserExecutionContext | None, *, seq: bool

@@ -6,9 +6,9 @@ and middleware it passed through would keep its frames alive for as long.
 
 What a connect costs. The token's signature is checked without I/O; its session is trusted
 without a read when this instance read it lately (``SessionService.known``), and the user's
-newest seq is known without a read when the user already has a socket here
+newest seq is known without a read when the user already has a connection here
 (``UnifiedWebSocketManager.known_seq``). What is not known is read in one read transaction
-shared by the sockets connecting at that moment (``netra.realtime.admission``).
+shared by the connections arriving at that moment (``netra.realtime.admission``).
 
 The endpoint is handed the objects it serves sockets with (``WebSocketEndpoint``) where the
 application is wired, rather than reading them off the application object: the application
@@ -16,24 +16,20 @@ holds this layer's socket manager, so this layer cannot name the application."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import time
 from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import ValidationError
 from starlette.types import Receive, Scope, Send
 
 from netra.auth.sessions import SessionService
-from netra.auth.tokens import AccessClaims
 from netra.config import UnifiedConfigurationManager
-from netra.context import UserExecutionContext
 from netra.db.manager import DatabaseManager
 from netra.db.records import Decision
 from netra.errors import InvalidRequest, QuotaExceeded, Unauthenticated
 from netra.realtime.admission import AdmissionReads
-from netra.realtime.connection import Connection
+from netra.realtime.connection import CLOSE_POLICY, Connection
 from netra.realtime.frames import (
     CLIENT_FRAME,
     MAX_SEQ,
@@ -55,14 +51,13 @@ from netra.realtime.frames import (
     ref_of,
     refusal,
 )
-from netra.realtime.manager import Admission, UnifiedWebSocketManager
+from netra.realtime.manager import UnifiedWebSocketManager
 from netra.realtime.rate import TokenBucket
+from netra.realtime.transport import WebSocketTransport
 from netra.runs.service import RunService
 from netra.server import DIRECT, DirectSocket
 
 log = logging.getLogger(__name__)
-CLOSE_POLICY = 1008
-"""Bad, expired or revoked credentials, or an Origin not allowed."""
 CLOSE_TRY_AGAIN = 1013
 """Too many sockets for this user right now."""
 SUBPROTOCOL = "bearer"
@@ -124,6 +119,7 @@ class WebSocketEndpoint:
         sessions: SessionService,
         db: DatabaseManager,
         sockets: UnifiedWebSocketManager,
+        admissions: AdmissionReads,
         runs: RunService,
     ) -> None:
         self._config = config
@@ -131,8 +127,8 @@ class WebSocketEndpoint:
         self._sessions = sessions
         self._db = db
         self._sockets = sockets
+        self._admissions = admissions
         self._runs = runs
-        self._reads = AdmissionReads(db, sessions)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # What the handshake held (headers, token) is dropped once the socket is admitted:
@@ -141,7 +137,7 @@ class WebSocketEndpoint:
         if admitted is not None:
             await self._serve(receive, admitted)
 
-    async def _admit(self, scope: Scope, receive: Receive, send: Send) -> _Admitted | None:
+    async def _admit(self, scope: Scope, receive: Receive, send: Send) -> Connection | None:
         """Accept the socket, check the origin, the token and its session, and attach the
         socket to its user: the socket to serve, or None when it was refused (and closed)."""
         if (await receive())["type"] != "websocket.connect":
@@ -158,7 +154,7 @@ class WebSocketEndpoint:
 
     async def _check(
         self, handshake: Handshake, token: str | None, send: Send, direct: DirectSocket | None
-    ) -> _Admitted | None:
+    ) -> Connection | None:
         if not handshake.origin_allowed(self._config.settings.websocket.allowed_origins):
             await _refuse(send, CLOSE_POLICY, "origin not allowed")
             return None
@@ -176,19 +172,13 @@ class WebSocketEndpoint:
         except InvalidRequest as exc:
             bad_resume = exc
         try:
-            admission = self._sockets.admit(claims.user_id, claims.session_id)
+            admission, ctx, read_seq = await self._admissions.enter(claims)
         except QuotaExceeded as exc:
             await _refuse(send, CLOSE_TRY_AGAIN, exc.message)
             return None
-        try:
-            ctx, read_seq = await self._identify(claims, admission)
         except Unauthenticated as exc:
-            self._sockets.release(admission)
             await _refuse(send, CLOSE_POLICY, exc.message)
             return None
-        except BaseException:
-            self._sockets.release(admission)
-            raise
         if admission.refused is not None:  # its session ended while it was read
             self._sockets.release(admission)
             await _refuse(send, *admission.refused)
@@ -200,8 +190,7 @@ class WebSocketEndpoint:
             return None
         settings = self._config.settings
         connection = Connection(
-            send,
-            direct,
+            WebSocketTransport(send, direct),
             ctx,
             db=self._db,
             max_pending=settings.websocket.send_queue_max,
@@ -213,33 +202,13 @@ class WebSocketEndpoint:
         connection.start(
             cursor, Connected(user_id=ctx.user_id, last_seq=cursor), resume_from=resume_from
         )
-        return _Admitted(connection, claims.expires_at)
+        connection.expire_at(claims.expires_at)
+        return connection
 
-    async def _identify(
-        self, claims: AccessClaims, admission: Admission
-    ) -> tuple[UserExecutionContext, int | None]:
-        """The socket's context, and the user's newest seq when it was read: from memory
-        where this instance knows them, else in a read shared with the sockets connecting
-        at the moment (after ``admit`` subscribed the user)."""
-        ctx = self._sessions.known(claims)
-        seq = self._sockets.known_seq(admission) is None
-        if ctx is not None and not seq:
-            return ctx, None
-        return await self._reads.identify(claims, ctx, seq=seq)
-
-    async def _serve(self, receive: Receive, admitted: _Admitted) -> None:
-        connection = admitted.connection
-        # The socket lives no longer than its token: the client reconnects with a fresh one.
-        expiry = asyncio.get_running_loop().call_later(
-            max(0.0, admitted.expires_at - time.time()),
-            connection.close,
-            CLOSE_POLICY,
-            "token expired",
-        )
+    async def _serve(self, receive: Receive, connection: Connection) -> None:
         try:
             await self._receive_loop(receive, connection)
         finally:
-            expiry.cancel()
             self._sockets.remove(connection)
             await connection.stop()
 
@@ -344,14 +313,6 @@ class WebSocketEndpoint:
                 ctx, frame.run_id, frame.tool_call_id, Decision.of(frame.decision)
             )
             connection.send_frame(ToolDecision.of(answer, frame.ref))
-
-
-class _Admitted:
-    __slots__ = ("connection", "expires_at")
-
-    def __init__(self, connection: Connection, expires_at: float) -> None:
-        self.connection = connection
-        self.expires_at = expires_at
 
 
 async def _refuse(send: Send, code: int, reason: str) -> None:

@@ -1,5 +1,8 @@
 """UnifiedWebSocketManager: every live socket, by user; events go to that user's sockets only.
 
+A "socket" here is any ``Connection``: a WebSocket, or a Server-Sent Events stream
+(``netra.api.streams``), held, fed, capped, checked and closed the same way.
+
 It subscribes to a user's events on the bus while it holds at least one socket of that user
 (or admits one), and hands each batch to every such socket: the stored envelope's bytes, the
 same for all, written by each socket at once when nothing waits on it

@@ -21,7 +21,7 @@ import logging
 
 from netra.auth.sessions import Revocation, SessionService
 from netra.events.bus import EventBus, Notice
-from netra.realtime.endpoint import CLOSE_POLICY
+from netra.realtime.connection import CLOSE_POLICY
 from netra.realtime.manager import UnifiedWebSocketManager
 
 log = logging.getLogger(__name__)
