@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
 from netra import __version__
-from netra.api import admin, auth, runs, system, threads, usage
+from netra.api import admin, api_keys, auth, runs, system, threads, usage
 from netra.api.errors import install as install_error_handlers
 from netra.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from netra.config import UnifiedConfigurationManager
@@ -75,12 +75,21 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=netra.settings.server.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
-    routers = (system.router, auth.router, threads.router, runs.router, admin.router, usage.router)
+    routers = (
+        system.router,
+        auth.router,
+        api_keys.router,
+        threads.router,
+        runs.router,
+        admin.router,
+        usage.router,
+    )
     for router in routers:
         app.include_router(router)
     app.sockets = WebSocketEndpoint(
         config=netra.config,
         sessions=netra.sessions,
+        api_keys=netra.api_keys,
         db=netra.db,
         sockets=netra.sockets,
         runs=netra.runs,

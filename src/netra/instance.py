@@ -17,6 +17,7 @@ from netra.agents.base import AgentDefinition
 from netra.agents.optimizer import OptimizerAgent
 from netra.agents.registry import AgentRegistry
 from netra.auth.accounts import AccountService
+from netra.auth.api_keys import ApiKeyService
 from netra.auth.passwords import PasswordHasher
 from netra.auth.sessions import SessionService
 from netra.auth.throttle import LoginThrottle
@@ -104,6 +105,7 @@ class Netra:
         self.bridge = AgentWebSocketBridge(self.writer, settings.events)
         self.tokens = TokenService(settings.auth, jwt_secret(settings))
         self.sessions = SessionService(self.db, self.tokens, settings.auth)
+        self.api_keys = ApiKeyService(self.db, self.sessions)
         self.accounts = AccountService(
             self.db,
             PasswordHasher(

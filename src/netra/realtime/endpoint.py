@@ -4,7 +4,8 @@ It is a plain ASGI application, served straight from the server's protocol (``ne
 routes ``/ws`` to it ahead of FastAPI): a socket lives for hours, and every layer of routing
 and middleware it passed through would keep its frames alive for as long.
 
-What a connect costs. The token's signature is checked without I/O; its session is trusted
+What a connect costs. The token's signature is checked without I/O (an API key is read: one
+statement, ``ApiKeyService.verify``); its session is trusted
 without a read when this instance read it lately (``SessionService.known``), and the user's
 newest seq is known without a read when the user already has a socket here
 (``UnifiedWebSocketManager.known_seq``). What is not known is read in one read transaction
@@ -25,13 +26,16 @@ from urllib.parse import parse_qsl, urlsplit
 from pydantic import ValidationError
 from starlette.types import Receive, Scope, Send
 
+from netra.auth.api_keys import ApiKeyService, is_api_key
+from netra.auth.scopes import Scope as KeyScope
+from netra.auth.scopes import require_scope
 from netra.auth.sessions import SessionService
 from netra.auth.tokens import AccessClaims
 from netra.config import UnifiedConfigurationManager
 from netra.context import UserExecutionContext
 from netra.db.manager import DatabaseManager
 from netra.db.records import Decision
-from netra.errors import InvalidRequest, QuotaExceeded, Unauthenticated
+from netra.errors import InvalidRequest, PermissionDenied, QuotaExceeded, Unauthenticated
 from netra.realtime.admission import AdmissionReads
 from netra.realtime.connection import Connection
 from netra.realtime.frames import (
@@ -62,11 +66,14 @@ from netra.server import DIRECT, DirectSocket
 
 log = logging.getLogger(__name__)
 CLOSE_POLICY = 1008
-"""Bad, expired or revoked credentials, or an Origin not allowed."""
+"""Bad, expired or revoked credentials, an API key without ``threads:read``, or an Origin
+not allowed."""
 CLOSE_TRY_AGAIN = 1013
 """Too many sockets for this user right now."""
 SUBPROTOCOL = "bearer"
 _WANTED = (b"sec-websocket-protocol", b"authorization", b"origin", b"host")
+_RUN_FRAMES = (SendMessage, EditMessage, Regenerate, CancelRun, ApproveTool)
+"""The frames that act on runs: an API key needs ``runs:write`` to send them."""
 
 
 class Handshake:
@@ -84,7 +91,8 @@ class Handshake:
 
     def credentials(self) -> tuple[str | None, str | None]:
         """``(token, subprotocol to select)`` from ``Sec-WebSocket-Protocol: bearer, <token>``
-        or ``Authorization: Bearer <token>``. Tokens in the URL are never read."""
+        or ``Authorization: Bearer <token>`` (the token an access token or an API key).
+        Tokens in the URL are never read."""
         offered = [p.strip() for p in self.headers.get(b"sec-websocket-protocol", "").split(",")]
         if len(offered) >= 2 and offered[0].lower() == SUBPROTOCOL and offered[1]:
             return offered[1], SUBPROTOCOL
@@ -122,6 +130,7 @@ class WebSocketEndpoint:
         *,
         config: UnifiedConfigurationManager,
         sessions: SessionService,
+        api_keys: ApiKeyService,
         db: DatabaseManager,
         sockets: UnifiedWebSocketManager,
         runs: RunService,
@@ -129,6 +138,7 @@ class WebSocketEndpoint:
         self._config = config
         """Settings are read from it, not copied when wired, so a reload reaches new sockets."""
         self._sessions = sessions
+        self._api_keys = api_keys
         self._db = db
         self._sockets = sockets
         self._runs = runs
@@ -165,7 +175,10 @@ class WebSocketEndpoint:
         try:
             if token is None:
                 raise Unauthenticated("missing bearer token")
-            claims = self._sessions.verify(token)
+            if is_api_key(token):
+                claims = await self._api_keys.verify(token)
+            else:
+                claims = self._sessions.verify(token)
         except Unauthenticated as exc:
             await _refuse(send, CLOSE_POLICY, exc.message)
             return None
@@ -182,7 +195,8 @@ class WebSocketEndpoint:
             return None
         try:
             ctx, read_seq = await self._identify(claims, admission)
-        except Unauthenticated as exc:
+            require_scope(ctx, KeyScope.THREADS_READ)
+        except (Unauthenticated, PermissionDenied) as exc:
             self._sockets.release(admission)
             await _refuse(send, CLOSE_POLICY, exc.message)
             return None
@@ -229,17 +243,21 @@ class WebSocketEndpoint:
 
     async def _serve(self, receive: Receive, admitted: _Admitted) -> None:
         connection = admitted.connection
-        # The socket lives no longer than its token: the client reconnects with a fresh one.
-        expiry = asyncio.get_running_loop().call_later(
-            max(0.0, admitted.expires_at - time.time()),
-            connection.close,
-            CLOSE_POLICY,
-            "token expired",
-        )
+        # The socket lives no longer than its token (or key): the client reconnects with a
+        # fresh one.
+        expiry = None
+        if admitted.expires_at is not None:
+            expiry = asyncio.get_running_loop().call_later(
+                max(0.0, admitted.expires_at - time.time()),
+                connection.close,
+                CLOSE_POLICY,
+                "token expired",
+            )
         try:
             await self._receive_loop(receive, connection)
         finally:
-            expiry.cancel()
+            if expiry is not None:
+                expiry.cancel()
             self._sockets.remove(connection)
             await connection.stop()
 
@@ -308,6 +326,8 @@ class WebSocketEndpoint:
 
     async def _dispatch(self, frame: ClientFrame, connection: Connection) -> None:
         ctx = connection.ctx.for_request("ws")
+        if isinstance(frame, _RUN_FRAMES):
+            require_scope(ctx, KeyScope.RUNS_WRITE)
         if isinstance(frame, SendMessage):
             ack = await self._runs.submit(
                 ctx,
@@ -349,7 +369,7 @@ class WebSocketEndpoint:
 class _Admitted:
     __slots__ = ("connection", "expires_at")
 
-    def __init__(self, connection: Connection, expires_at: float) -> None:
+    def __init__(self, connection: Connection, expires_at: float | None) -> None:
         self.connection = connection
         self.expires_at = expires_at
 
