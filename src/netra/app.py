@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
 from netra import __version__
-from netra.api import admin, api_keys, auth, runs, system, threads, usage
+from netra.api import admin, api_keys, auth, docs, runs, system, threads, usage
 from netra.api.errors import install as install_error_handlers
 from netra.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from netra.config import UnifiedConfigurationManager
@@ -70,11 +70,15 @@ def create_app(
         finally:
             await netra.stop()
 
-    app = NetraApp(title="Netra", version=__version__, lifespan=lifespan)
+    # FastAPI's own /docs and /redoc load their scripts from a CDN: ours serve local copies.
+    app = NetraApp(
+        title="Netra", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None
+    )
     app.state.netra = netra
     app.add_middleware(BodyLimitMiddleware, max_bytes=netra.settings.server.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
+    docs.install(app)
     routers = (
         system.router,
         auth.router,
