@@ -16,6 +16,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from netra.auth.api_keys import MAX_KEYS_PER_USER
+from netra.db.sql import Statement, execute
 from tests.conftest import ServerFactory
 from tests.support import (
     LiveServer,
@@ -330,3 +331,27 @@ async def test_bad_key_requests_get_clear_errors(server_factory: ServerFactory) 
         assert _error(one_more)["code"] == "too_many_api_keys"
         listed = await http.get("/me/api-keys", headers=user.auth)
         assert len(listed.json()["items"]) == MAX_KEYS_PER_USER
+
+
+async def test_a_keys_socket_closes_even_when_the_revocations_notice_is_lost(
+    server_factory: ServerFactory,
+) -> None:
+    """A key's socket has no token to expire: its session is read again every
+    ``auth.access_token_ttl_s``, so a revocation it never heard of still closes it."""
+    server = server_factory(auth={"access_token_ttl_s": 5})
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        user = await make_user(http)
+        key = await make_key(server, user)
+        socket = await open_socket(server, key["secret"])
+        unheard = Statement(
+            "test: a key's session ended by an instance whose notice never arrived",
+            "UPDATE sessions SET revoked_at = :revoked_at WHERE id ="
+            " (SELECT session_id FROM api_keys WHERE id = :id)",
+        )
+        now = datetime.now(UTC)
+        await server.call(
+            lambda: server.netra.db.transact(execute(unheard(id=key["id"], revoked_at=now)))
+        )
+        await socket.send({"type": "ping"})
+        await socket.first(lambda f: f["type"] == "pong")  # nothing told this instance yet
+        assert await socket.close_code(timeout=20) == 1008

@@ -253,13 +253,35 @@ class WebSocketEndpoint:
                 CLOSE_POLICY,
                 "token expired",
             )
+        recheck = None
+        if connection.ctx.scopes is not None:  # an API key's
+            recheck = asyncio.create_task(self._recheck(connection), name="ws-key-recheck")
         try:
             await self._receive_loop(receive, connection)
         finally:
             if expiry is not None:
                 expiry.cancel()
+            if recheck is not None:
+                recheck.cancel()
             self._sockets.remove(connection)
             await connection.stop()
+
+    async def _recheck(self, connection: Connection) -> None:
+        """An API key's socket outlives any token, so its session is read again every
+        ``auth.access_token_ttl_s`` (the bound a token's socket has): were the notice of a
+        revocation elsewhere lost on its way here, the socket still closes (1008), and it
+        takes on its user's rights as stored."""
+        while connection.close_code is None:
+            await asyncio.sleep(self._config.settings.auth.access_token_ttl_s)
+            try:
+                current = await self._sessions.reread(connection.ctx)
+            except Exception:  # the database is away: the socket keeps what it had
+                log.warning("rereading an API key's session failed", exc_info=True)
+                continue
+            if current is None:
+                connection.close(CLOSE_POLICY, "session ended: revoked")
+                return
+            connection.ctx = current
 
     async def _receive_loop(self, receive: Receive, connection: Connection) -> None:
         """Read frames until the peer goes away or the server closes the socket. Every read
