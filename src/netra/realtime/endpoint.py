@@ -4,12 +4,14 @@ It is a plain ASGI application, served straight from the server's protocol (``ne
 routes ``/ws`` to it ahead of FastAPI): a socket lives for hours, and every layer of routing
 and middleware it passed through would keep its frames alive for as long.
 
-What a connect costs. The token's signature is checked without I/O (an API key is read: one
-statement, ``ApiKeyService.verify``); its session is trusted
-without a read when this instance read it lately (``SessionService.known``), and the user's
-newest seq is known without a read when the user already has a socket here
+What a connect costs. The token's signature is checked without I/O (an API key is read, in
+one statement: ``ApiKeyService.verify``); its session is trusted without a read when this
+instance read it lately (``SessionService.known``), and the user's newest seq is known
+without a read when the user already has a socket here
 (``UnifiedWebSocketManager.known_seq``). What is not known is read in one read transaction
-shared by the sockets connecting at that moment (``netra.realtime.admission``).
+shared by the sockets connecting at that moment (``netra.realtime.admission``). An API key
+needs ``threads:read`` to connect and ``runs:write`` for the frames that act on runs
+(``netra.auth.scopes``).
 
 The endpoint is handed the objects it serves sockets with (``WebSocketEndpoint``) where the
 application is wired, rather than reading them off the application object: the application
