@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from inspect import isawaitable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,6 +31,7 @@ from websockets.exceptions import ConnectionClosed
 from netra.agents.base import AgentDefinition
 from netra.app import create_app
 from netra.config import UnifiedConfigurationManager
+from netra.db.sql import Statement, execute
 from netra.instance import Netra
 from netra.models.base import ModelRequest
 from netra.models.scripted import ScriptedModel, ScriptedTurn
@@ -76,9 +78,14 @@ class CanaryWatch:
         self.db_password = f"canary-db-password-{tag}"
         self.model_api_key = f"canary-model-key-{tag}"
         self.mcp_header = f"canary-mcp-header-{tag}"
-        self.values = (self.jwt_secret, self.db_password, self.model_api_key, self.mcp_header)
+        self.values = [self.jwt_secret, self.db_password, self.model_api_key, self.mcp_header]
         self.hits: list[str] = []
         self.scanned = {"log records": 0, "payloads": 0, "database rows": 0}
+
+    def plant(self, secret: str) -> None:
+        """Watch a secret a server handed out once (an API key's): from now on it must
+        appear nowhere either."""
+        self.values.append(secret)
 
     def check(self, where: str, data: str | bytes) -> None:
         text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
@@ -287,6 +294,45 @@ def grant_admin(server: LiveServer, email: str) -> None:
     assert done.returncode == 0, done.stderr
     if server.watch is not None:
         server.watch.check("netra users grant-admin output", done.stdout + done.stderr)
+
+
+ALL_SCOPES = ("threads:read", "threads:write", "runs:write")
+
+
+async def make_key(
+    server: LiveServer,
+    user: User,
+    scopes: Sequence[str] = ALL_SCOPES,
+    *,
+    name: str = "test key",
+    expires_at: datetime | None = None,
+) -> dict[str, Any]:
+    """A new API key of ``user``'s (``POST /me/api-keys``): the answer, with its ``secret``,
+    which the canary watch then looks for everywhere (it is never to be shown again)."""
+    body: dict[str, Any] = {"name": name, "scopes": list(scopes)}
+    if expires_at is not None:
+        body["expires_at"] = expires_at.isoformat()
+    response = await user.http.post("/me/api-keys", json=body, headers=user.auth)
+    assert response.status_code == 201, response.text
+    key: dict[str, Any] = response.json()
+    if server.watch is not None:
+        server.watch.plant(key["secret"])
+    return key
+
+
+def bearer(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+async def expire_key(server: LiveServer, key_id: str) -> None:
+    """Make a key's expiry an hour past, as the passing of time would (a key cannot be made
+    already expired, and a test does not wait hours)."""
+    expire = Statement(
+        "test: an API key's expiry passed",
+        "UPDATE api_keys SET expires_at = :expires_at WHERE id = :id",
+    )
+    past = datetime.now(UTC) - timedelta(hours=1)
+    await server.call(lambda: server.netra.db.transact(execute(expire(id=key_id, expires_at=past))))
 
 
 def response_user_id(token: str) -> str:

@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
 from netra import __version__
-from netra.api import admin, auth, orgs, runs, streams, system, threads, usage
+from netra.api import admin, api_keys, auth, docs, orgs, runs, streams, system, threads, usage
 from netra.api.errors import install as install_error_handlers
 from netra.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from netra.config import UnifiedConfigurationManager
@@ -70,14 +70,19 @@ def create_app(
         finally:
             await netra.stop()
 
-    app = NetraApp(title="Netra", version=__version__, lifespan=lifespan)
+    # FastAPI's own /docs and /redoc load their scripts from a CDN: ours serve local copies.
+    app = NetraApp(
+        title="Netra", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None
+    )
     app.state.netra = netra
     app.add_middleware(BodyLimitMiddleware, max_bytes=netra.settings.server.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
+    docs.install(app)
     routers = (
         system.router,
         auth.router,
+        api_keys.router,
         threads.router,
         runs.router,
         streams.router,
@@ -90,6 +95,7 @@ def create_app(
     app.sockets = WebSocketEndpoint(
         config=netra.config,
         sessions=netra.sessions,
+        api_keys=netra.api_keys,
         db=netra.db,
         sockets=netra.sockets,
         admissions=netra.admissions,

@@ -1,8 +1,9 @@
 """UserExecutionContext: the immutable identity every user-scoped operation carries.
 
-A context is built only from a verified access token (``SessionService.authenticate``) or
-from the stored account by the server itself (``AccountService.context_for``, for recovery);
-never from client fields.
+A context is built only from a verified credential — an access token
+(``SessionService.authenticate``) or an API key (``ApiKeyService.authenticate``), which
+narrows it to the key's ``scopes`` — or from the stored account by the server itself
+(``AccountService.context_for``, for recovery); never from client fields.
 Repositories refuse to touch user-owned rows without one.
 """
 
@@ -68,7 +69,11 @@ class UserExecutionContext:
     org: Membership | None = None
     """The organisation the user belongs to, if any."""
     session_id: str | None = None
-    """Sign-in session the credential belongs to (None for server-side contexts)."""
+    """Sign-in session the credential belongs to (an API key has a session of its own);
+    None for server-side contexts."""
+    scopes: frozenset[str] | None = None
+    """What the credential may do when it is an API key (``netra.auth.scopes``); None: a
+    signed-in session or the server itself, which may do all the user may."""
     request_id: str = field(default_factory=lambda: new_id("req"))
     """Id of the request or frame that created this context."""
     correlation_id: str | None = None
@@ -131,6 +136,10 @@ class UserExecutionContext:
     def has_permission(self, permission: str) -> bool:
         return permission in self.permissions
 
+    def allows(self, scope: str) -> bool:
+        """Whether the credential may act in ``scope`` (every scope, unless it is a key)."""
+        return self.scopes is None or scope in self.scopes
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe view for logs and audit: ids and rights only, never secrets."""
         return {
@@ -141,6 +150,7 @@ class UserExecutionContext:
             "limits": dict(self.limits),
             "org_id": self.org.org_id if self.org else None,
             "session_id": self.session_id,
+            "scopes": sorted(self.scopes) if self.scopes is not None else None,
             "request_id": self.request_id,
             "correlation_id": self.correlation_id,
             "thread_id": self.thread_id,

@@ -17,6 +17,7 @@ from netra.agents.base import AgentDefinition
 from netra.agents.optimizer import OptimizerAgent
 from netra.agents.registry import AgentRegistry
 from netra.auth.accounts import AccountService
+from netra.auth.api_keys import ApiKeyService
 from netra.auth.orgs import OrgService
 from netra.auth.passwords import PasswordHasher
 from netra.auth.sessions import SessionService
@@ -107,6 +108,7 @@ class Netra:
         self.tokens = TokenService(settings.auth, jwt_secret(settings))
         self.sessions = SessionService(self.db, self.tokens, settings.auth)
         self.orgs = OrgService(self.db, self.sessions)
+        self.api_keys = ApiKeyService(self.db, self.sessions)
         self.accounts = AccountService(
             self.db,
             PasswordHasher(

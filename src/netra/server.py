@@ -271,6 +271,21 @@ def _without_query(record: logging.LogRecord) -> bool:
     return True
 
 
+_CREDENTIAL_HEADERS = frozenset({"authorization", "sec-websocket-protocol"})
+"""Headers that carry a bearer credential: an access token or an API key."""
+
+
+def _without_credentials(record: logging.LogRecord) -> bool:
+    """At DEBUG, websockets logs every header of a handshake (``< name: value``) on
+    uvicorn's logger, and a socket's credential travels in one: its value is logged as
+    ``[redacted]``, whatever the level."""
+    if record.msg == "< %s: %s" and isinstance(record.args, tuple) and len(record.args) == 2:
+        name, _ = record.args
+        if str(name).lower() in _CREDENTIAL_HEADERS:
+            record.args = (name, "[redacted]")
+    return True
+
+
 def configure_logging(settings: Settings) -> None:
     """Logging of a ``netra`` process: one handler on the root logger, the ``netra`` and
     ``uvicorn.error`` loggers at ``logging.level``. Requests are logged by ``netra.access``
@@ -288,6 +303,8 @@ def configure_logging(settings: Settings) -> None:
 
 
 def set_log_level(level: str) -> None:
-    """Applied at start and whenever the reloadable ``logging.level`` changes."""
+    """Applied at start and whenever the reloadable ``logging.level`` changes; whatever the
+    level, uvicorn's logger never logs a credential (``_without_credentials``)."""
     for name in ("netra", "uvicorn.error"):
         logging.getLogger(name).setLevel(level)
+    logging.getLogger("uvicorn.error").addFilter(_without_credentials)

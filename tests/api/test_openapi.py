@@ -434,6 +434,13 @@ async def test_the_servers_real_answers_match_their_documented_bodies(
         await call("GET", "/org/members", user)
         await call("GET", "/org/usage", user, query={"group_by": "model"})
         await call("GET", "/me", user)  # a member now
+        key = await call(
+            "POST", "/me/api-keys", user, json={"name": "docs", "scopes": ["threads:read"]}
+        )
+        assert server.watch is not None
+        server.watch.plant(key["secret"])
+        await call("GET", "/me/api-keys", user)
+        await call("GET", "/admin/users/{user_id}/api-keys", admin, user_id=user.id)
 
         schema = (await http.get("/openapi.json")).json()
         documented = {(m, p, s): body for m, p, s, body in _success_bodies(schema)}

@@ -146,6 +146,7 @@ async def test_migrations_are_idempotent_and_reach_head(db: DatabaseManager) -> 
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert version == head
     expected = [
+        "api_keys",
         "events",
         "instances",
         "messages",

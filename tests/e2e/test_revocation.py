@@ -11,7 +11,14 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.e2e.conftest import Cluster
-from tests.support import LiveServer, eventually, grant_admin, make_user, open_socket
+from tests.support import (
+    LiveServer,
+    eventually,
+    grant_admin,
+    make_key,
+    make_user,
+    open_socket,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 LONG_TRUST = {"session_cache_s": 300.0}
@@ -100,3 +107,24 @@ async def test_a_tier_change_on_one_instance_reaches_the_next_socket_on_the_othe
                 await again.close()
 
         await eventually(fits, "A heard of the new tier")
+
+
+async def test_revoking_an_api_key_on_one_instance_closes_its_sockets_on_the_other(
+    cluster: Cluster, redis_url: str
+) -> None:
+    a, b = cluster(redis_url, auth=LONG_TRUST)
+    async with (
+        httpx.AsyncClient(base_url=a.url) as http_a,
+        httpx.AsyncClient(base_url=b.url) as http_b,
+    ):
+        user = await make_user(http_a)
+        doomed, kept = await make_key(a, user), await make_key(a, user)
+        on_a = await open_socket(a, doomed["secret"])  # A knows the key's session now
+        survivor = await open_socket(a, kept["secret"])
+        revoked = await http_b.delete(f"/me/api-keys/{doomed['id']}", headers=user.auth)
+        assert revoked.status_code == 204
+        assert await on_a.close_code() == 1008
+        assert await _close_code(a, doomed["secret"]) == 1008
+        await survivor.send({"type": "ping"})  # the user's other key lives on
+        assert (await survivor.until(lambda f: f["type"] == "pong"))["type"] == "pong"
+        await survivor.close()

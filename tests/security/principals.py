@@ -2,23 +2,41 @@
 
 Forged tokens are made the way an attacker would, from a real token of the owner: claims
 changed and re-signed with the server's secret (expired, wrong audience), signed with no
-algorithm at all, or with the payload swapped under the original signature.
+algorithm at all, or with the payload swapped under the original signature. API keys are
+made as their owners make them (``POST /me/api-keys``), then revoked, expired or left with
+a disabled user; a forged one is well-formed random text.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import secrets
 import time
 from dataclasses import dataclass
 
 import httpx
 import jwt
 
-from tests.support import LiveServer, User, grant_admin, make_user
+from tests.support import (
+    ALL_SCOPES,
+    LiveServer,
+    User,
+    expire_key,
+    grant_admin,
+    make_key,
+    make_user,
+)
 
 GOOD = ("owner", "other", "admin")
-"""Principals holding a valid credential."""
+"""Principals signed in: a valid access token."""
+KEYS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "owner_key": ("owner", ALL_SCOPES),
+    "reader_key": ("owner", ("threads:read",)),
+    "runner_key": ("owner", ("runs:write",)),
+    "admin_key": ("admin", ALL_SCOPES),
+}
+"""Principals holding a valid API key: whose it is, and its scopes."""
 BAD = (
     "anonymous",
     "expired",
@@ -28,9 +46,13 @@ BAD = (
     "revoked",
     "refresh_token",
     "disabled",
+    "revoked_key",
+    "expired_key",
+    "disabled_key",
+    "forged_key",
 )
 """Principals whose credential must be refused (401) wherever one is needed."""
-ALL = GOOD + BAD
+ALL = GOOD + tuple(KEYS) + BAD
 
 
 @dataclass
@@ -39,7 +61,7 @@ class Principals:
     other: User
     admin: User
     tokens: dict[str, str | None]
-    """Bearer token per principal (None: no credential at all)."""
+    """Bearer token (or API key) per principal (None: no credential at all)."""
 
     def headers(self, principal: str) -> dict[str, str]:
         token = self.tokens[principal]
@@ -103,7 +125,18 @@ async def build_principals(server: LiveServer, http: httpx.AsyncClient) -> Princ
     assert logout.status_code == 204, logout.text
 
     live = await _login(http, owner)
+    users = {"owner": owner, "admin": admin}
+    keys = {
+        name: (await make_key(server, users[whose], scopes))["secret"]
+        for name, (whose, scopes) in KEYS.items()
+    }
+    revoked = await make_key(server, owner)
+    gone_key = await http.delete(f"/me/api-keys/{revoked['id']}", headers=owner.auth)
+    assert gone_key.status_code == 204, gone_key.text
+    expired = await make_key(server, owner)
+    await expire_key(server, expired["id"])
     gone = await make_user(http, "disabled")
+    disabled_key = await make_key(server, gone)
     disabled = await http.patch(
         f"/admin/users/{gone.id}", json={"disabled": True}, headers=admin.auth
     )
@@ -121,6 +154,11 @@ async def build_principals(server: LiveServer, http: httpx.AsyncClient) -> Princ
         "revoked": ended["access_token"],
         "refresh_token": live["refresh_token"],
         "disabled": gone.token,
+        **keys,
+        "revoked_key": revoked["secret"],
+        "expired_key": expired["secret"],
+        "disabled_key": disabled_key["secret"],
+        "forged_key": "nk_" + secrets.token_urlsafe(32),
     }
     assert set(tokens) == set(ALL)
     return Principals(owner, other, admin, tokens)

@@ -1,8 +1,10 @@
 """Every HTTP route × every kind of caller → the expected status, on both backends.
 
 The routes come from the OpenAPI schema, so a new route that is not in ``ROUTES`` fails the
-test until someone decides who may call it. Another user's object must be indistinguishable
-from a missing one, for administrators too: no route reads another user's conversations.
+test until someone decides who may call it, and with which API key scope. Another user's
+object must be indistinguishable from a missing one, for administrators too: no route reads
+another user's conversations. An API key acts as its user within its scopes, and never on a
+route for signed-in sessions (its keys, logout, administration).
 """
 
 from __future__ import annotations
@@ -19,8 +21,16 @@ from netra.models.base import ModelRequest
 from netra.models.scripted import ScriptedModel, ScriptedTurn
 from netra.tools.tool import tool
 from tests.conftest import ServerFactory
-from tests.security.principals import ALL, BAD, Principals, build_principals, fresh_token
-from tests.support import LiveServer, open_socket
+from tests.security.principals import (
+    ALL,
+    BAD,
+    GOOD,
+    KEYS,
+    Principals,
+    build_principals,
+    fresh_token,
+)
+from tests.support import LiveServer, make_key, open_socket
 
 Access = Literal["public", "user", "owned", "admin", "org_admin"]
 
@@ -36,21 +46,28 @@ class World:
     run_id: str
     message_id: str
     """The thread's first message: edited, answered again, the branch switched to."""
-    doomed_thread_id: str
-    """A second thread of the owner's, for the route that deletes one."""
+    doomed_thread_ids: dict[str, str]
+    """More threads of the owner's, for the route that deletes one: one for each principal
+    that may delete it (the owner, and the owner's key that may write threads)."""
+    key_id: str
+    """A spare API key of the owner's, for the route that revokes one."""
+    other_key_id: str
+    """An API key of the other user's, for the administrators' route that revokes one."""
     org_id: str
     """The owner's organisation: the owner is its admin, the other user a member."""
     doomed_org_id: str
     """A second organisation, for the route that deletes one."""
 
-    def path(self, template: str, route: Route) -> str:
+    def path(self, template: str, route: Route, principal: str) -> str:
+        doomed = self.doomed_thread_ids.get(principal, self.doomed_thread_ids["owner"])
         path = template.format(
             org_id=self.doomed_org_id if route.doomed else self.org_id,
-            thread_id=self.doomed_thread_id if route.doomed else self.thread_id,
+            thread_id=doomed if route.doomed else self.thread_id,
             run_id=self.run_id,
             message_id=self.message_id,
             tool_call_id=TOOL_CALL_ID,
             user_id=self.who.other.id,
+            key_id=self.other_key_id if template.startswith("/admin") else self.key_id,
         )
         return f"{path}?{route.query}" if route.query else path
 
@@ -127,6 +144,10 @@ async def _member(_world: World, _principal: str) -> dict[str, str]:
     return {"role": "member"}
 
 
+async def _new_key(_world: World, principal: str) -> dict[str, object]:
+    return {"name": f"matrix key of {principal}", "scopes": ["threads:read"]}
+
+
 @dataclass(frozen=True)
 class Route:
     access: Access
@@ -143,6 +164,13 @@ class Route:
     stream: bool = False
     """Answers a stream that need not end (Server-Sent Events): its status is read, and an
     error's body, then the connection is closed."""
+    scope: str | None = None
+    """What an API key needs to call it: a scope, ``ANY`` key, or None: a signed-in session
+    only (a key is refused whatever its scopes)."""
+
+
+ANY = "any"
+READ, WRITE, RUN = "threads:read", "threads:write", "runs:write"
 
 
 ROUTES: dict[tuple[str, str], Route] = {
@@ -153,34 +181,43 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/auth/login"): Route("public", 200, _login),
     ("POST", "/auth/refresh"): Route("public", 200, _refresh),
     ("POST", "/auth/logout"): Route("user", 204, own_session=True),
-    ("GET", "/me"): Route("user", 200),
-    ("GET", "/me/usage"): Route("user", 200),
+    ("GET", "/me"): Route("user", 200, scope=ANY),
+    ("GET", "/me/usage"): Route("user", 200, scope=READ),
+    ("POST", "/me/api-keys"): Route("user", 201, _new_key),
+    ("GET", "/me/api-keys"): Route("user", 200),
+    ("DELETE", "/me/api-keys/{key_id}"): Route("owned", 204),
     ("GET", "/admin/usage"): Route("admin", 200),
-    ("GET", "/agents"): Route("user", 200),
-    ("GET", "/tools"): Route("user", 200),
-    ("GET", "/threads"): Route("user", 200),
-    ("GET", "/threads/search"): Route("user", 200, query="q=matrix"),
-    ("POST", "/threads"): Route("user", 201, _thread),
-    ("GET", "/events"): Route("user", 200),
-    ("GET", "/threads/{thread_id}"): Route("owned", 200),
-    ("PATCH", "/threads/{thread_id}"): Route("owned", 200, _rename),
-    ("DELETE", "/threads/{thread_id}"): Route("owned", 204, doomed=True),
-    ("GET", "/threads/{thread_id}/messages"): Route("owned", 200),
-    ("GET", "/threads/{thread_id}/runs"): Route("owned", 200),
-    ("GET", "/threads/{thread_id}/events"): Route("owned", 200),
-    ("POST", "/threads/{thread_id}/runs"): Route("owned", 202, _message),
+    ("GET", "/agents"): Route("user", 200, scope=ANY),
+    ("GET", "/tools"): Route("user", 200, scope=ANY),
+    ("GET", "/threads"): Route("user", 200, scope=READ),
+    ("GET", "/threads/search"): Route("user", 200, query="q=matrix", scope=READ),
+    ("POST", "/threads"): Route("user", 201, _thread, scope=WRITE),
+    ("GET", "/events"): Route("user", 200, scope=READ),
+    ("GET", "/threads/{thread_id}"): Route("owned", 200, scope=READ),
+    ("PATCH", "/threads/{thread_id}"): Route("owned", 200, _rename, scope=WRITE),
+    ("DELETE", "/threads/{thread_id}"): Route("owned", 204, doomed=True, scope=WRITE),
+    ("GET", "/threads/{thread_id}/messages"): Route("owned", 200, scope=READ),
+    ("GET", "/threads/{thread_id}/runs"): Route("owned", 200, scope=READ),
+    ("GET", "/threads/{thread_id}/events"): Route("owned", 200, scope=READ),
+    ("POST", "/threads/{thread_id}/runs"): Route("owned", 202, _message, scope=RUN),
     # the owner's edit and regeneration branch off the first message; the switch goes back
-    ("POST", "/threads/{thread_id}/messages/{message_id}/edit"): Route("owned", 202, _edit),
-    ("POST", "/threads/{thread_id}/messages/{message_id}/regenerate"): Route("owned", 202, _empty),
-    ("PUT", "/threads/{thread_id}/active_leaf"): Route("owned", 200, _branch),
-    ("GET", "/threads/{thread_id}/tree"): Route("owned", 200),
-    ("POST", "/threads/{thread_id}/fork"): Route("owned", 201, _fork),
-    ("GET", "/runs/{run_id}"): Route("owned", 200),
-    ("POST", "/runs/{run_id}/cancel"): Route("owned", 202),
-    ("POST", "/runs/{run_id}/tool_calls/{tool_call_id}/decision"): Route("owned", 200, _decision),
-    ("GET", "/runs/{run_id}/events"): Route("owned", 200),
-    ("GET", "/events/stream"): Route("user", 200, stream=True),
-    ("GET", "/runs/{run_id}/stream"): Route("owned", 200, stream=True),
+    ("POST", "/threads/{thread_id}/messages/{message_id}/edit"): Route(
+        "owned", 202, _edit, scope=RUN
+    ),
+    ("POST", "/threads/{thread_id}/messages/{message_id}/regenerate"): Route(
+        "owned", 202, _empty, scope=RUN
+    ),
+    ("PUT", "/threads/{thread_id}/active_leaf"): Route("owned", 200, _branch, scope=WRITE),
+    ("GET", "/threads/{thread_id}/tree"): Route("owned", 200, scope=READ),
+    ("POST", "/threads/{thread_id}/fork"): Route("owned", 201, _fork, scope=WRITE),
+    ("GET", "/runs/{run_id}"): Route("owned", 200, scope=READ),
+    ("POST", "/runs/{run_id}/cancel"): Route("owned", 202, scope=RUN),
+    ("POST", "/runs/{run_id}/tool_calls/{tool_call_id}/decision"): Route(
+        "owned", 200, _decision, scope=RUN
+    ),
+    ("GET", "/runs/{run_id}/events"): Route("owned", 200, scope=READ),
+    ("GET", "/events/stream"): Route("user", 200, stream=True, scope=READ),
+    ("GET", "/runs/{run_id}/stream"): Route("owned", 200, stream=True, scope=READ),
     ("GET", "/admin/users"): Route("admin", 200),
     ("GET", "/admin/instances"): Route("admin", 200),
     ("PATCH", "/admin/users/{user_id}"): Route("admin", 200, _user_change),
@@ -196,6 +233,8 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("DELETE", "/admin/orgs/{org_id}/members/{user_id}"): Route("admin", 204),
     ("GET", "/org/members"): Route("org_admin", 200),
     ("GET", "/org/usage"): Route("org_admin", 200),
+    ("GET", "/admin/users/{user_id}/api-keys"): Route("admin", 200),
+    ("DELETE", "/admin/users/{user_id}/api-keys/{key_id}"): Route("admin", 204),
 }
 
 
@@ -204,6 +243,11 @@ def expected(route: Route, principal: str) -> int:
         return route.ok
     if principal in BAD:
         return 401
+    if principal in KEYS:
+        whose, scopes = KEYS[principal]
+        if route.scope is None or (route.scope != ANY and route.scope not in scopes):
+            return 403  # insufficient_scope, before the route looks at any object
+        principal = whose
     if route.access == "owned" and principal != "owner":
         return 404  # another user's object, whoever asks: the same as a missing one
     if route.access == "admin" and principal != "admin":
@@ -250,7 +294,12 @@ async def _world(server: LiveServer, http: httpx.AsyncClient) -> World:
     ack = await socket.send_message(FIRST_MESSAGE)
     await socket.first(lambda f: f["type"] == "approval_required")
     await socket.close()
-    doomed = await http.post("/threads", json={"title": "doomed"}, headers=who.owner.auth)
+    doomed = {}
+    for principal in ("owner", "owner_key"):
+        thread = await http.post("/threads", json={"title": "doomed"}, headers=who.owner.auth)
+        doomed[principal] = thread.json()["id"]
+    spare = await make_key(server, who.owner, name="spare")
+    others = await make_key(server, who.other, name="other's")
     admin = who.headers("admin")
     orgs = [
         (await http.post("/admin/orgs", json={"name": name}, headers=admin)).json()["id"]
@@ -267,7 +316,9 @@ async def _world(server: LiveServer, http: httpx.AsyncClient) -> World:
         ack["thread_id"],
         ack["run_id"],
         ack["message_id"],
-        doomed.json()["id"],
+        doomed,
+        spare["id"],
+        others["id"],
         orgs[0],
         orgs[1],
     )
@@ -299,14 +350,14 @@ async def test_authorization_matrix(server_factory: ServerFactory) -> None:
         for (method, template), route in ROUTES.items():
             for principal in ALL:
                 headers = world.who.headers(principal)
-                if route.own_session and principal not in BAD:
+                if route.own_session and principal in GOOD:
                     user = getattr(world.who, principal)
                     headers = {"Authorization": f"Bearer {await fresh_token(http, user)}"}
                 response = await _call(
                     http,
                     route,
                     method,
-                    world.path(template, route),
+                    world.path(template, route, principal),
                     json=await route.body(world, principal),
                     headers=headers,
                 )
@@ -321,23 +372,29 @@ async def test_authorization_matrix(server_factory: ServerFactory) -> None:
                     assert set(response.json()) == {"error"}, response.text
                 if want == 401:
                     assert response.json()["error"]["code"] != "invalid_request"
+                if want == 403 and principal in KEYS:
+                    assert response.json()["error"]["code"] == "insufficient_scope"
                 if want == 404 and route.access == "owned":
+                    ours = (world.thread_id, *world.doomed_thread_ids.values(), world.run_id)
+                    path = world.path(template, route, principal)
+                    for value in (*ours, world.key_id):
+                        kind = value.partition("_")[0]
+                        path = path.replace(value, f"{kind}_{uuid.uuid4().hex}")
                     missing = await _call(
                         http,
                         route,
                         method,
-                        world.path(template, route)
-                        .replace(world.thread_id, "th_" + uuid.uuid4().hex)
-                        .replace(world.doomed_thread_id, "th_" + uuid.uuid4().hex)
-                        .replace(world.run_id, "run_" + uuid.uuid4().hex),
+                        path,
                         json=await route.body(world, principal),
                         headers=headers,
                     )
                     assert missing.status_code == 404
                     ids = re.findall(r"(?:th|run)_[0-9a-z]+", missing.text)
-                    assert _shape(
-                        response, world.thread_id, world.doomed_thread_id, world.run_id
-                    ) == _shape(missing, *ids), (method, template, principal)
+                    assert _shape(response, *ours) == _shape(missing, *ids), (
+                        method,
+                        template,
+                        principal,
+                    )
         assert not failures, "\n".join(failures)
 
         # Nothing the refused callers sent reached the owner's thread.
@@ -345,7 +402,9 @@ async def test_authorization_matrix(server_factory: ServerFactory) -> None:
             f"/threads/{world.thread_id}/messages", headers=world.who.owner.auth
         )
         contents = [m["content"] for m in messages.json()["items"] if m["role"] == "user"]
-        assert contents == [FIRST_MESSAGE, "matrix message from owner"]
+        senders = [p for p in ALL if expected(ROUTES["POST", "/threads/{thread_id}/runs"], p) < 300]
+        assert senders == ["owner", "owner_key", "runner_key"]
+        assert contents == [FIRST_MESSAGE, *(f"matrix message from {p}" for p in senders)]
         for principal in ("other", "admin"):
             listed = await http.get("/threads", headers=world.who.headers(principal))
             assert world.thread_id not in listed.text

@@ -1,5 +1,6 @@
 """Secret canaries: the session-wide watch (``canaries`` in conftest) plants unique values in
-the JWT secret, the database password and a model API key of every test server, and fails
+the JWT secret, the database password and a model API key of every test server — and the
+secret of every API key a test makes, once its one answer is sent (``make_key``) — and fails
 the session if one shows up in a log record, a payload sent to a client or a database row.
 These tests prove the watch sees what it claims to, and drive the chattiest paths."""
 
@@ -13,7 +14,7 @@ import httpx
 from netra.config import UnifiedConfigurationManager
 from netra.env import IsolatedEnvironment
 from tests.conftest import ServerFactory, settings_for_test
-from tests.support import CanaryWatch, live_server, make_user, open_socket
+from tests.support import CanaryWatch, bearer, live_server, make_key, make_user, open_socket
 
 
 async def test_the_watch_catches_a_planted_value_everywhere_it_looks(tmp_path: Path) -> None:
@@ -43,6 +44,23 @@ async def test_the_watch_catches_a_planted_value_everywhere_it_looks(tmp_path: P
     assert watch.scanned["database rows"] > 0
 
 
+async def test_a_planted_api_key_is_watched_like_the_configured_secrets(tmp_path: Path) -> None:
+    watch = CanaryWatch()
+    settings = settings_for_test(tmp_path, None, CanaryWatch())
+    config = UnifiedConfigurationManager(
+        IsolatedEnvironment.isolated(), overrides=settings.model_dump(exclude_unset=True)
+    )
+    with live_server(config, watch) as server:
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            user = await make_user(http)
+            key = await make_key(server, user)
+            assert watch.hits == []  # its one answer was sent before it was planted
+            echoed = await http.post("/threads", json={"title": key["secret"]}, headers=user.auth)
+            assert echoed.status_code == 201
+    places = {hit.split(":", 1)[0] for hit in watch.hits}
+    assert {"http.response.body on /threads", "database table threads"} <= places
+
+
 async def test_secrets_stay_out_of_debug_logs(
     server_factory: ServerFactory, canaries: CanaryWatch
 ) -> None:
@@ -68,5 +86,18 @@ async def test_secrets_stay_out_of_debug_logs(
         await socket.send({"type": "nonsense"})
         await socket.first(lambda f: f["type"] == "error")
         await socket.close()
+        key = await make_key(server, user)  # its secret is a canary from here on
+        assert (await http.get("/me", headers=bearer(key["secret"]))).status_code == 200
+        assert (await http.get("/me", headers=bearer(key["secret"] + "x"))).status_code == 401
+        by_key = await open_socket(server, key["secret"])
+        ack = await by_key.send_message("what is 3*4?")
+        await by_key.run_to_end(ack["run_id"])
+        listed = await http.get("/me/api-keys", headers=user.auth)
+        assert listed.status_code == 200
+        assert (
+            await http.delete(f"/me/api-keys/{key['id']}", headers=user.auth)
+        ).status_code == 204
+        assert await by_key.close_code() == 1008
+        assert (await http.get("/me", headers=bearer(key["secret"]))).status_code == 401
         assert (await http.get("/ready")).status_code == 200
     assert canaries.scanned["log records"] > before

@@ -16,7 +16,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import ServerFactory
-from tests.security.principals import BAD, GOOD, build_principals
+from tests.security.principals import BAD, GOOD, KEYS, build_principals
 from tests.support import LiveServer, open_socket
 
 
@@ -42,11 +42,14 @@ async def test_handshake_and_id_frames_for_every_kind_of_caller(
             assert await _close_code(server, who.tokens[principal]) == 1008, principal
         for principal in GOOD:
             assert await _close_code(server, who.tokens[principal]) is None, principal
+        for principal, (_, scopes) in KEYS.items():  # a key needs threads:read to connect
+            want = None if "threads:read" in scopes else 1008
+            assert await _close_code(server, who.tokens[principal]) == want, principal
 
         owner = await open_socket(server, who.owner.token)
         ack = await owner.send_message("what is 6*7?")
         await owner.run_to_end(ack["run_id"])
-        for principal in ("other", "admin"):
+        for principal in ("other", "admin", "admin_key"):
             token = who.tokens[principal]
             assert token is not None
             intruder = await open_socket(server, token)
@@ -102,6 +105,33 @@ async def test_handshake_and_id_frames_for_every_kind_of_caller(
                 for f in intruder.frames
             )
             await intruder.close()
+        # The owner's own key, without runs:write: every frame that acts on a run is refused.
+        reader_key = who.tokens["reader_key"]
+        assert reader_key is not None
+        reader = await open_socket(server, reader_key)
+        for frame in (
+            {"type": "send_message", "content": "sneaky", "client_msg_id": "m"},
+            {"type": "cancel_run", "run_id": ack["run_id"]},
+            {
+                "type": "approve_tool",
+                "run_id": ack["run_id"],
+                "tool_call_id": "call_1",
+                "decision": "approve",
+            },
+            {
+                "type": "edit_message",
+                "thread_id": ack["thread_id"],
+                "message_id": ack["message_id"],
+                "content": "sneaky edit",
+            },
+            {"type": "regenerate", "thread_id": ack["thread_id"], "message_id": ack["message_id"]},
+        ):
+            await reader.send({**frame, "ref": frame["type"]})
+            refusal = await reader.first(lambda f, ref=frame["type"]: f.get("ref") == ref)
+            assert (refusal["type"], refusal["code"]) == ("error", "insufficient_scope"), refusal
+        await reader.send({"type": "ping"})
+        await reader.first(lambda f: f["type"] == "pong")
+        await reader.close()
         messages = await http.get(f"/threads/{ack['thread_id']}/messages", headers=who.owner.auth)
         assert "sneaky" not in messages.text
         tree = await http.get(f"/threads/{ack['thread_id']}/tree", headers=who.owner.auth)

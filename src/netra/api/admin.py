@@ -1,16 +1,17 @@
-"""Administration: list users, change a user's roles, tier or disabled flag; the cluster's
-instances. Admins only."""
+"""Administration: list users, change a user's roles, tier or disabled flag; a user's API
+keys (list, revoke); the cluster's instances. Signed-in admins only."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from netra.api.api_keys import key_page
 from netra.api.deps import AdminUser, AppState, PathId
 from netra.api.errors import DocumentedRoute, error_responses
-from netra.api.views import AdminUserDetail, AdminUserView, InstancePage, UserPage
+from netra.api.views import AdminUserDetail, AdminUserView, ApiKeyPage, InstancePage, UserPage
 from netra.auth.permissions import ROLE_PERMISSIONS
 from netra.db.records import UserRecord, utcnow
 from netra.errors import InvalidRequest
@@ -101,6 +102,22 @@ async def set_user_limits(
     if not changes:
         raise InvalidRequest("name at least one limit to set or clear")
     return _detail(netra, await netra.accounts.set_limits(user_id, changes))
+
+
+@router.get("/users/{user_id}/api-keys")
+async def list_user_api_keys(user_id: PathId, _: AdminUser, netra: AppState) -> ApiKeyPage:
+    """A user's API keys not revoked, newest first; never a secret."""
+    await netra.accounts.get_user(user_id)
+    return key_page(await netra.api_keys.list(user_id))
+
+
+@router.delete("/users/{user_id}/api-keys/{key_id}", status_code=204)
+async def revoke_user_api_key(
+    user_id: PathId, key_id: PathId, _: AdminUser, netra: AppState
+) -> Response:
+    """Revoke a user's key at once, as its owner would: its sockets close with 1008."""
+    await netra.api_keys.revoke(user_id, key_id)
+    return Response(status_code=204)
 
 
 @router.get("/instances")

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.config import JsonDict
 
-from netra.api.deps import AppState, CurrentUser, client_address
+from netra.api.deps import AppState, CurrentUser, SignedIn, client_address
 from netra.api.errors import DocumentedRoute, error_responses
 from netra.api.views import AccountView, TokenPairView, UserView
 from netra.runs.quotas import measure
@@ -75,7 +75,7 @@ async def refresh(body: RefreshBody, netra: AppState) -> TokenPairView:
 
 
 @router.post("/auth/logout", status_code=204)
-async def logout(ctx: CurrentUser, netra: AppState) -> Response:
+async def logout(ctx: SignedIn, netra: AppState) -> Response:
     """End the caller's session: its tokens stop working and its sockets close (1008)."""
     await netra.sessions.close(ctx)
     return Response(status_code=204)

@@ -70,8 +70,10 @@ class ErrorBody(BaseModel):
 
 _DOCUMENTED: dict[int, str] = {
     401: "Missing, malformed, expired or revoked credentials: `unauthenticated`, "
-    "`token_expired`, `session_revoked`, `account_disabled`, `invalid_credentials`.",
-    403: "Authenticated, but not allowed: `permission_denied`.",
+    "`token_expired`, `session_revoked`, `account_disabled`, `invalid_credentials`, "
+    "`api_key_revoked`, `api_key_expired`.",
+    403: "Authenticated, but not allowed: `permission_denied`; an API key without the scope "
+    "the route needs (or on a route for signed-in sessions only): `insufficient_scope`.",
     404: "No such object for the caller (another user's answers the same): `not_found`.",
     409: "The object exists already or is in the wrong state: `conflict`, `thread_busy`.",
     413: "The body is larger than `server.max_body_bytes`: `payload_too_large`.",
@@ -116,9 +118,10 @@ def _answers(path: str, endpoint: Callable[..., Any]) -> set[int]:
 
 class DocumentedRoute(APIRoute):
     """A route whose OpenAPI operation lists every error it can answer: those its
-    dependencies give (401 for ``CurrentUser``, 403 for ``AdminUser``), 404 when its path
-    names an object, 413 and 422 when it takes a body, 422 for parameters; plus the ones its
-    own code raises, which it declares with ``responses=error_responses(...)``."""
+    dependencies give (401 for ``CurrentUser``, 403 for a scope, a session or an admin),
+    404 when its path names an object, 413 and 422 when it takes a body, 422 for
+    parameters; plus the ones its own code raises, which it declares with
+    ``responses=error_responses(...)``."""
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         declared = kwargs.pop("responses", None) or {}

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict
 
-from netra.api.deps import AppState, CurrentUser, PathId
+from netra.api.deps import AppState, PathId, RunsWriter, ThreadsReader
 from netra.api.errors import DocumentedRoute, error_responses
 from netra.api.paging import Cursor, PageLimit, page_of, position_of
 from netra.api.views import (
@@ -33,13 +33,13 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
 @router.get("/runs/{run_id}")
-async def get_run(run_id: PathId, ctx: CurrentUser, netra: AppState) -> RunView:
+async def get_run(run_id: PathId, ctx: ThreadsReader, netra: AppState) -> RunView:
     run = await netra.db.transact(RunRepository(ctx).get(run_id))
     return RunView.model_validate(run.public())
 
 
 @router.post("/runs/{run_id}/cancel", status_code=202)
-async def cancel_run(run_id: PathId, ctx: CurrentUser, netra: AppState) -> RunView:
+async def cancel_run(run_id: PathId, ctx: RunsWriter, netra: AppState) -> RunView:
     run = await netra.runs.cancel(ctx, run_id)
     return RunView.model_validate(run.public())
 
@@ -53,7 +53,7 @@ class ToolDecision(BaseModel):
 
 @router.post("/runs/{run_id}/tool_calls/{tool_call_id}/decision", responses=error_responses(409))
 async def decide_tool_call(
-    run_id: PathId, tool_call_id: PathId, body: ToolDecision, ctx: CurrentUser, netra: AppState
+    run_id: PathId, tool_call_id: PathId, body: ToolDecision, ctx: RunsWriter, netra: AppState
 ) -> ToolDecisionView:
     """Approve or deny a tool call that waits for approval (the first answer stands)."""
     answer = await netra.runs.decide(ctx, run_id, tool_call_id, Decision.of(body.decision))
@@ -63,7 +63,7 @@ async def decide_tool_call(
 @router.get("/runs/{run_id}/events")
 async def run_events(
     run_id: PathId,
-    ctx: CurrentUser,
+    ctx: ThreadsReader,
     netra: AppState,
     after_seq: AfterSeq = 0,
     limit: Limit = 1000,
@@ -75,7 +75,7 @@ async def run_events(
 @router.get("/threads/{thread_id}/runs")
 async def thread_runs(
     thread_id: PathId,
-    ctx: CurrentUser,
+    ctx: ThreadsReader,
     netra: AppState,
     *,
     limit: PageLimit = 50,
@@ -92,7 +92,7 @@ async def thread_runs(
 @router.get("/threads/{thread_id}/events")
 async def thread_events(
     thread_id: PathId,
-    ctx: CurrentUser,
+    ctx: ThreadsReader,
     netra: AppState,
     after_seq: AfterSeq = 0,
     limit: Limit = 1000,
@@ -105,7 +105,7 @@ async def thread_events(
 
 @router.get("/events")
 async def user_events(
-    ctx: CurrentUser, netra: AppState, after_seq: AfterSeq = 0, limit: Limit = 500
+    ctx: ThreadsReader, netra: AppState, after_seq: AfterSeq = 0, limit: Limit = 500
 ) -> StreamPage:
     found, last_seq = await netra.db.transact(_stream(ctx, after_seq, limit))
     items = [EventView.model_validate_json(event.body) for event in found]

@@ -19,6 +19,7 @@ from fastapi import APIRouter, Header, Query
 
 from netra.api.deps import AppState, PathId, StreamToken
 from netra.api.errors import DocumentedRoute, error_responses
+from netra.auth.scopes import Scope, require_scope
 from netra.auth.tokens import AccessClaims
 from netra.context import UserExecutionContext
 from netra.db.repositories import EventRepository
@@ -109,6 +110,7 @@ async def _open(
     transport = EventStreamTransport(heartbeat_s=settings.websocket.ping_interval_s)
     admission, ctx, read_seq = await netra.admissions.enter(claims)
     try:
+        require_scope(ctx, Scope.THREADS_READ)  # an API key's
         remains = True
         if run_id is not None:
             remains = await netra.db.transact(_remains(ctx, run_id, resume_from or 0))

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from netra.api.deps import AppState, CurrentUser, PathId
+from netra.api.deps import AppState, PathId, RunsWriter, ThreadsReader, ThreadsWriter
 from netra.api.errors import DocumentedRoute, error_responses
 from netra.api.paging import PAGE_MAX, Cursor, PageLimit, cursor_for, page_of, position_of
 from netra.api.views import (
@@ -64,7 +64,7 @@ class NewRun(BaseModel):
 
 @router.get("/threads")
 async def list_threads(
-    ctx: CurrentUser,
+    ctx: ThreadsReader,
     netra: AppState,
     *,
     limit: PageLimit = 50,
@@ -86,7 +86,7 @@ async def list_threads(
 
 
 @router.post("/threads", status_code=201, responses=error_responses(403, 404))
-async def create_thread(body: NewThread, ctx: CurrentUser, netra: AppState) -> ThreadView:
+async def create_thread(body: NewThread, ctx: ThreadsWriter, netra: AppState) -> ThreadView:
     netra.agents.check_access(ctx, body.agent)
     thread = await netra.db.transact(
         ThreadRepository(ctx).create(title=body.title, agent=body.agent)
@@ -96,7 +96,7 @@ async def create_thread(body: NewThread, ctx: CurrentUser, netra: AppState) -> T
 
 @router.get("/threads/search", responses=error_responses(422))
 async def search_threads(
-    ctx: CurrentUser,
+    ctx: ThreadsReader,
     netra: AppState,
     q: Annotated[Text, Query(min_length=1, max_length=200, description="Words to find")],
     limit: Annotated[int, Query(ge=1, le=50)] = 20,
@@ -124,7 +124,7 @@ async def search_threads(
 
 
 @router.get("/threads/{thread_id}")
-async def get_thread(thread_id: PathId, ctx: CurrentUser, netra: AppState) -> ThreadView:
+async def get_thread(thread_id: PathId, ctx: ThreadsReader, netra: AppState) -> ThreadView:
     thread = await netra.db.transact(ThreadRepository(ctx).get(thread_id))
     return ThreadView.model_validate(thread.public())
 
@@ -132,7 +132,7 @@ async def get_thread(thread_id: PathId, ctx: CurrentUser, netra: AppState) -> Th
 @router.get("/threads/{thread_id}/messages")
 async def list_messages(
     thread_id: PathId,
-    ctx: CurrentUser,
+    ctx: ThreadsReader,
     netra: AppState,
     *,
     limit: PageLimit = 50,
@@ -167,7 +167,7 @@ async def list_messages(
 @router.get("/threads/{thread_id}/tree")
 async def message_tree(
     thread_id: PathId,
-    ctx: CurrentUser,
+    ctx: ThreadsReader,
     netra: AppState,
     *,
     limit: PageLimit = PAGE_MAX,
@@ -194,7 +194,7 @@ class LeafChoice(BaseModel):
 
 @router.put("/threads/{thread_id}/active_leaf", responses=error_responses(404))
 async def switch_branch(
-    thread_id: PathId, body: LeafChoice, ctx: CurrentUser, netra: AppState
+    thread_id: PathId, body: LeafChoice, ctx: ThreadsWriter, netra: AppState
 ) -> ThreadView:
     """Show and continue another branch: the one through ``message_id``, to its newest end
     (the message's newest reply, that one's newest, and so on). Every open tab hears
@@ -220,7 +220,7 @@ _NO_CHOICE = Regenerate()
     responses=error_responses(403, 404, 409, 429),
 )
 async def edit_message(
-    thread_id: PathId, message_id: PathId, body: NewRun, ctx: CurrentUser, netra: AppState
+    thread_id: PathId, message_id: PathId, body: NewRun, ctx: RunsWriter, netra: AppState
 ) -> AckView:
     """A new version of a question of the caller's: stored beside it (the thread's branch
     now goes through the new one) and answered by a new run that sees only that branch.
@@ -244,7 +244,7 @@ async def edit_message(
 async def regenerate_answer(
     thread_id: PathId,
     message_id: PathId,
-    ctx: CurrentUser,
+    ctx: RunsWriter,
     netra: AppState,
     body: Regenerate = _NO_CHOICE,
 ) -> AckView:
@@ -267,7 +267,7 @@ class Fork(BaseModel):
 
 @router.post("/threads/{thread_id}/fork", status_code=201, responses=error_responses(404))
 async def fork_thread(
-    thread_id: PathId, body: Fork, ctx: CurrentUser, netra: AppState
+    thread_id: PathId, body: Fork, ctx: ThreadsWriter, netra: AppState
 ) -> ThreadView:
     """A new thread holding a copy of the path to ``at_message_id`` (texts and turns; no
     runs), to go on from there on its own. Every open tab hears ``thread_updated``."""
@@ -300,7 +300,7 @@ class ThreadChange(BaseModel):
 
 @router.patch("/threads/{thread_id}")
 async def update_thread(
-    thread_id: PathId, body: ThreadChange, ctx: CurrentUser, netra: AppState
+    thread_id: PathId, body: ThreadChange, ctx: ThreadsWriter, netra: AppState
 ) -> ThreadView:
     """Rename, pin or unpin, archive or bring back the thread; every open tab hears
     ``thread_updated``."""
@@ -312,7 +312,7 @@ async def update_thread(
 
 
 @router.delete("/threads/{thread_id}", status_code=204)
-async def delete_thread(thread_id: PathId, ctx: CurrentUser, netra: AppState) -> Response:
+async def delete_thread(thread_id: PathId, ctx: ThreadsWriter, netra: AppState) -> Response:
     """Delete the thread: its messages, runs (cancelled first if active) and events. Every
     open tab hears ``thread_deleted``."""
     await netra.runs.delete_thread(ctx, thread_id)
@@ -320,7 +320,7 @@ async def delete_thread(thread_id: PathId, ctx: CurrentUser, netra: AppState) ->
 
 
 @router.post("/threads/{thread_id}/runs", status_code=202, responses=error_responses(403, 409, 429))
-async def create_run(thread_id: PathId, body: NewRun, ctx: CurrentUser, netra: AppState) -> AckView:
+async def create_run(thread_id: PathId, body: NewRun, ctx: RunsWriter, netra: AppState) -> AckView:
     ack = await netra.runs.submit(
         ctx,
         content=body.content,

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
 
-from netra.api.deps import AdminUser, AppState, CurrentUser, OrgAdmin
+from netra.api.deps import AdminUser, AppState, OrgAdmin, ThreadsReader
 from netra.api.errors import DocumentedRoute, error_responses
 from netra.api.paging import Cursor, key_cursor, keys_of
 from netra.api.views import UsageReportView
@@ -95,7 +95,7 @@ _Split = Annotated[
 
 @router.get("/me/usage", responses=error_responses(422))
 async def my_usage(
-    ctx: CurrentUser,
+    ctx: ThreadsReader,
     netra: AppState,
     *,
     group_by: Literal["day", "model", "agent"] = "day",

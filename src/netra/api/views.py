@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from netra.auth.scopes import Scope
 from netra.db.records import Decision, RunStatus
 from netra.events.envelope import EventType
 from netra.settings import LimitSettings, TierSettings
@@ -175,6 +176,35 @@ class TokenPairView(View):
     """Spent by ``POST /auth/refresh``; presenting it twice ends the session."""
     refresh_expires_in: int
     """Seconds the refresh token lives."""
+
+
+class ApiKeyView(View):
+    """An API key, never its secret."""
+
+    id: str
+    name: str
+    prefix: str
+    """The secret's first characters (``nk_`` and 8 more), to tell keys apart."""
+    scopes: list[Scope]
+    """What the key may do (``threads:read``, ``threads:write``, ``runs:write``)."""
+    created_at: Timestamp
+    expires_at: Timestamp | None
+    """When it stops working; none: never (until revoked)."""
+    last_used_at: Timestamp | None
+    """When it last authenticated a request or a socket, to the minute; none: never."""
+
+
+class NewApiKeyView(ApiKeyView):
+    """A new API key, with its secret: shown this once, never again."""
+
+    secret: str
+    """``nk_…``: send it as ``Authorization: Bearer <secret>`` or in the ``bearer``
+    subprotocol of ``/ws``. Keep it secret; it cannot be shown again."""
+
+
+class ApiKeyPage(View):
+    items: list[ApiKeyView]
+    """The keys not revoked (expired ones too), newest first; at most 100."""
 
 
 # ---- threads and messages ------------------------------------------------------------------

@@ -1,10 +1,11 @@
 """Sessions: sign-in, rotating refresh tokens, logout, revocation, and authenticating a token.
 
-A session is one sign-in. Its access tokens name it (``sid``); every authenticated request
-checks it with one indexed lookup joined with the user, so logging out, disabling the user
-or reusing a refresh token cuts off its access tokens at once — and the listeners close its
-live sockets. Roles and tier come from the stored user, not the token, so an admin's change
-applies to the next request.
+A session is one sign-in, or one API key (``netra.auth.api_keys``: a key's session never
+gets tokens, and is narrowed to the key's scopes). Its access tokens name it (``sid``);
+every authenticated request checks it with one indexed lookup joined with the user, so
+logging out, disabling the user, reusing a refresh token or revoking a key cuts off its
+access at once — and the listeners close its live sockets. Roles and tier come from the
+stored user, not the token, so an admin's change applies to the next request.
 
 Sockets may skip the lookup: a session read (or opened) by this instance within
 ``auth.session_cache_s`` is trusted without reading it again (``known``), so a client
@@ -114,7 +115,9 @@ class SessionService:
     def on_account_change(self, listener: AccountListener) -> None:
         self._account_listeners.append(listener)
 
-    async def _announce(self, revocation: Revocation) -> None:
+    async def announce(self, revocation: Revocation) -> None:
+        """Sessions were revoked in the database: forget them here, then tell the listeners
+        (which close their sockets, here and on every instance)."""
         self.forget(revocation.user_id, revocation.session_id)
         for listener in self._revocation_listeners:
             await listener(revocation)
@@ -161,7 +164,7 @@ class SessionService:
             return self._pair(record.user_id, record.session_id, state.roles, state.tier, refresh)
         # Reuse: the transaction revoking the session has committed; now cut everything off.
         log.warning("refresh token reused; session %s revoked", record.session_id)
-        await self._announce(Revocation(record.user_id, record.session_id, "refresh_token_reuse"))
+        await self.announce(Revocation(record.user_id, record.session_id, "refresh_token_reuse"))
         raise Unauthenticated(
             "refresh token already used; the session is revoked", code="session_revoked"
         )
@@ -171,17 +174,17 @@ class SessionService:
         if ctx.session_id is None:
             return
         await self._db.transact(SessionRepository.revoke(ctx.session_id, "logout"))
-        await self._announce(Revocation(ctx.user_id, ctx.session_id, "logout"))
+        await self.announce(Revocation(ctx.user_id, ctx.session_id, "logout"))
 
     async def revoke_user(self, user_id: str, reason: str) -> int:
         """End every session of a user (disabled account, role change, admin action)."""
         count = await self._db.transact(SessionRepository.revoke_all(user_id, reason))
-        await self._announce(Revocation(user_id, None, reason))
+        await self.announce(Revocation(user_id, None, reason))
         return count
 
     async def authenticate(
         self, token: str, *, request_id: str | None = None
-    ) -> tuple[UserExecutionContext, float]:
+    ) -> tuple[UserExecutionContext, float | None]:
         """The context of a presented access token and when it expires; ``Unauthenticated``
         when the token, its session or its user is no longer good. Always reads the
         session (an HTTP request: roles and tier as stored now)."""
@@ -302,6 +305,9 @@ class SessionService:
 
 
 def _context(session_id: str, state: SessionState) -> UserExecutionContext:
+    """A session's context: an API key's is narrowed to its scopes, and its trail starts
+    with the key."""
+    credential = f"api_key:{state.key_id}" if state.key_id else f"session:{session_id}"
     return UserExecutionContext(
         user_id=state.user_id,
         roles=state.roles,
@@ -310,5 +316,6 @@ def _context(session_id: str, state: SessionState) -> UserExecutionContext:
         limits=state.limits,
         org=state.org,
         session_id=session_id,
-        trail=(f"session:{session_id}",),
+        scopes=state.scopes,
+        trail=(credential,),
     )

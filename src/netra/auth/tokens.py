@@ -36,8 +36,9 @@ class AccessClaims:
 
     user_id: str
     session_id: str
-    expires_at: float
-    """Epoch seconds until which the token is accepted (its ``exp`` plus the clock leeway)."""
+    expires_at: float | None
+    """Epoch seconds until which the token is accepted (its ``exp`` plus the clock leeway);
+    None: never (an API key without an expiry, ``netra.auth.api_keys``)."""
     roles: tuple[str, ...]
     tier: str
 

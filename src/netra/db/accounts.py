@@ -42,10 +42,10 @@ SESSION_INSERT = Statement(
     "INSERT INTO sessions (id, user_id, created_at) VALUES (:id, :user_id, :created_at)",
 )
 SESSION_STATES = Statement(
-    "sessions: each with its user's standing (a token's check)",
+    "sessions: each with its user's standing, and its API key's scopes (a token's check)",
     "SELECT s.id, s.user_id, s.revoked_at, u.disabled, u.roles, u.tier, u.limits, u.org_id,"
-    " u.org_role"
-    " FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ANY(:ids)",
+    " u.org_role, k.id AS key_id, k.scopes FROM sessions s JOIN users u ON u.id = s.user_id"
+    " LEFT JOIN api_keys k ON k.session_id = s.id WHERE s.id = ANY(:ids)",
 )
 SESSION_REVOKE = Statement(
     "session: ended",
@@ -176,6 +176,26 @@ class SessionState:
     limits: Mapping[str, Any]
     """The user's own limit overrides."""
     org: Membership | None = None
+    key_id: str | None = None
+    """The API key whose session this is; None: a sign-in."""
+    scopes: frozenset[str] | None = None
+    """What the API key may do; None: a sign-in, which may do all its user may."""
+
+
+def session_state(row: Row) -> SessionState:
+    """A session's state from a row holding its user's standing (and its key's scopes)."""
+    scopes = row["scopes"]
+    return SessionState(
+        user_id=row["user_id"],
+        revoked=row["revoked_at"] is not None,
+        disabled=bool(row["disabled"]),
+        roles=tuple(row["roles"]),
+        tier=row["tier"],
+        limits=row["limits"] or {},
+        org=Membership.of(row["org_id"], row["org_role"]),
+        key_id=row["key_id"],
+        scopes=frozenset(scopes) if scopes is not None else None,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,18 +222,7 @@ class SessionRepository:
         if not session_ids:
             return {}
         found = yield from rows(SESSION_STATES(ids=list(session_ids)))
-        return {
-            row["id"]: SessionState(
-                user_id=row["user_id"],
-                revoked=row["revoked_at"] is not None,
-                disabled=bool(row["disabled"]),
-                roles=tuple(row["roles"]),
-                tier=row["tier"],
-                limits=row["limits"] or {},
-                org=Membership.of(row["org_id"], row["org_role"]),
-            )
-            for row in found
-        }
+        return {row["id"]: session_state(row) for row in found}
 
     @staticmethod
     def state(session_id: str) -> Tx[SessionState | None]:

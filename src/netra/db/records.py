@@ -82,6 +82,34 @@ class UserRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ApiKeyRecord:
+    """An API key as its owner and administrators see it: never its secret."""
+
+    id: str
+    user_id: str
+    name: str
+    prefix: str
+    """The secret's first characters (``nk_…``), to tell keys apart."""
+    scopes: tuple[str, ...]
+    created_at: datetime
+    expires_at: datetime | None
+    """None: the key never expires."""
+    last_used_at: datetime | None
+    """When it last authenticated, to the minute; None: never."""
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "prefix": self.prefix,
+            "scopes": list(self.scopes),
+            "created_at": self.created_at.isoformat(),
+            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+            "last_used_at": self.last_used_at.isoformat() if self.last_used_at else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class ThreadRecord:
     id: str
     user_id: str

@@ -299,3 +299,29 @@ refresh_tokens = Table(
     Index(None, "session_id"),
 )
 """Refresh tokens, stored as SHA-256 hashes; each is used once, reuse revokes the session."""
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("user_id", String(40), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column(
+        "session_id",
+        String(40),
+        ForeignKey("sessions.id", ondelete="CASCADE"),
+        nullable=False,
+        unique=True,
+    ),
+    Column("name", String(100), nullable=False),
+    Column("prefix", String(16), nullable=False),
+    # The secret's first characters, shown so its owner can tell keys apart.
+    Column("secret_hash", String(64), nullable=False, unique=True),
+    Column("scopes", JSON, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("expires_at", TS, nullable=True),
+    Column("last_used_at", TS, nullable=True),
+    Index(None, "user_id", "created_at"),
+)
+"""API keys: a program's standing credential, each with a session of its own that revoking
+the key ends (so its sockets close as a logged-out session's do). The secret is shown once
+and stored as its SHA-256 hash, which looks it up; ``scopes`` narrow what it may do."""

@@ -155,9 +155,11 @@ class Connection:
         if resume_from is not None:
             self._put(_ResumeRequest(resume_from))
 
-    def expire_at(self, when: float) -> None:
-        """Close at ``when`` (epoch seconds), when the token the connection was opened with
-        expires: the client reconnects with a fresh one."""
+    def expire_at(self, when: float | None) -> None:
+        """Close at ``when`` (epoch seconds), when the token (or API key) the connection was
+        opened with expires: the client reconnects with a fresh one. None: never."""
+        if when is None:
+            return
         self._expiry = asyncio.get_running_loop().call_later(
             max(0.0, when - time.time()), self.close, CLOSE_POLICY, "token expired"
         )

@@ -4,11 +4,14 @@ It is a plain ASGI application, served straight from the server's protocol (``ne
 routes ``/ws`` to it ahead of FastAPI): a socket lives for hours, and every layer of routing
 and middleware it passed through would keep its frames alive for as long.
 
-What a connect costs. The token's signature is checked without I/O; its session is trusted
-without a read when this instance read it lately (``SessionService.known``), and the user's
-newest seq is known without a read when the user already has a connection here
+What a connect costs. The token's signature is checked without I/O (an API key is read, in
+one statement: ``ApiKeyService.verify``); its session is trusted without a read when this
+instance read it lately (``SessionService.known``), and the user's newest seq is known
+without a read when the user already has a connection here
 (``UnifiedWebSocketManager.known_seq``). What is not known is read in one read transaction
-shared by the connections arriving at that moment (``netra.realtime.admission``).
+shared by the connections arriving at that moment (``netra.realtime.admission``). An API key
+needs ``threads:read`` to connect and ``runs:write`` for the frames that act on runs
+(``netra.auth.scopes``).
 
 The endpoint is handed the objects it serves sockets with (``WebSocketEndpoint``) where the
 application is wired, rather than reading them off the application object: the application
@@ -16,6 +19,7 @@ holds this layer's socket manager, so this layer cannot name the application."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from urllib.parse import parse_qsl, urlsplit
@@ -23,11 +27,14 @@ from urllib.parse import parse_qsl, urlsplit
 from pydantic import ValidationError
 from starlette.types import Receive, Scope, Send
 
+from netra.auth.api_keys import ApiKeyService, is_api_key
+from netra.auth.scopes import Scope as KeyScope
+from netra.auth.scopes import require_scope
 from netra.auth.sessions import SessionService
 from netra.config import UnifiedConfigurationManager
 from netra.db.manager import DatabaseManager
 from netra.db.records import Decision
-from netra.errors import InvalidRequest, QuotaExceeded, Unauthenticated
+from netra.errors import InvalidRequest, PermissionDenied, QuotaExceeded, Unauthenticated
 from netra.realtime.admission import AdmissionReads
 from netra.realtime.connection import CLOSE_POLICY, Connection
 from netra.realtime.frames import (
@@ -62,6 +69,8 @@ CLOSE_TRY_AGAIN = 1013
 """Too many sockets for this user right now."""
 SUBPROTOCOL = "bearer"
 _WANTED = (b"sec-websocket-protocol", b"authorization", b"origin", b"host")
+_RUN_FRAMES = (SendMessage, EditMessage, Regenerate, CancelRun, ApproveTool)
+"""The frames that act on runs: an API key needs ``runs:write`` to send them."""
 
 
 class Handshake:
@@ -79,7 +88,8 @@ class Handshake:
 
     def credentials(self) -> tuple[str | None, str | None]:
         """``(token, subprotocol to select)`` from ``Sec-WebSocket-Protocol: bearer, <token>``
-        or ``Authorization: Bearer <token>``. Tokens in the URL are never read."""
+        or ``Authorization: Bearer <token>`` (the token an access token or an API key).
+        Tokens in the URL are never read."""
         offered = [p.strip() for p in self.headers.get(b"sec-websocket-protocol", "").split(",")]
         if len(offered) >= 2 and offered[0].lower() == SUBPROTOCOL and offered[1]:
             return offered[1], SUBPROTOCOL
@@ -117,6 +127,7 @@ class WebSocketEndpoint:
         *,
         config: UnifiedConfigurationManager,
         sessions: SessionService,
+        api_keys: ApiKeyService,
         db: DatabaseManager,
         sockets: UnifiedWebSocketManager,
         admissions: AdmissionReads,
@@ -125,6 +136,7 @@ class WebSocketEndpoint:
         self._config = config
         """Settings are read from it, not copied when wired, so a reload reaches new sockets."""
         self._sessions = sessions
+        self._api_keys = api_keys
         self._db = db
         self._sockets = sockets
         self._admissions = admissions
@@ -161,7 +173,10 @@ class WebSocketEndpoint:
         try:
             if token is None:
                 raise Unauthenticated("missing bearer token")
-            claims = self._sessions.verify(token)
+            if is_api_key(token):
+                claims = await self._api_keys.verify(token)
+            else:
+                claims = self._sessions.verify(token)
         except Unauthenticated as exc:
             await _refuse(send, CLOSE_POLICY, exc.message)
             return None
@@ -177,6 +192,12 @@ class WebSocketEndpoint:
             await _refuse(send, CLOSE_TRY_AGAIN, exc.message)
             return None
         except Unauthenticated as exc:
+            await _refuse(send, CLOSE_POLICY, exc.message)
+            return None
+        try:
+            require_scope(ctx, KeyScope.THREADS_READ)
+        except PermissionDenied as exc:
+            self._sockets.release(admission)
             await _refuse(send, CLOSE_POLICY, exc.message)
             return None
         if admission.refused is not None:  # its session ended while it was read
@@ -206,11 +227,33 @@ class WebSocketEndpoint:
         return connection
 
     async def _serve(self, receive: Receive, connection: Connection) -> None:
+        recheck = None
+        if connection.ctx.scopes is not None:  # an API key's
+            recheck = asyncio.create_task(self._recheck(connection), name="ws-key-recheck")
         try:
             await self._receive_loop(receive, connection)
         finally:
+            if recheck is not None:
+                recheck.cancel()
             self._sockets.remove(connection)
             await connection.stop()
+
+    async def _recheck(self, connection: Connection) -> None:
+        """An API key's socket outlives any token, so its session is read again every
+        ``auth.access_token_ttl_s`` (the bound a token's socket has): were the notice of a
+        revocation elsewhere lost on its way here, the socket still closes (1008), and it
+        takes on its user's rights as stored."""
+        while connection.close_code is None:
+            await asyncio.sleep(self._config.settings.auth.access_token_ttl_s)
+            try:
+                current = await self._sessions.reread(connection.ctx)
+            except Exception:  # the database is away: the socket keeps what it had
+                log.warning("rereading an API key's session failed", exc_info=True)
+                continue
+            if current is None:
+                connection.close(CLOSE_POLICY, "session ended: revoked")
+                return
+            connection.ctx = current
 
     async def _receive_loop(self, receive: Receive, connection: Connection) -> None:
         """Read frames until the peer goes away or the server closes the socket. Every read
@@ -277,6 +320,8 @@ class WebSocketEndpoint:
 
     async def _dispatch(self, frame: ClientFrame, connection: Connection) -> None:
         ctx = connection.ctx.for_request("ws")
+        if isinstance(frame, _RUN_FRAMES):
+            require_scope(ctx, KeyScope.RUNS_WRITE)
         if isinstance(frame, SendMessage):
             ack = await self._runs.submit(
                 ctx,

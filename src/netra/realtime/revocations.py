@@ -11,7 +11,8 @@ overrides), so their next message is admitted under them.
 A notice may be lost (Redis away, or a pub/sub connection replaced at that moment): another
 instance then trusts what it knows of the session for new sockets for at most
 ``auth.session_cache_s``, and the sockets it holds live on until their token expires
-(``auth.access_token_ttl_s``).
+(``auth.access_token_ttl_s``); an API key's socket, which no token bounds, reads its
+session again that often (``WebSocketEndpoint``) and closes then.
 """
 
 from __future__ import annotations
