@@ -14,7 +14,7 @@ import secrets
 from typing import TYPE_CHECKING
 
 from netra.agents.base import AgentDefinition
-from netra.agents.optimizer import OptimizerAgent
+from netra.agents.optimizer import AnalystAgent, OptimizerAgent, ReporterAgent
 from netra.agents.registry import AgentRegistry
 from netra.auth.accounts import AccountService
 from netra.auth.api_keys import ApiKeyService
@@ -160,14 +160,31 @@ class Netra:
             AgentDefinition(
                 name="optimizer",
                 description=(
-                    "Answers how to cut your AI costs: reads your model usage and ranks "
-                    "cheaper models for it, with the savings."
+                    "Answers how to cut your AI costs (your organisation's, for its admins): "
+                    "a team reads the usage, finds cheaper models that fit it and what "
+                    "trimming prompts would save, and ranks it all with the savings."
                 ),
-                tools=("usage_report", "recommend_models", "search_threads"),
+                tools=("delegate",),
             ),
             OptimizerAgent,
             tags=("builtin",),
         )
+        team = (
+            ("spend-data", "The optimizer's data analyst: reads the usage report.", AnalystAgent),
+            (
+                "spend-savings",
+                "The optimizer's savings analyst: cheaper models that fit, trimming.",
+                AnalystAgent,
+            ),
+            ("spend-report", "The optimizer's reporter: writes up the figures.", ReporterAgent),
+        )
+        tools = {"spend-data": ("usage_report",), "spend-savings": ("recommend_models",)}
+        for name, description, factory in team:
+            self.agents.register(
+                AgentDefinition(name=name, description=description, tools=tools.get(name, ())),
+                factory,
+                tags=("builtin", "optimizer-team"),
+            )
         self.engine = ExecutionEngine(
             db=self.db,
             bridge=self.bridge,

@@ -18,6 +18,7 @@ import redis.asyncio
 
 from netra.models.scripted import ScriptedModel, ScriptedTurn
 from tests.e2e.conftest import Cluster
+from tests.e2e.test_budgets import PRICE_PER_MTOK, call_cost, calls_then_answers
 from tests.redis_process import RedisProcess
 from tests.support import (
     Socket,
@@ -443,3 +444,56 @@ async def test_sse_on_one_instance_streams_a_run_executed_on_another_and_resumes
             await eventually(
                 lambda server=server: server.netra.sockets.counts() == (0, 0), "streams released"
             )
+
+
+async def test_two_instances_charging_one_user_overshoot_a_budget_by_at_most_the_calls_in_flight(
+    cluster: Cluster, redis_url: str
+) -> None:
+    """Four runs of one user at once, two executing on each instance, six model calls each:
+    once the user's spend passes its daily budget every run stops after the call it had in
+    flight, whichever instance executes it — the spend ends at most one call per run past
+    the budget, and every call is recorded."""
+    a, b = cluster(
+        redis_url,
+        models={
+            "default": "scripted",
+            "prices": [
+                {"model": "scripted", "input_per_mtok": PRICE_PER_MTOK, "output_per_mtok": 0}
+            ],
+        },
+        tiers={"free": {"max_concurrent_runs_per_user": 4, "runs_per_minute": 0}},
+    )
+    models: list[ScriptedModel] = []
+    for server in (a, b):
+        model = server.netra.models.get("scripted")
+        assert isinstance(model, ScriptedModel)
+        model.responder = calls_then_answers
+        models.append(model)
+    async with (
+        httpx.AsyncClient(base_url=a.url) as at_a,
+        httpx.AsyncClient(base_url=b.url) as at_b,
+    ):
+        user = await make_user(at_a, "racer")
+        admin = await make_user(at_b, "boss")
+        grant_admin(a, admin.email)
+        login = await at_b.post(
+            "/auth/login", json={"email": admin.email, "password": admin.password}
+        )
+        boss = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        budget = 0.25
+        changed = await at_b.put(
+            f"/admin/users/{user.id}/limits", json={"usd_per_day": budget}, headers=boss
+        )
+        assert changed.status_code == 200, changed.text
+        socket = await open_socket(a, user.token)
+        acks = [await submit(http, user, "job") for http in (at_a, at_b, at_a, at_b)]
+        endings = [(await socket.run_to_end(ack["run_id"]))[-1]["data"] for ack in acks]
+        await socket.close()
+        stopped = [e for e in endings if e["outcome"] == "failed"]
+        assert stopped and all(e["error"]["code"] == "cost_budget" for e in stopped)
+        spent = sum(e["usage"]["cost_usd"] for e in endings)
+        requests = [request for model in models for request in model.requests]
+        most = max(call_cost(request) for request in requests)
+        assert budget < spent <= budget + len(acks) * most, (spent, budget, most)
+        me = (await at_b.get("/me", headers=user.auth)).json()
+        assert abs(me["usage"]["today"]["cost_usd"] - spent) < 1e-6, "every call was recorded"

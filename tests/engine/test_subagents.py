@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import httpx
 
+from netra.agents.optimizer import TEAM
 from netra.models.base import ModelRequest
 from netra.models.scripted import ScriptedModel, ScriptedTurn
 from tests.conftest import ServerFactory
@@ -25,7 +26,8 @@ def _delegating(request: ModelRequest) -> ScriptedTurn:
 async def test_an_agent_delegates_to_another_and_the_child_counts_as_a_run(
     server_factory: ServerFactory,
 ) -> None:
-    server = server_factory(models={"default": "scripted"}, tiers={"free": {"runs_per_minute": 2}})
+    # The parent, the optimizer it delegates to, and the optimizer's team of three.
+    server = server_factory(models={"default": "scripted"}, tiers={"free": {"runs_per_minute": 5}})
     model = server.netra.models.get("scripted")
     assert isinstance(model, ScriptedModel)
     model.responder = _delegating
@@ -45,10 +47,11 @@ async def test_an_agent_delegates_to_another_and_the_child_counts_as_a_run(
         child = socket.run_events(child_id)
         assert_run_grammar(child)
         assert child[0]["data"]["parent_run_id"] == ack["run_id"]
-        assert [e["data"]["tool"] for e in child if e["type"] == "tool_executing"] == [
-            "usage_report",
-            "recommend_models",
-        ]
+        team = [e["data"]["result"] for e in child if e["type"] == "tool_completed"]
+        assert [member["agent"] for member in team] == list(TEAM)
+        for member in team:  # the child's own children, one level deeper
+            grandchild = socket.run_events(member["run_id"])
+            assert grandchild[0]["data"]["parent_run_id"] == child_id
         assert parent[0]["seq"] < child[0]["seq"] < child[-1]["seq"] < parent[-1]["seq"]
         stored = (await http.get(f"/runs/{child_id}", headers=user.auth)).json()
         assert stored["parent_run_id"] == ack["run_id"] and stored["agent"] == "optimizer"
@@ -57,7 +60,7 @@ async def test_an_agent_delegates_to_another_and_the_child_counts_as_a_run(
         assert answer_text(parent).startswith("Report:")
 
         refused = await socket.send_message("once more", thread_id=ack["thread_id"])
-        assert refused["code"] == "quota_exceeded"  # the parent and its child: two runs
+        assert refused["code"] == "quota_exceeded"  # the parent, its child and the team: five
         await socket.close()
 
 

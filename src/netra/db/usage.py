@@ -137,3 +137,70 @@ def usage_report(
     totals = yield from first(TOTALS(**span))
     assert totals is not None  # an aggregate always has its row
     return [_line(row) for row in found], _line(totals)
+
+
+MODEL_MIX = Statement(
+    "usage report: each model's calls, their largest prompt, what passed a prompt size, and"
+    " whether their runs used tools",
+    "SELECT c.model AS model, count(DISTINCT c.run_id) AS runs, count(*) AS calls,"  # noqa: S608
+    " coalesce(sum(c.input_tokens), 0) AS input_tokens,"
+    " coalesce(sum(c.output_tokens), 0) AS output_tokens,"
+    " coalesce(sum(c.cost_usd), 0.0) AS cost_usd,"
+    " coalesce(max(c.input_tokens), 0) AS largest_input,"
+    " coalesce(sum(CASE WHEN c.input_tokens > :trim_to THEN c.input_tokens - :trim_to"
+    " ELSE 0 END), 0) AS input_over,"
+    " coalesce(sum(CASE WHEN c.input_tokens > :trim_to THEN 1 ELSE 0 END), 0) AS calls_over,"
+    " coalesce(max(CASE WHEN EXISTS (SELECT 1 FROM tool_calls t WHERE t.run_id = c.run_id)"
+    " THEN 1 ELSE 0 END), 0) AS used_tools"
+    f" {_FROM} GROUP BY c.model ORDER BY cost_usd DESC, c.model",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelMix:
+    """How one model was used over a span: what a cheaper model would have to match (its
+    largest prompt, whether tools were called) and what prompts over ``trim_to`` tokens
+    added (``input_over``, in ``calls_over`` calls)."""
+
+    model: str
+    runs: int
+    calls: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    largest_input: int
+    input_over: int
+    calls_over: int
+    used_tools: bool
+
+
+def model_mix(
+    *, scope: str | None, org: str | None = None, first_day: date, last_day: date, trim_to: int
+) -> Tx[list[ModelMix]]:
+    """Each model's use from ``first_day`` to ``last_day`` (UTC, both included), costliest
+    first, for one user (``scope``), one organisation (``org``) or everyone."""
+    found = yield from rows(
+        MODEL_MIX(
+            everyone=scope is None and org is None,
+            user_id=scope or "",
+            org_id=org or "",
+            start_at=datetime.combine(first_day, time(), UTC),
+            end_at=datetime.combine(last_day + timedelta(days=1), time(), UTC),
+            trim_to=trim_to,
+        )
+    )
+    return [
+        ModelMix(
+            model=str(row["model"]),
+            runs=int(row["runs"]),
+            calls=int(row["calls"]),
+            input_tokens=int(row["input_tokens"]),
+            output_tokens=int(row["output_tokens"]),
+            cost_usd=float(row["cost_usd"]),
+            largest_input=int(row["largest_input"]),
+            input_over=int(row["input_over"]),
+            calls_over=int(row["calls_over"]),
+            used_tools=bool(row["used_tools"]),
+        )
+        for row in found
+    ]

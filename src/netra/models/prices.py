@@ -61,10 +61,13 @@ class PriceTable:
         as_of: str,
         providers: Mapping[str, str] | None = None,
         windows: Mapping[str, int] | None = None,
+        without_tools: Iterable[str] = (),
     ) -> None:
         self._prices = dict(prices)
         self._windows = dict(windows or {})
         """Context window in tokens by model name or exact id."""
+        self._tools = dict.fromkeys(without_tools, False)
+        """Models that cannot call tools (``tools = false`` in the table); any other can."""
         self._providers = dict(providers or {})
         """Provider of each shipped model name (its section in the table)."""
         self.as_of = as_of
@@ -78,6 +81,7 @@ class PriceTable:
         prices: dict[str, ModelPrice] = {}
         providers: dict[str, str] = {}
         windows: dict[str, int] = {}
+        without_tools: list[str] = []
         for section, entries in data.items():
             if not isinstance(entries, dict):
                 continue
@@ -86,7 +90,15 @@ class PriceTable:
                 providers[name] = section
                 if "context_window" in entry:
                     windows[name] = int(entry["context_window"])
-        return cls(prices, as_of=str(data.get("as_of", "")), providers=providers, windows=windows)
+                if entry.get("tools") is False:
+                    without_tools.append(name)
+        return cls(
+            prices,
+            as_of=str(data.get("as_of", "")),
+            providers=providers,
+            windows=windows,
+            without_tools=without_tools,
+        )
 
     def with_overrides(
         self,
@@ -103,6 +115,7 @@ class PriceTable:
             as_of=self.as_of,
             providers=self._providers,
             windows={**self._windows, **(windows or {})},
+            without_tools=self._tools,
         )
 
     def names(self) -> list[str]:
@@ -123,6 +136,10 @@ class PriceTable:
     def window(self, model_id: ModelId) -> int | None:
         """The model's context window in tokens; None when the table does not know it."""
         return _find(self._windows, model_id)
+
+    def calls_tools(self, model_id: ModelId) -> bool:
+        """Whether the model can call tools (all can but those the table says cannot)."""
+        return _find(self._tools, model_id) is None
 
 
 def _find(entries: Mapping[str, V], model_id: ModelId) -> V | None:
