@@ -181,7 +181,12 @@ class Netra:
         tools = {"spend-data": ("usage_report",), "spend-savings": ("recommend_models",)}
         for name, description, factory in team:
             self.agents.register(
-                AgentDefinition(name=name, description=description, tools=tools.get(name, ())),
+                AgentDefinition(
+                    name=name,
+                    description=description,
+                    tools=tools.get(name, ()),
+                    delegated_only=True,
+                ),
                 factory,
                 tags=("builtin", "optimizer-team"),
             )

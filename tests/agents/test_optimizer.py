@@ -217,3 +217,19 @@ async def test_for_an_organisations_admin_the_team_works_across_its_members(
         assert mine["scope"] == "me" and mine["totals"]["runs"] == 1
         assert "you made 1 model runs" in answer_text(events) and ann.email not in str(events)
         await socket.close()
+
+
+async def test_the_optimizers_team_is_started_by_the_optimizer_only(
+    server_factory: ServerFactory,
+) -> None:
+    server = server_factory()
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        user = await make_user(http)
+        listed = (await http.get("/agents", headers=user.auth)).json()["items"]
+        assert not {a["name"] for a in listed} & set(TEAM)
+        thread = await http.post("/threads", json={"agent": "spend-data"}, headers=user.auth)
+        assert thread.status_code == 403
+        socket = await open_socket(server, user.token)
+        refused = await socket.send_message("what did I spend?", agent="spend-report")
+        assert (refused["type"], refused["code"]) == ("error", "permission_denied")
+        await socket.close()

@@ -173,6 +173,9 @@ class AgentDefinition:
     system_prompt: str = ""
     permission: str | None = None
     """Permission a user needs to start it."""
+    delegated_only: bool = False
+    """Started only by another agent (``delegate``): not listed, and a message may not
+    name it (a member of the optimizer's team)."""
     double_texting: Literal["enqueue", "reject", "interrupt"] = "enqueue"
     """A new message on a thread whose run is still active: waits its turn (``enqueue``),
     is refused (``reject``, ``thread_busy``), or cancels the active run (``interrupt``)."""

@@ -42,10 +42,11 @@ class AgentRegistry:
         return self._definitions.has(name)
 
     def available_to(self, ctx: UserExecutionContext) -> list[AgentDefinition]:
+        """The agents the user may start (those other agents start are not listed)."""
         return [
             d
             for _, d in self._definitions.items()
-            if d.permission is None or ctx.has_permission(d.permission)
+            if not d.delegated_only and (d.permission is None or ctx.has_permission(d.permission))
         ]
 
     def check_access(self, ctx: UserExecutionContext, name: str) -> AgentDefinition:
@@ -55,6 +56,14 @@ class AgentRegistry:
         definition = self._definitions.get(name)
         if definition.permission is not None and not ctx.has_permission(definition.permission):
             raise PermissionDenied(f"agent {name!r} needs the {definition.permission!r} permission")
+        return definition
+
+    def startable(self, ctx: UserExecutionContext, name: str) -> AgentDefinition:
+        """The definition, if this user may start it with a message (``check_access``, and
+        not an agent only other agents start)."""
+        definition = self.check_access(ctx, name)
+        if definition.delegated_only:
+            raise PermissionDenied(f"agent {name!r} is started by other agents only")
         return definition
 
     def create_agent_for_user(self, name: str, ctx: UserExecutionContext) -> Agent:

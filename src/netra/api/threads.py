@@ -87,7 +87,7 @@ async def list_threads(
 
 @router.post("/threads", status_code=201, responses=error_responses(403, 404))
 async def create_thread(body: NewThread, ctx: ThreadsWriter, netra: AppState) -> ThreadView:
-    netra.agents.check_access(ctx, body.agent)
+    netra.agents.startable(ctx, body.agent)
     thread = await netra.db.transact(
         ThreadRepository(ctx).create(title=body.title, agent=body.agent)
     )

@@ -188,7 +188,7 @@ class RunService:
         created = request.thread_id is None
         if request.thread_id is None:
             name = request.agent or DEFAULT_AGENT
-            self._agents.check_access(ctx, name)
+            self._agents.startable(ctx, name)
             title = title_from(request.content or "")
             thread = yield from threads.create(title=title, agent=name, first_message=question_id)
         else:
@@ -203,7 +203,7 @@ class RunService:
                 raise InvalidRequest("only a message of yours can be edited", code="not_editable")
             parent_id = edited.parent_id
         agent_name = request.agent or thread.agent
-        definition = self._agents.check_access(ctx, agent_name)
+        definition = self._agents.startable(ctx, agent_name)
         runs = RunRepository(ctx)
         superseded: list[RunRecord] = []
         if not created and definition.double_texting != "enqueue":
