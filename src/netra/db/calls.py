@@ -5,7 +5,7 @@ user's runs cost over a span, for budgets and quotas. Reports group the same row
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 
 from netra.db.repositories import Scoped
@@ -53,26 +53,7 @@ class ModelCallRecord:
 
     def store(self) -> Tx[bool]:
         """Insert the row (a write that goes with the event log's batch)."""
-        yield from execute(
-            CALL_INSERT(
-                id=self.id,
-                user_id=self.user_id,
-                run_id=self.run_id,
-                attempt=self.attempt,
-                agent=self.agent,
-                model=self.model,
-                input_tokens=self.input_tokens,
-                output_tokens=self.output_tokens,
-                cached_input_tokens=self.cached_input_tokens,
-                cost_usd=self.cost_usd,
-                input_per_mtok=self.input_per_mtok,
-                output_per_mtok=self.output_per_mtok,
-                cached_input_per_mtok=self.cached_input_per_mtok,
-                prices_as_of=self.prices_as_of,
-                created_at=self.created_at,
-                org_id=self.org_id,
-            )
-        )
+        yield from execute(CALL_INSERT(**asdict(self)))
         return True
 
 

@@ -341,8 +341,9 @@ function renameKey(map, oldKey, newKey, value) {
 // 4. Runs
 //
 // A run is { id, events (sorted by seq), baseStatus (from GET /runs/{id} or an ack), loaded
-// (its stored events came over HTTP), and the folded fields: status, steps, text, outcome,
-// error, started (its agent_started is among the events) }.
+// (its stored events came over HTTP), parentId (a sub-agent's run: the run that delegated to
+// it, whose step shows it; it has no block of its own), and the folded fields: status,
+// steps, text, outcome, error, started (its agent_started is among the events) }.
 
 function ensureRun(view, runId) {
   let run = view.runs.get(runId);
@@ -380,7 +381,10 @@ function applyRunEvent(run, ev) {
   if (!FINAL.has(run.status)) run.status = 'running';  // any run event means it has started
   switch (ev.type) {
     case 'run_queued': run.status = 'queued'; break;
-    case 'agent_started': run.started = true; break;
+    case 'agent_started':
+      run.started = true;
+      run.parentId = d.parent_run_id ?? null;
+      break;
     case 'agent_thinking':
       // A run continuing after a pause or on another server: text past text_chars is streamed again.
       if (d.resumed) run.text = run.text.slice(0, d.resumed.text_chars ?? run.text.length);
@@ -425,7 +429,7 @@ function runStatus(run) {
 const isActive = (run) => runStatus(run) != null && !FINAL.has(runStatus(run));
 
 function activeRun(view) {
-  return [...view.runs.values()].reverse().find(isActive) ?? null;
+  return [...view.runs.values()].reverse().find((run) => !run.parentId && isActive(run)) ?? null;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -643,6 +647,7 @@ async function loadRun(view, runId) {
     if (state.view !== view) return;
     const run = ensureRun(view, runId);
     run.baseStatus = info.status;
+    run.parentId = info.parent_run_id ?? null;
     run.loaded = true;
     for (const ev of items) addRunEvent(run, ev);
     foldRun(run);  // baseStatus may have changed
@@ -784,7 +789,8 @@ function renderSidebar() {
 /**
  * The message list as blocks: each user message, followed by the run it started; a run's
  * block shows its steps and its answer (the stored assistant message once there is one,
- * the streamed text until then). Runs not attached to any message go last.
+ * the streamed text until then). Runs not attached to any message go last, but a sub-agent's
+ * run, which its parent's delegate step stands for.
  */
 function layout(view) {
   const blocks = [];
@@ -807,7 +813,7 @@ function layout(view) {
       blocks.push({ key: `m:${m.id}`, msg: m });
     }
   }
-  for (const runId of view.runs.keys()) placeRun(runId);
+  for (const [runId, run] of view.runs) if (!run.parentId) placeRun(runId);
   return blocks;
 }
 
