@@ -31,8 +31,8 @@ $(CHROMIUM):
 
 ## test: install (Chromium too), lint, type-check and run the whole test suite
 test: $(STAMP) $(CHROMIUM)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy
 	$(BIN)/pytest -n $(WORKERS) $(PYTEST_ARGS)
 
@@ -41,13 +41,13 @@ test-fast: $(STAMP)
 	$(BIN)/pytest -n $(WORKERS) -m "not postgres and not redis" $(FAST) $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests bench
-	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench examples
+	$(BIN)/ruff check --fix src tests bench examples
 
 ## bench: load benchmark against a real server; prints JSON
 bench: $(STAMP)

@@ -74,6 +74,8 @@ class NetraProcess:
         self.configure(settings)
         self._process: subprocess.Popen[bytes] | None = None
         self._output: IO[bytes] | None = None
+        self.args: tuple[str, ...] = ()
+        """Options of its command after the role's own (``--app pkg.module:setup``)."""
 
     def __repr__(self) -> str:
         return f"<netra {self.role} {self.name} pid={self.pid}>"
@@ -119,6 +121,7 @@ class NetraProcess:
         command = [sys.executable, "-m", "netra", "--config", str(self._config), self.role]
         if self.port is not None:
             command += ["--port", str(self.port)]
+        command += self.args
         self._process = subprocess.Popen(
             command,
             cwd=self.directory,  # so no stray ./.env is read

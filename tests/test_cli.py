@@ -306,3 +306,53 @@ def test_netra_usage_prints_the_report_as_a_table(tmp_path: Path) -> None:
     assert by_user.stderr.strip() == "netra: no account with email 'nobody@example.com'"
     backwards = run_netra("usage", "--from", "2026-11-30", "--to", "2026-11-01", env=env)
     assert backwards.returncode == 2 and "--from is after --to" in backwards.stderr
+
+
+def test_a_config_agent_naming_an_unknown_tool_stops_serve_with_one_line(tmp_path: Path) -> None:
+    (tmp_path / "netra.toml").write_text('[agents.helper]\ntools = ["calculater"]\n')
+    done = run_netra(
+        "--config",
+        "netra.toml",
+        "serve",
+        "--port",
+        "0",
+        env={"NETRA_SERVER__DATA_DIR": str(tmp_path / "data")},
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        "netra: agents.helper.tools: unknown tool 'calculater' (did you mean 'calculator'?)"
+    ), done.stderr
+
+
+@pytest.mark.parametrize(
+    ("app", "says"),
+    [
+        ("plugin", "must read pkg.module:function"),
+        ("missing_module:setup", "no module named 'missing_module'"),
+        ("plugin:absent", "module plugin has no 'absent'"),
+        ("plugin:NUMBER", "'NUMBER' is a int, not a function"),
+        ("plugin:broken", "setup failed: RuntimeError: no mail server"),
+    ],
+)
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_a_bad_app_is_one_line_and_exit_code_2(
+    tmp_path: Path, app: str, says: str, command: str
+) -> None:
+    (tmp_path / "plugin.py").write_text(
+        "NUMBER = 7\n\ndef broken(netra):\n    raise RuntimeError('no mail server')\n"
+    )
+    env = {"NETRA_SERVER__DATA_DIR": str(tmp_path / "data")}
+    if command == "worker":  # the scale-out shape it needs; refused before connecting
+        env |= {
+            "NETRA_DATABASE__URL": "postgresql+asyncpg://netra@127.0.0.1:9/none",
+            "NETRA_REDIS__URL": "redis://127.0.0.1:9/0",
+        }
+    args = ("--port", "0") if command == "serve" else ()
+    done = run_netra(command, *args, "--app", app, env=env, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"netra: --app {app!r}") and says in last, done.stderr

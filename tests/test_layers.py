@@ -31,7 +31,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # Leaves: they import nothing of Netra.
     ("netra", "netra.errors", "netra.ids", "netra.text", "netra.metrics", "netra.process"),
     # Foundations on the error tree alone.
-    ("netra.env", "netra.circuit", "netra.registry", "netra.model_ids"),
+    ("netra.env", "netra.circuit", "netra.registry", "netra.model_ids", "netra.extension"),
     # The typed settings tree; ServiceRegistry (health, circuit breakers).
     ("netra.settings", "netra.services"),
     # Over the settings: the layered configuration, crash points, uvicorn options and

@@ -49,7 +49,7 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["server.port"] = args.port
     if args.data_dir:
         overrides["server.data_dir"] = args.data_dir
-    config = _config(args, overrides)
+    config = _config(args, overrides | _app(args))
     config.check()
     settings = config.settings
     configure_logging(settings)
@@ -66,6 +66,11 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _app(args: argparse.Namespace) -> dict[str, Any]:
+    """``--app`` as the override of ``server.app`` it is."""
+    return {"server.app": args.app} if args.app else {}
+
+
 def _exit_cleanly(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
@@ -76,7 +81,7 @@ def _worker(args: argparse.Namespace) -> int:
     from netra.instance import Netra
     from netra.server import configure_logging, stopping
 
-    config = _config(args, {})
+    config = _config(args, _app(args))
     config.check()
     if not config.settings.redis.url or config.settings.database.url is None:
         raise ConfigurationError(
@@ -236,6 +241,13 @@ def parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser("worker", help="execute runs without serving clients")
     worker.set_defaults(handler=_worker)
+    for command in (serve, worker):
+        command.add_argument(
+            "--app",
+            metavar="PKG.MODULE:FUNCTION",
+            help="call FUNCTION(netra) before serving, to register tools and agents "
+            "(or server.app)",
+        )
 
     db = commands.add_parser("db", help="database maintenance").add_subparsers(
         dest="db_command", required=True

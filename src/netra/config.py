@@ -25,6 +25,7 @@ from netra.env import IsolatedEnvironment, is_secret_key, mask, parse_env_file
 from netra.errors import ConfigurationError
 from netra.model_ids import ModelId
 from netra.settings import (
+    AgentSettings,
     LimitSettings,
     McpServerSettings,
     ProviderSettings,
@@ -48,6 +49,7 @@ RELOADABLE = (
     "models.reserve_output_tokens",
     "models.summarize",
     "tools.",
+    "agents.",
     "logging.level",
 )
 """Settings a running server picks up from an edited config file; the rest need a restart."""
@@ -61,12 +63,17 @@ MCP_SERVER_FIELDS = frozenset(McpServerSettings.model_fields)
 """Keys of one ``tools.mcp_servers.<name>`` entry."""
 MCP_SERVER_MAPS = frozenset({"env", "headers"})
 """Keys of an MCP server entry that are tables of free-form names."""
+AGENT_FIELDS = frozenset(AgentSettings.model_fields)
+"""Keys of one ``agents.<name>`` entry."""
 
 log = logging.getLogger(__name__)
 _ABOVE_FILE = ("dotenv", "environment", "override")
 
 Listener = Callable[[Settings, Settings, list[str]], None]
 """Called with ``(old, new, changed_paths)`` after every accepted change."""
+Check = Callable[[Settings], None]
+"""Raises ``ConfigurationError`` to refuse settings on grounds the settings alone cannot
+judge (an agent naming a tool no registry holds)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +157,8 @@ def _known(path: str) -> bool:
     parts = path.split(".")
     if len(parts) == 3 and parts[0] == "tiers":
         return parts[2] in LIMIT_NAMES
+    if len(parts) == 3 and parts[0] == "agents":
+        return parts[2] in AGENT_FIELDS
     if parts[:2] == ["tools", "mcp_servers"] and len(parts) >= 4:
         if len(parts) == 5:
             return parts[3] in MCP_SERVER_MAPS
@@ -177,6 +186,7 @@ class UnifiedConfigurationManager:
         self._lock = threading.RLock()
         self._layers = _Layers()
         self._listeners: list[Listener] = []
+        self._checks: list[Check] = []
         self._file_mtime = self._mtime()
         self.history: list[Change] = []
         """Accepted changes, oldest first."""
@@ -216,9 +226,12 @@ class UnifiedConfigurationManager:
         if unknown:
             raise ConfigurationError(f"unknown setting(s): {', '.join(unknown)}")
         try:
-            return Settings.model_validate(_unflatten(merged))
+            settings = Settings.model_validate(_unflatten(merged))
         except ValidationError as exc:
             raise ConfigurationError(self._describe(exc, merged)) from None
+        for check in self._checks:
+            check(settings)
+        return settings
 
     @staticmethod
     def _describe(exc: ValidationError, merged: Mapping[str, Any]) -> str:
@@ -226,6 +239,9 @@ class UnifiedConfigurationManager:
         for error in exc.errors():
             path = ".".join(str(part) for part in error["loc"])
             raw = merged.get(path)
+            if path not in merged:  # a table checked as a whole: the message names the key
+                problems.append(f"{path}: {error['msg']}")
+                continue
             shown = mask(str(raw)) if is_secret_key(path) and raw is not None else repr(raw)
             problems.append(f"{path}={shown}: {error['msg']}")
         return "invalid settings: " + "; ".join(problems)
@@ -341,6 +357,14 @@ class UnifiedConfigurationManager:
     def on_change(self, listener: Listener) -> None:
         with self._lock:
             self._listeners.append(listener)
+
+    def add_check(self, check: Check) -> None:
+        """Judge the current settings with ``check`` now (its ``ConfigurationError``
+        propagates), then every change before it is accepted: a change it refuses changes
+        nothing, like any invalid value."""
+        with self._lock:
+            check(self._settings)
+            self._checks.append(check)
 
     # ---- scoped limits -------------------------------------------------------------------
     def limits_for(self, tier: str, overrides: Mapping[str, Any] | None = None) -> LimitSettings:

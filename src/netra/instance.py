@@ -14,6 +14,7 @@ import secrets
 from typing import TYPE_CHECKING
 
 from netra.agents.base import AgentDefinition
+from netra.agents.configured import follow_config
 from netra.agents.optimizer import AnalystAgent, OptimizerAgent, ReporterAgent
 from netra.agents.registry import AgentRegistry
 from netra.auth.accounts import AccountService
@@ -31,6 +32,7 @@ from netra.errors import ConfigurationError
 from netra.events.bridge import AgentWebSocketBridge
 from netra.events.bus import EventBus, InProcessBus
 from netra.events.writer import EventLogWriter
+from netra.extension import run_setup
 from netra.faults import CrashPoints
 from netra.ids import new_id
 from netra.metrics import Levels, Metrics
@@ -235,6 +237,10 @@ class Netra:
             context_for=self.accounts.context_for,
             sockets=lambda: self.sockets.counts()[0],
         )
+        # The operator's code, then the config file's agents, which may name its tools.
+        if settings.server.app:
+            run_setup(settings.server.app, self)
+        follow_config(self.agents, config, self.tools)
 
     def _levels(self) -> Levels:
         sockets, users = self.sockets.counts()

@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from netra.env import normalize_environment
-from netra.errors import UnknownModel
+from netra.errors import UnknownModel, did_you_mean
 from netra.model_ids import ModelId
 
 
@@ -45,6 +45,9 @@ class ServerSettings(Section):
     """Seconds running work gets to finish when the server stops."""
     max_body_bytes: int = Field(1_048_576, ge=1024)
     """Largest HTTP request body; bigger is refused with 413."""
+    app: str | None = None
+    """`pkg.module:function` called with the `Netra` object before serving (`netra serve` and
+    `netra worker`; `--app`), to register tools and agents; empty: none."""
 
 
 class DatabaseSettings(Section):
@@ -311,6 +314,38 @@ class ToolSettings(Section):
         return value
 
 
+AGENT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+"""Agent names are lowercase too: environment variable paths are lowercased on the way in."""
+
+
+class AgentSettings(Section):
+    """An agent defined in the config file (`[agents.<name>]`): the tool loop (model → tools
+    → model … until an answer) with these traits."""
+
+    description: str = ""
+    """What it does, as `GET /agents` and the chat page's picker show it."""
+    model: str | None = None
+    """Model id (`provider:model`, `offline`, `scripted`); empty: `models.default`."""
+    fallbacks: list[str] | None = None
+    """Model ids tried in order when the model fails before answering; empty:
+    `models.fallbacks`; `[]`: none."""
+    system_prompt: str = ""
+    """Its instructions, sent first in every model call."""
+    tools: list[str] | None = None
+    """Tools it may call, by name (built-in, registered by `--app`, or an MCP server's
+    `<tool_prefix>__<tool>`); empty: every tool the user may use; `[]`: none."""
+    permission: str | None = None
+    """Permission a user needs to see and start it; empty: every signed-in user."""
+    tiers: list[str] | None = None
+    """Tiers whose users may see and start it; empty: every tier. A tier's own
+    `allowed_agents` applies as well."""
+    double_texting: Literal["enqueue", "reject", "interrupt"] = "enqueue"
+    """A message sent while the thread's run is still active waits its turn (`enqueue`), is
+    refused (`reject`) or cancels that run (`interrupt`)."""
+    max_steps: int | None = Field(None, ge=1)
+    """Model calls one of its runs may make, below the user's `max_steps`; empty: that."""
+
+
 class LimitSettings(Section):
     max_concurrent_runs_per_user: int = Field(4, ge=1)
     """Runs of one user executing at once; more wait in the queue."""
@@ -517,12 +552,39 @@ class Settings(Section):
     limits: LimitSettings = LimitSettings()
     tiers: dict[str, TierSettings] = Field(default_factory=_default_tiers)
     """Per-tier limits (`[tiers.<name>]` in TOML); unset values use `limits`."""
+    agents: dict[str, AgentSettings] = Field(default_factory=dict)
+    """Agents defined here (`[agents.<name>]`), beside the built-in ones and those `--app`
+    registers; checked against the tools when loaded, reloaded for new runs."""
     websocket: WebSocketSettings = WebSocketSettings()
     events: EventSettings = EventSettings()
     redis: RedisSettings = RedisSettings()
     cluster: ClusterSettings = ClusterSettings()
     logging: LoggingSettings = LoggingSettings()
     faults: FaultSettings = FaultSettings()
+
+    @field_validator("agents")
+    @classmethod
+    def _agents(
+        cls, value: dict[str, AgentSettings], info: ValidationInfo
+    ) -> dict[str, AgentSettings]:
+        """Names, model ids and tiers; the tools are checked against the tool registry when
+        the agents are loaded (``netra.agents.configured``)."""
+        bad = [name for name in value if not AGENT_NAME.match(name)]
+        if bad:
+            raise ValueError(f"agent names must match {AGENT_NAME.pattern}: {bad}")
+        models, tiers = info.data.get("models"), info.data.get("tiers")
+        for name, agent in value.items():
+            if models is not None:
+                for model_id in [*([agent.model] if agent.model else []), *(agent.fallbacks or ())]:
+                    try:
+                        ModelId.parse(model_id).check_provider(models.providers)
+                    except UnknownModel as exc:
+                        raise ValueError(f"agents.{name}: {exc.message}") from None
+            unknown = [t for t in agent.tiers or () if tiers is not None and t not in tiers]
+            if unknown:
+                hint = did_you_mean(unknown[0], tiers or ())
+                raise ValueError(f"agents.{name}.tiers: unknown tier {unknown[0]!r}{hint}")
+        return value
 
     @property
     def database_url(self) -> str:

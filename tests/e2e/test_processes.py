@@ -123,3 +123,56 @@ async def test_a_stopped_process_says_it_got_the_signal_and_what_it_handed_back(
         assert "SIGTERM received: stopping" in log, process.tail()
         stopped = rf"instance \S+ \({process.role}\) stopped: {handed_back} handed back"
         assert re.search(stopped, log), process.tail()
+
+
+STAMP_PLUGIN = '''
+import os
+from pathlib import Path
+
+from netra.tools.tool import SideEffects, tool
+
+STAMPS = Path({stamps!r})
+
+
+@tool(side_effects=SideEffects.UNSAFE)
+def stamp(token: str) -> dict[str, object]:
+    """Write the token with the id of the process that ran the call."""
+    with STAMPS.open("a", encoding="utf-8") as out:
+        out.write(f"{{os.getpid()}} {{token}}\\n")
+    return {{"stamped": token}}
+
+
+def setup(netra):
+    netra.tools.register("stamp", stamp)
+'''
+
+
+async def test_a_tool_registered_by_app_runs_on_the_worker_for_a_config_agent(
+    netra_cluster: Cluster,
+) -> None:
+    """Servers that only queue, and a worker that executes: the same ``--app`` on each, the
+    same config agent in each file; the worker runs the plugin's tool."""
+    stamps = netra_cluster.directory / "stamps.txt"
+    agent = {"stamper": {"model": "offline", "tools": ["stamp"], "description": "Stamps."}}
+    server = netra_cluster.serve("s", cluster={"execute_runs": False}, agents=agent)
+    worker = netra_cluster.worker("w", agents=agent)
+    for process in (server, worker):  # each runs in its own directory: the module is there
+        (process.directory / "stamps_plugin.py").write_text(STAMP_PLUGIN.format(stamps=str(stamps)))
+        process.args = ("--app", "stamps_plugin:setup")
+    await netra_cluster.start(server, worker)
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        user = await make_user(http)
+        listed = await http.get("/agents", headers=user.auth)
+        assert "stamper" in {item["name"] for item in listed.json()["items"]}
+        tools = await http.get("/tools", headers=user.auth)
+        assert "stamp" in {item["name"] for item in tools.json()["items"]}
+    follower = Follower(user.token)
+    await follower.attach(server)
+    token = f"tok-{uuid.uuid4().hex[:10]}"
+    ack = await follower.send_message(f'stamp {{"token": "{token}"}}', agent="stamper")
+    events = await follower.run_to_end(ack["run_id"])
+    assert events[-1]["data"]["outcome"] == "completed", events[-1]
+    [done] = [e["data"] for e in events if e["type"] == "tool_completed"]
+    assert done["tool"] == "stamp" and done["status"] == "ok", done
+    assert stamps.read_text(encoding="utf-8").split() == [str(worker.pid), token]
+    await follower.detach()

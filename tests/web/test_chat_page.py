@@ -13,6 +13,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -294,6 +295,36 @@ def test_deny_on_the_approval_card_shows_the_denial(
     expect(answer(run)).to_contain_text("denied")
     expect(card.get_by_role("button")).to_have_count(0)
     assert sent == []
+
+
+APPROVALS_EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "approvals.toml"
+
+
+def test_the_readme_approval_example_a_config_agent_whose_tool_waits_for_approve(
+    server_factory: ServerFactory, page: Page
+) -> None:
+    """examples/approvals.toml as shipped: ``server.app`` registers ``send_email`` (it needs
+    approval), the ``mailer`` agent may call it; the offline model calls it when asked."""
+    server = server_factory(config_file=APPROVALS_EXAMPLE)
+    person = sign_up(page, server)
+    page.locator("#agent-select").select_option("mailer")
+    send(page, 'send_email {"to": "ana@example.com", "body": "Lunch at 1?"}')
+    run = runs(page)
+    card = run.locator(".step.approval")
+    expect(card.locator(".step-label")).to_have_text("send_email")
+    expect(run.locator(".badge")).to_have_text("Needs approval")
+
+    card.get_by_role("button", name="Approve").click()
+    email = run.locator(".step.tool")
+    expect(email).to_have_attribute("data-status", "ok")
+    expect_completed(run)
+    expect(answer(run)).to_contain_text("The send_email tool returned")
+    expect(answer(run)).to_contain_text("ana@example.com")
+
+    run_id, _ = _stored_answer(person)
+    events = person.api(f"/runs/{run_id}/events?after_seq=0")["items"]
+    assert {e["agent"] for e in events} == {"mailer"}
+    assert [e["type"] for e in events].count("approval_required") == 1
 
 
 def test_two_people_never_see_each_others_threads(

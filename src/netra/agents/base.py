@@ -173,6 +173,11 @@ class AgentDefinition:
     system_prompt: str = ""
     permission: str | None = None
     """Permission a user needs to start it."""
+    tiers: Sequence[str] | None = None
+    """Tiers whose users may start it; None means every tier."""
+    max_steps: int | None = None
+    """Model calls one of its runs may make, below the user's ``limits.max_steps``; None
+    leaves that."""
     delegated_only: bool = False
     """Started only by another agent (``delegate``): not listed, and a message may not
     name it (a member of the optimizer's team)."""

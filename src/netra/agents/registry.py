@@ -1,15 +1,22 @@
-"""AgentRegistry: agent definitions by name; a fresh agent instance per user per run."""
+"""AgentRegistry: agent definitions by name; a fresh agent instance per user per run.
+
+Two kinds of definition share one namespace: those registered in code (the built-in
+agents, and what an ``--app`` setup registers) and those of the config file
+(``[agents.<name>]``, ``netra.agents.configured``), which an edit of the file replaces as a
+whole for new runs. A config agent never replaces one registered in code: the file is
+refused instead.
+"""
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from netra.agents.assistant import ToolLoopAgent
 from netra.agents.base import Agent, AgentDefinition
 from netra.context import UserExecutionContext
-from netra.errors import NotFound, PermissionDenied
+from netra.errors import ConfigurationError, Conflict, NotFound, PermissionDenied
 from netra.registry import UniversalRegistry
 
 AgentFactory = Callable[[AgentDefinition], Agent]
@@ -21,6 +28,8 @@ class AgentRegistry:
     def __init__(self) -> None:
         self._definitions: UniversalRegistry[AgentDefinition] = UniversalRegistry("agent")
         self._factories: dict[str, AgentFactory] = {}
+        self._configured: Mapping[str, AgentDefinition] = {}
+        """The config file's agents (tool loops), replaced whole on every accepted edit."""
         self._active: Counter[str] = Counter()
         self._lock = threading.Lock()
 
@@ -32,30 +41,58 @@ class AgentRegistry:
         tags: tuple[str, ...] = (),
         override: bool = False,
     ) -> None:
+        if definition.name in self._configured:
+            raise Conflict(f"agent {definition.name!r} is defined in the config file")
         self._definitions.register(definition.name, definition, tags=tags, override=override)
         self._factories[definition.name] = factory
 
+    def check_configured(self, definitions: Mapping[str, AgentDefinition]) -> None:
+        """Refuse config agents named like an agent registered in code."""
+        for name in definitions:
+            if self._definitions.has(name):
+                raise ConfigurationError(
+                    f"agents.{name}: {name!r} is an agent registered in code (built in or by "
+                    "--app); a config agent cannot replace it: choose another name"
+                )
+
+    def configure(self, definitions: Mapping[str, AgentDefinition]) -> None:
+        """Serve these config agents from now on, in place of the previous ones: new runs
+        get them; an attempt already executing keeps the definition it started with."""
+        self.check_configured(definitions)
+        self._configured = dict(definitions)
+
+    def _find(self, name: str) -> AgentDefinition | None:
+        configured = self._configured.get(name)
+        if configured is not None:
+            return configured
+        return self._definitions.get(name) if self._definitions.has(name) else None
+
     def definition(self, name: str) -> AgentDefinition:
-        return self._definitions.get(name)
+        found = self._find(name)
+        if found is None:
+            raise NotFound(f"unknown agent {name!r}")
+        return found
 
     def has(self, name: str) -> bool:
-        return self._definitions.has(name)
+        return self._find(name) is not None
+
+    def _all(self) -> list[AgentDefinition]:
+        found = dict(self._definitions.items())
+        found.update(self._configured)
+        return [found[name] for name in sorted(found)]
 
     def available_to(self, ctx: UserExecutionContext) -> list[AgentDefinition]:
         """The agents the user may start (those other agents start are not listed)."""
-        return [
-            d
-            for _, d in self._definitions.items()
-            if not d.delegated_only and (d.permission is None or ctx.has_permission(d.permission))
-        ]
+        return [d for d in self._all() if not d.delegated_only and _refusal(ctx, d) is None]
 
     def check_access(self, ctx: UserExecutionContext, name: str) -> AgentDefinition:
         """The definition, if this user may start it; unknown and forbidden look alike."""
-        if not self._definitions.has(name):
+        definition = self._find(name)
+        if definition is None:
             raise NotFound(f"unknown agent {name!r}")
-        definition = self._definitions.get(name)
-        if definition.permission is not None and not ctx.has_permission(definition.permission):
-            raise PermissionDenied(f"agent {name!r} needs the {definition.permission!r} permission")
+        refusal = _refusal(ctx, definition)
+        if refusal is not None:
+            raise PermissionDenied(refusal)
         return definition
 
     def startable(self, ctx: UserExecutionContext, name: str) -> AgentDefinition:
@@ -66,10 +103,12 @@ class AgentRegistry:
             raise PermissionDenied(f"agent {name!r} is started by other agents only")
         return definition
 
-    def create_agent_for_user(self, name: str, ctx: UserExecutionContext) -> Agent:
-        """A fresh instance of ``name`` for one run of this user."""
-        definition = self.check_access(ctx, name)
-        agent = self._factories[name](definition)
+    def create_agent_for_user(
+        self, definition: AgentDefinition, ctx: UserExecutionContext
+    ) -> Agent:
+        """A fresh instance of the agent ``definition`` (as ``check_access`` resolved it for
+        this run) for one run of this user."""
+        agent = self._factories.get(definition.name, ToolLoopAgent)(definition)
         with self._lock:
             self._active[ctx.user_id] += 1
         return agent
@@ -85,3 +124,12 @@ class AgentRegistry:
         """Agents running right now, per user."""
         with self._lock:
             return dict(self._active)
+
+
+def _refusal(ctx: UserExecutionContext, definition: AgentDefinition) -> str | None:
+    """Why this user may not start the agent, or None."""
+    if definition.permission is not None and not ctx.has_permission(definition.permission):
+        return f"agent {definition.name!r} needs the {definition.permission!r} permission"
+    if definition.tiers is not None and ctx.tier not in definition.tiers:
+        return f"the agent {definition.name!r} is not available on your plan"
+    return None

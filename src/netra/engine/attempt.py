@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
-from netra.agents.base import AgentDeps, AgentState, Continue, Final, Pause
+from netra.agents.base import AgentDefinition, AgentDeps, AgentState, Continue, Final, Pause
 from netra.agents.registry import AgentRegistry
 from netra.config import UnifiedConfigurationManager
 from netra.context import UserExecutionContext
@@ -146,6 +146,9 @@ class Attempt:
         self.why: RunError | None = None
         """For a cancel: the run's error (default: cancelled by the user)."""
         self.task: asyncio.Task[None] | None = None
+        self.definition: AgentDefinition | None = None
+        """The agent as this attempt resolved it, once: an edit of the config file meanwhile
+        changes the next runs, not this one."""
 
     @property
     def run_id(self) -> str:
@@ -286,6 +289,7 @@ class Attempt:
         self, emitter: RunEmitter, task: str | None = None
     ) -> tuple[AgentDeps, AgentState]:
         definition = self._kit.agents.check_access(self.ctx, self.run.agent)
+        self.definition = definition
         return await self._kit.builder.prepare(
             self.ctx, self.run, emitter, limits=self.limits, definition=definition, task=task
         )
@@ -297,7 +301,10 @@ class Attempt:
         spent), from the checkpoint ``saved`` when the run continues, storing each step's
         turn, until it answers or pauses."""
         agents = self._kit.agents
-        agent = agents.create_agent_for_user(self.run.agent, self.ctx)
+        definition = self.definition
+        assert definition is not None  # resolved by _prepare
+        agent = agents.create_agent_for_user(definition, self.ctx)
+        max_steps = min(self.limits.max_steps, definition.max_steps or self.limits.max_steps)
         budget = asyncio.timeout(self.limits.run_timeout_s)
         try:
             async with budget:
@@ -306,10 +313,8 @@ class Attempt:
                     if paused is not None:
                         return paused
                 while True:
-                    if state.step >= self.limits.max_steps:
-                        raise StepLimitExceeded(
-                            f"the run needed more than {self.limits.max_steps} model calls"
-                        )
+                    if state.step >= max_steps:
+                        raise StepLimitExceeded(f"the run needed more than {max_steps} model calls")
                     next_step = await agent.step(deps, state)
                     if not isinstance(next_step, Continue):
                         return next_step

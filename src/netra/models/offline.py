@@ -2,6 +2,9 @@
 
 Deterministic. When the user's message clearly asks for arithmetic it calls the
 ``calculator`` tool; for the time or date it calls ``clock``; both at once when asked both.
+A message naming any of its tools followed by a JSON object calls that tool with those
+arguments (``send_email {"to": "ana@example.com", "body": "Lunch?"}``), so every tool — one
+an ``--app`` setup registered, an MCP server's — can be tried without a model.
 After the tools answer it reports their results. Asked only to "count to N" (N up to
 10,000), it answers the numbers 1 to N: a long answer of known length and pace, for the
 benchmarks of the event path (bench/compare.py). Asked for a summary of turns that no longer
@@ -101,6 +104,20 @@ def find_timezone(text: str) -> str | None:
     return None
 
 
+def find_named_call(text: str, tools: set[str]) -> tuple[str, dict[str, Any]] | None:
+    """A tool the text names, followed by a JSON object of its arguments, or None."""
+    decoder = json.JSONDecoder()
+    for name in sorted(tools, key=len, reverse=True):
+        for match in re.finditer(rf"(?<![\w-]){re.escape(name)}\s*(?=\{{)", text):
+            try:
+                arguments, _ = decoder.raw_decode(text, match.end())
+            except json.JSONDecodeError:
+                continue
+            if isinstance(arguments, dict):
+                return name, arguments
+    return None
+
+
 def asks_for_time(text: str) -> bool:
     return bool(_TIME_QUESTION.search(text.lower()))
 
@@ -158,6 +175,9 @@ class OfflineModel:
 
     @staticmethod
     def _plan_tools(text: str, tools: set[str], position: int) -> list[ToolCallRequest]:
+        named = find_named_call(text, tools)
+        if named is not None:
+            return [ToolCallRequest(f"call_{position}_{named[0]}", named[0], named[1])]
         calls = []
         expression = find_expression(text) if "calculator" in tools else None
         if expression:
@@ -179,6 +199,11 @@ class OfflineModel:
             skills.append('work out arithmetic with the calculator (try "what is 12*7?")')
         if "clock" in tools:
             skills.append('tell the time anywhere (try "what time is it in Tokyo?")')
+        others = sorted(tools - {"calculator", "clock"})
+        if others:
+            skills.append(
+                f"call {', '.join(others)} when you write its name and its arguments as JSON"
+            )
         can = f" I can {' and '.join(skills)}." if skills else ""
         return (
             f'You wrote: "{quoted}". I am Netra\'s built-in offline model: I run without an API '
