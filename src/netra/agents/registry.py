@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from netra.agents.assistant import ToolLoopAgent
 from netra.agents.base import Agent, AgentDefinition
@@ -41,12 +41,17 @@ class AgentRegistry:
     def has(self, name: str) -> bool:
         return self._definitions.has(name)
 
-    def available_to(self, ctx: UserExecutionContext) -> list[AgentDefinition]:
-        """The agents the user may start (those other agents start are not listed)."""
+    def available_to(
+        self, ctx: UserExecutionContext, *, allowed: Collection[str] | None = None
+    ) -> list[AgentDefinition]:
+        """The agents the user may start (those other agents start are not listed), of
+        ``allowed`` (the tier's ``allowed_agents``) when given."""
         return [
             d
             for _, d in self._definitions.items()
-            if not d.delegated_only and (d.permission is None or ctx.has_permission(d.permission))
+            if not d.delegated_only
+            and (d.permission is None or ctx.has_permission(d.permission))
+            and (allowed is None or d.name in allowed)
         ]
 
     def check_access(self, ctx: UserExecutionContext, name: str) -> AgentDefinition:
