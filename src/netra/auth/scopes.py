@@ -3,8 +3,7 @@ what its scopes name, and never what needs a session (managing keys, administrat
 
 - any key: ``GET /me``, ``GET /agents``, ``GET /tools``, ``GET /v1/models``;
 - ``threads:read``: every ``GET`` of threads, messages, runs (``/v1/responses/{id}`` too),
-  events and ``/me/usage``;
-  connecting to ``/ws``;
+  events and ``/me/usage``; connecting to ``/ws``;
 - ``threads:write``: creating, changing, deleting and forking a thread, switching its branch;
 - ``runs:write``: sending, editing and regenerating a message, cancelling a run, answering
   an approval — over HTTP (``/v1/chat/completions`` and ``/v1/responses`` too) and in the
