@@ -17,6 +17,7 @@ from netra import __version__
 from netra.api import admin, api_keys, auth, docs, orgs, runs, streams, system, threads, usage
 from netra.api.errors import install as install_error_handlers
 from netra.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from netra.api.openai_compat import routes as openai_compat
 from netra.config import UnifiedConfigurationManager
 from netra.env import IsolatedEnvironment
 from netra.instance import Netra
@@ -89,6 +90,7 @@ def create_app(
         admin.router,
         orgs.router,
         usage.router,
+        openai_compat.router,
     )
     for router in routers:
         app.include_router(router)

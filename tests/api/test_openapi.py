@@ -134,15 +134,20 @@ async def test_every_error_answer_is_documented_with_the_error_body(
     error_body = schema["components"]["schemas"]["ErrorBody"]
     error_fields = _resolve(schema, error_body["properties"]["error"])
     assert set(error_fields["properties"]) == {"code", "message", "request_id", "details"}
+    openai_body = schema["components"]["schemas"]["OpenAIErrorBody"]
+    openai_fields = _resolve(schema, openai_body["properties"]["error"])
+    assert set(openai_fields["properties"]) == {"message", "type", "param", "code"}
 
     wrong = []
     for method, path, operation in _operations(schema):
         responses = operation["responses"]
         where = f"{method} {path}"
+        # The OpenAI-compatible API answers OpenAI's error body, the rest Netra's.
+        body_name = "OpenAIErrorBody" if path.startswith("/v1/") else "ErrorBody"
         for status, response in responses.items():
             if status.startswith("4"):
                 documented = response["content"]["application/json"]["schema"]
-                if documented != {"$ref": "#/components/schemas/ErrorBody"}:
+                if documented != {"$ref": f"#/components/schemas/{body_name}"}:
                     wrong.append(f"{where} {status}: body {documented}")
         needed = set()
         if operation.get("security"):
@@ -150,7 +155,7 @@ async def test_every_error_answer_is_documented_with_the_error_body(
         if "{" in path:
             needed.add("404")
         if "requestBody" in operation:
-            needed |= {"413", "422"}
+            needed |= {"413", "400" if path.startswith("/v1/") else "422"}
         # What the server does, not only what the schema says: anonymous callers.
         body = {} if "requestBody" in operation else None
         anonymous = await http.request(method, _url(path), json=body)
@@ -402,6 +407,21 @@ async def test_the_servers_real_answers_match_their_documented_bodies(
         await call("GET", "/tools", user)
         await call("GET", "/health")
         await call("GET", "/ready")
+        key = await call(
+            "POST", "/me/api-keys", user, json={"name": "sdk", "scopes": ["runs:write"]}
+        )
+        assert server.watch is not None
+        server.watch.plant(key["secret"])
+        sdk = User(user.email, user.password, key["secret"], user.id, http)
+        await call("GET", "/v1/models", sdk)
+        question = [{"role": "user", "content": "what is 12*7?"}]
+        await call(
+            "POST", "/v1/chat/completions", sdk, json={"model": "assistant", "messages": question}
+        )
+        answered = await call(
+            "POST", "/v1/responses", sdk, json={"model": "assistant", "input": "what is 12*7?"}
+        )
+        await call("GET", "/v1/responses/{response_id}", user, response_id=answered["id"])
 
         admin = await make_user(http, "doc-admin")
         grant_admin(server, admin.email)

@@ -64,6 +64,7 @@ class World:
             org_id=self.doomed_org_id if route.doomed else self.org_id,
             thread_id=doomed if route.doomed else self.thread_id,
             run_id=self.run_id,
+            response_id=self.run_id,
             message_id=self.message_id,
             tool_call_id=TOOL_CALL_ID,
             user_id=self.who.other.id,
@@ -142,6 +143,15 @@ async def _org_change(_world: World, _principal: str) -> dict[str, float]:
 
 async def _member(_world: World, _principal: str) -> dict[str, str]:
     return {"role": "member"}
+
+
+async def _chat(_world: World, principal: str) -> dict[str, object]:
+    question = {"role": "user", "content": f"matrix chat from {principal}"}
+    return {"model": "assistant", "messages": [question], "stream": True}
+
+
+async def _respond(_world: World, principal: str) -> dict[str, object]:
+    return {"model": "assistant", "input": f"matrix response from {principal}"}
 
 
 async def _new_key(_world: World, principal: str) -> dict[str, object]:
@@ -235,6 +245,13 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/org/usage"): Route("org_admin", 200),
     ("GET", "/admin/users/{user_id}/api-keys"): Route("admin", 200),
     ("DELETE", "/admin/users/{user_id}/api-keys/{key_id}"): Route("admin", 204),
+    # the OpenAI-compatible API: a new run in a new thread (streamed, or answered whole)
+    ("GET", "/v1/models"): Route("user", 200, scope=ANY),
+    ("POST", "/v1/chat/completions"): Route("user", 200, _chat, stream=True, scope=RUN),
+    ("POST", "/v1/responses"): Route("user", 200, _respond, scope=RUN),
+    ("GET", "/v1/responses/{response_id}"): Route(
+        "owned", 200, query="stream=true", stream=True, scope=READ
+    ),
 }
 
 
@@ -258,9 +275,10 @@ def expected(route: Route, principal: str) -> int:
 
 
 def _shape(response: httpx.Response, *ids: str) -> dict[str, Any]:
-    """An error body without what must differ: the request id and the object's id."""
+    """An error body without what must differ: the request id (where the body has one) and
+    the object's id."""
     error = dict(response.json()["error"])
-    error.pop("request_id")
+    error.pop("request_id", None)
     for value in ids:
         error["message"] = error["message"].replace(value, "<id>")
     return error

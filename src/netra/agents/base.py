@@ -16,6 +16,7 @@ from typing import Literal, Protocol
 
 from netra.context import UserExecutionContext
 from netra.db.records import TurnCall, TurnRecord
+from netra.errors import NotFound
 from netra.events.bridge import RunEmitter
 from netra.models.base import ChatMessage, Model, Usage
 from netra.models.context import ContextBudget
@@ -165,6 +166,9 @@ class AgentDefinition:
     description: str
     model: str | None = None
     """Model id; None uses the configured default."""
+    models: Sequence[str] = ()
+    """Other model ids a caller may choose to run it on (``agent@model`` on the
+    OpenAI-compatible API), besides ``model``; none by default."""
     fallbacks: Sequence[str] | None = None
     """Model ids tried in order when the model fails before answering; None uses
     ``models.fallbacks``, ``()`` means none."""
@@ -184,3 +188,15 @@ class AgentDefinition:
     double_texting: Literal["enqueue", "reject", "interrupt"] = "enqueue"
     """A new message on a thread whose run is still active: waits its turn (``enqueue``),
     is refused (``reject``, ``thread_busy``), or cancels the active run (``interrupt``)."""
+
+    def model_for(self, chosen: str | None, default: str) -> str:
+        """The model a run of it uses: ``chosen`` when the caller named one it allows
+        (else ``NotFound``, ``model_not_found``), else its own, else ``default``."""
+        own = self.model or default
+        if chosen is None or chosen == own:
+            return own
+        if chosen not in self.models:
+            raise NotFound(
+                f"agent {self.name!r} does not run on model {chosen!r}", code="model_not_found"
+            )
+        return chosen

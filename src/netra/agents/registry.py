@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 from netra.agents.assistant import ToolLoopAgent
 from netra.agents.base import Agent, AgentDefinition
@@ -81,9 +81,18 @@ class AgentRegistry:
         found.update(self._configured)
         return [found[name] for name in sorted(found)]
 
-    def available_to(self, ctx: UserExecutionContext) -> list[AgentDefinition]:
-        """The agents the user may start (those other agents start are not listed)."""
-        return [d for d in self._all() if not d.delegated_only and _refusal(ctx, d) is None]
+    def available_to(
+        self, ctx: UserExecutionContext, *, allowed: Collection[str] | None = None
+    ) -> list[AgentDefinition]:
+        """The agents the user may start (those other agents start are not listed), of
+        ``allowed`` (the tier's ``allowed_agents``) when given."""
+        return [
+            d
+            for d in self._all()
+            if not d.delegated_only
+            and _refusal(ctx, d) is None
+            and (allowed is None or d.name in allowed)
+        ]
 
     def check_access(self, ctx: UserExecutionContext, name: str) -> AgentDefinition:
         """The definition, if this user may start it; unknown and forbidden look alike."""

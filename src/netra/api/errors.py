@@ -2,8 +2,12 @@
 errors each route answers.
 
 ``{"error": {"code", "message", "request_id"}}`` (plus ``details`` for validation); never a
-stack trace, SQL or secret. A ``QuotaExceeded`` or ``Unavailable`` (overloaded, storage away)
-refusal also says when to retry, in the ``Retry-After`` header. Any error but a
+stack trace, SQL or secret. Under ``/v1/`` (the OpenAI-compatible API) the same errors take
+OpenAI's shape, ``{"error": {"message", "type", "param", "code"}}``, and a request that fails
+validation is ``400`` (OpenAI's status for it) instead of ``422``, so OpenAI's SDKs raise
+their own exceptions for them (``AuthenticationError``, ``RateLimitError`` …). A
+``QuotaExceeded`` or ``Unavailable`` (overloaded, storage away) refusal also says when to
+retry, in the ``Retry-After`` header. Any error but a
 ``UserError`` or ``Unavailable`` is an internal error to the client. The rules are
 ``netra.errors.ANSWERED`` and ``RETRY_LATER``, which the WebSocket error frames
 (``netra.realtime.frames.error_frame``) follow too.
@@ -13,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
 from fastapi.dependencies.models import Dependant
@@ -23,6 +27,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Scope
 
 from netra.api.deps import REFUSALS
 from netra.errors import ANSWERED, RETRY_LATER, InvalidRequest, NetraError
@@ -63,12 +68,45 @@ class ErrorInfo(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    """The body of every error answer, whatever the route."""
+    """The body of every error answer, whatever the route (but ``/v1/``'s)."""
 
     error: ErrorInfo
 
 
+OPENAI_PREFIX = "/v1/"
+"""The OpenAI-compatible API's routes, whose errors speak OpenAI's dialect."""
+_OPENAI_TYPES = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}
+
+
+class OpenAIErrorInfo(BaseModel):
+    model_config = ConfigDict(use_attribute_docstrings=True)
+    message: str
+    """For people; never a stack trace."""
+    type: str
+    """``invalid_request_error`` (400, 404, 409, 413), ``authentication_error`` (401),
+    ``permission_error`` (403), ``rate_limit_error`` (429) or ``server_error`` (5xx)."""
+    param: str | None
+    """The request field at fault, when one is (``messages``, ``model``)."""
+    code: str | None
+    """Machine-readable: Netra's code (``insufficient_scope``, ``quota_exceeded``,
+    ``model_not_found`` …)."""
+
+
+class OpenAIErrorBody(BaseModel):
+    """The body of every error answer under ``/v1/``: OpenAI's."""
+
+    error: OpenAIErrorInfo
+
+
+def speaks_openai(scope: Scope) -> bool:
+    """Whether a request is the OpenAI-compatible API's, whose errors take OpenAI's shape."""
+    path: str = scope.get("path", "")
+    return path.startswith(str(scope.get("root_path", "")) + OPENAI_PREFIX)
+
+
 _DOCUMENTED: dict[int, str] = {
+    400: "The body or a parameter is not valid (`invalid_request`; `param` names the "
+    "field), or the request cannot be served as asked.",
     401: "Missing, malformed, expired or revoked credentials: `unauthenticated`, "
     "`token_expired`, `session_revoked`, `account_disabled`, `invalid_credentials`, "
     "`api_key_revoked`, `api_key_expired`.",
@@ -79,17 +117,20 @@ _DOCUMENTED: dict[int, str] = {
     413: "The body is larger than `server.max_body_bytes`: `payload_too_large`.",
     422: "The body or a parameter is not valid: `invalid_request` with `details`.",
     429: "A limit was reached; `Retry-After` says when to try again: `quota_exceeded`.",
+    503: "The server cannot take it now (`overloaded`); `Retry-After` says when to try again.",
 }
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
 
 
-def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+def error_responses(
+    *statuses: int, body: type[BaseModel] = ErrorBody
+) -> dict[int | str, dict[str, Any]]:
     """The OpenAPI ``responses`` of these error statuses, each with the error body."""
     return {
         status: {
-            "model": ErrorBody,
+            "model": body,
             "description": _DOCUMENTED[status],
-            **({"headers": _RETRY_AFTER} if status == 429 else {}),
+            **({"headers": _RETRY_AFTER} if status in (429, 503) else {}),
         }
         for status in sorted(statuses)
     }
@@ -123,21 +164,44 @@ class DocumentedRoute(APIRoute):
     parameters; plus the ones its own code raises, which it declares with
     ``responses=error_responses(...)``."""
 
+    error_body: ClassVar[type[BaseModel]] = ErrorBody
+    invalid: ClassVar[int] = 422
+    """The status of a request that fails validation."""
+
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         declared = kwargs.pop("responses", None) or {}
-        responses = {**error_responses(*_answers(path, endpoint)), **declared}
-        answers = kwargs.get("response_class")
-        if isinstance(answers, type) and getattr(answers, "media_type", None) != JSON:
-            responses = {status: _json_error(answer) for status, answer in responses.items()}
+        answers = {self.invalid if s == 422 else s for s in _answers(path, endpoint)}
+        responses = {**error_responses(*answers, body=self.error_body), **declared}
+        answer_class = kwargs.get("response_class")
+        if isinstance(answer_class, type) and getattr(answer_class, "media_type", None) != JSON:
+            responses = {status: self._json_error(answer) for status, answer in responses.items()}
+        super().__init__(path, endpoint, responses=responses, **kwargs)
+
+    def _json_error(self, answer: dict[str, Any]) -> dict[str, Any]:
+        """An error answer of a route whose success is no JSON (an event stream), which
+        FastAPI would document under the success's media type: its body is JSON all the
+        same."""
+        if answer.get("model") is not self.error_body:
+            return answer
+        return _json_body(answer, self.error_body)
+
+
+class OpenAIRoute(DocumentedRoute):
+    """A route of the OpenAI-compatible API: its errors documented with OpenAI's body, and
+    a request that fails validation answered ``400``."""
+
+    error_body = OpenAIErrorBody
+    invalid = 400
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        # Told of no 422, FastAPI would document one of its own, with its own body.
+        other = {"model": OpenAIErrorBody, "description": "Any other error, in this body."}
+        responses = {**(kwargs.pop("responses", None) or {}), "default": other}
         super().__init__(path, endpoint, responses=responses, **kwargs)
 
 
-def _json_error(answer: dict[str, Any]) -> dict[str, Any]:
-    """An error answer of a route whose success is no JSON (an event stream), which FastAPI
-    would document under the success's media type: its body is JSON all the same."""
-    if answer.get("model") is not ErrorBody:
-        return answer
-    body = {"schema": {"$ref": f"#/components/schemas/{ErrorBody.__name__}"}}
+def _json_body(answer: dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:
+    body = {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
     rest = {key: value for key, value in answer.items() if key != "model"}
     return {**rest, "content": {JSON: body}}
 
@@ -154,7 +218,23 @@ def error_response(
     *,
     details: list[dict[str, Any]] | None = None,
     headers: Mapping[str, str] | None = None,
+    openai: bool = False,
 ) -> JSONResponse:
+    """The error answer; with ``openai``, in OpenAI's shape (``speaks_openai``), where a
+    failed validation is 400 and ``param`` names its first field."""
+    if openai:
+        status = 400 if status == 422 else status
+        param = details[0]["field"].rpartition(".")[2] if details else None
+        if details:
+            message += ": " + "; ".join(f"{d['field']}: {d['message']}" for d in details)
+        kind = "server_error" if status >= 500 else _OPENAI_TYPES.get(status)
+        info = {
+            "message": message,
+            "type": kind or "invalid_request_error",
+            "param": param,
+            "code": code,
+        }
+        return JSONResponse({"error": info}, status_code=status, headers=headers)
     body: dict[str, Any] = {"code": code, "message": message, "request_id": request_id}
     if details:
         body["details"] = details
@@ -171,9 +251,12 @@ def _validation_details(errors: Any) -> list[dict[str, Any]]:
 def install(app: FastAPI) -> None:
     @app.exception_handler(NetraError)
     async def _netra(request: Request, exc: NetraError) -> JSONResponse:
+        openai = speaks_openai(request.scope)
         if not isinstance(exc, ANSWERED):
             log.error("error serving %s", request.url.path, exc_info=exc)
-            return error_response(500, "internal_error", "internal error", request_id_of(request))
+            return error_response(
+                500, "internal_error", "internal error", request_id_of(request), openai=openai
+            )
         headers = None
         if isinstance(exc, RETRY_LATER) and exc.retry_after is not None:
             headers = {"Retry-After": str(exc.retry_after)}
@@ -185,6 +268,7 @@ def install(app: FastAPI) -> None:
             request_id_of(request),
             details=details,
             headers=headers,
+            openai=openai,
         )
 
     @app.exception_handler(RequestValidationError)
@@ -195,6 +279,7 @@ def install(app: FastAPI) -> None:
             "the request is not valid",
             request_id_of(request),
             details=_validation_details(exc.errors()),
+            openai=speaks_openai(request.scope),
         )
 
     @app.exception_handler(StarletteHTTPException)
@@ -203,10 +288,21 @@ def install(app: FastAPI) -> None:
         message = str(exc.detail) if exc.status_code < 500 else "internal error"
         # The exception's headers are part of the answer: ``Allow`` on a 405, say.
         return error_response(
-            exc.status_code, code, message, request_id_of(request), headers=exc.headers
+            exc.status_code,
+            code,
+            message,
+            request_id_of(request),
+            headers=exc.headers,
+            openai=speaks_openai(request.scope),
         )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error serving %s", request.url.path, exc_info=exc)
-        return error_response(500, "internal_error", "internal error", request_id_of(request))
+        return error_response(
+            500,
+            "internal_error",
+            "internal error",
+            request_id_of(request),
+            openai=speaks_openai(request.scope),
+        )

@@ -14,7 +14,7 @@ import time
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from netra.api.errors import error_response
+from netra.api.errors import error_response, speaks_openai
 from netra.ids import new_id
 
 access_log = logging.getLogger("netra.access")
@@ -126,5 +126,6 @@ class BodyLimitMiddleware:
             f"the request body is larger than {self.max_bytes} bytes",
             request_id,
             headers={"Connection": "close"},
+            openai=speaks_openai(scope),
         )
         await response(scope, receive, send)

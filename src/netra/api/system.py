@@ -95,8 +95,7 @@ async def agents(ctx: CurrentUser, netra: AppState) -> AgentPage:
     return AgentPage(
         items=[
             AgentView(name=d.name, description=d.description, model=d.model)
-            for d in netra.agents.available_to(ctx)
-            if allowed is None or d.name in allowed
+            for d in netra.agents.available_to(ctx, allowed=allowed)
         ]
     )
 

@@ -1,12 +1,13 @@
 """Scopes: what an API key may do. A signed-in session may do all its user may; a key only
 what its scopes name, and never what needs a session (managing keys, administration).
 
-- any key: ``GET /me``, ``GET /agents``, ``GET /tools``;
-- ``threads:read``: every ``GET`` of threads, messages, runs, events and ``/me/usage``;
-  connecting to ``/ws``;
+- any key: ``GET /me``, ``GET /agents``, ``GET /tools``, ``GET /v1/models``;
+- ``threads:read``: every ``GET`` of threads, messages, runs (``/v1/responses/{id}`` too),
+  events and ``/me/usage``; connecting to ``/ws``;
 - ``threads:write``: creating, changing, deleting and forking a thread, switching its branch;
 - ``runs:write``: sending, editing and regenerating a message, cancelling a run, answering
-  an approval — over HTTP and in the socket's frames;
+  an approval — over HTTP (``/v1/chat/completions`` and ``/v1/responses`` too) and in the
+  socket's frames;
 - a signed-in session only: ``/me/api-keys``, ``/auth/logout``, ``/admin/…``.
 
 A key that lacks the scope is refused with ``PermissionDenied`` (``insufficient_scope``):

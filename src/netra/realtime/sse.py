@@ -14,10 +14,11 @@ the events after it start from — so a client that reconnects with ``Last-Event
 exactly there. While nothing else is sent, a comment line (``: ping``) goes out every
 heartbeat, so that proxies keep the response open.
 
-``EventStreamTransport`` is the ``Transport`` (``netra.realtime.transport``): a small buffer
-the response's body takes from. A client that reads slower than events come leaves the body
-waiting on the network; past ``BUFFERED_MAX`` texts the transport pauses and the
-connection's own bounded backlog takes over, as for a socket. ``EventStreamResponse`` is the
+``EventStreamTransport`` is the ``Transport``: a ``BufferedTransport``
+(``netra.realtime.transport``), a small buffer the response's body takes from. A client that
+reads slower than events come leaves the body waiting on the network; past ``BUFFERED_MAX``
+texts the transport pauses and the connection's own bounded backlog takes over, as for a
+socket. ``EventStreamResponse`` is the
 response (Starlette's ``StreamingResponse``): it ends when the connection closes — its run
 ended, its session was revoked, its token expired, the server stops, or the client fell too
 far behind — or when the client goes away; either way the connection is then released.
@@ -26,113 +27,66 @@ far behind — or when the client goes away; either way the connection is then r
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from netra.events.envelope import Event
 from netra.realtime.frames import Outgoing
-from netra.server import Written
+from netra.realtime.transport import BufferedTransport
 
 MEDIA_TYPE = "text/event-stream"
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 """No cache may keep the stream, and no proxy (nginx) may buffer it."""
 PING = b": ping\n\n"
-BUFFERED_MAX = 256
-"""Texts waiting for the response's body before the transport pauses."""
 FLUSH_S = 2.0
 """How long a response closed by the server may take to send what was written before it:
 past it the client is not reading, and the response is cut off."""
 
 
-class EventStreamTransport:
+class EventStreamTransport(BufferedTransport):
     """The sending side of one SSE response."""
 
-    __slots__ = ("_buffer", "_closed", "_drained", "_heartbeat_s", "_ready")
+    __slots__ = ("_heartbeat_s",)
 
     def __init__(self, *, heartbeat_s: float) -> None:
+        super().__init__()
         self._heartbeat_s = heartbeat_s
-        self._buffer: list[str] = []
-        """Texts written and not yet taken by the body."""
-        self._closed = asyncio.Event()
-        self._ready = asyncio.Event()
-        """Set when the body has something to do: texts, or the close."""
-        self._drained = asyncio.Event()
-        """Set when the body took the buffer."""
-        self._drained.set()
 
-    # ---- Transport -----------------------------------------------------------------------
     def event_text(self, event: Event) -> str:
         return f"id: {event.seq}\nevent: {event.type}\ndata: {event.body}\n\n"
 
     def frame_text(self, frame: Outgoing, at: int) -> str:
         return f"id: {at}\nevent: {frame.type}\ndata: {frame.dumps()}\n\n"
 
-    def write_now(self, texts: Sequence[str]) -> Written:
-        if self._closed.is_set():
-            return Written.CLOSED
-        if len(self._buffer) >= BUFFERED_MAX:
-            return Written.PAUSED
-        self._buffer.extend(texts)
-        self._drained.clear()
-        self._ready.set()
-        return Written.SENT
-
-    async def write(self, texts: Sequence[str]) -> None:
-        while True:
-            written = self.write_now(texts)
-            if written is Written.SENT:
-                return
-            if written is Written.CLOSED:
-                raise ConnectionError("stream closed")
-            await self._drained.wait()
-
-    def close_now(self, code: int, reason: str) -> bool:
-        self._closed.set()
-        self._ready.set()
-        return True
-
-    async def close(self, code: int, reason: str) -> None:
-        self.close_now(code, reason)
-
-    # ---- the response's side -------------------------------------------------------------
     async def body(self) -> AsyncIterator[bytes]:
         """What was written, as it comes; a ping after each heartbeat without any; ends
         once closed and everything written before the close was taken."""
-        while True:
-            if self._buffer:
-                chunk = "".join(self._buffer).encode()
-                self._buffer.clear()
-                self._drained.set()
-                yield chunk
-            elif self._closed.is_set():
-                return
-            else:
-                self._ready.clear()
-                try:
-                    async with asyncio.timeout(self._heartbeat_s):
-                        await self._ready.wait()
-                except TimeoutError:
-                    yield PING
-
-    async def closed(self) -> None:
-        """Return once the transport is closed."""
-        await self._closed.wait()
+        async for texts in self.batches(idle_s=self._heartbeat_s):
+            yield "".join(texts).encode() if texts else PING
 
 
 class EventStreamResponse(StreamingResponse):
-    """An SSE response over an ``EventStreamTransport``; ``release`` runs when it ends,
-    however it ends (the connection leaves its manager, its task stops)."""
+    """An SSE response over an ``EventStreamTransport`` — or over a ``BufferedTransport``
+    whose texts ``body`` turns into messages of its own (the OpenAI-compatible API's);
+    ``release`` runs when it ends, however it ends (the connection leaves its manager, its
+    task stops)."""
 
     media_type = MEDIA_TYPE
 
     def __init__(
         self,
-        transport: EventStreamTransport,
+        transport: BufferedTransport,
         release: Callable[[], Awaitable[None]] | None = None,
+        *,
+        body: AsyncIterator[bytes] | None = None,
     ) -> None:
-        super().__init__(transport.body(), headers=HEADERS, media_type=MEDIA_TYPE)
+        if body is None:  # the connection's own messages
+            if not isinstance(transport, EventStreamTransport):
+                raise TypeError("a response over a plain buffer needs its body")
+            body = transport.body()
+        super().__init__(body, headers=HEADERS, media_type=MEDIA_TYPE)
         self._transport = transport
         self._release = release
 

@@ -6,13 +6,17 @@ transport, which frames and writes them: a WebSocket (``WebSocketTransport``, he
 Server-Sent Events response (``netra.realtime.sse.EventStreamTransport``). A transport
 writes at once when it can, from the caller's own call (``write_now``), and says when it
 cannot; the connection then waits on it (``write``) from the task that drains its backlog.
+
+``BufferedTransport`` holds what is written for a reader in this process, which takes it a
+batch at a time: an SSE response's body, or the OpenAI-compatible API reading a run's events
+(``netra.api.openai_compat``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
 from starlette.types import Send
@@ -100,3 +104,81 @@ class WebSocketTransport:
         with contextlib.suppress(Exception):  # the peer may be gone already
             async with asyncio.timeout(2):
                 await self._send({"type": "websocket.close", "code": code, "reason": reason})
+
+
+BUFFERED_MAX = 256
+"""Texts waiting for the reader before a ``BufferedTransport`` pauses."""
+
+
+class BufferedTransport:
+    """A connection's sending side read in this process: each event's envelope text (each
+    frame's JSON) is kept until the reader takes it (``batches``). Past ``BUFFERED_MAX``
+    texts it pauses, and the connection's own bounded backlog takes over."""
+
+    __slots__ = ("_buffer", "_closed", "_drained", "_ready")
+
+    def __init__(self) -> None:
+        self._buffer: list[str] = []
+        """Texts written and not yet taken by the reader."""
+        self._closed = asyncio.Event()
+        self._ready = asyncio.Event()
+        """Set when the reader has something to do: texts, or the close."""
+        self._drained = asyncio.Event()
+        """Set when the reader took the buffer."""
+        self._drained.set()
+
+    def event_text(self, event: Event) -> str:
+        return event.body
+
+    def frame_text(self, frame: Outgoing, at: int) -> str:
+        return frame.dumps()
+
+    def write_now(self, texts: Sequence[str]) -> Written:
+        if self._closed.is_set():
+            return Written.CLOSED
+        if len(self._buffer) >= BUFFERED_MAX:
+            return Written.PAUSED
+        self._buffer.extend(texts)
+        self._drained.clear()
+        self._ready.set()
+        return Written.SENT
+
+    async def write(self, texts: Sequence[str]) -> None:
+        while True:
+            written = self.write_now(texts)
+            if written is Written.SENT:
+                return
+            if written is Written.CLOSED:
+                raise ConnectionError("stream closed")
+            await self._drained.wait()
+
+    def close_now(self, code: int, reason: str) -> bool:
+        self._closed.set()
+        self._ready.set()
+        return True
+
+    async def close(self, code: int, reason: str) -> None:
+        self.close_now(code, reason)
+
+    async def batches(self, *, idle_s: float | None = None) -> AsyncIterator[list[str]]:
+        """What was written, a batch as it comes; an empty batch after each ``idle_s``
+        without any (a heartbeat); ends once closed and everything written before the
+        close was taken."""
+        while True:
+            if self._buffer:
+                batch, self._buffer = self._buffer, []
+                self._drained.set()
+                yield batch
+            elif self._closed.is_set():
+                return
+            else:
+                self._ready.clear()
+                try:
+                    async with asyncio.timeout(idle_s):
+                        await self._ready.wait()
+                except TimeoutError:
+                    yield []
+
+    async def closed(self) -> None:
+        """Return once the transport is closed."""
+        await self._closed.wait()

@@ -8,7 +8,9 @@ the server-wide bound on queued runs (``netra.runs.shedding``)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Literal
 
 from netra.agents.registry import AgentRegistry
 from netra.config import UnifiedConfigurationManager
@@ -77,6 +79,14 @@ class DecisionAnswer:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """A message of a conversation so far, stored before a new thread's first question."""
+
+    role: Literal["user", "assistant"]
+    content: str
+
+
 def title_from(content: str) -> str:
     line = " ".join(content.split())
     return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
@@ -110,10 +120,18 @@ class RunService:
         thread_id: str | None = None,
         agent: str | None = None,
         client_msg_id: str | None = None,
+        model: str | None = None,
+        history: Sequence[Turn] = (),
     ) -> Ack:
         """Store the message at the end of the thread's branch and queue its run; a
-        retried ``client_msg_id`` stores nothing."""
-        return await self._start(_Request(ctx, content, thread_id, agent, client_msg_id))
+        retried ``client_msg_id`` stores nothing. ``model``: one the agent allows instead
+        of its own (``AgentDefinition.model_for``). ``history``: turns stored before the
+        message in the new thread it starts (no ``thread_id``), which its run sees as the
+        conversation so far (the OpenAI-compatible API's earlier messages)."""
+        if history and thread_id is not None:
+            raise InvalidRequest("earlier turns can only start a new thread")
+        request = _Request(ctx, content, thread_id, agent, client_msg_id, model=model)
+        return await self._start(replace(request, history=tuple(history)))
 
     async def edit(
         self,
@@ -148,6 +166,8 @@ class RunService:
         limits = self._config.limits_for(ctx.tier, ctx.limits)
         if request.content is not None:
             _check_content(request.content, limits)
+        for turn in request.history:
+            _check_content(turn.content, limits)
         try:
             admitted = await self._db.transact(self._admit(request, limits))
         except IntegrityViolation:
@@ -194,6 +214,11 @@ class RunService:
         else:
             thread = yield from threads.get(request.thread_id, hold=True)
         parent_id = None if created else thread.active_leaf
+        for turn in request.history:  # a new thread's conversation so far, oldest first
+            stored = yield from messages.add(
+                thread_id=thread.id, role=turn.role, content=turn.content, parent_id=parent_id
+            )
+            parent_id = stored.id
         question: MessageRecord | None = None
         if request.regenerate is not None:
             question = yield from _question_of(messages, thread.id, request.regenerate)
@@ -220,7 +245,7 @@ class RunService:
             ctx,
             thread_id=thread.id,
             agent=agent_name,
-            model=definition.model or self._config.settings.models.default,
+            model=definition.model_for(request.model, self._config.settings.models.default),
             question_id=question.id if question else question_id,
             owner=owner,
             lease_until=lease_until,
@@ -331,6 +356,10 @@ class _Request:
     """The message the new one is a version of (its sibling)."""
     regenerate: str | None = None
     """The question to answer again, or an answer of it."""
+    model: str | None = None
+    """The model the caller chose, among those the agent allows; None: the agent's."""
+    history: tuple[Turn, ...] = ()
+    """Turns stored before the message, in the new thread it starts."""
 
     @property
     def branches(self) -> bool:
