@@ -1,8 +1,12 @@
 """CircuitBreaker: stop calling an instance that keeps failing, then probe it with one call.
 
-closed ──N consecutive failures──► open ──cool-down──► half_open ──success──► closed
-                                     ▲                     │
-                                     └──────failure────────┘
+closed ──N consecutive failures──► open ──cool-down, or a passing probe──► half_open
+  ▲                                  ▲                                        │
+  │                                  └─────────────────failure────────────────┤
+  └───────────────────────────────────────success─────────────────────────────┘
+
+A probe (a health check of the instance, outside the calls) never closes a circuit itself:
+it only ends the cool-down early, so the next real call is the trial that decides.
 """
 
 from __future__ import annotations
@@ -82,6 +86,13 @@ class CircuitBreaker:
                 return False
             self._trial_started = now
             return True
+
+    def record_probe_success(self) -> None:
+        """A health probe of the instance passed: an open circuit turns half-open at once."""
+        with self._lock:
+            if self._current(self._clock()) is CircuitState.OPEN:
+                self._state = CircuitState.HALF_OPEN
+                self._trial_started = None
 
     def record_success(self) -> None:
         """A call succeeded: closes a half-open circuit; an open one waits out its cool-down."""

@@ -316,7 +316,7 @@ class UnifiedConfigurationManager:
         for model_id in dict.fromkeys([models.default, *models.fallbacks]):
             name = ModelId.parse(model_id).provider
             provider = models.providers.get(name) if name is not None else None
-            if provider is not None and provider.api_key is None and provider.base_url is None:
+            if provider is not None and provider.api_key is None and not provider.urls:
                 found.append(f"models.providers.{name}.api_key must be set to use {model_id}")
         return found
 

@@ -35,7 +35,7 @@ from netra.events.writer import EventLogWriter
 from netra.extension import run_setup
 from netra.faults import CrashPoints
 from netra.ids import new_id
-from netra.metrics import Levels, Metrics
+from netra.metrics import EndpointLevel, Levels, Metrics
 from netra.models.catalog import ModelCatalog, ModelRegistry
 from netra.models.offline import OfflineModel
 from netra.models.provider import Provider
@@ -252,6 +252,19 @@ class Netra:
             event_batches=self.writer.batches,
             sockets_caught_up=self.sockets.caught_up,
             bus=self.bus.health().counters,
+            model_endpoints=[
+                EndpointLevel(
+                    provider=provider,
+                    endpoint=url,
+                    circuit=state.circuit.value,
+                    healthy=state.healthy,
+                    in_flight=state.in_flight,
+                    calls=state.choices,
+                    failures=state.failures,
+                )
+                for provider, endpoints in self.catalog.endpoints().items()
+                for url, state in endpoints.items()
+            ],
         )
 
     @property
@@ -270,6 +283,7 @@ class Netra:
         # Before taking runs, so resumed runs find their MCP tools; a server that is down
         # only delays the start by its connection timeout.
         await asyncio.gather(*(source.start() for source in self.mcp_servers))
+        self.catalog.start()
         await self.supervisor.start()
         await self.sockets.start()
         log.info("instance %s (%s) started", self.instance_id, self.role)

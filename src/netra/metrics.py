@@ -2,15 +2,16 @@
 
 Counters that happen at a moment (runs ending, by outcome and agent; their duration; messages
 shed) are instruments the engine and the run service update; levels that already live in
-Netra's objects (sockets open, runs executing, events written, event-bus counters) are read
-when Prometheus scrapes, so nothing is counted twice. The one level that lives in the
-database, the depth of the cluster's queue of runs, is counted by ``GET /metrics`` just before
-it renders. Labels never carry user ids or other user data.
+Netra's objects (sockets open, runs executing, events written, event-bus counters, the state
+of every model provider endpoint) are read when Prometheus scrapes, so nothing is counted
+twice. The one level that lives in the database, the depth of the cluster's queue of runs,
+is counted by ``GET /metrics`` just before it renders. Labels never carry user ids or other
+user data.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -18,6 +19,22 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 RUN_SECONDS_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+CIRCUIT_STATES = ("closed", "open", "half_open")
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointLevel:
+    """One model provider endpoint, as the ``ServiceRegistry`` sees it now."""
+
+    provider: str
+    endpoint: str
+    """Its base URL."""
+    circuit: str
+    """One of ``CIRCUIT_STATES``."""
+    healthy: bool
+    in_flight: int
+    calls: int
+    failures: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +48,7 @@ class Levels:
     event_batches: int
     sockets_caught_up: int
     bus: Mapping[str, int]
+    model_endpoints: Sequence[EndpointLevel] = ()
 
 
 class Metrics:
@@ -142,3 +160,40 @@ class _LevelCollector(Collector):
             if isinstance(value, int) and not isinstance(value, bool):
                 bus.add_metric([kind], value)
         yield bus
+        yield from _endpoint_metrics(now.model_endpoints)
+
+
+def _endpoint_metrics(endpoints: Sequence[EndpointLevel]) -> Iterator[Metric]:
+    labels = ["provider", "endpoint"]
+    circuit = GaugeMetricFamily(
+        "netra_model_endpoint_circuit",
+        "Circuit state of each model provider endpoint: 1 for the state it is in, else 0.",
+        labels=[*labels, "state"],
+    )
+    healthy = GaugeMetricFamily(
+        "netra_model_endpoint_healthy",
+        "Whether each model provider endpoint passed its latest health probe (1) or not (0).",
+        labels=labels,
+    )
+    in_flight = GaugeMetricFamily(
+        "netra_model_endpoint_in_flight",
+        "Model calls streaming from each provider endpoint now.",
+        labels=labels,
+    )
+    calls = CounterMetricFamily(
+        "netra_model_endpoint_calls", "Model calls sent to each provider endpoint.", labels=labels
+    )
+    failures = CounterMetricFamily(
+        "netra_model_endpoint_failures",
+        "Model calls to each provider endpoint that failed as unavailable.",
+        labels=labels,
+    )
+    for point in endpoints:
+        names = [point.provider, point.endpoint]
+        for state in CIRCUIT_STATES:
+            circuit.add_metric([*names, state], float(point.circuit == state))
+        healthy.add_metric(names, float(point.healthy))
+        in_flight.add_metric(names, point.in_flight)
+        calls.add_metric(names, point.calls)
+        failures.add_metric(names, point.failures)
+    yield from (circuit, healthy, in_flight, calls, failures)

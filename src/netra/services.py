@@ -4,13 +4,20 @@ A service (say ``"model:gpt"``) has several instances — endpoints that can eac
 same call. Each service's instances live in a ``UniversalRegistry`` keyed by instance id, so
 duplicates, tags and removal behave as everywhere else. On top of that, each instance carries:
 
-- a *health* flag, set by ``mark_healthy``/``mark_unhealthy`` or by its async health check;
+- a *health* flag, set by ``mark_healthy``/``mark_unhealthy`` or by its async health check
+  (``check_health`` now, ``watch`` every few seconds); a passing check also ends an open
+  circuit's cool-down early, so the next call is its trial;
 - a ``CircuitBreaker`` fed by the outcomes of real calls, so an instance that keeps failing
   stops receiving traffic before any health check notices;
-- an in-flight count of open leases, which ``least_loaded`` balances on.
+- an in-flight count of open leases, which ``least_loaded`` balances on;
+- its last error: why its latest failed call or health check failed.
 
     async with services.use("model:gpt") as endpoint:
         reply = await endpoint.complete(prompt)   # an exception here counts against it
+
+A caller that decides itself what counts as a failure (say, only some errors, or a stream
+that may be abandoned half-way) takes a ``Lease`` with ``acquire`` and ends it with
+``release``.
 """
 
 from __future__ import annotations
@@ -19,9 +26,9 @@ import asyncio
 import threading
 import time
 from bisect import bisect_right
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Generic, Literal, TypeVar, get_args
 
@@ -44,9 +51,12 @@ class ServiceUnavailable(NetraError):
     code = "service_unavailable"
     status = 503
 
-    def __init__(self, message: str, *, service: str) -> None:
+    def __init__(self, message: str, *, service: str, unhealthy: int = 0) -> None:
         super().__init__(message)
         self.service = service
+        self.unhealthy = unhealthy
+        """Instances left out because their health flag is down (the rest: circuit, or
+        excluded by the caller)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +79,9 @@ class InstanceMetrics:
     failures: int
     """Failed calls, as reported by leases or ``report``."""
     circuit_openings: int
+    last_error: str | None
+    """Why its latest failed call or health check failed (kept once it recovers); None:
+    nothing failed yet."""
 
 
 @dataclass(slots=True, eq=False)
@@ -80,6 +93,17 @@ class _Instance(Generic[T]):
     in_flight: int = 0
     choices: int = 0
     failures: int = 0
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Lease(Generic[T]):
+    """One instance handed out by ``acquire``, counted in flight until ``release``."""
+
+    service: str
+    instance_id: str
+    instance: T
+    _record: _Instance[T] = field(repr=False)
 
 
 class ServiceRegistry(Generic[T]):
@@ -171,17 +195,35 @@ class ServiceRegistry(Generic[T]):
         verdicts: dict[str, dict[str, bool]] = {}
         with self._lock:
             for (name, key, record), probe in zip(targets, probes, strict=True):
-                record.healthy = probe.result()
+                error = probe.result()
+                record.healthy = error is None
+                if error is None:
+                    record.breaker.record_probe_success()
+                else:
+                    record.last_error = error
                 verdicts.setdefault(name, {})[key] = record.healthy
         return verdicts
 
-    async def _probe(self, record: _Instance[T]) -> bool:
+    async def watch(self, service: str, every_s: float) -> None:
+        """Checks the service's health now and every ``every_s`` seconds until cancelled: a
+        task for its caller to own."""
+        while True:
+            await self.check_health(service)
+            await asyncio.sleep(every_s)
+
+    async def _probe(self, record: _Instance[T]) -> str | None:
+        """Why the instance's health check failed; None when it passed."""
         assert record.health_check is not None
         try:
             async with asyncio.timeout(self._health_timeout_s):
-                return bool(await record.health_check(record.instance))
-        except Exception:
-            return False
+                passed = bool(await record.health_check(record.instance))
+        except TimeoutError:
+            return f"health check timed out after {self._health_timeout_s:g} s"
+        except NetraError as exc:
+            return f"health check failed: {exc.message}"
+        except Exception as exc:
+            return f"health check failed: {type(exc).__name__}"
+        return None if passed else "health check failed"
 
     def health(self) -> dict[str, ServiceHealth]:
         with self._lock:
@@ -208,6 +250,7 @@ class ServiceRegistry(Generic[T]):
                     choices=r.choices,
                     failures=r.failures,
                     circuit_openings=r.breaker.openings,
+                    last_error=r.last_error,
                 )
                 for key, r in (registry.items() if registry else [])
             }
@@ -219,12 +262,33 @@ class ServiceRegistry(Generic[T]):
         this caller until then), or let ``lease``/``use`` do it.
         """
         with self._lock:
-            return self._choose(service, strategy).instance
+            return self._choose(service, strategy)[1].instance
 
     def report(self, service: str, instance_id: str, *, ok: bool) -> None:
         """Feeds the outcome of a call made on a ``choose``n instance to its circuit breaker."""
         with self._lock:
             record = self._registry(service).get(instance_id)
+        self._settle(record, ok)
+
+    def acquire(
+        self, service: str, *, strategy: Strategy = "round_robin", exclude: Collection[str] = ()
+    ) -> Lease[T]:
+        """An instance able to take a call now (none of ``exclude``), counted in flight until
+        ``release``; ``ServiceUnavailable`` when there is none."""
+        with self._lock:
+            key, record = self._choose(service, strategy, exclude)
+            record.in_flight += 1
+        return Lease(service, key, record.instance, record)
+
+    def release(self, lease: Lease[T], *, ok: bool | None, error: str | None = None) -> None:
+        """Ends a lease: once, whatever happened (``try``/``finally``). ``ok`` goes to the
+        circuit breaker — None says the call was abandoned (cancelled), which tells nothing
+        about the instance; ``error`` becomes its last error."""
+        record = lease._record
+        with self._lock:
+            record.in_flight -= 1
+            if error is not None:
+                record.last_error = error
         self._settle(record, ok)
 
     @contextmanager
@@ -234,20 +298,16 @@ class ServiceRegistry(Generic[T]):
         Leaving the block normally is a success; an ``Exception`` is a failure (re-raised). A
         cancellation reports nothing: it says nothing about the instance.
         """
-        with self._lock:
-            record = self._choose(service, strategy)
-            record.in_flight += 1
+        taken = self.acquire(service, strategy=strategy)
         ok: bool | None = None
         try:
-            yield record.instance
+            yield taken.instance
             ok = True
         except Exception:
             ok = False
             raise
         finally:
-            with self._lock:
-                record.in_flight -= 1
-            self._settle(record, ok)
+            self.release(taken, ok=ok)
 
     @asynccontextmanager
     async def use(self, service: str, *, strategy: Strategy = "round_robin") -> AsyncIterator[T]:
@@ -261,7 +321,9 @@ class ServiceRegistry(Generic[T]):
             raise NotFound(f"no instance of service {service!r} is registered")
         return registry
 
-    def _choose(self, service: str, strategy: str) -> _Instance[T]:
+    def _choose(
+        self, service: str, strategy: str, exclude: Collection[str] = ()
+    ) -> tuple[str, _Instance[T]]:
         if strategy not in _STRATEGIES:
             raise InvalidRequest(f"unknown strategy {strategy!r} (known: {sorted(_STRATEGIES)})")
         registry = self._services.get(service)
@@ -272,19 +334,22 @@ class ServiceRegistry(Generic[T]):
         # the rotation stays exact when instances turn unhealthy, recover, come or go.
         last = self._last_choice.get(service)
         start = 0 if last is None else bisect_right([key for key, _ in entries], last)
-        candidates = [(k, r) for k, r in entries[start:] + entries[:start] if r.healthy]
+        wanted = [(k, r) for k, r in entries[start:] + entries[:start] if k not in exclude]
+        candidates = [(k, r) for k, r in wanted if r.healthy]
         if strategy == "least_loaded":
             candidates.sort(key=lambda entry: entry[1].in_flight)  # stable: ties keep rotating
         for key, record in candidates:
             if record.breaker.allow():
                 self._last_choice[service] = key
                 record.choices += 1
-                return record
+                return key, record
+        excluded = f", {len(entries) - len(wanted)} excluded" if exclude else ""
         raise ServiceUnavailable(
-            f"no {service!r} instance can take a call: {len(entries)} registered, "
-            f"{len(entries) - len(candidates)} unhealthy, "
+            f"no {service!r} instance can take a call: {len(entries)} registered{excluded}, "
+            f"{len(wanted) - len(candidates)} unhealthy, "
             f"{len(candidates)} held off by their circuit breaker",
             service=service,
+            unhealthy=len(wanted) - len(candidates),
         )
 
     def _settle(self, record: _Instance[T], ok: bool | None) -> None:

@@ -9,9 +9,11 @@ against these fields by the test suite.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -105,13 +107,16 @@ PROVIDER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 
 class ProviderSettings(Section):
-    """One model provider endpoint; model ids name it before the colon (`openai:gpt-4o`)."""
+    """One model provider: one endpoint or a pool of them serving the same models; model ids
+    name it before the colon (`openai:gpt-4o`)."""
 
     kind: Literal["openai", "anthropic"] = "openai"
-    """API the endpoint speaks: `openai` (chat completions: OpenAI, Ollama, vLLM, llama.cpp
+    """API the endpoints speak: `openai` (chat completions: OpenAI, Ollama, vLLM, llama.cpp
     server, LM Studio, OpenRouter…) or `anthropic` (messages)."""
-    base_url: str | None = None
-    """Endpoint URL; empty means the kind's public API."""
+    base_url: str | list[str] | None = None
+    """Endpoint URL, or a list of them: a pool of replicas serving the same models, each call
+    going to the one with the fewest calls in flight among those up (every endpoint shares
+    the provider's other settings). Empty means the kind's public API."""
     api_key: SecretStr | None = None
     """API key; never logged or shown. A provider with a `base_url` may go without one."""
     timeout_s: float = Field(60.0, gt=0, le=3600)
@@ -120,6 +125,41 @@ class ProviderSettings(Section):
     """Retries inside the provider's SDK (with its backoff) before the call counts as failed."""
     max_output_tokens: int | None = Field(None, ge=1)
     """Cap on the tokens of one answer; empty sends none (Anthropic requires one: 4096)."""
+    probe_interval_s: float = Field(10.0, ge=0)
+    """Seconds between health probes of each endpoint (`GET <url>/models`) while the server
+    runs; 0: no probes."""
+
+    @field_validator("base_url")
+    @classmethod
+    def _endpoint_urls(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("a pool needs at least one URL")
+            for url in value:
+                _check_url(url)
+            repeated = [u for u, n in Counter(u.rstrip("/") for u in value).items() if n > 1]
+            if repeated:
+                raise ValueError(f"the pool lists {repeated[0]} more than once")
+            return value
+        if not value:
+            return None
+        _check_url(value)
+        return value
+
+    @property
+    def urls(self) -> list[str]:
+        """The base URLs of the provider's endpoints; empty: the kind's public API."""
+        if isinstance(self.base_url, list):
+            return list(self.base_url)
+        return [] if self.base_url is None else [self.base_url]
+
+
+def _check_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{url!r} is not an http:// or https:// URL")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("a URL must not carry credentials (user:password@): set api_key")
 
 
 def builtin_providers() -> dict[str, ProviderSettings]:

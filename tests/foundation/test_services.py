@@ -11,6 +11,7 @@ import pytest
 from netra.circuit import CircuitBreaker, CircuitState
 from netra.errors import Conflict, NetraError, NotFound
 from netra.services import ServiceHealth, ServiceRegistry, ServiceUnavailable
+from tests.support import eventually
 
 
 class ManualClock:
@@ -244,6 +245,94 @@ def test_choose_skips_an_open_circuit_and_lets_one_trial_through_after_the_cool_
     assert [registry.choose("model") for _ in range(3)] == ["B", "C", "A"]
     b = registry.metrics("model")["b"]
     assert (b.circuit, b.choices, b.failures, b.circuit_openings) == ("closed", 3, 1, 1)
+
+
+def test_a_passing_probe_ends_an_open_circuits_cool_down_and_the_next_call_decides() -> None:
+    clock = ManualClock()
+    breaker = CircuitBreaker(failure_threshold=1, reset_timeout_s=10, clock=clock)
+    breaker.record_probe_success()
+    assert breaker.state is CircuitState.CLOSED  # nothing to end
+    breaker.record_failure()
+    breaker.record_probe_success()
+    assert breaker.state is CircuitState.HALF_OPEN
+    assert breaker.allow() and not breaker.allow()  # still one trial at a time
+    breaker.record_failure()
+    assert breaker.state is CircuitState.OPEN and breaker.openings == 2
+    breaker.record_probe_success()
+    assert breaker.allow()
+    breaker.record_success()
+    assert breaker.state is CircuitState.CLOSED
+
+
+def test_acquire_skips_the_excluded_and_release_feeds_the_breaker_and_keeps_the_last_error() -> (
+    None
+):
+    registry = endpoints(3, failure_threshold=1)
+    first = registry.acquire("model", strategy="least_loaded")
+    second = registry.acquire("model", strategy="least_loaded", exclude={"c"})
+    assert (first.instance_id, second.instance_id) == ("a", "b")
+    third = registry.acquire("model", strategy="least_loaded", exclude={"c"})
+    assert third.instance_id == "a"  # both busy: the rotation goes on among the allowed
+    assert {k: m.in_flight for k, m in registry.metrics("model").items()} == {
+        "a": 2, "b": 1, "c": 0
+    }  # fmt: skip
+
+    registry.release(first, ok=True)
+    registry.release(third, ok=None, error="cancelled")  # abandoned: not held against it
+    registry.release(second, ok=False, error="b answered HTTP 502")
+    metrics = registry.metrics("model")
+    assert {k: m.in_flight for k, m in metrics.items()} == dict.fromkeys("abc", 0)
+    assert (metrics["a"].circuit, metrics["a"].failures) == (CircuitState.CLOSED, 0)
+    assert metrics["a"].last_error == "cancelled"
+    assert (metrics["b"].circuit, metrics["b"].last_error) == (
+        CircuitState.OPEN, "b answered HTTP 502"
+    )  # fmt: skip
+    with pytest.raises(ServiceUnavailable, match="3 registered, 2 excluded, 0 unhealthy, 1 held"):
+        registry.acquire("model", exclude={"a", "c"})
+
+
+async def test_health_checks_record_why_they_failed_and_a_pass_ends_the_cool_down() -> None:
+    verdict: dict[str, bool | Exception] = {"a": True, "b": True}
+
+    async def check(instance: str) -> bool:
+        outcome = verdict[instance.lower()]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    registry: ServiceRegistry[str] = ServiceRegistry(failure_threshold=1, reset_timeout_s=3600)
+    registry.add("model", "a", "A", health_check=check)
+    registry.add("model", "b", "B", health_check=check)
+    registry.report("model", "a", ok=False)
+    verdict["b"] = NetraError("b is out")
+    assert await registry.check_health("model") == {"model": {"a": True, "b": False}}
+    metrics = registry.metrics("model")
+    assert (metrics["a"].circuit, metrics["a"].healthy) == (CircuitState.HALF_OPEN, True)
+    assert (metrics["b"].healthy, metrics["b"].last_error) == (
+        False, "health check failed: b is out"
+    )  # fmt: skip
+
+    verdict["b"] = ConnectionError("refused")  # not Netra's: only its kind is shown
+    await registry.check_health("model")
+    assert registry.metrics("model")["b"].last_error == "health check failed: ConnectionError"
+
+
+async def test_watch_checks_health_again_and_again_until_cancelled() -> None:
+    checks = 0
+
+    async def check(_: str) -> bool:
+        nonlocal checks
+        checks += 1
+        return checks < 3  # the third check finds the instance down
+
+    registry: ServiceRegistry[str] = ServiceRegistry()
+    registry.add("model", "a", "A", health_check=check)
+    task = asyncio.create_task(registry.watch("model", every_s=0.001))
+    await eventually(lambda: not registry.metrics("model")["a"].healthy, "the third check")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert checks >= 3
 
 
 def test_service_unavailable_when_no_instance_is_healthy_with_a_closed_circuit() -> None:

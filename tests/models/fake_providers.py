@@ -9,6 +9,8 @@ again, need a responder instead: a function of the request alone, so any attempt
 gets the answer that fits the conversation so far.
 
 Replies are built with the functions below; every request body and its headers are kept.
+Health probes (``GET /v1/models``) are counted apart and take no scripted reply; a provider
+that is ``down`` answers every request, probes included, with HTTP 503.
 """
 
 from __future__ import annotations
@@ -44,7 +46,9 @@ class Reply:
     hang_before: bool = False
     """Never send the response headers (until the server stops)."""
     hang_after: int | None = None
-    """Stream this many events, then stall (until the server stops)."""
+    """Stream this many events, then stall (until ``resume`` is set, or the server stops)."""
+    resume: threading.Event | None = None
+    """Ends the stall of ``hang_after``: the rest of the events follow."""
     delay_s: float = 0.0
     """Pause before each streamed event, so a reply takes a while to arrive."""
 
@@ -68,6 +72,10 @@ class FakeProvider:
     stopping: threading.Event = field(default_factory=threading.Event)
     responder: Responder | None = None
     """Answers requests once ``replies`` is empty (None: an HTTP 500 says none is left)."""
+    down: bool = False
+    """Answer every request, health probes included, with HTTP 503 (a replica that is out)."""
+    probes: int = 0
+    """Health probes received."""
 
     @property
     def openai_url(self) -> str:
@@ -82,7 +90,9 @@ class FakeProvider:
     async def _answer(self, request: Request) -> Response:
         body = await request.json()
         self.received.append(Received(request.url.path, dict(request.headers), body))
-        if self.replies:
+        if self.down:
+            reply = error(503, "this replica is down")
+        elif self.replies:
             reply = self.replies.popleft()
         elif self.responder is not None:
             reply = self.responder(body)
@@ -95,14 +105,23 @@ class FakeProvider:
 
         async def stream() -> AsyncIterator[str]:
             for index, frame in enumerate(reply.events):
-                if reply.hang_after is not None and index >= reply.hang_after:
-                    await self._stall()
-                    return
+                if reply.hang_after is not None and index == reply.hang_after:
+                    if reply.resume is None:
+                        await self._stall()
+                        return
+                    await asyncio.to_thread(reply.resume.wait)
                 if reply.delay_s:
                     await asyncio.sleep(reply.delay_s)
                 yield frame
 
         return StreamingResponse(stream(), media_type="text/event-stream")
+
+    async def _models(self, _request: Request) -> Response:
+        self.probes += 1
+        if self.down:
+            return JSONResponse(error(503, "this replica is down").body, status_code=503)
+        model = {"id": "fake", "object": "model", "created": 1, "owned_by": "fake"}
+        return JSONResponse({"object": "list", "data": [model]})
 
 
 @contextmanager
@@ -112,6 +131,7 @@ def fake_provider() -> Iterator[FakeProvider]:
         routes=[
             Route("/v1/chat/completions", provider._answer, methods=["POST"]),
             Route("/v1/messages", provider._answer, methods=["POST"]),
+            Route("/v1/models", provider._models, methods=["GET"]),
         ]
     )
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")

@@ -44,7 +44,7 @@ async def _model(provider: FakeProvider, timeout_s: float) -> AsyncIterator[Mode
         max_retries=0,
         max_output_tokens=512,
     )
-    client = AnthropicProvider("claude", settings)
+    client = AnthropicProvider("claude", settings, provider.url)
     yield client.model("claude-haiku-4-5-20251001", PRICES)
     await client.aclose()
 
@@ -194,7 +194,7 @@ async def test_an_unknown_model_gets_a_suggestion_from_the_price_table(
     provider: FakeProvider,
 ) -> None:
     settings = ProviderSettings(kind="anthropic", base_url=provider.url, max_retries=0)
-    client = AnthropicProvider("claude", settings)
+    client = AnthropicProvider("claude", settings, provider.url)
     provider.push(error(404, "model: claude-sonet-4-5"))
     failure = await _failure(client.model("claude-sonet-4-5", PriceTable.shipped()))
     await client.aclose()

@@ -26,7 +26,7 @@ from netra.models.base import (
     ToolSpec,
     Usage,
 )
-from netra.models.openai_compat import OpenAICompatibleProvider
+from netra.models.openai_compat import OPENAI_URL, OpenAICompatibleProvider
 from netra.models.prices import ModelPrice, PriceTable
 from netra.settings import ProviderSettings
 from tests.models.fake_providers import (
@@ -55,7 +55,7 @@ async def _model(provider: FakeProvider, timeout_s: float) -> AsyncIterator[Mode
         timeout_s=timeout_s,
         max_retries=0,
     )
-    client = OpenAICompatibleProvider("fake", settings)
+    client = OpenAICompatibleProvider("fake", settings, provider.openai_url)
     yield client.model("gpt-4o-mini", PRICES)
     await client.aclose()
 
@@ -228,7 +228,7 @@ async def test_a_model_the_server_does_not_know_is_unknown_with_a_suggestion(
     provider: FakeProvider,
 ) -> None:
     settings = ProviderSettings(base_url=provider.openai_url, timeout_s=5, max_retries=0)
-    client = OpenAICompatibleProvider("local", settings)
+    client = OpenAICompatibleProvider("local", settings, provider.openai_url)
     provider.push(error(404, "model not found"))
     failure = await _failure(client.model("gpt-4o-mnii", PriceTable.shipped()))
     await client.aclose()
@@ -238,6 +238,6 @@ async def test_a_model_the_server_does_not_know_is_unknown_with_a_suggestion(
 
 
 def test_the_public_api_without_a_key_is_a_configuration_error_naming_the_setting() -> None:
-    client = OpenAICompatibleProvider("openai", ProviderSettings())
+    client = OpenAICompatibleProvider("openai", ProviderSettings(), OPENAI_URL)
     with pytest.raises(ConfigurationError, match="NETRA_MODELS__PROVIDERS__OPENAI__API_KEY"):
         client.model("gpt-4o", PRICES)

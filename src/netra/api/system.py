@@ -15,8 +15,10 @@ from netra.api.views import (
     BusCheck,
     ClusterCheck,
     DatabaseCheck,
+    EndpointCheck,
     Health,
     McpCheck,
+    ProviderCheck,
     QueueCheck,
     Readiness,
     ReadinessChecks,
@@ -24,6 +26,8 @@ from netra.api.views import (
     ToolView,
     WriterCheck,
 )
+from netra.circuit import CircuitState
+from netra.services import InstanceMetrics
 
 router = APIRouter(tags=["system"], route_class=DocumentedRoute)
 
@@ -43,10 +47,11 @@ async def health() -> Health:
     },
 )
 async def ready(netra: AppState, response: Response) -> Readiness:
-    """``ready``, ``degraded`` (Redis or an MCP server is down; the rest works, still 200) or
-    ``not_ready`` (503: the database or the event writer is down). A full queue of runs is
-    reported (``checks.run_queue.shedding``) but changes none of them: the queue is the
-    cluster's, so every instance sheds alike, and this one still serves everything else."""
+    """``ready``, ``degraded`` (Redis, an MCP server or a model provider endpoint is down; the
+    rest works, still 200) or ``not_ready`` (503: the database or the event writer is down).
+    A full queue of runs is reported (``checks.run_queue.shedding``) but changes none of them:
+    the queue is the cluster's, so every instance sheds alike, and this one still serves
+    everything else."""
     # Side by side: a database that hangs costs one timeout, not two.
     database, queue = await asyncio.gather(netra.db.health(), netra.shedder.measure())
     bus = netra.bus.health()
@@ -68,16 +73,43 @@ async def ready(netra: AppState, response: Response) -> Readiness:
         ),
         run_queue=QueueCheck.model_validate(queue.as_dict()),
         mcp_servers={status.name: McpCheck.model_validate(status.as_dict()) for status in servers},
+        model_providers={
+            name: _provider_check(endpoints)
+            for name, endpoints in netra.catalog.endpoints().items()
+        },
     )
     # Without the bus, events still reach the sockets of this instance and every socket
     # catches up from the event log once it is back; an MCP server that is down takes only
-    # its own tools away: degraded, but still worth routing to.
+    # its own tools away; a provider endpoint that is down leaves its calls to the others,
+    # or to the runs' fallback models: degraded, but still worth routing to.
     ready = checks.database.healthy and checks.event_writer.healthy
-    degraded = not bus.healthy or not all(s.healthy for s in servers)
+    endpoints = [e for p in checks.model_providers.values() for e in p.endpoints]
+    degraded = (
+        not bus.healthy
+        or not all(s.healthy for s in servers)
+        or not all(e.healthy and e.circuit is CircuitState.CLOSED for e in endpoints)
+    )
     if not ready:
         response.status_code = 503
     status = "not_ready" if not ready else "degraded" if degraded else "ready"
     return Readiness(status=status, instance=netra.instance_id, checks=checks)
+
+
+def _provider_check(endpoints: dict[str, InstanceMetrics]) -> ProviderCheck:
+    checks = [
+        EndpointCheck(
+            url=url,
+            healthy=state.healthy,
+            circuit=state.circuit,
+            in_flight=state.in_flight,
+            last_error=state.last_error,
+        )
+        for url, state in endpoints.items()
+    ]
+    return ProviderCheck(
+        healthy=any(e.healthy and e.circuit is not CircuitState.OPEN for e in checks),
+        endpoints=checks,
+    )
 
 
 @router.get("/metrics", response_class=Response)

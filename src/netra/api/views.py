@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from netra.auth.scopes import Scope
+from netra.circuit import CircuitState
 from netra.db.records import Decision, RunStatus
 from netra.events.envelope import EventType
 from netra.settings import LimitSettings, TierSettings
@@ -545,6 +546,27 @@ class McpCheck(View):
     reason: str | None
 
 
+class EndpointCheck(View):
+    """One endpoint of a model provider."""
+
+    url: str
+    healthy: bool
+    """Whether its latest health probe passed (true until one has run)."""
+    circuit: CircuitState
+    """``closed`` (calls flow), ``open`` (skipped without a call) or ``half_open`` (the next
+    call is a trial)."""
+    in_flight: int
+    """Model calls streaming from it now."""
+    last_error: str | None
+    """Why its latest failed call or probe failed (kept once it recovers)."""
+
+
+class ProviderCheck(View):
+    healthy: bool
+    """Whether one of its endpoints at least can take a call now."""
+    endpoints: list[EndpointCheck]
+
+
 class ReadinessChecks(View):
     database: DatabaseCheck
     event_writer: WriterCheck
@@ -553,6 +575,8 @@ class ReadinessChecks(View):
     run_queue: QueueCheck
     mcp_servers: dict[str, McpCheck]
     """By server name."""
+    model_providers: dict[str, ProviderCheck]
+    """The providers built so far (those the configured models name), by name."""
 
 
 class Readiness(View):

@@ -39,6 +39,7 @@ from netra.models.provider import (
     api_key,
     call_failure,
     priced,
+    probe_verdict,
     sdk_failure,
     tool_arguments,
 )
@@ -62,12 +63,13 @@ Block = TextBlockParam | ToolUseBlockParam | ToolResultBlockParam
 
 
 class AnthropicProvider:
-    """An endpoint speaking the messages API; one ``AsyncAnthropic`` client, made on first use
-    and shared by every model of the provider."""
+    """One endpoint speaking the messages API; one ``AsyncAnthropic`` client, made on first
+    use and shared by every model of the provider on this endpoint."""
 
-    def __init__(self, name: str, settings: ProviderSettings) -> None:
+    def __init__(self, name: str, settings: ProviderSettings, url: str) -> None:
         self._name = name
         self._settings = settings
+        self._url = url
         self._client: anthropic.AsyncAnthropic | None = None
 
     @property
@@ -76,7 +78,7 @@ class AnthropicProvider:
 
     @property
     def endpoint(self) -> str:
-        return self._settings.base_url or ANTHROPIC_URL
+        return self._url
 
     def model(self, name: str, prices: PriceTable) -> Model:
         return AnthropicModel(ModelId(self._name, name), self._connect(), self._settings, prices)
@@ -92,6 +94,18 @@ class AnthropicProvider:
                 open_telemetry=False,
             )
         return self._client
+
+    async def probe(self) -> bool:
+        try:
+            await self._connect().with_options(max_retries=0).models.list()
+        except anthropic.APIStatusError as exc:
+            return probe_verdict(self.endpoint, status=exc.status_code)
+        except anthropic.APIConnectionError as exc:
+            timed_out = isinstance(exc, anthropic.APITimeoutError)
+            return probe_verdict(self.endpoint, status=None, timed_out=timed_out)
+        except anthropic.AnthropicError:
+            pass  # it answered, with a body the SDK cannot read: up all the same
+        return True
 
     async def aclose(self) -> None:
         if self._client is not None:

@@ -4,9 +4,15 @@ A built-in model (``offline``, ``scripted``, or any model registered in code) is
 its name in the model registry, and priced like any other when the price table has it
 (``[[models.prices]]`` with ``model = "offline"``): a deployment without an API key can show
 and enforce spend end to end. ``provider:model`` goes through the provider of that name,
-configured under ``models.providers``: each is built once and registered as an endpoint of
-the service ``model-provider:<name>`` in the ``ServiceRegistry``, where its circuit breaker
-lives. A run gets a ``FailoverModel`` over its model and its fallbacks.
+configured under ``models.providers``: each is built once, one ``Provider`` (one SDK client)
+per base URL, each registered as an endpoint of the service ``model-provider:<name>`` in the
+``ServiceRegistry``, where its health, its calls in flight and its circuit breaker live. A run
+gets a ``FailoverModel`` over its model and its fallbacks, which picks the endpoint of each
+call there.
+
+While the catalog runs (``start`` to ``aclose``), every endpoint of a provider with a
+``probe_interval_s`` is probed that often by a task the catalog owns: a failing probe takes the
+endpoint out of the choice, a passing one brings it back and ends an open circuit's cool-down.
 
 A provider is built when a model id first names it: at start-up for ``models.default`` and
 ``models.fallbacks``, later for an id that arrives with a reload or an agent. Its module, and
@@ -16,6 +22,8 @@ server on the offline model never loads either.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterable, Sequence
 
 from netra.config import UnifiedConfigurationManager
@@ -26,7 +34,7 @@ from netra.models.failover import Candidate, FailoverModel, Meter, Notify
 from netra.models.prices import ModelPrice, PriceTable
 from netra.models.provider import Provider, priced
 from netra.registry import UniversalRegistry
-from netra.services import ServiceRegistry
+from netra.services import InstanceMetrics, ServiceRegistry
 from netra.settings import ProviderSettings
 
 ModelRegistry = UniversalRegistry[Model]
@@ -38,16 +46,21 @@ def provider_service(name: str) -> str:
     return f"model-provider:{name}"
 
 
-def build_provider(name: str, settings: ProviderSettings) -> Provider:
-    """The provider of one ``models.providers`` entry; the only place a provider module (and
-    its SDK) is imported."""
+def build_providers(name: str, settings: ProviderSettings) -> list[Provider]:
+    """The endpoints of one ``models.providers`` entry, one per base URL (the kind's public
+    API when it lists none); the only place a provider module (and its SDK) is imported."""
     if settings.kind == "anthropic":
-        from netra.models.anthropic import AnthropicProvider
+        from netra.models.anthropic import ANTHROPIC_URL, AnthropicProvider
 
-        return AnthropicProvider(name, settings)
-    from netra.models.openai_compat import OpenAICompatibleProvider
+        return [AnthropicProvider(name, settings, url) for url in settings.urls or [ANTHROPIC_URL]]
+    from netra.models.openai_compat import OPENAI_URL, OpenAICompatibleProvider
 
-    return OpenAICompatibleProvider(name, settings)
+    return [OpenAICompatibleProvider(name, settings, url) for url in settings.urls or [OPENAI_URL]]
+
+
+async def probe(provider: Provider) -> bool:
+    """The health check of a provider endpoint in the ``ServiceRegistry``."""
+    return await provider.probe()
 
 
 class ModelCatalog:
@@ -66,7 +79,9 @@ class ModelCatalog:
         self._shipped_prices = PriceTable.shipped()
         # Read once: providers take effect at a restart, like every setting a reload skips.
         self._settings = dict(config.settings.models.providers)
-        self._providers: dict[str, Provider] = {}
+        self._providers: dict[str, list[Provider]] = {}
+        self._probes: dict[str, asyncio.Task[None]] = {}
+        self._running = False
         models = config.settings.models
         for name in _provider_names([models.default, *models.fallbacks]):
             self._provider(name)
@@ -76,16 +91,45 @@ class ModelCatalog:
         """Every configured provider, built or not."""
         return sorted(self._settings)
 
-    def _provider(self, name: str) -> Provider:
-        provider = self._providers.get(name)
-        if provider is None:
+    def _provider(self, name: str) -> list[Provider]:
+        endpoints = self._providers.get(name)
+        if endpoints is None:
             settings = self._settings[name]
-            provider = build_provider(name, settings)
-            self._services.add(
-                provider_service(name), provider.endpoint, provider, tags=(settings.kind,)
+            endpoints = build_providers(name, settings)
+            for endpoint in endpoints:
+                self._services.add(
+                    provider_service(name),
+                    endpoint.endpoint,
+                    endpoint,
+                    health_check=probe,
+                    tags=(settings.kind,),
+                )
+            self._providers[name] = endpoints
+            if self._running:
+                self._watch(name)
+        return endpoints
+
+    def start(self) -> None:
+        """Starts probing the endpoints of the providers built so far, and of those built
+        from now on, each provider every ``probe_interval_s``."""
+        self._running = True
+        for name in self._providers:
+            self._watch(name)
+
+    def _watch(self, name: str) -> None:
+        every_s = self._settings[name].probe_interval_s
+        if every_s > 0:
+            self._probes[name] = asyncio.create_task(
+                self._services.watch(provider_service(name), every_s),
+                name=f"probe-{name}",
             )
-            self._providers[name] = provider
-        return provider
+
+    def endpoints(self) -> dict[str, dict[str, InstanceMetrics]]:
+        """The state of every endpoint of the providers built so far: by provider name, then
+        base URL."""
+        return {
+            name: self._services.metrics(provider_service(name)) for name in sorted(self._providers)
+        }
 
     def prices(self) -> PriceTable:
         """The shipped table under the overrides currently configured (``models.prices``,
@@ -132,10 +176,16 @@ class ModelCatalog:
                 f"model ids are a built-in name or 'provider:model' (known: {', '.join(known)})"
             )
         parsed.check_provider(self._settings)
-        provider = self._provider(parsed.provider)
-        model = provider.model(parsed.name, prices)
+        on = {
+            endpoint.endpoint: endpoint.model(parsed.name, prices)
+            for endpoint in self._provider(parsed.provider)
+        }
         return Candidate(
-            model, provider_service(provider.name), provider.endpoint, price, prices.as_of
+            next(iter(on.values())),
+            service=provider_service(parsed.provider),
+            on=on,
+            price=price,
+            prices_as_of=prices.as_of,
         )
 
     def for_run(
@@ -147,8 +197,17 @@ class ModelCatalog:
         return FailoverModel(candidates, services=self._services, notify=notify, meter=meter)
 
     async def aclose(self) -> None:
-        for provider in self._providers.values():
-            await provider.aclose()
+        """Stops the probes, then closes every endpoint's connections."""
+        self._running = False
+        for task in self._probes.values():
+            task.cancel()
+        for task in self._probes.values():
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._probes.clear()
+        for endpoints in self._providers.values():
+            for endpoint in endpoints:
+                await endpoint.aclose()
 
 
 def _provider_names(model_ids: Iterable[str]) -> list[str]:

@@ -39,6 +39,7 @@ from netra.models.prices import PriceTable
 from netra.models.provider import (
     api_key,
     priced,
+    probe_verdict,
     sdk_failure,
     tool_arguments,
 )
@@ -49,12 +50,13 @@ FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "f
 
 
 class OpenAICompatibleProvider:
-    """An endpoint speaking the chat completions API; one ``AsyncOpenAI`` client, made on
-    first use and shared by every model of the provider."""
+    """One endpoint speaking the chat completions API; one ``AsyncOpenAI`` client, made on
+    first use and shared by every model of the provider on this endpoint."""
 
-    def __init__(self, name: str, settings: ProviderSettings) -> None:
+    def __init__(self, name: str, settings: ProviderSettings, url: str) -> None:
         self._name = name
         self._settings = settings
+        self._url = url
         self._client: openai.AsyncOpenAI | None = None
 
     @property
@@ -63,7 +65,7 @@ class OpenAICompatibleProvider:
 
     @property
     def endpoint(self) -> str:
-        return self._settings.base_url or OPENAI_URL
+        return self._url
 
     def model(self, name: str, prices: PriceTable) -> Model:
         return OpenAIChatModel(ModelId(self._name, name), self._connect(), self._settings, prices)
@@ -78,6 +80,18 @@ class OpenAICompatibleProvider:
                 max_retries=self._settings.max_retries,
             )
         return self._client
+
+    async def probe(self) -> bool:
+        try:
+            await self._connect().with_options(max_retries=0).models.list()
+        except openai.APIStatusError as exc:
+            return probe_verdict(self.endpoint, status=exc.status_code)
+        except openai.APIConnectionError as exc:
+            timed_out = isinstance(exc, openai.APITimeoutError)
+            return probe_verdict(self.endpoint, status=None, timed_out=timed_out)
+        except openai.OpenAIError:
+            pass  # it answered, with a body the SDK cannot read: up all the same
+        return True
 
     async def aclose(self) -> None:
         if self._client is not None:

@@ -1,5 +1,6 @@
 """The ``Provider`` protocol, and what the OpenAI-compatible and Anthropic providers share:
-turning a failed call into Netra's error, reading tool arguments, pricing usage."""
+turning a failed call into Netra's error, judging a health probe, reading tool arguments,
+pricing usage."""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ RETRYABLE_STATUS = frozenset({408, 429})
 
 
 class Provider(Protocol):
-    """A configured endpoint that serves models (OpenAI-compatible or Anthropic)."""
+    """One endpoint of a configured provider, serving its models (OpenAI-compatible or
+    Anthropic); a provider with several base URLs (a pool) has one per URL."""
 
     @property
     def name(self) -> str:
@@ -38,7 +40,7 @@ class Provider(Protocol):
 
     @property
     def endpoint(self) -> str:
-        """The base URL: the instance id of this provider in the ``ServiceRegistry``."""
+        """The base URL: the instance id of this endpoint in the ``ServiceRegistry``."""
         ...
 
     def model(self, name: str, prices: PriceTable) -> Model:
@@ -46,8 +48,13 @@ class Provider(Protocol):
         when it cannot be called (no API key for a public API)."""
         ...
 
+    async def probe(self) -> bool:
+        """True when the endpoint answers a cheap request (``GET /models``); raises
+        ``ModelUnavailable`` (or ``ConfigurationError``) saying why it does not."""
+        ...
+
     async def aclose(self) -> None:
-        """Close the provider's connections."""
+        """Close the endpoint's connections."""
         ...
 
 
@@ -55,13 +62,27 @@ def api_key(name: str, settings: ProviderSettings) -> str:
     """The key to hand the SDK; a public API (no ``base_url``) without one is a configuration
     error that says which setting to set."""
     key = settings.api_key
-    if key is None and settings.base_url is None:
+    if key is None and not settings.urls:
         raise ConfigurationError(
             f"model provider {name!r} needs an API key: set "
             f"NETRA_MODELS__PROVIDERS__{name.upper()}__API_KEY "
             f"(or models.providers.{name}.api_key in the config file)"
         )
     return key.get_secret_value() if key is not None else NO_KEY
+
+
+def probe_verdict(endpoint: str, *, status: int | None, timed_out: bool = False) -> bool:
+    """Whether an endpoint that answered a probe with ``status`` (None: no answer) can take
+    calls: any answer but 408, 429 or a 5xx says it is up — even a refusal, from a server
+    without ``GET /models`` or a key without the right to list models. Raises
+    ``ModelUnavailable`` otherwise."""
+    if timed_out:
+        raise ModelUnavailable(f"{endpoint} timed out")
+    if status is None:
+        raise ModelUnavailable(f"{endpoint} could not be reached")
+    if status in RETRYABLE_STATUS or status >= 500:
+        raise ModelUnavailable(f"{endpoint} answered HTTP {status}")
+    return True
 
 
 def sdk_failure(
