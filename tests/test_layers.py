@@ -15,6 +15,8 @@ from strings at run time (``importlib``) are not read; Netra has none.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -28,8 +30,17 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 PACKAGE = SRC / "netra"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    # Leaves: they import nothing of Netra.
-    ("netra", "netra.errors", "netra.ids", "netra.text", "netra.metrics", "netra.process"),
+    # Leaves: they import nothing of Netra. The client too: it speaks the wire protocol
+    # with httpx and websockets, and knows nothing of the server.
+    (
+        "netra",
+        "netra.errors",
+        "netra.ids",
+        "netra.text",
+        "netra.metrics",
+        "netra.process",
+        "netra.client",
+    ),
     # Foundations on the error tree alone.
     ("netra.env", "netra.circuit", "netra.registry", "netra.model_ids", "netra.extension"),
     # The typed settings tree; ServiceRegistry (health, circuit breakers).
@@ -209,3 +220,18 @@ def test_every_import_goes_down_the_layers() -> None:
             "its own; LAYERS in tests/test_layers.py, lowest first):\n" + "\n".join(wrong),
             pytrace=False,
         )
+
+
+def test_the_client_loads_nothing_of_the_server() -> None:
+    """``import netra.client`` in a fresh interpreter: no server module of Netra's, and none
+    of the server's libraries, is loaded — httpx and websockets are all the client needs."""
+    probe = (
+        "import sys, netra.client\n"
+        "server = ('fastapi', 'starlette', 'sqlalchemy', 'uvicorn', 'pydantic', 'redis')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in server\n"
+        "    or (m.startswith('netra.') and not m.startswith('netra.client'))))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]", done.stdout

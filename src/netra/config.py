@@ -36,6 +36,9 @@ from netra.settings import (
 ENV_PREFIX = "NETRA_"
 CONFIG_VARIABLE = "NETRA_CONFIG"
 """Names the TOML config file; read by the command line, never a setting itself."""
+CLIENT_VARIABLES = frozenset({"NETRA_URL", "NETRA_API_KEY"})
+"""Read by ``netra.client`` and ``netra chat`` (the server to reach, the key to reach it
+with), never settings of the server: a shell may export them and still run ``netra serve``."""
 NESTED_DELIMITER = "__"
 MIN_SECRET_BYTES = 32
 RELOADABLE = (
@@ -135,10 +138,13 @@ def _unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
     return tree
 
 
+_NOT_SETTINGS = CLIENT_VARIABLES | {CONFIG_VARIABLE}
+
+
 def _from_environment(variables: Mapping[str, str]) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, raw in variables.items():
-        if not key.upper().startswith(ENV_PREFIX) or key.upper() == CONFIG_VARIABLE:
+        if not key.upper().startswith(ENV_PREFIX) or key.upper() in _NOT_SETTINGS:
             continue
         path = ".".join(part.lower() for part in key[len(ENV_PREFIX) :].split(NESTED_DELIMITER))
         value: Any = raw

@@ -119,3 +119,15 @@ def test_environment_aliases_and_url_passwords(tmp_path: Path) -> None:
     assert config.settings.environment == "production"
     shown = {path: value for path, value, _ in config.describe()}
     assert shown["database.url"] == "postgresql+asyncpg://netra:***@db.internal:5432/netra"
+
+
+def test_the_clients_variables_are_not_settings_of_the_server() -> None:
+    env = IsolatedEnvironment.isolated(
+        {
+            "NETRA_URL": "http://127.0.0.1:9000",
+            "NETRA_API_KEY": "nk_x",
+            "NETRA_SERVER__PORT": "9200",
+        }
+    )
+    config = UnifiedConfigurationManager(env)
+    assert config.settings.server.port == 9200
