@@ -1,5 +1,5 @@
 """The ``netra`` command: serve, worker, database migrations, accounts, usage reports,
-configuration."""
+configuration, and a terminal chat."""
 
 from __future__ import annotations
 
@@ -227,6 +227,19 @@ def _config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _chat(args: argparse.Namespace) -> int:
+    from netra.client.chat import chat
+
+    return chat(
+        args.url,
+        email=args.email,
+        api_key=args.api_key or IsolatedEnvironment.process().get("NETRA_API_KEY"),
+        thread_id=args.thread,
+        new=args.new,
+        agent=args.agent,
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="netra", description="Multi-user AI agent chat server.")
     root.add_argument("--config", type=Path, help="TOML config file (or NETRA_CONFIG)")
@@ -274,6 +287,16 @@ def parser() -> argparse.ArgumentParser:
     )
     usage.add_argument("--user", help="only this account's runs (its email)")
     usage.set_defaults(handler=_usage)
+
+    chat = commands.add_parser("chat", help="chat with an agent in the terminal")
+    chat.add_argument("--url", help="the server (default: NETRA_URL, else http://127.0.0.1:8000)")
+    chat.add_argument("--email", help="sign in as (asked for when needed)")
+    chat.add_argument("--api-key", help="an API key (nk_…) instead of signing in (NETRA_API_KEY)")
+    which = chat.add_mutually_exclusive_group()
+    which.add_argument("--thread", help="continue this thread (default: the most recent)")
+    which.add_argument("--new", action="store_true", help="start a new thread")
+    chat.add_argument("--agent", help="the agent to ask (default: the thread's)")
+    chat.set_defaults(handler=_chat)
 
     config = commands.add_parser("config", help="configuration").add_subparsers(
         dest="config_command", required=True
