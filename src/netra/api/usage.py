@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import io
 from datetime import date, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 
@@ -87,6 +87,11 @@ async def _page(
     )
 
 
+JSON_OR_CSV: dict[int | str, dict[str, Any]] = {
+    **error_responses(422),
+    200: {"content": {"text/csv": {"schema": {"type": "string"}}}},
+}
+"""What a report that may be CSV answers."""
 _Split = Annotated[
     Literal["day", "model", "agent", "user", "tier", "org"] | None,
     Query(description="Split each group by this too (the parts of a stacked chart)."),
@@ -126,10 +131,7 @@ async def my_usage(
 @router.get(
     "/admin/usage",
     response_model=UsageReportView,
-    responses={
-        **error_responses(422),
-        200: {"content": {"text/csv": {"schema": {"type": "string"}}}},
-    },
+    responses=JSON_OR_CSV,
 )
 async def all_usage(
     _: AdminUser,
@@ -149,26 +151,22 @@ async def all_usage(
     ``format=csv``: every group at once, a row each
     (``<group_by>[,<split_by>],runs,calls,input_tokens,output_tokens,cost_usd``), no paging."""
     days = span(first, to)
-    if format == "csv":
-        return await _csv(netra, None, group_by, split_by, days)
-    return await _page(
+    return await _everyone(
         netra,
-        scope=None,
+        None,
         group=group_by,
         split=split_by,
         days=days,
         limit=limit,
         cursor=cursor,
+        format=format,
     )
 
 
 @router.get(
     "/org/usage",
     response_model=UsageReportView,
-    responses={
-        **error_responses(422),
-        200: {"content": {"text/csv": {"schema": {"type": "string"}}}},
-    },
+    responses=JSON_OR_CSV,
 )
 async def org_usage(
     ctx: OrgAdmin,
@@ -190,17 +188,34 @@ async def org_usage(
     what was said. ``format=csv`` as for ``GET /admin/usage``."""
     assert ctx.org is not None  # an org admin's
     days = span(first, to)
-    if format == "csv":
-        return await _csv(netra, ctx.org.org_id, group_by, split_by, days)
-    return await _page(
+    return await _everyone(
         netra,
-        scope=None,
-        org=ctx.org.org_id,
+        ctx.org.org_id,
         group=group_by,
         split=split_by,
         days=days,
         limit=limit,
         cursor=cursor,
+        format=format,
+    )
+
+
+async def _everyone(
+    netra: Netra,
+    org: str | None,
+    *,
+    group: Group,
+    split: Group | None,
+    days: tuple[date, date],
+    limit: int,
+    cursor: str | None,
+    format: Literal["json", "csv"],
+) -> UsageReportView | Response:
+    """Everyone's report (``org`` None) or one organisation's: a JSON page, or CSV."""
+    if format == "csv":
+        return await _csv(netra, org, group, split, days)
+    return await _page(
+        netra, scope=None, org=org, group=group, split=split, days=days, limit=limit, cursor=cursor
     )
 
 
