@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # The browser tests (tests/web) drive Debian's Chromium; Playwright never downloads one.
 CHROMIUM := /usr/bin/chromium
+# The terminal chat's tests (tests/client/test_chat.py) drive it in tmux.
+TMUX := /usr/bin/tmux
 
 # Test processes: the suite mostly waits (servers, leases, sockets), so three share two cores.
 WORKERS ?= 3
@@ -29,8 +31,13 @@ $(CHROMIUM):
 	apt-get update
 	apt-get install -y --no-install-recommends chromium
 
-## test: install (Chromium too), lint, type-check and run the whole test suite
-test: $(STAMP) $(CHROMIUM)
+# Debian's tmux for the terminal chat's tests, installed when missing.
+$(TMUX):
+	apt-get update
+	apt-get install -y --no-install-recommends tmux
+
+## test: install (Chromium and tmux too), lint, type-check and run the whole test suite
+test: $(STAMP) $(CHROMIUM) $(TMUX)
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy

@@ -1,5 +1,6 @@
 """``netra chat`` in a real terminal (tmux) against ``netra serve`` as its own process: it
-signs in, answers with the tool steps shown, cancels on Ctrl-C, keeps its tokens 0600."""
+signs in, answers with the tool steps shown, cancels on Ctrl-C, keeps its tokens 0600, and
+finishes an answer across a restart of the server."""
 
 from __future__ import annotations
 
@@ -22,14 +23,14 @@ from tests.cluster import NetraProcess, embedded
 from tests.support import CanaryWatch, User, make_user
 
 TMUX = shutil.which("tmux")
-pytestmark = pytest.mark.skipif(TMUX is None, reason="tmux is not installed")
+"""Installed by ``make test`` when missing, as Chromium is."""
 
 
 class Terminal:
     """A tmux session of its own running one command; the test types and reads the screen."""
 
     def __init__(self, command: list[str], env: dict[str, str]) -> None:
-        assert TMUX is not None
+        assert TMUX is not None, "tmux is missing: make test installs it"
         self._base = [TMUX, "-L", f"netra-test-{uuid.uuid4().hex[:8]}"]
         line = " ".join(
             [
@@ -69,7 +70,12 @@ class Terminal:
 
 @pytest.fixture
 async def served(tmp_path: Path, canaries: CanaryWatch) -> AsyncIterator[NetraProcess]:
-    server = embedded(tmp_path / "server", canaries, {"models": {"offline_chunk_delay_ms": 20}})
+    settings = {
+        "models": {"offline_chunk_delay_ms": 20},
+        # A restarted server takes its dead predecessor's run over once the lease is out.
+        "cluster": {"lease_s": 1.0, "heartbeat_s": 0.2},
+    }
+    server = embedded(tmp_path / "server", canaries, settings)
     server.launch()
     try:
         await server.wait_ready()
@@ -141,3 +147,25 @@ async def test_ctrl_c_cancels_the_answer_and_the_run_ends_cancelled(
     await terminal.shows("you> ")
     terminal.type("C-c")
     await terminal.shows("bye")
+
+
+async def test_an_answer_cut_by_a_server_restart_is_finished_and_shown_once(
+    terminal: Terminal, user: User, served: NetraProcess
+) -> None:
+    """The server is killed mid-answer and started again on its port: the chat reconnects,
+    resumes where it stood, and the answer reads 1 to 300 exactly once."""
+    await _signed_in(terminal, user)
+    terminal.type("count to 300", "Enter")
+    await terminal.shows(" 40 ")
+    served.kill()
+    served.launch()
+    await served.wait_ready()
+    screen = await terminal.shows(" 299 300\n")
+    answer = screen.split("netra> ")[1].split("\n")[0].strip()
+    assert answer == " ".join(str(n) for n in range(1, 301)), screen
+    await terminal.shows("you> ")
+    async with httpx.AsyncClient(base_url=served.url, timeout=10) as http:
+        threads = (await http.get("/threads", headers=user.auth)).json()["items"]
+        runs = await http.get(f"/threads/{threads[0]['id']}/runs", headers=user.auth)
+    [run] = runs.json()["items"]
+    assert (run["outcome"], run["attempt"]) == ("completed", 2), run
