@@ -54,6 +54,10 @@ MEMBER_REMOVE = Statement(
     "org: a member leaves it",
     "UPDATE users SET org_id = NULL, org_role = NULL WHERE id = :user_id AND org_id = :org_id",
 )
+ORG_BUDGETED = Statement(
+    "org: whether it has a dollar budget",
+    "SELECT usd_per_day > 0 OR usd_per_month > 0 AS budgeted FROM orgs WHERE id = :id",
+)
 ORG_SPENT = Statement(
     "spend: an org's budgets, and its members' calls today and this month",
     "SELECT o.usd_per_day, o.usd_per_month,"
@@ -95,10 +99,6 @@ class OrgSpend:
     usd_per_month: float
     today: float
     month: float
-
-    @property
-    def budgeted(self) -> bool:
-        return bool(self.usd_per_day or self.usd_per_month)
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +193,12 @@ class OrgRepository:
         """False: the user is not a member of it."""
         changed = yield from rowcount(MEMBER_REMOVE(org_id=org_id, user_id=user_id))
         return changed == 1
+
+    @staticmethod
+    def budgeted(org_id: str) -> Tx[bool]:
+        """Whether the organisation has a daily or monthly budget (False when it is gone)."""
+        row = yield from first(ORG_BUDGETED(id=org_id))
+        return bool(row and row["budgeted"])
 
     @staticmethod
     def spent(org_id: str, *, day_start: datetime, month_start: datetime) -> Tx[OrgSpend | None]:

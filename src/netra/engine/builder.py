@@ -15,8 +15,7 @@ from netra.context import UserExecutionContext
 from netra.db.manager import DatabaseManager
 from netra.db.messages import MessageRepository, Said
 from netra.db.orgs import OrgRepository
-from netra.db.records import RunRecord, utcnow
-from netra.db.runs import day_start, month_start
+from netra.db.records import RunRecord
 from netra.engine.costs import CostGuard
 from netra.engine.summary import Summarizer
 from netra.events.bridge import RunEmitter
@@ -65,15 +64,10 @@ class AttemptBuilder:
         async def note_failover(note: FailoverNote) -> None:
             await emitter.thinking(note.text, failover=note.as_dict())
 
-        org = None
-        if ctx.org is not None:  # its budgets, once per attempt
-            now = utcnow()
-            org = await self._db.transact(
-                OrgRepository.spent(
-                    ctx.org.org_id, day_start=day_start(now), month_start=month_start(now)
-                )
-            )
-        costs = CostGuard(self._db, ctx, run, emitter, limits=limits, org=org)
+        org_budgeted = ctx.org is not None and await self._db.transact(
+            OrgRepository.budgeted(ctx.org.org_id)  # once per attempt, members only
+        )
+        costs = CostGuard(self._db, ctx, run, emitter, limits=limits, org_budgeted=org_budgeted)
         model_ids = [run.model, *fallbacks]
         model = self._models.for_run(model_ids, notify=note_failover, meter=costs.record)
         context = ContextBudget(

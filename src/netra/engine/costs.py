@@ -21,7 +21,7 @@ from __future__ import annotations
 from netra.context import UserExecutionContext
 from netra.db.calls import CallRepository, ModelCallRecord
 from netra.db.manager import DatabaseManager
-from netra.db.orgs import OrgRepository, OrgSpend
+from netra.db.orgs import OrgRepository
 from netra.db.records import RunRecord, utcnow
 from netra.db.runs import day_start, month_start
 from netra.errors import NetraError
@@ -49,21 +49,21 @@ class CostGuard:
         emitter: RunEmitter,
         *,
         limits: LimitSettings,
-        org: OrgSpend | None = None,
+        org_budgeted: bool = False,
     ) -> None:
         self._db = db
         self._ctx = ctx
         self._run = run
         self._emitter = emitter
         self._limits = limits
-        self._org = org if org is not None and org.budgeted else None
-        """The user's organisation, when it has budgets (as the attempt began)."""
+        self._org_budgeted = org_budgeted and ctx.org is not None
+        """The user's organisation has budgets (as the attempt began)."""
 
     @property
     def shared(self) -> bool:
         """Budgets beyond the run apply (the user's, its organisation's): each call is
         stored before the spend is read."""
-        return bool(self._limits.usd_per_day or self._limits.usd_per_month or self._org)
+        return bool(self._limits.usd_per_day or self._limits.usd_per_month or self._org_budgeted)
 
     async def record(self, call: PricedCall) -> None:
         """Store one call's usage (``FailoverModel``'s meter), waited for when the user's
@@ -103,7 +103,7 @@ class CostGuard:
         if limits.usd_per_day or limits.usd_per_month:
             today, month = await self._db.transact(CallRepository(self._ctx).spent(**since))
             _check("your", limits.usd_per_day, limits.usd_per_month, today, month)
-        if self._org is not None and self._ctx.org is not None:
+        if self._org_budgeted and self._ctx.org is not None:
             org = await self._db.transact(OrgRepository.spent(self._ctx.org.org_id, **since))
             if org is not None:  # budgets as they are now: an admin may have changed them
                 _check(
