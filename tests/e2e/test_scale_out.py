@@ -449,10 +449,11 @@ async def test_sse_on_one_instance_streams_a_run_executed_on_another_and_resumes
 async def test_two_instances_charging_one_user_overshoot_a_budget_by_at_most_the_calls_in_flight(
     cluster: Cluster, redis_url: str
 ) -> None:
-    """Four runs of one user at once, two executing on each instance, six model calls each:
-    once the user's spend passes its daily budget every run stops after the call it had in
-    flight, whichever instance executes it — the spend ends at most one call per run past
-    the budget, and every call is recorded."""
+    """Four runs of one user sent at once, alternately to each instance, six model calls
+    each: once the user's spend passes its daily budget every run stops after the call it
+    had in flight, whichever instance executes it — the spend ends at most one call per run
+    admitted past the budget, and every call is recorded. (A run sent once the budget is
+    spent is refused at admission: the first runs may get there before the last is sent.)"""
     a, b = cluster(
         redis_url,
         models={
@@ -486,7 +487,18 @@ async def test_two_instances_charging_one_user_overshoot_a_budget_by_at_most_the
         )
         assert changed.status_code == 200, changed.text
         socket = await open_socket(a, user.token)
-        acks = [await submit(http, user, "job") for http in (at_a, at_b, at_a, at_b)]
+        acks = []
+        for http in (at_a, at_b, at_a, at_b):
+            thread = (await http.post("/threads", json={}, headers=user.auth)).json()
+            sent = await http.post(
+                f"/threads/{thread['id']}/runs", json={"content": "job"}, headers=user.auth
+            )
+            if sent.status_code == 429:  # the runs admitted first spent it already: refused
+                assert sent.json()["error"]["code"] == "budget_exceeded", sent.text
+                continue
+            assert sent.status_code == 202, sent.text
+            acks.append(sent.json())
+        assert acks, "the first run is admitted: nothing was spent before it"
         endings = [(await socket.run_to_end(ack["run_id"]))[-1]["data"] for ack in acks]
         await socket.close()
         stopped = [e for e in endings if e["outcome"] == "failed"]
