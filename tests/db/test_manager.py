@@ -24,7 +24,7 @@ from netra.db.manager import DatabaseManager
 from netra.db.messages import MessageRepository
 from netra.db.migration import alembic_config
 from netra.db.records import utcnow
-from netra.db.repositories import ThreadRepository
+from netra.db.repositories import EventRepository, ThreadRepository
 from netra.db.revisions import head_revision
 from netra.db.search import SEARCH_INDEXES
 from netra.errors import NotFound
@@ -233,6 +233,16 @@ async def test_upgrading_a_populated_database_keeps_its_rows(url: str) -> None:
                     "at": datetime(2026, 1, 1, 0, 0, second, tzinfo=UTC),
                 },
             )
+        for seq, run_id in enumerate((None, "run_1", "run_2", "run_1"), start=1):
+            await conn.execute(
+                text(
+                    "INSERT INTO events (user_id, seq, event_id, type, thread_id, run_id, body,"
+                    " created_at) VALUES (:u, :seq, :id, 'agent_thinking', 'th_old', :r, '{}',"
+                    " :at)"
+                ),
+                {"u": user_id, "seq": seq, "id": f"ev_{seq}", "r": run_id, "at": datetime.now(UTC)},
+            )
+        await conn.execute(text("UPDATE users SET event_seq = 4 WHERE id = :u"), {"u": user_id})
     await db.upgrade("0010")  # runs kept their usage on their rows then
     async with db.write() as conn:
         await conn.execute(
@@ -250,6 +260,12 @@ async def test_upgrading_a_populated_database_keeps_its_rows(url: str) -> None:
         assert [(c.run_id, c.input_tokens, c.output_tokens, c.cost_usd) for c in calls] == [
             ("run_2", 100, 50, 0.01)
         ], "a run that used a model before calls were recorded counts as one call"
+        floors = {r.id: r.seq_floor for r in await conn.execute(select(t.runs))}
+        assert floors == {"run_1": 1, "run_2": 2, "run_3": 0}, "below each run's first event"
+    events = EventRepository(ctx)
+    assert [e.seq for e in await db.transact(events.for_run("run_1", 0, limit=10))] == [2, 4]
+    assert [e.seq for e in await db.transact(events.for_run("run_1", 2, limit=10))] == [4]
+    assert await db.transact(events.for_run("run_3", 0, limit=10)) == []
     threads = ThreadRepository(ctx)
     [thread] = await db.transact(threads.list(limit=10))
     assert (thread.title, thread.active_leaf) == ("old", "msg_q3")

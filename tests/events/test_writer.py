@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from netra.context import UserExecutionContext
 from netra.db.accounts import UserRepository
 from netra.db.event_log import Entry
 from netra.db.manager import DatabaseManager
+from netra.db.queue import RunQueue
 from netra.db.records import utcnow
-from netra.db.sql import Statement, Tx, execute, scalar
+from netra.db.repositories import EventRepository, ThreadRepository
+from netra.db.sql import Statement, Tx, execute, rows, scalar
 from netra.events.bus import InProcessBus
 from netra.events.envelope import Event, EventType, encode
 from netra.events.writer import EventLogWriter
@@ -18,19 +21,22 @@ from netra.settings import EventSettings
 SEQ = Statement("test: a user's counter", "SELECT event_seq FROM users WHERE id = :id")
 STORED = Statement("test: a user's events", "SELECT count(*) AS n FROM events WHERE user_id = :id")
 RENAME = Statement("test: rename", "UPDATE users SET email = :email WHERE id = :id")
+FLOORS = Statement(
+    "test: a user's runs' floors", "SELECT seq_floor FROM runs WHERE user_id = :user_id"
+)
 
 
-def _entry(user_id: str, text: str, write: object = None) -> Entry:
+def _entry(user_id: str, text: str, write: object = None, *, run_id: str | None = None) -> Entry:
     event = encode(
         type=EventType.AGENT_THINKING,
         event_id=f"ev_{text}",
         thread_id=None,
-        run_id=None,
+        run_id=run_id,
         agent=None,
         data={"text": text},
         at=utcnow(),
     )
-    return Entry(user_id, event, write=write)  # type: ignore[arg-type]
+    return Entry(user_id, event, run_id, write=write)  # type: ignore[arg-type]
 
 
 async def test_a_failing_write_fails_its_entry_alone(db: DatabaseManager) -> None:
@@ -80,3 +86,52 @@ async def test_a_failing_write_fails_its_entry_alone(db: DatabaseManager) -> Non
     assert await db.transact(scalar(STORED(id=user.id))) == 3
     found = await db.transact(UserRepository.by_email("renamed@example.com"))
     assert found is not None  # the write that rode with "two" stands; the broken one does not
+
+
+async def test_a_runs_events_are_read_from_the_users_log_above_its_floor(
+    db: DatabaseManager,
+) -> None:
+    """A run stores its user's last seq when it is created; its events, and no other, are
+    read from there on, however the user's other events interleave with them."""
+    user = await db.transact(
+        UserRepository.create("floor@example.com", "h", roles=["user"], tier="free")
+    )
+    ctx = UserExecutionContext(user_id=user.id)
+    thread = await db.transact(ThreadRepository(ctx).create(title="t", agent="assistant"))
+    writer = EventLogWriter(db, InProcessBus(), EventSettings())
+    await writer.start()
+
+    async def stored(entry: Entry) -> int:
+        waiter = await writer.append(entry, wait=True)
+        assert waiter is not None
+        event = await waiter
+        assert event is not None
+        return event.seq
+
+    try:
+        before = [await stored(_entry(user.id, f"before{i}")) for i in range(3)]
+        runs = [
+            await db.transact(
+                RunQueue.create(ctx, thread_id=thread.id, agent="assistant", model="offline")
+            )
+            for _ in range(2)
+        ]
+        mine: dict[str, list[int]] = {run.id: [] for run in runs}
+        for i in range(6):
+            run_id = runs[i % 2].id
+            mine[run_id].append(await stored(_entry(user.id, f"run{i}", run_id=run_id)))
+            await stored(_entry(user.id, f"other{i}"))
+    finally:
+        await writer.stop()
+    assert before == [1, 2, 3]
+    floors = await db.transact(rows(FLOORS(user_id=user.id)))
+    assert [row["seq_floor"] for row in floors] == [3, 3]
+    events = EventRepository(ctx)
+    for run in runs:
+        read = await db.transact(events.for_run(run.id, 0, limit=100))
+        assert [event.seq for event in read] == mine[run.id]
+        assert {event.run_id for event in read} == {run.id}
+        later = await db.transact(events.for_run(run.id, mine[run.id][0], limit=1))
+        assert [event.seq for event in later] == mine[run.id][1:2]
+    stranger = UserExecutionContext(user_id="usr_nobody")
+    assert await db.transact(EventRepository(stranger).for_run(runs[0].id, 0, limit=100)) == []

@@ -34,6 +34,7 @@ from netra.db.postgres import PostgresExecutor
 from netra.db.revisions import head_revision
 from netra.db.sql import Listener, Statement, Tx, first
 from netra.db.sqlite import SqliteExecutor
+from netra.db.sqlite import configure as configure_sqlite
 from netra.errors import ConfigurationError, StorageUnavailable
 from netra.settings import DatabaseSettings
 
@@ -283,10 +284,7 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
         # Take transaction control from the driver so BEGIN can be IMMEDIATE for writers.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        configure_sqlite(cursor, busy_timeout_ms)
         cursor.close()
 
     @event.listens_for(sync_engine, "begin")

@@ -56,9 +56,10 @@ HELD = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
 RUN_INSERT = Statement(
     "create: a queued run",
     "INSERT INTO runs (id, user_id, thread_id, parent_run_id, agent, model, status, attempt,"
-    " message_id, created_at, owner, lease_expires_at, question_id) VALUES (:id, :user_id,"
-    " :thread_id, :parent_run_id, :agent, :model, 'queued', 0, :message_id, :created_at,"
-    " :owner, :lease_expires_at, :question_id)",
+    " message_id, created_at, owner, lease_expires_at, question_id, seq_floor) VALUES (:id,"
+    " :user_id, :thread_id, :parent_run_id, :agent, :model, 'queued', 0, :message_id,"
+    " :created_at, :owner, :lease_expires_at, :question_id,"
+    " (SELECT event_seq FROM users WHERE id = CAST(:user_id AS VARCHAR)))",
 )
 RUN_START = Statement(
     "start: the holder claims its queued run, under a new attempt number",

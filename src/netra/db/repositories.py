@@ -104,9 +104,13 @@ EVENTS_AFTER = Statement(
     " ORDER BY seq LIMIT :limit",
 )
 EVENTS_OF_RUN = Statement(
-    "events: one run's after a seq, in order",
-    "SELECT seq, type, run_id, body FROM events WHERE user_id = :user_id AND run_id = :run_id"
-    " AND seq > :after_seq ORDER BY seq LIMIT :limit",
+    "events: one run's after a seq, in order (the user's log from the run's floor on)",
+    postgres="SELECT seq, type, run_id, body FROM events WHERE user_id = :user_id"
+    " AND seq > (SELECT GREATEST(seq_floor, :after_seq) FROM runs"
+    " WHERE id = :run_id AND user_id = :user_id) AND run_id = :run_id ORDER BY seq LIMIT :limit",
+    sqlite="SELECT seq, type, run_id, body FROM events WHERE user_id = :user_id"
+    " AND seq > (SELECT max(seq_floor, :after_seq) FROM runs"
+    " WHERE id = :run_id AND user_id = :user_id) AND run_id = :run_id ORDER BY seq LIMIT :limit",
 )
 EVENTS_OF_THREAD = Statement(
     "events: one thread's after a seq, in order",

@@ -218,15 +218,24 @@ def encode_json(value: Any) -> str:
 def sqlite_timestamp(value: datetime) -> str:
     """As SQLAlchemy stores a ``DateTime`` on SQLite: UTC, no offset, microseconds."""
     if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
+        if value.tzinfo is not UTC:
+            value = value.astimezone(UTC)
+        value = value.replace(tzinfo=None)
     return value.isoformat(sep=" ", timespec="microseconds")
 
 
-def sqlite_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(params)
+_AS_IS = frozenset({str, int, float, bool})
+"""Types SQLite takes as they are (unless the name says JSON)."""
+
+
+def sqlite_params(params: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``params`` as SQLite takes them; the same mapping when nothing needs converting."""
+    out: dict[str, Any] | None = None
     for name, value in params.items():
-        if value is None:
+        if value is None or (type(value) in _AS_IS and name not in JSON_NAMES):
             continue
+        if out is None:
+            out = dict(params)
         if name in JSON_NAMES:
             out[name] = encode_json(value)
         elif isinstance(value, datetime):
@@ -235,7 +244,7 @@ def sqlite_params(params: Mapping[str, Any]) -> dict[str, Any]:
             out[name] = encode_json(value)
         elif isinstance(value, list | tuple):
             out[name] = json.dumps(list(value))
-    return out
+    return params if out is None else out
 
 
 def postgres_params(statement: Statement, params: Mapping[str, Any]) -> list[Any]:

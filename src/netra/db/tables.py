@@ -133,6 +133,8 @@ runs = Table(
     Column("resume_reason", String(20), nullable=True),
     Column("question_id", String(40), nullable=True),
     # The user message the run answers (null: a child run, given its task).
+    Column("seq_floor", BigInteger, nullable=False, server_default="0"),
+    # Every event of the run has a seq above this one: its user's last seq at its creation.
     Index(None, "user_id", "status"),
     Index(None, "user_id", "created_at"),
     Index(None, "status", "created_at"),
@@ -174,9 +176,9 @@ events = Table(
     Column("run_id", String(40), nullable=True),
     Column("body", Text, nullable=False),
     Column("created_at", TS, nullable=False),
-    Index(None, "run_id", "seq"),
 )
-"""The per-user event log; ``body`` is the serialised envelope exactly as sent."""
+"""The per-user event log; ``body`` is the serialised envelope exactly as sent. Its one
+order is the user's seq: a run's events are read from its run's ``seq_floor`` on."""
 
 tool_calls = Table(
     "tool_calls",

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from json.encoder import encode_basestring
 from typing import Any
 
 from netra.db.event_log import NewEvent
@@ -68,24 +69,28 @@ def encode(
     at: datetime,
 ) -> NewEvent:
     """The envelope, encoded once, in two parts around the seq the event log gives it:
-    ``{"type", "seq", "event_id", "thread_id", "run_id", "agent", "ts", "data"}``."""
-    rest = json.dumps(
-        {
-            "event_id": event_id,
-            "thread_id": thread_id,
-            "run_id": run_id,
-            "agent": agent,
-            "ts": at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            "data": data,
-        },
-        separators=(",", ":"),
-        ensure_ascii=False,
+    ``{"type", "seq", "event_id", "thread_id", "run_id", "agent", "ts", "data"}``. Only
+    ``data`` goes through the JSON encoder; the envelope's own fields are strings, each
+    quoted on its own (an encoder made for every event cost more than the rest of it)."""
+    ts = at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    tail = (
+        f',"event_id":{_string(event_id)},"thread_id":{_string(thread_id)}'
+        f',"run_id":{_string(run_id)},"agent":{_string(agent)},"ts":"{ts}"'
+        f',"data":{_DATA.encode(data)}}}'
     )
     return NewEvent(
         event_id=event_id,
         type=type.value,
         thread_id=thread_id,
         head=f'{{"type":"{type.value}","seq":',
-        tail="," + rest[1:],
+        tail=tail,
         created_at=at,
     )
+
+
+_DATA = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+"""Compact, UTF-8 as is: the encoding of every envelope's ``data`` (stateless)."""
+
+
+def _string(value: str | None) -> str:
+    return "null" if value is None else encode_basestring(value)
