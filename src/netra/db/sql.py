@@ -217,10 +217,10 @@ def encode_json(value: Any) -> str:
 
 def sqlite_timestamp(value: datetime) -> str:
     """As SQLAlchemy stores a ``DateTime`` on SQLite: UTC, no offset, microseconds."""
+    if value.tzinfo is UTC:  # the common case: the text without its "+00:00"
+        return value.isoformat(sep=" ", timespec="microseconds")[:-6]
     if value.tzinfo is not None:
-        if value.tzinfo is not UTC:
-            value = value.astimezone(UTC)
-        value = value.replace(tzinfo=None)
+        value = value.astimezone(UTC).replace(tzinfo=None)
     return value.isoformat(sep=" ", timespec="microseconds")
 
 

@@ -105,7 +105,8 @@ class EventLogWriter:
         """Queue an entry; with ``wait``, the future that says what became of it."""
         if self._task is None:
             raise RuntimeError("the event log writer is not running")
-        await self._room.take()
+        if not self._room.take_now():
+            await self._room.take()
         waiter: Waiter | None = asyncio.get_running_loop().create_future() if wait else None
         self._queued.append((entry, waiter))
         self._wake.set()
@@ -222,9 +223,15 @@ class Room:
         self._free = units
         self._waiters: deque[asyncio.Future[None]] = deque()
 
-    async def take(self) -> None:
+    def take_now(self) -> bool:
+        """Take a unit if one is free and nobody waits for one (no await: the common case)."""
         if self._free > 0 and not self._waiters:
             self._free -= 1
+            return True
+        return False
+
+    async def take(self) -> None:
+        if self.take_now():
             return
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
