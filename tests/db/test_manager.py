@@ -14,7 +14,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import func, insert, inspect, select, text
+from sqlalchemy import Connection, func, insert, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from netra.context import UserExecutionContext
@@ -137,7 +137,12 @@ async def test_health_is_reported_and_turns_unhealthy_after_close(url: str) -> N
     assert not closed.healthy and closed.reason == "database manager closed"
 
 
-async def test_migrations_are_idempotent_and_reach_head(db: DatabaseManager) -> None:
+async def test_migrations_are_idempotent_and_reach_head(url: str) -> None:
+    """The migrations from the first on (an empty database asked for the head is built at
+    the head at once: see the next test), run twice."""
+    db = DatabaseManager(url, DatabaseSettings())
+    await db.upgrade("0001")
+    await db.upgrade()
     await db.upgrade()
     async with db.read() as conn:
         version = await conn.scalar(text("SELECT version_num FROM alembic_version"))
@@ -163,6 +168,7 @@ async def test_migrations_are_idempotent_and_reach_head(db: DatabaseManager) -> 
     ]
     assert sorted(t.metadata.tables) == expected
     assert stored == sorted([*expected, "alembic_version"])
+    await db.close()
 
 
 def is_search_table(name: str | None) -> bool:
@@ -171,8 +177,10 @@ def is_search_table(name: str | None) -> bool:
     return any(name == index or (name or "").startswith(f"{index}_") for index in SEARCH_INDEXES)
 
 
-async def test_the_migrations_build_exactly_the_declared_schema(db: DatabaseManager) -> None:
+async def test_the_migrations_build_exactly_the_declared_schema(url: str) -> None:
     """Columns, types, nullability and indexes the migrations create match ``tables.py``."""
+    db = DatabaseManager(url, DatabaseSettings())
+    await db.upgrade("0001")
     await db.upgrade()
     async with db.read() as conn:
         diff = await conn.run_sync(
@@ -184,6 +192,75 @@ async def test_the_migrations_build_exactly_the_declared_schema(db: DatabaseMana
             )
         )
     assert diff == []
+    await db.close()
+
+
+async def test_an_empty_database_is_built_at_head_as_the_migrations_build_it(url: str) -> None:
+    """A first start builds the head's schema in one step, without Alembic; the result is
+    the migrations' to the last column default, index, constraint, trigger and search index:
+    the database is built that way, described, emptied, migrated from the first revision,
+    and described again."""
+    db = DatabaseManager(url, DatabaseSettings())
+    assert await db.upgrade() == (None, head_revision())
+    async with db.read() as conn:
+        built = await conn.run_sync(_schema)
+    await db.close()
+    db = DatabaseManager(url, DatabaseSettings())
+    if db.is_sqlite:
+        await asyncio.to_thread(os.remove, db.url.database or "")
+    else:
+        async with db.write() as conn:
+            await conn.execute(text("DROP SCHEMA public CASCADE"))
+            await conn.execute(text("CREATE SCHEMA public"))
+    await db.upgrade("0001")
+    await db.upgrade()
+    async with db.read() as conn:
+        migrated = await conn.run_sync(_schema)
+    await db.close()
+    assert built["version"] == migrated["version"] == [(head_revision(),)]
+    for part in migrated:
+        assert built[part] == migrated[part], part
+
+
+_SQLITE_SCHEMA = {
+    "columns": 'SELECT m.name, p.name, upper(p.type), p."notnull", p.dflt_value, p.pk'
+    " FROM sqlite_master m JOIN pragma_table_info(m.name) p WHERE m.type = 'table'",
+    "indexes": 'SELECT m.name, l."unique", l.origin, l.partial,'
+    " (SELECT group_concat(i.name) FROM pragma_index_info(l.name) i),"
+    " CASE WHEN l.name LIKE 'sqlite_autoindex_%' THEN '' ELSE l.name END"
+    " FROM sqlite_master m JOIN pragma_index_list(m.name) l WHERE m.type = 'table'",
+    "foreign_keys": 'SELECT m.name, f."from", f."table", f."to", f.on_update, f.on_delete'
+    " FROM sqlite_master m JOIN pragma_foreign_key_list(m.name) f WHERE m.type = 'table'",
+    "objects": "SELECT type, name, tbl_name, CASE WHEN type IN ('trigger', 'view') OR sql LIKE"
+    " 'CREATE VIRTUAL%' THEN sql ELSE '' END FROM sqlite_master",
+    "version": "SELECT version_num FROM alembic_version",
+}
+_POSTGRES_SCHEMA = {
+    "columns": "SELECT table_name, column_name, data_type, character_maximum_length,"
+    " is_nullable, column_default FROM information_schema.columns"
+    " WHERE table_schema = 'public'",
+    "indexes": "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'",
+    "constraints": "SELECT c.relname, k.conname, k.contype, pg_get_constraintdef(k.oid)"
+    " FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid"
+    " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'",
+    "version": "SELECT version_num FROM alembic_version",
+}
+
+
+def _schema(conn: Connection) -> dict[str, list[tuple[object, ...]]]:
+    """What the database's schema holds, part by part, each part sorted (column order and
+    SQLite's names for its automatic indexes aside)."""
+    queries = _SQLITE_SCHEMA if conn.dialect.name == "sqlite" else _POSTGRES_SCHEMA
+    return {
+        part: sorted(
+            (
+                tuple(" ".join(v.split()) if isinstance(v, str) else v for v in row)
+                for row in conn.exec_driver_sql(sql)
+            ),
+            key=repr,
+        )
+        for part, sql in queries.items()
+    }
 
 
 async def test_upgrading_a_populated_database_keeps_its_rows(url: str) -> None:
@@ -307,11 +384,11 @@ print(*asyncio.run(upgrade()), "alembic" in sys.modules)
 
 
 def test_a_database_at_head_starts_without_loading_alembic(url: str, tmp_path: Path) -> None:
-    """The first start migrates; the next ones read the revision and change nothing, without
-    importing Alembic, its environment or the scripts."""
+    """The first start builds the schema at the head; the next ones read the revision and
+    change nothing. Neither imports Alembic, its environment or the scripts."""
     first = run_python("-c", UPGRADE, url, env={}, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    assert first.stdout.split() == ["None", head_revision(), "True"]
+    assert first.stdout.split() == ["None", head_revision(), "False"]
     again = run_python("-c", UPGRADE, url, env={}, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert again.stdout.split() == [head_revision(), head_revision(), "False"]

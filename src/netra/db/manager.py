@@ -32,6 +32,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from netra.db.postgres import PostgresExecutor
 from netra.db.revisions import head_revision
+from netra.db.schema import create_at_head, is_empty
 from netra.db.sql import Listener, Statement, Tx, first
 from netra.db.sqlite import SqliteExecutor
 from netra.db.sqlite import configure as configure_sqlite
@@ -225,7 +226,9 @@ class DatabaseManager:
         Returns the revisions before and after (``None``: an empty database).
 
         A database already at ``revision`` is recognised with one read, before any lock:
-        Alembic, its environment and the migration scripts are not even imported."""
+        Alembic, its environment and the migration scripts are not even imported. An empty
+        database asked for the head is built at the head in one step
+        (``netra.db.schema``), without them too."""
         target = head_revision() if revision == "head" else revision
         try:
             current = await self.revision()
@@ -235,14 +238,16 @@ class DatabaseManager:
             raise
         if current == target:
             return current, current
-        from netra.db.migration import upgrade_to
-
         try:
             async with self.write() as conn:
                 if not self.is_sqlite:
                     await conn.execute(
                         text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK}
                     )
+                if target == head_revision() and await conn.run_sync(is_empty):
+                    return None, await conn.run_sync(create_at_head)
+                from netra.db.migration import upgrade_to
+
                 return await conn.run_sync(upgrade_to, revision)
         except DBAPIError as exc:
             if self.is_sqlite and "not a database" in str(exc.orig):
