@@ -9,8 +9,9 @@ import pytest
 
 from tests.support import run_python
 
-OPTIONAL = ("anthropic", "mcp", "openai", "redis")
-"""Packages a configuration may do without: the provider SDKs, MCP and the Redis client."""
+OPTIONAL = ("alembic", "anthropic", "asyncpg", "mcp", "openai", "redis")
+"""Packages a configuration may do without: the provider SDKs, MCP, the Redis client, the
+PostgreSQL driver, and Alembic (a database at the head, or empty, needs no migration)."""
 
 PROBE = """
 import asyncio, json, sys
@@ -45,9 +46,11 @@ def _loaded(tmp_path: Path, env: dict[str, str], *, start: bool) -> list[str]:
     return loaded
 
 
-def test_the_embedded_default_starts_without_sdks_mcp_or_redis(tmp_path: Path) -> None:
+def test_the_embedded_default_starts_without_sdks_mcp_redis_postgres_or_alembic(
+    tmp_path: Path,
+) -> None:
     assert _loaded(tmp_path, {}, start=True) == []
-    # A second start, on a database already migrated, loads no more.
+    # A second start, on a database already at the head, loads no more.
     assert _loaded(tmp_path, {}, start=True) == []
 
 
@@ -58,6 +61,7 @@ def test_the_embedded_default_starts_without_sdks_mcp_or_redis(tmp_path: Path) -
         ({"NETRA_MODELS__FALLBACKS": '["ollama:llama3.1"]'}, ["openai"]),
         ({"NETRA_MODELS__DEFAULT": "anthropic:claude-haiku-4-5"}, ["anthropic"]),
         ({"NETRA_REDIS__URL": "redis://127.0.0.1:1/0"}, ["redis"]),
+        ({"NETRA_DATABASE__URL": "postgresql://netra@127.0.0.1:1/netra"}, ["asyncpg"]),
         (
             {
                 "NETRA_TOOLS__MCP_SERVERS__FILES__TRANSPORT": "stdio",
@@ -66,7 +70,7 @@ def test_the_embedded_default_starts_without_sdks_mcp_or_redis(tmp_path: Path) -
             ["mcp"],
         ),
     ],
-    ids=["openai-default", "ollama-fallback", "anthropic", "redis", "mcp"],
+    ids=["openai-default", "ollama-fallback", "anthropic", "redis", "postgres", "mcp"],
 )
 def test_what_the_configuration_names_is_loaded_and_nothing_else(
     tmp_path: Path, env: dict[str, str], expected: list[str]

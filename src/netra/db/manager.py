@@ -30,7 +30,6 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from netra.db.postgres import PostgresExecutor
 from netra.db.revisions import head_revision
 from netra.db.schema import create_at_head, is_empty
 from netra.db.sql import Listener, Statement, Tx, first
@@ -41,6 +40,8 @@ from netra.settings import DatabaseSettings
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+    from netra.db.postgres import PostgresExecutor
 
 log = logging.getLogger(__name__)
 MIGRATION_LOCK = 0x6E65747261  # "netra": the advisory lock key that serializes migrations
@@ -94,6 +95,8 @@ class DatabaseManager:
                 write_lock=self._write_lock,
             )
         else:
+            from netra.db.postgres import PostgresExecutor  # asyncpg: only when configured
+
             dsn = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
             self._executor = PostgresExecutor(dsn, settings)
         log.info("database %s", self.masked_url)
