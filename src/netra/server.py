@@ -8,6 +8,7 @@ import json
 import logging
 import signal
 import socket
+import struct
 import sys
 from collections.abc import Sequence
 from enum import Enum
@@ -17,8 +18,8 @@ from typing import Any, Protocol
 import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-from websockets.exceptions import InvalidState
 from websockets.http11 import Request
+from websockets.protocol import State
 
 from netra import process
 from netra.errors import ConfigurationError
@@ -74,6 +75,16 @@ class DirectSocket(Protocol):
         ...
 
 
+def text_frame(payload: bytes) -> bytes:
+    """A whole, unmasked WebSocket text frame (RFC 6455 section 5.2), as a server sends it."""
+    size = len(payload)
+    if size < 126:
+        return bytes((0x81, size)) + payload
+    if size < 1 << 16:
+        return struct.pack("!BBH", 0x81, 126, size) + payload
+    return struct.pack("!BBQ", 0x81, 127, size) + payload
+
+
 class WebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's sans-I/O WebSocket protocol, refusing a client's bad frame cleanly, and
     offering its sending side to the application as a ``DirectSocket`` (scope extension
@@ -108,12 +119,19 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             return Written.CLOSED
         if not self.writable.is_set():
             return Written.PAUSED
-        try:
+        if self.conn.state is not State.OPEN:  # the peer's close arrived: nothing more
+            return Written.CLOSED
+        if self.conn.extensions:  # not negotiated by Netra's server: websockets frames
             for text in texts:
                 self.conn.send_text(text.encode())
-        except InvalidState:  # the peer's close arrived: nothing more may be sent
-            return Written.CLOSED
-        self.transport.write(b"".join(self.conn.data_to_send()))
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            return Written.SENT
+        # What websockets queued itself (a pong) first, then the frames: built here, since
+        # a server's unfragmented text frame is a fixed header and the bytes, and
+        # websockets' Frame objects cost ten times that per event.
+        self.transport.write(
+            b"".join([*self.conn.data_to_send(), *(text_frame(t.encode()) for t in texts)])
+        )
         return Written.SENT
 
     async def drained(self) -> None:
