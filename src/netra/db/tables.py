@@ -170,7 +170,7 @@ events = Table(
     metadata,
     Column("user_id", String(40), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
     Column("seq", BigInteger, primary_key=True),
-    Column("event_id", String(40), nullable=False, unique=True),
+    Column("event_id", String(40), nullable=False),
     Column("type", String(40), nullable=False),
     Column("thread_id", String(40), nullable=True),
     Column("run_id", String(40), nullable=True),
