@@ -15,7 +15,9 @@ from netra.db.revisions import head_revision
 from netra.db.tables import metadata
 
 _SEARCHED = (("message_search", "messages", "content"), ("thread_search", "threads", "title"))
-"""Each search index, the table it indexes and the column (``netra.db.search``)."""
+"""Each search index, the table it indexes and the column (``netra.db.search``). Migration
+0006 keeps its own copy of these statements: a migration records what was done and never
+imports the application's present definitions."""
 _SQLITE_SEARCH = (
     "CREATE VIRTUAL TABLE {index} USING fts5({column}, user_id, content='{table}',"
     " tokenize='unicode61 remove_diacritics 0')",
