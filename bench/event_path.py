@@ -36,7 +36,7 @@ from checks import Violations
 from client import open_ws
 from machine import core_share, core_times
 from netra_streams import NetraStreams
-from processes import HOST, RawServer, ServerProcess, tree_cpu
+from processes import HOST, RawServer, ServerProcess, loop_cpu, tree_cpu
 from server_env import CHEAP_PASSWORDS_ENV, CHUNK_DELAY_ENV, UNLIMITED_RUNS_ENV, UNLIMITED_TIER_ENV
 from stats import median, ratio
 from tally import Tally, read_into
@@ -66,18 +66,22 @@ async def measure_window(tally: Tally, pid: int, window_s: float, cpus: str | No
     """Count what arrives over `window_s`, with the server's and this client's CPU, and how
     busy the server's core was in all (other processes on the machine use it too)."""
     server, me = psutil.Process(pid), psutil.Process()
-    cpu0, mine0, core0 = tree_cpu(server), sum(me.cpu_times()[:2]), core_times(cpus)
+    cpu0, loop0 = tree_cpu(server), loop_cpu(server)
+    mine0, core0 = sum(me.cpu_times()[:2]), core_times(cpus)
     t0 = time.perf_counter()
     tally.start()
     await asyncio.sleep(window_s)
     tally.stop()
     elapsed = time.perf_counter() - t0
-    cpu_s, mine_s = tree_cpu(server) - cpu0, sum(me.cpu_times()[:2]) - mine0
+    cpu_s, loop_s = tree_cpu(server) - cpu0, loop_cpu(server) - loop0
+    mine_s = sum(me.cpu_times()[:2]) - mine0
     core = core_share(core0, core_times(cpus))
+    per_event = 1e6 / tally.events if tally.events else None
     return {
         **tally.report(elapsed),
         "server_cores_busy": round(cpu_s / elapsed, 2),
-        "server_cpu_us_per_event": round(cpu_s * 1e6 / tally.events, 1) if tally.events else None,
+        "server_cpu_us_per_event": round(cpu_s * per_event, 1) if per_event else None,
+        "server_loop_cpu_us_per_event": round(loop_s * per_event, 1) if per_event else None,
         "client_cores_busy": round(mine_s / elapsed, 2),
         **core,
     }
@@ -164,6 +168,7 @@ class EventPath:
         return {
             "burst_events_per_s": compare("burst", "events_per_s"),
             "burst_server_cpu_us_per_event": compare("burst", "server_cpu_us_per_event"),
+            "burst_server_loop_cpu_us_per_event": compare("burst", "server_loop_cpu_us_per_event"),
             "paced_delivered_per_s": compare("paced", "events_per_s"),
             "paced_latency_ms_p50": compare("paced", "latency_ms_p50"),
             "paced_latency_ms_p99": compare("paced", "latency_ms_p99"),

@@ -232,6 +232,16 @@ def tree_rss(proc: psutil.Process) -> int:
     return total
 
 
+def loop_cpu(proc: psutil.Process) -> float:
+    """User + system CPU seconds of the process's main thread (a server's event loop; its
+    other threads are SQLite's, the thread pool's)."""
+    with contextlib.suppress(psutil.Error):
+        for thread in proc.threads():
+            if thread.id == proc.pid:
+                return float(thread.user_time + thread.system_time)
+    return 0.0
+
+
 def tree_cpu(proc: psutil.Process) -> float:
     """User + system CPU seconds of the server and its live children."""
     total = 0.0
