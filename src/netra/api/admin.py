@@ -11,7 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from netra.api.api_keys import key_page
 from netra.api.deps import AdminUser, AppState, PathId
 from netra.api.errors import DocumentedRoute, error_responses
-from netra.api.views import AdminUserDetail, AdminUserView, ApiKeyPage, InstancePage, UserPage
+from netra.api.views.accounts import AdminUserDetail, AdminUserView, ApiKeyPage, UserPage
+from netra.api.views.system import InstancePage
 from netra.auth.permissions import ROLE_PERMISSIONS
 from netra.db.records import UserRecord, utcnow
 from netra.errors import InvalidRequest

@@ -10,7 +10,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from netra.api.deps import AppState, PathId, SignedIn
 from netra.api.errors import DocumentedRoute, error_responses
-from netra.api.views import ApiKeyPage, ApiKeyView, NewApiKeyView
+from netra.api.views.accounts import ApiKeyPage, ApiKeyView, NewApiKeyView
 from netra.auth.scopes import Scope
 from netra.db.records import ApiKeyRecord
 from netra.text import Text

@@ -11,7 +11,7 @@ from pydantic.config import JsonDict
 
 from netra.api.deps import AppState, CurrentUser, SignedIn, client_address
 from netra.api.errors import DocumentedRoute, error_responses
-from netra.api.views import AccountView, TokenPairView, UserView
+from netra.api.views.accounts import AccountView, TokenPairView, UserView
 from netra.runs.quotas import measure
 from netra.text import Text
 

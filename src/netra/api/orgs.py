@@ -19,7 +19,7 @@ from pydantic import (
 from netra.api.deps import AdminUser, AppState, OrgAdmin, PathId
 from netra.api.errors import DocumentedRoute, error_responses
 from netra.api.paging import Cursor, key_cursor, keys_of
-from netra.api.views import MemberPage, MemberView, OrgDetail, OrgPage, OrgView
+from netra.api.views.accounts import MemberPage, MemberView, OrgDetail, OrgPage, OrgView
 from netra.db.orgs import Member, OrgRecord
 from netra.instance import Netra
 from netra.text import Text

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 from netra.api.deps import AppState, PathId, RunsWriter, ThreadsReader
 from netra.api.errors import DocumentedRoute, error_responses
 from netra.api.paging import Cursor, PageLimit, page_of, position_of
-from netra.api.views import (
+from netra.api.views.runs import (
     EventPage,
     EventView,
     RunPage,

@@ -9,7 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from netra.api.deps import AppState, CurrentUser
 from netra.api.errors import DocumentedRoute
-from netra.api.views import (
+from netra.api.views.system import (
     AgentPage,
     AgentView,
     BusCheck,

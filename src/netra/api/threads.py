@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from netra.api.deps import AppState, PathId, RunsWriter, ThreadsReader, ThreadsWriter
 from netra.api.errors import DocumentedRoute, error_responses
 from netra.api.paging import PAGE_MAX, Cursor, PageLimit, cursor_for, page_of, position_of
-from netra.api.views import (
+from netra.api.views.threads import (
     AckView,
     MessagePage,
     SearchPage,

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query, Response
 from netra.api.deps import AdminUser, AppState, OrgAdmin, ThreadsReader
 from netra.api.errors import DocumentedRoute, error_responses
 from netra.api.paging import Cursor, key_cursor, keys_of
-from netra.api.views import UsageReportView
+from netra.api.views.runs import UsageReportView
 from netra.db.records import utcnow
 from netra.db.usage import DEFAULT_DAYS, Group, UsageLine, usage_report
 from netra.errors import InvalidRequest
