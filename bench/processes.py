@@ -94,6 +94,9 @@ class ServerProcess:
     def launch(self) -> None:
         env = self.environment()
         env.update(self.extra_env)
+        # Every server keeps its bytecode, as an installed one does: where the machine sets
+        # PYTHONDONTWRITEBYTECODE (these do) each start would compile its modules again.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         self._t0 = time.perf_counter()
         with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
             pin = ["taskset", "-c", self.cpus] if self.cpus is not None else []
