@@ -20,7 +20,7 @@ from tests.conftest import ServerFactory
 from tests.support import assert_run_grammar, make_user, open_socket
 
 BATCH = "append: one event of the log"
-"""Once per batch of the event log writer (its events inserted in one statement)."""
+"""Once per batch of the event log writer, and once in the admission (its events)."""
 WRITER = (
     BATCH,
     "reserve: add each user's count of new events to its counter, returning the last seq",
@@ -31,20 +31,19 @@ WRITER = (
 insert the events."""
 CONTROL = ("BEGIN", "BEGIN IMMEDIATE", "COMMIT", "SAVEPOINT", "RELEASE", "ROLLBACK")
 OTHERS = {
-    # admission, one transaction (the message starts a thread)
+    # admission, one transaction (the message starts a thread; the run, created claimed,
+    # executes at once; its events are stored with it)
     "message: the user's with this client_msg_id (a retried send)": 1,
     "thread: a new one": 1,
     "usage: the user's runs today, model calls' tokens and spend today and this month, runs"
     " in the last minute, runs not yet final": 1,
     "depth: runs waiting to execute, every user's": 1,
-    "create: a queued run": 1,
+    "create: a queued run, or one running already (its first attempt, its stream begun)": 1,
     "message: a new one, in the turn after its parent's (a question) or in it (an answer)": 2,
-    # the claim; the conversation
-    "start: the holder claims its queued run, under a new attempt number": 1,
+    # the conversation
     "messages: the branch ending at a message, back to a bound (a run's conversation, a page)": 1,
-    # with the events: started_at, the two model calls' usage, the tool call's two ledger
-    # entries, the turn, the final state
-    "mark_started: the run's stream began": 1,
+    # with the events: the two model calls' usage, the tool call's two ledger entries, the
+    # turn, the final state
     "model call: its usage and price, as it was made": 2,
     "begin: a call entered before it runs (or while it waits for approval)": 1,
     "end: a call's outcome": 1,
@@ -53,13 +52,14 @@ OTHERS = {
     "thread: an answer came; its branch ends there if it ended at the question": 1,
 }
 """Everything else one calculator run does, and how often: admission (the retried-message
-check, the new thread, one read of the quotas, the queue's depth, the run and the message),
-the claim, the conversation read; then, each carried by its event: ``started_at``, the two
-model calls, the tool call's two ledger writes, the turn, and the final state with the
-answer and the thread's touch."""
-TRANSACTIONS = 4
-"""Transactions besides the writer's batches: admission, the claim, the conversation read.
-(On SQLite they may share one with a batch: groups are what was queued together.)"""
+check, the new thread, one read of the quotas, the queue's depth, the run created claimed and
+the message, with their events and ``agent_started``), the conversation read; then, each
+carried by its event: the two model calls, the tool call's two ledger writes, the turn, and
+the final state with the answer and the thread's touch. No claim of its own: a run whose
+slots are free when it is admitted is stored running."""
+TRANSACTIONS = 1
+"""Transactions besides those that store events (the admission, the writer's batches): the
+conversation read. (On SQLite they may share one: groups are what was queued together.)"""
 
 
 async def test_a_simple_run_takes_a_bounded_number_of_statements(
@@ -96,7 +96,9 @@ async def test_a_simple_run_takes_a_bounded_number_of_statements(
     listing = "\n".join(seen)
     batches = seen.count(BATCH)
     others = Counter(s for s in seen if s not in WRITER and not s.startswith(CONTROL))
-    assert 1 <= batches <= len(events) + 2, listing  # message_created, the drains' barriers
+    # the admission's (thread_updated, message_created, agent_started), the writer's (the
+    # drain's barrier stores nothing)
+    assert 2 <= batches <= len(events) + 1, listing
     assert others == Counter(OTHERS), listing
     transactions = sum(1 for s in seen if s.startswith("BEGIN"))
     assert transactions <= batches + TRANSACTIONS, listing

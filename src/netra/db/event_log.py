@@ -37,9 +37,13 @@ from netra.db.sql import Many, Statement, Tx, TxFactory, execute, rows
 
 SEQ_LOCK = Statement(
     "reserve: lock the users' counters in id order (SQLite has one writer)",
-    "SELECT id FROM users WHERE id = ANY(:ids) ORDER BY id FOR UPDATE",
+    "SELECT id FROM users WHERE id = ANY(:ids) ORDER BY id FOR NO KEY UPDATE",
     sqlite=None,
 )
+"""``NO KEY UPDATE``, the lock the counter's update takes anyway: a transaction that stored a
+row referring to the user (a run, a message) holds ``KEY SHARE`` on it, which ``FOR UPDATE``
+would wait for — two admissions of one user, each holding that and wanting this, would
+deadlock."""
 SEQ_RESERVE = Statement(
     "reserve: add each user's count of new events to its counter, returning the last seq",
     postgres="UPDATE users SET event_seq = users.event_seq + c.n::bigint"

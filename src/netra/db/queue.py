@@ -7,6 +7,9 @@ Transitions (status → next status: method, and who calls it):
 
 =====================================  ==============  =========================================
 queued (new)                           ``create``      RunService.submit; SubAgents (then starts)
+running (new), its stream begun        ``create``      RunService.submit, when the run can
+                                       (``started``)   execute at once (its ``agent_started``
+                                                       stored in the same transaction)
 queued → running                       ``start``       the holder's Attempt.claim
 (no status change: ``started_at``)     ``mark_started``  RunEmitter, with ``agent_started``
 running → requires_approval            ``suspend``     AttemptEnds.pause
@@ -54,11 +57,11 @@ HELD = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
 """Statuses a holder keeps a lease on (the statements spell them out, for the planner)."""
 
 RUN_INSERT = Statement(
-    "create: a queued run",
+    "create: a queued run, or one running already (its first attempt, its stream begun)",
     "INSERT INTO runs (id, user_id, thread_id, parent_run_id, agent, model, status, attempt,"
-    " message_id, created_at, owner, lease_expires_at, question_id, seq_floor) VALUES (:id,"
-    " :user_id, :thread_id, :parent_run_id, :agent, :model, 'queued', 0, :message_id,"
-    " :created_at, :owner, :lease_expires_at, :question_id,"
+    " message_id, created_at, started_at, owner, lease_expires_at, question_id, seq_floor)"
+    " VALUES (:id, :user_id, :thread_id, :parent_run_id, :agent, :model, :status, :attempt,"
+    " :message_id, :created_at, :started_at, :owner, :lease_expires_at, :question_id,"
     " (SELECT event_seq FROM users WHERE id = CAST(:user_id AS VARCHAR)))",
 )
 RUN_START = Statement(
@@ -225,11 +228,16 @@ class RunQueue:
         owner: str | None = None,
         lease_until: datetime | None = None,
         at: datetime | None = None,
+        started: bool = False,
     ) -> Tx[RunRecord]:
         """A queued run answering ``question_id`` (none: a child run, given its task);
         ``owner`` is the instance that will execute it (none: the first executing instance
-        that adopts it)."""
+        that adopts it). ``started``: created running instead, as its first attempt, held by
+        ``owner`` — claimed and begun at once, its ``agent_started`` stored by the caller in
+        the same transaction (``started_at`` is set, like ``mark_started``)."""
         now = at or utcnow()
+        if started and (owner is None or lease_until is None):
+            raise ValueError("a run created running needs its holder and lease")
         record = RunRecord(
             id=new_id("run"),
             user_id=ctx.user_id,
@@ -237,14 +245,14 @@ class RunQueue:
             parent_run_id=parent_run_id,
             agent=agent,
             model=model,
-            status=RunStatus.QUEUED,
+            status=RunStatus.RUNNING if started else RunStatus.QUEUED,
             outcome=None,
             error=None,
             usage=None,
-            attempt=0,
+            attempt=1 if started else 0,
             message_id=new_id("msg"),
             created_at=now,
-            started_at=None,
+            started_at=now if started else None,
             finished_at=None,
             owner=owner,
             question_id=question_id,
@@ -257,8 +265,11 @@ class RunQueue:
                 parent_run_id=parent_run_id,
                 agent=agent,
                 model=model,
+                status=record.status.value,
+                attempt=record.attempt,
                 message_id=record.message_id,
                 created_at=now,
+                started_at=record.started_at,
                 owner=owner,
                 lease_expires_at=lease_until,
                 question_id=question_id,

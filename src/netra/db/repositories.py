@@ -168,11 +168,19 @@ class ThreadRepository(Scoped):
         agent: str,
         at: datetime | None = None,
         first_message: str | None = None,
+        thread_id: str | None = None,
     ) -> Tx[ThreadRecord]:
-        """A new thread; ``first_message`` is the id of the message about to start it."""
+        """A new thread; ``first_message`` is the id of the message about to start it, and
+        ``thread_id`` one the caller made (``new_id("th")``) before the transaction."""
         now = at or utcnow()
         record = ThreadRecord(
-            new_id("th"), self.user_id, title, agent, now, now, active_leaf=first_message
+            thread_id or new_id("th"),
+            self.user_id,
+            title,
+            agent,
+            now,
+            now,
+            active_leaf=first_message,
         )
         yield from execute(
             THREAD_INSERT(

@@ -7,7 +7,8 @@ ends. Its phases, in order (``Phase``):
 - ``waiting``: for its thread's turn, a slot of its user and one of the instance (a stop
   cancels the wait; a user's cancel then ends the run ``cancelled`` without executing it);
 - ``claiming``: marking the run running in the database, attempt + 1 (never interrupted
-  mid-write: a stop is applied right after);
+  mid-write: a stop is applied right after); skipped by a run admitted claimed (``opened``:
+  its slots were free, so its admission stored it running with its ``agent_started``);
 - ``executing``: the agent takes its steps under the run's time budget, each step that made
   tool calls stored as a turn of the run's checkpoint (a stop cancels it at once);
 - ``ending``: the final state, or the pause for an approval, is being written (not
@@ -135,8 +136,13 @@ class AttemptKit:
 class Attempt:
     """One attempt of one run in this process."""
 
-    def __init__(self, kit: AttemptKit, ctx: UserExecutionContext, run: RunRecord) -> None:
+    def __init__(
+        self, kit: AttemptKit, ctx: UserExecutionContext, run: RunRecord, *, opened: bool = False
+    ) -> None:
         self._kit = kit
+        self.opened = opened
+        """The run was admitted claimed, as this attempt, its ``agent_started`` stored with
+        it (``RunQueue.create(started=True)``): no claim, and the stream is already open."""
         self.ctx = ctx.with_run(thread_id=run.thread_id, run_id=run.id)
         self.run = run
         """As submitted, then as claimed (its attempt number the one executing)."""
@@ -333,6 +339,9 @@ class Attempt:
         the checkpoint that attempt left is returned. A client that saw the run begin is told
         where it continues."""
         run = self.run
+        if self.opened:
+            emitter.resume_started()
+            return None
         if run.started_at is None:
             await self._start_stream(emitter)
             return None if run.attempt <= 1 else await self._kit.checkpoint.read(self.ctx, run)

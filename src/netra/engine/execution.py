@@ -28,7 +28,7 @@ from netra.engine.builder import AttemptBuilder
 from netra.engine.checkpoint import Checkpoint
 from netra.engine.children import ChildAdmission, SubAgents
 from netra.engine.ending import AttemptEnds
-from netra.engine.user import UserEngines
+from netra.engine.user import Slots, UserEngines
 from netra.errors import RunError
 from netra.events.bridge import AgentWebSocketBridge
 from netra.events.bus import EventBus, Notice
@@ -118,6 +118,22 @@ class ExecutionEngine:
             )
         engine.submit(Attempt(self._kit, ctx, run))
         self._users.prune()
+
+    async def reserve(self, ctx: UserExecutionContext, thread_id: str) -> Slots | None:
+        """For a run about to be admitted on ``thread_id``: the slots it executes in, when
+        all are free now (``UserExecutionEngine.take_now``). The admission then stores the
+        run claimed with its ``agent_started`` and hands it to ``start``; it releases the
+        slots if it fails. None: the run is queued and ``submit``ted as usual."""
+        if not (self.executes and self._accepting):
+            return None
+        return await self._users.of(ctx).take_now(thread_id)
+
+    def start(self, ctx: UserExecutionContext, run: RunRecord, slots: Slots) -> None:
+        """Execute a run admitted claimed and begun (``reserve``), in its slots."""
+        if not self._accepting:  # stopping: handed back with the others (``hand_back``)
+            slots.release()
+            return
+        slots.engine.submit(Attempt(self._kit, ctx, run, opened=True), slots)
 
     def cancel(self, user_id: str, run_id: str, *, why: RunError | None = None) -> bool:
         """Cancel a run executing (or waiting) in this process; ``why`` becomes the run's

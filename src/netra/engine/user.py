@@ -4,6 +4,10 @@ Runs of one thread execute in the order they were sent; runs of different thread
 by side up to the limit, and up to the instance's own (``limits.max_executing_runs``, shared
 by every user's engine). Each run is an ``Attempt`` with a task of its own that moves it
 through its phases (see ``netra.engine.attempt``); this engine holds them and stops them.
+
+A run whose slots are all free when it is admitted takes them then (``take_now``), before
+its admission's transaction, which stores it claimed and begun: it executes at once, with no
+claim of its own. Every other run waits for them in its task (``_take``), then claims.
 """
 
 from __future__ import annotations
@@ -41,7 +45,8 @@ class UserExecutionEngine:
 
     @property
     def idle(self) -> bool:
-        return not self._attempts
+        """No run here, none waiting, no slots taken for one being admitted."""
+        return not self._attempts and not self._thread_waiters
 
     def running(self) -> list[str]:
         return list(self._attempts)
@@ -52,55 +57,81 @@ class UserExecutionEngine:
     def attempt(self, run_id: str) -> Attempt | None:
         return self._attempts.get(run_id)
 
-    def submit(self, attempt: Attempt) -> None:
+    def submit(self, attempt: Attempt, slots: Slots | None = None) -> None:
         """Own a task for the attempt: wait for its thread's turn and the slots, claim the
-        run, execute it. A run cancelled before it executes is abandoned (ends cancelled)."""
+        run, execute it — or, given the ``slots`` (``take_now``: the run was admitted
+        claimed, its stream begun), execute it at once. A run cancelled before it executes
+        is abandoned (ends cancelled)."""
         if attempt.run_id in self._attempts:
+            if slots is not None:
+                slots.release()
             return
         self._attempts[attempt.run_id] = attempt
-        attempt.task = asyncio.create_task(self._drive(attempt), name=attempt.run_id)
+        attempt.task = asyncio.create_task(self._drive(attempt, slots), name=attempt.run_id)
         attempt.task.add_done_callback(lambda _: self._forget(attempt))
 
-    async def _drive(self, attempt: Attempt) -> None:
-        attempt.phase = Phase.WAITING
-        if attempt.stop is not None:  # stopped before this task first ran
-            if attempt.stop is Stop.CANCEL:
-                await attempt.abandon()
-            return
-        # Runs of one thread execute one after another, in the order they were sent
-        # (asyncio.Lock wakes its waiters first in, first out).
-        thread_id = attempt.thread_id
+    async def take_now(self, thread_id: str) -> Slots | None:
+        """The slots of a run about to be admitted — its thread's turn, a slot of the user,
+        one of the instance — when every one is free now; None when the run would wait (a
+        run of the thread is here, or the user's or the instance's slots are all taken)."""
+        if thread_id in self._thread_turns:
+            return None
+        wanted: list[asyncio.Lock | asyncio.Semaphore] = [self._slots]
+        if self._instance_slots is not None:
+            wanted.append(self._instance_slots)
+        if any(primitive.locked() for primitive in wanted):
+            return None
+        slots = Slots(self, thread_id)
+        for primitive in (self._enter(thread_id), *wanted):
+            await primitive.acquire()  # free, and nothing ran since it was seen free: no wait
+            slots.held.append(primitive)
+        return slots
+
+    def _enter(self, thread_id: str) -> asyncio.Lock:
+        """The thread's turn, counted as wanted until ``_leave``."""
         turn = self._thread_turns.setdefault(thread_id, asyncio.Lock())
         self._thread_waiters[thread_id] += 1
-        try:
-            if not await self._wait_for(attempt, turn):
-                return
-            try:
-                if not await self._wait_for(attempt, self._slots):
-                    return
-                try:
-                    await self._in_instance_slot(attempt)
-                finally:
-                    self._slots.release()
-            finally:
-                turn.release()
-        finally:
-            self._thread_waiters[thread_id] -= 1
-            if not self._thread_waiters[thread_id]:
-                del self._thread_waiters[thread_id]
-                del self._thread_turns[thread_id]
+        return turn
 
-    async def _in_instance_slot(self, attempt: Attempt) -> None:
-        slots = self._instance_slots
-        if slots is None:
-            await self._claim_and_execute(attempt)
-            return
-        if not await self._wait_for(attempt, slots):
-            return
+    def leave(self, thread_id: str) -> None:
+        """The thread's turn is no longer wanted by one more run (``Slots.release``)."""
+        self._thread_waiters[thread_id] -= 1
+        if not self._thread_waiters[thread_id]:
+            del self._thread_waiters[thread_id]
+            del self._thread_turns[thread_id]
+
+    async def _drive(self, attempt: Attempt, slots: Slots | None) -> None:
+        attempt.phase = Phase.WAITING
+        if slots is None and attempt.stop is None:
+            slots = await self._take(attempt)
+            if slots is None:  # cancelled while it waited: abandoned
+                return
         try:
             await self._claim_and_execute(attempt)
         finally:
+            if slots is not None:
+                slots.release()
+
+    async def _take(self, attempt: Attempt) -> Slots | None:
+        """Wait for the thread's turn (runs of one thread execute one after another, in the
+        order they were sent: ``asyncio.Lock`` wakes its waiters first in, first out), then
+        a slot of the user, then one of the instance; None when the user cancelled the run
+        meanwhile (it is then abandoned, holding what it had taken)."""
+        slots = Slots(self, attempt.thread_id)
+        wanted: list[asyncio.Lock | asyncio.Semaphore] = [self._enter(attempt.thread_id)]
+        wanted.append(self._slots)
+        if self._instance_slots is not None:
+            wanted.append(self._instance_slots)
+        try:
+            for primitive in wanted:
+                if not await self._wait_for(attempt, primitive):
+                    slots.release()
+                    return None
+                slots.held.append(primitive)
+        except BaseException:
             slots.release()
+            raise
+        return slots
 
     async def _wait_for(
         self, attempt: Attempt, primitive: asyncio.Lock | asyncio.Semaphore
@@ -123,9 +154,10 @@ class UserExecutionEngine:
             if attempt.stop is Stop.CANCEL:
                 await attempt.abandon()
             return
-        attempt.phase = Phase.CLAIMING
-        if not await attempt.claim():
-            return
+        if not attempt.opened:
+            attempt.phase = Phase.CLAIMING
+            if not await attempt.claim():
+                return
         attempt.phase = Phase.EXECUTING
         if attempt.stop is not None:  # asked for while claiming
             current = asyncio.current_task()
@@ -166,6 +198,27 @@ class UserExecutionEngine:
         for run_id in list(self._attempts):
             self.cancel(run_id, Stop.HANDBACK)
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class Slots:
+    """What a run holds while it executes here: its thread's turn, a slot of its user and
+    one of the instance. ``release`` gives back what was taken, in reverse order."""
+
+    __slots__ = ("_released", "engine", "held", "thread_id")
+
+    def __init__(self, engine: UserExecutionEngine, thread_id: str) -> None:
+        self.engine = engine
+        self.thread_id = thread_id
+        self.held: list[asyncio.Lock | asyncio.Semaphore] = []
+        self._released = False
+
+    def release(self) -> None:
+        if self._released:
+            return
+        self._released = True
+        while self.held:
+            self.held.pop().release()
+        self.engine.leave(self.thread_id)
 
 
 class UserEngines:

@@ -1,11 +1,14 @@
 """AgentWebSocketBridge: the only way anything emits events.
 
 It builds the envelope, sanitises the payload and hands the event to the event log writer
-(persist, then publish). ``RunEmitter`` enforces a run's event grammar: ``agent_started``
-first, tool calls paired, message deltas coalesced, exactly one ``agent_completed`` last.
+(persist, then publish) — or, for a transaction whose events must commit with it (a run's
+admission), stores them in that transaction and publishes them after (``store_now``).
+``RunEmitter`` enforces a run's event grammar: ``agent_started`` first, tool calls paired,
+message deltas coalesced, exactly one ``agent_completed`` last.
 
 What a run's stream holds is known without reading it back: ``agent_started`` is stored in
-one transaction with the run's ``started_at`` (``RunQueue.mark_started``), and a tool call's
+one transaction with the run's ``started_at`` (``RunQueue.mark_started``, or the run's
+creation when it starts at once), and a tool call's
 ``tool_executing`` and ``tool_completed`` with the ledger's entry for it (the dispatcher's
 writes, handed in as ``stored_with``). A later attempt of the run reads the runs table and
 the ledger, never the event log.
@@ -14,11 +17,11 @@ the ledger, never the event log.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from netra.context import UserExecutionContext
-from netra.db.event_log import Entry
+from netra.db.event_log import Entry, store
 from netra.db.queue import RunQueue
 from netra.db.records import utcnow
 from netra.db.sql import Tx
@@ -36,7 +39,7 @@ from netra.events.payloads import (
     ToolExecuting,
 )
 from netra.events.sanitize import sanitize
-from netra.events.writer import EventLogWriter, Waiter
+from netra.events.writer import EventLogWriter, Waiter, stored_event
 from netra.ids import new_id
 from netra.settings import EventSettings
 
@@ -66,6 +69,30 @@ class AgentWebSocketBridge:
     ) -> Waiter | None:
         """Queue the event (encoded once, here); with ``wait``, the future that says whether
         it was stored (with its write, ``stored_with``)."""
+        entry = self.entry(
+            ctx,
+            payload,
+            agent=agent,
+            run_id=run_id,
+            thread_id=thread_id,
+            attempt=attempt,
+            stored_with=stored_with,
+        )
+        return await self._writer.append(entry, wait=wait)
+
+    def entry(
+        self,
+        ctx: UserExecutionContext,
+        payload: Payload,
+        *,
+        agent: str | None = None,
+        run_id: str | None = None,
+        thread_id: str | None = None,
+        attempt: int | None = None,
+        stored_with: StoredWith | None = None,
+    ) -> Entry:
+        """The event as the log stores it, its envelope encoded (once, here): for ``emit``,
+        or for a transaction that stores its events itself (``store_now``)."""
         clean = sanitize(
             payload.as_data(),
             max_string=self._settings.max_string_chars,
@@ -80,8 +107,23 @@ class AgentWebSocketBridge:
             data=clean,
             at=utcnow(),
         )
-        entry = Entry(ctx.user_id, event, run_id, attempt, stored_with)
-        return await self._writer.append(entry, wait=wait)
+        return Entry(ctx.user_id, event, run_id, attempt, stored_with)
+
+    @staticmethod
+    def store_now(entries: Sequence[Entry]) -> Tx[list[Event]]:
+        """Store events inside the caller's transaction, not behind the writer's batches:
+        their seqs are reserved there (the users' counters locked until it commits), so
+        they commit with what the transaction writes, or not at all. Once it committed,
+        ``publish`` what this returns. (A run's admission: its message, and for a run that
+        starts at once its ``agent_started``, reach the sockets one transaction after the
+        send.)"""
+        outcomes = yield from store(entries)
+        stored = (stored_event(e, o) for e, o in zip(entries, outcomes, strict=True))
+        return [event for event in stored if event is not None]
+
+    async def publish(self, events: Sequence[Event]) -> None:
+        """Hand events a transaction stored (``store_now``) to the sockets, after its commit."""
+        await self._writer.publish(events)
 
     async def after_events(
         self,

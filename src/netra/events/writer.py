@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict, deque
+from collections.abc import Sequence
 
 from netra.db.event_log import Entry, EntryFailed, Outcome, store
 from netra.db.manager import DatabaseManager
@@ -138,11 +139,11 @@ class EventLogWriter:
         if self._crash_points is not None:
             self._crash_points.reached("final_publish", _having(stored, EventType.AGENT_COMPLETED))
             self._crash_points.reached("tool_completed", _having(stored, EventType.TOOL_COMPLETED))
-        events: list[Event | None] = [_event(e, o) for e, o in zip(entries, outcomes, strict=True)]
+        events = [stored_event(e, o) for e, o in zip(entries, outcomes, strict=True)]
         published = [event for event in events if event is not None]
         self.batches += 1
         self.events_written += len(published)
-        await self._publish(published)
+        await self.publish(published)
         for (entry, waiter), outcome, event in zip(batch, outcomes, events, strict=True):
             self._settle(entry, waiter, outcome, event)
 
@@ -201,7 +202,10 @@ class EventLogWriter:
         assert self._crash_points is not None
         self._crash_points.reached("final_write", _having(stored, EventType.AGENT_COMPLETED))
 
-    async def _publish(self, stored: list[Event]) -> None:
+    async def publish(self, stored: Sequence[Event]) -> None:
+        """Hand stored events to the bus, each user's in order. The writer publishes what it
+        stores; a transaction that stored events itself (``event_log.store``) publishes them
+        here once it committed."""
         by_user: dict[str, list[Event]] = defaultdict(list)
         for event in stored:
             by_user[event.user_id].append(event)
@@ -253,7 +257,8 @@ class Room:
                 self._free += 1
 
 
-def _event(entry: Entry, outcome: Outcome) -> Event | None:
+def stored_event(entry: Entry, outcome: Outcome) -> Event | None:
+    """The event an entry stored (its ``outcome`` from ``event_log.store``), if any."""
     if entry.event is None or not isinstance(outcome, int) or outcome == 0:
         return None
     return Event(

@@ -32,6 +32,7 @@ from netra.auth.scopes import Scope as KeyScope
 from netra.auth.scopes import require_scope
 from netra.auth.sessions import SessionService
 from netra.config import UnifiedConfigurationManager
+from netra.context import UserExecutionContext
 from netra.db.manager import DatabaseManager
 from netra.db.records import Decision
 from netra.errors import InvalidRequest, PermissionDenied, QuotaExceeded, Unauthenticated
@@ -61,6 +62,7 @@ from netra.realtime.frames import (
 from netra.realtime.manager import UnifiedWebSocketManager
 from netra.realtime.rate import TokenBucket
 from netra.realtime.transport import WebSocketTransport
+from netra.runs.service import Ack as RunAck
 from netra.runs.service import RunService
 from netra.server import DIRECT, DirectSocket
 
@@ -322,30 +324,8 @@ class WebSocketEndpoint:
         ctx = connection.ctx.for_request("ws")
         if isinstance(frame, _RUN_FRAMES):
             require_scope(ctx, KeyScope.RUNS_WRITE)
-        if isinstance(frame, SendMessage):
-            ack = await self._runs.submit(
-                ctx,
-                content=frame.content,
-                thread_id=frame.thread_id,
-                agent=frame.agent,
-                client_msg_id=frame.client_msg_id,
-            )
-            connection.send_frame(Ack.of(ack, frame.ref))
-        elif isinstance(frame, EditMessage):
-            ack = await self._runs.edit(
-                ctx,
-                thread_id=frame.thread_id,
-                message_id=frame.message_id,
-                content=frame.content,
-                agent=frame.agent,
-                client_msg_id=frame.client_msg_id,
-            )
-            connection.send_frame(Ack.of(ack, frame.ref))
-        elif isinstance(frame, Regenerate):
-            ack = await self._runs.regenerate(
-                ctx, thread_id=frame.thread_id, message_id=frame.message_id, agent=frame.agent
-            )
-            connection.send_frame(Ack.of(ack, frame.ref))
+        if isinstance(frame, SendMessage | EditMessage | Regenerate):
+            await self._start_run(ctx, frame, connection)
         elif isinstance(frame, CancelRun):
             run = await self._runs.cancel(ctx, frame.run_id)
             connection.send_frame(CancelAccepted(ref=frame.ref, run_id=run.id, status=run.status))
@@ -358,6 +338,46 @@ class WebSocketEndpoint:
                 ctx, frame.run_id, frame.tool_call_id, Decision.of(frame.decision)
             )
             connection.send_frame(ToolDecision.of(answer, frame.ref))
+
+    async def _start_run(
+        self,
+        ctx: UserExecutionContext,
+        frame: SendMessage | EditMessage | Regenerate,
+        connection: Connection,
+    ) -> None:
+        """A message sent, edited or answered again: its ack goes out as soon as it is
+        stored, before its run's first events."""
+
+        def acked(ack: RunAck) -> None:
+            connection.send_frame(Ack.of(ack, frame.ref))
+
+        if isinstance(frame, SendMessage):
+            await self._runs.submit(
+                ctx,
+                content=frame.content,
+                thread_id=frame.thread_id,
+                agent=frame.agent,
+                client_msg_id=frame.client_msg_id,
+                acked=acked,
+            )
+        elif isinstance(frame, EditMessage):
+            await self._runs.edit(
+                ctx,
+                thread_id=frame.thread_id,
+                message_id=frame.message_id,
+                content=frame.content,
+                agent=frame.agent,
+                client_msg_id=frame.client_msg_id,
+                acked=acked,
+            )
+        else:
+            await self._runs.regenerate(
+                ctx,
+                thread_id=frame.thread_id,
+                message_id=frame.message_id,
+                agent=frame.agent,
+                acked=acked,
+            )
 
 
 async def _refuse(send: Send, code: int, reason: str) -> None:

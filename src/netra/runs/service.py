@@ -3,12 +3,18 @@ transaction, then hands the run to the engine. Used by the WebSocket and HTTP pa
 
 Admission, in that transaction, before anything is stored: the thread is the caller's, the
 agent is allowed, the double-texting policy, the tier's quotas (``netra.runs.quotas``), then
-the server-wide bound on queued runs (``netra.runs.shedding``)."""
+the server-wide bound on queued runs (``netra.runs.shedding``).
+
+The same transaction stores the events the message makes (``thread_updated``,
+``message_created``, quota warnings), and when the run can execute at once — its thread's
+turn, a slot of its user and one of the instance all free (``ExecutionEngine.reserve``) —
+the run itself claimed, with its ``agent_started``: one transaction between the send and the
+run's first event. A run that must wait is stored queued and claimed once its turn comes."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -28,7 +34,15 @@ from netra.engine.execution import ExecutionEngine
 from netra.errors import Conflict, InvalidRequest, RunError
 from netra.events.bridge import AgentWebSocketBridge
 from netra.events.bus import EventBus, Notice
-from netra.events.payloads import MessageCreated, QuotaWarning, ThreadDeleted, ThreadUpdated
+from netra.events.envelope import Event
+from netra.events.payloads import (
+    AgentStarted,
+    MessageCreated,
+    Payload,
+    QuotaWarning,
+    ThreadDeleted,
+    ThreadUpdated,
+)
 from netra.ids import new_id
 from netra.runs.quotas import admit, measure
 from netra.runs.shedding import LoadShedder
@@ -39,6 +53,10 @@ SUPERSEDED = RunError("superseded", "a newer message on the thread interrupted t
 TITLE_CHARS = 60
 CANCEL_WAIT_S = 5.0
 """How long deleting a thread waits for its runs executing here to end after the cancel."""
+
+
+Acked = Callable[["Ack"], None]
+"""Told the ack of an admitted message before its events are published."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,16 +140,19 @@ class RunService:
         client_msg_id: str | None = None,
         model: str | None = None,
         history: Sequence[Turn] = (),
+        acked: Acked | None = None,
     ) -> Ack:
         """Store the message at the end of the thread's branch and queue its run; a
         retried ``client_msg_id`` stores nothing. ``model``: one the agent allows instead
         of its own (``AgentDefinition.model_for``). ``history``: turns stored before the
         message in the new thread it starts (no ``thread_id``), which its run sees as the
-        conversation so far (the OpenAI-compatible API's earlier messages)."""
+        conversation so far (the OpenAI-compatible API's earlier messages). ``acked`` is told
+        the ack as soon as the message is stored, before its events go out (a socket sends
+        the ack first)."""
         if history and thread_id is not None:
             raise InvalidRequest("earlier turns can only start a new thread")
         request = _Request(ctx, content, thread_id, agent, client_msg_id, model=model)
-        return await self._start(replace(request, history=tuple(history)))
+        return await self._start(replace(request, history=tuple(history)), acked)
 
     async def edit(
         self,
@@ -142,11 +163,12 @@ class RunService:
         content: str,
         agent: str | None = None,
         client_msg_id: str | None = None,
+        acked: Acked | None = None,
     ) -> Ack:
         """A new version of one of the caller's messages: stored beside it (a new branch,
         which the thread now shows) and answered by a new run that sees only that branch."""
         request = _Request(ctx, content, thread_id, agent, client_msg_id, edit_of=message_id)
-        return await self._start(request)
+        return await self._start(request, acked)
 
     async def regenerate(
         self,
@@ -155,21 +177,50 @@ class RunService:
         thread_id: str,
         message_id: str,
         agent: str | None = None,
+        acked: Acked | None = None,
     ) -> Ack:
         """A new answer to a question (``message_id``, or the question an answer of it
         answers): a new run whose answer goes beside the earlier ones; the thread's branch
         ends at the question until it comes."""
-        return await self._start(_Request(ctx, None, thread_id, agent, None, regenerate=message_id))
+        request = _Request(ctx, None, thread_id, agent, None, regenerate=message_id)
+        return await self._start(request, acked)
 
-    async def _start(self, request: _Request) -> Ack:
-        ctx, client_msg_id = request.ctx, request.client_msg_id
+    async def _start(self, request: _Request, acked: Acked | None) -> Ack:
+        ctx = request.ctx
         limits = self._config.limits_for(ctx.tier, ctx.limits)
-        if request.content is not None:
-            _check_content(request.content, limits)
-        for turn in request.history:
-            _check_content(turn.content, limits)
+        for content in request.contents():
+            _check_content(content, limits)
+        if request.thread_id is None:
+            request = replace(request, new_thread_id=new_id("th"))
+        slots = await self._engine.reserve(ctx, request.thread_id or request.new_thread_id or "")
         try:
-            admitted = await self._db.transact(self._admit(request, limits))
+            admitted = await self._store(request, limits, start=slots is not None)
+        except BaseException:
+            if slots is not None:
+                slots.release()
+            raise
+        if isinstance(admitted, Ack):  # a retried client_msg_id: stored before
+            if slots is not None:
+                slots.release()
+            return _told(admitted, acked)
+        run = admitted.run
+        ack = Ack(request.client_msg_id, admitted.message.id, run.thread_id, run.id)
+        _told(ack, acked)
+        await self._bridge.publish(admitted.events)
+        for active in admitted.superseded:  # double-texting policy "interrupt"
+            await self.cancel(ctx, active.id, why=SUPERSEDED)
+        if slots is not None:
+            self._engine.start(ctx, run, slots)
+        else:
+            await self._engine.submit(ctx, run)
+        return ack
+
+    async def _store(
+        self, request: _Request, limits: LimitSettings, *, start: bool
+    ) -> Ack | _Admitted:
+        ctx, client_msg_id = request.ctx, request.client_msg_id
+        try:
+            return await self._db.transact(self._admit(request, limits, start=start))
         except IntegrityViolation:
             if client_msg_id is None:
                 raise
@@ -178,25 +229,16 @@ class RunService:
             if earlier is None:
                 raise
             return earlier
-        if isinstance(admitted, Ack):
-            return admitted
-        thread, run, message = admitted.thread, admitted.run, admitted.message
-        if admitted.created_thread or request.branches:
-            await self._bridge.emit(ctx, ThreadUpdated(thread.public()), thread_id=thread.id)
-        if request.content is not None:
-            await self._bridge.emit(ctx, MessageCreated(message.public()), thread_id=thread.id)
-        for warning in admitted.warnings:
-            await self._bridge.emit(ctx, warning, thread_id=thread.id)
-        for active in admitted.superseded:  # double-texting policy "interrupt"
-            await self.cancel(ctx, active.id, why=SUPERSEDED)
-        await self._engine.submit(ctx, run)
-        return Ack(client_msg_id, message.id, thread.id, run.id)
 
-    def _admit(self, request: _Request, limits: LimitSettings) -> Tx[Ack | _Admitted]:
+    def _admit(
+        self, request: _Request, limits: LimitSettings, *, start: bool
+    ) -> Tx[Ack | _Admitted]:
         """Admission, in the transaction that stores the message and its run: the thread is
         the caller's, the agent is allowed, the double-texting policy, the quotas, the
         server-wide bound on queued runs. The thread's row is held until commit, so the
-        message joins the end of its branch as it is."""
+        message joins the end of its branch as it is. Its events are stored with it; with
+        ``start`` (its slots are taken: it executes at once) the run is stored claimed, with
+        its ``agent_started``."""
         ctx = request.ctx
         if request.client_msg_id is not None:
             earlier = yield from _earlier(ctx, request.client_msg_id)
@@ -210,7 +252,9 @@ class RunService:
             name = request.agent or DEFAULT_AGENT
             self._agents.startable(ctx, name)
             title = title_from(request.content or "")
-            thread = yield from threads.create(title=title, agent=name, first_message=question_id)
+            thread = yield from threads.create(
+                title=title, agent=name, first_message=question_id, thread_id=request.new_thread_id
+            )
         else:
             thread = yield from threads.get(request.thread_id, hold=True)
         parent_id = None if created else thread.active_leaf
@@ -249,6 +293,7 @@ class RunService:
             question_id=question.id if question else question_id,
             owner=owner,
             lease_until=lease_until,
+            started=start,
         )
         if question is None:
             question = yield from messages.add(
@@ -263,7 +308,23 @@ class RunService:
         if not created:
             yield from threads.touch(thread.id, leaf=question.id, at=question.created_at)
         thread = replace(thread, active_leaf=question.id, updated_at=question.created_at)
-        return _Admitted(created, thread, run, question, superseded, warnings)
+        news = _news(request, thread, question, warnings, created=created)
+        events = yield from self._tell(ctx, run, news)
+        return _Admitted(run, question, superseded, events)
+
+    def _tell(
+        self, ctx: UserExecutionContext, run: RunRecord, news: list[Payload]
+    ) -> Tx[list[Event]]:
+        """Store the admission's events in its transaction: ``news`` of the thread, then the
+        run's ``agent_started`` if it was created claimed."""
+        bridge = self._bridge
+        told = [bridge.entry(ctx, payload, thread_id=run.thread_id) for payload in news]
+        if run.started_at is not None:
+            started = AgentStarted(run.model, run.attempt, None)
+            told.append(
+                bridge.entry(ctx, started, agent=run.agent, run_id=run.id, thread_id=run.thread_id)
+            )
+        return (yield from bridge.store_now(told))
 
     async def cancel(
         self, ctx: UserExecutionContext, run_id: str, *, why: RunError | None = None
@@ -360,6 +421,13 @@ class _Request:
     """The model the caller chose, among those the agent allows; None: the agent's."""
     history: tuple[Turn, ...] = ()
     """Turns stored before the message, in the new thread it starts."""
+    new_thread_id: str | None = None
+    """The id of the thread it starts (no ``thread_id``), made before admission."""
+
+    def contents(self) -> list[str]:
+        """What the caller wrote: the earlier turns, then the message (if any)."""
+        said = [turn.content for turn in self.history]
+        return said if self.content is None else [*said, self.content]
 
     @property
     def branches(self) -> bool:
@@ -371,13 +439,38 @@ class _Request:
 class _Admitted:
     """What admission stored, and what follows from it."""
 
-    created_thread: bool
-    thread: ThreadRecord
     run: RunRecord
     message: MessageRecord
+    """The question the run answers."""
     superseded: list[RunRecord]
     """Active runs of the thread the message interrupts (double-texting "interrupt")."""
-    warnings: list[QuotaWarning]
+    events: list[Event]
+    """Stored with it, to publish: the thread's and message's news, quota warnings, and the
+    run's ``agent_started`` when it executes at once."""
+
+
+def _news(
+    request: _Request,
+    thread: ThreadRecord,
+    question: MessageRecord,
+    warnings: Sequence[QuotaWarning],
+    *,
+    created: bool,
+) -> list[Payload]:
+    """What an admission tells the user's sockets, in this order: the thread (new, or its
+    branch moved), the message (none for a regeneration), the quotas nearly spent."""
+    news: list[Payload] = []
+    if created or request.branches:
+        news.append(ThreadUpdated(thread.public()))
+    if request.content is not None:
+        news.append(MessageCreated(question.public()))
+    return [*news, *warnings]
+
+
+def _told(ack: Ack, acked: Acked | None) -> Ack:
+    if acked is not None:
+        acked(ack)
+    return ack
 
 
 def _check_content(content: str, limits: LimitSettings) -> None:
