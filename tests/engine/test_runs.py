@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 from pathlib import Path
 
 import httpx
@@ -12,7 +13,14 @@ from netra.models.base import ToolCallRequest
 from netra.models.scripted import ScriptedModel, ScriptedTurn
 from netra.tools.tool import tool
 from tests.conftest import ServerFactory
-from tests.support import LiveServer, answer_text, assert_run_grammar, make_user, open_socket
+from tests.support import (
+    LiveServer,
+    answer_text,
+    assert_run_grammar,
+    hold_runs,
+    make_user,
+    open_socket,
+)
 
 
 def scripted(server: LiveServer) -> ScriptedModel:
@@ -178,6 +186,54 @@ async def test_the_per_user_limit_queues_the_excess_without_slowing_others(
             assert end < start, f"runs overlapped: {spans}"
         await socket.close()
         await other_socket.close()
+
+
+async def test_a_run_with_free_slots_starts_in_its_admission_and_one_that_waits_claims_later(
+    server_factory: ServerFactory,
+) -> None:
+    """A run whose slots are free is stored running by its admission, with its
+    ``agent_started``: on the socket its ack comes first, then the admission's events, the
+    run's first event among them. A run that must wait (the user's one slot is taken) is
+    stored queued, and claimed once the slot frees, as the same attempt number 1."""
+    server = server_factory(
+        models={"default": "scripted"}, tiers={"free": {"max_concurrent_runs_per_user": 1}}
+    )
+    gate = threading.Event()
+    hold_runs(server, gate)
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        user = await make_user(http)
+        socket = await open_socket(server, user.token)
+        first = await socket.send_message("first")
+        await socket.first(lambda f: f["type"] == "tool_executing")
+        second = await socket.send_message("second", thread_id=first["thread_id"])
+        try:
+            await socket.first(
+                lambda f: f["type"] == "run_queued" and f["data"]["run_id"] == second["run_id"]
+            )
+            waiting = await http.get(f"/runs/{second['run_id']}", headers=user.auth)
+            running = await http.get(f"/runs/{first['run_id']}", headers=user.auth)
+        finally:
+            gate.set()
+        assert waiting.json()["status"] == "queued" and waiting.json()["attempt"] == 0
+        assert running.json()["status"] == "running" and running.json()["attempt"] == 1
+        for ack in (first, second):
+            events = await socket.run_to_end(ack["run_id"])
+            assert_run_grammar(events)
+            assert events[0]["data"]["attempt"] == 1
+            assert events[-1]["data"]["outcome"] == "completed"
+        types = [f["type"] for f in socket.frames]
+        acked = types.index("ack")
+        assert types[acked : acked + 4] == [
+            "ack",
+            "thread_updated",
+            "message_created",
+            "agent_started",
+        ], types
+        # One transaction stored them: their seqs follow one another, the run's first event
+        # right after its message.
+        frames = socket.frames[acked + 1 : acked + 4]
+        assert [f["seq"] for f in frames] == list(range(frames[0]["seq"], frames[0]["seq"] + 3))
+        await socket.close()
 
 
 async def test_a_queued_run_can_be_cancelled_before_it_starts(

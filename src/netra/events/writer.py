@@ -68,6 +68,8 @@ class EventLogWriter:
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
         self.events_written = 0
+        """Events stored in the log: the writer's, and those stored by another transaction
+        (an admission's), counted when published."""
 
     @property
     def running(self) -> bool:
@@ -142,7 +144,6 @@ class EventLogWriter:
         events = [stored_event(e, o) for e, o in zip(entries, outcomes, strict=True)]
         published = [event for event in events if event is not None]
         self.batches += 1
-        self.events_written += len(published)
         await self.publish(published)
         for (entry, waiter), outcome, event in zip(batch, outcomes, events, strict=True):
             self._settle(entry, waiter, outcome, event)
@@ -206,6 +207,7 @@ class EventLogWriter:
         """Hand stored events to the bus, each user's in order. The writer publishes what it
         stores; a transaction that stored events itself (``event_log.store``) publishes them
         here once it committed."""
+        self.events_written += len(stored)
         by_user: dict[str, list[Event]] = defaultdict(list)
         for event in stored:
             by_user[event.user_id].append(event)
