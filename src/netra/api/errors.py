@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Mapping
+from functools import cache
 from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
+from fastapi._compat import ModelField
 from fastapi.dependencies.models import Dependant
-from fastapi.dependencies.utils import get_dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from fastapi.utils import create_model_field
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Scope
@@ -142,10 +144,10 @@ def _tree(dependant: Dependant) -> Iterator[Dependant]:
         yield from _tree(child)
 
 
-def _answers(path: str, endpoint: Callable[..., Any]) -> set[int]:
-    """The errors a route gives before its own code runs, read from its signature."""
+def _answers(dependant: Dependant) -> set[int]:
+    """The errors a route gives before its own code runs, read from its dependencies."""
     statuses: set[int] = set()
-    for node in _tree(get_dependant(path=path, call=endpoint)):
+    for node in _tree(dependant):
         if node.call is not None:
             statuses.update(REFUSALS.get(node.call, ()))
         if node.path_params:
@@ -169,13 +171,24 @@ class DocumentedRoute(APIRoute):
     """The status of a request that fails validation."""
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        # The answers are added once FastAPI has read the signature (``self.dependant``),
+        # each body's field shared by every route (``_body_field``): FastAPI would read the
+        # signature twice and build a field — a pydantic adapter — per answer of every
+        # route, and the routes are built twice (a router's, then the application's): a
+        # fifth of a start.
         declared = kwargs.pop("responses", None) or {}
-        answers = {self.invalid if s == 422 else s for s in _answers(path, endpoint)}
+        super().__init__(path, endpoint, **kwargs)
+        answers = {self.invalid if s == 422 else s for s in _answers(self.dependant)}
         responses = {**error_responses(*answers, body=self.error_body), **declared}
         answer_class = kwargs.get("response_class")
         if isinstance(answer_class, type) and getattr(answer_class, "media_type", None) != JSON:
             responses = {status: self._json_error(answer) for status, answer in responses.items()}
-        super().__init__(path, endpoint, responses=responses, **kwargs)
+        self.responses = responses
+        self.response_fields = {
+            status: _body_field(answer["model"])
+            for status, answer in responses.items()
+            if answer.get("model") is not None
+        }
 
     def _json_error(self, answer: dict[str, Any]) -> dict[str, Any]:
         """An error answer of a route whose success is no JSON (an event stream), which
@@ -198,6 +211,12 @@ class OpenAIRoute(DocumentedRoute):
         other = {"model": OpenAIErrorBody, "description": "Any other error, in this body."}
         responses = {**(kwargs.pop("responses", None) or {}), "default": other}
         super().__init__(path, endpoint, responses=responses, **kwargs)
+
+
+@cache
+def _body_field(model: type[BaseModel]) -> ModelField:
+    """The field FastAPI documents an answer's body with, one per body model."""
+    return create_model_field(name=f"Response_{model.__name__}", type_=model, mode="serialization")
 
 
 def _json_body(answer: dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:
