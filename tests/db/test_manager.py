@@ -15,6 +15,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, func, insert, inspect, select, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from netra.context import UserExecutionContext
@@ -27,7 +28,8 @@ from netra.db.records import utcnow
 from netra.db.repositories import EventRepository, ThreadRepository
 from netra.db.revisions import head_revision
 from netra.db.search import SEARCH_INDEXES
-from netra.errors import NotFound
+from netra.db.url import database_url
+from netra.errors import ConfigurationError, NotFound
 from netra.settings import DatabaseSettings
 from tests.support import run_netra, run_python
 
@@ -486,3 +488,38 @@ async def test_a_long_thread_gives_a_run_its_newest_messages_in_turn_order(
     assert unread == 0
     assert [m.content for m in everything][:2] == ["user 0", "assistant 0"]
     assert len(everything) == 11
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "sqlite:///netra.db",
+        "sqlite:////var/lib/netra/netra.db",
+        "sqlite+aiosqlite:///relative/dir/n%20a.db",
+        "sqlite://",
+        "sqlite:///:memory:",
+        "postgresql://netra:s%40cret:x@db.internal:5433/netra?sslmode=require",
+        "postgres://netra@127.0.0.1/netra",
+        "postgresql+asyncpg://netra:pw@[::1]:5432/netra",
+        "postgresql:///netra?host=/var/run/postgresql",
+    ],
+)
+def test_a_database_url_is_read_as_sqlalchemy_reads_it(written: str) -> None:
+    """Netra reads ``database.url`` itself (a server does not load SQLAlchemy), by
+    SQLAlchemy's rule: the same backend, database and password, the same URL once the
+    driver is Netra's, and the password never shown."""
+    ours = database_url(written)
+    theirs = make_url(written).set(drivername=ours.scheme)  # Netra's driver, as before
+    assert ours.backend == theirs.get_backend_name()
+    assert ours.database == theirs.database
+    assert ours.password == theirs.password
+    assert make_url(str(ours)) == theirs
+    assert make_url(ours.masked()).password in (None, "***")
+    if ours.backend == "postgresql":
+        assert make_url(ours.dsn()) == theirs.set(drivername="postgresql")
+
+
+@pytest.mark.parametrize("written", ["netra.db", "://x", "postgresql://h:port/db", "mysql://h/db"])
+def test_a_url_that_is_none_or_names_another_driver_is_refused(written: str) -> None:
+    with pytest.raises(ConfigurationError):
+        database_url(written)

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import JSON, Boolean, select
 
 from netra.context import UserExecutionContext
 from netra.db import queue, runs
@@ -22,6 +22,7 @@ from netra.db.queue import HELD
 from netra.db.repositories import ThreadRepository
 from netra.db.runs import ACTIVE
 from netra.db.sql import (
+    BOOL_NAMES,
     JSON_NAMES,
     IntegrityViolation,
     Statement,
@@ -112,6 +113,14 @@ def test_statements_spell_out_the_status_sets_as_the_code_has_them() -> None:
     ]
     assert len(spelled) >= 10
     assert [(name, found) for name, found in spelled if found not in sets] == []
+
+
+def test_the_json_and_boolean_names_are_the_tables_columns() -> None:
+    """``netra.db.sql`` spells out the names of the JSON and boolean columns (a server does
+    not load SQLAlchemy): they are the tables' own."""
+    columns = [column for table in t.metadata.tables.values() for column in table.columns]
+    assert {c.name for c in columns if isinstance(c.type, JSON)} == JSON_NAMES
+    assert {c.name for c in columns if isinstance(c.type, Boolean)} == BOOL_NAMES
 
 
 def test_every_name_holds_one_kind_of_value() -> None:

@@ -2,9 +2,10 @@
 
 Everything a server does runs *transaction functions* (``netra.db.sql``) through
 ``transact``: whole transactions, one hop each, on SQLite's own thread (``netra.db.sqlite``,
-group-committed) or on asyncpg directly (``netra.db.postgres``, one pool). SQLAlchemy's
-async engine (``read``/``write``) is made only when asked for: by migrations, and by tests
-that look at the tables directly; a serving process never imports it.
+group-committed) or on asyncpg directly (``netra.db.postgres``, one pool). SQLAlchemy,
+and its async engine (``read``/``write``), are loaded only when asked for: by migrations
+(an empty database is built with it too), and by tests that look at the tables directly; a
+server whose database is current never imports it (``netra.db.url`` reads the URL).
 
 SQLite (the embedded default) runs in WAL mode with foreign keys on and a busy timeout; one
 writer at a time inside the process (``write()`` and the SQLite thread's groups share one
@@ -25,29 +26,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Connection, event, text
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
-
 from netra.db.revisions import head_revision
-from netra.db.schema import create_at_head, is_empty
 from netra.db.sql import Listener, Statement, Tx, first
 from netra.db.sqlite import SqliteExecutor
 from netra.db.sqlite import configure as configure_sqlite
+from netra.db.url import DatabaseURL, database_url
 from netra.errors import ConfigurationError, StorageUnavailable
 from netra.settings import DatabaseSettings
 
 if TYPE_CHECKING:
+    from sqlalchemy import Connection
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
     from netra.db.postgres import PostgresExecutor
 
 log = logging.getLogger(__name__)
 MIGRATION_LOCK = 0x6E65747261  # "netra": the advisory lock key that serializes migrations
-_STORAGE_FAILURES = (OperationalError, InterfaceError, PoolTimeout, OSError)
-"""What the database (not the statement) failed with: full disk, I/O error, read-only file,
-lock timeout, lost or refused connection, exhausted pool."""
 RETRY_MAX_S = 2.0
 T = TypeVar("T")
 VERSIONED = Statement(
@@ -73,9 +67,9 @@ class DatabaseManager:
     SQLAlchemy's engine for migrations and tests (``read``/``write``), made on first use."""
 
     def __init__(self, url: str, settings: DatabaseSettings) -> None:
-        parsed = _async_url(url)
-        self.backend = parsed.get_backend_name()
-        self.url = parsed
+        parsed = database_url(url)
+        self.backend = parsed.backend
+        self.url: DatabaseURL = parsed
         self._closed_reason: str | None = None
         self.storage_failure: str | None = None
         """Why the last write failed, until a write succeeds again (``/ready`` reports it)."""
@@ -97,8 +91,7 @@ class DatabaseManager:
         else:
             from netra.db.postgres import PostgresExecutor  # asyncpg: only when configured
 
-            dsn = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
-            self._executor = PostgresExecutor(dsn, settings)
+            self._executor = PostgresExecutor(parsed.dsn(), settings)
         log.info("database %s", self.masked_url)
 
     @property
@@ -133,14 +126,14 @@ class DatabaseManager:
                     }
                 },
             )
-        engine = create_async_engine(self.url, **kwargs)
+        engine = create_async_engine(str(self.url), **kwargs)
         if self.backend == "sqlite":
             _configure_sqlite(engine, settings.sqlite_busy_timeout_ms)
         return engine
 
     @property
     def masked_url(self) -> str:
-        return self.url.render_as_string(hide_password=True)
+        return self.url.masked()
 
     @property
     def is_sqlite(self) -> bool:
@@ -153,7 +146,7 @@ class DatabaseManager:
         try:
             async with self.engine.connect() as conn, conn.begin():
                 yield conn
-        except _STORAGE_FAILURES as exc:
+        except _storage_failures() as exc:
             raise StorageUnavailable(_cause(exc)) from exc
 
     @asynccontextmanager
@@ -168,7 +161,7 @@ class DatabaseManager:
                 conn = await raw.execution_options(netra_write=True)
                 async with conn.begin():
                     yield conn
-        except _STORAGE_FAILURES as exc:
+        except _storage_failures() as exc:
             cause = _cause(exc)
             self._failed(cause)
             raise StorageUnavailable(cause) from exc
@@ -241,6 +234,11 @@ class DatabaseManager:
             raise
         if current == target:
             return current, current
+        from sqlalchemy import text  # migrating: SQLAlchemy is needed now
+        from sqlalchemy.exc import DBAPIError
+
+        from netra.db.schema import create_at_head, is_empty
+
         try:
             async with self.write() as conn:
                 if not self.is_sqlite:
@@ -285,6 +283,8 @@ def _revision() -> Tx[str | None]:
 
 
 def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
+    from sqlalchemy import event
+
     sync_engine = engine.sync_engine
 
     @event.listens_for(sync_engine, "connect")
@@ -301,37 +301,23 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def _storage_failures() -> tuple[type[BaseException], ...]:
+    """What the database (not the statement) failed with, through SQLAlchemy: full disk,
+    I/O error, read-only file, lock timeout, lost or refused connection, exhausted pool.
+    (Evaluated when something was raised: SQLAlchemy is loaded by then.)"""
+    from sqlalchemy.exc import InterfaceError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    return (OperationalError, InterfaceError, PoolTimeout, OSError)
+
+
 def _cause(exc: BaseException) -> str:
     """What the database said, in one line (the driver's message, without the SQL)."""
+    from sqlalchemy.exc import DBAPIError
+
     orig = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
     text_ = str(orig).strip().splitlines()
     return f"{type(orig).__name__}: {text_[0] if text_ else 'no message'}"
-
-
-_DRIVERS = {
-    "postgresql": "postgresql+asyncpg",
-    "postgres": "postgresql+asyncpg",
-    "sqlite": "sqlite+aiosqlite",
-}
-"""Plain URLs (as hosting platforms hand them out) get the async driver Netra ships with."""
-_ASYNC_DRIVERS = frozenset(_DRIVERS.values())
-
-
-def _async_url(url: str) -> URL:
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise ConfigurationError(
-            "database.url is not a database URL: use postgresql://user:password@host/db or "
-            "sqlite:///path/to/netra.db"
-        ) from None
-    driver = _DRIVERS.get(parsed.drivername, parsed.drivername)
-    if driver not in _ASYNC_DRIVERS:
-        raise ConfigurationError(
-            f"database.url uses {parsed.drivername!r}, which Netra does not ship: use "
-            "postgresql:// (asyncpg) or sqlite:// (aiosqlite)"
-        )
-    return parsed.set(drivername=driver)
 
 
 def _prepare_sqlite_file(path: Path) -> None:

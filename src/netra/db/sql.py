@@ -42,26 +42,28 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import JSON, Boolean
-
-from netra.db import tables
-
 T = TypeVar("T")
 Row = dict[str, Any]
 
 JSON_NAMES = frozenset(
-    column.name
-    for table in tables.metadata.tables.values()
-    for column in table.columns
-    if isinstance(column.type, JSON)
+    {
+        "arguments",
+        "cancel_requested",
+        "data",
+        "error",
+        "limits",
+        "result",
+        "roles",
+        "scopes",
+        "tool_calls",
+        "usage",
+    }
 )
-"""Names that hold JSON, wherever they appear (a test holds the tables to one meaning each)."""
-BOOL_NAMES = frozenset(
-    column.name
-    for table in tables.metadata.tables.values()
-    for column in table.columns
-    if isinstance(column.type, Boolean)
-)
+"""Names that hold JSON, wherever they appear: the JSON columns of ``netra.db.tables``
+(spelled out, so a server need not load SQLAlchemy; a test holds the two to each other, and
+the tables to one meaning per name)."""
+BOOL_NAMES = frozenset({"archived", "disabled", "pinned"})
+"""Names of the tables' boolean columns (held to ``netra.db.tables`` by the same test)."""
 _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 _ANY = re.compile(r"= ANY\(:(\w+)\)")
 _FOR_UPDATE = re.compile(r"\s+FOR UPDATE\b")
