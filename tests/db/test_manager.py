@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from netra.context import UserExecutionContext
+from netra.db import ddl
 from netra.db import tables as t
 from netra.db.accounts import UserRepository
 from netra.db.manager import DatabaseManager
@@ -27,6 +28,7 @@ from netra.db.migration import alembic_config
 from netra.db.records import utcnow
 from netra.db.repositories import EventRepository, ThreadRepository
 from netra.db.revisions import head_revision
+from netra.db.schema import render
 from netra.db.search import SEARCH_INDEXES
 from netra.db.url import database_url
 from netra.errors import ConfigurationError, NotFound
@@ -222,6 +224,14 @@ async def test_an_empty_database_is_built_at_head_as_the_migrations_build_it(url
     assert built["version"] == migrated["version"] == [(head_revision(),)]
     for part in migrated:
         assert built[part] == migrated[part], part
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_head_ddl_is_what_sqlalchemy_renders_from_the_tables(backend: str) -> None:
+    """``netra.db.ddl`` (what a first start runs, without SQLAlchemy) is the tables'
+    present: after a change to ``netra.db.tables``, ``python -m netra.db.schema``."""
+    written = ddl.SQLITE if backend == "sqlite" else ddl.POSTGRES
+    assert written == render(backend), "run: python -m netra.db.schema"
 
 
 _SQLITE_SCHEMA = {

@@ -14,11 +14,12 @@ import pytest
 from sqlalchemy import JSON, Boolean, select
 
 from netra.context import UserExecutionContext
-from netra.db import queue, runs
+from netra.db import accounts, api_keys, event_log, queue, repositories, runs, schema
 from netra.db import tables as t
 from netra.db.accounts import UserRepository
+from netra.db.event_log import SEQ_LOCK
 from netra.db.manager import DatabaseManager
-from netra.db.queue import HELD
+from netra.db.queue import HELD, RUN_FENCE
 from netra.db.repositories import ThreadRepository
 from netra.db.runs import ACTIVE
 from netra.db.sql import (
@@ -113,6 +114,22 @@ def test_statements_spell_out_the_status_sets_as_the_code_has_them() -> None:
     ]
     assert len(spelled) >= 10
     assert [(name, found) for name, found in spelled if found not in sets] == []
+
+
+def test_a_read_that_takes_a_lock_runs_inside_its_transaction() -> None:
+    """On PostgreSQL a function's first plain read runs before ``BEGIN``: a read taking a
+    row lock (any strength) or an advisory lock must not count as one, or its lock would
+    end with the statement."""
+    locking = [
+        value
+        for module in (event_log, queue, runs, schema, accounts, api_keys, repositories)
+        for value in vars(module).values()
+        if isinstance(value, Statement)
+        and value.postgres is not None
+        and re.search(r"FOR (NO KEY )?UPDATE|FOR (KEY )?SHARE|advisory", value.postgres)
+    ]
+    assert {s.name for s in locking} >= {SEQ_LOCK.name, schema.LOCK.name, RUN_FENCE.name}
+    assert [s.name for s in locking if s.plain_read] == []
 
 
 def test_the_json_and_boolean_names_are_the_tables_columns() -> None:

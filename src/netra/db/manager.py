@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from netra.db.revisions import head_revision
+from netra.db.schema import MIGRATION_LOCK, build_at_head
 from netra.db.sql import Listener, Statement, Tx, first
 from netra.db.sqlite import SqliteExecutor
 from netra.db.sqlite import configure as configure_sqlite
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
     from netra.db.postgres import PostgresExecutor
 
 log = logging.getLogger(__name__)
-MIGRATION_LOCK = 0x6E65747261  # "netra": the advisory lock key that serializes migrations
 RETRY_MAX_S = 2.0
 T = TypeVar("T")
 VERSIONED = Statement(
@@ -234,10 +234,12 @@ class DatabaseManager:
             raise
         if current == target:
             return current, current
-        from sqlalchemy import text  # migrating: SQLAlchemy is needed now
+        if current is None and target == head_revision():
+            built = await self.transact(build_at_head(self.backend))
+            if built is not None:
+                return None, built
+        from sqlalchemy import text  # migrating: SQLAlchemy and Alembic are needed now
         from sqlalchemy.exc import DBAPIError
-
-        from netra.db.schema import create_at_head, is_empty
 
         try:
             async with self.write() as conn:
@@ -245,8 +247,6 @@ class DatabaseManager:
                     await conn.execute(
                         text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK}
                     )
-                if target == head_revision() and await conn.run_sync(is_empty):
-                    return None, await conn.run_sync(create_at_head)
                 from netra.db.migration import upgrade_to
 
                 return await conn.run_sync(upgrade_to, revision)

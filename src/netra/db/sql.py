@@ -67,6 +67,8 @@ BOOL_NAMES = frozenset({"archived", "disabled", "pinned"})
 _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 _ANY = re.compile(r"= ANY\(:(\w+)\)")
 _FOR_UPDATE = re.compile(r"\s+FOR UPDATE\b")
+_LOCKING = re.compile(r"\bFOR (?:NO KEY UPDATE|UPDATE|KEY SHARE|SHARE)\b|_LOCK\(")
+"""What makes a read take a lock (the statement's words upper-cased, spaces single)."""
 _UNSET: Any = object()
 
 
@@ -110,8 +112,9 @@ class Statement:
         self.postgres_names = tuple(names)
         words = (self.postgres or self.sqlite or "").upper()
         self.returns_rows = words.startswith(("SELECT", "WITH")) or " RETURNING " in words
-        self.plain_read = words.startswith("SELECT") and " FOR UPDATE" not in words
-        """A read that takes no lock: it needs no transaction of its own."""
+        self.plain_read = words.startswith("SELECT") and not _LOCKING.search(words)
+        """A read that takes no lock (no row's, nor an advisory ``pg_advisory_xact_lock``):
+        it needs no transaction of its own."""
 
     def __call__(self, **params: Any) -> Call:
         return Call(self, params)
