@@ -18,7 +18,7 @@ def tables_holding(server: LiveServer, needle: str) -> list[str]:
     included) with a row whose values hold ``needle``, as text or bytes."""
 
     async def scan() -> list[str]:
-        engine = create_async_engine(server.netra.db.url)
+        engine = create_async_engine(str(server.netra.db.url))
         try:
             async with engine.connect() as conn:
                 names = await conn.run_sync(lambda sync: sa.inspect(sync).get_table_names())
