@@ -32,7 +32,7 @@ insert the events."""
 CONTROL = ("BEGIN", "BEGIN IMMEDIATE", "COMMIT", "SAVEPOINT", "RELEASE", "ROLLBACK")
 OTHERS = {
     # admission, one transaction (the message starts a thread; the run, created claimed,
-    # executes at once; its events are stored with it)
+    # executes at once; its events are stored with it, and its conversation read)
     "message: the user's with this client_msg_id (a retried send)": 1,
     "thread: a new one": 1,
     "usage: the user's runs today, model calls' tokens and spend today and this month, runs"
@@ -40,7 +40,6 @@ OTHERS = {
     "depth: runs waiting to execute, every user's": 1,
     "create: a queued run, or one running already (its first attempt, its stream begun)": 1,
     "message: a new one, in the turn after its parent's (a question) or in it (an answer)": 2,
-    # the conversation
     "messages: the branch ending at a message, back to a bound (a run's conversation, a page)": 1,
     # with the events: the two model calls' usage, the tool call's two ledger entries, the
     # turn, the final state
@@ -53,13 +52,13 @@ OTHERS = {
 }
 """Everything else one calculator run does, and how often: admission (the retried-message
 check, the new thread, one read of the quotas, the queue's depth, the run created claimed and
-the message, with their events and ``agent_started``), the conversation read; then, each
-carried by its event: the two model calls, the tool call's two ledger writes, the turn, and
-the final state with the answer and the thread's touch. No claim of its own: a run whose
-slots are free when it is admitted is stored running."""
-TRANSACTIONS = 1
-"""Transactions besides those that store events (the admission, the writer's batches): the
-conversation read. (On SQLite they may share one: groups are what was queued together.)"""
+the message, with their events and ``agent_started``, and the run's conversation read);
+then, each carried by its event: the two model calls, the tool call's two ledger writes, the
+turn, and the final state with the answer and the thread's touch. No claim and no read of
+its own: a run whose slots are free when it is admitted is stored running, and given what
+its admission read."""
+TRANSACTIONS = 0
+"""Transactions besides those that store events (the admission, the writer's batches)."""
 
 
 async def test_a_simple_run_takes_a_bounded_number_of_statements(

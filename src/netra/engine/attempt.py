@@ -39,6 +39,7 @@ from netra.agents.registry import AgentRegistry
 from netra.config import UnifiedConfigurationManager
 from netra.context import UserExecutionContext
 from netra.db.manager import DatabaseManager
+from netra.db.messages import Conversation
 from netra.db.queue import RunQueue
 from netra.db.records import RunRecord, RunStatus, utcnow
 from netra.engine.builder import AttemptBuilder
@@ -137,12 +138,20 @@ class Attempt:
     """One attempt of one run in this process."""
 
     def __init__(
-        self, kit: AttemptKit, ctx: UserExecutionContext, run: RunRecord, *, opened: bool = False
+        self,
+        kit: AttemptKit,
+        ctx: UserExecutionContext,
+        run: RunRecord,
+        *,
+        opened: bool = False,
+        conversation: Conversation | None = None,
     ) -> None:
         self._kit = kit
         self.opened = opened
         """The run was admitted claimed, as this attempt, its ``agent_started`` stored with
         it (``RunQueue.create(started=True)``): no claim, and the stream is already open."""
+        self._conversation = conversation
+        """The thread up to the run's question, as its admission read it (None: read it)."""
         self.ctx = ctx.with_run(thread_id=run.thread_id, run_id=run.id)
         self.run = run
         """As submitted, then as claimed (its attempt number the one executing)."""
@@ -296,8 +305,15 @@ class Attempt:
     ) -> tuple[AgentDeps, AgentState]:
         definition = self._kit.agents.check_access(self.ctx, self.run.agent)
         self.definition = definition
+        conversation, self._conversation = self._conversation, None
         return await self._kit.builder.prepare(
-            self.ctx, self.run, emitter, limits=self.limits, definition=definition, task=task
+            self.ctx,
+            self.run,
+            emitter,
+            limits=self.limits,
+            definition=definition,
+            task=task,
+            conversation=conversation,
         )
 
     async def _drive(

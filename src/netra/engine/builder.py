@@ -13,7 +13,7 @@ from netra.agents.base import AgentDefinition, AgentDeps, AgentState
 from netra.config import UnifiedConfigurationManager
 from netra.context import UserExecutionContext
 from netra.db.manager import DatabaseManager
-from netra.db.messages import MessageRepository, Said
+from netra.db.messages import Conversation, MessageRepository
 from netra.db.orgs import OrgRepository
 from netra.db.records import RunRecord
 from netra.engine.costs import CostGuard
@@ -53,9 +53,12 @@ class AttemptBuilder:
         limits: LimitSettings,
         definition: AgentDefinition,
         task: str | None = None,
+        conversation: Conversation | None = None,
     ) -> tuple[AgentDeps, AgentState]:
         """The dependencies and the starting state of an attempt, under the limits and the
-        agent definition it resolved (once). ``task`` is a sub-agent's whole conversation."""
+        agent definition it resolved (once). ``task`` is a sub-agent's whole conversation;
+        ``conversation``, the thread up to the run's question when its admission read it
+        (else it is read here)."""
         settings = self._config.settings
         fallbacks = definition.fallbacks
         if fallbacks is None:
@@ -99,7 +102,9 @@ class AttemptBuilder:
         )
         if task is not None:
             return deps, AgentState(attempt=run.attempt, messages=[ChatMessage("user", task)])
-        said, unread = await self._history(ctx, run)
+        if conversation is None:
+            conversation = await self._history(ctx, run)
+        said, unread = conversation
         own = [ChatMessage("user", said[-1].content)] if said else []
         recap = await self._summarizer.recap(
             ctx,
@@ -124,9 +129,9 @@ class AttemptBuilder:
         )
         return deps, state
 
-    async def _history(self, ctx: UserExecutionContext, run: RunRecord) -> tuple[list[Said], int]:
+    async def _history(self, ctx: UserExecutionContext, run: RunRecord) -> Conversation:
         """The branch the run's question ends, ending with that question (never what was
         sent after it, nor another branch), and how many turns before it were not read."""
         if run.question_id is None:
-            return [], 0
+            return Conversation([], 0)
         return await self._db.transact(MessageRepository(ctx).texts(run.question_id))

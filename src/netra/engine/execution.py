@@ -22,6 +22,7 @@ from netra.agents.registry import AgentRegistry
 from netra.config import UnifiedConfigurationManager
 from netra.context import UserExecutionContext
 from netra.db.manager import DatabaseManager
+from netra.db.messages import Conversation
 from netra.db.records import RunRecord, utcnow
 from netra.engine.attempt import Attempt, AttemptKit, Phase, Stop
 from netra.engine.builder import AttemptBuilder
@@ -128,12 +129,16 @@ class ExecutionEngine:
             return None
         return await self._users.of(ctx).take_now(thread_id)
 
-    def start(self, ctx: UserExecutionContext, run: RunRecord, slots: Slots) -> None:
-        """Execute a run admitted claimed and begun (``reserve``), in its slots."""
+    def start(
+        self, ctx: UserExecutionContext, run: RunRecord, slots: Slots, conversation: Conversation
+    ) -> None:
+        """Execute a run admitted claimed and begun (``reserve``), in its slots, from the
+        conversation its admission read."""
         if not self._accepting:  # stopping: handed back with the others (``hand_back``)
             slots.release()
             return
-        slots.engine.submit(Attempt(self._kit, ctx, run, opened=True), slots)
+        attempt = Attempt(self._kit, ctx, run, opened=True, conversation=conversation)
+        slots.engine.submit(attempt, slots)
 
     def cancel(self, user_id: str, run_id: str, *, why: RunError | None = None) -> bool:
         """Cancel a run executing (or waiting) in this process; ``why`` becomes the run's

@@ -23,7 +23,7 @@ from netra.config import UnifiedConfigurationManager
 from netra.context import UserExecutionContext
 from netra.db.ledger import ToolCallRepository
 from netra.db.manager import DatabaseManager
-from netra.db.messages import MessageRepository
+from netra.db.messages import Conversation, MessageRepository
 from netra.db.queue import RunQueue
 from netra.db.records import Decision, MessageRecord, RunRecord, ThreadRecord, ToolCallRecord
 from netra.db.repositories import ThreadRepository
@@ -210,7 +210,8 @@ class RunService:
         for active in admitted.superseded:  # double-texting policy "interrupt"
             await self.cancel(ctx, active.id, why=SUPERSEDED)
         if slots is not None:
-            self._engine.start(ctx, run, slots)
+            assert admitted.conversation is not None  # read by the admission that started it
+            self._engine.start(ctx, run, slots, admitted.conversation)
         else:
             await self._engine.submit(ctx, run)
         return ack
@@ -310,7 +311,9 @@ class RunService:
         thread = replace(thread, active_leaf=question.id, updated_at=question.created_at)
         news = _news(request, thread, question, warnings, created=created)
         events = yield from self._tell(ctx, run, news)
-        return _Admitted(run, question, superseded, events)
+        # A run executing at once reads its conversation here, not in a transaction of its own.
+        conversation = (yield from messages.texts(question.id)) if start else None
+        return _Admitted(run, question, superseded, events, conversation)
 
     def _tell(
         self, ctx: UserExecutionContext, run: RunRecord, news: list[Payload]
@@ -447,6 +450,8 @@ class _Admitted:
     events: list[Event]
     """Stored with it, to publish: the thread's and message's news, quota warnings, and the
     run's ``agent_started`` when it executes at once."""
+    conversation: Conversation | None
+    """For a run that executes at once: the thread up to its question."""
 
 
 def _news(
