@@ -16,8 +16,9 @@ with its events, a turn of the checkpoint). In order, each entry
 3. gets the next seq of its user.
 
 Seqs are reserved with one statement for all the batch's users (``users.event_seq``, whose
-row locks, held until commit, keep each user's seqs gapless and ordered across instances),
-and the events are inserted with one more. These are the only writes of the ``events`` table
+row locks, held until commit, keep each user's seqs gapless and ordered across instances;
+the rows of a batch of several users are locked in id order first), and the events are
+inserted with one more. These are the only writes of the ``events`` table
 and of the ``users.event_seq`` counter; one user's reads of the log are
 ``netra.db.repositories.EventRepository``.
 
@@ -174,6 +175,7 @@ def _reserve(counts: Counter[str]) -> Tx[dict[str, int]]:
     if not counts:
         return {}
     ids = sorted(counts)
-    yield from execute(SEQ_LOCK(ids=ids))
+    if len(ids) > 1:  # one row needs no order: the update locks it
+        yield from execute(SEQ_LOCK(ids=ids))
     found = yield from rows(SEQ_RESERVE(counts={user_id: counts[user_id] for user_id in ids}))
     return {row["id"]: int(row["event_seq"]) for row in found}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -41,6 +42,12 @@ class ToolSpec:
     description: str
     parameters: dict[str, Any]
     """JSON schema of the arguments object."""
+    tokens: int = field(init=False, compare=False, repr=False)
+    """Its estimated size in a prompt, worked out once (every model call counts it)."""
+
+    def __post_init__(self) -> None:
+        told = {"name": self.name, "description": self.description, "schema": self.parameters}
+        object.__setattr__(self, "tokens", estimate_tokens(json.dumps(told)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -121,9 +121,7 @@ def message_tokens(message: ChatMessage) -> int:
 
 def tool_tokens(tool: ToolSpec) -> int:
     """A tool definition's estimated size in a prompt."""
-    return estimate_tokens(
-        json.dumps({"name": tool.name, "description": tool.description, "schema": tool.parameters})
-    )
+    return tool.tokens
 
 
 class _Said(Protocol):
