@@ -40,7 +40,7 @@ OTHERS = {
     "depth: runs waiting to execute, every user's": 1,
     "create: a queued run, or one running already (its first attempt, its stream begun)": 1,
     "message: a new one, in the turn after its parent's (a question) or in it (an answer)": 2,
-    "messages: the branch ending at a message, back to a bound (a run's conversation, a page)": 1,
+    "messages: a run's conversation, the branch ending at its question, back to a bound": 1,
     # with the events: the two model calls' usage, the tool call's two ledger entries, the
     # turn, the final state
     "model call: its usage and price, as it was made": 2,

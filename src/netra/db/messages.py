@@ -43,6 +43,17 @@ MESSAGE_PATH = Statement(
     " WHERE path.k < :count AND path.n < :questions AND m.turn >= :turn)"
     " SELECT messages.* FROM path JOIN messages ON messages.id = path.id ORDER BY path.k DESC",
 )
+MESSAGE_TEXTS = Statement(
+    "messages: a run's conversation, the branch ending at its question, back to a bound",
+    "WITH RECURSIVE path(id, parent_id, k) AS ("
+    " SELECT id, parent_id, 1 FROM messages WHERE id = :id AND user_id = :user_id"
+    " UNION ALL SELECT m.id, m.parent_id, path.k + 1"
+    " FROM messages AS m JOIN path ON m.id = path.parent_id WHERE path.k < :count)"
+    " SELECT m.id, m.parent_id, m.role, m.content, m.run_id, m.turn, m.data"
+    " FROM path JOIN messages AS m ON m.id = path.id ORDER BY path.k DESC",
+)
+"""``MESSAGE_PATH`` for a run's conversation: only what it reads of each message (no
+timestamps to parse, no record to build)."""
 MESSAGE_SIBLINGS = Statement(
     "messages: the children of these messages (and the thread's first ones), oldest first",
     "SELECT id, parent_id, role FROM messages WHERE user_id = :user_id"
@@ -175,13 +186,14 @@ class MessageRepository(Scoped):
         """A run's conversation: the path to the question it answers, ending with it, as
         cheaply as it reads — at most ``limit`` messages, and how many questions came
         before those read."""
-        found = yield from self.path(question_id, count=limit)
+        found = yield from rows(MESSAGE_TEXTS(id=question_id, user_id=self.user_id, count=limit))
         unread = 0
-        if found and found[0].parent_id is not None:  # the path goes on before the read
-            unread = found[0].turn - 1 if found[0].role == "user" else found[0].turn
-            while found[0].role != "user":  # an answer whose question was not read
+        if found and found[0]["parent_id"] is not None:  # the path goes on before the read
+            first = found[0]
+            unread = first["turn"] - 1 if first["role"] == "user" else first["turn"]
+            while found[0]["role"] != "user":  # an answer whose question was not read
                 del found[0]
-        return Conversation([_said(m) for m in found], unread)
+        return Conversation([_said(row) for row in found], unread)
 
     def turns(
         self,
@@ -303,15 +315,15 @@ class MessageRepository(Scoped):
         return thread
 
 
-def _said(message: MessageRecord) -> Said:
-    calls = (message.data or {}).get("tool_calls") or []
+def _said(row: Row) -> Said:
+    calls = (row["data"] or {}).get("tool_calls") or []
     lines = [call.get("line") for call in calls if isinstance(call, dict)]
     return Said(
-        message.role,
-        message.content,
-        message.run_id,
-        message.id,
-        message.turn,
+        row["role"],
+        row["content"],
+        row["run_id"],
+        row["id"],
+        row["turn"],
         tuple(line for line in lines if isinstance(line, str)),
     )
 
