@@ -192,6 +192,14 @@ class RunService:
             _check_content(content, limits)
         if request.thread_id is None:
             request = replace(request, new_thread_id=new_id("th"))
+        # Once its transaction is sent, an admission finishes even if its caller is cancelled
+        # (a socket closing, a shutdown): a run stored is always handed to the engine.
+        return await asyncio.shield(self._admit_and_start(request, limits, acked))
+
+    async def _admit_and_start(
+        self, request: _Request, limits: LimitSettings, acked: Acked | None
+    ) -> Ack:
+        ctx = request.ctx
         slots = await self._engine.reserve(ctx, request.thread_id or request.new_thread_id or "")
         try:
             admitted = await self._store(request, limits, start=slots is not None)
@@ -204,15 +212,15 @@ class RunService:
                 slots.release()
             return _told(admitted, acked)
         run = admitted.run
+        if slots is not None:  # stored running: its task starts now, before any await here
+            assert admitted.conversation is not None  # read by the admission that started it
+            self._engine.start(ctx, run, slots, admitted.conversation)
         ack = Ack(request.client_msg_id, admitted.message.id, run.thread_id, run.id)
         _told(ack, acked)
         await self._bridge.publish(admitted.events)
         for active in admitted.superseded:  # double-texting policy "interrupt"
             await self.cancel(ctx, active.id, why=SUPERSEDED)
-        if slots is not None:
-            assert admitted.conversation is not None  # read by the admission that started it
-            self._engine.start(ctx, run, slots, admitted.conversation)
-        else:
+        if slots is None:
             await self._engine.submit(ctx, run)
         return ack
 
