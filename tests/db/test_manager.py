@@ -164,6 +164,7 @@ async def test_migrations_are_idempotent_and_reach_head(url: str) -> None:
         "refresh_tokens",
         "runs",
         "sessions",
+        "spend_days",
         "summaries",
         "threads",
         "tool_calls",
@@ -349,6 +350,12 @@ async def test_upgrading_a_populated_database_keeps_its_rows(url: str) -> None:
         assert [(c.run_id, c.input_tokens, c.output_tokens, c.cost_usd) for c in calls] == [
             ("run_2", 100, 50, 0.01)
         ], "a run that used a model before calls were recorded counts as one call"
+        days = (await conn.execute(select(t.spend_days))).all()
+        midnight = calls[0].created_at.replace(hour=0, minute=0, second=0, microsecond=0)
+        assert [(d.user_id, d.input_tokens, d.output_tokens, d.cost_usd) for d in days] == [
+            (user_id, 100, 50, 0.01)
+        ], "the calls made before are summed into their days"
+        assert days[0].starts_at.replace(tzinfo=UTC) == midnight.replace(tzinfo=UTC)
         floors = {r.id: r.seq_floor for r in await conn.execute(select(t.runs))}
         assert floors == {"run_1": 1, "run_2": 2, "run_3": 0}, "below each run's first event"
     events = EventRepository(ctx)

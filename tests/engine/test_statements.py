@@ -44,6 +44,7 @@ OTHERS = {
     # with the events: the two model calls' usage, the tool call's two ledger entries, the
     # turn, the final state
     "model call: its usage and price, as it was made": 2,
+    "model call: added to its user's day": 2,
     "begin: a call entered before it runs (or while it waits for approval)": 1,
     "end: a call's outcome": 1,
     "record: a turn of the run's checkpoint": 1,
@@ -53,8 +54,9 @@ OTHERS = {
 """Everything else one calculator run does, and how often: admission (the retried-message
 check, the new thread, one read of the quotas, the queue's depth, the run created claimed and
 the message, with their events and ``agent_started``, and the run's conversation read);
-then, each carried by its event: the two model calls, the tool call's two ledger writes, the
-turn, and the final state with the answer and the thread's touch. No claim and no read of
+then, each carried by its event: the two model calls (each added to the user's day), the tool
+call's two ledger writes, the turn, and the final state with the answer and the thread's
+touch. No claim and no read of
 its own: a run whose slots are free when it is admitted is stored running, and given what
 its admission read."""
 TRANSACTIONS = 0

@@ -1,7 +1,7 @@
 """Model calls: each call's usage, stored when it is made, at the price it was charged then
-(table ``model_calls``). The writes go with the event log's batches; the reads are what a
-user's runs cost over a span, for budgets and quotas. Reports group the same rows
-(``netra.db.usage``)."""
+(table ``model_calls``), each also added to its user's day (``spend_days``). The writes go
+with the event log's batches; the reads are what a user's runs cost over a span, for budgets
+and quotas, from the days. Reports group the calls (``netra.db.usage``)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 
 from netra.db.repositories import Scoped
+from netra.db.runs import day_start
 from netra.db.sql import Statement, Tx, execute, first
 
 CALL_INSERT = Statement(
@@ -20,11 +21,20 @@ CALL_INSERT = Statement(
     " :input_per_mtok, :output_per_mtok, :cached_input_per_mtok, :prices_as_of, :created_at,"
     " :org_id)",
 )
+SPEND_ADD = Statement(
+    "model call: added to its user's day",
+    "INSERT INTO spend_days (user_id, starts_at, input_tokens, output_tokens, cost_usd)"
+    " VALUES (:user_id, :starts_at, :input_tokens, :output_tokens, :cost_usd)"
+    " ON CONFLICT (user_id, starts_at) DO UPDATE SET"
+    " input_tokens = spend_days.input_tokens + excluded.input_tokens,"
+    " output_tokens = spend_days.output_tokens + excluded.output_tokens,"
+    " cost_usd = spend_days.cost_usd + excluded.cost_usd",
+)
 CALLS_SPENT = Statement(
     "spend: the user's today and this month (a run's check after a model call)",
-    "SELECT coalesce(sum(CASE WHEN created_at >= :day_start THEN cost_usd ELSE 0 END), 0.0)"
-    " AS today, coalesce(sum(cost_usd), 0.0) AS month FROM model_calls"
-    " WHERE user_id = :user_id AND created_at >= :month_start",
+    "SELECT coalesce(sum(CASE WHEN starts_at >= :day_start THEN cost_usd ELSE 0 END), 0.0)"
+    " AS today, coalesce(sum(cost_usd), 0.0) AS month FROM spend_days"
+    " WHERE user_id = :user_id AND starts_at >= :month_start",
 )
 
 
@@ -52,8 +62,18 @@ class ModelCallRecord:
     """The organisation the user was in: its budgets and reports count the call."""
 
     def store(self) -> Tx[bool]:
-        """Insert the row (a write that goes with the event log's batch)."""
+        """Insert the row, and add it to its user's day (``spend_days``): a write that goes
+        with the event log's batch."""
         yield from execute(CALL_INSERT(**asdict(self)))
+        yield from execute(
+            SPEND_ADD(
+                user_id=self.user_id,
+                starts_at=day_start(self.created_at),
+                input_tokens=self.input_tokens,
+                output_tokens=self.output_tokens,
+                cost_usd=self.cost_usd,
+            )
+        )
         return True
 
 

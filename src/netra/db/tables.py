@@ -277,6 +277,19 @@ table's date) and its cost then: a later price edit changes no row. Reports, bud
 quotas sum these. ``run_id`` is no foreign key: deleting a chat deletes its words, not what
 it cost."""
 
+spend_days = Table(
+    "spend_days",
+    metadata,
+    Column("user_id", String(40), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("starts_at", TS, primary_key=True),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("cost_usd", Float, nullable=False),
+)
+"""Each user's model calls summed per UTC day (the day that ``starts_at``), added to with
+every call (``netra.db.calls``): the quotas and budgets read a month of these, at most 31
+rows, where summing the month's calls grew with every call a user made."""
+
 sessions = Table(
     "sessions",
     metadata,
