@@ -42,6 +42,10 @@ def _openai(fake: FakeProvider, *, timeout_s: float = 10.0) -> dict[str, Any]:
         "api_key": FAKE_KEY,
         "timeout_s": timeout_s,
         "max_retries": 0,
+        # What a failing call does is tested here, health probes in test_pools.py: a probe
+        # at start under a test's short timeout, on a busy machine, could take the provider
+        # out of the choice before the run's call and turn the failure tested into another.
+        "probe_interval_s": 0,
     }
 
 
