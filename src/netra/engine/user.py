@@ -76,15 +76,20 @@ class UserExecutionEngine:
         run of the thread is here, or the user's or the instance's slots are all taken)."""
         if thread_id in self._thread_turns:
             return None
-        wanted: list[asyncio.Lock | asyncio.Semaphore] = [self._slots]
-        if self._instance_slots is not None:
-            wanted.append(self._instance_slots)
+        wanted = self._run_slots()
         if any(primitive.locked() for primitive in wanted):
             return None
         slots = Slots(self, thread_id)
         for primitive in (self._enter(thread_id), *wanted):
             await primitive.acquire()  # free, and nothing ran since it was seen free: no wait
             slots.held.append(primitive)
+        return slots
+
+    def _run_slots(self) -> list[asyncio.Lock | asyncio.Semaphore]:
+        """A slot of the user, then one of the instance (if it bounds its runs)."""
+        slots: list[asyncio.Lock | asyncio.Semaphore] = [self._slots]
+        if self._instance_slots is not None:
+            slots.append(self._instance_slots)
         return slots
 
     def _enter(self, thread_id: str) -> asyncio.Lock:
@@ -118,10 +123,7 @@ class UserExecutionEngine:
         a slot of the user, then one of the instance; None when the user cancelled the run
         meanwhile (it is then abandoned, holding what it had taken)."""
         slots = Slots(self, attempt.thread_id)
-        wanted: list[asyncio.Lock | asyncio.Semaphore] = [self._enter(attempt.thread_id)]
-        wanted.append(self._slots)
-        if self._instance_slots is not None:
-            wanted.append(self._instance_slots)
+        wanted = [self._enter(attempt.thread_id), *self._run_slots()]
         try:
             for primitive in wanted:
                 if not await self._wait_for(attempt, primitive):

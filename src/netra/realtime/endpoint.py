@@ -62,7 +62,7 @@ from netra.realtime.frames import (
 from netra.realtime.manager import UnifiedWebSocketManager
 from netra.realtime.rate import TokenBucket
 from netra.realtime.transport import WebSocketTransport
-from netra.runs.service import Ack as RunAck
+from netra.runs.answers import Ack as RunAck
 from netra.runs.service import RunService
 from netra.server import DIRECT, DirectSocket
 

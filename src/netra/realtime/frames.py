@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from netra.db.records import Decision, RunStatus
 from netra.errors import ANSWERED, RETRY_LATER, InvalidRequest
-from netra.runs.service import Ack as Acknowledgement
-from netra.runs.service import DecisionAnswer
+from netra.runs.answers import Ack as Acknowledgement
+from netra.runs.answers import DecisionAnswer
 from netra.text import Text
 
 log = logging.getLogger(__name__)

@@ -14,9 +14,8 @@ run's first event. A run that must wait is stored queued and claimed once its tu
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
 
 from netra.agents.registry import AgentRegistry
 from netra.config import UnifiedConfigurationManager
@@ -44,6 +43,7 @@ from netra.events.payloads import (
     ThreadUpdated,
 )
 from netra.ids import new_id
+from netra.runs.answers import Ack, Acked, DecisionAnswer, Turn
 from netra.runs.quotas import admit, measure
 from netra.runs.shedding import LoadShedder
 from netra.settings import LimitSettings
@@ -53,56 +53,6 @@ SUPERSEDED = RunError("superseded", "a newer message on the thread interrupted t
 TITLE_CHARS = 60
 CANCEL_WAIT_S = 5.0
 """How long deleting a thread waits for its runs executing here to end after the cancel."""
-
-
-Acked = Callable[["Ack"], None]
-"""Told the ack of an admitted message before its events are published."""
-
-
-@dataclass(frozen=True, slots=True)
-class Ack:
-    """What the client learns when its message is stored."""
-
-    client_msg_id: str | None
-    message_id: str
-    thread_id: str
-    run_id: str
-
-    def as_dict(self) -> dict[str, str | None]:
-        return {
-            "client_msg_id": self.client_msg_id,
-            "message_id": self.message_id,
-            "thread_id": self.thread_id,
-            "run_id": self.run_id,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class DecisionAnswer:
-    """What the client learns when it answers a tool call awaiting approval."""
-
-    run_id: str
-    tool_call_id: str
-    decision: Decision | None
-    """The answer that stands: the first one given."""
-    already_decided: bool
-    """An earlier answer stood already; this one changed nothing."""
-
-    def as_dict(self) -> dict[str, str | bool | None]:
-        return {
-            "run_id": self.run_id,
-            "tool_call_id": self.tool_call_id,
-            "decision": self.decision.value if self.decision else None,
-            "already_decided": self.already_decided,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Turn:
-    """A message of a conversation so far, stored before a new thread's first question."""
-
-    role: Literal["user", "assistant"]
-    content: str
 
 
 def title_from(content: str) -> str:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from netra.api.views import View
 from netra.errors import InvalidRequest
-from netra.runs.service import Turn
+from netra.runs.answers import Turn
 from netra.text import Text
 
 ModelField = Annotated[

@@ -48,7 +48,7 @@ from netra.errors import NotFound
 from netra.realtime.frames import MAX_SEQ
 from netra.realtime.sse import MEDIA_TYPE, PING, EventStreamResponse
 from netra.realtime.transport import BufferedTransport
-from netra.runs.service import Turn
+from netra.runs.answers import Turn
 
 if TYPE_CHECKING:
     from netra.instance import Netra
