@@ -200,6 +200,7 @@ def uvicorn_config(app: ASGIApp, settings: Settings, *, port: int | None = None)
         ws_per_message_deflate=False,
         ws_ping_interval=settings.websocket.ping_interval_s,
         ws_ping_timeout=settings.websocket.ping_timeout_s,
+        timeout_keep_alive=settings.server.keep_alive_s,
         lifespan="on",
         log_config=None,
         access_log=False,

@@ -47,6 +47,10 @@ class ServerSettings(Section):
     """Seconds running work gets to finish when the server stops."""
     max_body_bytes: int = Field(1_048_576, ge=1024)
     """Largest HTTP request body; bigger is refused with 413."""
+    keep_alive_s: int = Field(75, ge=1)
+    """Seconds an idle HTTP connection stays open for the client's next request. Longer
+    than the idle expiry of client pools and proxies (httpx 5 s, nginx upstreams 60 s), so
+    a client never sends on a connection the server is closing at that moment."""
     app: str | None = None
     """`pkg.module:function` called with the `Netra` object before serving (`netra serve` and
     `netra worker`; `--app`), to register tools and agents; empty: none."""
