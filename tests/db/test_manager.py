@@ -160,6 +160,7 @@ async def test_migrations_are_idempotent_and_reach_head(url: str) -> None:
         "instances",
         "messages",
         "model_calls",
+        "org_spend_days",
         "orgs",
         "refresh_tokens",
         "runs",
@@ -341,12 +342,46 @@ async def test_upgrading_a_populated_database_keeps_its_rows(url: str) -> None:
                 " WHERE id = 'run_2'"
             )
         )
+    await db.upgrade("0015")  # organisations' calls were summed from the calls then
+    org_calls = [
+        ("call_a", "org_1", 1, 0.5),
+        ("call_b", "org_1", 1, 0.25),
+        ("call_c", "org_1", 2, 1.0),
+    ]
+    async with db.write() as conn:
+        await conn.execute(
+            text("INSERT INTO orgs (id, name, created_at) VALUES ('org_1', 'acme', :at)"),
+            {"at": datetime(2026, 1, 1, tzinfo=UTC)},
+        )
+        for call_id, org_id, day, cost in org_calls:
+            await conn.execute(
+                text(
+                    "INSERT INTO model_calls (id, user_id, run_id, attempt, agent, model,"
+                    " input_tokens, output_tokens, cached_input_tokens, cost_usd, created_at,"
+                    " org_id) VALUES (:id, :u, 'run_3', 1, 'assistant', 'offline', 1, 1, 0,"
+                    " :cost, :at, :org)"
+                ),
+                {
+                    "id": call_id,
+                    "u": user_id,
+                    "cost": cost,
+                    "at": datetime(2026, 1, day, 12, tzinfo=UTC),
+                    "org": org_id,
+                },
+            )
     await db.upgrade()
     async with db.read() as conn:
+        org_days = await conn.execute(select(t.org_spend_days).order_by("starts_at"))
+        assert [(d.org_id, d.starts_at.replace(tzinfo=UTC), d.cost_usd) for d in org_days] == [
+            ("org_1", datetime(2026, 1, 1, tzinfo=UTC), 0.75),
+            ("org_1", datetime(2026, 1, 2, tzinfo=UTC), 1.0),
+        ], "an organisation's calls made before are summed into its days"
         row = (await conn.execute(select(t.runs).where(t.runs.c.id == "run_1"))).one()
         assert (row.input_tokens, row.output_tokens, row.cost_usd) == (0, 0, 0)
         assert row.question_id == "msg_q1"
-        calls = (await conn.execute(select(t.model_calls))).all()
+        calls = (
+            await conn.execute(select(t.model_calls).where(t.model_calls.c.org_id.is_(None)))
+        ).all()
         assert [(c.run_id, c.input_tokens, c.output_tokens, c.cost_usd) for c in calls] == [
             ("run_2", 100, 50, 0.01)
         ], "a run that used a model before calls were recorded counts as one call"

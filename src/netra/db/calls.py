@@ -1,7 +1,8 @@
 """Model calls: each call's usage, stored when it is made, at the price it was charged then
-(table ``model_calls``), each also added to its user's day (``spend_days``). The writes go
-with the event log's batches; the reads are what a user's runs cost over a span, for budgets
-and quotas, from the days. Reports group the calls (``netra.db.usage``)."""
+(table ``model_calls``), each also added to its user's day (``spend_days``) and, made in an
+organisation, to the organisation's (``org_spend_days``). The writes go with the event log's
+batches; the reads are what a user's runs cost over a span, for budgets and quotas, from the
+days. Reports group the calls (``netra.db.usage``)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,12 @@ SPEND_ADD = Statement(
     " input_tokens = spend_days.input_tokens + excluded.input_tokens,"
     " output_tokens = spend_days.output_tokens + excluded.output_tokens,"
     " cost_usd = spend_days.cost_usd + excluded.cost_usd",
+)
+ORG_SPEND_ADD = Statement(
+    "model call: added to its organisation's day",
+    "INSERT INTO org_spend_days (org_id, starts_at, cost_usd) VALUES (:org_id, :starts_at,"
+    " :cost_usd) ON CONFLICT (org_id, starts_at) DO UPDATE SET"
+    " cost_usd = org_spend_days.cost_usd + excluded.cost_usd",
 )
 CALLS_SPENT = Statement(
     "spend: the user's today and this month (a run's check after a model call)",
@@ -65,15 +72,20 @@ class ModelCallRecord:
         """Insert the row, and add it to its user's day (``spend_days``): a write that goes
         with the event log's batch."""
         yield from execute(CALL_INSERT(**asdict(self)))
+        day = day_start(self.created_at)
         yield from execute(
             SPEND_ADD(
                 user_id=self.user_id,
-                starts_at=day_start(self.created_at),
+                starts_at=day,
                 input_tokens=self.input_tokens,
                 output_tokens=self.output_tokens,
                 cost_usd=self.cost_usd,
             )
         )
+        if self.org_id is not None:
+            yield from execute(
+                ORG_SPEND_ADD(org_id=self.org_id, starts_at=day, cost_usd=self.cost_usd)
+            )
         return True
 
 

@@ -6,6 +6,7 @@ in an empty database. Written by ``python -m netra.db.schema`` from
 
 SQLITE = (
     "CREATE TABLE instances ( id VARCHAR(60) NOT NULL, role VARCHAR(20) NOT NULL, host VARCHAR(255) NOT NULL, pid INTEGER NOT NULL, version VARCHAR(40) NOT NULL, started_at DATETIME NOT NULL, heartbeat_at DATETIME NOT NULL, stopped_at DATETIME, runs_executing INTEGER DEFAULT '0' NOT NULL, sockets INTEGER DEFAULT '0' NOT NULL, CONSTRAINT pk_instances PRIMARY KEY (id) )",
+    "CREATE TABLE org_spend_days ( org_id VARCHAR(40) NOT NULL, starts_at DATETIME NOT NULL, cost_usd FLOAT NOT NULL, CONSTRAINT pk_org_spend_days PRIMARY KEY (org_id, starts_at) )",
     "CREATE TABLE orgs ( id VARCHAR(40) NOT NULL, name VARCHAR(200) NOT NULL, usd_per_day FLOAT DEFAULT '0' NOT NULL, usd_per_month FLOAT DEFAULT '0' NOT NULL, created_at DATETIME NOT NULL, CONSTRAINT pk_orgs PRIMARY KEY (id), CONSTRAINT uq_orgs_name UNIQUE (name) )",
     "CREATE TABLE users ( id VARCHAR(40) NOT NULL, email VARCHAR(320) NOT NULL, password_hash VARCHAR(255) NOT NULL, roles JSON NOT NULL, tier VARCHAR(40) NOT NULL, disabled BOOLEAN NOT NULL, event_seq BIGINT NOT NULL, limits JSON DEFAULT '{}' NOT NULL, created_at DATETIME NOT NULL, org_id VARCHAR(40), org_role VARCHAR(20), CONSTRAINT pk_users PRIMARY KEY (id), CONSTRAINT uq_users_email UNIQUE (email) )",
     "CREATE INDEX ix_users_org_id ON users (org_id)",
@@ -51,6 +52,7 @@ SQLITE = (
 
 POSTGRES = (
     "CREATE TABLE instances ( id VARCHAR(60) NOT NULL, role VARCHAR(20) NOT NULL, host VARCHAR(255) NOT NULL, pid INTEGER NOT NULL, version VARCHAR(40) NOT NULL, started_at TIMESTAMP WITH TIME ZONE NOT NULL, heartbeat_at TIMESTAMP WITH TIME ZONE NOT NULL, stopped_at TIMESTAMP WITH TIME ZONE, runs_executing INTEGER DEFAULT '0' NOT NULL, sockets INTEGER DEFAULT '0' NOT NULL, CONSTRAINT pk_instances PRIMARY KEY (id) )",
+    "CREATE TABLE org_spend_days ( org_id VARCHAR(40) NOT NULL, starts_at TIMESTAMP WITH TIME ZONE NOT NULL, cost_usd FLOAT NOT NULL, CONSTRAINT pk_org_spend_days PRIMARY KEY (org_id, starts_at) )",
     "CREATE TABLE orgs ( id VARCHAR(40) NOT NULL, name VARCHAR(200) NOT NULL, usd_per_day FLOAT DEFAULT '0' NOT NULL, usd_per_month FLOAT DEFAULT '0' NOT NULL, created_at TIMESTAMP WITH TIME ZONE NOT NULL, CONSTRAINT pk_orgs PRIMARY KEY (id), CONSTRAINT uq_orgs_name UNIQUE (name) )",
     "CREATE TABLE users ( id VARCHAR(40) NOT NULL, email VARCHAR(320) NOT NULL, password_hash VARCHAR(255) NOT NULL, roles JSON NOT NULL, tier VARCHAR(40) NOT NULL, disabled BOOLEAN NOT NULL, event_seq BIGINT NOT NULL, limits JSON DEFAULT '{}' NOT NULL, created_at TIMESTAMP WITH TIME ZONE NOT NULL, org_id VARCHAR(40), org_role VARCHAR(20), CONSTRAINT pk_users PRIMARY KEY (id), CONSTRAINT uq_users_email UNIQUE (email) )",
     "CREATE INDEX ix_users_org_id ON users (org_id)",

@@ -38,6 +38,9 @@ ORG_UPDATE = Statement(
     " WHERE id = :id",
 )
 ORG_DELETE = Statement("org: gone", "DELETE FROM orgs WHERE id = :id")
+ORG_DAYS_DELETE = Statement(
+    "org: its days' spend gone with it", "DELETE FROM org_spend_days WHERE org_id = :org_id"
+)
 ORG_RELEASE = Statement(
     "org: its members left without one",
     "UPDATE users SET org_id = NULL, org_role = NULL WHERE org_id = :org_id",
@@ -60,12 +63,11 @@ ORG_BUDGETED = Statement(
 )
 ORG_SPENT = Statement(
     "spend: an org's budgets, and its members' calls today and this month",
-    "SELECT o.usd_per_day, o.usd_per_month,"
-    " (SELECT coalesce(sum(CASE WHEN c.created_at >= :day_start THEN c.cost_usd ELSE 0 END),"
-    " 0.0) FROM model_calls c WHERE c.org_id = o.id AND c.created_at >= :month_start) AS today,"
-    " (SELECT coalesce(sum(c.cost_usd), 0.0) FROM model_calls c"
-    " WHERE c.org_id = o.id AND c.created_at >= :month_start) AS month"
-    " FROM orgs o WHERE o.id = :id",
+    "SELECT o.usd_per_day, o.usd_per_month, spend.today, spend.month FROM orgs o,"
+    " (SELECT coalesce(sum(CASE WHEN starts_at >= :day_start THEN cost_usd ELSE 0 END), 0.0)"
+    " AS today, coalesce(sum(cost_usd), 0.0) AS month FROM org_spend_days"
+    " WHERE org_id = :id AND starts_at >= :month_start) AS spend"
+    " WHERE o.id = :id",
 )
 
 
@@ -174,6 +176,7 @@ class OrgRepository:
         members = yield from OrgRepository.members(org_id)
         yield from execute(ORG_RELEASE(org_id=org_id))
         yield from execute(ORG_DELETE(id=org_id))
+        yield from execute(ORG_DAYS_DELETE(org_id=org_id))
         return [member.user_id for member in members]
 
     @staticmethod

@@ -290,6 +290,19 @@ spend_days = Table(
 every call (``netra.db.calls``): the quotas and budgets read a month of these, at most 31
 rows, where summing the month's calls grew with every call a user made."""
 
+org_spend_days = Table(
+    "org_spend_days",
+    metadata,
+    Column("org_id", String(40), primary_key=True),
+    Column("starts_at", TS, primary_key=True),
+    Column("cost_usd", Float, nullable=False),
+)
+"""The model calls made in each organisation summed per UTC day, added to with every call
+that names the organisation (``model_calls.org_id``): its budgets, checked at every message
+and after every model call of a member, read at most 31 rows. No foreign key, as with the
+calls: a call made while its organisation is being deleted is still stored; the deletion
+removes the days it finds."""
+
 sessions = Table(
     "sessions",
     metadata,
