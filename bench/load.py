@@ -465,6 +465,8 @@ class LoadBench:
                 return
             if thread_id is None and run.thread_id is not None:
                 thread_id = run.thread_id
+            if self.args.runs_per_thread and (position + 1) % self.args.runs_per_thread == 0:
+                thread_id = None
 
     def cross_target(self, session: Session, position: int) -> int | None:
         """The other instance this lane's `position`-th run is posted to, or None (socket).
@@ -820,6 +822,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="mixed",
         help="mixed (default): the calculator question and a greeting in turn; tool: the"
         " calculator question only (the workload of bench/compare.py)",
+    )
+    parser.add_argument(
+        "--runs-per-thread",
+        type=int,
+        default=0,
+        help="a lane starts a new thread after this many runs (default 0: all on one thread;"
+        " compare.py's clients send 4 runs each, so 4 profiles its workload over longer loads)",
     )
     parser.add_argument(
         "--chunk-delay-ms",
