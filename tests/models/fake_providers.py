@@ -76,6 +76,10 @@ class FakeProvider:
     """Answer every request, health probes included, with HTTP 503 (a replica that is out)."""
     probes: int = 0
     """Health probes received."""
+    probe_delay_s: float = 0.0
+    """How long a health probe waits before its answer (a replica slow to list its models)."""
+    probes_answered: int = 0
+    """Health probes answered (after ``probe_delay_s``)."""
 
     @property
     def openai_url(self) -> str:
@@ -118,6 +122,9 @@ class FakeProvider:
 
     async def _models(self, _request: Request) -> Response:
         self.probes += 1
+        if self.probe_delay_s:
+            await asyncio.sleep(self.probe_delay_s)
+        self.probes_answered += 1
         if self.down:
             return JSONResponse(error(503, "this replica is down").body, status_code=503)
         model = {"id": "fake", "object": "model", "created": 1, "owned_by": "fake"}

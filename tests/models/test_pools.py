@@ -126,6 +126,23 @@ async def test_calls_spread_over_the_healthy_endpoints_and_one_down_rejoins_once
         assert p.state(c).circuit is CircuitState.CLOSED
 
 
+async def test_a_probe_waits_longer_than_a_short_call_timeout(
+    providers: ProviderFactory,
+) -> None:
+    """A provider whose call timeout is short, for a fast failover, keeps an endpoint that
+    lists its models more slowly than that: a probe waits up to ``PROBE_TIMEOUT_S``."""
+    a = providers()
+    _answering(a)
+    a.probe_delay_s = 0.5  # longer than the calls' timeout, well within the probe's
+    short = {**_pool((a,), probe_interval_s=0.05), "timeout_s": 0.2}
+    async with pool({"pool": short}) as p:
+        assert await p.ask() == "pong"  # the provider is built: its probes start
+        await eventually(lambda: a.probes_answered >= 2, "two slow probes answered")
+        state = p.state(a)
+        assert state.healthy and state.last_error is None, state
+        assert await p.ask() == "pong"
+
+
 async def test_a_failing_endpoint_has_its_circuit_opened_and_its_call_is_made_on_another(
     providers: ProviderFactory,
 ) -> None:

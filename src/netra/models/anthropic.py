@@ -36,6 +36,7 @@ from netra.models.base import (
 )
 from netra.models.prices import PriceTable
 from netra.models.provider import (
+    PROBE_TIMEOUT_S,
     api_key,
     call_failure,
     priced,
@@ -97,7 +98,7 @@ class AnthropicProvider:
 
     async def probe(self) -> bool:
         try:
-            await self._connect().with_options(max_retries=0).models.list()
+            await self._connect().with_options(max_retries=0, timeout=PROBE_TIMEOUT_S).models.list()
         except anthropic.APIStatusError as exc:
             return probe_verdict(self.endpoint, status=exc.status_code)
         except anthropic.APIConnectionError as exc:

@@ -37,6 +37,7 @@ from netra.models.base import (
 )
 from netra.models.prices import PriceTable
 from netra.models.provider import (
+    PROBE_TIMEOUT_S,
     api_key,
     priced,
     probe_verdict,
@@ -83,7 +84,7 @@ class OpenAICompatibleProvider:
 
     async def probe(self) -> bool:
         try:
-            await self._connect().with_options(max_retries=0).models.list()
+            await self._connect().with_options(max_retries=0, timeout=PROBE_TIMEOUT_S).models.list()
         except openai.APIStatusError as exc:
             return probe_verdict(self.endpoint, status=exc.status_code)
         except openai.APIConnectionError as exc:
