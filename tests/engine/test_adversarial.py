@@ -4,6 +4,7 @@ bounded, audited in the tool-call ledger, and a denied call has no side effect."
 from __future__ import annotations
 
 import json
+import uuid
 
 import httpx
 
@@ -39,7 +40,8 @@ async def test_an_attacking_model_is_denied_bounded_and_audited(
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
         victim, attacker = await make_user(http, "victim"), await make_user(http, "attacker")
         socket = await open_socket(server, victim.token)
-        secret = await socket.send_message("my bank pin is 4921")
+        pin = uuid.uuid4().hex  # never in an id by chance, as a 4-digit pin was (CI, once)
+        secret = await socket.send_message(f"my bank pin is {pin}")
         await socket.run_to_end(secret["run_id"])
         await socket.close()
 
@@ -75,7 +77,7 @@ async def test_an_attacking_model_is_denied_bounded_and_audited(
         assert done["c_search"]["status"] == "ok" and done["c_search"]["result"] == []
         assert done["c_big"]["error"]["code"] == "output_too_large"
         assert effects == ["dumped"]  # the denied calls never ran
-        assert "4921" not in json.dumps(events)
+        assert pin not in json.dumps(events)
         assert max(len(json.dumps(e)) for e in events) < 20_000  # bounded on the wire
 
         # The server's database objects live on its own event loop: read with our own.
