@@ -24,14 +24,9 @@ from pydantic import SecretStr, ValidationError
 from netra.env import IsolatedEnvironment, is_secret_key, mask, parse_env_file
 from netra.errors import ConfigurationError
 from netra.model_ids import ModelId
-from netra.settings import (
-    AgentSettings,
-    LimitSettings,
-    McpServerSettings,
-    ProviderSettings,
-    Settings,
-    TierSettings,
-)
+from netra.settings import LimitSettings, Settings, TierSettings
+from netra.settings.agents import AgentSettings, McpServerSettings
+from netra.settings.models import ProviderSettings
 
 ENV_PREFIX = "NETRA_"
 CONFIG_VARIABLE = "NETRA_CONFIG"

@@ -20,7 +20,7 @@ from netra.models.base import (
     Usage,
 )
 from netra.models.prices import ModelPrice, PriceTable
-from netra.settings import ProviderSettings
+from netra.settings.models import ProviderSettings
 from tests.models.fake_providers import (
     FAKE_KEY,
     FakeProvider,

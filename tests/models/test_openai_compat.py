@@ -28,7 +28,7 @@ from netra.models.base import (
 )
 from netra.models.openai_compat import OPENAI_URL, OpenAICompatibleProvider
 from netra.models.prices import ModelPrice, PriceTable
-from netra.settings import ProviderSettings
+from netra.settings.models import ProviderSettings
 from tests.models.fake_providers import (
     FAKE_KEY,
     FakeProvider,

@@ -15,7 +15,8 @@ from netra.agents.registry import AgentRegistry
 from netra.config import UnifiedConfigurationManager
 from netra.errors import ConfigurationError, did_you_mean
 from netra.registry import UniversalRegistry
-from netra.settings import AgentSettings, Settings
+from netra.settings import Settings
+from netra.settings.agents import AgentSettings
 from netra.tools.tool import Tool
 
 MCP_SEPARATOR = "__"

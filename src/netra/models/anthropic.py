@@ -44,7 +44,7 @@ from netra.models.provider import (
     sdk_failure,
     tool_arguments,
 )
-from netra.settings import ProviderSettings
+from netra.settings.models import ProviderSettings
 
 ANTHROPIC_URL = "https://api.anthropic.com"
 DEFAULT_MAX_TOKENS = 4096

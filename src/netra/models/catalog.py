@@ -35,7 +35,7 @@ from netra.models.prices import ModelPrice, PriceTable
 from netra.models.provider import Provider, priced
 from netra.registry import UniversalRegistry
 from netra.services import InstanceMetrics, ServiceRegistry
-from netra.settings import ProviderSettings
+from netra.settings.models import ProviderSettings
 
 ModelRegistry = UniversalRegistry[Model]
 """Built-in models by name."""

@@ -44,7 +44,7 @@ from netra.models.provider import (
     sdk_failure,
     tool_arguments,
 )
-from netra.settings import ProviderSettings
+from netra.settings.models import ProviderSettings
 
 OPENAI_URL = "https://api.openai.com/v1"
 FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})

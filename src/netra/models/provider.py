@@ -20,7 +20,7 @@ from netra.errors import (
 from netra.model_ids import ModelId
 from netra.models.base import Model, Usage
 from netra.models.prices import ModelPrice, PriceTable
-from netra.settings import ProviderSettings
+from netra.settings.models import ProviderSettings
 
 NO_KEY = "none"
 """Sent as the key to servers that need none (the SDKs insist on one)."""

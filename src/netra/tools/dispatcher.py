@@ -40,7 +40,7 @@ from netra.events.sanitize import sanitize
 from netra.ids import new_id
 from netra.models.base import ChatMessage, ToolCallRequest, ToolSpec
 from netra.registry import UniversalRegistry
-from netra.settings import ToolSettings
+from netra.settings.agents import ToolSettings
 from netra.tools.arguments import ArgumentsInvalid
 from netra.tools.tool import SideEffects, Tool
 

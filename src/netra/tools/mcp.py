@@ -36,7 +36,7 @@ from netra import __version__
 from netra.env import IsolatedEnvironment
 from netra.errors import ToolError
 from netra.registry import UniversalRegistry
-from netra.settings import McpServerSettings
+from netra.settings.agents import McpServerSettings
 from netra.tools.json_schema import JsonSchemaArguments
 from netra.tools.mcp_status import McpState, McpStatus
 from netra.tools.tool import SideEffects, Tool
