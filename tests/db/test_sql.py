@@ -237,3 +237,37 @@ async def test_sqlite_refusing_writes_fails_the_group_as_storage(tmp_path: Path)
         assert await db.transact(scalar(MESSAGE_COUNT())) == 1
     finally:
         await db.close()
+
+
+async def test_sqlite_reads_beside_the_writer_what_was_committed(tmp_path: Path) -> None:
+    """``query`` runs on a connection of its own: a read never waits for the one writer (a
+    long thread's conversation holds up nobody's writes), sees what was committed when it
+    began, and cannot write."""
+    db = DatabaseManager(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}", DatabaseSettings())
+    await db.upgrade()
+    try:
+        user_id, thread_id = await _thread(db)
+        await db.transact(_message(user_id, thread_id, "m1"))
+        held, release = threading.Event(), threading.Event()
+
+        def holding() -> Tx[str]:
+            yield from _message(user_id, thread_id, "m2")
+            held.set()
+            release.wait(10)  # on the writer's thread: it does nothing else meanwhile
+            return "committed"
+
+        writing = asyncio.create_task(db.transact(holding()))
+        try:
+            await asyncio.to_thread(held.wait, 10)
+            async with asyncio.timeout(10):
+                assert await db.query(scalar(MESSAGE_COUNT())) == 1, "m2 is not committed"
+        finally:
+            release.set()
+        assert await writing == "committed"
+        assert await db.query(scalar(MESSAGE_COUNT())) == 2
+        with pytest.raises(StorageUnavailable):
+            await db.query(_message(user_id, thread_id, "m3"))
+        assert db.storage_failure is None, "a write sent to the reader is a bug, not the disk"
+        assert await db.transact(scalar(MESSAGE_COUNT())) == 2
+    finally:
+        await db.close()

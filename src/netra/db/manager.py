@@ -81,13 +81,24 @@ class DatabaseManager:
                 _prepare_sqlite_file(Path(database))
         self._write_lock: asyncio.Lock | None = None
         self._executor: SqliteExecutor | PostgresExecutor
+        self._reader: SqliteExecutor | None = None
+        """SQLite's connection for long reads beside the writer (not for an in-memory
+        database: another connection would open another database)."""
         if self.backend == "sqlite":
             self._write_lock = asyncio.Lock()
+            database = parsed.database or ""
             self._executor = SqliteExecutor(
-                parsed.database or "",
+                database,
                 busy_timeout_ms=settings.sqlite_busy_timeout_ms,
                 write_lock=self._write_lock,
             )
+            if database and database != ":memory:":
+                self._reader = SqliteExecutor(
+                    database,
+                    busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+                    write_lock=None,
+                    readonly=True,
+                )
         else:
             from netra.db.postgres import PostgresExecutor  # asyncpg: only when configured
 
@@ -181,11 +192,27 @@ class DatabaseManager:
             self._recovered()
         return value
 
+    async def query(self, tx: Tx[T]) -> T:
+        """Run a transaction function that only reads, and may read much (a long thread's
+        conversation): on SQLite on a connection of its own, beside the one writer, on
+        what was committed when it begins; on PostgreSQL as ``transact``."""
+        if self._reader is None:
+            return await self.transact(tx)
+        value: T = await self._reader.run(tx)
+        return value
+
     def listen(self, listener: Listener) -> Callable[[], None]:
         """Tell ``listener`` the name of every statement the hot path runs, from now until the
         returned function is called (tests count what a run costs)."""
-        self._executor.listeners.append(listener)
-        return lambda: self._executor.listeners.remove(listener)
+        executors = [self._executor, *([self._reader] if self._reader is not None else [])]
+        for executor in executors:
+            executor.listeners.append(listener)
+
+        def stop() -> None:
+            for executor in executors:
+                executor.listeners.remove(listener)
+
+        return stop
 
     def _failed(self, cause: str) -> None:
         if self.storage_failure is None:
@@ -270,6 +297,8 @@ class DatabaseManager:
     async def close(self) -> None:
         self._closed_reason = "database manager closed"
         await self._executor.close()
+        if self._reader is not None:
+            await self._reader.close()
         if self._engine is not None:
             await self._engine.dispose()
 

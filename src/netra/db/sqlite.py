@@ -11,6 +11,10 @@ is no timer: a lone transaction starts at once, and under load groups grow by th
 The group holds the database manager's write lock, which the cold paths' SQLAlchemy writes
 (accounts, sessions …) take too: the two never wait on each other inside SQLite.
 
+A *reader* (``readonly``) is the same machinery on a connection of its own that can only
+read: its groups begin deferred, take no lock, and see what was committed when they begin.
+Long reads go there (a long thread's conversation), so they never hold up the one writer.
+
 The database failing — a full disk, an I/O error, a read-only or vanished file, a lock held
 past the busy timeout — fails the whole group with ``StorageUnavailable``; nothing of it is
 stored.
@@ -102,10 +106,19 @@ def storage_cause(exc: sqlite3.Error) -> str | None:
 class SqliteExecutor:
     """Owns SQLite's thread and its connection; ``run`` is the way in."""
 
-    def __init__(self, path: str, *, busy_timeout_ms: int, write_lock: asyncio.Lock) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        busy_timeout_ms: int,
+        write_lock: asyncio.Lock | None,
+        readonly: bool = False,
+    ) -> None:
         self._path = path
         self._busy_timeout_ms = busy_timeout_ms
         self._lock = write_lock
+        """None for a reader: it writes nothing, so it waits for no writer."""
+        self._readonly = readonly
         self._pending: list[tuple[Tx[Any], asyncio.Future[Any]]] = []
         self._runner: asyncio.Task[None] | None = None
         self._inbox: queue.SimpleQueue[tuple[list[Tx[Any]], Callable[[Any], None]] | None] = (
@@ -140,8 +153,11 @@ class SqliteExecutor:
             group = self._pending[:GROUP_MAX]
             del self._pending[:GROUP_MAX]
             try:
-                async with self._lock:
+                if self._lock is None:
                     outcomes = await self._hand_over([tx for tx, _ in group])
+                else:
+                    async with self._lock:
+                        outcomes = await self._hand_over([tx for tx, _ in group])
             except BaseException as exc:  # cancelled (the loop is closing): nobody is waiting
                 for _, future in group:
                     if not future.done():
@@ -163,7 +179,8 @@ class SqliteExecutor:
             loop.call_soon_threadsafe(_resolve, done, outcomes)
 
         if self._thread is None:
-            self._thread = threading.Thread(target=self._serve, name="sqlite", daemon=True)
+            name = "sqlite-reader" if self._readonly else "sqlite"
+            self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
             self._thread.start()
         self._inbox.put((group, finished))
         return await done
@@ -193,13 +210,15 @@ class SqliteExecutor:
                 cached_statements=512,
             )
             configure(conn, self._busy_timeout_ms)
+            if self._readonly:
+                conn.execute("PRAGMA query_only=1")
             self._conn = conn
         return self._conn
 
     def _group(self, group: list[Tx[Any]]) -> list[Outcome]:
         try:
             conn = self._connection()
-            self._checked(conn, "BEGIN IMMEDIATE")
+            self._checked(conn, "BEGIN" if self._readonly else "BEGIN IMMEDIATE")
             alone = len(group) == 1
             outcomes = [self._one(conn, tx, alone=alone) for tx in group]
             if conn.in_transaction:  # not when a group of one rolled itself back

@@ -131,7 +131,8 @@ class AttemptBuilder:
 
     async def _history(self, ctx: UserExecutionContext, run: RunRecord) -> Conversation:
         """The branch the run's question ends, ending with that question (never what was
-        sent after it, nor another branch), and how many turns before it were not read."""
+        sent after it, nor another branch), and how many turns before it were not read.
+        Read beside the writer: a long thread holds up nobody's writes."""
         if run.question_id is None:
             return Conversation([], 0)
-        return await self._db.transact(MessageRepository(ctx).texts(run.question_id))
+        return await self._db.query(MessageRepository(ctx).texts(run.question_id))

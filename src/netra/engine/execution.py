@@ -130,10 +130,14 @@ class ExecutionEngine:
         return await self._users.of(ctx).take_now(thread_id)
 
     def start(
-        self, ctx: UserExecutionContext, run: RunRecord, slots: Slots, conversation: Conversation
+        self,
+        ctx: UserExecutionContext,
+        run: RunRecord,
+        slots: Slots,
+        conversation: Conversation | None,
     ) -> None:
         """Execute a run admitted claimed and begun (``reserve``), in its slots, from the
-        conversation its admission read."""
+        conversation its admission read (None: too long for it, the attempt reads it)."""
         if not self._accepting:  # stopping: handed back with the others (``hand_back``)
             slots.release()
             return

@@ -83,7 +83,7 @@ class Summarizer:
         if not enabled or (unread == 0 and sum(costs) <= room):
             return everything
         repository = SummaryRepository(ctx)
-        stored = await self._db.transact(repository.newest(thread_id, [m.id for m in said]))
+        stored = await self._db.query(repository.newest(thread_id, [m.id for m in said]))
         start = 0
         if stored is not None:
             start = (

@@ -53,6 +53,11 @@ SUPERSEDED = RunError("superseded", "a newer message on the thread interrupted t
 TITLE_CHARS = 60
 CANCEL_WAIT_S = 5.0
 """How long deleting a thread waits for its runs executing here to end after the cancel."""
+ADMISSION_TURNS = 32
+"""Most turns (a question and its answer) of its conversation a run executing at once reads
+in its admission, on SQLite's one writer (~8 µs a message). A longer conversation is read by
+the attempt, beside the writer (``DatabaseManager.query``): a long thread never holds up
+everyone's writes."""
 
 
 def title_from(content: str) -> str:
@@ -163,7 +168,6 @@ class RunService:
             return _told(admitted, acked)
         run = admitted.run
         if slots is not None:  # stored running: its task starts now, before any await here
-            assert admitted.conversation is not None  # read by the admission that started it
             self._engine.start(ctx, run, slots, admitted.conversation)
         ack = Ack(request.client_msg_id, admitted.message.id, run.thread_id, run.id)
         _told(ack, acked)
@@ -270,7 +274,7 @@ class RunService:
         news = _news(request, thread, question, warnings, created=created)
         events = yield from self._tell(ctx, run, news)
         # A run executing at once reads its conversation here, not in a transaction of its own.
-        conversation = (yield from messages.texts(question.id)) if start else None
+        conversation = (yield from _short_conversation(messages, question)) if start else None
         return _Admitted(run, question, superseded, events, conversation)
 
     def _tell(
@@ -409,7 +413,19 @@ class _Admitted:
     """Stored with it, to publish: the thread's and message's news, quota warnings, and the
     run's ``agent_started`` when it executes at once."""
     conversation: Conversation | None
-    """For a run that executes at once: the thread up to its question."""
+    """For a run that executes at once: the thread up to its question, unless it is longer
+    than ``ADMISSION_TURNS`` (its attempt reads it then)."""
+
+
+def _short_conversation(
+    messages: MessageRepository, question: MessageRecord
+) -> Tx[Conversation | None]:
+    """The conversation up to the question when it is at most ``ADMISSION_TURNS`` long;
+    None for a longer one (the attempt reads it, beside the writer)."""
+    if question.turn > ADMISSION_TURNS:  # not even read: the question's turn says it is long
+        return None
+    conversation = yield from messages.texts(question.id, limit=2 * ADMISSION_TURNS)
+    return None if conversation.unread else conversation
 
 
 def _news(
