@@ -68,7 +68,7 @@ async def run_events(
     after_seq: AfterSeq = 0,
     limit: Limit = 1000,
 ) -> EventPage:
-    found = await netra.db.transact(_run_events(ctx, run_id, after_seq, limit))
+    found = await netra.db.query(_run_events(ctx, run_id, after_seq, limit))
     return EventPage(items=[EventView.model_validate_json(event.body) for event in found])
 
 
@@ -99,7 +99,7 @@ async def thread_events(
 ) -> EventPage:
     """The thread's events after ``after_seq``, in seq order (continue from the last one's
     seq)."""
-    rows = await netra.db.transact(_thread_events(ctx, thread_id, after_seq, limit))
+    rows = await netra.db.query(_thread_events(ctx, thread_id, after_seq, limit))
     return EventPage(items=[EventView.model_validate_json(body) for _, body in rows])
 
 
@@ -107,7 +107,7 @@ async def thread_events(
 async def user_events(
     ctx: ThreadsReader, netra: AppState, after_seq: AfterSeq = 0, limit: Limit = 500
 ) -> StreamPage:
-    found, last_seq = await netra.db.transact(_stream(ctx, after_seq, limit))
+    found, last_seq = await netra.db.query(_stream(ctx, after_seq, limit))
     items = [EventView.model_validate_json(event.body) for event in found]
     return StreamPage(items=items, last_seq=last_seq)
 

@@ -364,15 +364,16 @@ class Connection:
 
     async def _replay(self, *, until: int | None = None) -> None:
         """Send stored events after the cursor (up to ``until``), a page per write; then the
-        cursor stands at ``until``: everything up to it was read."""
+        cursor stands at ``until``: everything up to it was read. Read beside the writer
+        (``query``): sockets catching up at once never hold up the runs' writes."""
         events = EventRepository(self.ctx)
         if until is None and self._run_id is not None:
             # A run's events are a few of the user's: read up to the user's newest seq,
             # so the cursor passes the others' too.
-            until = await self._db.transact(events.last_seq())
+            until = await self._db.query(events.last_seq())
         while until is None or self._cursor < until:
             after = self._cursor
-            rows = await self._db.transact(
+            rows = await self._db.query(
                 events.after(after, limit=self._replay_page)
                 if self._run_id is None
                 else events.for_run(self._run_id, after, limit=self._replay_page)
@@ -404,7 +405,7 @@ class Connection:
             self._cursor = after_seq
             await self._replay()
             return
-        last_seq, first_seq = await self._db.transact(_bounds(self.ctx))
+        last_seq, first_seq = await self._db.query(_bounds(self.ctx))
         oldest_available = first_seq if first_seq is not None else last_seq + 1
         reason = self._failure(after_seq, last_seq, oldest_available)
         frame = (
