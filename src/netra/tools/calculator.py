@@ -107,7 +107,10 @@ def _tidy(value: float | int) -> float | int:
 
 
 @tool(description="Evaluate an arithmetic expression exactly, e.g. '12*7' or 'sqrt(2)/3'.")
-def calculator(
+async def calculator(
     expression: Annotated[str, Field(min_length=1, max_length=_MAX_EXPRESSION)],
 ) -> dict[str, object]:
+    # On the event loop, not in a worker thread: its work is bounded (the expression's
+    # length, each exponent and each result's size) and takes microseconds, less than the
+    # hop to a thread and back.
     return {"expression": expression, "result": _tidy(evaluate(expression))}
