@@ -16,6 +16,7 @@ from collections import Counter
 
 import httpx
 
+from netra.runs.service import ADMISSION_TURNS
 from tests.conftest import ServerFactory
 from tests.support import assert_run_grammar, make_user, open_socket
 
@@ -103,3 +104,45 @@ async def test_a_simple_run_takes_a_bounded_number_of_statements(
     assert others == Counter(OTHERS), listing
     transactions = sum(1 for s in seen if s.startswith("BEGIN"))
     assert transactions <= batches + TRANSACTIONS, listing
+
+
+CONVERSATION = "messages: a run's conversation, the branch ending at its question, back to a bound"
+
+
+async def test_a_long_conversation_is_read_once_and_beside_the_writer(
+    server_factory: ServerFactory, backend: str | None
+) -> None:
+    """A run reads its conversation once: in its admission, on the writer, while the thread
+    is short; by its attempt once it is longer than ``ADMISSION_TURNS``, which on SQLite
+    means on the reader's connection, so a long thread holds up nobody's writes."""
+    server = server_factory(
+        tiers={"free": {"runs_per_minute": 0, "tokens_per_day": 0}},  # 33 runs in a row
+        websocket={"frames_per_s": 10_000},
+    )
+    reads: list[str] = []
+
+    def count(name: str) -> None:
+        if name == CONVERSATION:  # called on the thread that runs the statement
+            reads.append(threading.current_thread().name)
+
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        user = await make_user(http)
+        socket = await open_socket(server, user.token)
+        thread: dict[str, str] = {}
+        by_turn: dict[int, list[str]] = {}
+        for turn in range(1, ADMISSION_TURNS + 2):
+            stop = server.netra.db.listen(count)
+            try:
+                ack = await socket.send_message(f"hello, turn {turn}", **thread)
+                events = await socket.run_to_end(ack["run_id"])
+            finally:
+                stop()
+            assert events[-1]["data"]["outcome"] == "completed", events[-1]
+            thread = {"thread_id": ack["thread_id"]}
+            by_turn[turn], reads[:] = list(reads), []
+            socket.frames.clear()
+        await socket.close()
+    assert all(len(names) == 1 for names in by_turn.values()), by_turn
+    if backend is None:  # SQLite: the writer's thread, then the reader's
+        assert by_turn[ADMISSION_TURNS] == ["sqlite"]
+        assert by_turn[ADMISSION_TURNS + 1] == ["sqlite-reader"]
