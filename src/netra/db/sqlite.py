@@ -23,6 +23,7 @@ stored.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import sqlite3
@@ -153,11 +154,8 @@ class SqliteExecutor:
             group = self._pending[:GROUP_MAX]
             del self._pending[:GROUP_MAX]
             try:
-                if self._lock is None:
+                async with self._lock or contextlib.nullcontext():
                     outcomes = await self._hand_over([tx for tx, _ in group])
-                else:
-                    async with self._lock:
-                        outcomes = await self._hand_over([tx for tx, _ in group])
             except BaseException as exc:  # cancelled (the loop is closing): nobody is waiting
                 for _, future in group:
                     if not future.done():
