@@ -6,7 +6,7 @@ days. Reports group the calls (``netra.db.usage``)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 
 from netra.db.repositories import Scoped
@@ -71,7 +71,7 @@ class ModelCallRecord:
     def store(self) -> Tx[bool]:
         """Insert the row, and add it to its user's day (``spend_days``): a write that goes
         with the event log's batch."""
-        yield from execute(CALL_INSERT(**asdict(self)))
+        yield from execute(CALL_INSERT(**{name: getattr(self, name) for name in _COLUMNS}))
         day = day_start(self.created_at)
         yield from execute(
             SPEND_ADD(
@@ -87,6 +87,10 @@ class ModelCallRecord:
                 ORG_SPEND_ADD(org_id=self.org_id, starts_at=day, cost_usd=self.cost_usd)
             )
         return True
+
+
+_COLUMNS = tuple(field.name for field in fields(ModelCallRecord))
+"""The row's columns, the record's fields (``asdict`` would deep-copy every value)."""
 
 
 class CallRepository(Scoped):

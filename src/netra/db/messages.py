@@ -315,6 +315,13 @@ class MessageRepository(Scoped):
         return thread
 
 
+def opening(question: MessageRecord) -> Conversation:
+    """The conversation of a thread's first question (no parent): the question alone, known
+    without a read."""
+    said = Said(question.role, question.content, question.run_id, question.id, question.turn)
+    return Conversation([said], 0)
+
+
 def _said(row: Row) -> Said:
     calls = (row["data"] or {}).get("tool_calls") or []
     lines = [call.get("line") for call in calls if isinstance(call, dict)]

@@ -22,7 +22,7 @@ from netra.config import UnifiedConfigurationManager
 from netra.context import UserExecutionContext
 from netra.db.ledger import ToolCallRepository
 from netra.db.manager import DatabaseManager
-from netra.db.messages import Conversation, MessageRepository
+from netra.db.messages import Conversation, MessageRepository, opening
 from netra.db.queue import RunQueue
 from netra.db.records import Decision, MessageRecord, RunRecord, ThreadRecord, ToolCallRecord
 from netra.db.repositories import ThreadRepository
@@ -424,6 +424,8 @@ def _short_conversation(
     None for a longer one (the attempt reads it, beside the writer)."""
     if question.turn > ADMISSION_TURNS:  # not even read: the question's turn says it is long
         return None
+    if question.parent_id is None:  # a thread's first question is its whole conversation
+        return opening(question)
     conversation = yield from messages.texts(question.id, limit=2 * ADMISSION_TURNS)
     return None if conversation.unread else conversation
 
