@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any
 
@@ -94,6 +94,12 @@ class UserExecutionContext:
     passed through (``session:…``, ``http:req_…``, ``ws:req_…``, ``run:…``, ``child:…``)."""
 
     def __post_init__(self) -> None:
+        self._check()
+        object.__setattr__(self, "metadata", _frozen_metadata(self.metadata))
+        if not isinstance(self.limits, MappingProxyType):
+            object.__setattr__(self, "limits", MappingProxyType(copy.deepcopy(dict(self.limits))))
+
+    def _check(self) -> None:
         _check_id("user_id", self.user_id, required=True)
         _check_id("thread_id", self.thread_id, required=False)
         _check_id("run_id", self.run_id, required=False)
@@ -101,15 +107,22 @@ class UserExecutionContext:
             raise InvalidRequest(f"context depth {self.depth} exceeds the limit of {MAX_DEPTH}")
         if self.correlation_id is None:
             object.__setattr__(self, "correlation_id", self.request_id)
-        object.__setattr__(self, "metadata", _frozen_metadata(self.metadata))
-        if not isinstance(self.limits, MappingProxyType):
-            object.__setattr__(self, "limits", MappingProxyType(copy.deepcopy(dict(self.limits))))
+
+    def _derive(self, **changes: Any) -> UserExecutionContext:
+        """This context with ``changes``, checked again; its metadata and limits, frozen
+        copies made with it, are shared rather than copied and checked once more (a context
+        is derived for every frame and every run)."""
+        derived: UserExecutionContext = object.__new__(UserExecutionContext)
+        for name in _FIELDS:
+            value = changes[name] if name in changes else getattr(self, name)
+            object.__setattr__(derived, name, value)
+        derived._check()
+        return derived
 
     def for_request(self, via: str, request_id: str | None = None) -> UserExecutionContext:
         """The same identity acting for a new client action (an HTTP request, a frame)."""
         request_id = request_id or new_id("req")
-        return replace(
-            self,
+        return self._derive(
             request_id=request_id,
             correlation_id=request_id,
             trail=(*self.trail, f"{via}:{request_id}"),
@@ -117,14 +130,13 @@ class UserExecutionContext:
 
     def with_run(self, *, thread_id: str, run_id: str) -> UserExecutionContext:
         """The same identity, now working on one run."""
-        return replace(
-            self, thread_id=thread_id, run_id=run_id, trail=(*self.trail, f"run:{run_id}")
+        return self._derive(
+            thread_id=thread_id, run_id=run_id, trail=(*self.trail, f"run:{run_id}")
         )
 
     def child(self, *, run_id: str, thread_id: str | None = None) -> UserExecutionContext:
         """A context for a sub-agent run: same user and rights, one level deeper."""
-        return replace(
-            self,
+        return self._derive(
             request_id=new_id("req"),
             run_id=run_id,
             thread_id=thread_id or self.thread_id,
@@ -162,7 +174,8 @@ class UserExecutionContext:
         }
 
 
-RESERVED_METADATA_KEYS = frozenset(f.name for f in fields(UserExecutionContext))
+_FIELDS = tuple(f.name for f in fields(UserExecutionContext))
+RESERVED_METADATA_KEYS = frozenset(_FIELDS)
 """Metadata may not shadow identity: ``metadata["user_id"]`` and the like are refused."""
 
 
