@@ -4,6 +4,7 @@ writes that ride with events, and one failing write failing alone."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, timedelta
 
 from netra.context import UserExecutionContext
 from netra.db.accounts import UserRepository
@@ -135,3 +136,38 @@ async def test_a_runs_events_are_read_from_the_users_log_above_its_floor(
         assert [event.seq for event in later] == mine[run.id][1:2]
     stranger = UserExecutionContext(user_id="usr_nobody")
     assert await db.transact(EventRepository(stranger).for_run(runs[0].id, 0, limit=100)) == []
+
+
+CREATED = Statement(
+    "test: when a user's events were stored", "SELECT created_at FROM events WHERE user_id = :id"
+)
+
+
+async def test_an_events_row_says_when_it_was_stored(db: DatabaseManager) -> None:
+    """The database stamps each row as its batch is stored (no timestamp formatted per
+    event); it reads back as an aware UTC time, through the hot path and SQLAlchemy alike."""
+    from sqlalchemy import select
+
+    from netra.db.tables import events
+
+    user = await db.transact(
+        UserRepository.create("stamp@example.com", "h", roles=["user"], tier="free")
+    )
+    writer = EventLogWriter(db, InProcessBus(), EventSettings())
+    await writer.start()
+    before = utcnow()
+    try:
+        waiter = await writer.append(_entry(user.id, "stamped"), wait=True)
+        assert waiter is not None
+        await waiter
+    finally:
+        await writer.stop()
+    after = utcnow()
+    [row] = await db.transact(rows(CREATED(id=user.id)))
+    stamped = row["created_at"]
+    assert stamped.utcoffset() == timedelta(0)
+    # SQLite's clock counts milliseconds: its stamp may read up to 1 ms before ``before``
+    assert before - timedelta(milliseconds=1) <= stamped <= after
+    async with db.read() as conn:
+        read = (await conn.execute(select(events.c.created_at))).scalar_one()
+    assert read.replace(tzinfo=UTC) == stamped

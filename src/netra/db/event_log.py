@@ -31,7 +31,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 
 from netra.db.queue import RunQueue
 from netra.db.sql import Many, Statement, Tx, TxFactory, execute, rows
@@ -56,9 +55,15 @@ SEQ_RESERVE = Statement(
 )
 EVENT_INSERT = Statement(
     "append: one event of the log",
-    "INSERT INTO events (user_id, seq, event_id, type, thread_id, run_id, body, created_at)"
-    " VALUES (:user_id, :seq, :event_id, :type, :thread_id, :run_id, :body, :created_at)",
+    postgres="INSERT INTO events (user_id, seq, event_id, type, thread_id, run_id, body,"
+    " created_at) VALUES (:user_id, :seq, :event_id, :type, :thread_id, :run_id, :body, now())",
+    sqlite="INSERT INTO events (user_id, seq, event_id, type, thread_id, run_id, body,"
+    " created_at) VALUES (:user_id, :seq, :event_id, :type, :thread_id, :run_id, :body,"
+    " strftime('%Y-%m-%d %H:%M:%f000', 'now'))",
 )
+"""A row's ``created_at`` is when its batch was stored, taken by the database: no timestamp
+is formatted in Python for each event (the envelope's ``ts`` says when it was emitted).
+SQLite's clock has milliseconds, written as the microseconds of the column's format."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +75,6 @@ class NewEvent:
     thread_id: str | None
     head: str
     tail: str
-    created_at: datetime
 
     def body(self, seq: int) -> str:
         return f"{self.head}{seq}{self.tail}"
@@ -160,7 +164,6 @@ def store(
                 "thread_id": event.thread_id,
                 "run_id": entry.run_id,
                 "body": event.body(seq),
-                "created_at": event.created_at,
             }
         )
     if inserts:

@@ -84,7 +84,6 @@ def encode(
         thread_id=thread_id,
         head=f'{{"type":"{type.value}","seq":',
         tail=tail,
-        created_at=at,
     )
 
 
