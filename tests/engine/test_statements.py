@@ -36,8 +36,8 @@ OTHERS = {
     # executes at once; its events are stored with it; its conversation is the message)
     "message: the user's with this client_msg_id (a retried send)": 1,
     "thread: a new one": 1,
-    "usage: the user's runs today, model calls' tokens and spend today and this month, runs"
-    " in the last minute, runs not yet final": 1,
+    "usage: the user's model calls' tokens and spend today and this month, runs in the last"
+    " minute, runs not yet final": 1,
     "depth: runs waiting to execute, every user's": 1,
     "create: a queued run, or one running already (its first attempt, its stream begun)": 1,
     "message: a new one, in the turn after its parent's (a question) or in it (an answer)": 2,

@@ -85,7 +85,7 @@ async def logout(ctx: SignedIn, netra: AppState) -> Response:
 async def me(ctx: CurrentUser, netra: AppState) -> AccountView:
     """The caller, with roles, tier, organisation, usage and the limits in force."""
     user = await netra.accounts.user(ctx)
-    usage = await netra.db.transact(measure(ctx))
+    usage = await netra.db.transact(measure(ctx, runs_today=True))
     limits = netra.config.limits_for(user.tier, user.limits)
     org = None
     if user.org is not None:

@@ -36,14 +36,7 @@ RUN_GET = Statement(
     "run: one of the user's",
     "SELECT * FROM runs WHERE id = :id AND user_id = :user_id",
 )
-RUN_USAGE = Statement(
-    "usage: the user's runs today, model calls' tokens and spend today and this month, runs"
-    " in the last minute, runs not yet final",
-    "SELECT today.runs_today, spend.input_tokens, spend.output_tokens, spend.cost_usd,"
-    " spend.cost_usd_month, minute.runs_last_minute, minute.oldest_in_minute_at,"
-    " active.active FROM"
-    " (SELECT count(*) AS runs_today FROM runs"
-    " WHERE user_id = :user_id AND created_at >= :day_start) AS today,"
+_QUOTAS_FROM = (
     " (SELECT coalesce(sum(CASE WHEN starts_at >= :day_start THEN input_tokens ELSE 0 END), 0)"
     " AS input_tokens,"
     " coalesce(sum(CASE WHEN starts_at >= :day_start THEN output_tokens ELSE 0 END), 0)"
@@ -55,8 +48,28 @@ RUN_USAGE = Statement(
     " FROM runs WHERE user_id = :user_id AND created_at >= :minute_start) AS minute,"
     " (SELECT count(*) AS active FROM runs"
     " WHERE user_id = :user_id AND status IN ('queued', 'running', 'requires_approval'))"
-    " AS active",
+    " AS active"
 )
+_QUOTAS_READ = (
+    "spend.input_tokens, spend.output_tokens, spend.cost_usd, spend.cost_usd_month,"
+    " minute.runs_last_minute, minute.oldest_in_minute_at, active.active"
+)
+RUN_QUOTAS = Statement(
+    "usage: the user's model calls' tokens and spend today and this month, runs in the last"
+    " minute, runs not yet final",
+    f"SELECT {_QUOTAS_READ} FROM{_QUOTAS_FROM}",
+)
+"""What a new run's quotas check, read at every message: each part bounded (a month's
+days, a minute's runs, the runs not yet final), however many runs the user made today."""
+RUN_USAGE = Statement(
+    "usage: the user's runs today, and what a new run's quotas check",
+    f"SELECT today.runs_today, {_QUOTAS_READ} FROM"  # noqa: S608 - constants, no input
+    " (SELECT count(*) AS runs_today FROM runs"
+    " WHERE user_id = :user_id AND created_at >= :day_start) AS today,"
+    f"{_QUOTAS_FROM}",
+)
+"""``RUN_QUOTAS`` and the runs of the day, counted one by one (``GET /me``, not a run's
+admission)."""
 RUNS_OF_THREAD = Statement(
     "runs: a thread's, newest first",
     "SELECT * FROM runs WHERE user_id = :user_id AND thread_id = :thread_id"
@@ -112,15 +125,20 @@ class RunRepository(Scoped):
         return run_record(row)
 
     def usage(
-        self, *, day_start: datetime, month_start: datetime, minute_start: datetime
+        self,
+        *,
+        day_start: datetime,
+        month_start: datetime,
+        minute_start: datetime,
+        runs_today: bool = False,
     ) -> Tx[Row]:
-        """One read of what the quotas check: ``runs_today`` (created since ``day_start``),
-        ``input_tokens``, ``output_tokens``, ``cost_usd`` (of model calls made since
-        ``day_start``), ``cost_usd_month`` (since ``month_start``), ``runs_last_minute`` and
-        ``oldest_in_minute_at`` (since ``minute_start``), and ``active`` (runs not yet
-        final, whenever created)."""
+        """One read of what the quotas check: ``input_tokens``, ``output_tokens``,
+        ``cost_usd`` (of model calls made since ``day_start``), ``cost_usd_month`` (since
+        ``month_start``), ``runs_last_minute`` and ``oldest_in_minute_at`` (since
+        ``minute_start``), and ``active`` (runs not yet final, whenever created); with
+        ``runs_today``, the runs created since ``day_start`` too."""
         row = yield from first(
-            RUN_USAGE(
+            (RUN_USAGE if runs_today else RUN_QUOTAS)(
                 user_id=self.user_id,
                 day_start=day_start,
                 month_start=month_start,

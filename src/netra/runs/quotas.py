@@ -57,7 +57,8 @@ class UsageSnapshot:
 
     runs_last_minute: int
     oldest_in_minute: datetime | None
-    runs_today: int
+    runs_today: int | None
+    """None: not counted (``measure``)."""
     input_tokens_today: int
     output_tokens_today: int
     cost_usd_today: float
@@ -94,11 +95,15 @@ class UsageSnapshot:
         }
 
 
-def measure(ctx: UserExecutionContext) -> Tx[UsageSnapshot]:
-    """The user's usage now, in one read (two for a member of an organisation)."""
+def measure(ctx: UserExecutionContext, *, runs_today: bool = False) -> Tx[UsageSnapshot]:
+    """The user's usage now, in one read (two for a member of an organisation); the runs
+    of the day are counted only when asked for (no quota checks them)."""
     now = utcnow()
     row = yield from RunRepository(ctx).usage(
-        day_start=day_start(now), month_start=month_start(now), minute_start=now - MINUTE
+        day_start=day_start(now),
+        month_start=month_start(now),
+        minute_start=now - MINUTE,
+        runs_today=runs_today,
     )
     org = None
     if ctx.org is not None:
@@ -108,7 +113,7 @@ def measure(ctx: UserExecutionContext) -> Tx[UsageSnapshot]:
     return UsageSnapshot(
         runs_last_minute=int(row["runs_last_minute"]),
         oldest_in_minute=row["oldest_in_minute_at"],
-        runs_today=int(row["runs_today"]),
+        runs_today=int(row["runs_today"]) if runs_today else None,
         input_tokens_today=int(row["input_tokens"]),
         output_tokens_today=int(row["output_tokens"]),
         cost_usd_today=float(row["cost_usd"]),
