@@ -24,8 +24,8 @@ import psutil
 
 from langgraph_load import LangGraphLoad
 from langgraph_peer import LangGraphServer
-from load import LoadBench
 from load import parse_args as load_args
+from load_bench import LoadBench
 from processes import ServerProcess, tree_rss
 from server_env import CHEAP_PASSWORDS_ENV, CHUNK_DELAY_ENV, UNLIMITED_TIER_ENV
 from stats import median, ratio
