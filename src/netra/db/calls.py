@@ -69,8 +69,9 @@ class ModelCallRecord:
     """The organisation the user was in: its budgets and reports count the call."""
 
     def store(self) -> Tx[bool]:
-        """Insert the row, and add it to its user's day (``spend_days``): a write that goes
-        with the event log's batch."""
+        """Insert the row, and add it to its user's day (``spend_days``) and, made in an
+        organisation, to the organisation's (``org_spend_days``): a write that goes with the
+        event log's batch."""
         yield from execute(CALL_INSERT(**{name: getattr(self, name) for name in _COLUMNS}))
         day = day_start(self.created_at)
         yield from execute(

@@ -26,11 +26,11 @@ NO_KEY = "none"
 """Sent as the key to servers that need none (the SDKs insist on one)."""
 DETAIL_CHARS = 300
 RETRYABLE_STATUS = frozenset({408, 429})
+"""Statuses that say "not now" (request timeout, rate limit), like any 5xx: fail over."""
 PROBE_TIMEOUT_S = 5.0
 """How long a health probe waits for its answer, whatever the provider's ``timeout_s``: a
 call timeout made short for a fast failover must not take an endpoint out of the choice
 for one slow answer to ``GET /models`` (the ``ServiceRegistry`` caps a check at 5 s too)."""
-"""Statuses that say "not now" (request timeout, rate limit), like any 5xx: fail over."""
 
 
 class Provider(Protocol):
