@@ -36,6 +36,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "netra",
         "netra.errors",
         "netra.ids",
+        "netra.json_text",
         "netra.text",
         "netra.metrics",
         "netra.process",

@@ -24,13 +24,16 @@ _PAIRS = tuple(a + b for a in _ALPHABET for b in _ALPHABET)
 """Every two characters, by the 10 bits they encode."""
 
 
-def _encode(value: int, length: int) -> str:
-    """``length`` (even) characters, the last 5 bits last."""
-    return "".join([_PAIRS[(value >> shift) & 1023] for shift in range(5 * length - 10, -1, -10)])
-
-
 def new_id(prefix: str) -> str:
-    """``prefix_`` + 10 chars of milliseconds + 16 random chars: sortable by creation time."""
+    """``prefix_`` + 10 chars of milliseconds + 16 random chars: sortable by creation time.
+
+    Written out ten bits at a time, without a loop: every event gets an id, and a loop with
+    a join cost twice as much."""
+    t = time.time_ns() // 1_000_000
+    r = _RANDOM.getrandbits(80)
+    p = _PAIRS
     return (
-        f"{prefix}_{_encode(time.time_ns() // 1_000_000, 10)}{_encode(_RANDOM.getrandbits(80), 16)}"
+        f"{prefix}_{p[t >> 40 & 1023]}{p[t >> 30 & 1023]}{p[t >> 20 & 1023]}{p[t >> 10 & 1023]}"
+        f"{p[t & 1023]}{p[r >> 70]}{p[r >> 60 & 1023]}{p[r >> 50 & 1023]}{p[r >> 40 & 1023]}"
+        f"{p[r >> 30 & 1023]}{p[r >> 20 & 1023]}{p[r >> 10 & 1023]}{p[r & 1023]}"
     )

@@ -46,3 +46,14 @@ def test_a_forked_child_draws_other_ids_than_its_parent() -> None:
     os.close(read)
     os.waitpid(pid, 0)
     assert theirs and theirs != mine
+
+
+def test_the_time_part_is_the_milliseconds_of_creation_in_crockford_base32() -> None:
+    alphabet = "0123456789abcdefghjkmnpqrstvwxyz"
+    before = time.time_ns() // 1_000_000
+    made = new_id("ev")
+    after = time.time_ns() // 1_000_000
+    millis = 0
+    for char in made[3:13]:
+        millis = millis * 32 + alphabet.index(char)
+    assert before <= millis <= after

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from netra.db.queue import RunQueue
 from netra.db.sql import Many, Statement, Tx, TxFactory, execute, rows
@@ -66,9 +66,10 @@ is formatted in Python for each event (the envelope's ``ts`` says when it was em
 SQLite's clock has milliseconds, written as the microseconds of the column's format."""
 
 
-@dataclass(frozen=True, slots=True)
-class NewEvent:
-    """An event waiting for its seq; its envelope is ``head`` + seq + ``tail``."""
+class NewEvent(NamedTuple):
+    """An event waiting for its seq; its envelope is ``head`` + seq + ``tail``. (This and
+    ``Entry`` are tuples, not frozen dataclasses: one of each is made for every event, and a
+    tuple is built in half the time.)"""
 
     event_id: str
     type: str
@@ -80,8 +81,7 @@ class NewEvent:
         return f"{self.head}{seq}{self.tail}"
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):
     """One item of a batch: an event, a write, or both; or a barrier (neither)."""
 
     user_id: str

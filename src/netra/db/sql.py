@@ -42,6 +42,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from netra.json_text import dumps
+
 T = TypeVar("T")
 Row = dict[str, Any]
 
@@ -217,7 +219,7 @@ def savepoint(inner: Tx[T]) -> Tx[T]:
 
 # ---- values, one rule each way (the executors call these) ----------------------------------
 def encode_json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    return dumps(value, default=str)
 
 
 def sqlite_timestamp(value: datetime) -> str:
@@ -248,7 +250,7 @@ def sqlite_params(params: Mapping[str, Any]) -> Mapping[str, Any]:
         elif isinstance(value, dict):
             out[name] = encode_json(value)
         elif isinstance(value, list | tuple):
-            out[name] = json.dumps(list(value))
+            out[name] = dumps(list(value))
     return params if out is None else out
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from netra.events.bus import NOTICE_KINDS, Notice
 from netra.events.envelope import Event, EventType
+from netra.json_text import dumps
 
 _NEWLINE = b"\n"
 
@@ -68,7 +69,7 @@ class BusMessage:
             "origin": self.origin,
             "events": [[event.seq, event.type.value, event.run_id] for event in self.events],
         }
-        lines = [json.dumps(header, separators=(",", ":"))]
+        lines = [dumps(header)]
         lines.extend(event.body for event in self.events)
         return "\n".join(lines).encode()
 

@@ -14,9 +14,18 @@ _is_secret = lru_cache(maxsize=4096)(is_secret_key)
 _SCALARS = frozenset({bool, int, float})
 
 
-def sanitize(value: Any, *, max_string: int, max_items: int, _depth: int = 0) -> Any:
+def sanitize(value: Any, *, max_string: int, max_items: int) -> Any:
     """A JSON-safe copy of ``value`` with secrets redacted and sizes bounded."""
-    if _depth > 20:
+    return _clean(value, max_string, max_items, 0)
+
+
+_MAX_DEPTH = 20
+
+
+def _clean(value: Any, max_string: int, max_items: int, depth: int) -> Any:
+    """``sanitize`` at ``depth``: positional arguments, and a dict's short strings kept in
+    place — every event's payload passes here, most of it such strings."""
+    if depth > _MAX_DEPTH:
         return "…[truncated: nested too deep]"
     kind = type(value)  # the exact types first: most values are, and a check is cheaper
     if kind is str or isinstance(value, str):
@@ -27,22 +36,20 @@ def sanitize(value: Any, *, max_string: int, max_items: int, _depth: int = 0) ->
         return value
     if kind is dict or isinstance(value, Mapping):
         out: dict[str, Any] = {}
+        inline = depth < _MAX_DEPTH
         for key, item in value.items():
-            name = str(key)
+            name = key if type(key) is str else str(key)
             if _is_secret(name) and item not in (None, ""):
                 out[name] = REDACTED
+            elif inline and type(item) is str and len(item) <= max_string:
+                out[name] = item
             else:
-                out[name] = sanitize(
-                    item, max_string=max_string, max_items=max_items, _depth=_depth + 1
-                )
+                out[name] = _clean(item, max_string, max_items, depth + 1)
         return out
     if isinstance(value, list | tuple | set | frozenset):
         items = list(value)
-        kept = [
-            sanitize(item, max_string=max_string, max_items=max_items, _depth=_depth + 1)
-            for item in items[:max_items]
-        ]
+        kept = [_clean(item, max_string, max_items, depth + 1) for item in items[:max_items]]
         if len(items) > max_items:
             kept.append(f"…[truncated {len(items) - max_items} items]")
         return kept
-    return sanitize(str(value), max_string=max_string, max_items=max_items, _depth=_depth)
+    return _clean(str(value), max_string, max_items, depth)

@@ -4,12 +4,12 @@ frame). Events are not frames of this module: they go out as the stored envelope
 ``netra.events.envelope``, byte for byte.
 
 Every server frame is a frozen model tagged by ``type`` and goes out through
-``Outgoing.dumps``: compact ``json.dumps``, its keys in the order the model declares them, an
-optional key (``resumed.reason``, ``error.retry_after``) only when it was given."""
+``Outgoing.dumps``: compact JSON (``netra.json_text``), its keys in the order the model
+declares them, an optional key (``resumed.reason``, ``error.retry_after``) only when it was
+given."""
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Annotated, Literal
 
@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from netra.db.records import Decision, RunStatus
 from netra.errors import ANSWERED, RETRY_LATER, InvalidRequest
+from netra.json_text import dumps
 from netra.runs.answers import Ack as Acknowledgement
 from netra.runs.answers import DecisionAnswer
 from netra.text import Text
@@ -117,7 +118,7 @@ class Outgoing(BaseModel):
     def dumps(self) -> str:
         """The frame's text, as every frame has been sent: compact, UTF-8 unescaped."""
         fields = self.model_dump(mode="json", exclude_unset=True, exclude={"type"})
-        return json.dumps({"type": self.type, **fields}, separators=(",", ":"), ensure_ascii=False)
+        return dumps({"type": self.type, **fields})
 
 
 class Connected(Outgoing):
