@@ -17,7 +17,7 @@ from netra.context import UserExecutionContext
 from netra.db import accounts, api_keys, event_log, queue, repositories, runs, schema
 from netra.db import tables as t
 from netra.db.accounts import UserRepository
-from netra.db.event_log import SEQ_LOCK
+from netra.db.event_log import SEQ_RESERVE
 from netra.db.manager import DatabaseManager
 from netra.db.queue import HELD, RUN_FENCE
 from netra.db.repositories import ThreadRepository
@@ -128,7 +128,7 @@ def test_a_read_that_takes_a_lock_runs_inside_its_transaction() -> None:
         and value.postgres is not None
         and re.search(r"FOR (NO KEY )?UPDATE|FOR (KEY )?SHARE|advisory", value.postgres)
     ]
-    assert {s.name for s in locking} >= {SEQ_LOCK.name, schema.LOCK.name, RUN_FENCE.name}
+    assert {s.name for s in locking} >= {SEQ_RESERVE.name, schema.LOCK.name, RUN_FENCE.name}
     assert [s.name for s in locking if s.plain_read] == []
 
 

@@ -25,7 +25,6 @@ BATCH = "append: one event of the log"
 WRITER = (
     BATCH,
     "reserve: add each user's count of new events to its counter, returning the last seq",
-    "reserve: lock the users' counters in id order (SQLite has one writer)",
     "current_attempts: each run's attempt, rows locked in id order until commit",
 )
 """The writer's own statements per batch: lock the runs' rows, reserve the users' seqs,

@@ -3,12 +3,16 @@ writes that ride with events, and one failing write failing alone."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import UTC, timedelta
 
+import asyncpg
+import pytest
+
 from netra.context import UserExecutionContext
 from netra.db.accounts import UserRepository
-from netra.db.event_log import Entry
+from netra.db.event_log import Entry, store
 from netra.db.manager import DatabaseManager
 from netra.db.queue import RunQueue
 from netra.db.records import utcnow
@@ -17,7 +21,7 @@ from netra.db.sql import Statement, Tx, execute, rows, scalar
 from netra.events.bus import InProcessBus
 from netra.events.envelope import Event, EventType, encode
 from netra.events.writer import EventLogWriter
-from netra.settings import EventSettings
+from netra.settings import DatabaseSettings, EventSettings
 
 SEQ = Statement("test: a user's counter", "SELECT event_seq FROM users WHERE id = :id")
 STORED = Statement("test: a user's events", "SELECT count(*) AS n FROM events WHERE user_id = :id")
@@ -171,3 +175,53 @@ async def test_an_events_row_says_when_it_was_stored(db: DatabaseManager) -> Non
     async with db.read() as conn:
         read = (await conn.execute(select(events.c.created_at))).scalar_one()
     assert read.replace(tzinfo=UTC) == stamped
+
+
+@pytest.mark.postgres
+async def test_a_batch_locks_its_users_counters_in_id_order(migrated_postgres_url: str) -> None:
+    """On PostgreSQL a batch of several users locks their counters lowest id first, in the
+    one statement that reserves their seqs: two batches of the same users, on any
+    instances, never hold one row each and wait for the other's. Seen from a third
+    connection while the batch waits: with the higher row held elsewhere it already holds
+    the lower; with the lower held elsewhere it holds nothing yet."""
+    db = DatabaseManager(migrated_postgres_url, DatabaseSettings(pool_size=2, max_overflow=0))
+    plain = migrated_postgres_url.replace("postgresql+asyncpg://", "postgresql://")
+    holder = await asyncpg.connect(plain, timeout=3)
+    prober = await asyncpg.connect(plain, timeout=3)
+    try:
+        made = [
+            await db.transact(
+                UserRepository.create(f"order{i}@example.com", "h", roles=["user"], tier="free")
+            )
+            for i in range(2)
+        ]
+        low, high = sorted(user.id for user in made)
+        for held, free_expected in ((high, False), (low, True)):
+            async with holder.transaction():
+                await holder.execute(LOCK_ONE, held)
+                batch = asyncio.create_task(
+                    db.transact(store([_entry(high, "h"), _entry(low, "l")]))
+                )
+                while not await holder.fetchval(WAITING):  # the batch waits for the row held
+                    assert not batch.done(), batch.result()
+                    await asyncio.sleep(0.01)
+                other = low if held == high else high
+                async with prober.transaction():
+                    try:
+                        await prober.execute(LOCK_ONE + " NOWAIT", other)
+                        free = True
+                    except asyncpg.LockNotAvailableError:
+                        free = False
+                assert free is free_expected, (held == high, free)
+            assert await batch == ([1, 1] if held == high else [2, 2])
+    finally:
+        await holder.close()
+        await prober.close()
+        await db.close()
+
+
+LOCK_ONE = "SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE"
+WAITING = (
+    "SELECT count(*) FROM pg_stat_activity"
+    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+)

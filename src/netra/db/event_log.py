@@ -17,7 +17,7 @@ with its events, a turn of the checkpoint). In order, each entry
 
 Seqs are reserved with one statement for all the batch's users (``users.event_seq``, whose
 row locks, held until commit, keep each user's seqs gapless and ordered across instances;
-the rows of a batch of several users are locked in id order first), and the events are
+the statement locks the rows in id order before it updates them), and the events are
 inserted with one more. These are the only writes of the ``events`` table
 and of the ``users.event_seq`` counter; one user's reads of the log are
 ``netra.db.repositories.EventRepository``.
@@ -35,24 +35,28 @@ from typing import NamedTuple
 from netra.db.queue import RunQueue
 from netra.db.sql import Many, Statement, Tx, TxFactory, execute, rows
 
-SEQ_LOCK = Statement(
-    "reserve: lock the users' counters in id order (SQLite has one writer)",
-    "SELECT id FROM users WHERE id = ANY(:ids) ORDER BY id FOR NO KEY UPDATE",
-    sqlite=None,
-)
-"""``NO KEY UPDATE``, the lock the counter's update takes anyway: a transaction that stored a
-row referring to the user (a run, a message) holds ``KEY SHARE`` on it, which ``FOR UPDATE``
-would wait for — two admissions of one user, each holding that and wanting this, would
-deadlock."""
 SEQ_RESERVE = Statement(
     "reserve: add each user's count of new events to its counter, returning the last seq",
-    postgres="UPDATE users SET event_seq = users.event_seq + c.n::bigint"
-    " FROM json_each_text(:counts::json) AS c(id, n)"
-    " WHERE users.id = c.id RETURNING users.id AS id, users.event_seq AS event_seq",
+    postgres="WITH locked AS MATERIALIZED (SELECT id FROM users"
+    " WHERE id IN (SELECT key FROM json_each_text(:counts::json)) ORDER BY id"
+    " FOR NO KEY UPDATE)"
+    " UPDATE users SET event_seq = users.event_seq + c.n::bigint"
+    " FROM locked JOIN json_each_text(:counts::json) AS c(id, n) ON c.id = locked.id"
+    " WHERE users.id = locked.id RETURNING users.id AS id, users.event_seq AS event_seq",
     sqlite="UPDATE users SET event_seq = users.event_seq + c.n"
     " FROM (SELECT key AS id, value AS n FROM json_each(:counts)) AS c"
     " WHERE users.id = c.id RETURNING users.id AS id, users.event_seq AS event_seq",
 )
+"""One statement on both backends. On PostgreSQL the counters' rows are locked in id order
+first (``locked``), so two batches of the same users, on any instances, never wait for each
+other crosswise. The order holds whatever plan joins ``locked`` to the update: its rows are
+locked as they are produced, in id order (the lock is taken above the sort), and the update
+reaches a row only through its row of ``locked`` — by then every smaller id of the batch is
+locked. ``MATERIALIZED`` keeps the locking query a plan node of its own, never folded into
+the update's join. ``NO KEY UPDATE``, the lock the update takes anyway: a transaction that
+stored a row referring to the user (a run, a message) holds ``KEY SHARE`` on it, which
+``FOR UPDATE`` would wait for — two admissions of one user, each holding that and wanting
+this, would deadlock. (SQLite has one writer: nothing to order.)"""
 EVENT_INSERT = Statement(
     "append: one event of the log",
     postgres="INSERT INTO events (user_id, seq, event_id, type, thread_id, run_id, body,"
@@ -177,8 +181,5 @@ def _reserve(counts: Counter[str]) -> Tx[dict[str, int]]:
     """The last of each user's new seqs."""
     if not counts:
         return {}
-    ids = sorted(counts)
-    if len(ids) > 1:  # one row needs no order: the update locks it
-        yield from execute(SEQ_LOCK(ids=ids))
-    found = yield from rows(SEQ_RESERVE(counts={user_id: counts[user_id] for user_id in ids}))
+    found = yield from rows(SEQ_RESERVE(counts=dict(counts)))
     return {row["id"]: int(row["event_seq"]) for row in found}
