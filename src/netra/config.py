@@ -45,6 +45,7 @@ RELOADABLE = (
     "models.context_windows",
     "models.default_context_window",
     "models.reserve_output_tokens",
+    "models.history_messages",
     "models.summarize",
     "tools.",
     "agents.",

@@ -536,7 +536,7 @@ async def test_a_long_thread_gives_a_run_its_newest_messages_in_turn_order(
         ("assistant", "assistant 4"),
         ("user", "user 5"),
     ]
-    everything, unread = await db.transact(messages.texts(question.id))
+    everything, unread = await db.transact(messages.texts(question.id, limit=1000))
     assert unread == 0
     assert [m.content for m in everything][:2] == ["user 0", "assistant 0"]
     assert len(everything) == 11

@@ -19,7 +19,11 @@ from tests.support import make_user, open_socket
 
 WINDOW = 2_000
 BUDGET = WINDOW - WINDOW // 4  # the reserve for the answer is capped at a quarter
-TURNS = 600
+HISTORY = 200
+"""Messages a run reads (``models.history_messages``): about 50 turns, more than the window
+holds and fewer than the thread (``TURNS``, four messages each): some turns are read and
+left out, the older ones are not read at all."""
+TURNS = 80
 QUESTION = re.compile(r"what is (\d+)\*7\?")
 
 
@@ -59,8 +63,9 @@ async def test_the_newest_turns_that_fit_are_sent_and_the_question_always_is(
             "default": "scripted",
             "context_windows": [{"model": "scripted", "tokens": WINDOW}],
             "summarize": False,  # what does not fit is left out (summaries: below)
+            "history_messages": HISTORY,
         },
-        # 600 runs in a row, as fast as they go
+        # TURNS runs in a row, as fast as they go
         tiers={"free": {"runs_per_minute": 0, "tokens_per_day": 0}},
         websocket={"frames_per_s": 10_000},
     )
@@ -84,7 +89,10 @@ async def test_the_newest_turns_that_fit_are_sent_and_the_question_always_is(
         answer = await http.get(
             f"/threads/{thread_id}/messages", params={"limit": 1}, headers=user.auth
         )
-        assert [m["content"] for m in answer.json()["items"]] == ["what is 600*7?", "It is 4200."]
+        assert [m["content"] for m in answer.json()["items"]] == [
+            f"what is {TURNS}*7?",
+            f"It is {TURNS * 7}.",
+        ]
 
         notes = [e["data"]["context"] for e in events if e["type"] == "agent_thinking"]
         assert len(notes) == 2, "each model call says what it was sent"
@@ -95,7 +103,7 @@ async def test_the_newest_turns_that_fit_are_sent_and_the_question_always_is(
         assert first["tokens"] <= BUDGET
 
         last_call = model.requests[-2]  # the last question's first call
-        assert last_call.messages[-1] == ChatMessage("user", "what is 600*7?")
+        assert last_call.messages[-1] == ChatMessage("user", f"what is {TURNS}*7?")
         sent = earlier_questions(last_call)
         assert len(sent) == first["turns"]
         assert sent == [f"what is {n}*7?" for n in range(TURNS - len(sent), TURNS)], (

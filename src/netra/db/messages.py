@@ -182,7 +182,7 @@ class MessageRepository(Scoped):
         )
         return [message_record(row) for row in found]
 
-    def texts(self, question_id: str, *, limit: int = 1000) -> Tx[Conversation]:
+    def texts(self, question_id: str, *, limit: int) -> Tx[Conversation]:
         """A run's conversation: the path to the question it answers, ending with it, as
         cheaply as it reads — at most ``limit`` messages, and how many questions came
         before those read."""

@@ -103,7 +103,7 @@ class AttemptBuilder:
         if task is not None:
             return deps, AgentState(attempt=run.attempt, messages=[ChatMessage("user", task)])
         if conversation is None:
-            conversation = await self._history(ctx, run)
+            conversation = await self._history(ctx, run, settings.models.history_messages)
         said, unread = conversation
         own = [ChatMessage("user", said[-1].content)] if said else []
         recap = await self._summarizer.recap(
@@ -129,10 +129,11 @@ class AttemptBuilder:
         )
         return deps, state
 
-    async def _history(self, ctx: UserExecutionContext, run: RunRecord) -> Conversation:
+    async def _history(self, ctx: UserExecutionContext, run: RunRecord, limit: int) -> Conversation:
         """The branch the run's question ends, ending with that question (never what was
-        sent after it, nor another branch), and how many turns before it were not read.
+        sent after it, nor another branch) — its newest ``limit`` messages at most — and
+        how many turns before those were not read.
         Read beside the writer: a long thread holds up nobody's writes."""
         if run.question_id is None:
             return Conversation([], 0)
-        return await self._db.query(MessageRepository(ctx).texts(run.question_id))
+        return await self._db.query(MessageRepository(ctx).texts(run.question_id, limit=limit))

@@ -127,6 +127,10 @@ class ModelSettings(Section):
     reserve_output_tokens: int = Field(4_096, ge=0)
     """Tokens of a model's window kept for its answer: a prompt fills at most the rest (and
     at most three quarters of the window)."""
+    history_messages: int = Field(1_000, ge=2, le=100_000)
+    """A thread's newest messages a run reads (of its branch, up to its question) before
+    fitting them to the model's window: what lies before them is neither sent nor
+    summarised. Bounds the read of a very long thread."""
     summarize: bool = True
     """Earlier turns that do not fit a model's window are summarised (a call of the run's
     model, metered to the run, stored for the thread's next runs); false: left out."""
