@@ -74,6 +74,25 @@ def test_sign_up_then_sign_in_with_the_forms(server: LiveServer, page: Page) -> 
     expect_signed_in(page, person.email)
 
 
+def test_a_session_signed_out_elsewhere_returns_the_page_to_sign_in(
+    server: LiveServer, page: Page
+) -> None:
+    """The session ends on the server (signed out from another tab or device): the socket is
+    closed, the token is refused and cannot be refreshed, and the page says so, forgets the
+    token and shows the sign-in form."""
+    sign_up(page, server, "lost")
+    token = page.evaluate("localStorage.getItem('netra.token')")
+    ended = httpx.post(
+        server.url + "/auth/logout", headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
+    assert ended.status_code in (200, 204), ended.text
+    expect(page.locator("#auth-view")).to_be_visible()
+    expect(page.locator("#auth-error")).to_have_text(
+        "Your session has ended. Please sign in again."
+    )
+    assert page.evaluate("localStorage.getItem('netra.token')") is None
+
+
 def test_a_question_shows_thinking_the_calculator_and_the_answer(
     server: LiveServer, page: Page
 ) -> None:
