@@ -97,10 +97,13 @@ class CostGuard:
             raise CostBudgetExceeded(
                 f"the run cost ${usage.cost_usd:.6f}, past its budget of ${budget:g}"
             )
+        limits = self._limits
+        personal = bool(limits.usd_per_day or limits.usd_per_month)
+        if not personal and not self._org_budgeted:  # most runs: nothing more to check
+            return
         now = utcnow()
         since = {"day_start": day_start(now), "month_start": month_start(now)}
-        limits = self._limits
-        if limits.usd_per_day or limits.usd_per_month:
+        if personal:
             today, month = await self._db.transact(CallRepository(self._ctx).spent(**since))
             _check("your", limits.usd_per_day, limits.usd_per_month, today, month)
         if self._org_budgeted and self._ctx.org is not None:
