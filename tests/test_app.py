@@ -79,3 +79,38 @@ def test_what_the_configuration_names_is_loaded_and_nothing_else(
     tmp_path: Path, env: dict[str, str], expected: list[str]
 ) -> None:
     assert _loaded(tmp_path, env, start=False) == expected
+
+
+FREED = """
+import asyncio, gc, json, weakref
+import httpx
+from netra.app import create_app
+from netra.config import UnifiedConfigurationManager
+from netra.env import IsolatedEnvironment
+
+async def serve_a_little(app):
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://netra") as http:
+            for path in ("/", "/docs", "/redoc", "/health", "/openapi.json"):
+                assert (await http.get(path)).status_code == 200, path
+
+def one():
+    app = create_app(config=UnifiedConfigurationManager(IsolatedEnvironment.process()))
+    asyncio.run(serve_a_little(app))
+    return weakref.ref(app.state.netra), weakref.ref(app)
+
+refs = [ref for _ in range(2) for ref in one()]
+gc.collect()
+print(json.dumps([ref() is not None for ref in refs]))
+"""
+
+
+def test_a_stopped_application_leaves_nothing_of_itself_in_the_process(tmp_path: Path) -> None:
+    """Nothing process-wide (a library's cache of the endpoints it has seen, a router shared
+    by every application) keeps a stopped application and its ``Netra`` alive: a process that
+    builds many of them, as a test worker does, would keep them all, and every full garbage
+    collection would walk them."""
+    done = run_python("-c", FREED, env={"NETRA_SERVER__DATA_DIR": str(tmp_path)}, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == [False, False, False, False]

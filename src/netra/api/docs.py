@@ -30,27 +30,39 @@ def install(app: FastAPI) -> None:
     """Serve ``/docs``, ``/redoc`` and their assets (the application is made with FastAPI's
     own ``docs_url`` and ``redoc_url`` off, which load theirs from a CDN)."""
     app.mount(ASSETS, StaticFiles(directory=_assets()), name="docs-assets")
-    openapi_url = app.openapi_url or "/openapi.json"
+    # Module-level endpoints that find their application in the request: FastAPI keeps the
+    # endpoints it has seen in a process-wide cache, and a closure over ``app`` would keep
+    # every application of the process (a test worker starts hundreds) alive with it.
+    app.add_api_route("/docs", swagger_ui, include_in_schema=False)
+    app.add_api_route("/redoc", redoc, include_in_schema=False)
 
-    @app.get("/docs", include_in_schema=False)
-    async def swagger_ui(request: Request) -> HTMLResponse:
-        root = str(request.scope.get("root_path", "")).rstrip("/")
-        return get_swagger_ui_html(
-            openapi_url=root + openapi_url,
-            title=f"{app.title} API",
-            swagger_js_url=f"{root}{ASSETS}/swagger-ui-bundle.js",
-            swagger_css_url=f"{root}{ASSETS}/swagger-ui.css",
-            swagger_favicon_url=f"{root}{ASSETS}/favicon.png",
-            swagger_ui_parameters={"validatorUrl": None},
-        )
 
-    @app.get("/redoc", include_in_schema=False)
-    async def redoc(request: Request) -> HTMLResponse:
-        root = str(request.scope.get("root_path", "")).rstrip("/")
-        return get_redoc_html(
-            openapi_url=root + openapi_url,
-            title=f"{app.title} API",
-            redoc_js_url=f"{root}{ASSETS}/redoc.standalone.js",
-            redoc_favicon_url=f"{root}{ASSETS}/favicon.png",
-            with_google_fonts=False,
-        )
+def _root(request: Request) -> str:
+    return str(request.scope.get("root_path", "")).rstrip("/")
+
+
+def _openapi_url(request: Request) -> str:
+    return _root(request) + (request.app.openapi_url or "/openapi.json")
+
+
+async def swagger_ui(request: Request) -> HTMLResponse:
+    root = _root(request)
+    return get_swagger_ui_html(
+        openapi_url=_openapi_url(request),
+        title=f"{request.app.title} API",
+        swagger_js_url=f"{root}{ASSETS}/swagger-ui-bundle.js",
+        swagger_css_url=f"{root}{ASSETS}/swagger-ui.css",
+        swagger_favicon_url=f"{root}{ASSETS}/favicon.png",
+        swagger_ui_parameters={"validatorUrl": None},
+    )
+
+
+async def redoc(request: Request) -> HTMLResponse:
+    root = _root(request)
+    return get_redoc_html(
+        openapi_url=_openapi_url(request),
+        title=f"{request.app.title} API",
+        redoc_js_url=f"{root}{ASSETS}/redoc.standalone.js",
+        redoc_favicon_url=f"{root}{ASSETS}/favicon.png",
+        with_google_fonts=False,
+    )
