@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, WebSocketRoute, expect
 
 from netra.context import UserExecutionContext
 from netra.db.messages import MessageRepository
@@ -293,6 +293,49 @@ def test_the_approval_card_survives_a_reload_and_approve_runs_the_tool_once(
     types = [e["type"] for e in person.api(f"/runs/{run_id}/events?after_seq=0")["items"]]
     assert types.count("approval_required") == 1
     assert types.count("tool_executing") == 1 and types.count("tool_completed") == 1
+    assert sent == ["boss@example.com"]
+
+
+def test_an_approval_that_cannot_be_sent_says_why_and_can_be_sent_again(
+    server_factory: ServerFactory, page: Page
+) -> None:
+    """With the socket down the decision goes over HTTP; when that fails too, the card offers
+    its buttons again and the error line says what went wrong."""
+    server, sent = _approval_server(server_factory)
+    sockets: list[WebSocketRoute] = []
+    down = False
+
+    def through(socket: WebSocketRoute) -> None:
+        if down:  # the server cannot be reached
+            socket.close()
+            return
+        socket.connect_to_server()
+        sockets.append(socket)
+
+    page.route_web_socket(re.compile(r"/ws$"), through)
+    sign_up(page, server)
+    send(page, "tell my boss I quit")
+    run = runs(page)
+    card = run.locator(".step.approval")
+    approve = card.get_by_role("button", name="Approve")
+    expect(approve).to_be_visible()
+
+    down = True
+    page.route("**/decision", lambda route: route.abort())
+    for socket in sockets:
+        socket.close()
+    expect(page.locator("#conn-status")).to_have_attribute("data-state", "reconnecting")
+    approve.click()
+    expect(page.locator("#composer-error")).not_to_be_empty()
+    expect(approve).to_be_enabled()
+    assert sent == []
+
+    down = False
+    page.unroute("**/decision")
+    expect(page.locator("#conn-status")).to_have_attribute("data-state", "connected")
+    approve.click()
+    expect(run.locator(".step.tool")).to_have_attribute("data-status", "ok")
+    expect_completed(run)
     assert sent == ["boss@example.com"]
 
 

@@ -31,7 +31,7 @@
 //     HTTP and from the socket in any order and overlap freely; the result is the same.
 
 import { state } from './state.js';
-import { closeSidebar, dom, setSidebar } from './dom.js';
+import { autosize, closeSidebar, dom, setSidebar } from './dom.js';
 import { setRenderers } from './render.js';
 import { onSessionLost } from './api.js';
 import { showAuth, showSpend, signOut, startSession, submitAuth } from './session.js';
@@ -42,7 +42,7 @@ import {
 import { clearSearch, searchSoon } from './search.js';
 import { loadOlderMessages, openThread, threadFromHash } from './thread.js';
 import { renderMessages } from './messages.js';
-import { autosize, renderComposer, sendMessage, stopRun } from './composer.js';
+import { renderComposer, sendMessage, stopRun } from './composer.js';
 import { conn, connect } from './socket.js';
 
 setRenderers(renderSidebar, renderMessages, renderComposer);

@@ -1,25 +1,15 @@
-// The composer: sending a message (shown at once, until its ack), stopping the active run,
-// and its height. The error line under it is errors.js.
+// The composer: sending a message (shown at once, until its ack) and stopping the active
+// run. Its height is dom.js's autosize; the error line under it is errors.js.
 
 import { state } from './state.js';
 import { api } from './api.js';
-import { dom, setText, uuid } from './dom.js';
+import { autosize, dom, setText, uuid } from './dom.js';
 import { activeRun } from './runs.js';
 import { scheduleRender } from './render.js';
 import { wsSend } from './socket.js';
 import { showComposerError } from './errors.js';
 
 export function renderComposer() {
-  // A message the server refused (too long, over a quota…) goes back into the composer, when
-  // that is empty, to be edited and sent again; the list keeps it, marked "Not sent".
-  for (const msg of state.view.messages.values()) {
-    if (!msg.failed || msg.returned) continue;
-    msg.returned = true;
-    if (!dom.input.value) {
-      dom.input.value = msg.content;
-      autosize();
-    }
-  }
   const run = activeRun(state.view);
   dom.stop.hidden = !run;
   dom.stop.disabled = Boolean(run?.cancelRequested);
@@ -60,11 +50,4 @@ export function stopRun() {
       .catch((err) => { run.cancelRequested = false; showComposerError(err.message); scheduleRender(); });
   }
   scheduleRender();
-}
-
-export function autosize() {
-  // Grow with the text up to a limit; the border is outside scrollHeight (border-box sizing).
-  const border = dom.input.offsetHeight - dom.input.clientHeight;
-  dom.input.style.height = 'auto';
-  dom.input.style.height = `${Math.min(dom.input.scrollHeight + border, 200)}px`;
 }

@@ -1,6 +1,7 @@
 // DOM handles and helpers: the page's elements by id (`dom`), the element helpers (`h`, a
-// message's `toolButton`), text and Markdown into the DOM, the sidebar's drawer on narrow
-// screens, and small helpers (ids, times, debounce). Imports nothing.
+// message's `toolButton`), text and Markdown into the DOM, the composer's height, the
+// sidebar's drawer on narrow screens, and small helpers (ids, times, debounce). Imports
+// nothing.
 
 const $ = (id) => document.getElementById(id);
 export const dom = {
@@ -33,6 +34,14 @@ export function toolButton(label, title, onClick) {
   button.title = title;
   button.addEventListener('click', onClick);
   return button;
+}
+
+/** Grow the composer with its text, up to a limit. */
+export function autosize() {
+  // The border is outside scrollHeight (border-box sizing).
+  const border = dom.input.offsetHeight - dom.input.clientHeight;
+  dom.input.style.height = 'auto';
+  dom.input.style.height = `${Math.min(dom.input.scrollHeight + border, 200)}px`;
 }
 
 /** Only touch the DOM when the text changed, so streaming does not reset a selection. */

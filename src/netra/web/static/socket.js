@@ -5,7 +5,7 @@
 
 import { renameKey, setLastSeq, state, storedLastSeq } from './state.js';
 import { api } from './api.js';
-import { dom, setText } from './dom.js';
+import { autosize, dom, setText } from './dom.js';
 import { addRunEvent, ensureRun, foldRun } from './runs.js';
 import { forgetThread, refreshThreads, refreshThreadsSoon } from './sidebar.js';
 import { loadRun, loadThread, reloadThreadSoon } from './thread.js';
@@ -202,7 +202,15 @@ function onErrorFrame(frame) {
   if (failed) {
     state.pendingSends.delete(frame.ref);
     const msg = state.view.messages.get(frame.ref);
-    if (msg) Object.assign(msg, { pending: false, failed: frame.message });
+    if (msg) {
+      Object.assign(msg, { pending: false, failed: frame.message });
+      // Refused (too long, over a quota…): back into the composer, when that is empty, to be
+      // edited and sent again; the list keeps it, marked "Not sent".
+      if (!dom.input.value) {
+        dom.input.value = msg.content;
+        autosize();
+      }
+    }
     if (state.view.pendingNew === frame.ref) state.view.pendingNew = null;
     scheduleRender();
   }

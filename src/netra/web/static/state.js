@@ -33,6 +33,8 @@ export function newView(threadId) {
     stickToBottom: true,
     olderCursor: null,    // where the turns before the loaded ones are read from; null: none
     olderLoaded: false,   // an earlier page was loaded: a reload keeps it and its cursor
+    loadingOlder: false,  // an earlier page is being read: a second scroll does not ask again
+    editing: null,        // id of the message being edited in place, if any
     keepScroll: null,     // distance from the bottom to restore after earlier turns came in
   };
 }

@@ -5,6 +5,7 @@ import { api } from './api.js';
 import { asText, h } from './dom.js';
 import { render } from './render.js';
 import { wsSend } from './socket.js';
+import { showComposerError } from './errors.js';
 
 /** Answer a tool call that waits for approval: over the socket, or HTTP when it is down. */
 async function decide(step, decision) {
@@ -13,7 +14,11 @@ async function decide(step, decision) {
   const frame = { type: 'approve_tool', run_id: step.runId, tool_call_id: step.id, decision };
   if (!wsSend(frame)) {
     const path = `/runs/${encodeURIComponent(step.runId)}/tool_calls/${encodeURIComponent(step.id)}/decision`;
-    await api(path, { method: 'POST', body: { decision } }).catch(() => { step.sending = null; render(); });
+    await api(path, { method: 'POST', body: { decision } }).catch((err) => {
+      step.sending = null;  // offer the buttons again, with what went wrong
+      showComposerError(err.message);
+      render();
+    });
   }
 }
 
